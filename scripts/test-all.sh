@@ -2,15 +2,28 @@
 # Runs every test of the project on a fresh machine: it installs and starts
 # what the tests need and stops it afterwards. `.ci/run` calls this script.
 #
-# With CI=true a test whose service is missing fails; otherwise it may skip
-# with a printed reason.
+# Sections run when their component is in the tree. With CI=true a test
+# whose service is missing fails; otherwise it may skip with a printed reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 section() { printf '\n==> %s\n' "$*"; }
 
-# Installs Debian packages that are not there yet (as root, as on CI).
+# Background processes started here, stopped on exit whatever happens.
+pids=()
+cleanup() {
+    for pid in "${pids[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]:-}"; do
+        [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+# Installs Debian packages that are not there yet.
 apt_install() {
     local missing=()
     for pkg in "$@"; do
@@ -24,8 +37,44 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# Services the Rust tests start themselves (redis-server) must be installed first.
+if [ -d crates/webwire-redis ]; then
+    apt_install redis-server
+    # The tests start their own instances; the one Debian starts is not used.
+    service redis-server stop >/dev/null 2>&1 || true
+fi
+
 section "Rust: unit, integration and doc tests"
 cargo test --workspace --locked
+
+if [ -f tools/webwire-interop/Cargo.toml ]; then
+    section "interop: the checker against the interop server"
+    cargo build --release --locked -q -p webwire-interop
+    interop=target/release/webwire-interop
+    out=$(mktemp)
+    "$interop" serve --addr 127.0.0.1:0 >"$out" &
+    pids+=($!)
+    url=""
+    for _ in $(seq 1 100); do
+        url=$(sed -n 's/^listening on //p' "$out")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    [ -n "$url" ] || { echo "interop server did not start"; exit 1; }
+    "$interop" check "$url"
+    export WEBWIRE_INTEROP_BIN="$root/$interop"
+fi
+
+if [ -f tools/webwire-load/Cargo.toml ] && [ -n "${WEBWIRE_INTEROP_BIN:-}" ]; then
+    section "load generator: one second against the interop server"
+    cargo build --release --locked -q -p webwire-load
+    target/release/webwire-load --url "$url" --conns 4 --inflight 4 --duration 1s --warmup 0s --check
+fi
+
+if [ -f clients/typescript/package.json ]; then
+    section "TypeScript client: unit and interop tests"
+    (cd clients/typescript && npm ci --no-audit --no-fund && npm test)
+fi
 
 echo
 echo "all test suites passed"
