@@ -16,6 +16,9 @@
 //! - [`Payload`] and [`Encoding`]: message data with its encoding (binary,
 //!   UTF-8, UTF-16 little-endian) and conversion to text.
 //! - [`Name`], [`ErrorCode`], [`RequestId`]: validated field values.
+//! - [`Session`], [`SessionInfo`], [`SessionJsonError`]: a session as it
+//!   travels on the wire (JSON), in NotifySessionCreated and in the reply to
+//!   a session restore.
 //! - [`ParseError`] (a received message is malformed) and [`ValueError`]
 //!   (a value the protocol forbids was given to a constructor).
 //!
@@ -52,6 +55,7 @@ mod message;
 mod message_type;
 mod name;
 mod payload;
+mod session;
 
 pub use error::{ParseError, ValueError};
 pub use message::{
@@ -60,6 +64,7 @@ pub use message::{
 pub use message_type::MessageType;
 pub use name::{ErrorCode, Name};
 pub use payload::{Encoding, Payload, TextError};
+pub use session::{Session, SessionInfo, SessionJsonError};
 
 /// The protocol's major version, announced in [`AcceptConf`].
 pub const PROTOCOL_MAJOR: u8 = 2;
