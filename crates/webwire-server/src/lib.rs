@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! - Sessions: [`SessionManager`] (the application's session storage, with
-//!   [`MemorySessionManager`]),
+//!   [`FileSessionManager`], the default, and [`MemorySessionManager`]),
 //!   [`SessionLookup`], [`SessionStoreError`], and [`SessionKeyGenerator`]
 //!   with [`DefaultKeyGenerator`]. [`Session`] and [`SessionInfo`] are the
 //!   wire types of `webwire-proto`.
@@ -13,6 +13,6 @@
 mod session;
 
 pub use session::{
-    DefaultKeyGenerator, MemorySessionManager, Session, SessionInfo, SessionKeyGenerator,
-    SessionLookup, SessionManager, SessionStoreError,
+    DefaultKeyGenerator, FileSessionManager, MemorySessionManager, Session, SessionInfo,
+    SessionKeyGenerator, SessionLookup, SessionManager, SessionStoreError,
 };

@@ -8,7 +8,8 @@ use base64::Engine as _;
 /// The key is a bearer credential: whoever knows it can restore the session.
 /// Keep the [`DefaultKeyGenerator`] unless you know exactly why not. A key
 /// must be 1 to 255 bytes of printable ASCII (32..=126) for clients to
-/// restore it.
+/// restore it; the [`FileSessionManager`](crate::FileSessionManager)
+/// further accepts only `A-Z a-z 0-9 _ -`.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +85,12 @@ mod tests {
             assert_eq!(URL_SAFE_NO_PAD.decode(&key).unwrap().len(), KEY_BYTES);
             assert!(seen.insert(key), "duplicate key");
         }
+    }
+
+    #[test]
+    fn default_keys_are_valid_file_keys() {
+        let key = DefaultKeyGenerator.generate();
+        assert!(crate::session::file::is_valid_key(&key));
     }
 
     #[test]

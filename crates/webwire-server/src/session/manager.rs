@@ -10,8 +10,9 @@ use webwire_proto::{Session, SessionInfo};
 /// session is created, looked up (a client restores it) and closed.
 ///
 /// Used as `Arc<dyn SessionManager>`. Implementations:
-/// [`MemorySessionManager`](crate::MemorySessionManager) and the Redis
-/// manager of `webwire-redis`.
+/// [`FileSessionManager`](crate::FileSessionManager) (the default, one file
+/// per session), [`MemorySessionManager`](crate::MemorySessionManager), and
+/// the Redis manager of `webwire-redis`.
 ///
 /// The server judges keys before asking the manager: a restore with a key
 /// longer than 255 bytes or with a byte outside 32..=126 is answered with

@@ -3,20 +3,30 @@
 //! - `manager`: the [`SessionManager`] trait the server calls when a session
 //!   is created, looked up (restored) and closed, its [`SessionLookup`]
 //!   result and its [`SessionStoreError`].
+//! - `file`: [`FileSessionManager`], the default: one file per session.
 //! - `memory`: [`MemorySessionManager`]: a map in memory.
 //! - `key`: [`SessionKeyGenerator`] and [`DefaultKeyGenerator`].
 //!
 //! This module knows nothing about connections: the server's session
 //! registry (which connections hold which session) calls into it.
 
+mod file;
 mod key;
 mod manager;
 mod memory;
 
+pub use file::FileSessionManager;
 pub use key::{DefaultKeyGenerator, SessionKeyGenerator};
 pub use manager::{SessionLookup, SessionManager, SessionStoreError};
 pub use memory::MemorySessionManager;
 pub use webwire_proto::{Session, SessionInfo};
+
+/// How much of a session key may appear in an error message or log: keys
+/// are bearer credentials, so only a short prefix is shown.
+pub(crate) fn redacted(key: &str) -> String {
+    let prefix: String = key.chars().take(4).collect();
+    format!("{prefix:?}…")
+}
 
 /// The age of a session created at `creation`, zero if that is in the future.
 pub(crate) fn age(
