@@ -1,0 +1,267 @@
+//! [`ClientBuilder`]: the client's options, and the checked configuration
+//! the connection task runs with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+
+use crate::error::ConnectError;
+use crate::{Client, TlsConfig};
+
+/// Default for [`ClientBuilder::dial_timeout`].
+const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ClientBuilder::request_timeout`] (as the original clients).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`ClientBuilder::reconnect_interval`].
+const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_millis(500);
+/// Default for [`ClientBuilder::max_reconnect_interval`].
+const DEFAULT_MAX_RECONNECT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default for [`ClientBuilder::close_timeout`].
+const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ClientBuilder::event_capacity`].
+const DEFAULT_EVENT_CAPACITY: usize = 1024;
+
+/// Options of a [`Client`], ending in [`connect`](Self::connect).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use webwire_client::Client;
+///
+/// # async fn run() -> Result<(), webwire_client::ConnectError> {
+/// let client = Client::builder("ws://127.0.0.1:9090/")
+///     .sub_protocol("interop")
+///     .dial_timeout(Duration::from_secs(5))
+///     .request_timeout(Duration::from_secs(10))
+///     .reconnect_interval(Duration::from_millis(200))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `connect` is called"]
+pub struct ClientBuilder {
+    url: String,
+    config: Options,
+}
+
+/// The options, without the URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) dial_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) sub_protocol: Option<String>,
+    pub(crate) auto_reconnect: bool,
+    pub(crate) reconnect_interval: Duration,
+    pub(crate) max_reconnect_interval: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) event_capacity: usize,
+}
+
+/// A checked `ws://` or `wss://` URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The URL, with `/` as path when it had none.
+    pub(crate) uri: Uri,
+    /// Host name or IP address, without IPv6 brackets.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) secure: bool,
+}
+
+/// What the connection task runs with.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) target: Target,
+    pub(crate) options: Options,
+    /// The TLS configuration for `wss://` URLs (resolved at build time).
+    pub(crate) tls: Option<TlsConfig>,
+}
+
+impl ClientBuilder {
+    pub(crate) fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            config: Options {
+                dial_timeout: DEFAULT_DIAL_TIMEOUT,
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                sub_protocol: None,
+                auto_reconnect: true,
+                reconnect_interval: DEFAULT_RECONNECT_INTERVAL,
+                max_reconnect_interval: DEFAULT_MAX_RECONNECT_INTERVAL,
+                close_timeout: DEFAULT_CLOSE_TIMEOUT,
+                tls: None,
+                event_capacity: DEFAULT_EVENT_CAPACITY,
+            },
+        }
+    }
+
+    /// How long one connection attempt may take: TCP, TLS, WebSocket
+    /// upgrade and the server's accept configuration. Default 10 s.
+    pub fn dial_timeout(mut self, timeout: Duration) -> Self {
+        self.config.dial_timeout = timeout;
+        self
+    }
+
+    /// The timeout of requests made without one of their own, including
+    /// the time they wait for a connection. Default 60 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// The sub-protocol name the server must announce; without it any
+    /// name is accepted (as the original JavaScript client does).
+    pub fn sub_protocol(mut self, name: impl Into<String>) -> Self {
+        self.config.sub_protocol = Some(name.into());
+        self
+    }
+
+    /// Whether to reconnect by itself when the connection is lost (and
+    /// restore the session). Default on.
+    ///
+    /// When off, a lost connection leaves the client
+    /// [`Disconnected`](crate::Status::Disconnected): calls fail with
+    /// [`RequestError::Disconnected`](crate::RequestError::Disconnected)
+    /// until [`Client::reconnect`] succeeds.
+    pub fn auto_reconnect(mut self, enabled: bool) -> Self {
+        self.config.auto_reconnect = enabled;
+        self
+    }
+
+    /// The wait after the first failed reconnection attempt; it doubles
+    /// after each further failure up to
+    /// [`max_reconnect_interval`](Self::max_reconnect_interval). The first
+    /// attempt after a loss is immediate. Default 500 ms.
+    pub fn reconnect_interval(mut self, interval: Duration) -> Self {
+        self.config.reconnect_interval = interval;
+        self
+    }
+
+    /// The longest wait between reconnection attempts. Default 30 s.
+    pub fn max_reconnect_interval(mut self, interval: Duration) -> Self {
+        self.config.max_reconnect_interval = interval;
+        self
+    }
+
+    /// How long [`Client::close`] waits for in-flight requests before it
+    /// closes the connection anyway. Default 10 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// TLS for `wss://` URLs; default [`TlsConfig::native_roots`].
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
+    /// How many events a slow [`Events`](crate::Events) receiver may fall
+    /// behind before it loses the oldest ones. Default 1024.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.config.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Connects, checks the server's accept configuration and starts the
+    /// client. Fails if this first connection fails (there is no automatic
+    /// retry for it).
+    pub async fn connect(self) -> Result<Client, ConnectError> {
+        let target = Target::parse(&self.url)?;
+        let tls = match (&self.config.tls, target.secure) {
+            (Some(tls), true) => Some(tls.clone()),
+            (None, true) => Some(TlsConfig::native_roots().map_err(ConnectError::tls)?),
+            (_, false) => None,
+        };
+        let config = Arc::new(Config {
+            target,
+            options: self.config,
+            tls,
+        });
+        Client::start(config).await
+    }
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Self, ConnectError> {
+        let invalid = |reason: &str| ConnectError::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|err: http::uri::InvalidUri| invalid(&err.to_string()))?;
+        let secure = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => return Err(invalid("the scheme must be ws or wss")),
+        };
+        let host = uri
+            .host()
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| invalid("no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        // The upgrade request needs a path; `ws://host:1` has none.
+        let uri = if uri.path().is_empty() {
+            let mut parts = uri.into_parts();
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            Uri::from_parts(parts).map_err(|err| invalid(&err.to_string()))?
+        } else {
+            uri
+        };
+        Ok(Self {
+            uri,
+            host,
+            port,
+            secure,
+        })
+    }
+
+    /// `host:port` for messages.
+    pub(crate) fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let t = Target::parse("ws://127.0.0.1:9090").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.secure),
+            ("127.0.0.1", 9090, false)
+        );
+        assert_eq!(t.uri.path(), "/");
+        let t = Target::parse("wss://example.com/ws?x=1").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.secure),
+            ("example.com", 443, true)
+        );
+        assert_eq!(t.uri.path_and_query().unwrap().as_str(), "/ws?x=1");
+        let t = Target::parse("ws://[::1]:80/").unwrap();
+        assert_eq!(t.host, "::1");
+        assert_eq!(t.addr(), "[::1]:80");
+    }
+
+    #[test]
+    fn refuses_bad_urls() {
+        for url in ["http://a/", "a:b", "", "ws:///x", "wss://"] {
+            assert!(
+                matches!(Target::parse(url), Err(ConnectError::InvalidUrl { .. })),
+                "{url}"
+            );
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Opening one connection: TCP, TLS, WebSocket upgrade, then the server's
+//! accept configuration, checked.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
+use webwire_proto::{AcceptConf, ServerMessage, PROTOCOL_MAJOR};
+
+use crate::config::Config;
+use crate::error::ConnectError;
+
+/// The byte stream under the WebSocket: plain TCP or TLS over TCP.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A WebSocket over plain TCP or TLS.
+pub(crate) type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// The largest message accepted before the server's buffer size is known:
+/// enough for any accept configuration with a sub-protocol name.
+const MAX_ACCEPT_CONF: usize = 64 * 1024;
+/// Queued bytes after which the WebSocket writes before taking more.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+/// The least incoming limit, whatever buffer size a server announces.
+const MIN_MESSAGE_LIMIT: usize = 32;
+
+/// An open connection whose accept configuration has been checked.
+pub(crate) struct Connection {
+    pub(crate) ws: Ws,
+    pub(crate) conf: AcceptConf,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("conf", &self.conf)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a connection within the dial timeout.
+pub(crate) async fn dial(config: &Config) -> Result<Connection, ConnectError> {
+    let timeout = config.options.dial_timeout;
+    tokio::time::timeout(timeout, dial_unbounded(config))
+        .await
+        .map_err(|_| ConnectError::TimedOut(timeout))?
+}
+
+async fn dial_unbounded(config: &Config) -> Result<Connection, ConnectError> {
+    let target = &config.target;
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|source| ConnectError::Io {
+            addr: target.addr(),
+            source: source.into(),
+        })?;
+    // Requests are small and latency matters more than packet count; the
+    // writer batches frames itself.
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = match &config.tls {
+        Some(tls) if target.secure => Box::new(tls.connect(&target.host, tcp).await?),
+        _ => Box::new(tcp),
+    };
+    let (mut ws, _response) = tokio_websockets::ClientBuilder::from_uri(target.uri.clone())
+        .limits(Limits::default().max_payload_len(Some(MAX_ACCEPT_CONF)))
+        // One frame per message, as the original clients send; the writer
+        // flushes once per batch, this only bounds a batch's buffer.
+        .config(
+            tokio_websockets::Config::default()
+                .frame_size(usize::MAX)
+                .flush_threshold(FLUSH_THRESHOLD),
+        )
+        .connect_on(io)
+        .await
+        .map_err(ConnectError::handshake)?;
+
+    let conf = match read_accept_conf(&mut ws).await {
+        Ok(conf) => conf,
+        Err((err, code)) => {
+            close_quietly(&mut ws, code).await;
+            return Err(err);
+        }
+    };
+    if let Err(err) = check(config, &conf) {
+        close_quietly(&mut ws, CloseCode::PROTOCOL_ERROR).await;
+        return Err(err);
+    }
+    // Either side's messages are at most the buffer size (PROTOCOL.md 4): a
+    // larger one from the server closes the connection with 1009.
+    let max = usize::try_from(conf.buffer_size).unwrap_or(usize::MAX);
+    ws.limits_mut()
+        .set_max_payload_len(Some(max.max(MIN_MESSAGE_LIMIT)));
+    tracing::debug!(
+        url = %target.uri,
+        read_timeout_ms = conf.read_timeout_ms,
+        buffer_size = conf.buffer_size,
+        "connected"
+    );
+    Ok(Connection { ws, conf })
+}
+
+/// Reads the first message, which must be the accept configuration; on
+/// failure also says with which close code to close.
+async fn read_accept_conf(ws: &mut Ws) -> Result<AcceptConf, (ConnectError, CloseCode)> {
+    let message = loop {
+        match ws.next().await {
+            None => {
+                return Err((
+                    ConnectError::ClosedBeforeAcceptConf,
+                    CloseCode::NORMAL_CLOSURE,
+                ))
+            }
+            Some(Err(err)) => {
+                return Err((ConnectError::handshake(err), CloseCode::PROTOCOL_ERROR));
+            }
+            Some(Ok(message)) if message.is_ping() || message.is_pong() => continue,
+            Some(Ok(message)) if message.is_close() => {
+                return Err((
+                    ConnectError::ClosedBeforeAcceptConf,
+                    CloseCode::NORMAL_CLOSURE,
+                ));
+            }
+            Some(Ok(message)) => break message,
+        }
+    };
+    if !message.is_binary() {
+        return Err((
+            ConnectError::handshake("the server sent a text message instead of its configuration"),
+            CloseCode::UNSUPPORTED_DATA,
+        ));
+    }
+    match ServerMessage::parse(Bytes::from(message.into_payload())) {
+        Ok(ServerMessage::AcceptConf(conf)) => Ok(conf),
+        Ok(other) => Err((
+            ConnectError::UnexpectedFirstMessage(other.message_type()),
+            CloseCode::PROTOCOL_ERROR,
+        )),
+        Err(err) => Err((ConnectError::Protocol(err), CloseCode::PROTOCOL_ERROR)),
+    }
+}
+
+/// Checks the protocol version and the sub-protocol name.
+fn check(config: &Config, conf: &AcceptConf) -> Result<(), ConnectError> {
+    if conf.major != PROTOCOL_MAJOR {
+        return Err(ConnectError::IncompatibleVersion {
+            major: conf.major,
+            minor: conf.minor,
+        });
+    }
+    if let Some(expected) = &config.options.sub_protocol {
+        if expected.as_bytes() != conf.sub_protocol.as_ref() {
+            return Err(ConnectError::SubProtocolMismatch {
+                expected: expected.clone(),
+                announced: String::from_utf8_lossy(&conf.sub_protocol).into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sends a close frame, best effort: the connection is given up anyway.
+async fn close_quietly(ws: &mut Ws, code: CloseCode) {
+    let _ = ws.send(Message::close(Some(code), "")).await;
+}

@@ -1,0 +1,79 @@
+//! Async Rust client for the [webwire] protocol, version 2.0.
+//!
+//! A [`Client`] keeps one WebSocket connection (`ws://` or `wss://`) to a
+//! webwire server: it sends **requests** and matches their replies (many in
+//! flight at once), sends and receives one-way **signals**, keeps the
+//! **session** the server gives it, sends heartbeats within the server's
+//! read timeout, and reconnects by itself when the connection is lost,
+//! restoring the session.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use webwire_client::{Client, ClientEvent, Payload};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder("ws://127.0.0.1:9090/")
+//!     .sub_protocol("interop")
+//!     .connect()
+//!     .await?;
+//! let mut events = client.events();
+//!
+//! let reply = client.request("echo", Payload::utf16("héllo")).await?;
+//! assert_eq!(reply.to_text()?, "héllo");
+//!
+//! client.request("login", "ann").await?;
+//! let user: Option<String> = client.session_info("user")?;
+//!
+//! client.signal("ping", "x").await?;
+//! while let Some(event) = events.recv().await {
+//!     if let ClientEvent::Signal(signal) = event {
+//!         println!("{}: {}", signal.name(), signal.payload().to_text()?);
+//!         break;
+//!     }
+//! }
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `config`: [`ClientBuilder`], the options (timeouts, reconnection,
+//!   sub-protocol, TLS) and URL checking.
+//! - `client`: [`Client`], the cheap-to-clone handle, and [`Status`]. Each
+//!   call sends a command with a oneshot channel for its answer to...
+//! - `connection`: the connection task, the one owner of the connection:
+//!   pending requests by id, reconnection with backoff and session
+//!   restoration, graceful close; and the writer task per connection that
+//!   batches frames, flushes once per batch and sends heartbeats.
+//! - `dial`: one connection attempt (TCP, TLS, WebSocket upgrade) and the
+//!   check of the server's accept configuration.
+//! - `request`: the commands, the pending-request entries and how server
+//!   answers become results.
+//! - `event`: [`ClientEvent`] and the [`Events`] receiver.
+//! - `tls`: [`TlsConfig`] (rustls with the ring provider).
+//! - `error`: [`ConnectError`], [`RequestError`], [`TlsError`].
+//!
+//! The messages themselves are encoded and parsed by [`webwire_proto`];
+//! [`Payload`], [`Encoding`], [`Signal`], [`Session`] (with its JSON
+//! parsing) and [`AcceptConf`] are re-exported from it.
+//!
+//! [webwire]: https://github.com/qbeon/webwire-go
+
+mod client;
+mod config;
+mod connection;
+mod dial;
+mod error;
+mod event;
+mod request;
+mod tls;
+
+pub use client::{Client, Status};
+pub use config::ClientBuilder;
+pub use error::{ConnectError, RequestError, TlsError};
+pub use event::{ClientEvent, Events};
+pub use tls::TlsConfig;
+pub use webwire_proto::{
+    AcceptConf, Encoding, Payload, Session, SessionInfo, SessionJsonError, Signal,
+};

@@ -1,0 +1,176 @@
+//! What the [`Client`](crate::Client) handle sends to the connection task,
+//! and how a server answer becomes a request's result.
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use webwire_proto::{Payload, ServerMessage};
+
+use crate::error::{ConnectError, RequestError};
+
+/// Where a request's result goes.
+pub(crate) type ReplyTx = oneshot::Sender<Result<Payload, RequestError>>;
+
+/// What a request is for: the connection task updates the session state
+/// from the answers of session requests, even if the caller has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An application request.
+    Request,
+    /// RequestRestoreSession (32).
+    RestoreSession,
+    /// RequestCloseSession (31).
+    CloseSession,
+}
+
+/// A command from a `Client` handle to the connection task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Send a request (already encoded, with its id) and answer on `reply`.
+    Request(Outgoing),
+    /// Send a signal (already encoded); `done` is answered once it is written.
+    Signal {
+        frame: Bytes,
+        done: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// The caller stopped waiting for request `id` (timeout or dropped future).
+    Cancel(u64),
+    /// Connect now if disconnected; answered with the attempt's result.
+    Connect(oneshot::Sender<Result<(), ConnectError>>),
+    /// Close gracefully; answered once closed.
+    Close(oneshot::Sender<()>),
+}
+
+/// An encoded request waiting to be sent.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) id: u64,
+    pub(crate) kind: Kind,
+    pub(crate) frame: Bytes,
+    pub(crate) reply: ReplyTx,
+}
+
+/// A request that was sent and waits for its answer.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) kind: Kind,
+    pub(crate) reply: ReplyTx,
+}
+
+/// A request or signal that waits for a connection.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    Request(Outgoing),
+    Signal {
+        frame: Bytes,
+        done: oneshot::Sender<Result<(), RequestError>>,
+    },
+}
+
+impl Queued {
+    /// Whether nobody waits for it any more (timed out or dropped).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        match self {
+            Self::Request(outgoing) => outgoing.reply.is_closed(),
+            Self::Signal { done, .. } => done.is_closed(),
+        }
+    }
+
+    /// Fails it with `err`.
+    pub(crate) fn fail(self, err: RequestError) {
+        match self {
+            Self::Request(outgoing) => {
+                let _ = outgoing.reply.send(Err(err));
+            }
+            Self::Signal { done, .. } => {
+                let _ = done.send(Err(err));
+            }
+        }
+    }
+}
+
+/// The result a server answer gives its request. `None` for messages
+/// that answer no request.
+pub(crate) fn result_of(message: ServerMessage) -> Option<(u64, Result<Payload, RequestError>)> {
+    let id = message.request_id()?.to_u64();
+    let result = match message {
+        ServerMessage::Reply(reply) => Ok(reply.payload),
+        ServerMessage::Error(error) => Err(RequestError::Request {
+            code: error.code.as_str().to_owned(),
+            message: error.message_text().into_owned(),
+        }),
+        ServerMessage::Shutdown(_) => Err(RequestError::ServerShutdown),
+        ServerMessage::InternalError(_) => Err(RequestError::InternalError),
+        ServerMessage::SessionNotFound(_) => Err(RequestError::SessionNotFound),
+        ServerMessage::MaxSessConnsReached(_) => Err(RequestError::MaxSessionConnsReached),
+        ServerMessage::SessionsDisabled(_) => Err(RequestError::SessionsDisabled),
+        _ => return None,
+    };
+    Some((id, result))
+}
+
+/// Tells the connection task that the caller stopped waiting for request
+/// `id`, unless [`disarm`](Self::disarm)ed first: dropping a request's
+/// future (or its timeout firing) cancels the request.
+#[derive(Debug)]
+pub(crate) struct CancelOnDrop<'a> {
+    pub(crate) id: u64,
+    pub(crate) commands: &'a mpsc::UnboundedSender<Command>,
+    pub(crate) armed: bool,
+}
+
+impl CancelOnDrop<'_> {
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.commands.send(Command::Cancel(self.id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webwire_proto::{ErrorCode, ErrorReply, Reply, RequestId};
+
+    #[test]
+    fn answers_map_to_results() {
+        let id = RequestId::from(7);
+        let cases = [
+            (ServerMessage::Shutdown(id), RequestError::ServerShutdown),
+            (
+                ServerMessage::InternalError(id),
+                RequestError::InternalError,
+            ),
+            (
+                ServerMessage::SessionNotFound(id),
+                RequestError::SessionNotFound,
+            ),
+            (
+                ServerMessage::MaxSessConnsReached(id),
+                RequestError::MaxSessionConnsReached,
+            ),
+            (
+                ServerMessage::SessionsDisabled(id),
+                RequestError::SessionsDisabled,
+            ),
+            (
+                ServerMessage::Error(ErrorReply::new(id, ErrorCode::from_static("E1"), "bad")),
+                RequestError::Request {
+                    code: "E1".into(),
+                    message: "bad".into(),
+                },
+            ),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(result_of(message), Some((7, Err(expected))));
+        }
+        let reply = ServerMessage::Reply(Reply::new(id, Payload::utf16("hi")));
+        assert_eq!(result_of(reply), Some((7, Ok(Payload::utf16("hi")))));
+        assert_eq!(result_of(ServerMessage::SessionClosed), None);
+    }
+}
