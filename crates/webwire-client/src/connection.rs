@@ -205,6 +205,12 @@ impl Driver {
     /// Records the loss of the connection.
     fn lost(&mut self) {
         *lock(&self.shared.server_conf) = None;
+        self.shared
+            .set_status(if self.config.options.auto_reconnect {
+                Status::Connecting
+            } else {
+                Status::Disconnected
+            });
         for (_, pending) in self.pending.drain() {
             let _ = pending.reply.send(Err(RequestError::Disconnected));
         }

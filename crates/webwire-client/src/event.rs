@@ -9,6 +9,20 @@ use crate::Session;
 /// Something that happened on the client's connection.
 ///
 /// Received with [`Events::recv`].
+///
+/// ```
+/// use webwire_client::ClientEvent;
+///
+/// fn describe(event: &ClientEvent) -> String {
+///     match event {
+///         ClientEvent::Signal(signal) => format!("signal {}", signal.name()),
+///         ClientEvent::SessionCreated(session) => format!("session {}", session.key),
+///         ClientEvent::Lagged(n) => format!("{n} events lost"),
+///         other => format!("{other:?}"),
+///     }
+/// }
+/// assert_eq!(describe(&ClientEvent::Lagged(3)), "3 events lost");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClientEvent {
