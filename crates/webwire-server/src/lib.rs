@@ -1,18 +1,91 @@
-//! Async server for the [webwire] protocol, version 2.0.
+//! Async server for the [webwire] protocol, version 2.0: requests, replies
+//! and signals over WebSocket, byte-compatible with the original Go and
+//! JavaScript clients.
+//!
+//! The application plugs in a [`Handler`] (or a [`Router`] that dispatches
+//! by message name); the server runs standalone on its own port
+//! ([`Server::bind`], optionally with TLS) or mounts into an existing axum
+//! or hyper application as a tower service ([`Server::service`]).
 //!
 //! # Layout
 //!
-//! - Sessions: [`SessionManager`] (the application's session storage, with
+//! - `server`: [`Server`] (the cheap-to-clone handle: connections,
+//!   broadcast, graceful shutdown) and [`ServerBuilder`] (options with the
+//!   original defaults, validated when built).
+//! - `listener`, `tls`: standalone mode ([`Listener`], [`TlsConfig`]).
+//! - `service`: headless mode ([`WebwireService`]).
+//! - `upgrade`, `origin`, `options`: the HTTP upgrade: handshake checks,
+//!   [`OriginPolicy`], the connection limit, the before-upgrade hook
+//!   ([`ConnectionOptions`], [`Concurrency`], [`Refusal`]).
+//! - `connection`: [`Connection`], the handle of one client.
+//! - `driver`, `writer`: the two tasks of a connection: the reader that
+//!   runs handlers within the concurrency limit, and the only writer,
+//!   which drains a bounded queue and flushes once per batch.
+//! - `handler`, `router`, `extract`: the application's side.
+//! - `error`: [`ServerError`], [`SignalError`], [`RequestError`],
+//!   [`DisconnectReason`].
+//! - `session`: [`SessionManager`] (the application's session storage, with
 //!   [`FileSessionManager`], the default, and [`MemorySessionManager`]),
 //!   [`SessionLookup`], [`SessionStoreError`], and [`SessionKeyGenerator`]
 //!   with [`DefaultKeyGenerator`]. [`Session`] and [`SessionInfo`] are the
 //!   wire types of `webwire-proto`.
 //!
+//! DESIGN.md at the repository root explains the tasks, where backpressure
+//! comes from, and the choices made.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use webwire_server::{Connection, Json, Request, RequestError, Router, Server};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let router = Router::new()
+//!     .request("echo", |_conn: Connection, req: Request| async move {
+//!         Ok::<_, RequestError>(req.payload().clone())
+//!     })
+//!     .request("sum", |Json(numbers): Json<Vec<i64>>| async move {
+//!         Ok::<_, RequestError>(Json(numbers.iter().sum::<i64>()))
+//!     });
+//! let server = Server::builder(router).build()?;
+//! let listener = server.bind("127.0.0.1:8080").await?;
+//! listener.run_until(tokio::signal::ctrl_c()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! [webwire]: https://github.com/qbeon/webwire-go
 
+mod config;
+mod connection;
+mod driver;
+mod error;
+mod extract;
+mod handler;
+mod listener;
+mod options;
+mod origin;
+mod router;
+mod server;
+mod service;
 mod session;
+mod tls;
+mod upgrade;
+mod writer;
 
+pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};
+pub use error::{DisconnectReason, HandlerError, RequestError, ServerError, SignalError};
+pub use extract::{FromRequest, FromSignal, IntoPayload, IntoReply, Json};
+pub use handler::Handler;
+pub use listener::Listener;
+pub use options::{Concurrency, ConnectionOptions, Refusal};
+pub use origin::OriginPolicy;
+pub use router::{RequestHandler, Router, SignalHandler};
+pub use server::{Server, ServerBuilder};
+pub use service::WebwireService;
 pub use session::{
     DefaultKeyGenerator, FileSessionManager, MemorySessionManager, Session, SessionInfo,
     SessionKeyGenerator, SessionLookup, SessionManager, SessionStoreError,
 };
+pub use tls::TlsConfig;
+
+pub use webwire_proto::{Encoding, Name, Payload, Request, Signal};

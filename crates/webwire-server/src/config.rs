@@ -1,0 +1,168 @@
+//! The server's options, their defaults and their validation.
+
+use std::time::Duration;
+
+use crate::{Concurrency, ServerError};
+
+/// The options of a server, validated by [`ServerBuilder::build`](crate::ServerBuilder::build).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) read_timeout: Duration,
+    pub(crate) buffer_size: usize,
+    pub(crate) sub_protocol: String,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) queue_capacity: usize,
+    pub(crate) queue_timeout: Duration,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) path: Option<String>,
+    pub(crate) close_timeout: Duration,
+}
+
+/// The original server's read timeout.
+pub(crate) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The original server's message buffer size; Go clients need it to match theirs.
+pub(crate) const DEFAULT_BUFFER_SIZE: usize = 8192;
+/// Outbound messages a connection may have queued (or reserved for replies).
+pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 128;
+/// How long the outbound queue may stay full before the connection is closed.
+pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection waits for the client's close frame.
+pub(crate) const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+const MIN_READ_TIMEOUT: Duration = Duration::from_secs(1);
+const MIN_BUFFER_SIZE: usize = 32;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            sub_protocol: String::new(),
+            max_connections: None,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            concurrency: Concurrency::ONE,
+            path: None,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        }
+    }
+}
+
+fn invalid(option: &'static str, reason: String) -> ServerError {
+    ServerError::InvalidOption { option, reason }
+}
+
+impl Config {
+    pub(crate) fn validate(&self) -> Result<(), ServerError> {
+        if self.read_timeout < MIN_READ_TIMEOUT {
+            return Err(invalid(
+                "read_timeout",
+                format!("{:?} is below the minimum of 1 s", self.read_timeout),
+            ));
+        }
+        if self.read_timeout.as_millis() > u128::from(u32::MAX) {
+            return Err(invalid(
+                "read_timeout",
+                format!(
+                    "{:?} does not fit the protocol's u32 milliseconds",
+                    self.read_timeout
+                ),
+            ));
+        }
+        if self.buffer_size < MIN_BUFFER_SIZE {
+            return Err(invalid(
+                "message_buffer_size",
+                format!(
+                    "{} bytes is below the minimum of {MIN_BUFFER_SIZE} bytes",
+                    self.buffer_size
+                ),
+            ));
+        }
+        if u32::try_from(self.buffer_size).is_err() {
+            return Err(invalid(
+                "message_buffer_size",
+                format!("{} bytes does not fit the protocol's u32", self.buffer_size),
+            ));
+        }
+        if 11 + self.sub_protocol.len() > self.buffer_size {
+            return Err(invalid(
+                "sub_protocol",
+                format!(
+                    "{} bytes do not fit the message buffer size of {} bytes",
+                    self.sub_protocol.len(),
+                    self.buffer_size
+                ),
+            ));
+        }
+        match self.max_connections {
+            Some(0) => return Err(invalid("max_connections", "must be at least 1".into())),
+            Some(n) if n > tokio::sync::Semaphore::MAX_PERMITS => {
+                return Err(invalid(
+                    "max_connections",
+                    format!(
+                        "{n} is above the maximum of {}",
+                        tokio::sync::Semaphore::MAX_PERMITS
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if self.queue_capacity < 2 {
+            return Err(invalid(
+                "queue_capacity",
+                format!("{} is below the minimum of 2", self.queue_capacity),
+            ));
+        }
+        if self.queue_timeout.is_zero() {
+            return Err(invalid("queue_timeout", "must not be zero".into()));
+        }
+        if self.close_timeout.is_zero() {
+            return Err(invalid("close_timeout", "must not be zero".into()));
+        }
+        if let Some(path) = &self.path {
+            if !path.starts_with('/') {
+                return Err(invalid("path", format!("{path:?} does not start with '/'")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_the_originals() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.read_timeout, Duration::from_secs(60));
+        assert_eq!(config.buffer_size, 8192);
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let check = |f: fn(&mut Config)| {
+            let mut config = Config::default();
+            f(&mut config);
+            match config.validate() {
+                Err(ServerError::InvalidOption { option, .. }) => option,
+                other => panic!("expected an invalid option, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            check(|c| c.read_timeout = Duration::from_millis(999)),
+            "read_timeout"
+        );
+        assert_eq!(check(|c| c.buffer_size = 31), "message_buffer_size");
+        assert_eq!(check(|c| c.max_connections = Some(0)), "max_connections");
+        assert_eq!(check(|c| c.queue_capacity = 1), "queue_capacity");
+        assert_eq!(check(|c| c.path = Some("ws".into())), "path");
+        let ok = Config {
+            read_timeout: Duration::from_secs(1),
+            buffer_size: 32,
+            ..Config::default()
+        };
+        ok.validate().unwrap();
+    }
+}

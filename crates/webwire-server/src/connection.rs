@@ -1,0 +1,354 @@
+//! The handle of one client connection, and what it tells about it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
+
+use crate::writer::Outbound;
+use crate::{ConnectionOptions, SignalError};
+
+/// A connection's number, unique within its server.
+///
+/// ```
+/// # async fn f(conn: webwire_server::Connection) {
+/// println!("connection {}", conn.id());
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub(crate) u64);
+
+impl ConnectionId {
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// What the upgrade request said: its URI, headers and the client's
+/// address. The before-upgrade hook judges it, and
+/// [`Connection::info`] keeps it for the connection's lifetime.
+///
+/// ```
+/// use webwire_server::ConnectionInfo;
+///
+/// let info = ConnectionInfo::new("/ws?room=1".parse()?, http::HeaderMap::new(), None);
+/// assert_eq!(info.uri().query(), Some("room=1"));
+/// # Ok::<(), http::uri::InvalidUri>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    uri: Uri,
+    headers: HeaderMap,
+    remote_addr: Option<SocketAddr>,
+}
+
+impl ConnectionInfo {
+    /// Information about an upgrade request (for tests of hooks).
+    pub fn new(uri: Uri, headers: HeaderMap, remote_addr: Option<SocketAddr>) -> Self {
+        Self {
+            uri,
+            headers,
+            remote_addr,
+        }
+    }
+
+    /// The request's URI (path and query).
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The client's address, when known (always in standalone mode; in an
+    /// axum app when it is served with `into_make_service_with_connect_info`).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+}
+
+/// A snapshot of a connection's counters.
+///
+/// `queued` never exceeds `queue_capacity`: the outbound queue is bounded,
+/// and a client that does not read makes the server wait, not grow.
+///
+/// ```
+/// # async fn f(conn: webwire_server::Connection) {
+/// let stats = conn.stats();
+/// assert!(stats.queued <= stats.queue_capacity);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Outbound messages queued now, or reserved for replies being computed.
+    pub queued: usize,
+    /// The outbound queue's capacity.
+    pub queue_capacity: usize,
+    /// The most messages the writer found queued at once.
+    pub max_queued: usize,
+    /// Request and signal handlers running now.
+    pub handlers_running: usize,
+    /// WebSocket messages received (pings and pongs excluded).
+    pub messages_received: u64,
+    /// WebSocket messages written to the socket.
+    pub messages_sent: u64,
+}
+
+pub(crate) const ACTIVE: u8 = 0;
+/// Closing gracefully: no new work, running handlers finish, signals still go out.
+pub(crate) const CLOSING: u8 = 1;
+/// The close frame is queued or the connection is gone.
+pub(crate) const CLOSED: u8 = 2;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) max_queued: AtomicUsize,
+    pub(crate) handlers: AtomicUsize,
+}
+
+/// The state of one connection, shared by its handle, its reader and its writer.
+pub(crate) struct ConnectionInner {
+    pub(crate) id: ConnectionId,
+    pub(crate) info: ConnectionInfo,
+    pub(crate) options: ConnectionOptions,
+    pub(crate) created: SystemTime,
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) buffer_size: usize,
+    pub(crate) queue_timeout: Duration,
+    /// Cancelled when a graceful close is asked for (a child of the server's shutdown).
+    pub(crate) close: CancellationToken,
+    /// Cancelled when the connection has ended and its disconnect hook returned.
+    pub(crate) done: CancellationToken,
+    pub(crate) state: AtomicU8,
+    pub(crate) counters: Counters,
+    // The session slot joins here.
+}
+
+/// A connected client: cheap to clone (`Arc`), `Send + Sync`.
+///
+/// Handlers get one with every message; the server lists them
+/// ([`Server::connections`](crate::Server::connections)). A handle may be
+/// kept after the connection ended: it then reports `is_active() == false`
+/// and signals fail with [`SignalError::Closed`].
+///
+/// ```
+/// use webwire_server::{Connection, Payload};
+///
+/// async fn greet(conn: &Connection) -> Result<(), webwire_server::SignalError> {
+///     println!("{} from {:?}", conn.id(), conn.remote_addr());
+///     conn.signal("greeting", Payload::utf8("hello")).await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) inner: Arc<ConnectionInner>,
+}
+
+impl Connection {
+    pub(crate) fn new(inner: ConnectionInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The connection's number.
+    pub fn id(&self) -> ConnectionId {
+        self.inner.id
+    }
+
+    /// Whether the connection takes new messages: false once it is closing
+    /// or closed.
+    pub fn is_active(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == ACTIVE
+    }
+
+    /// The client's address, when known.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.info.remote_addr
+    }
+
+    /// When the connection was established.
+    pub fn created_at(&self) -> SystemTime {
+        self.inner.created
+    }
+
+    /// The upgrade request's URI, headers and remote address.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.inner.info
+    }
+
+    /// The options the connection was accepted with.
+    pub fn options(&self) -> &ConnectionOptions {
+        &self.inner.options
+    }
+
+    /// A snapshot of the connection's counters.
+    pub fn stats(&self) -> ConnectionStats {
+        let tx = &self.inner.tx;
+        let counters = &self.inner.counters;
+        ConnectionStats {
+            queued: tx.max_capacity() - tx.capacity(),
+            queue_capacity: tx.max_capacity(),
+            max_queued: counters.max_queued.load(Ordering::Relaxed),
+            handlers_running: counters.handlers.load(Ordering::Relaxed),
+            messages_received: counters.received.load(Ordering::Relaxed),
+            messages_sent: counters.sent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends the client a signal, waiting while the outbound queue is full,
+    /// at most for the server's queue timeout.
+    ///
+    /// Fails when the connection is closed, when the encoded signal is
+    /// larger than the message buffer size, when the name or payload is
+    /// not allowed ([`SignalError::Invalid`]), or when the queue stayed
+    /// full ([`SignalError::QueueFull`]).
+    pub async fn signal(
+        &self,
+        name: impl IntoName,
+        payload: impl Into<Payload>,
+    ) -> Result<(), SignalError> {
+        let message = self.signal_message(name, payload.into())?;
+        match tokio::time::timeout(self.inner.queue_timeout, self.inner.tx.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SignalError::Closed),
+            Err(_) => Err(SignalError::QueueFull),
+        }
+    }
+
+    /// Sends the client a signal without waiting: fails with
+    /// [`SignalError::QueueFull`] at once when the outbound queue is full.
+    pub fn try_signal(
+        &self,
+        name: impl IntoName,
+        payload: impl Into<Payload>,
+    ) -> Result<(), SignalError> {
+        let message = self.signal_message(name, payload.into())?;
+        self.try_send(message)
+    }
+
+    /// Closes the connection gracefully (PROTOCOL.md 6): it takes no new
+    /// work, its running handlers finish and their replies are sent, then
+    /// it closes with WebSocket close code 1000. Requests that arrive
+    /// meanwhile are answered with a shutdown reply. Returns at once; see
+    /// [`closed`](Self::closed) to wait.
+    pub fn close(&self) {
+        self.inner.close.cancel();
+    }
+
+    /// Waits until the connection has ended and its disconnect hook returned.
+    pub async fn closed(&self) {
+        self.inner.done.cancelled().await;
+    }
+
+    fn signal_message(
+        &self,
+        name: impl IntoName,
+        payload: Payload,
+    ) -> Result<Outbound, SignalError> {
+        if self.inner.state.load(Ordering::Acquire) == CLOSED {
+            return Err(SignalError::Closed);
+        }
+        let signal = Signal::new(name.into_name()?, payload)?;
+        let len = signal.encoded_len();
+        if len > self.inner.buffer_size {
+            return Err(SignalError::TooLarge {
+                len,
+                max: self.inner.buffer_size,
+            });
+        }
+        Ok(Outbound::Message(ServerMessage::Signal(signal)))
+    }
+
+    /// Queues an encoded or prepared message without waiting.
+    pub(crate) fn try_send(&self, message: Outbound) -> Result<(), SignalError> {
+        if self.inner.state.load(Ordering::Acquire) == CLOSED {
+            return Err(SignalError::Closed);
+        }
+        self.inner.tx.try_send(message).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => SignalError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => SignalError::Closed,
+        })
+    }
+
+    pub(crate) fn set_state(&self, state: u8) {
+        self.inner.state.fetch_max(state, Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.inner.id)
+            .field("remote_addr", &self.inner.info.remote_addr)
+            .field("active", &self.is_active())
+            .finish()
+    }
+}
+
+impl PartialEq for Connection {
+    /// Two handles are equal when they are of the same connection.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Connection {}
+
+/// A value usable as a signal name: a [`Name`], or a string checked on use
+/// (0 to 255 bytes of printable ASCII).
+///
+/// ```
+/// use webwire_server::{IntoName, Name};
+///
+/// assert_eq!("chat".into_name()?, Name::from_static("chat"));
+/// assert!("tab\t".into_name().is_err());
+/// # Ok::<(), webwire_proto::ValueError>(())
+/// ```
+pub trait IntoName {
+    /// The name, or why it is not one.
+    fn into_name(self) -> Result<Name, ValueError>;
+}
+
+impl IntoName for Name {
+    fn into_name(self) -> Result<Name, ValueError> {
+        Ok(self)
+    }
+}
+
+impl IntoName for &Name {
+    fn into_name(self) -> Result<Name, ValueError> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoName for &'static str {
+    fn into_name(self) -> Result<Name, ValueError> {
+        Name::new(Bytes::from_static(self.as_bytes()))
+    }
+}
+
+impl IntoName for String {
+    fn into_name(self) -> Result<Name, ValueError> {
+        Name::try_from(self)
+    }
+}

@@ -1,0 +1,549 @@
+//! The connection task: reads messages, runs handlers within the
+//! concurrency limit, and closes the connection (PROTOCOL.md 4 and 6).
+//!
+//! Backpressure: with limit 1 the handler runs inline, so the next message
+//! is read only after the reply found room in the outbound queue; with a
+//! limit N the task takes a semaphore permit before it reads; every
+//! request's reply slot is reserved in the queue before its handler runs.
+//! A client that sends faster than the handlers or its own reading allow
+//! makes this task wait, not grow.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::stream::SplitStream;
+use futures_util::{FutureExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_websockets::{CloseCode, WebSocketStream};
+use webwire_proto::{ClientMessage, ErrorReply, Reply, Request, ServerMessage, Signal};
+
+use crate::connection::{ConnectionInner, Counters, ACTIVE, CLOSED, CLOSING};
+use crate::server::Shared;
+use crate::writer::{Outbound, Writer, WriterEnd};
+use crate::{
+    Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
+    Handler, RequestError,
+};
+
+type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// What the upgrade decided for a connection, handed to its task.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) options: ConnectionOptions,
+    /// The connection's place under the server's connection limit.
+    pub(crate) slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Runs one connection from its upgrade to its end.
+pub(crate) async fn run<H: Handler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    upgrade: OnUpgrade,
+    accepted: Accepted,
+) {
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(error = %err, "WebSocket upgrade failed");
+            return;
+        }
+    };
+    let config = &shared.config;
+    let ws = tokio_websockets::ServerBuilder::new()
+        .config(
+            tokio_websockets::Config::default()
+                // A message is never split into frames by us: clients get
+                // what the original server sent, one frame per message.
+                .frame_size(config.buffer_size)
+                .flush_threshold(FLUSH_THRESHOLD),
+        )
+        .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
+        .serve(TokioIo::new(upgraded));
+    let (sink, stream) = ws.split();
+
+    let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let conn = Connection::new(ConnectionInner {
+        id: ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed)),
+        info: accepted.info,
+        options: accepted.options,
+        created: SystemTime::now(),
+        tx,
+        buffer_size: config.buffer_size,
+        queue_timeout: config.queue_timeout,
+        close: shared.shutdown.child_token(),
+        done: CancellationToken::new(),
+        state: ACTIVE.into(),
+        counters: Counters::default(),
+    });
+    // The accept configuration goes first, before anything else.
+    let _ = conn.try_send(Outbound::Frame(shared.accept_conf.clone()));
+
+    let kill = CancellationToken::new();
+    let writer = tokio::spawn(
+        Writer {
+            sink,
+            rx,
+            conn: conn.inner.clone(),
+            kill: kill.clone(),
+            stall_timeout: config.queue_timeout,
+        }
+        .run(),
+    );
+    shared.register(&conn);
+    tracing::debug!(connection = %conn.id(), remote = ?conn.remote_addr(), "connected");
+
+    let mode = match conn.options().concurrency_limit() {
+        Concurrency::Limited(n) if n.get() == 1 => Mode::Inline,
+        Concurrency::Limited(n) => Mode::Limited(Arc::new(Semaphore::new(
+            n.get().min(Semaphore::MAX_PERMITS),
+        ))),
+        Concurrency::Unlimited => Mode::Unlimited,
+    };
+    let mut reader = Reader {
+        abort: shared.abort.child_token(),
+        shared: shared.clone(),
+        handler,
+        conn: conn.clone(),
+        stream,
+        mode,
+        tasks: TaskTracker::new(),
+        kill,
+        last_activity: Instant::now(),
+        draining: false,
+    };
+    let end = reader.run().await;
+    let reason = reader.finish(end, writer).await;
+
+    shared.unregister(&conn);
+    tracing::debug!(connection = %conn.id(), %reason, "disconnected");
+    let hook = AssertUnwindSafe(reader.handler.on_disconnected(&conn, &reason)).catch_unwind();
+    if let Err(panic) = hook.await {
+        tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "disconnect hook panicked");
+    }
+    conn.inner.done.cancel();
+    drop(accepted.slot);
+}
+
+/// Bytes queued in the WebSocket sink before a write is forced mid-batch.
+const FLUSH_THRESHOLD: usize = 16 * 1024;
+
+enum Mode {
+    /// Limit 1: handlers run in the reading task.
+    Inline,
+    /// Limit N: a task per message, a permit taken before reading.
+    Limited(Arc<Semaphore>),
+    /// A task per message; requests are bounded by their reply slots.
+    Unlimited,
+}
+
+/// How the read loop ended.
+enum ReadEnd {
+    /// For this reason; the close frame (if any) is still to be sent.
+    Reason(DisconnectReason),
+    /// The writer is gone; its result tells why.
+    WriterGone,
+}
+
+struct Reader<H> {
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    conn: Connection,
+    stream: SplitStream<Ws>,
+    mode: Mode,
+    tasks: TaskTracker,
+    /// Cancelled when the writer is gone, or to stop it at once.
+    kill: CancellationToken,
+    /// Cancelled when running handlers are to be dropped (the shutdown deadline).
+    abort: CancellationToken,
+    last_activity: Instant,
+    draining: bool,
+}
+
+impl<H: Handler> Reader<H> {
+    async fn run(&mut self) -> ReadEnd {
+        let hook = tokio::select! {
+            biased;
+            out = AssertUnwindSafe(self.handler.on_connected(&self.conn)).catch_unwind() => out,
+            () = self.abort.cancelled() => Ok(()),
+        };
+        if let Err(panic) = hook {
+            tracing::error!(connection = %self.conn.id(), panic = panic_message(&*panic), "connect hook panicked");
+        }
+        self.last_activity = Instant::now();
+        self.read_loop().await
+    }
+
+    async fn read_loop(&mut self) -> ReadEnd {
+        let read_timeout = self.shared.config.read_timeout;
+        let timer = tokio::time::sleep_until(self.last_activity + read_timeout);
+        tokio::pin!(timer);
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        loop {
+            if self.draining && self.tasks.is_empty() {
+                return ReadEnd::Reason(self.drained_reason());
+            }
+            if let (Mode::Limited(semaphore), None, false) = (&self.mode, &permit, self.draining) {
+                match semaphore.clone().try_acquire_owned() {
+                    Ok(p) => permit = Some(p),
+                    Err(_) => {
+                        let semaphore = semaphore.clone();
+                        tokio::select! {
+                            biased;
+                            p = semaphore.acquire_owned() => permit = p.ok(),
+                            () = self.kill.cancelled() => return ReadEnd::WriterGone,
+                            () = self.conn.inner.close.cancelled() => self.start_draining(),
+                        }
+                        continue;
+                    }
+                }
+            }
+            // The stream comes first: under load it is ready and nothing else
+            // is polled. The cooperative budget of the socket makes it return
+            // pending now and then, so the other branches are still seen.
+            let message = tokio::select! {
+                biased;
+                message = self.stream.next() => message,
+                () = self.kill.cancelled() => return ReadEnd::WriterGone,
+                () = self.conn.inner.close.cancelled(), if !self.draining => {
+                    self.start_draining();
+                    continue;
+                }
+                () = self.tasks.wait(), if self.draining => continue,
+                () = &mut timer => {
+                    let deadline = self.last_activity + read_timeout;
+                    if Instant::now() >= deadline {
+                        return ReadEnd::Reason(DisconnectReason::ReadTimeout);
+                    }
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+            };
+            let message = match message {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => return ReadEnd::Reason(stream_error(err)),
+                None => {
+                    return ReadEnd::Reason(DisconnectReason::ClientClosed {
+                        code: None,
+                        reason: String::new(),
+                    })
+                }
+            };
+            self.last_activity = Instant::now();
+            if message.is_binary() {
+                self.conn
+                    .inner
+                    .counters
+                    .received
+                    .fetch_add(1, Ordering::Relaxed);
+                let data = Bytes::from(message.into_payload());
+                if let Err(end) = self.on_message(data, &mut permit).await {
+                    return end;
+                }
+            } else if message.is_text() {
+                self.conn
+                    .inner
+                    .counters
+                    .received
+                    .fetch_add(1, Ordering::Relaxed);
+                return ReadEnd::Reason(DisconnectReason::TextMessage);
+            } else if let Some((code, reason)) = message.as_close() {
+                return ReadEnd::Reason(DisconnectReason::ClientClosed {
+                    code: Some(code.into()),
+                    reason: reason.to_owned(),
+                });
+            }
+            // Pings (answered by the WebSocket stream) and pongs only count
+            // as activity.
+        }
+    }
+
+    fn start_draining(&mut self) {
+        self.draining = true;
+        self.conn.set_state(CLOSING);
+        self.tasks.close();
+    }
+
+    fn drained_reason(&self) -> DisconnectReason {
+        if self.shared.shutdown.is_cancelled() {
+            DisconnectReason::Shutdown
+        } else {
+            DisconnectReason::ClosedByServer
+        }
+    }
+
+    /// Handles one binary message.
+    async fn on_message(
+        &mut self,
+        data: Bytes,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ReadEnd> {
+        let message = match ClientMessage::parse(data) {
+            Ok(message) => message,
+            Err(err) => {
+                return Err(ReadEnd::Reason(DisconnectReason::ProtocolViolation(err)));
+            }
+        };
+        match message {
+            ClientMessage::Heartbeat => Ok(()),
+            ClientMessage::Request(request) if self.draining => {
+                self.send(ServerMessage::Shutdown(request.id())).await
+            }
+            ClientMessage::Request(request) => self.dispatch_request(request, permit).await,
+            ClientMessage::Signal(_) if self.draining => Ok(()),
+            ClientMessage::Signal(signal) => {
+                self.dispatch_signal(signal, permit).await;
+                Ok(())
+            }
+            ClientMessage::RestoreSession { id, .. } | ClientMessage::CloseSession(id) => {
+                let reply = if self.draining {
+                    ServerMessage::Shutdown(id)
+                } else {
+                    // Until the session registry exists: as a server with
+                    // sessions disabled answers.
+                    ServerMessage::SessionsDisabled(id)
+                };
+                self.send(reply).await
+            }
+            // A message type this server does not know yet.
+            _ => Ok(()),
+        }
+    }
+
+    /// Queues a message, waiting for room.
+    async fn send(&self, message: ServerMessage) -> Result<(), ReadEnd> {
+        self.conn
+            .inner
+            .tx
+            .send(Outbound::Message(message))
+            .await
+            .map_err(|_| ReadEnd::WriterGone)
+    }
+
+    async fn dispatch_request(
+        &mut self,
+        request: Request,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ReadEnd> {
+        let max = self.shared.config.buffer_size;
+        let counters = &self.conn.inner.counters;
+        if let Mode::Inline = self.mode {
+            let slot = self
+                .conn
+                .inner
+                .tx
+                .reserve()
+                .await
+                .map_err(|_| ReadEnd::WriterGone)?;
+            counters.handlers.store(1, Ordering::Relaxed);
+            let reply = run_request(&*self.handler, &self.conn, request, &self.abort, max).await;
+            counters.handlers.store(0, Ordering::Relaxed);
+            slot.send(Outbound::Message(reply));
+            return Ok(());
+        }
+        let slot = self
+            .conn
+            .inner
+            .tx
+            .clone()
+            .reserve_owned()
+            .await
+            .map_err(|_| ReadEnd::WriterGone)?;
+        let handler = self.handler.clone();
+        let conn = self.conn.clone();
+        let abort = self.abort.clone();
+        let permit = permit.take();
+        counters.handlers.fetch_add(1, Ordering::Relaxed);
+        self.tasks.spawn(async move {
+            let reply = run_request(&*handler, &conn, request, &abort, max).await;
+            slot.send(Outbound::Message(reply));
+            conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    async fn dispatch_signal(&mut self, signal: Signal, permit: &mut Option<OwnedSemaphorePermit>) {
+        let counters = &self.conn.inner.counters;
+        if let Mode::Inline = self.mode {
+            counters.handlers.store(1, Ordering::Relaxed);
+            run_signal(&*self.handler, &self.conn, signal, &self.abort).await;
+            counters.handlers.store(0, Ordering::Relaxed);
+            return;
+        }
+        let handler = self.handler.clone();
+        let conn = self.conn.clone();
+        let abort = self.abort.clone();
+        let permit = permit.take();
+        counters.handlers.fetch_add(1, Ordering::Relaxed);
+        self.tasks.spawn(async move {
+            run_signal(&*handler, &conn, signal, &abort).await;
+            conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+
+    /// Sends the close frame for `end`, lets the writer finish, waits for
+    /// the client's close frame and for the handlers still running.
+    async fn finish(
+        &mut self,
+        end: ReadEnd,
+        writer: tokio::task::JoinHandle<WriterEnd>,
+    ) -> DisconnectReason {
+        self.conn.set_state(CLOSED);
+        let close_timeout = self.shared.config.close_timeout;
+        let tx = &self.conn.inner.tx;
+        let mut drain = true;
+        match &end {
+            ReadEnd::Reason(reason) => {
+                // Reasons without a close code of ours: the WebSocket stream
+                // has queued its own close frame already (or the client is
+                // gone); the writer only has to stop.
+                let (code, text) = close_frame(reason).unwrap_or((CloseCode::NORMAL_CLOSURE, ""));
+                let queued = tokio::time::timeout(
+                    self.shared.config.queue_timeout,
+                    tx.send(Outbound::Close(code, text)),
+                )
+                .await;
+                if !matches!(queued, Ok(Ok(()))) {
+                    self.kill.cancel();
+                    drain = false;
+                }
+            }
+            ReadEnd::WriterGone => drain = false,
+        }
+        let writer_end = tokio::select! {
+            out = writer => out.ok(),
+            () = tokio::time::sleep(close_timeout) => {
+                self.kill.cancel();
+                drain = false;
+                None
+            }
+        };
+        if !matches!(writer_end, Some(WriterEnd::Closed)) {
+            drain = false;
+        }
+        if drain {
+            // Until the client's close frame (or the end of the stream), so
+            // that the socket closes cleanly; messages are not handled now.
+            let _ = tokio::time::timeout(close_timeout, async {
+                while self.stream.next().await.is_some() {}
+            })
+            .await;
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        match (end, writer_end) {
+            (ReadEnd::Reason(reason), _) => reason,
+            (ReadEnd::WriterGone, Some(WriterEnd::Stalled)) => DisconnectReason::QueueStalled,
+            (ReadEnd::WriterGone, Some(WriterEnd::Failed(err))) => {
+                DisconnectReason::ConnectionLost(err.to_string())
+            }
+            (ReadEnd::WriterGone, _) => DisconnectReason::ConnectionLost("writer stopped".into()),
+        }
+    }
+}
+
+/// The close frame the server sends for a reason, if it sends its own.
+fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'static str)> {
+    Some(match reason {
+        DisconnectReason::ClosedByServer => (CloseCode::NORMAL_CLOSURE, ""),
+        DisconnectReason::Shutdown => (CloseCode::GOING_AWAY, "server shutdown"),
+        DisconnectReason::ReadTimeout => (CloseCode::GOING_AWAY, "read timeout"),
+        DisconnectReason::ProtocolViolation(_) => (CloseCode::PROTOCOL_ERROR, "protocol violation"),
+        DisconnectReason::TextMessage => (
+            CloseCode::UNSUPPORTED_DATA,
+            "text messages are not supported",
+        ),
+        _ => return None,
+    })
+}
+
+/// The disconnect reason for an error of the WebSocket stream.
+fn stream_error(err: tokio_websockets::Error) -> DisconnectReason {
+    match err {
+        tokio_websockets::Error::PayloadTooLong { len, max_len } => {
+            DisconnectReason::MessageTooBig { len, max: max_len }
+        }
+        tokio_websockets::Error::Protocol(err) => DisconnectReason::WebSocketError(err.to_string()),
+        err => DisconnectReason::ConnectionLost(err.to_string()),
+    }
+}
+
+/// Runs a request handler and makes its reply: a reply, an error reply, or
+/// an internal-error reply (the cause logged); a shutdown reply when the
+/// handler is dropped at the shutdown deadline.
+async fn run_request<H: Handler>(
+    handler: &H,
+    conn: &Connection,
+    request: Request,
+    abort: &CancellationToken,
+    max: usize,
+) -> ServerMessage {
+    let id = request.id();
+    let name = request.name().clone();
+    let outcome = tokio::select! {
+        biased;
+        out = AssertUnwindSafe(handler.on_request(conn, request)).catch_unwind() => out,
+        () = abort.cancelled() => return ServerMessage::Shutdown(id),
+    };
+    let message = match outcome {
+        Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
+        Ok(Err(err)) => match err.downcast::<RequestError>() {
+            Ok(err) => {
+                let (code, message) = err.into_parts();
+                ServerMessage::Error(ErrorReply::new(id, code, message))
+            }
+            Err(err) => {
+                tracing::error!(connection = %conn.id(), request = %name, error = %err, "request handler failed");
+                return ServerMessage::InternalError(id);
+            }
+        },
+        Err(panic) => {
+            tracing::error!(connection = %conn.id(), request = %name, panic = panic_message(&*panic), "request handler panicked");
+            return ServerMessage::InternalError(id);
+        }
+    };
+    let len = message.encoded_len();
+    if len > max {
+        tracing::error!(connection = %conn.id(), request = %name, len, max, "reply exceeds the message buffer size");
+        return ServerMessage::InternalError(id);
+    }
+    message
+}
+
+/// Runs a signal handler; a panic is logged.
+async fn run_signal<H: Handler>(
+    handler: &H,
+    conn: &Connection,
+    signal: Signal,
+    abort: &CancellationToken,
+) {
+    let name = signal.name().clone();
+    let outcome = tokio::select! {
+        biased;
+        out = AssertUnwindSafe(handler.on_signal(conn, signal)).catch_unwind() => out,
+        () = abort.cancelled() => Ok(()),
+    };
+    if let Err(panic) = outcome {
+        tracing::error!(connection = %conn.id(), signal = %name, panic = panic_message(&*panic), "signal handler panicked");
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
+}

@@ -1,0 +1,272 @@
+//! The error types, one per layer: building and running the server
+//! ([`ServerError`]), signalling a client ([`SignalError`]), failing a
+//! request on purpose ([`RequestError`]), and why a connection ended
+//! ([`DisconnectReason`]).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use webwire_proto::{ErrorCode, ParseError, ValueError};
+
+/// What a request or signal handler may fail with: any error.
+///
+/// A [`RequestError`] (returned as is, or boxed into this type) is sent to
+/// the client as an error reply with its code and message. Any other error
+/// is logged on the server and answered with an internal-error reply; its
+/// text never reaches the client.
+///
+/// ```
+/// use webwire_server::{HandlerError, RequestError};
+///
+/// let err: HandlerError = RequestError::from_static("NOT_FOUND", "no such user").into();
+/// assert!(err.downcast_ref::<RequestError>().is_some());
+/// let err: HandlerError = std::io::Error::other("disk full").into();
+/// assert!(err.downcast_ref::<RequestError>().is_none());
+/// ```
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Building, binding or running the server failed.
+///
+/// ```
+/// use std::time::Duration;
+/// use webwire_server::{Router, Server, ServerError};
+///
+/// let err = Server::builder(Router::new())
+///     .read_timeout(Duration::from_millis(10))
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, ServerError::InvalidOption { option: "read_timeout", .. }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// An option is out of its allowed range.
+    #[error("invalid server option `{option}`: {reason}")]
+    InvalidOption {
+        /// The option's name (its builder method).
+        option: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A PEM file could not be read.
+    #[error("cannot read {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The certificate or key is unusable.
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    /// Another I/O error, such as reading the bound address.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Sending a signal to a client failed.
+///
+/// ```
+/// use webwire_server::SignalError;
+///
+/// let err = SignalError::TooLarge { len: 9000, max: 8192 };
+/// assert_eq!(err.to_string(), "signal of 9000 bytes exceeds the message buffer size of 8192 bytes");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The connection is closed or closing.
+    #[error("the connection is closed")]
+    Closed,
+    /// The encoded signal is larger than the message buffer size.
+    #[error("signal of {len} bytes exceeds the message buffer size of {max} bytes")]
+    TooLarge {
+        /// The encoded length.
+        len: usize,
+        /// The message buffer size.
+        max: usize,
+    },
+    /// The connection's outbound queue stayed full: the client does not
+    /// read what the server sends.
+    #[error("the connection's outbound queue is full (the client is not reading)")]
+    QueueFull,
+    /// The name or payload is not allowed in a signal.
+    #[error("invalid signal: {0}")]
+    Invalid(#[from] ValueError),
+}
+
+/// A request error chosen by the application: the client gets an error
+/// reply with this code and message.
+///
+/// ```
+/// use webwire_server::RequestError;
+///
+/// let err = RequestError::from_static("BAD_SLEEP", "not a number");
+/// assert_eq!(err.code(), "BAD_SLEEP");
+/// assert_eq!(err.message(), "not a number");
+/// assert_eq!(err.to_string(), "BAD_SLEEP: not a number");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl RequestError {
+    /// The code used when a payload cannot be read as the handler's type
+    /// (see [`Json`](crate::Json)).
+    pub const INVALID_PAYLOAD: &'static str = "INVALID_PAYLOAD";
+    /// The code the [`Router`](crate::Router) answers unknown request names with.
+    pub const UNKNOWN_REQUEST: &'static str = "UNKNOWN_REQUEST";
+
+    /// A request error with a validated code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A request error whose code is a string literal.
+    ///
+    /// # Panics
+    ///
+    /// If `code` is not a valid error code (empty, longer than 255 bytes or
+    /// not printable ASCII): a programming error, as with
+    /// [`ErrorCode::from_static`].
+    pub fn from_static(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::from_static(code), message)
+    }
+
+    /// A request error with a code from a string, refused if the code is invalid.
+    pub fn try_new(code: &str, message: impl Into<String>) -> Result<Self, ValueError> {
+        Ok(Self::new(ErrorCode::try_from(code)?, message))
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &ErrorCode {
+        &self.code
+    }
+
+    /// The error message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn into_parts(self) -> (ErrorCode, String) {
+        (self.code, self.message)
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Why a connection ended, given to
+/// [`Handler::on_disconnected`](crate::Handler::on_disconnected).
+///
+/// ```
+/// use webwire_server::DisconnectReason;
+///
+/// assert_eq!(DisconnectReason::ReadTimeout.to_string(), "nothing received within the read timeout");
+/// assert_eq!(DisconnectReason::TextMessage.close_code(), Some(1003));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client closed the WebSocket (with a close frame, or by closing
+    /// the TCP connection: then `code` is `None`).
+    ClientClosed {
+        /// The close code the client sent.
+        code: Option<u16>,
+        /// The close reason the client sent.
+        reason: String,
+    },
+    /// The server closed the connection ([`Connection::close`](crate::Connection::close)).
+    ClosedByServer,
+    /// The server shut down.
+    Shutdown,
+    /// Nothing arrived within the read timeout.
+    ReadTimeout,
+    /// The client sent a message that breaks the webwire protocol.
+    ProtocolViolation(ParseError),
+    /// The client sent a text message; webwire messages are binary.
+    TextMessage,
+    /// The client sent a message larger than the message buffer size.
+    MessageTooBig {
+        /// The message's length (as far as it was read).
+        len: usize,
+        /// The message buffer size.
+        max: usize,
+    },
+    /// The client broke the WebSocket protocol (RFC 6455).
+    WebSocketError(String),
+    /// The client stopped reading: the outbound queue stayed full for the
+    /// queue timeout.
+    QueueStalled,
+    /// The transport failed (reset, broken pipe, TLS error).
+    ConnectionLost(String),
+}
+
+impl DisconnectReason {
+    /// The WebSocket close code the server sent for this reason, if it sent one.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Self::ClosedByServer => Some(1000),
+            Self::Shutdown | Self::ReadTimeout => Some(1001),
+            Self::ProtocolViolation(_) => Some(1002),
+            Self::TextMessage => Some(1003),
+            Self::MessageTooBig { .. } => Some(1009),
+            Self::ClientClosed { .. }
+            | Self::WebSocketError(_)
+            | Self::QueueStalled
+            | Self::ConnectionLost(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClientClosed {
+                code: Some(code),
+                reason,
+            } if !reason.is_empty() => {
+                write!(f, "closed by the client ({code}: {reason})")
+            }
+            Self::ClientClosed {
+                code: Some(code), ..
+            } => {
+                write!(f, "closed by the client ({code})")
+            }
+            Self::ClientClosed { code: None, .. } => f.write_str("closed by the client"),
+            Self::ClosedByServer => f.write_str("closed by the server"),
+            Self::Shutdown => f.write_str("server shutdown"),
+            Self::ReadTimeout => f.write_str("nothing received within the read timeout"),
+            Self::ProtocolViolation(err) => write!(f, "protocol violation: {err}"),
+            Self::TextMessage => f.write_str("protocol violation: text message"),
+            Self::MessageTooBig { len, max } => write!(
+                f,
+                "message of {len} bytes exceeds the message buffer size of {max} bytes"
+            ),
+            Self::WebSocketError(err) => write!(f, "WebSocket protocol error: {err}"),
+            Self::QueueStalled => f.write_str("the client stopped reading (outbound queue full)"),
+            Self::ConnectionLost(err) => write!(f, "connection lost: {err}"),
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The server handle: building, the connection registry, broadcasting and
+//! graceful shutdown (PROTOCOL.md 7).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::upgrade::OnUpgrade;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
+
+use crate::config::Config;
+use crate::driver::{self, Accepted};
+use crate::listener::Listener;
+use crate::writer::Outbound;
+use crate::{
+    Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, Handler, IntoName,
+    OriginPolicy, Refusal, ServerError, SignalError, TlsConfig, WebwireService,
+};
+
+/// The before-upgrade hook.
+pub(crate) type BeforeUpgrade =
+    Box<dyn Fn(&ConnectionInfo) -> Result<ConnectionOptions, Refusal> + Send + Sync>;
+
+/// Starts connection tasks for the application's handler type (the server
+/// itself is not generic: the handler is erased here, once per connection,
+/// and called without boxing per message).
+pub(crate) trait Runner: Send + Sync + 'static {
+    fn start(&self, shared: Arc<Shared>, upgrade: OnUpgrade, accepted: Accepted);
+}
+
+struct HandlerRunner<H>(Arc<H>);
+
+impl<H: Handler> Runner for HandlerRunner<H> {
+    fn start(&self, shared: Arc<Shared>, upgrade: OnUpgrade, accepted: Accepted) {
+        let tracker = shared.connections.clone();
+        tracker.spawn(driver::run(shared, self.0.clone(), upgrade, accepted));
+    }
+}
+
+/// What the server's handles, listeners and connections share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// The accept configuration, encoded once.
+    pub(crate) accept_conf: Bytes,
+    pub(crate) origin: OriginPolicy,
+    pub(crate) before_upgrade: Option<BeforeUpgrade>,
+    pub(crate) runner: Box<dyn Runner>,
+    registry: Mutex<HashMap<ConnectionId, Connection>>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) connection_limit: Option<Arc<Semaphore>>,
+    /// Graceful shutdown started: upgrades get 503, connections drain.
+    pub(crate) shutdown: CancellationToken,
+    /// The shutdown deadline passed: running handlers are dropped.
+    pub(crate) abort: CancellationToken,
+    /// Every connection has ended: listeners stop.
+    pub(crate) stopped: CancellationToken,
+    /// The connection tasks.
+    pub(crate) connections: TaskTracker,
+    /// The accept loops of standalone listeners.
+    pub(crate) listeners: TaskTracker,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, HashMap<ConnectionId, Connection>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn register(&self, conn: &Connection) {
+        self.registry().insert(conn.id(), conn.clone());
+    }
+
+    pub(crate) fn unregister(&self, conn: &Connection) {
+        self.registry().remove(&conn.id());
+    }
+}
+
+/// A webwire server: cheap to clone, `Send + Sync`.
+///
+/// Build one with [`Server::builder`], then either listen on its own
+/// ([`Server::bind`], [`Listener::run`]) or mount [`Server::service`] in an
+/// axum or hyper application. Any clone can list the connections, signal
+/// them all and shut the server down.
+///
+/// ```no_run
+/// use webwire_server::{Connection, Payload, Request, Router, RequestError, Server};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = Router::new().request("echo", |_conn: Connection, req: Request| async move {
+///     Ok::<_, RequestError>(req.payload().clone())
+/// });
+/// let server = Server::builder(router).build()?;
+/// let listener = server.bind("127.0.0.1:0").await?;
+/// println!("listening on ws://{}/", listener.local_addr());
+/// listener.run_until(tokio::signal::ctrl_c()).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Starts building a server around the application's handler.
+    pub fn builder<H: Handler>(handler: H) -> ServerBuilder<H> {
+        ServerBuilder {
+            handler,
+            config: Config::default(),
+            origin: OriginPolicy::default(),
+            before_upgrade: None,
+        }
+    }
+
+    /// Listens on `addr` (port 0 picks a free port; see
+    /// [`Listener::local_addr`]). Nothing is accepted until the listener runs.
+    pub async fn bind(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+    ) -> Result<Listener, ServerError> {
+        let label = format!("{addr:?}");
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: label,
+                source,
+            })?;
+        Listener::new(self.clone(), tcp, None)
+    }
+
+    /// Listens on `addr` for `wss://` connections.
+    pub async fn bind_tls(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+        tls: TlsConfig,
+    ) -> Result<Listener, ServerError> {
+        let mut listener = self.bind(addr).await?;
+        listener.tls = Some(tls);
+        Ok(listener)
+    }
+
+    /// Serves on a TCP listener bound elsewhere (optionally with TLS).
+    pub fn listen(
+        &self,
+        tcp: TcpListener,
+        tls: Option<TlsConfig>,
+    ) -> Result<Listener, ServerError> {
+        Listener::new(self.clone(), tcp, tls)
+    }
+
+    /// The server as a tower / axum service that answers WebSocket upgrade
+    /// requests, for mounting in an existing application (headless mode).
+    pub fn service(&self) -> WebwireService {
+        WebwireService::new(self.clone())
+    }
+
+    /// The open connections.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.shared.registry().values().cloned().collect()
+    }
+
+    /// The number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.registry().len()
+    }
+
+    /// The open connection with this id.
+    pub fn connection(&self, id: ConnectionId) -> Option<Connection> {
+        self.shared.registry().get(&id).cloned()
+    }
+
+    /// Sends a signal to every open connection, without waiting: the
+    /// signal is encoded once, and a connection whose outbound queue is
+    /// full misses it (logged at debug level). Returns how many
+    /// connections it was queued for.
+    ///
+    /// Fails only when the signal itself is invalid or too large.
+    pub fn signal_all(
+        &self,
+        name: impl IntoName,
+        payload: impl Into<Payload>,
+    ) -> Result<usize, SignalError> {
+        let signal = Signal::new(name.into_name()?, payload.into())?;
+        let max = self.shared.config.buffer_size;
+        let frame = ServerMessage::Signal(signal).to_bytes();
+        if frame.len() > max {
+            return Err(SignalError::TooLarge {
+                len: frame.len(),
+                max,
+            });
+        }
+        let mut sent = 0;
+        for conn in self.connections() {
+            match conn.try_send(Outbound::Frame(frame.clone())) {
+                Ok(()) => sent += 1,
+                Err(err) => {
+                    tracing::debug!(connection = %conn.id(), error = %err, "broadcast signal not sent");
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Whether a shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+
+    /// Shuts down gracefully (PROTOCOL.md 7) and returns when it is done:
+    /// new upgrades get 503; requests that arrive are answered with a
+    /// shutdown reply and signals dropped; running handlers finish and
+    /// their replies are sent; then every connection closes with code 1001
+    /// and the listeners stop. Waits as long as handlers run; see
+    /// [`shutdown_with_deadline`](Self::shutdown_with_deadline).
+    pub async fn shutdown(&self) {
+        self.shutdown_inner(None).await;
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but handlers still running after
+    /// `deadline` are dropped and their requests answered with a shutdown
+    /// reply, so that a stuck handler cannot hold the shutdown.
+    pub async fn shutdown_with_deadline(&self, deadline: Duration) {
+        self.shutdown_inner(Some(deadline)).await;
+    }
+
+    async fn shutdown_inner(&self, deadline: Option<Duration>) {
+        let shared = &self.shared;
+        shared.shutdown.cancel();
+        shared.connections.close();
+        match deadline {
+            Some(deadline) => {
+                if tokio::time::timeout(deadline, shared.connections.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("shutdown deadline passed: dropping running handlers");
+                    shared.abort.cancel();
+                    shared.connections.wait().await;
+                }
+            }
+            None => shared.connections.wait().await,
+        }
+        shared.stopped.cancel();
+        shared.listeners.close();
+        shared.listeners.wait().await;
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("connections", &self.connection_count())
+            .field("shutting_down", &self.is_shutting_down())
+            .finish()
+    }
+}
+
+/// Builds a [`Server`]: options with the original server's defaults,
+/// limits, hooks. Validated by [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use webwire_server::{Concurrency, OriginPolicy, Router, Server};
+///
+/// let server = Server::builder(Router::new())
+///     .read_timeout(Duration::from_secs(30))
+///     .message_buffer_size(64 * 1024)
+///     .sub_protocol("chat")
+///     .max_connections(10_000)
+///     .concurrency(Concurrency::limited(4))
+///     .origin_policy(OriginPolicy::AllowAny)
+///     .build()?;
+/// # Ok::<(), webwire_server::ServerError>(())
+/// ```
+pub struct ServerBuilder<H> {
+    handler: H,
+    config: Config,
+    origin: OriginPolicy,
+    before_upgrade: Option<BeforeUpgrade>,
+}
+
+impl<H: Handler> ServerBuilder<H> {
+    /// Closes a connection that sends nothing (no message, heartbeat, ping
+    /// or pong) for this long. Default 60 s, at least 1 s.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.read_timeout = timeout;
+        self
+    }
+
+    /// The largest message either side may send, in bytes. Default 8192
+    /// (what Go clients expect by default), at least 32.
+    pub fn message_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.buffer_size = bytes;
+        self
+    }
+
+    /// The application's sub-protocol name, announced to clients. Default empty.
+    pub fn sub_protocol(mut self, name: impl Into<String>) -> Self {
+        self.config.sub_protocol = name.into();
+        self
+    }
+
+    /// At most this many connections at once; past it, upgrades get 503.
+    /// Default: no limit.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = Some(max);
+        self
+    }
+
+    /// The outbound queue of each connection holds at most this many
+    /// messages (default 128, at least 2). With the message buffer size,
+    /// it bounds the memory a client that does not read can make the
+    /// server hold.
+    pub fn queue_capacity(mut self, messages: usize) -> Self {
+        self.config.queue_capacity = messages;
+        self
+    }
+
+    /// A connection whose outbound queue stays full this long (its client
+    /// does not read) is closed; [`Connection::signal`] waits at most this
+    /// long for room. Default 10 s.
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.config.queue_timeout = timeout;
+        self
+    }
+
+    /// How long a closing connection waits for the client's close frame
+    /// (and for its last writes). Default 3 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// The concurrency limit of connections the before-upgrade hook does
+    /// not set otherwise. Default one handler at a time.
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.config.concurrency = concurrency;
+        self
+    }
+
+    /// Standalone mode only: accept upgrades on this path only (others get
+    /// 404). Default: every path.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.path = Some(path.into());
+        self
+    }
+
+    /// Which browser origins may connect. Default: same origin only.
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origin = policy;
+        self
+    }
+
+    /// A hook called for every upgrade request that passed the origin
+    /// check and the connection limit: refuse it with an HTTP status, or
+    /// accept it with per-connection options.
+    ///
+    /// ```
+    /// use webwire_server::{Concurrency, ConnectionOptions, Refusal, Router, Server};
+    ///
+    /// let server = Server::builder(Router::new())
+    ///     .before_upgrade(|info| {
+    ///         if info.headers().contains_key("x-api-key") {
+    ///             Ok(ConnectionOptions::new().concurrency(Concurrency::Unlimited))
+    ///         } else {
+    ///             Err(Refusal::new(http::StatusCode::UNAUTHORIZED))
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn before_upgrade<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&ConnectionInfo) -> Result<ConnectionOptions, Refusal> + Send + Sync + 'static,
+    {
+        self.before_upgrade = Some(Box::new(hook));
+        self
+    }
+
+    /// Checks the options and builds the server.
+    pub fn build(self) -> Result<Server, ServerError> {
+        let config = self.config;
+        config.validate()?;
+        let accept_conf = ServerMessage::AcceptConf(AcceptConf::new(
+            config.read_timeout,
+            // Checked by `validate`.
+            u32::try_from(config.buffer_size).unwrap_or(u32::MAX),
+            Bytes::from(config.sub_protocol.clone()),
+        ))
+        .to_bytes();
+        let connection_limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config,
+                accept_conf,
+                origin: self.origin,
+                before_upgrade: self.before_upgrade,
+                runner: Box::new(HandlerRunner(Arc::new(self.handler))),
+                registry: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                connection_limit,
+                shutdown: CancellationToken::new(),
+                abort: CancellationToken::new(),
+                stopped: CancellationToken::new(),
+                connections: TaskTracker::new(),
+                listeners: TaskTracker::new(),
+            }),
+        })
+    }
+}
+
+impl<H> fmt::Debug for ServerBuilder<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("origin", &self.origin)
+            .field("before_upgrade", &self.before_upgrade.is_some())
+            .finish_non_exhaustive()
+    }
+}
