@@ -252,6 +252,7 @@ impl Connection {
     /// meanwhile are answered with a shutdown reply. Returns at once; see
     /// [`closed`](Self::closed) to wait.
     pub fn close(&self) {
+        self.set_state(CLOSING);
         self.inner.close.cancel();
     }
 

@@ -123,17 +123,25 @@ pub(crate) async fn run<H: Handler>(
         draining: false,
     };
     let end = reader.run().await;
+    let handler = reader.handler.clone();
+    // Consumes the reader: the socket is closed when this returns.
     let reason = reader.finish(end, writer).await;
 
+    // The socket is closed: the place under the connection limit is free
+    // before the connection leaves the registry.
+    drop(accepted.slot);
     shared.unregister(&conn);
     tracing::debug!(connection = %conn.id(), %reason, "disconnected");
-    let hook = AssertUnwindSafe(reader.handler.on_disconnected(&conn, &reason)).catch_unwind();
+    let hook = AssertUnwindSafe(handler.on_disconnected(&conn, &reason)).catch_unwind();
     if let Err(panic) = hook.await {
         tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "disconnect hook panicked");
     }
     conn.inner.done.cancel();
-    drop(accepted.slot);
 }
+
+/// Messages a closing connection still reads, once its handlers have
+/// returned, from what has already arrived.
+const MAX_LATE_READS: usize = 1024;
 
 /// Bytes queued in the WebSocket sink before a write is forced mid-batch.
 const FLUSH_THRESHOLD: usize = 16 * 1024;
@@ -189,44 +197,66 @@ impl<H: Handler> Reader<H> {
         let timer = tokio::time::sleep_until(self.last_activity + read_timeout);
         tokio::pin!(timer);
         let mut permit: Option<OwnedSemaphorePermit> = None;
+        let mut late_reads = 0;
         loop {
-            if self.draining && self.tasks.is_empty() {
-                return ReadEnd::Reason(self.drained_reason());
+            // Cheap checks first: with messages waiting, the select below
+            // takes the stream before it looks at the close token.
+            if !self.draining
+                && (self.conn.inner.state.load(Ordering::Acquire) != ACTIVE
+                    || self.shared.shutting_down.load(Ordering::Acquire))
+            {
+                self.start_draining();
             }
-            if let (Mode::Limited(semaphore), None, false) = (&self.mode, &permit, self.draining) {
-                match semaphore.clone().try_acquire_owned() {
-                    Ok(p) => permit = Some(p),
-                    Err(_) => {
-                        let semaphore = semaphore.clone();
-                        tokio::select! {
-                            biased;
-                            p = semaphore.acquire_owned() => permit = p.ok(),
-                            () = self.kill.cancelled() => return ReadEnd::WriterGone,
-                            () = self.conn.inner.close.cancelled() => self.start_draining(),
+            let message = if self.draining && self.tasks.is_empty() {
+                // Every handler has returned. Answer what has arrived already
+                // (a bounded number of messages), then close.
+                late_reads += 1;
+                if late_reads > MAX_LATE_READS {
+                    return ReadEnd::Reason(self.drained_reason());
+                }
+                match self.arrived().await {
+                    Some(message) => Some(message),
+                    None => return ReadEnd::Reason(self.drained_reason()),
+                }
+            } else {
+                if let (Mode::Limited(semaphore), None, false) =
+                    (&self.mode, &permit, self.draining)
+                {
+                    match semaphore.clone().try_acquire_owned() {
+                        Ok(p) => permit = Some(p),
+                        Err(_) => {
+                            let semaphore = semaphore.clone();
+                            tokio::select! {
+                                biased;
+                                p = semaphore.acquire_owned() => permit = p.ok(),
+                                () = self.kill.cancelled() => return ReadEnd::WriterGone,
+                                () = self.conn.inner.close.cancelled() => self.start_draining(),
+                            }
+                            continue;
                         }
+                    }
+                }
+                // The stream comes first: under load it is ready and nothing
+                // else is polled. The cooperative budget of the socket makes
+                // it return pending now and then, so the other branches are
+                // still seen.
+                tokio::select! {
+                    biased;
+                    message = self.stream.next() => message,
+                    () = self.kill.cancelled() => return ReadEnd::WriterGone,
+                    () = self.conn.inner.close.cancelled(), if !self.draining => {
+                        self.start_draining();
                         continue;
                     }
-                }
-            }
-            // The stream comes first: under load it is ready and nothing else
-            // is polled. The cooperative budget of the socket makes it return
-            // pending now and then, so the other branches are still seen.
-            let message = tokio::select! {
-                biased;
-                message = self.stream.next() => message,
-                () = self.kill.cancelled() => return ReadEnd::WriterGone,
-                () = self.conn.inner.close.cancelled(), if !self.draining => {
-                    self.start_draining();
-                    continue;
-                }
-                () = self.tasks.wait(), if self.draining => continue,
-                () = &mut timer => {
-                    let deadline = self.last_activity + read_timeout;
-                    if Instant::now() >= deadline {
-                        return ReadEnd::Reason(DisconnectReason::ReadTimeout);
+                    () = self.tasks.wait(), if self.draining => continue,
+                    () = &mut timer => {
+                        let deadline = self.last_activity + read_timeout;
+                        if Instant::now() >= deadline {
+                            return ReadEnd::Reason(DisconnectReason::ReadTimeout);
+                        }
+                        timer.as_mut().reset(deadline);
+                        continue;
                     }
-                    timer.as_mut().reset(deadline);
-                    continue;
                 }
             };
             let message = match message {
@@ -266,6 +296,21 @@ impl<H: Handler> Reader<H> {
             // Pings (answered by the WebSocket stream) and pongs only count
             // as activity.
         }
+    }
+
+    /// A message that has arrived already, without waiting for the client.
+    /// The writer may hold the stream's lock for a moment: a few yields let
+    /// it finish.
+    async fn arrived(
+        &mut self,
+    ) -> Option<Result<tokio_websockets::Message, tokio_websockets::Error>> {
+        for _ in 0..4 {
+            match self.stream.next().now_or_never() {
+                Some(message) => return message,
+                None => tokio::task::yield_now().await,
+            }
+        }
+        None
     }
 
     fn start_draining(&mut self) {
@@ -396,7 +441,7 @@ impl<H: Handler> Reader<H> {
     /// Sends the close frame for `end`, lets the writer finish, waits for
     /// the client's close frame and for the handlers still running.
     async fn finish(
-        &mut self,
+        mut self,
         end: ReadEnd,
         writer: tokio::task::JoinHandle<WriterEnd>,
     ) -> DisconnectReason {
@@ -433,6 +478,7 @@ impl<H: Handler> Reader<H> {
         if !matches!(writer_end, Some(WriterEnd::Closed)) {
             drain = false;
         }
+        tracing::trace!(connection = %self.conn.id(), ?writer_end, drain, "closing");
         if drain {
             // Until the client's close frame (or the end of the stream), so
             // that the socket closes cleanly; messages are not handled now.
@@ -441,8 +487,12 @@ impl<H: Handler> Reader<H> {
             })
             .await;
         }
-        self.tasks.close();
-        self.tasks.wait().await;
+        // Close the socket, then wait for the handlers still running (their
+        // replies have nowhere to go now).
+        let Self { stream, tasks, .. } = self;
+        drop(stream);
+        tasks.close();
+        tasks.wait().await;
         match (end, writer_end) {
             (ReadEnd::Reason(reason), _) => reason,
             (ReadEnd::WriterGone, Some(WriterEnd::Stalled)) => DisconnectReason::QueueStalled,
@@ -465,6 +515,9 @@ fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'static str)> {
             CloseCode::UNSUPPORTED_DATA,
             "text messages are not supported",
         ),
+        // The WebSocket stream sends this itself for a single frame, not for
+        // fragments adding up to too much; ours is refused when it did.
+        DisconnectReason::MessageTooBig { .. } => (CloseCode::MESSAGE_TOO_BIG, "message too big"),
         _ => return None,
     })
 }

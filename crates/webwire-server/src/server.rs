@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) connection_limit: Option<Arc<Semaphore>>,
     /// Graceful shutdown started: upgrades get 503, connections drain.
     pub(crate) shutdown: CancellationToken,
+    /// The same, read without a lock on every message.
+    pub(crate) shutting_down: AtomicBool,
     /// The shutdown deadline passed: running handlers are dropped.
     pub(crate) abort: CancellationToken,
     /// Every connection has ended: listeners stop.
@@ -212,7 +214,7 @@ impl Server {
 
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.shutdown.is_cancelled()
+        self.shared.shutting_down.load(Ordering::Acquire)
     }
 
     /// Shuts down gracefully (PROTOCOL.md 7) and returns when it is done:
@@ -234,6 +236,7 @@ impl Server {
 
     async fn shutdown_inner(&self, deadline: Option<Duration>) {
         let shared = &self.shared;
+        shared.shutting_down.store(true, Ordering::Release);
         shared.shutdown.cancel();
         shared.connections.close();
         match deadline {
@@ -409,6 +412,7 @@ impl<H: Handler> ServerBuilder<H> {
                 next_id: AtomicU64::new(1),
                 connection_limit,
                 shutdown: CancellationToken::new(),
+                shutting_down: AtomicBool::new(false),
                 abort: CancellationToken::new(),
                 stopped: CancellationToken::new(),
                 connections: TaskTracker::new(),

@@ -122,6 +122,8 @@ where
             }
             match guarded(self.sink.flush(), &self.rx, &self.kill, self.stall_timeout).await {
                 Ok(Ok(())) => {}
+                // As above (the split sink reports a refused message when it flushes).
+                Ok(Err(tokio_websockets::Error::AlreadyClosed)) => return WriterEnd::Closed,
                 Ok(Err(err)) => return WriterEnd::Failed(err),
                 Err(end) => return end,
             }

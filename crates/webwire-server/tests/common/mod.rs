@@ -240,6 +240,11 @@ impl TestClient {
         }
     }
 
+    /// The messages read and kept while waiting for something else.
+    pub fn take_pending(&mut self) -> Vec<ServerMessage> {
+        self.pending.drain(..).collect()
+    }
+
     /// The next binary WebSocket message's bytes (no pending messages).
     pub async fn recv_raw(&mut self) -> Bytes {
         assert!(self.pending.is_empty(), "messages pending");
