@@ -1,0 +1,382 @@
+//! Bad and hostile input: every protocol violation closes only its own
+//! connection with the right close code; fragments and pings; the read
+//! timeout; floods and clients that do not read stay within bounds.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, reply_text, within, ClientOptions, TestClient, TestServer};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_websockets::Message;
+use webwire_proto::{ParseError, Payload, ServerMessage};
+use webwire_server::{
+    Concurrency, Connection, DisconnectReason, Request, RequestError, Router, Server,
+};
+
+/// A router that echoes, and reports every disconnect reason.
+fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> Router {
+    Router::new()
+        .request("echo", |req: Request| async move {
+            Ok::<_, RequestError>(req.payload().clone())
+        })
+        .on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
+            let reasons = reasons.clone();
+            async move {
+                let _ = reasons.send(reason);
+            }
+        })
+}
+
+#[tokio::test]
+async fn protocol_violations_close_only_that_connection() {
+    let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
+    let server =
+        TestServer::start(Server::builder(echo_router(reasons_tx)).message_buffer_size(64)).await;
+    let mut bystander = server.connect().await;
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty message", vec![]),
+        ("unknown type", vec![7]),
+        ("a type only servers send", vec![2, 1, 0, 0, 0, 0, 0, 0, 0]),
+        ("too short", vec![128, 1, 0, 0]),
+        (
+            "name byte outside 32..=126",
+            vec![128, 1, 0, 0, 0, 0, 0, 0, 0, 1, 10, b'x'],
+        ),
+        (
+            "name length past the end",
+            vec![128, 1, 0, 0, 0, 0, 0, 0, 0, 9, b'a', b'b'],
+        ),
+        // UTF-16 request with name "a": odd total length.
+        (
+            "misaligned UTF-16",
+            vec![129, 1, 0, 0, 0, 0, 0, 0, 0, 1, b'a', 0, b'h'],
+        ),
+        (
+            "non-zero UTF-16 padding",
+            vec![129, 1, 0, 0, 0, 0, 0, 0, 0, 1, b'a', 9, b'h', 0],
+        ),
+        ("heartbeat with a tail", vec![33, 0]),
+        ("neither name nor payload", vec![64, 0]),
+    ];
+    for (what, bytes) in cases {
+        let mut client = server.connect().await;
+        client.send_raw(bytes).await;
+        assert_eq!(client.closed().await, Some(1002), "{what}");
+        let reason = within("disconnect reason", reasons.recv()).await.unwrap();
+        assert!(
+            matches!(reason, DisconnectReason::ProtocolViolation(_)),
+            "{what}: {reason:?}"
+        );
+        // The server and the other connection go on.
+        assert_eq!(
+            reply_text(&bystander.request("echo", Payload::utf8(what)).await),
+            what
+        );
+    }
+
+    // A text frame: close code 1003.
+    let mut client = server.connect().await;
+    client.send_ws(Message::text("hello")).await;
+    assert_eq!(client.closed().await, Some(1003));
+    assert_eq!(
+        within("reason", reasons.recv()).await,
+        Some(DisconnectReason::TextMessage)
+    );
+
+    // Larger than the message buffer size: close code 1009.
+    let mut client = server.connect().await;
+    client.send_raw(vec![64u8; 65]).await;
+    assert_eq!(client.closed().await, Some(1009));
+    assert!(matches!(
+        within("reason", reasons.recv()).await,
+        Some(DisconnectReason::MessageTooBig { max: 64, .. })
+    ));
+
+    // The same, split into small fragments.
+    let mut client = within(
+        "connect",
+        TestClient::try_connect(
+            server.addr,
+            ClientOptions {
+                frame_size: Some(8),
+                ..ClientOptions::default()
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    client.send_raw(vec![64u8; 100]).await;
+    assert_eq!(client.closed().await, Some(1009));
+
+    assert_eq!(
+        reply_text(&bystander.request("echo", Payload::utf8("alive")).await),
+        "alive"
+    );
+    assert_eq!(server.server.connection_count(), 1);
+    bystander.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn violation_reason_carries_the_parse_error() {
+    let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
+    let server = TestServer::start(Server::builder(echo_router(reasons_tx))).await;
+    let mut client = server.connect().await;
+    client.send_raw(vec![7u8]).await;
+    assert_eq!(client.closed().await, Some(1002));
+    assert_eq!(
+        within("reason", reasons.recv()).await,
+        Some(DisconnectReason::ProtocolViolation(
+            ParseError::UnknownType(7)
+        ))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fragments_are_reassembled_and_pings_answered() {
+    let (reasons_tx, _reasons) = mpsc::unbounded_channel();
+    let server = TestServer::start(Server::builder(echo_router(reasons_tx))).await;
+    let mut client = within(
+        "connect",
+        TestClient::try_connect(
+            server.addr,
+            ClientOptions {
+                frame_size: Some(3),
+                ..ClientOptions::default()
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    let text = "a message in many small fragments";
+    assert_eq!(
+        reply_text(&client.request("echo", Payload::utf8(text)).await),
+        text
+    );
+
+    client.send_ws(Message::ping("are you there")).await;
+    let pong = client.recv_ws().await.unwrap().unwrap();
+    assert!(pong.is_pong());
+    assert_eq!(&pong.as_payload()[..], b"are you there");
+    assert_eq!(
+        reply_text(&client.request("echo", Payload::utf8("after")).await),
+        "after"
+    );
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_read_timeout() {
+    let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
+    let server = TestServer::start(
+        Server::builder(echo_router(reasons_tx)).read_timeout(Duration::from_secs(1)),
+    )
+    .await;
+
+    let mut silent = server.connect().await;
+    let started = tokio::time::Instant::now();
+    let silent = tokio::spawn(async move {
+        let code = silent.closed().await;
+        (code, started.elapsed())
+    });
+
+    // Meanwhile, heartbeats and pings keep another connection open past
+    // the timeout.
+    let mut busy = server.connect().await;
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if round % 2 == 0 {
+            busy.send(webwire_proto::ClientMessage::Heartbeat).await;
+        } else {
+            busy.send_ws(Message::ping("keepalive")).await;
+        }
+    }
+
+    let (code, elapsed) = within("the silent client", silent).await.unwrap();
+    assert_eq!(code, Some(1001));
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed after {elapsed:?}"
+    );
+    assert_eq!(
+        within("reason", reasons.recv()).await,
+        Some(DisconnectReason::ReadTimeout)
+    );
+    // The busy one is still served (its own timeout counts from its last message).
+    assert_eq!(
+        reply_text(&busy.request("echo", Payload::utf8("here")).await),
+        "here"
+    );
+    busy.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_requests_in_flight_with_limit_one_are_answered_in_order() {
+    let router = Router::new().request("slow-echo", |req: Request| async move {
+        tokio::task::yield_now().await;
+        Ok::<_, RequestError>(req.payload().clone())
+    });
+    let server = TestServer::start(Server::builder(router)).await;
+    let mut client = server.connect().await;
+    let mut ids = Vec::new();
+    for n in 0..1000u32 {
+        ids.push(
+            client
+                .send_request("slow-echo", Payload::binary(n.to_le_bytes().to_vec()))
+                .await,
+        );
+    }
+    for (n, id) in ids.into_iter().enumerate() {
+        match client.recv().await {
+            ServerMessage::Reply(reply) => {
+                assert_eq!(reply.id, id, "replies come in order");
+                assert_eq!(&reply.payload.as_bytes()[..], (n as u32).to_le_bytes());
+            }
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+    client.close().await;
+    server.stop().await;
+}
+
+/// Counts handlers running at once, held at a gate the test opens.
+#[derive(Default)]
+struct Gauge {
+    running: AtomicUsize,
+    max: AtomicUsize,
+    done: AtomicUsize,
+}
+
+#[tokio::test]
+async fn a_signal_flood_never_runs_more_handlers_than_the_limit() {
+    const LIMIT: usize = 4;
+    const SIGNALS: usize = 100_000;
+    let gauge = Arc::new(Gauge::default());
+    let gate = Arc::new(Semaphore::new(0));
+    let router = {
+        let (gauge, gate) = (gauge.clone(), gate.clone());
+        Router::new().signal("work", move |_: Payload| {
+            let (gauge, gate) = (gauge.clone(), gate.clone());
+            async move {
+                let now = gauge.running.fetch_add(1, Ordering::SeqCst) + 1;
+                gauge.max.fetch_max(now, Ordering::SeqCst);
+                // Slow: waits until the test lets it through.
+                gate.acquire().await.unwrap().forget();
+                gauge.running.fetch_sub(1, Ordering::SeqCst);
+                gauge.done.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let server =
+        TestServer::start(Server::builder(router).concurrency(Concurrency::limited(LIMIT))).await;
+    let mut client = server.connect().await;
+    eventually("connected", || server.server.connection_count() == 1).await;
+    let conn = server.server.connections().remove(0);
+
+    let flood = tokio::spawn(async move {
+        for _ in 0..SIGNALS {
+            client
+                .signal("work", Payload::binary(vec![1, 2, 3, 4]))
+                .await;
+        }
+        client
+    });
+
+    // With every slot taken, the server stops reading: it has read one
+    // message per slot, and at most one more is waiting for a slot.
+    eventually("all slots taken", || {
+        gauge.running.load(Ordering::SeqCst) == LIMIT
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = conn.stats();
+    assert_eq!(stats.handlers_running, LIMIT);
+    assert!(
+        stats.messages_received <= LIMIT as u64 + 1,
+        "read {} messages with {LIMIT} slots",
+        stats.messages_received
+    );
+
+    gate.add_permits(SIGNALS + 1);
+    let mut client = within("the flood to be sent", flood).await.unwrap();
+    eventually("every signal handled", || {
+        gauge.done.load(Ordering::SeqCst) == SIGNALS
+    })
+    .await;
+    assert!(gauge.max.load(Ordering::SeqCst) <= LIMIT);
+    assert_eq!(gauge.max.load(Ordering::SeqCst), LIMIT);
+    let stats = conn.stats();
+    assert_eq!(stats.messages_received, SIGNALS as u64);
+    assert!(stats.max_queued <= stats.queue_capacity);
+    // Still serving.
+    client.signal("work", Payload::utf8("last")).await;
+    eventually("the last one", || {
+        gauge.done.load(Ordering::SeqCst) == SIGNALS + 1
+    })
+    .await;
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_cannot_grow_the_server() {
+    const CAPACITY: usize = 4;
+    const REQUESTS: usize = 2000;
+    let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
+    let router = echo_router(reasons_tx).request("big", |_: Payload| async move {
+        Ok::<_, RequestError>(vec![0u8; 60 * 1024])
+    });
+    let server = TestServer::start(
+        Server::builder(router)
+            .message_buffer_size(64 * 1024)
+            .queue_capacity(CAPACITY)
+            .queue_timeout(Duration::from_millis(1500)),
+    )
+    .await;
+    let mut client = server.connect().await;
+    eventually("connected", || server.server.connection_count() == 1).await;
+    let conn = server.server.connections().remove(0);
+
+    // Ask for far more than the socket buffers hold, and never read.
+    for _ in 0..REQUESTS {
+        client.send_request("big", Payload::utf8("x")).await;
+    }
+    eventually("the outbound queue to fill", || {
+        conn.stats().queued == CAPACITY
+    })
+    .await;
+    let stats = conn.stats();
+    assert_eq!(stats.queue_capacity, CAPACITY);
+    assert!(stats.max_queued <= CAPACITY);
+    // The reader stopped: it does not take requests it could not answer.
+    assert!(
+        stats.messages_received < REQUESTS as u64,
+        "read all {} requests",
+        stats.messages_received
+    );
+    // A signal to it fails at once instead of queueing forever.
+    assert_eq!(
+        conn.try_signal("late", Payload::utf8("x")),
+        Err(webwire_server::SignalError::QueueFull)
+    );
+    let read = conn.stats().messages_received;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(conn.stats().messages_received, read, "the reader waits");
+
+    // The queue stays full past the queue timeout: the connection is closed.
+    assert_eq!(
+        within("reason", reasons.recv()).await,
+        Some(DisconnectReason::QueueStalled)
+    );
+    assert!(!conn.is_active());
+    eventually("unregistered", || server.server.connection_count() == 0).await;
+    drop(client);
+    server.stop().await;
+}
