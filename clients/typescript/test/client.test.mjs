@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import {
   WebwireClient,
   MemorySessionStore,
+  LocalStorageSessionStore,
   RequestError,
   InternalError,
   ShutdownError,
@@ -469,6 +470,29 @@ test('a stored key is restored on the first connection; a gone session is forgot
   assert.ok(errors[0] instanceof SessionNotFound);
   assert.equal(closedEvents, 0, 'there was no session on this client yet');
   await client.close();
+});
+
+test('a localStorage-backed store carries the session to the next page load', async (t) => {
+  const items = new Map();
+  const storage = { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, v), removeItem: (k) => items.delete(k) };
+  const server = new FakeServer({
+    handler: (socket, msg) => {
+      if (msg.kind === 'requestRestoreSession') {
+        socket.push({ kind: 'reply', id: msg.id, encoding: 'utf8', payload: new TextEncoder().encode(SESSION_JSON(text(msg.key), 'zoe')) });
+      }
+    },
+  });
+  const first = makeClient(t, server, { sessionStore: new LocalStorageSessionStore('webwire:app', storage) });
+  await first.connect();
+  server.last.push({ kind: 'notifySessionCreated', sessionJson: SESSION_JSON('PERSISTED') });
+  assert.equal(items.get('webwire:app'), 'PERSISTED');
+  await first.close();
+  // "Reload": a new client on the same storage restores the session while connecting.
+  const second = makeClient(t, server, { sessionStore: new LocalStorageSessionStore('webwire:app', storage) });
+  await second.connect();
+  assert.equal(second.session().key, 'PERSISTED');
+  assert.equal(second.sessionInfo('user'), 'zoe');
+  assert.equal(server.last.received[0].kind, 'requestRestoreSession');
 });
 
 test('close() is graceful: replies in flight arrive, waiting calls fail', async (t) => {
