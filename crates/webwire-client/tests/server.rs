@@ -1,0 +1,456 @@
+//! The client against the project's own server (webwire-server) over
+//! 127.0.0.1.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{builder, eventually, wait_event, PATIENCE};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use webwire_client::{
+    ClientEvent, ConnectError, Encoding, Payload, RequestError, Status, TlsConfig,
+};
+use webwire_server::{
+    Concurrency, Connection, DisconnectReason, Request, Router, Server, ServerBuilder, ServerError,
+};
+
+type ServerRequestError = webwire_server::RequestError;
+
+/// A running server and what its handlers saw.
+struct TestServer {
+    server: Server,
+    addr: SocketAddr,
+    run: JoinHandle<Result<(), ServerError>>,
+    /// Requests that reached a handler.
+    handled: Arc<AtomicUsize>,
+    /// Why connections ended.
+    disconnects: mpsc::UnboundedReceiver<DisconnectReason>,
+}
+
+impl TestServer {
+    async fn start(configure: impl FnOnce(ServerBuilder<Router>) -> ServerBuilder<Router>) -> Self {
+        Self::start_on("127.0.0.1:0", configure).await
+    }
+
+    async fn start_on(
+        addr: &str,
+        configure: impl FnOnce(ServerBuilder<Router>) -> ServerBuilder<Router>,
+    ) -> Self {
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (tx, disconnects) = mpsc::unbounded_channel();
+        let server = configure(Server::builder(router(Arc::clone(&handled), tx)))
+            .build()
+            .unwrap();
+        let listener = server.bind(addr).await.unwrap();
+        let addr = listener.local_addr();
+        let run = tokio::spawn(listener.run());
+        Self {
+            server,
+            addr,
+            run,
+            handled,
+            disconnects,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    async fn stop(self) {
+        tokio::time::timeout(PATIENCE, self.server.shutdown())
+            .await
+            .unwrap();
+        let _ = tokio::time::timeout(PATIENCE, self.run).await.unwrap();
+    }
+
+    async fn next_disconnect(&mut self) -> DisconnectReason {
+        tokio::time::timeout(PATIENCE, self.disconnects.recv())
+            .await
+            .expect("no disconnection in time")
+            .unwrap()
+    }
+}
+
+/// The test application: echo, errors, sleep, signals, disconnection.
+fn router(
+    handled: Arc<AtomicUsize>,
+    disconnects: mpsc::UnboundedSender<DisconnectReason>,
+) -> Router {
+    let count = move || {
+        handled.fetch_add(1, Ordering::Relaxed);
+    };
+    let echo = count.clone();
+    let sleep = count.clone();
+    Router::new()
+        .request("echo", move |req: Request| {
+            echo();
+            async move { Ok::<_, ServerRequestError>(req.payload().clone()) }
+        })
+        .request("error", |text: String| async move {
+            Err::<Payload, _>(ServerRequestError::from_static(
+                "BAD",
+                format!("bad {text}"),
+            ))
+        })
+        .request("internal", |_: Payload| async move {
+            Err::<Payload, _>(std::io::Error::other("secret cause"))
+        })
+        .request("sleep", move |ms: String| {
+            sleep();
+            async move {
+                let ms: u64 = ms.parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, ServerRequestError>(Payload::utf8("slept"))
+            }
+        })
+        .request(
+            "signal-me",
+            |conn: Connection, payload: Payload| async move {
+                conn.signal("notice", payload).await.unwrap();
+                Ok::<_, ServerRequestError>(Payload::utf8("ok"))
+            },
+        )
+        .request("disconnect-me", |conn: Connection, _: Payload| async move {
+            conn.close();
+            Ok::<_, ServerRequestError>(Payload::utf8("ok"))
+        })
+        .signal("ping", |conn: Connection, payload: Payload| async move {
+            let _ = conn.signal("pong", payload).await;
+        })
+        .on_disconnect(move |_conn, reason| {
+            let _ = disconnects.send(reason);
+            async {}
+        })
+}
+
+fn unlimited(builder: ServerBuilder<Router>) -> ServerBuilder<Router> {
+    builder.concurrency(Concurrency::Unlimited)
+}
+
+#[tokio::test]
+async fn requests_and_typed_errors() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    for payload in [
+        Payload::utf8("hello"),
+        Payload::utf16("héllo 🌍"),
+        Payload::binary(vec![0, 255, 1]),
+        Payload::default(),
+    ] {
+        let reply = client.request("echo", payload.clone()).await.unwrap();
+        assert_eq!(reply, payload);
+    }
+    assert_eq!(
+        client.request("error", "x").await,
+        Err(RequestError::Request {
+            code: "BAD".into(),
+            message: "bad x".into()
+        })
+    );
+    assert_eq!(
+        client.request("internal", "x").await,
+        Err(RequestError::InternalError)
+    );
+    assert!(matches!(
+        client.request("nope", "x").await,
+        Err(RequestError::Request { code, .. }) if code == "UNKNOWN_REQUEST"
+    ));
+    assert_eq!(
+        client.server_config().unwrap().buffer_size,
+        8192,
+        "the server's default"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn signals_both_ways() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    client.signal("ping", Payload::utf16("p")).await.unwrap();
+    let ClientEvent::Signal(pong) =
+        wait_event(&mut events, |e| matches!(e, ClientEvent::Signal(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(pong.name(), "pong");
+    assert_eq!(pong.payload(), &Payload::utf16("p"));
+
+    // A signal sent by a handler arrives before the reply.
+    let reply = client.request("signal-me", "n").await.unwrap();
+    assert_eq!(reply.to_text().unwrap(), "ok");
+    let ClientEvent::Signal(notice) = events.try_recv().expect("signal before reply") else {
+        panic!("expected the signal")
+    };
+    assert_eq!(notice.name(), "notice");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeats_keep_an_idle_client_connected() {
+    let mut server = TestServer::start(|b| b.read_timeout(Duration::from_secs(1))).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    assert_eq!(client.server_config().unwrap().read_timeout_ms, 1000);
+    let mut events = client.events();
+    assert_eq!(events.recv().await, Some(ClientEvent::Connected));
+    // Idle for three read timeouts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(client.status(), Status::Connected);
+    assert_eq!(events.try_recv(), None, "no disconnection meanwhile");
+    assert_eq!(
+        client.request("echo", "still here").await.unwrap(),
+        Payload::utf8("still here")
+    );
+    assert!(server.disconnects.try_recv().is_err());
+    server.server.shutdown().await;
+    assert_eq!(server.next_disconnect().await, DisconnectReason::Shutdown);
+}
+
+#[tokio::test]
+async fn timeouts_and_cancellation() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    assert_eq!(
+        client
+            .request_timeout("sleep", "2000", Duration::from_millis(100))
+            .await,
+        Err(RequestError::TimedOut)
+    );
+    eventually("the cancel", || client.pending_requests() == 0).await;
+
+    let task = tokio::spawn({
+        let client = client.clone();
+        async move { client.request("sleep", "300").await }
+    });
+    eventually("the request to be sent", || client.pending_requests() == 1).await;
+    task.abort();
+    eventually("the cancel", || client.pending_requests() == 0).await;
+    // The late replies (after 300 ms and 2 s) are discarded; the
+    // connection keeps working meanwhile.
+    for _ in 0..5 {
+        assert_eq!(
+            client.request("echo", "x").await.unwrap(),
+            Payload::utf8("x")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_request_is_refused_before_reaching_the_server() {
+    let server = TestServer::start(|b| b.message_buffer_size(64)).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let big = "x".repeat(100);
+    assert_eq!(
+        client.request("echo", big).await,
+        Err(RequestError::MessageTooLarge { size: 114, max: 64 })
+    );
+    assert_eq!(server.handled.load(Ordering::Relaxed), 0);
+    // Still connected: a small one works.
+    assert_eq!(
+        client.request("echo", "ok").await.unwrap(),
+        Payload::utf8("ok")
+    );
+    assert_eq!(server.handled.load(Ordering::Relaxed), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sub_protocol_must_match() {
+    let server = TestServer::start(|b| b.sub_protocol("chat")).await;
+    let err = builder(&server.url())
+        .sub_protocol("games")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::SubProtocolMismatch { expected, announced } if expected == "games" && announced == "chat"),
+        "{err:?}"
+    );
+    let client = builder(&server.url())
+        .sub_protocol("chat")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(client.server_config().unwrap().sub_protocol, "chat");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_the_server_drops_the_connection() {
+    let mut server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    assert_eq!(
+        client.request("disconnect-me", "").await.unwrap(),
+        Payload::utf8("ok")
+    );
+    assert_eq!(
+        server.next_disconnect().await,
+        DisconnectReason::ClosedByServer
+    );
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    assert_eq!(
+        client.request("echo", "back").await.unwrap(),
+        Payload::utf8("back")
+    );
+    // Also when the server closes it from outside a handler.
+    for conn in server.server.connections() {
+        conn.close();
+    }
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    assert_eq!(
+        client.request("echo", "again").await.unwrap(),
+        Payload::utf8("again")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_wait_across_a_server_restart() {
+    let server = TestServer::start(unlimited).await;
+    let addr = server.addr;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    server.stop().await;
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    assert_eq!(client.status(), Status::Connecting);
+    // Made while the server is down: waits for the new one.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.request("echo", "waited").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    let server = TestServer::start_on(&addr.to_string(), unlimited).await;
+    assert_eq!(waiting.await.unwrap().unwrap(), Payload::utf8("waited"));
+    assert_eq!(client.status(), Status::Connected);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_time_out_while_the_server_is_down() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    server.stop().await;
+    eventually("reconnecting", || client.status() == Status::Connecting).await;
+    assert_eq!(
+        client
+            .request_timeout("echo", "x", Duration::from_millis(200))
+            .await,
+        Err(RequestError::TimedOut)
+    );
+}
+
+#[tokio::test]
+async fn close_is_graceful() {
+    let mut server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.request("sleep", "300").await }
+    });
+    eventually("the request to be sent", || client.pending_requests() == 1).await;
+    client.close().await;
+    assert_eq!(slow.await.unwrap().unwrap(), Payload::utf8("slept"));
+    assert_eq!(client.status(), Status::Closed);
+    assert_eq!(
+        server.next_disconnect().await,
+        DisconnectReason::ClientClosed {
+            code: Some(1000),
+            reason: String::new()
+        }
+    );
+    assert_eq!(client.request("echo", "x").await, Err(RequestError::Closed));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wss_with_a_ca_made_in_the_test() {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let tls = webwire_server::TlsConfig::from_pem(
+        leaf.pem().as_bytes(),
+        leaf_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let server = Server::builder(router(Arc::default(), mpsc::unbounded_channel().0))
+        .build()
+        .unwrap();
+    let listener = server.bind_tls("127.0.0.1:0", tls).await.unwrap();
+    let url = format!("wss://{}/", listener.local_addr());
+    let run = tokio::spawn(listener.run());
+
+    let client = builder(&url)
+        .tls(TlsConfig::with_ca_pem(ca_cert.pem().as_bytes()).unwrap())
+        .connect()
+        .await
+        .unwrap();
+    let reply = client
+        .request("echo", Payload::utf16("secret"))
+        .await
+        .unwrap();
+    assert_eq!(reply.encoding(), Encoding::Utf16);
+    assert_eq!(reply.to_text().unwrap(), "secret");
+    // Plain ws:// to the TLS port fails.
+    assert!(builder(&url.replace("wss", "ws")).connect().await.is_err());
+    client.close().await;
+    server.shutdown().await;
+    let _ = run.await;
+}
+
+#[tokio::test]
+async fn ten_thousand_requests_in_flight_from_eight_tasks() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let calls = (0..1250).map(|i| {
+                    let client = &client;
+                    async move {
+                        let text = format!("{task}-{i}");
+                        // Every 100th sleeps a little, so that replies come
+                        // out of order.
+                        let (name, payload) = if i % 100 == 0 {
+                            ("sleep", "20".to_owned())
+                        } else {
+                            ("echo", text.clone())
+                        };
+                        let reply = client.request(name, payload).await.unwrap();
+                        if name == "echo" {
+                            assert_eq!(reply.to_text().unwrap(), text);
+                        }
+                    }
+                });
+                futures_util::future::join_all(calls).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(client.pending_requests(), 0);
+    assert_eq!(server.handled.load(Ordering::Relaxed), 10_000);
+    server.stop().await;
+}
