@@ -751,3 +751,40 @@ async fn ten_thousand_requests_in_flight_from_eight_tasks() {
     let _conn = server.await.unwrap();
     assert_eq!(client.pending_requests(), 0);
 }
+
+#[tokio::test]
+async fn slow_event_receivers_lag_and_later_receivers_see_new_events_only() {
+    let mut peer = Peer::start().await;
+    let (client, mut conn) = tokio::join!(
+        builder(&peer.url).event_capacity(2).connect(),
+        peer.accept_with(default_conf())
+    );
+    let client = client.unwrap();
+    let mut first = client.events();
+    for i in 0..5u8 {
+        let signal = Signal::new(Name::from_static("n"), Payload::binary(vec![i])).unwrap();
+        conn.send(ServerMessage::Signal(signal)).await;
+    }
+    // The round trip makes sure every signal was handled.
+    let (reply, ()) = tokio::join!(client.request("sync", "x"), async {
+        let (id, _, payload) = conn.recv_request().await;
+        conn.reply(id, payload).await;
+    });
+    reply.unwrap();
+    let mut later = client.events();
+    // Connected and three signals were dropped: the receiver is told so,
+    // then gets the two newest.
+    assert_eq!(first.recv().await, Some(ClientEvent::Lagged(4)));
+    for i in 3..5u8 {
+        let Some(ClientEvent::Signal(signal)) = first.recv().await else {
+            panic!("expected a signal")
+        };
+        assert_eq!(signal.payload().as_bytes().as_ref(), [i]);
+    }
+    assert_eq!(later.try_recv(), None);
+    conn.send(ServerMessage::SessionClosed).await;
+    assert_eq!(
+        wait_event(&mut later, |_| true).await,
+        ClientEvent::SessionClosed
+    );
+}
