@@ -1,0 +1,91 @@
+//! Session keys and the Redis keys built from them.
+
+/// The longest session key accepted, in bytes (PROTOCOL.md section 5).
+pub(crate) const MAX_KEY_LEN: usize = 255;
+
+/// Whether `key` is a session key this manager stores: 1 to 255 bytes, each
+/// printable ASCII (32..=126).
+///
+/// Such a key is used only as the suffix of the configured prefix, and only
+/// as a key argument (never as a pattern), so it cannot name a Redis key
+/// outside the prefix.
+pub(crate) fn is_valid_key(key: &str) -> bool {
+    (1..=MAX_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| (32..=126).contains(&b))
+}
+
+/// What a valid key looks like, for error messages.
+pub(crate) const VALID_KEY: &str = "1 to 255 bytes of printable ASCII (32..=126)";
+
+/// How much of a session key may appear in an error message: keys are bearer
+/// credentials, so only a short prefix is shown.
+pub(crate) fn redacted(key: &str) -> String {
+    let prefix: String = key.chars().take(4).collect();
+    format!("{prefix:?}…")
+}
+
+/// Whether `prefix` may be the namespace of the session keys: 1 to 1024
+/// bytes of printable ASCII.
+pub(crate) fn is_valid_prefix(prefix: &str) -> bool {
+    (1..=1024).contains(&prefix.len()) && prefix.bytes().all(|b| (32..=126).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_ascii_of_1_to_255_bytes_is_valid() {
+        let longest = "k".repeat(255);
+        for good in [
+            "a",
+            " ",
+            "~",
+            "../x",
+            "*",
+            "a:b",
+            "[a-z]?",
+            "\\",
+            "\"quoted\"",
+            &longest,
+        ] {
+            assert!(is_valid_key(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn other_keys_are_invalid() {
+        let too_long = "k".repeat(256);
+        let far_too_long = "k".repeat(300);
+        for bad in [
+            "",
+            "a\nb",
+            "a\rb",
+            "\t",
+            "\0",
+            "a\0b",
+            "\u{7f}",
+            "é",
+            "\u{1f600}",
+            &too_long,
+            &far_too_long,
+        ] {
+            assert!(!is_valid_key(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn redacted_shows_four_chars() {
+        assert_eq!(redacted("abcdefgh"), "\"abcd\"…");
+        assert_eq!(redacted("ab"), "\"ab\"…");
+        assert_eq!(redacted("a\nbcd"), "\"a\\nbc\"…");
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(is_valid_prefix("webwire:session:"));
+        assert!(is_valid_prefix("x"));
+        assert!(!is_valid_prefix(""));
+        assert!(!is_valid_prefix("a\nb"));
+        assert!(!is_valid_prefix(&"p".repeat(1025)));
+    }
+}
