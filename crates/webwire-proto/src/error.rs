@@ -107,12 +107,6 @@ pub enum ParseError {
         /// The byte found there.
         byte: u8,
     },
-    /// A request or signal with neither a name nor a payload.
-    #[error("{kind} has neither a name nor a payload")]
-    NoNameNoPayload {
-        /// The message's type.
-        kind: MessageType,
-    },
 }
 
 /// A value the protocol forbids, refused by a constructor.
