@@ -50,7 +50,8 @@ cargo test --workspace --locked
 if [ -f tools/webwire-interop/Cargo.toml ]; then
     section "interop: the checker against the interop server"
     cargo build --release --locked -q -p webwire-interop
-    interop=target/release/webwire-interop
+    # An absolute path, wherever cargo puts its target directory.
+    interop=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/webwire-interop
     out=$(mktemp)
     "$interop" serve --addr 127.0.0.1:0 >"$out" &
     pids+=($!)
@@ -62,7 +63,7 @@ if [ -f tools/webwire-interop/Cargo.toml ]; then
     done
     [ -n "$url" ] || { echo "interop server did not start"; exit 1; }
     "$interop" check "$url"
-    export WEBWIRE_INTEROP_BIN="$root/$interop"
+    export WEBWIRE_INTEROP_BIN="$interop"
 fi
 
 if [ -f tools/webwire-load/Cargo.toml ] && [ -n "${WEBWIRE_INTEROP_BIN:-}" ]; then

@@ -1,0 +1,144 @@
+//! `webwire-interop`: the interop server of INTEROP.md (`serve`) and the
+//! checker that tests any server implementing it (`check URL`).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use webwire_interop::{check, serve};
+
+/// The webwire interop server and checker (INTEROP.md).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the interop server until SIGINT or SIGTERM.
+    Serve {
+        /// HOST:PORT to listen on (port 0: any free port).
+        #[arg(long, default_value = serve::DEFAULT_ADDR)]
+        addr: String,
+        /// The session folder [default: a fresh temporary folder].
+        #[arg(long)]
+        session_dir: Option<PathBuf>,
+    },
+    /// Tests the server at URL (ws://HOST:PORT/) against INTEROP.md.
+    Check {
+        /// The server's URL.
+        url: String,
+        /// Seconds each check may take before it fails.
+        #[arg(long, default_value_t = check::DEFAULT_TIMEOUT.as_secs())]
+        timeout: u64,
+        /// Run only the checks whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to standard error: the server's at info level, the checker's
+    // (the client's) only when something is wrong. RUST_LOG overrides.
+    let level = match cli.command {
+        Command::Serve { .. } => "info",
+        Command::Check { .. } => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("webwire-interop: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve { addr, session_dir } => run_serve(addr, session_dir).await,
+            Command::Check { url, timeout, only } => run_check(&url, timeout, only).await,
+        }
+    })
+}
+
+async fn run_serve(addr: String, session_dir: Option<PathBuf>) -> ExitCode {
+    let mut options = serve::ServeOptions::new(addr);
+    options.session_dir = session_dir;
+    let running = match serve::start(options).await {
+        Ok(running) => running,
+        Err(err) => {
+            eprintln!("webwire-interop: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "listening on {}", running.url())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        // Nobody learns the address; keep serving anyway.
+        tracing::warn!("could not write the address to standard output");
+    }
+    drop(stdout);
+    if let Err(err) = shutdown_signal().await {
+        eprintln!("webwire-interop: cannot wait for signals: {err}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("shutting down");
+    match running.shutdown().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("webwire-interop: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere).
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+async fn run_check(url: &str, timeout: u64, only: Option<String>) -> ExitCode {
+    let mut options = check::CheckOptions::default().timeout(Duration::from_secs(timeout));
+    options.only = only;
+    let summary = check::run(url, &options, |result| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{result}").and_then(|()| stdout.flush());
+    })
+    .await;
+    println!("{summary}");
+    if summary.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,421 @@
+//! The interop server of INTEROP.md: its options, its [`Router`] (one small
+//! handler per row of the page) and [`start`], which runs it on a port.
+//!
+//! ```no_run
+//! use webwire_interop::serve::{start, ServeOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = start(ServeOptions::new("127.0.0.1:0")).await?;
+//! println!("listening on {}", server.url());
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use webwire_server::{
+    Concurrency, Connection, ConnectionId, Encoding, Handler, HandlerError, OriginPolicy, Payload,
+    Request, RequestError, Router, Server, ServerBuilder, ServerError, Signal,
+};
+
+/// The address `serve` listens on unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9090";
+/// The sub-protocol name the interop server announces.
+pub const SUB_PROTOCOL: &str = "interop";
+/// The read timeout the interop server announces and enforces.
+pub const READ_TIMEOUT: Duration = Duration::from_millis(3000);
+/// The message buffer size the interop server announces and enforces.
+pub const BUFFER_SIZE: usize = 1_048_576;
+/// At most this many connections share one session.
+pub const MAX_SESSION_CONNECTIONS: usize = 3;
+/// The longest `sleep` request.
+pub const MAX_SLEEP: Duration = Duration::from_millis(10_000);
+/// How long a shutdown waits for running handlers before dropping them
+/// (a `sleep` takes at most [`MAX_SLEEP`]).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The error code of the `error` request.
+pub const INTEROP_ERROR: &str = "INTEROP_ERROR";
+/// The error code of a `sleep` request whose payload is not a number.
+pub const BAD_SLEEP: &str = "BAD_SLEEP";
+
+/// Where the interop server listens and keeps its sessions.
+///
+/// ```
+/// use webwire_interop::serve::ServeOptions;
+///
+/// let options = ServeOptions::new("127.0.0.1:0").session_dir("/tmp/sessions");
+/// assert_eq!(options.addr, "127.0.0.1:0");
+/// assert_eq!(ServeOptions::default().addr, "127.0.0.1:9090");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// `HOST:PORT` to listen on; port 0 picks a free port.
+    pub addr: String,
+    /// The folder of the file session manager; `None` makes a fresh
+    /// temporary folder, removed when the server is dropped.
+    pub session_dir: Option<PathBuf>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self::new(DEFAULT_ADDR)
+    }
+}
+
+impl ServeOptions {
+    /// Listen on `addr`, sessions in a fresh temporary folder.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            session_dir: None,
+        }
+    }
+
+    /// Keep the sessions in `dir` (created if missing).
+    pub fn session_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.session_dir = Some(dir.into());
+        self
+    }
+}
+
+/// Starting the interop server failed.
+///
+/// ```
+/// use webwire_interop::serve::ServeError;
+///
+/// let err = ServeError::SessionDir {
+///     path: "/nope".into(),
+///     source: std::io::Error::other("denied"),
+/// };
+/// assert_eq!(err.to_string(), "cannot use the session folder /nope: denied");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The server could not be built or could not listen.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The session folder could not be created.
+    #[error("cannot use the session folder {}: {source}", path.display())]
+    SessionDir {
+        /// The folder (empty for a temporary folder that could not be made).
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A running interop server, from [`start`].
+///
+/// Dropping it leaves the server running in the background until the
+/// runtime ends (and removes a temporary session folder); call
+/// [`shutdown`](Self::shutdown) to stop it gracefully.
+pub struct Running {
+    addr: SocketAddr,
+    server: Server,
+    task: JoinHandle<Result<(), ServerError>>,
+    session_dir: PathBuf,
+    _temp_dir: Option<TempDir>,
+}
+
+impl Running {
+    /// The address it listens on (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://HOST:PORT/`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// The server handle (connections, broadcast, shutdown).
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The folder the sessions are stored in.
+    pub fn session_dir(&self) -> &Path {
+        &self.session_dir
+    }
+
+    /// Shuts down gracefully (PROTOCOL.md 7): running handlers finish and
+    /// are answered, at most [`SHUTDOWN_DEADLINE`]; then the listener stops.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.server.shutdown_with_deadline(SHUTDOWN_DEADLINE).await;
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(ServerError::Io(io::Error::other(err))),
+        }
+    }
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .field("session_dir", &self.session_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the interop server: binds `options.addr` and accepts connections
+/// in a spawned task before returning.
+pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
+    start_with(options, |router| router).await
+}
+
+/// Like [`start`], with the interop [`Router`] wrapped into another
+/// [`Handler`] first: for tests that need a server that deviates from
+/// INTEROP.md in chosen ways (the wrapper answers some requests itself and
+/// passes the rest on to the router).
+///
+/// ```no_run
+/// use webwire_interop::serve::{start_with, ServeOptions};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // The plain router: the same as `start`.
+/// let server = start_with(ServeOptions::new("127.0.0.1:0"), |router| router).await?;
+/// # Ok(()) }
+/// ```
+pub async fn start_with<H, F>(options: ServeOptions, wrap: F) -> Result<Running, ServeError>
+where
+    H: Handler,
+    F: FnOnce(Router) -> H,
+{
+    let (session_dir, temp_dir) = match options.session_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|source| ServeError::SessionDir {
+                path: dir.clone(),
+                source,
+            })?;
+            (dir, None)
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("webwire-interop-sessions-")
+                .tempdir()
+                .map_err(|source| ServeError::SessionDir {
+                    path: PathBuf::new(),
+                    source,
+                })?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let state = State::default();
+    let handler = wrap(router(state.clone()));
+    let server = configure(Server::builder(handler), &session_dir).build()?;
+    // Only now can handlers reach the server (broadcast, close everywhere).
+    let _ = state.server.set(server.clone());
+    let listener = server.bind(options.addr.as_str()).await?;
+    let addr = listener.local_addr();
+    let task = tokio::spawn(listener.run());
+    tracing::info!(%addr, session_dir = %session_dir.display(), "interop server listening");
+    Ok(Running {
+        addr,
+        server,
+        task,
+        session_dir,
+        _temp_dir: temp_dir,
+    })
+}
+
+/// The server options of INTEROP.md, "How it runs".
+fn configure<H: Handler>(builder: ServerBuilder<H>, _session_dir: &Path) -> ServerBuilder<H> {
+    builder
+        .read_timeout(READ_TIMEOUT)
+        .message_buffer_size(BUFFER_SIZE)
+        .sub_protocol(SUB_PROTOCOL)
+        .concurrency(Concurrency::Unlimited)
+        .origin_policy(OriginPolicy::AllowAny)
+}
+
+/// What the handlers share.
+#[derive(Clone, Default)]
+struct State {
+    /// The server, set once it is built.
+    server: Arc<OnceLock<Server>>,
+    /// `record` signals per connection.
+    records: Arc<Mutex<HashMap<ConnectionId, u64>>>,
+}
+
+impl State {
+    fn server(&self) -> Result<&Server, HandlerError> {
+        self.server
+            .get()
+            .ok_or_else(|| "the interop server is not running yet".into())
+    }
+
+    fn records(&self) -> MutexGuard<'_, HashMap<ConnectionId, u64>> {
+        // A counter map cannot be left inconsistent by a panic.
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The interop router: requests and signals by name, as INTEROP.md lists them.
+fn router(state: State) -> Router {
+    let broadcast_state = state.clone();
+    let record_state = state.clone();
+    let recorded_state = state.clone();
+    let disconnect_state = state;
+    Router::new()
+        .request("", echo)
+        .request("echo", echo)
+        .request("error", error)
+        .request("internal", internal)
+        .request("signal-me", signal_me)
+        .request("sleep", sleep)
+        .request("broadcast", move |payload: Payload| {
+            broadcast(broadcast_state.clone(), payload)
+        })
+        .request("disconnect-me", disconnect_me)
+        .request("recorded", move |conn: Connection, _: Payload| {
+            recorded(recorded_state.clone(), conn)
+        })
+        .signal("ping", ping)
+        .signal("record", move |conn: Connection, _: Payload| {
+            record(record_state.clone(), conn)
+        })
+        .on_disconnect(move |conn, _reason| {
+            disconnect_state.records().remove(&conn.id());
+            async {}
+        })
+}
+
+/// The payload as text; invalid text is replaced, not refused.
+fn text_lossy(payload: &Payload) -> Cow<'_, str> {
+    match payload.to_text() {
+        Ok(text) => text,
+        Err(_) => match payload.encoding() {
+            Encoding::Utf16 => {
+                let units: Vec<u16> = payload
+                    .as_bytes()
+                    .chunks_exact(2)
+                    .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                    .collect();
+                Cow::Owned(String::from_utf16_lossy(&units))
+            }
+            _ => String::from_utf8_lossy(payload.as_bytes()),
+        },
+    }
+}
+
+/// `echo` and the nameless request: the payload, in its encoding.
+async fn echo(request: Request) -> Result<Payload, RequestError> {
+    Ok(request.into_parts().2)
+}
+
+/// `error`: a request error with the payload in its message.
+async fn error(payload: Payload) -> Result<(), RequestError> {
+    Err(RequestError::from_static(
+        INTEROP_ERROR,
+        format!("interop error: {}", text_lossy(&payload)),
+    ))
+}
+
+/// `internal`: an error that is not a request error.
+async fn internal(_: Payload) -> Result<(), HandlerError> {
+    Err(io::Error::other("the interop server failed on purpose").into())
+}
+
+/// `signal-me`: a `notice` signal with the payload, then the reply.
+async fn signal_me(conn: Connection, payload: Payload) -> Result<&'static str, HandlerError> {
+    conn.signal("notice", payload).await?;
+    Ok("ok")
+}
+
+/// The milliseconds of a `sleep` payload: ASCII digits only, at most
+/// [`MAX_SLEEP`].
+fn sleep_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Only digits: a parse error is an overflow, which waits the longest.
+    let ms = text.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_millis(ms).min(MAX_SLEEP))
+}
+
+/// `sleep`: waits the payload's milliseconds.
+async fn sleep(payload: Payload) -> Result<&'static str, RequestError> {
+    let text = text_lossy(&payload);
+    let duration = sleep_duration(&text).ok_or_else(|| {
+        RequestError::from_static(
+            BAD_SLEEP,
+            format!("sleep takes a non-negative decimal number of milliseconds, not {text:?}"),
+        )
+    })?;
+    tokio::time::sleep(duration).await;
+    Ok("ok")
+}
+
+/// `broadcast`: a `broadcast` signal with the payload to every client.
+async fn broadcast(state: State, payload: Payload) -> Result<&'static str, HandlerError> {
+    let sent = state.server()?.signal_all("broadcast", payload)?;
+    tracing::debug!(connections = sent, "broadcast");
+    Ok("ok")
+}
+
+/// `disconnect-me`: the connection closes once this reply is sent.
+async fn disconnect_me(conn: Connection, _: Payload) -> Result<&'static str, RequestError> {
+    // A graceful close: running handlers, this one included, are answered first.
+    conn.close();
+    Ok("ok")
+}
+
+/// `recorded`: how many `record` signals this connection sent.
+async fn recorded(state: State, conn: Connection) -> Result<String, RequestError> {
+    let count = state.records().get(&conn.id()).copied().unwrap_or(0);
+    Ok(count.to_string())
+}
+
+/// The `ping` signal: a `pong` with the same payload.
+async fn ping(conn: Connection, signal: Signal) {
+    let (_, payload) = signal.into_parts();
+    if let Err(err) = conn.signal("pong", payload).await {
+        tracing::debug!(connection = %conn.id(), error = %err, "pong not sent");
+    }
+}
+
+/// The `record` signal: one more for this connection.
+async fn record(state: State, conn: Connection) {
+    *state.records().entry(conn.id()).or_default() += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_payloads() {
+        assert_eq!(sleep_duration("0"), Some(Duration::ZERO));
+        assert_eq!(sleep_duration("250"), Some(Duration::from_millis(250)));
+        assert_eq!(sleep_duration("10001"), Some(MAX_SLEEP));
+        assert_eq!(sleep_duration("99999999999999999999999"), Some(MAX_SLEEP));
+        for bad in ["", "-5", "soon", "1.5", " 5", "5 ", "+5", "٣"] {
+            assert_eq!(sleep_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_of_every_encoding() {
+        assert_eq!(text_lossy(&Payload::utf16("жж😀")), "жж😀");
+        assert_eq!(text_lossy(&Payload::utf8("ж")), "ж");
+        assert_eq!(text_lossy(&Payload::binary(vec![b'a', 0xff])), "a\u{fffd}");
+        let lone = Payload::new(Encoding::Utf16, vec![0x3d, 0xd8]).unwrap();
+        assert_eq!(text_lossy(&lone), "\u{fffd}");
+    }
+}

@@ -1,0 +1,159 @@
+//! The real binary end to end: `serve` prints its address, `check` passes
+//! against it, SIGTERM stops it with exit code 0.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_webwire-interop");
+
+/// Kills the server if a test fails before it stopped it.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits for the child to exit, at most `limit`.
+fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < end,
+            "the server did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_then_check_then_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--session-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+
+    // The first line, read on a thread so that a silent server fails the test.
+    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest);
+        rest
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no address line within 30 s");
+    let url = line
+        .strip_suffix('\n')
+        .and_then(|line| line.strip_prefix("listening on "))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
+    assert!(!url.ends_with(":0/"), "the real port: {url}");
+
+    let check = Command::new(BIN)
+        .args(["check", url])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let report = String::from_utf8(check.stdout).unwrap();
+    println!("{report}");
+    assert!(check.status.success(), "check failed:\n{report}");
+    let lines: Vec<&str> = report.lines().collect();
+    let names = webwire_interop::check::names();
+    assert_eq!(lines.len(), names.len() + 1);
+    for (line, name) in lines.iter().zip(&names) {
+        assert_eq!(*line, format!("PASS {name}"));
+    }
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("{} passed, 0 failed", names.len())
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_for(&mut server.0, Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}");
+    // Nothing else on standard output.
+    assert_eq!(reader.join().unwrap(), "");
+}
+
+#[test]
+fn check_of_a_missing_server_fails() {
+    // A port nobody listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let check = Command::new(BIN)
+        .args([
+            "check",
+            &format!("ws://127.0.0.1:{port}/"),
+            "--only",
+            "echo-utf8",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    let report = String::from_utf8(check.stdout).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert!(
+        lines[0].starts_with("FAIL echo-utf8: connecting to ws://127.0.0.1:"),
+        "{report}"
+    );
+    assert_eq!(lines[1], "0 passed, 1 failed");
+}
+
+#[test]
+fn serve_refuses_unknown_options() {
+    for args in [
+        &["serve", "--redis", "redis://127.0.0.1/"][..],
+        &["serve", "--node-id", "a"],
+        &["serve", "--addr"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn serve_reports_an_address_it_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["serve", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr), "{stderr}");
+}
