@@ -35,6 +35,25 @@ fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// The child's first line of standard output (within 30 s), and a thread
+/// that returns the rest of it once the child exits.
+fn first_line(child: &mut Child) -> (String, std::thread::JoinHandle<String>) {
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest);
+        rest
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no line on standard output within 30 s");
+    (line, reader)
+}
+
 #[test]
 fn serve_then_check_then_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,20 +67,7 @@ fn serve_then_check_then_sigterm() {
         .unwrap();
     let mut server = Server(child);
 
-    // The first line, read on a thread so that a silent server fails the test.
-    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = stdout.read_line(&mut line);
-        let _ = tx.send(line);
-        let mut rest = String::new();
-        let _ = stdout.read_to_string(&mut rest);
-        rest
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("no address line within 30 s");
+    let (line, reader) = first_line(&mut server.0);
     let url = line
         .strip_suffix('\n')
         .and_then(|line| line.strip_prefix("listening on "))
@@ -100,6 +106,27 @@ fn serve_then_check_then_sigterm() {
     assert!(status.success(), "exit status {status}");
     // Nothing else on standard output.
     assert_eq!(reader.join().unwrap(), "");
+}
+
+#[test]
+fn sigint_stops_serve_with_exit_code_0() {
+    let mut server = Server(
+        Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (line, _rest) = first_line(&mut server.0);
+    assert!(line.starts_with("listening on ws://127.0.0.1:"), "{line:?}");
+    let status = Command::new("kill")
+        .args(["-INT", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_for(&mut server.0, Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use webwire_client::{ConnectError, Payload, RequestError};
 
 use super::support::{
-    describe, ensure, expect_code, expect_error, expect_text, request, same, Ctx, Failure,
+    describe, ensure, expect_code, expect_error, expect_text, request, same, Context, Ctx, Failure,
 };
 
 /// The message buffer size INTEROP.md fixes.
@@ -89,6 +89,19 @@ pub(super) async fn sub_protocol_mismatch(ctx: Ctx) -> Result<(), Failure> {
             "expected a sub-protocol mismatch, got \"{err}\""
         ))),
     }
+}
+
+/// Upgrades are accepted on every path, with any query.
+pub(super) async fn any_path(ctx: Ctx) -> Result<(), Failure> {
+    let url = ctx.url_with_path("any/path/here?with=query");
+    let client = ctx
+        .builder_for(&url)
+        .connect()
+        .await
+        .context(format_args!("connecting to {url}"))?;
+    expect_text(&client, "echo", "path", "path").await?;
+    client.close().await;
+    Ok(())
 }
 
 /// `echo` with UTF-8 payloads: the same bytes back, as UTF-8.

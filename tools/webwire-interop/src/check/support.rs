@@ -85,13 +85,30 @@ impl Ctx {
 
     /// A client builder with the interop sub-protocol and short timeouts.
     pub(crate) fn builder(&self) -> ClientBuilder {
-        Client::builder(self.url.clone())
+        self.builder_for(&self.url)
+    }
+
+    /// The same for another URL.
+    pub(crate) fn builder_for(&self, url: &str) -> ClientBuilder {
+        Client::builder(url)
             .sub_protocol(SUB_PROTOCOL)
             .dial_timeout(REQUEST_TIMEOUT)
             .request_timeout(REQUEST_TIMEOUT)
             .reconnect_interval(Duration::from_millis(50))
             .max_reconnect_interval(Duration::from_millis(500))
             .close_timeout(Duration::from_secs(2))
+    }
+
+    /// The server's URL with `path` (no leading slash, may have a query)
+    /// appended to its path.
+    pub(crate) fn url_with_path(&self, path: &str) -> String {
+        // The URL's own query, if any, is dropped.
+        let base = self
+            .url
+            .split_once('?')
+            .map_or(self.url.as_str(), |(base, _)| base);
+        let slash = if base.ends_with('/') { "" } else { "/" };
+        format!("{base}{slash}{path}")
     }
 
     /// A connected client and its events (from the start).
@@ -304,6 +321,17 @@ mod tests {
         );
         let big = Payload::binary(vec![0xff; 1000]);
         assert!(describe(&big).ends_with("... (1000 bytes)"));
+    }
+
+    #[test]
+    fn paths() {
+        let ctx = Ctx::new("ws://h:1/");
+        assert_eq!(ctx.url_with_path("a/b?c=1"), "ws://h:1/a/b?c=1");
+        assert_eq!(Ctx::new("ws://h:1").url_with_path("x"), "ws://h:1/x");
+        assert_eq!(
+            Ctx::new("ws://h:1/ws?t=1").url_with_path("x"),
+            "ws://h:1/ws/x"
+        );
     }
 
     #[test]
