@@ -1,0 +1,377 @@
+//! The messages a run sends, and how an incoming message is judged.
+//!
+//! Every request (or `ping` signal) carries a **counter** unique within the
+//! run: the request id, and the first 8 bytes of the payload (little-endian;
+//! fewer when the payload is shorter). The rest of the payload is a pattern
+//! that depends on the counter and on the position, so a reply whose payload
+//! is truncated, shifted, partly overwritten or another request's does not
+//! match. The expected payload is recomputed from the counter, so nothing
+//! sent is kept.
+//!
+//! Messages are written straight into the buffer that is sent (the header by
+//! the layout of PROTOCOL.md section 2, checked against `webwire-proto` in
+//! the tests below), so that a large payload is written once.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use webwire_proto::{ClientMessage, Encoding, MessageType, Name, Payload, ServerMessage};
+
+use crate::{LoadConfig, Mode};
+
+/// The signal name of a ping, and of its answer (INTEROP.md).
+const PING: &str = "ping";
+const PONG: &str = "pong";
+
+/// How the counter's answer went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A reply (or pong) with exactly the payload sent.
+    Ok,
+    /// A reply (or pong) whose payload, encoding or name differs.
+    Mismatch,
+    /// ReplyError.
+    ErrorReply,
+    /// ReplyInternalError.
+    InternalError,
+    /// ReplyShutdown.
+    Shutdown,
+    /// A reply type that no request of a load run can get (session replies).
+    Unexpected,
+}
+
+/// An incoming message, judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Incoming {
+    /// An answer to the request (id) or ping (payload counter) `key`.
+    Answer { key: u64, outcome: Outcome },
+    /// A pong whose payload is too short to name a ping.
+    StrayPong,
+    /// A message this run never expects, or one that does not parse.
+    Protocol,
+}
+
+/// Encodes what a run sends and judges what comes back.
+#[derive(Debug)]
+pub(crate) struct Wire {
+    mode: Mode,
+    raw_echo: bool,
+    /// The request name, or `ping`.
+    name: Name,
+    size: usize,
+    /// `pattern[j] == j as u8`, 256 bytes longer than a payload, so that the
+    /// payload tail for any seed is one slice of it.
+    pattern: Bytes,
+}
+
+impl Wire {
+    pub(crate) fn new(config: &LoadConfig) -> Self {
+        let name = match config.mode {
+            Mode::Request => config.name.clone().unwrap_or_default(),
+            Mode::Signal => Name::from_static(PING),
+        };
+        let pattern = (0..config.size + 256).map(|j| j as u8).collect::<Vec<u8>>();
+        Self {
+            mode: config.mode,
+            raw_echo: config.raw_echo,
+            name,
+            size: config.size,
+            pattern: pattern.into(),
+        }
+    }
+
+    /// The length of every message sent.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let header = match self.mode {
+            Mode::Request => 10,
+            Mode::Signal => 2,
+        };
+        header + self.name.len() + self.size
+    }
+
+    /// The request (or ping) with counter `counter`, in a buffer of its own
+    /// (the WebSocket client masks it in place).
+    pub(crate) fn encode(&self, counter: u64) -> BytesMut {
+        let mut buf = BytesMut::with_capacity(self.encoded_len());
+        match self.mode {
+            Mode::Request => {
+                buf.put_u8(MessageType::RequestBinary.byte());
+                buf.put_u64_le(counter);
+            }
+            Mode::Signal => buf.put_u8(MessageType::SignalBinary.byte()),
+        }
+        // A Name is at most 255 bytes.
+        buf.put_u8(self.name.len() as u8);
+        buf.put_slice(self.name.as_bytes());
+        let head = self.size.min(8);
+        buf.put_slice(&counter.to_le_bytes()[..head]);
+        buf.put_slice(self.tail(counter));
+        buf
+    }
+
+    /// Whether `payload` is exactly the payload of counter `counter`.
+    pub(crate) fn payload_matches(&self, counter: u64, payload: &Payload) -> bool {
+        let data = payload.as_bytes();
+        let head = self.size.min(8);
+        payload.encoding() == Encoding::Binary
+            && data.len() == self.size
+            && data[..head] == counter.to_le_bytes()[..head]
+            && data[head..] == *self.tail(counter)
+    }
+
+    /// The payload after the counter: bytes `seed + i` at position `i`.
+    fn tail(&self, counter: u64) -> &[u8] {
+        let seed = (counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+        let head = self.size.min(8);
+        &self.pattern[seed + head..seed + self.size]
+    }
+
+    /// Judges one binary message from the server.
+    pub(crate) fn judge(&self, frame: Bytes) -> Incoming {
+        if self.raw_echo {
+            self.judge_echo(frame)
+        } else {
+            self.judge_server(frame)
+        }
+    }
+
+    fn judge_server(&self, frame: Bytes) -> Incoming {
+        let Ok(message) = ServerMessage::parse(frame) else {
+            return Incoming::Protocol;
+        };
+        let answer = |id: webwire_proto::RequestId, outcome| match self.mode {
+            Mode::Request => Incoming::Answer {
+                key: id.to_u64(),
+                outcome,
+            },
+            Mode::Signal => Incoming::Protocol,
+        };
+        match message {
+            ServerMessage::Reply(reply) => {
+                let outcome = self.verdict(reply.id.to_u64(), &reply.payload, true);
+                answer(reply.id, outcome)
+            }
+            ServerMessage::Error(error) => answer(error.id, Outcome::ErrorReply),
+            ServerMessage::InternalError(id) => answer(id, Outcome::InternalError),
+            ServerMessage::Shutdown(id) => answer(id, Outcome::Shutdown),
+            ServerMessage::SessionNotFound(id)
+            | ServerMessage::MaxSessConnsReached(id)
+            | ServerMessage::SessionsDisabled(id) => answer(id, Outcome::Unexpected),
+            ServerMessage::Signal(signal) if self.mode == Mode::Signal => {
+                self.judge_pong(signal.name() == PONG, signal.payload())
+            }
+            _ => Incoming::Protocol,
+        }
+    }
+
+    fn judge_echo(&self, frame: Bytes) -> Incoming {
+        match ClientMessage::parse(frame) {
+            Ok(ClientMessage::Request(request)) if self.mode == Mode::Request => {
+                let key = request.id().to_u64();
+                let name_ok = *request.name() == self.name;
+                Incoming::Answer {
+                    key,
+                    outcome: self.verdict(key, request.payload(), name_ok),
+                }
+            }
+            Ok(ClientMessage::Signal(signal)) if self.mode == Mode::Signal => {
+                self.judge_pong(signal.name() == PING, signal.payload())
+            }
+            _ => Incoming::Protocol,
+        }
+    }
+
+    fn judge_pong(&self, name_ok: bool, payload: &Payload) -> Incoming {
+        let Some(head) = payload.as_bytes().first_chunk::<8>() else {
+            return Incoming::StrayPong;
+        };
+        let key = u64::from_le_bytes(*head);
+        Incoming::Answer {
+            key,
+            outcome: self.verdict(key, payload, name_ok),
+        }
+    }
+
+    fn verdict(&self, key: u64, payload: &Payload, name_ok: bool) -> Outcome {
+        if name_ok && self.payload_matches(key, payload) {
+            Outcome::Ok
+        } else {
+            Outcome::Mismatch
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use webwire_proto::{ErrorCode, Reply, Request, RequestId, Signal};
+
+    use super::*;
+
+    fn wire(mode: Mode, size: usize, name: Option<&'static str>, raw_echo: bool) -> Wire {
+        let mut config = LoadConfig::new("ws://127.0.0.1:1/");
+        config.mode = mode;
+        config.size = size;
+        config.name = name.map(Name::from_static);
+        config.raw_echo = raw_echo;
+        Wire::new(&config)
+    }
+
+    fn payload_of(wire: &Wire, counter: u64) -> Payload {
+        let frame = wire.encode(counter).freeze();
+        let header = wire.encoded_len() - wire.size;
+        Payload::binary(frame.slice(header..))
+    }
+
+    #[test]
+    fn requests_encode_as_the_codec_does() {
+        for (size, name) in [
+            (1, None),
+            (7, None),
+            (16, None),
+            (300, Some("echo")),
+            (0, Some("x")),
+        ] {
+            let wire = wire(Mode::Request, size, name, false);
+            for counter in [0, 1, 0x1234_5678_9abc_def0, u64::MAX] {
+                let frame = wire.encode(counter);
+                assert_eq!(frame.len(), wire.encoded_len());
+                let payload = payload_of(&wire, counter);
+                let expected = Request::new(
+                    RequestId::from(counter),
+                    name.map(Name::from_static).unwrap_or_default(),
+                    payload.clone(),
+                )
+                .unwrap();
+                assert_eq!(ClientMessage::Request(expected).to_bytes(), frame);
+                assert!(wire.payload_matches(counter, &payload));
+            }
+        }
+    }
+
+    #[test]
+    fn signals_encode_as_the_codec_does() {
+        let wire = wire(Mode::Signal, 16, None, false);
+        let frame = wire.encode(42);
+        let expected = Signal::new(Name::from_static("ping"), payload_of(&wire, 42)).unwrap();
+        assert_eq!(ClientMessage::Signal(expected).to_bytes(), frame);
+    }
+
+    #[test]
+    fn payloads_differ_by_counter_and_detect_corruption() {
+        let wire = wire(Mode::Request, 64, None, false);
+        let a = payload_of(&wire, 1);
+        let b = payload_of(&wire, 2);
+        assert_ne!(a, b);
+        assert!(!wire.payload_matches(2, &a));
+        // A flipped byte anywhere, a short or long payload, another encoding.
+        for i in [0, 7, 8, 40, 63] {
+            let mut bytes = a.as_bytes().to_vec();
+            bytes[i] ^= 1;
+            assert!(
+                !wire.payload_matches(1, &Payload::binary(bytes)),
+                "byte {i}"
+            );
+        }
+        assert!(!wire.payload_matches(1, &Payload::binary(a.as_bytes().slice(..63))));
+        let mut longer = a.as_bytes().to_vec();
+        longer.push(0);
+        assert!(!wire.payload_matches(1, &Payload::binary(longer)));
+        let utf8 = Payload::new(Encoding::Utf8, a.as_bytes().clone()).unwrap();
+        assert!(!wire.payload_matches(1, &utf8));
+    }
+
+    #[test]
+    fn judges_server_replies() {
+        let wire = wire(Mode::Request, 16, None, false);
+        let id = RequestId::from(9);
+        let good = ServerMessage::Reply(Reply::new(id, payload_of(&wire, 9))).to_bytes();
+        let wrong = ServerMessage::Reply(Reply::new(id, payload_of(&wire, 10))).to_bytes();
+        let error = ServerMessage::Error(webwire_proto::ErrorReply::new(
+            id,
+            ErrorCode::from_static("E"),
+            "",
+        ))
+        .to_bytes();
+        let answer = |outcome| Incoming::Answer { key: 9, outcome };
+        assert_eq!(wire.judge(good), answer(Outcome::Ok));
+        assert_eq!(wire.judge(wrong), answer(Outcome::Mismatch));
+        assert_eq!(wire.judge(error), answer(Outcome::ErrorReply));
+        assert_eq!(
+            wire.judge(ServerMessage::InternalError(id).to_bytes()),
+            answer(Outcome::InternalError)
+        );
+        assert_eq!(
+            wire.judge(ServerMessage::Shutdown(id).to_bytes()),
+            answer(Outcome::Shutdown)
+        );
+        assert_eq!(
+            wire.judge(ServerMessage::SessionsDisabled(id).to_bytes()),
+            answer(Outcome::Unexpected)
+        );
+        assert_eq!(wire.judge(Bytes::from_static(&[200])), Incoming::Protocol);
+        assert_eq!(
+            wire.judge(ServerMessage::SessionClosed.to_bytes()),
+            Incoming::Protocol
+        );
+    }
+
+    #[test]
+    fn judges_pongs() {
+        let wire = wire(Mode::Signal, 16, None, false);
+        let pong = |name, counter| {
+            ServerMessage::Signal(
+                Signal::new(Name::from_static(name), payload_of(&wire, counter)).unwrap(),
+            )
+            .to_bytes()
+        };
+        let ok = Incoming::Answer {
+            key: 5,
+            outcome: Outcome::Ok,
+        };
+        assert_eq!(wire.judge(pong("pong", 5)), ok);
+        assert_eq!(
+            wire.judge(pong("ping", 5)),
+            Incoming::Answer {
+                key: 5,
+                outcome: Outcome::Mismatch
+            }
+        );
+        let short = Signal::new(Name::from_static("pong"), Payload::binary(vec![1, 2])).unwrap();
+        assert_eq!(
+            wire.judge(ServerMessage::Signal(short).to_bytes()),
+            Incoming::StrayPong
+        );
+        // A reply in signal mode is not expected.
+        let reply = ServerMessage::Reply(Reply::new(RequestId::from(5), payload_of(&wire, 5)));
+        assert_eq!(wire.judge(reply.to_bytes()), Incoming::Protocol);
+    }
+
+    #[test]
+    fn raw_echo_takes_the_echoed_message_as_its_answer() {
+        let requests = wire(Mode::Request, 16, Some("echo"), true);
+        assert_eq!(
+            requests.judge(requests.encode(3).freeze()),
+            Incoming::Answer {
+                key: 3,
+                outcome: Outcome::Ok
+            }
+        );
+        let other_name = wire(Mode::Request, 16, Some("other"), true);
+        assert_eq!(
+            requests.judge(other_name.encode(3).freeze()),
+            Incoming::Answer {
+                key: 3,
+                outcome: Outcome::Mismatch
+            }
+        );
+        let pings = wire(Mode::Signal, 16, None, true);
+        assert_eq!(
+            pings.judge(pings.encode(4).freeze()),
+            Incoming::Answer {
+                key: 4,
+                outcome: Outcome::Ok
+            }
+        );
+        // Without --raw-echo, an echoed request is not a server message.
+        let strict = wire(Mode::Request, 16, None, false);
+        assert_eq!(strict.judge(strict.encode(3).freeze()), Incoming::Protocol);
+    }
+}
