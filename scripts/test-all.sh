@@ -69,7 +69,7 @@ fi
 if [ -f tools/webwire-load/Cargo.toml ] && [ -n "${WEBWIRE_INTEROP_BIN:-}" ]; then
     section "load generator: one second against the interop server"
     cargo build --release --locked -q -p webwire-load
-    target/release/webwire-load --url "$url" --conns 4 --inflight 4 --duration 1s --warmup 0s --check
+    "${CARGO_TARGET_DIR:-target}/release/webwire-load" --url "$url" --conns 4 --inflight 4 --duration 1s --warmup 0s --fail-on-error
 fi
 
 if [ -f clients/typescript/package.json ]; then
