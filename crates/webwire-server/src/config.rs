@@ -1,8 +1,10 @@
 //! The server's options, their defaults and their validation.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Concurrency, ServerError};
+use crate::{Concurrency, ServerError, SessionKeyGenerator, SessionManager};
 
 /// The options of a server, validated by [`ServerBuilder::build`](crate::ServerBuilder::build).
 #[derive(Debug, Clone)]
@@ -16,6 +18,14 @@ pub(crate) struct Config {
     pub(crate) concurrency: Concurrency,
     pub(crate) path: Option<String>,
     pub(crate) close_timeout: Duration,
+    pub(crate) sessions_enabled: bool,
+    /// Connections per session, 0 for no limit.
+    pub(crate) max_session_connections: usize,
+    /// `None`: a [`FileSessionManager`](crate::FileSessionManager) in
+    /// [`default_session_dir`].
+    pub(crate) session_manager: Option<Arc<dyn SessionManager>>,
+    /// `None`: the [`DefaultKeyGenerator`](crate::DefaultKeyGenerator).
+    pub(crate) session_keys: Option<Arc<dyn SessionKeyGenerator>>,
 }
 
 /// The original server's read timeout.
@@ -28,6 +38,20 @@ pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 128;
 pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection waits for the client's close frame.
 pub(crate) const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The folder of the default session manager's files, under the current
+/// directory.
+pub(crate) const DEFAULT_SESSION_DIR: &str = "webwire-sessions";
+
+/// The default session manager's folder: `webwire-sessions` in the current
+/// directory (made absolute when the server is built, so that a later change
+/// of directory does not move it).
+pub(crate) fn default_session_dir() -> PathBuf {
+    match std::env::current_dir() {
+        Ok(dir) => dir.join(DEFAULT_SESSION_DIR),
+        Err(_) => PathBuf::from(DEFAULT_SESSION_DIR),
+    }
+}
 
 const MIN_READ_TIMEOUT: Duration = Duration::from_secs(1);
 const MIN_BUFFER_SIZE: usize = 32;
@@ -44,6 +68,10 @@ impl Default for Config {
             concurrency: Concurrency::ONE,
             path: None,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            sessions_enabled: true,
+            max_session_connections: 0,
+            session_manager: None,
+            session_keys: None,
         }
     }
 }
@@ -138,6 +166,15 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.read_timeout, Duration::from_secs(60));
         assert_eq!(config.buffer_size, 8192);
+        assert!(config.sessions_enabled);
+        assert_eq!(config.max_session_connections, 0);
+    }
+
+    #[test]
+    fn the_default_session_folder_is_absolute_under_the_current_directory() {
+        let dir = default_session_dir();
+        assert!(dir.ends_with(DEFAULT_SESSION_DIR));
+        assert_eq!(dir.parent(), std::env::current_dir().ok().as_deref());
     }
 
     #[test]

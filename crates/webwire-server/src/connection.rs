@@ -3,17 +3,20 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 
+use crate::session::ops::Sessions;
+use crate::session::registry::Slot;
 use crate::writer::Outbound;
-use crate::{ConnectionOptions, SignalError};
+use crate::{ConnectionOptions, Session, SessionError, SessionInfo, SessionJsonError, SignalError};
 
 /// A connection's number, unique within its server.
 ///
@@ -140,7 +143,10 @@ pub(crate) struct ConnectionInner {
     pub(crate) done: CancellationToken,
     pub(crate) state: AtomicU8,
     pub(crate) counters: Counters,
-    // The session slot joins here.
+    /// The server's sessions.
+    pub(crate) sessions: Arc<Sessions>,
+    /// The connection's session (see `session::registry`).
+    pub(crate) session: Mutex<Slot>,
 }
 
 /// A connected client: cheap to clone (`Arc`), `Send + Sync`.
@@ -293,6 +299,177 @@ impl Connection {
 
     pub(crate) fn set_state(&self, state: u8) {
         self.inner.state.fetch_max(state, Ordering::AcqRel);
+    }
+
+    /// Creates a session for this connection (PROTOCOL.md 5): a new key
+    /// from the server's key generator, the client told with a
+    /// NotifySessionCreated message, the session registered for this
+    /// connection, then stored by the session manager. Returns the session.
+    ///
+    /// `info` is the application's JSON object attached to the session
+    /// (`None` for none); read it back with
+    /// [`session_info`](Self::session_info), on this connection or on any
+    /// that restores the session later.
+    ///
+    /// Fails with [`SessionError::Disabled`] when sessions are disabled,
+    /// [`SessionError::ConnectionClosed`] when the connection is closing or
+    /// closed, [`SessionError::AlreadyActive`] when it has a session, and
+    /// [`SessionError::TooLarge`] when the session does not fit the message
+    /// buffer size. If the session manager fails to store the session, the
+    /// error is logged and the session stays active (it just cannot be
+    /// restored once every connection holding it has ended).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use webwire_server::{Connection, Router};
+    ///
+    /// let router = Router::new().request("login", |conn: Connection, user: String| async move {
+    ///     // Check the user's credentials here.
+    ///     let info = json!({ "user": user }).as_object().cloned();
+    ///     let session = conn.create_session(info).await?;
+    ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session.key)
+    /// });
+    /// ```
+    pub async fn create_session(
+        &self,
+        info: impl Into<Option<SessionInfo>>,
+    ) -> Result<Session, SessionError> {
+        self.inner.sessions.create(self, info.into()).await
+    }
+
+    /// Closes this connection's session (PROTOCOL.md 5) and tells the
+    /// client (NotifySessionClosed). If this was the last connection
+    /// holding it, the session is destroyed: the session manager deletes
+    /// it. Returns whether the connection had a session.
+    ///
+    /// The session has left the connection even when this fails:
+    /// [`SessionError::QueueFull`] says the client was not told,
+    /// [`SessionError::Store`] that the session manager failed to delete it.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, Payload, Router};
+    ///
+    /// let router = Router::new().request("logout", |conn: Connection, _: Payload| async move {
+    ///     conn.close_session().await?;
+    ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
+    /// });
+    /// ```
+    pub async fn close_session(&self) -> Result<bool, SessionError> {
+        self.inner.sessions.close(self, true).await
+    }
+
+    /// Whether the connection has a session (after it ended: whether it had
+    /// one then).
+    ///
+    /// ```
+    /// # fn f(conn: webwire_server::Connection) {
+    /// if !conn.has_session() {
+    ///     println!("anonymous");
+    /// }
+    /// # }
+    /// ```
+    pub fn has_session(&self) -> bool {
+        self.slot().session().is_some()
+    }
+
+    /// A copy of the connection's session, if it has one (after it ended:
+    /// the session it had then).
+    ///
+    /// ```
+    /// # fn f(conn: webwire_server::Connection) {
+    /// if let Some(session) = conn.session() {
+    ///     println!("created at {:?}, restored at {:?}", session.creation, session.last_lookup);
+    /// }
+    /// # }
+    /// ```
+    pub fn session(&self) -> Option<Session> {
+        self.session_arc().map(|session| Session::clone(&session))
+    }
+
+    /// The key of the connection's session, if it has one.
+    ///
+    /// ```
+    /// # async fn f(server: webwire_server::Server, conn: webwire_server::Connection) {
+    /// if let Some(key) = conn.session_key() {
+    ///     let tabs = server.session_connection_count(&key);
+    ///     println!("the session is open in {tabs} tabs");
+    /// }
+    /// # }
+    /// ```
+    pub fn session_key(&self) -> Option<String> {
+        self.slot().session().map(|session| session.key.clone())
+    }
+
+    /// When the connection's session was created, if it has one.
+    ///
+    /// ```
+    /// # fn f(conn: webwire_server::Connection) {
+    /// let age = conn.session_creation().and_then(|created| created.elapsed().ok());
+    /// # }
+    /// ```
+    pub fn session_creation(&self) -> Option<SystemTime> {
+        self.slot().session().map(|session| session.creation)
+    }
+
+    /// The info field `field` of the connection's session, deserialized as
+    /// a `T`: `Ok(None)` without a session, without info or without that
+    /// field; an error when the field is not a `T`.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, Payload, Router};
+    ///
+    /// let router = Router::new().request("whoami", |conn: Connection, _: Payload| async move {
+    ///     let user: Option<String> = conn.session_info("user")?;
+    ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(user.unwrap_or_else(|| "anonymous".into()))
+    /// });
+    /// ```
+    pub fn session_info<T: DeserializeOwned>(
+        &self,
+        field: &str,
+    ) -> Result<Option<T>, SessionJsonError> {
+        match self.session_arc() {
+            Some(session) => session.info_field(field),
+            None => Ok(None),
+        }
+    }
+
+    fn session_arc(&self) -> Option<Arc<Session>> {
+        self.slot().session().cloned()
+    }
+
+    /// The session slot; the registry's lock, if needed, is taken first.
+    pub(crate) fn slot(&self) -> MutexGuard<'_, Slot> {
+        // Every change of a slot is a single assignment.
+        self.inner
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection without a client, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        let (tx, _rx) = mpsc::channel(2);
+        Self::new(ConnectionInner {
+            id: ConnectionId(0),
+            info: ConnectionInfo::new(Uri::default(), HeaderMap::new(), None),
+            options: ConnectionOptions::new(),
+            created: SystemTime::now(),
+            tx,
+            buffer_size: 8192,
+            queue_timeout: Duration::from_secs(1),
+            close: CancellationToken::new(),
+            done: CancellationToken::new(),
+            state: ACTIVE.into(),
+            counters: Counters::default(),
+            sessions: Arc::new(Sessions::new(
+                true,
+                0,
+                Arc::new(crate::MemorySessionManager::new()),
+                Arc::new(crate::DefaultKeyGenerator),
+            )),
+            session: Mutex::new(Slot::Empty),
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -24,10 +24,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_websockets::{CloseCode, WebSocketStream};
-use webwire_proto::{ClientMessage, ErrorReply, Reply, Request, ServerMessage, Signal};
+use webwire_proto::{
+    ClientMessage, ErrorReply, Payload, Reply, Request, RequestId, ServerMessage, Signal,
+};
 
 use crate::connection::{ConnectionInner, Counters, ACTIVE, CLOSED, CLOSING};
 use crate::server::Shared;
+use crate::session::registry::Slot;
 use crate::writer::{Outbound, Writer, WriterEnd};
 use crate::{
     Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
@@ -85,6 +88,8 @@ pub(crate) async fn run<H: Handler>(
         done: CancellationToken::new(),
         state: ACTIVE.into(),
         counters: Counters::default(),
+        sessions: shared.sessions.clone(),
+        session: Mutex::new(Slot::Empty),
     });
     // The accept configuration goes first, before anything else.
     let _ = conn.try_send(Outbound::Frame(shared.accept_conf.clone()));
@@ -128,8 +133,11 @@ pub(crate) async fn run<H: Handler>(
     let reason = reader.finish(end, writer).await;
 
     // The socket is closed: the place under the connection limit is free
-    // before the connection leaves the registry.
+    // before the connection leaves the registry. It leaves its session
+    // (which stays stored, to be restored later) before the disconnect
+    // hook, which can still read it.
     drop(accepted.slot);
+    shared.sessions.disconnected(&conn).await;
     shared.unregister(&conn);
     tracing::debug!(connection = %conn.id(), %reason, "disconnected");
     let hook = AssertUnwindSafe(handler.on_disconnected(&conn, &reason)).catch_unwind();
@@ -153,6 +161,14 @@ enum Mode {
     Limited(Arc<Semaphore>),
     /// A task per message; requests are bounded by their reply slots.
     Unlimited,
+}
+
+/// A client's session request.
+enum SessionRequest {
+    /// RequestRestoreSession with this key.
+    Restore(Bytes),
+    /// RequestCloseSession.
+    Close,
 }
 
 /// How the read loop ended.
@@ -350,19 +366,63 @@ impl<H: Handler> Reader<H> {
                 self.dispatch_signal(signal, permit).await;
                 Ok(())
             }
-            ClientMessage::RestoreSession { id, .. } | ClientMessage::CloseSession(id) => {
-                let reply = if self.draining {
-                    ServerMessage::Shutdown(id)
-                } else {
-                    // Until the session registry exists: as a server with
-                    // sessions disabled answers.
-                    ServerMessage::SessionsDisabled(id)
-                };
-                self.send(reply).await
+            ClientMessage::RestoreSession { id, .. } | ClientMessage::CloseSession(id)
+                if self.draining =>
+            {
+                self.send(ServerMessage::Shutdown(id)).await
+            }
+            ClientMessage::RestoreSession { id, key } => {
+                self.session_request(id, SessionRequest::Restore(key)).await
+            }
+            ClientMessage::CloseSession(id) => {
+                self.session_request(id, SessionRequest::Close).await
             }
             // A message type this server does not know yet.
             _ => Ok(()),
         }
+    }
+
+    /// Answers a session request (PROTOCOL.md 5). It runs here, in the
+    /// reading task, whatever the concurrency limit: messages that follow
+    /// it are handled with its outcome (a request after a restore sees the
+    /// session), as the original server did.
+    async fn session_request(
+        &mut self,
+        id: RequestId,
+        request: SessionRequest,
+    ) -> Result<(), ReadEnd> {
+        let slot = self
+            .conn
+            .inner
+            .tx
+            .reserve()
+            .await
+            .map_err(|_| ReadEnd::WriterGone)?;
+        let sessions = self.shared.sessions.clone();
+        let conn = &self.conn;
+        let work = async {
+            match request {
+                SessionRequest::Restore(key) => sessions.restore(conn, id, key).await,
+                SessionRequest::Close if !sessions.enabled() => ServerMessage::SessionsDisabled(id),
+                SessionRequest::Close => {
+                    // The session has left the connection even if the
+                    // manager failed to delete it (that is logged): the
+                    // client is told it has none.
+                    let _ = sessions.close(conn, false).await;
+                    ServerMessage::Reply(Reply::new(id, Payload::default()))
+                }
+            }
+        };
+        let reply = tokio::select! {
+            biased;
+            out = AssertUnwindSafe(work).catch_unwind() => out.unwrap_or_else(|panic| {
+                tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "session request panicked");
+                ServerMessage::InternalError(id)
+            }),
+            () = self.abort.cancelled() => ServerMessage::Shutdown(id),
+        };
+        slot.send(Outbound::Message(reply));
+        Ok(())
     }
 
     /// Queues a message, waiting for room.

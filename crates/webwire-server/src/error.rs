@@ -1,13 +1,15 @@
 //! The error types, one per layer: building and running the server
 //! ([`ServerError`]), signalling a client ([`SignalError`]), failing a
-//! request on purpose ([`RequestError`]), and why a connection ended
-//! ([`DisconnectReason`]).
+//! request on purpose ([`RequestError`]), creating or closing a session
+//! ([`SessionError`]), and why a connection ended ([`DisconnectReason`]).
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use webwire_proto::{ErrorCode, ParseError, ValueError};
+use webwire_proto::{ErrorCode, ParseError, SessionJsonError, ValueError};
+
+use crate::SessionStoreError;
 
 /// What a request or signal handler may fail with: any error.
 ///
@@ -104,6 +106,55 @@ pub enum SignalError {
     /// The name or payload is not allowed in a signal.
     #[error("invalid signal: {0}")]
     Invalid(#[from] ValueError),
+}
+
+/// Creating or closing a session on a connection failed (see
+/// [`Connection::create_session`](crate::Connection::create_session),
+/// [`Connection::close_session`](crate::Connection::close_session) and
+/// [`Server::close_session`](crate::Server::close_session)).
+///
+/// ```
+/// use webwire_server::SessionError;
+///
+/// assert_eq!(SessionError::AlreadyActive.to_string(), "the connection already has a session");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Sessions are disabled on this server.
+    #[error("sessions are disabled on this server")]
+    Disabled,
+    /// The connection is closing or closed.
+    #[error("the connection is closed")]
+    ConnectionClosed,
+    /// The connection already has a session (or is restoring one).
+    #[error("the connection already has a session")]
+    AlreadyActive,
+    /// The key generator made a key that is not 1 to 255 bytes of printable
+    /// ASCII (32..=126), which clients could not restore.
+    #[error("the session key generator made an invalid key")]
+    InvalidKey,
+    /// The key generator made the key of a session that is active now.
+    #[error("the session key generator made the key of an active session")]
+    KeyInUse,
+    /// The session, with its info, does not fit the message buffer size.
+    #[error("the session of {len} bytes exceeds the message buffer size of {max} bytes")]
+    TooLarge {
+        /// The encoded notification's length.
+        len: usize,
+        /// The message buffer size.
+        max: usize,
+    },
+    /// The session cannot be written as JSON (a time out of range).
+    #[error("the session cannot be encoded: {0}")]
+    Json(#[from] SessionJsonError),
+    /// The connection's outbound queue stayed full: the client was not told.
+    #[error("the connection's outbound queue is full (the client is not reading)")]
+    QueueFull,
+    /// The session left the connection, but the session manager failed to
+    /// delete it.
+    #[error("the session manager failed: {0}")]
+    Store(#[source] SessionStoreError),
 }
 
 /// A request error chosen by the application: the client gets an error

@@ -17,18 +17,23 @@
 //! - `upgrade`, `origin`, `options`: the HTTP upgrade: handshake checks,
 //!   [`OriginPolicy`], the connection limit, the before-upgrade hook
 //!   ([`ConnectionOptions`], [`Concurrency`], [`Refusal`]).
-//! - `connection`: [`Connection`], the handle of one client.
+//! - `connection`: [`Connection`], the handle of one client, with its
+//!   session ([`Connection::create_session`], [`Connection::session`], ...).
 //! - `driver`, `writer`: the two tasks of a connection: the reader that
 //!   runs handlers within the concurrency limit, and the only writer,
 //!   which drains a bounded queue and flushes once per batch.
 //! - `handler`, `router`, `extract`: the application's side.
 //! - `error`: [`ServerError`], [`SignalError`], [`RequestError`],
-//!   [`DisconnectReason`].
+//!   [`SessionError`], [`DisconnectReason`].
 //! - `session`: [`SessionManager`] (the application's session storage, with
 //!   [`FileSessionManager`], the default, and [`MemorySessionManager`]),
 //!   [`SessionLookup`], [`SessionStoreError`], and [`SessionKeyGenerator`]
 //!   with [`DefaultKeyGenerator`]. [`Session`] and [`SessionInfo`] are the
-//!   wire types of `webwire-proto`.
+//!   wire types of `webwire-proto`. `session::registry` is the server's
+//!   record of which connections hold which session, `session::ops` what
+//!   the server does with sessions (create, restore, close on one
+//!   connection or everywhere with [`Server::close_session`] and its
+//!   [`ClosedSession`] report).
 //!
 //! DESIGN.md at the repository root explains the tasks, where backpressure
 //! comes from, and the choices made.
@@ -73,7 +78,9 @@ mod upgrade;
 mod writer;
 
 pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};
-pub use error::{DisconnectReason, HandlerError, RequestError, ServerError, SignalError};
+pub use error::{
+    DisconnectReason, HandlerError, RequestError, ServerError, SessionError, SignalError,
+};
 pub use extract::{FromRequest, FromSignal, IntoPayload, IntoReply, Json};
 pub use handler::Handler;
 pub use listener::Listener;
@@ -83,8 +90,9 @@ pub use router::{RequestHandler, Router, SignalHandler};
 pub use server::{Server, ServerBuilder};
 pub use service::WebwireService;
 pub use session::{
-    DefaultKeyGenerator, FileSessionManager, MemorySessionManager, Session, SessionInfo,
-    SessionKeyGenerator, SessionLookup, SessionManager, SessionStoreError,
+    ClosedSession, DefaultKeyGenerator, FileSessionManager, MemorySessionManager, Session,
+    SessionInfo, SessionJsonError, SessionKeyGenerator, SessionLookup, SessionManager,
+    SessionStoreError,
 };
 pub use tls::TlsConfig;
 

@@ -1,5 +1,6 @@
-//! The server handle: building, the connection registry, broadcasting and
-//! graceful shutdown (PROTOCOL.md 7).
+//! The server handle: building, the connection registry, the sessions'
+//! registry (PROTOCOL.md 5), broadcasting and graceful shutdown
+//! (PROTOCOL.md 7).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 
-use crate::config::Config;
+use crate::config::{default_session_dir, Config};
 use crate::driver::{self, Accepted};
 use crate::listener::Listener;
+use crate::session::ops::Sessions;
 use crate::writer::Outbound;
 use crate::{
-    Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, Handler, IntoName,
-    OriginPolicy, Refusal, ServerError, SignalError, TlsConfig, WebwireService,
+    ClosedSession, Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions,
+    DefaultKeyGenerator, FileSessionManager, Handler, IntoName, OriginPolicy, Refusal, ServerError,
+    SessionKeyGenerator, SessionManager, SignalError, TlsConfig, WebwireService,
 };
 
 /// The before-upgrade hook.
@@ -53,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) before_upgrade: Option<BeforeUpgrade>,
     pub(crate) runner: Box<dyn Runner>,
     registry: Mutex<HashMap<ConnectionId, Connection>>,
+    /// Sessions: options, the session manager, and which connections hold
+    /// which session.
+    pub(crate) sessions: Arc<Sessions>,
     pub(crate) next_id: AtomicU64,
     pub(crate) connection_limit: Option<Arc<Semaphore>>,
     /// Graceful shutdown started: upgrades get 503, connections drain.
@@ -210,6 +216,64 @@ impl Server {
             }
         }
         Ok(sent)
+    }
+
+    /// The number of active sessions: sessions held by at least one
+    /// connection of this server.
+    ///
+    /// ```
+    /// # fn f(server: webwire_server::Server) {
+    /// println!("{} sessions, {} connections", server.active_session_count(), server.connection_count());
+    /// # }
+    /// ```
+    pub fn active_session_count(&self) -> usize {
+        self.shared.sessions.registry().active_sessions()
+    }
+
+    /// The number of this server's connections holding the session `key`.
+    ///
+    /// ```
+    /// # fn f(server: webwire_server::Server, conn: webwire_server::Connection) {
+    /// if let Some(key) = conn.session_key() {
+    ///     assert!(server.session_connection_count(&key) >= 1);
+    /// }
+    /// # }
+    /// ```
+    pub fn session_connection_count(&self, key: &str) -> usize {
+        self.shared.sessions.registry().connection_count(key)
+    }
+
+    /// This server's connections holding the session `key`.
+    ///
+    /// ```
+    /// # async fn f(server: webwire_server::Server, key: &str) {
+    /// for conn in server.session_connections(key) {
+    ///     let _ = conn.signal("news", "for every tab of this session").await;
+    /// }
+    /// # }
+    /// ```
+    pub fn session_connections(&self, key: &str) -> Vec<Connection> {
+        self.shared.sessions.registry().connections(key)
+    }
+
+    /// Closes the session `key` everywhere (PROTOCOL.md 5): on every
+    /// connection holding it (each client is told with NotifySessionClosed),
+    /// then the session manager deletes it, once. A session no connection
+    /// holds is deleted all the same, so that it cannot be restored.
+    ///
+    /// Reports the connections affected, the clients that could not be
+    /// told, and a failure of the session manager. Nothing happens when
+    /// sessions are disabled, when `key` cannot be a session key, or while
+    /// another close is destroying the same session.
+    ///
+    /// ```
+    /// # async fn f(server: webwire_server::Server, key: &str) {
+    /// let closed = server.close_session(key).await;
+    /// println!("logged out of {} tabs", closed.connections().len());
+    /// # }
+    /// ```
+    pub async fn close_session(&self, key: &str) -> ClosedSession {
+        self.shared.sessions.close_everywhere(key).await
     }
 
     /// Whether a shutdown has started.
@@ -389,10 +453,89 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
+    /// Whether clients may have sessions (PROTOCOL.md 5). Default: enabled.
+    /// When disabled, [`Connection::create_session`] fails and clients'
+    /// session requests are answered with ReplySessionsDisabled.
+    ///
+    /// ```
+    /// use webwire_server::{Router, Server};
+    ///
+    /// let server = Server::builder(Router::new()).sessions_enabled(false).build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn sessions_enabled(mut self, enabled: bool) -> Self {
+        self.config.sessions_enabled = enabled;
+        self
+    }
+
+    /// At most this many connections may hold one session at once (several
+    /// browser tabs, say); a restore beyond is answered with
+    /// ReplyMaxSessConnsReached. Default 0: no limit.
+    ///
+    /// ```
+    /// use webwire_server::{Router, Server};
+    ///
+    /// let server = Server::builder(Router::new()).max_session_connections(3).build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn max_session_connections(mut self, max: usize) -> Self {
+        self.config.max_session_connections = max;
+        self
+    }
+
+    /// Where sessions are stored. Default: a
+    /// [`FileSessionManager`] in the folder `webwire-sessions` under the
+    /// current directory (as it is when the server is built; the folder is
+    /// created when the first session is stored).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use webwire_server::{FileSessionManager, Router, Server};
+    ///
+    /// let server = Server::builder(Router::new())
+    ///     .session_manager(Arc::new(FileSessionManager::new("/var/lib/app/sessions")))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn session_manager(mut self, manager: Arc<dyn SessionManager>) -> Self {
+        self.config.session_manager = Some(manager);
+        self
+    }
+
+    /// Makes the keys of new sessions. Default: the [`DefaultKeyGenerator`]
+    /// (64 characters from 48 secure random bytes); keep it unless you know
+    /// exactly why not.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use webwire_server::{DefaultKeyGenerator, Router, Server};
+    ///
+    /// let server = Server::builder(Router::new())
+    ///     .session_key_generator(Arc::new(DefaultKeyGenerator))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn session_key_generator(mut self, generator: Arc<dyn SessionKeyGenerator>) -> Self {
+        self.config.session_keys = Some(generator);
+        self
+    }
+
     /// Checks the options and builds the server.
     pub fn build(self) -> Result<Server, ServerError> {
         let config = self.config;
         config.validate()?;
+        let sessions = Arc::new(Sessions::new(
+            config.sessions_enabled,
+            config.max_session_connections,
+            config
+                .session_manager
+                .clone()
+                .unwrap_or_else(|| Arc::new(FileSessionManager::new(default_session_dir()))),
+            config
+                .session_keys
+                .clone()
+                .unwrap_or_else(|| Arc::new(DefaultKeyGenerator)),
+        ));
         let accept_conf = ServerMessage::AcceptConf(AcceptConf::new(
             config.read_timeout,
             // Checked by `validate`.
@@ -409,6 +552,7 @@ impl<H: Handler> ServerBuilder<H> {
                 before_upgrade: self.before_upgrade,
                 runner: Box::new(HandlerRunner(Arc::new(self.handler))),
                 registry: Mutex::new(HashMap::new()),
+                sessions,
                 next_id: AtomicU64::new(1),
                 connection_limit,
                 shutdown: CancellationToken::new(),

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{reply_text, within, TestServer};
-use webwire_proto::{ClientMessage, Encoding, Name, Payload, ServerMessage};
+use webwire_proto::{ClientMessage, Encoding, Name, Payload, Reply, ServerMessage};
 use webwire_server::{Connection, Request, RequestError, Router, Server, Signal};
 
 fn router() -> Router {
@@ -98,18 +98,23 @@ async fn every_reply_type() {
     let id = client.send_request("too-big", Payload::utf8("x")).await;
     assert_eq!(client.reply_to(id).await, ServerMessage::InternalError(id));
 
-    // Sessions are not there yet: as a server with sessions disabled.
+    // Session requests without a session (tests/sessions.rs has the rest):
+    // closing is confirmed with an empty binary reply; an unknown key is not
+    // found (a key the default file manager does not even look for).
     let id = client.next_id();
     client.send(ClientMessage::CloseSession(id)).await;
-    assert_eq!(client.recv().await, ServerMessage::SessionsDisabled(id));
+    assert_eq!(
+        client.recv().await,
+        ServerMessage::Reply(Reply::new(id, Payload::default()))
+    );
     let id = client.next_id();
     client
         .send(ClientMessage::RestoreSession {
             id,
-            key: "some-key".into(),
+            key: "no.such.key".into(),
         })
         .await;
-    assert_eq!(client.recv().await, ServerMessage::SessionsDisabled(id));
+    assert_eq!(client.recv().await, ServerMessage::SessionNotFound(id));
 
     // A request to an unknown name: the router's default fallback.
     match client.request("nope", Payload::utf8("x")).await {

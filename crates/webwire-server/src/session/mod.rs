@@ -6,20 +6,27 @@
 //! - `file`: [`FileSessionManager`], the default: one file per session.
 //! - `memory`: [`MemorySessionManager`]: a map in memory.
 //! - `key`: [`SessionKeyGenerator`] and [`DefaultKeyGenerator`].
+//! - `registry`: which connections hold which session (the server's
+//!   shared state), behind a small internal interface.
+//! - `ops`: what the server does with sessions: create, restore, close on
+//!   one connection or everywhere, leave on disconnect; [`ClosedSession`].
 //!
-//! This module knows nothing about connections: the server's session
-//! registry (which connections hold which session) calls into it.
+//! The storage modules know nothing about connections: the registry and
+//! the operations call into them.
 
 mod file;
 mod key;
 mod manager;
 mod memory;
+pub(crate) mod ops;
+pub(crate) mod registry;
 
 pub use file::FileSessionManager;
 pub use key::{DefaultKeyGenerator, SessionKeyGenerator};
 pub use manager::{SessionLookup, SessionManager, SessionStoreError};
 pub use memory::MemorySessionManager;
-pub use webwire_proto::{Session, SessionInfo};
+pub use ops::ClosedSession;
+pub use webwire_proto::{Session, SessionInfo, SessionJsonError};
 
 /// How much of a session key may appear in an error message or log: keys
 /// are bearer credentials, so only a short prefix is shown.

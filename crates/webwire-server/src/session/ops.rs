@@ -1,0 +1,491 @@
+//! What the server does with sessions (PROTOCOL.md 5): create, restore,
+//! close on one connection or everywhere, and leave on disconnect. It ties
+//! the [registry](super::registry), the application's
+//! [`SessionManager`] and the clients' notifications together.
+//!
+//! Every operation is safe to drop halfway (its caller may stop waiting):
+//! slot claims and restore tickets are given back by guards, and deleting a
+//! destroyed session runs in its own task, so that the manager is asked
+//! exactly once and the registry learns that it finished.
+
+use std::error::Error;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use webwire_proto::{ErrorCode, ErrorReply, Payload, Reply, RequestId, ServerMessage, Session};
+
+use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, Slot, Ticket};
+use super::{redacted, SessionInfo, SessionKeyGenerator, SessionManager, SessionStoreError};
+use crate::connection::CLOSED;
+use crate::writer::Outbound;
+use crate::{Connection, SessionError};
+
+/// The error code of a restore on a connection that has a session.
+pub(crate) const SESSION_ACTIVE: &str = "SESSION_ACTIVE";
+
+/// The longest session key a client may restore, in bytes.
+const MAX_KEY_LEN: usize = 255;
+
+/// Whether `key` may be a session key: 1 to 255 bytes of printable ASCII.
+pub(crate) fn is_valid_key(key: &[u8]) -> bool {
+    (1..=MAX_KEY_LEN).contains(&key.len()) && key.iter().all(|b| (32..=126).contains(b))
+}
+
+/// The sessions of one server: options, storage, registry.
+pub(crate) struct Sessions {
+    enabled: bool,
+    manager: Arc<dyn SessionManager>,
+    keys: Arc<dyn SessionKeyGenerator>,
+    registry: Arc<dyn SessionRegistry>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("enabled", &self.enabled)
+            .field("manager", &self.manager)
+            .field("keys", &self.keys)
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+impl Sessions {
+    pub(crate) fn new(
+        enabled: bool,
+        max_connections: usize,
+        manager: Arc<dyn SessionManager>,
+        keys: Arc<dyn SessionKeyGenerator>,
+    ) -> Self {
+        Self {
+            enabled,
+            manager,
+            keys,
+            registry: Arc::new(LocalRegistry::new(max_connections)),
+        }
+    }
+
+    /// Whether sessions are enabled.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub(crate) fn registry(&self) -> &dyn SessionRegistry {
+        &*self.registry
+    }
+
+    /// Creates a session on `conn` (PROTOCOL.md 5, "Create").
+    pub(crate) async fn create(
+        &self,
+        conn: &Connection,
+        info: Option<SessionInfo>,
+    ) -> Result<Session, SessionError> {
+        if !self.enabled {
+            return Err(SessionError::Disabled);
+        }
+        precheck(conn)?;
+        // Room for the notification first: from the claim to the queued
+        // notification nothing waits.
+        let permit =
+            match tokio::time::timeout(conn.inner.queue_timeout, conn.inner.tx.reserve()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(SessionError::ConnectionClosed),
+                Err(_) => return Err(SessionError::QueueFull),
+            };
+        let claim = Claim::new(conn)?;
+        let key = self.keys.generate();
+        if !is_valid_key(key.as_bytes()) {
+            return Err(SessionError::InvalidKey);
+        }
+        let session = Arc::new(Session::new(key, SystemTime::now(), info));
+        let json = session.to_json()?;
+        let notification = ServerMessage::SessionCreated(Bytes::from(json));
+        let (len, max) = (notification.encoded_len(), conn.inner.buffer_size);
+        if len > max {
+            return Err(SessionError::TooLarge { len, max });
+        }
+        self.registry
+            .create(conn, session.clone())
+            .await
+            .map_err(|refused| match refused {
+                Refused::KeyInUse => SessionError::KeyInUse,
+                _ => SessionError::ConnectionClosed,
+            })?;
+        claim.settle();
+        permit.send(Outbound::Message(notification));
+        tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session created");
+        if let Err(err) = self.manager.on_session_created(&session).await {
+            tracing::error!(
+                connection = %conn.id(),
+                session = redacted(&session.key),
+                error = %chain(&err),
+                "the session manager failed to store a new session; it stays active but cannot be restored",
+            );
+        }
+        Ok(Session::clone(&session))
+    }
+
+    /// Answers a client's restore request (PROTOCOL.md 5, "Restore").
+    pub(crate) async fn restore(
+        &self,
+        conn: &Connection,
+        id: RequestId,
+        key: Bytes,
+    ) -> ServerMessage {
+        if !self.enabled {
+            return ServerMessage::SessionsDisabled(id);
+        }
+        if !is_valid_key(&key) {
+            return ServerMessage::SessionNotFound(id);
+        }
+        let key = String::from_utf8_lossy(&key).into_owned();
+        let claim = match Claim::new(conn) {
+            Ok(claim) => claim,
+            Err(SessionError::AlreadyActive) => {
+                return ServerMessage::Error(ErrorReply::new(
+                    id,
+                    ErrorCode::from_static(SESSION_ACTIVE),
+                    "the connection already has a session",
+                ))
+            }
+            Err(_) => return ServerMessage::Shutdown(id),
+        };
+        let mut ticket = match self.registry.begin_restore(&key).await {
+            Ok(ticket) => TicketGuard {
+                registry: &*self.registry,
+                ticket,
+                used: false,
+            },
+            Err(refused) => return refusal(id, refused),
+        };
+        let lookup = AssertUnwindSafe(self.manager.on_session_lookup(&key))
+            .catch_unwind()
+            .await;
+        let found = match lookup {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => return ServerMessage::SessionNotFound(id),
+            Ok(Err(err)) => {
+                tracing::error!(connection = %conn.id(), session = redacted(&key), error = %chain(&err), "session lookup failed");
+                return ServerMessage::InternalError(id);
+            }
+            Err(_) => {
+                tracing::error!(connection = %conn.id(), session = redacted(&key), "the session manager panicked in a lookup");
+                return ServerMessage::InternalError(id);
+            }
+        };
+        let session = Arc::new(found.into_session(key));
+        let json = match session.to_json() {
+            Ok(json) => json,
+            Err(err) => {
+                tracing::error!(connection = %conn.id(), session = redacted(&session.key), error = %chain(&err), "the restored session cannot be encoded");
+                return ServerMessage::InternalError(id);
+            }
+        };
+        let reply = ServerMessage::Reply(Reply::new(id, Payload::utf8(json)));
+        let (len, max) = (reply.encoded_len(), conn.inner.buffer_size);
+        if len > max {
+            tracing::error!(connection = %conn.id(), session = redacted(&session.key), len, max, "the restored session exceeds the message buffer size");
+            return ServerMessage::InternalError(id);
+        }
+        ticket.used = true;
+        let outcome = self
+            .registry
+            .join(&ticket.ticket, conn, session.clone())
+            .await;
+        match outcome {
+            Ok(()) => {
+                claim.settle();
+                tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session restored");
+                reply
+            }
+            Err(refused) => refusal(id, refused),
+        }
+    }
+
+    /// Closes the session of `conn` (PROTOCOL.md 5, "Close on one
+    /// connection"); `notify` for a server-side close. Returns whether it
+    /// had one.
+    pub(crate) async fn close(
+        &self,
+        conn: &Connection,
+        notify: bool,
+    ) -> Result<bool, SessionError> {
+        let Some(left) = self.registry.leave(conn, Leave::Close).await else {
+            return Ok(false);
+        };
+        tracing::debug!(connection = %conn.id(), session = redacted(&left.key), destroy = left.destroy, "session closed on a connection");
+        let notified = if notify {
+            send_closed(conn).await
+        } else {
+            Ok(())
+        };
+        if left.destroy {
+            self.destroy(left.key).await.map_err(SessionError::Store)?;
+        }
+        notified.map(|()| true)
+    }
+
+    /// Closes the session `key` on every connection and destroys it.
+    pub(crate) async fn close_everywhere(&self, key: &str) -> ClosedSession {
+        if !self.enabled || !is_valid_key(key.as_bytes()) {
+            return ClosedSession::default();
+        }
+        let Some(connections) = self.registry.close_everywhere(key).await else {
+            return ClosedSession::default();
+        };
+        tracing::debug!(
+            session = redacted(key),
+            connections = connections.len(),
+            "closing a session everywhere"
+        );
+        let sent = futures_util::future::join_all(connections.iter().map(send_closed)).await;
+        let errors = connections
+            .iter()
+            .zip(sent)
+            .filter_map(|(conn, sent)| sent.err().map(|err| (conn.clone(), err)))
+            .collect();
+        let store_error = self.destroy(key.to_owned()).await.err();
+        ClosedSession {
+            connections,
+            errors,
+            store_error,
+            destroyed: true,
+        }
+    }
+
+    /// The connection ended: it leaves its session, which stays stored.
+    pub(crate) async fn disconnected(&self, conn: &Connection) {
+        if let Some(left) = self.registry.leave(conn, Leave::Disconnect).await {
+            tracing::debug!(connection = %conn.id(), session = redacted(&left.key), "a connection left its session");
+        }
+    }
+
+    /// Deletes a destroyed session from the store, in a task of its own so
+    /// that it finishes (and the registry hears of it) even if the caller
+    /// stops waiting.
+    async fn destroy(&self, key: String) -> Result<(), SessionStoreError> {
+        let manager = self.manager.clone();
+        let registry = self.registry.clone();
+        let task = tokio::spawn(async move {
+            let deleted = AssertUnwindSafe(manager.on_session_closed(&key))
+                .catch_unwind()
+                .await;
+            registry.destroyed(&key);
+            let result = deleted.unwrap_or_else(|_| {
+                Err(SessionStoreError::msg(
+                    "the session manager panicked while deleting a session",
+                ))
+            });
+            if let Err(err) = &result {
+                tracing::error!(session = redacted(&key), error = %chain(err), "the session manager failed to delete a closed session");
+            }
+            result
+        });
+        task.await.unwrap_or_else(|err| {
+            Err(SessionStoreError::new(
+                "the session deletion task failed",
+                err,
+            ))
+        })
+    }
+}
+
+/// Fails early, without waiting for queue room, when `conn` cannot get a session.
+fn precheck(conn: &Connection) -> Result<(), SessionError> {
+    match &*conn.slot() {
+        Slot::Active(_) | Slot::Busy => Err(SessionError::AlreadyActive),
+        Slot::Ended(_) => Err(SessionError::ConnectionClosed),
+        Slot::Empty if !conn.is_active() => Err(SessionError::ConnectionClosed),
+        Slot::Empty => Ok(()),
+    }
+}
+
+/// The reply to a restore the registry refused.
+fn refusal(id: RequestId, refused: Refused) -> ServerMessage {
+    match refused {
+        Refused::Full => ServerMessage::MaxSessConnsReached(id),
+        Refused::Gone | Refused::KeyInUse => ServerMessage::SessionNotFound(id),
+        Refused::Closed => ServerMessage::Shutdown(id),
+    }
+}
+
+/// Tells a client its session was closed; a connection that is gone needs
+/// no telling.
+async fn send_closed(conn: &Connection) -> Result<(), SessionError> {
+    if conn.inner.state.load(Ordering::Acquire) == CLOSED {
+        return Ok(());
+    }
+    let message = Outbound::Message(ServerMessage::SessionClosed);
+    match tokio::time::timeout(conn.inner.queue_timeout, conn.inner.tx.send(message)).await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(SessionError::QueueFull),
+    }
+}
+
+/// An error with its sources, for the log.
+fn chain(err: &dyn Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+/// A connection's slot made [`Slot::Busy`] for one create or restore; made
+/// empty again when dropped, unless [settled](Self::settle) (the registry
+/// made it active) or the connection ended meanwhile.
+struct Claim<'a> {
+    conn: &'a Connection,
+    settled: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(conn: &'a Connection) -> Result<Self, SessionError> {
+        let mut slot = conn.slot();
+        match &*slot {
+            Slot::Active(_) | Slot::Busy => Err(SessionError::AlreadyActive),
+            Slot::Ended(_) => Err(SessionError::ConnectionClosed),
+            Slot::Empty if !conn.is_active() => Err(SessionError::ConnectionClosed),
+            Slot::Empty => {
+                *slot = Slot::Busy;
+                Ok(Self {
+                    conn,
+                    settled: false,
+                })
+            }
+        }
+    }
+
+    /// The registry took the slot over.
+    fn settle(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let mut slot = self.conn.slot();
+        if matches!(*slot, Slot::Busy) {
+            *slot = Slot::Empty;
+        }
+    }
+}
+
+/// A restore ticket, given back to the registry when dropped unused.
+struct TicketGuard<'a> {
+    registry: &'a dyn SessionRegistry,
+    ticket: Ticket,
+    used: bool,
+}
+
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.registry.abandon(&self.ticket);
+        }
+    }
+}
+
+/// What [`Server::close_session`](crate::Server::close_session) did: the
+/// connections whose session it closed, the clients it could not tell, and
+/// whether the session manager deleted the session.
+///
+/// ```
+/// # async fn f(server: webwire_server::Server, key: &str) {
+/// let closed = server.close_session(key).await;
+/// println!("closed on {} connections", closed.connections().len());
+/// for (conn, err) in closed.errors() {
+///     eprintln!("connection {} was not told: {err}", conn.id());
+/// }
+/// if let Some(err) = closed.store_error() {
+///     eprintln!("the session was not deleted: {err}");
+/// }
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct ClosedSession {
+    connections: Vec<Connection>,
+    errors: Vec<(Connection, SessionError)>,
+    store_error: Option<SessionStoreError>,
+    destroyed: bool,
+}
+
+impl ClosedSession {
+    /// The connections that held the session: each has none now.
+    ///
+    /// ```
+    /// assert!(webwire_server::ClosedSession::default().connections().is_empty());
+    /// ```
+    pub fn connections(&self) -> &[Connection] {
+        &self.connections
+    }
+
+    /// The connections whose client could not be told
+    /// (NotifySessionClosed), with why. The session is closed on them
+    /// anyway.
+    ///
+    /// ```
+    /// assert!(webwire_server::ClosedSession::default().errors().is_empty());
+    /// ```
+    pub fn errors(&self) -> &[(Connection, SessionError)] {
+        &self.errors
+    }
+
+    /// Why the session manager failed to delete the session, if it did.
+    ///
+    /// ```
+    /// assert!(webwire_server::ClosedSession::default().store_error().is_none());
+    /// ```
+    pub fn store_error(&self) -> Option<&SessionStoreError> {
+        self.store_error.as_ref()
+    }
+
+    /// Whether this call destroyed the session (asked the session manager
+    /// to delete it): false when sessions are disabled, the key cannot be
+    /// a session key, or another close is destroying it already.
+    ///
+    /// ```
+    /// assert!(!webwire_server::ClosedSession::default().destroyed());
+    /// ```
+    pub fn destroyed(&self) -> bool {
+        self.destroyed
+    }
+
+    /// Whether every client was told and the session was deleted (or there
+    /// was nothing to do).
+    ///
+    /// ```
+    /// assert!(webwire_server::ClosedSession::default().is_ok());
+    /// ```
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty() && self.store_error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_judged_before_any_lookup() {
+        assert!(is_valid_key(b"a"));
+        assert!(is_valid_key(b"../x"));
+        assert!(is_valid_key(&[b'k'; 255]));
+        assert!(!is_valid_key(b""));
+        assert!(!is_valid_key(&[b'k'; 256]));
+        assert!(!is_valid_key(b"tab\t"));
+        assert!(!is_valid_key(b"del\x7f"));
+        assert!(!is_valid_key("é".as_bytes()));
+    }
+}
