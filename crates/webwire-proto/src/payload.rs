@@ -194,12 +194,12 @@ impl fmt::Debug for Payload {
     }
 }
 
-impl From<&'static str> for Payload {
-    /// A UTF-8 payload.
-    fn from(text: &'static str) -> Self {
+impl From<&str> for Payload {
+    /// A UTF-8 payload (the text is copied).
+    fn from(text: &str) -> Self {
         Self {
             encoding: Encoding::Utf8,
-            data: Bytes::from_static(text.as_bytes()),
+            data: Bytes::copy_from_slice(text.as_bytes()),
         }
     }
 }
