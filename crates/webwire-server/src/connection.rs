@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 
+use crate::room::Membership;
 use crate::session::ops::Sessions;
 use crate::session::registry::Slot;
 use crate::writer::Outbound;
@@ -147,6 +148,8 @@ pub(crate) struct ConnectionInner {
     pub(crate) sessions: Arc<Sessions>,
     /// The connection's session (see `session::registry`).
     pub(crate) session: Mutex<Slot>,
+    /// The rooms it is in (see `room`).
+    pub(crate) rooms: Membership,
 }
 
 /// A connected client: cheap to clone (`Arc`), `Send + Sync`.
@@ -449,9 +452,19 @@ impl Connection {
     /// A connection without a client, for unit tests.
     #[cfg(test)]
     pub(crate) fn detached() -> Self {
-        let (tx, _rx) = mpsc::channel(2);
-        Self::new(ConnectionInner {
-            id: ConnectionId(0),
+        Self::detached_in(Arc::default(), 0).0
+    }
+
+    /// A connection without a client in `rooms`, with its outbound queue
+    /// (2 messages), for unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached_in(
+        rooms: Arc<crate::room::Rooms>,
+        id: u64,
+    ) -> (Self, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(2);
+        let conn = Self::new(ConnectionInner {
+            id: ConnectionId(id),
             info: ConnectionInfo::new(Uri::default(), HeaderMap::new(), None),
             options: ConnectionOptions::new(),
             created: SystemTime::now(),
@@ -469,7 +482,9 @@ impl Connection {
                 Arc::new(crate::DefaultKeyGenerator),
             )),
             session: Mutex::new(Slot::Empty),
-        })
+            rooms: Membership::new(rooms),
+        });
+        (conn, rx)
     }
 }
 

@@ -90,6 +90,7 @@ pub(crate) async fn run<H: Handler>(
         counters: Counters::default(),
         sessions: shared.sessions.clone(),
         session: Mutex::new(Slot::Empty),
+        rooms: crate::room::Membership::new(shared.rooms.clone()),
     });
     // The accept configuration goes first, before anything else.
     let _ = conn.try_send(Outbound::Frame(shared.accept_conf.clone()));
@@ -138,6 +139,7 @@ pub(crate) async fn run<H: Handler>(
     // hook, which can still read it.
     drop(accepted.slot);
     shared.sessions.disconnected(&conn).await;
+    conn.leave_all_rooms();
     shared.unregister(&conn);
     tracing::debug!(connection = %conn.id(), %reason, "disconnected");
     let hook = AssertUnwindSafe(handler.on_disconnected(&conn, &reason)).catch_unwind();

@@ -22,6 +22,8 @@
 //! - `driver`, `writer`: the two tasks of a connection: the reader that
 //!   runs handlers within the concurrency limit, and the only writer,
 //!   which drains a bounded queue and flushes once per batch.
+//! - `room`: rooms, named groups of connections signalled together
+//!   ([`Connection::join_room`], [`Server::room_signal`], [`RoomError`]).
 //! - `handler`, `router`, `extract`: the application's side.
 //! - `error`: [`ServerError`], [`SignalError`], [`RequestError`],
 //!   [`SessionError`], [`DisconnectReason`].
@@ -69,6 +71,7 @@ mod handler;
 mod listener;
 mod options;
 mod origin;
+mod room;
 mod router;
 mod server;
 mod service;
@@ -86,6 +89,7 @@ pub use handler::Handler;
 pub use listener::Listener;
 pub use options::{Concurrency, ConnectionOptions, Refusal};
 pub use origin::OriginPolicy;
+pub use room::{RoomError, MAX_ROOM_NAME_LEN};
 pub use router::{RequestHandler, Router, SignalHandler};
 pub use server::{Server, ServerBuilder};
 pub use service::WebwireService;

@@ -19,6 +19,7 @@ use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 use crate::config::{default_session_dir, Config};
 use crate::driver::{self, Accepted};
 use crate::listener::Listener;
+use crate::room::Rooms;
 use crate::session::ops::Sessions;
 use crate::writer::Outbound;
 use crate::{
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     /// Sessions: options, the session manager, and which connections hold
     /// which session.
     pub(crate) sessions: Arc<Sessions>,
+    /// Rooms and their members on this server.
+    pub(crate) rooms: Arc<Rooms>,
     pub(crate) next_id: AtomicU64,
     pub(crate) connection_limit: Option<Arc<Semaphore>>,
     /// Graceful shutdown started: upgrades get 503, connections drain.
@@ -197,15 +200,7 @@ impl Server {
         name: impl IntoName,
         payload: impl Into<Payload>,
     ) -> Result<usize, SignalError> {
-        let signal = Signal::new(name.into_name()?, payload.into())?;
-        let max = self.shared.config.buffer_size;
-        let frame = ServerMessage::Signal(signal).to_bytes();
-        if frame.len() > max {
-            return Err(SignalError::TooLarge {
-                len: frame.len(),
-                max,
-            });
-        }
+        let frame = self.signal_frame(name, payload.into())?;
         let mut sent = 0;
         for conn in self.connections() {
             match conn.try_send(Outbound::Frame(frame.clone())) {
@@ -216,6 +211,71 @@ impl Server {
             }
         }
         Ok(sent)
+    }
+
+    /// Sends a signal to every connection in the room `room` except
+    /// `except`, without waiting: the signal is encoded once, and a member
+    /// whose outbound queue is full misses it (logged at debug level).
+    /// Returns how many of this server's connections it was queued for.
+    ///
+    /// Fails only when the signal itself is invalid or too large.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, Payload, Router, Server};
+    ///
+    /// # fn f(server: Server, sender: Connection) -> Result<(), webwire_server::SignalError> {
+    /// // Everybody in the lobby but the sender.
+    /// server.room_signal("lobby", "message", Payload::utf8("hi"), Some(sender.id()))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn room_signal(
+        &self,
+        room: &str,
+        name: impl IntoName,
+        payload: impl Into<Payload>,
+        except: Option<ConnectionId>,
+    ) -> Result<usize, SignalError> {
+        let frame = self.signal_frame(name, payload.into())?;
+        Ok(self.shared.rooms.send(room, &frame, except))
+    }
+
+    /// This server's connections in the room `room`.
+    ///
+    /// ```
+    /// # fn f(server: webwire_server::Server) {
+    /// for conn in server.room_members("lobby") {
+    ///     println!("{} is in the lobby", conn.id());
+    /// }
+    /// # }
+    /// ```
+    pub fn room_members(&self, room: &str) -> Vec<Connection> {
+        self.shared.rooms.members(room)
+    }
+
+    /// How many of this server's connections are in the room `room`.
+    ///
+    /// ```
+    /// # fn f(server: webwire_server::Server) {
+    /// println!("{} in the lobby", server.room_count("lobby"));
+    /// # }
+    /// ```
+    pub fn room_count(&self, room: &str) -> usize {
+        self.shared.rooms.count(room)
+    }
+
+    /// A signal encoded once, checked against the message buffer size.
+    fn signal_frame(&self, name: impl IntoName, payload: Payload) -> Result<Bytes, SignalError> {
+        let signal = Signal::new(name.into_name()?, payload)?;
+        let max = self.shared.config.buffer_size;
+        let frame = ServerMessage::Signal(signal).to_bytes();
+        if frame.len() > max {
+            return Err(SignalError::TooLarge {
+                len: frame.len(),
+                max,
+            });
+        }
+        Ok(frame)
     }
 
     /// The number of active sessions: sessions held by at least one
@@ -553,6 +613,7 @@ impl<H: Handler> ServerBuilder<H> {
                 runner: Box::new(HandlerRunner(Arc::new(self.handler))),
                 registry: Mutex::new(HashMap::new()),
                 sessions,
+                rooms: Arc::default(),
                 next_id: AtomicU64::new(1),
                 connection_limit,
                 shutdown: CancellationToken::new(),
