@@ -16,7 +16,8 @@ use webwire_client::{
     ClientEvent, ConnectError, Encoding, Payload, RequestError, Status, TlsConfig,
 };
 use webwire_server::{
-    Concurrency, Connection, DisconnectReason, Request, Router, Server, ServerBuilder, ServerError,
+    Concurrency, Connection, DisconnectReason, FileSessionManager, MemorySessionManager, Request,
+    Router, Server, ServerBuilder, ServerError, SessionManager,
 };
 
 type ServerRequestError = webwire_server::RequestError;
@@ -43,9 +44,10 @@ impl TestServer {
     ) -> Self {
         let handled = Arc::new(AtomicUsize::new(0));
         let (tx, disconnects) = mpsc::unbounded_channel();
-        let server = configure(Server::builder(router(Arc::clone(&handled), tx)))
-            .build()
-            .unwrap();
+        // Sessions in memory unless a test configures another manager.
+        let sessions: Arc<dyn SessionManager> = Arc::new(MemorySessionManager::new());
+        let base = Server::builder(router(Arc::clone(&handled), tx)).session_manager(sessions);
+        let server = configure(base).build().unwrap();
         let listener = server.bind(addr).await.unwrap();
         let addr = listener.local_addr();
         let run = tokio::spawn(listener.run());
@@ -77,7 +79,8 @@ impl TestServer {
     }
 }
 
-/// The test application: echo, errors, sleep, signals, disconnection.
+/// The test application: echo, errors, sleep, signals, disconnection,
+/// sessions (as INTEROP.md's `login`, `logout`, `whoami`).
 fn router(
     handled: Arc<AtomicUsize>,
     disconnects: mpsc::UnboundedSender<DisconnectReason>,
@@ -119,6 +122,21 @@ fn router(
         .request("disconnect-me", |conn: Connection, _: Payload| async move {
             conn.close();
             Ok::<_, ServerRequestError>(Payload::utf8("ok"))
+        })
+        .request("login", |conn: Connection, user: String| async move {
+            let info = serde_json::json!({ "user": user }).as_object().cloned();
+            let session = conn.create_session(info).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session.key)
+        })
+        .request("logout", |conn: Connection, _: Payload| async move {
+            conn.close_session().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
+        })
+        .request("whoami", |conn: Connection, _: Payload| async move {
+            let user: Option<String> = conn.session_info("user")?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                user.unwrap_or_else(|| "anonymous".into()),
+            )
         })
         .signal("ping", |conn: Connection, payload: Payload| async move {
             let _ = conn.signal("pong", payload).await;
@@ -452,5 +470,195 @@ async fn ten_thousand_requests_in_flight_from_eight_tasks() {
     }
     assert_eq!(client.pending_requests(), 0);
     assert_eq!(server.handled.load(Ordering::Relaxed), 10_000);
+    server.stop().await;
+}
+
+/// Logs in as `user`; returns the session key, checked against the
+/// client's session and the SessionCreated event.
+async fn login(client: &webwire_client::Client, user: &str) -> String {
+    let mut events = client.events();
+    let key = client.request("login", user.to_owned()).await.unwrap();
+    let key = key.to_text().unwrap().into_owned();
+    let ClientEvent::SessionCreated(session) =
+        wait_event(&mut events, |e| matches!(e, ClientEvent::SessionCreated(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(session.key, key);
+    assert_eq!(client.session().unwrap().key, key);
+    key
+}
+
+async fn whoami(client: &webwire_client::Client) -> String {
+    let reply = client.request("whoami", "").await.unwrap();
+    reply.to_text().unwrap().into_owned()
+}
+
+#[tokio::test]
+async fn sessions_created_and_closed_by_the_server() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    assert_eq!(whoami(&client).await, "anonymous");
+    let key = login(&client, "ann").await;
+    assert_eq!(key.len(), 64, "the default key generator");
+    assert_eq!(
+        client.session_info::<String>("user").unwrap().as_deref(),
+        Some("ann")
+    );
+    assert_eq!(whoami(&client).await, "ann");
+    assert_eq!(server.server.session_connection_count(&key), 1);
+    // A second login fails on the server: the connection has a session.
+    assert_eq!(
+        client.request("login", "bob").await,
+        Err(RequestError::InternalError)
+    );
+
+    assert_eq!(
+        client
+            .request("logout", "")
+            .await
+            .unwrap()
+            .to_text()
+            .unwrap(),
+        "ok"
+    );
+    wait_event(&mut events, |e| *e == ClientEvent::SessionClosed).await;
+    assert_eq!(client.session(), None);
+    assert_eq!(client.session_info::<String>("user").unwrap(), None);
+    assert_eq!(whoami(&client).await, "anonymous");
+    assert_eq!(server.server.active_session_count(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_closes_its_session() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let key = login(&client, "ann").await;
+    client.close_session().await.unwrap();
+    assert_eq!(client.session(), None);
+    assert_eq!(whoami(&client).await, "anonymous");
+    assert_eq!(server.server.session_connection_count(&key), 0);
+    // Destroyed (it was the last connection): it cannot be restored.
+    assert_eq!(
+        client.restore_session(&key).await,
+        Err(RequestError::SessionNotFound)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn another_client_restores_the_session() {
+    let server = TestServer::start(|b| b.max_session_connections(2)).await;
+    let first = builder(&server.url()).connect().await.unwrap();
+    let key = login(&first, "ann").await;
+
+    let second = builder(&server.url()).connect().await.unwrap();
+    let session = second.restore_session(&key).await.unwrap();
+    assert_eq!(session.key, key);
+    assert_eq!(
+        session.info_field::<String>("user").unwrap().as_deref(),
+        Some("ann")
+    );
+    assert_eq!(second.session(), Some(session));
+    assert_eq!(whoami(&second).await, "ann");
+    assert_eq!(server.server.session_connection_count(&key), 2);
+    // Restoring again on a connection that has a session is refused.
+    assert!(matches!(
+        second.restore_session(&key).await,
+        Err(RequestError::Request { code, .. }) if code == "SESSION_ACTIVE"
+    ));
+    // A third connection is over the limit.
+    let third = builder(&server.url()).connect().await.unwrap();
+    assert_eq!(
+        third.restore_session(&key).await,
+        Err(RequestError::MaxSessionConnsReached)
+    );
+    assert_eq!(third.session(), None);
+    // Closing on one connection keeps it on the other.
+    second.close_session().await.unwrap();
+    assert_eq!(whoami(&first).await, "ann");
+    assert_eq!(
+        third.restore_session("no-such-key").await,
+        Err(RequestError::SessionNotFound)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_disabled() {
+    let server = TestServer::start(|b| b.sessions_enabled(false)).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    assert_eq!(
+        client.restore_session("some-key").await,
+        Err(RequestError::SessionsDisabled)
+    );
+    assert_eq!(
+        client.request("login", "ann").await,
+        Err(RequestError::InternalError)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn session_is_restored_after_the_server_drops_the_connection() {
+    let server = TestServer::start(unlimited).await;
+    let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    let key = login(&client, "ann").await;
+    client.request("disconnect-me", "").await.unwrap();
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    let after = wait_event(&mut events, |e| {
+        matches!(e, ClientEvent::Connected | ClientEvent::SessionClosed)
+    })
+    .await;
+    assert_eq!(after, ClientEvent::Connected, "restored, not closed");
+    assert_eq!(client.session().unwrap().key, key);
+    assert_eq!(whoami(&client).await, "ann");
+    assert_eq!(server.server.session_connection_count(&key), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn session_comes_back_after_a_server_restart_with_the_file_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let files =
+        |b: ServerBuilder<Router>| b.session_manager(Arc::new(FileSessionManager::new(dir.path())));
+    let server = TestServer::start(files).await;
+    let addr = server.addr.to_string();
+    let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    let key = login(&client, "ann").await;
+    server.stop().await;
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+
+    // A new server process would find only the folder.
+    let server = TestServer::start_on(&addr, files).await;
+    let after = wait_event(&mut events, |e| {
+        matches!(e, ClientEvent::Connected | ClientEvent::SessionClosed)
+    })
+    .await;
+    assert_eq!(after, ClientEvent::Connected, "restored, not closed");
+    assert_eq!(client.session().unwrap().key, key);
+    assert_eq!(whoami(&client).await, "ann");
+    assert_eq!(server.server.session_connection_count(&key), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn session_lost_in_a_restart_is_reported() {
+    // In memory: the restarted server does not know the session.
+    let server = TestServer::start(unlimited).await;
+    let addr = server.addr.to_string();
+    let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    login(&client, "ann").await;
+    server.stop().await;
+    let server = TestServer::start_on(&addr, unlimited).await;
+    wait_event(&mut events, |e| *e == ClientEvent::SessionClosed).await;
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    assert_eq!(client.session(), None);
+    assert_eq!(whoami(&client).await, "anonymous");
     server.stop().await;
 }
