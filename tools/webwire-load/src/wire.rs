@@ -113,8 +113,8 @@ impl Wire {
         let head = self.size.min(8);
         payload.encoding() == Encoding::Binary
             && data.len() == self.size
-            && data[..head] == counter.to_le_bytes()[..head]
-            && data[head..] == *self.tail(counter)
+            && short_eq(&data[..head], &counter.to_le_bytes()[..head])
+            && short_eq(&data[head..], self.tail(counter))
     }
 
     /// The payload after the counter: bytes `seed + i` at position `i`.
@@ -166,7 +166,7 @@ impl Wire {
         match ClientMessage::parse(frame) {
             Ok(ClientMessage::Request(request)) if self.mode == Mode::Request => {
                 let key = request.id().to_u64();
-                let name_ok = *request.name() == self.name;
+                let name_ok = short_eq(request.name().as_bytes(), self.name.as_bytes());
                 Incoming::Answer {
                     key,
                     outcome: self.verdict(key, request.payload(), name_ok),
@@ -197,6 +197,19 @@ impl Wire {
             Outcome::Mismatch
         }
     }
+}
+
+/// Byte equality without a `memcmp` call for the short slices that every
+/// answer compares (counter, small payloads, names): for those the call
+/// costs more than the comparison.
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    const SHORT: usize = 32;
+    a.len() == b.len()
+        && if a.len() <= SHORT {
+            a.iter().zip(b).all(|(x, y)| x == y)
+        } else {
+            a == b
+        }
 }
 
 #[cfg(test)]
@@ -256,26 +269,30 @@ mod tests {
 
     #[test]
     fn payloads_differ_by_counter_and_detect_corruption() {
-        let wire = wire(Mode::Request, 64, None, false);
-        let a = payload_of(&wire, 1);
-        let b = payload_of(&wire, 2);
-        assert_ne!(a, b);
-        assert!(!wire.payload_matches(2, &a));
-        // A flipped byte anywhere, a short or long payload, another encoding.
-        for i in [0, 7, 8, 40, 63] {
-            let mut bytes = a.as_bytes().to_vec();
-            bytes[i] ^= 1;
-            assert!(
-                !wire.payload_matches(1, &Payload::binary(bytes)),
-                "byte {i}"
-            );
+        // Short payloads are compared inline, longer ones with memcmp.
+        for size in [16, 64] {
+            let wire = wire(Mode::Request, size, None, false);
+            let a = payload_of(&wire, 1);
+            let b = payload_of(&wire, 2);
+            assert_ne!(a, b);
+            assert!(!wire.payload_matches(2, &a));
+            // A flipped byte anywhere, a short or long payload, another encoding.
+            for i in [0, 7, 8, size / 2, size - 1] {
+                let mut bytes = a.as_bytes().to_vec();
+                bytes[i] ^= 1;
+                assert!(
+                    !wire.payload_matches(1, &Payload::binary(bytes)),
+                    "byte {i}"
+                );
+            }
+            let shorter = a.as_bytes().slice(..size - 1);
+            assert!(!wire.payload_matches(1, &Payload::binary(shorter)));
+            let mut longer = a.as_bytes().to_vec();
+            longer.push(0);
+            assert!(!wire.payload_matches(1, &Payload::binary(longer)));
+            let utf8 = Payload::new(Encoding::Utf8, a.as_bytes().clone()).unwrap();
+            assert!(!wire.payload_matches(1, &utf8));
         }
-        assert!(!wire.payload_matches(1, &Payload::binary(a.as_bytes().slice(..63))));
-        let mut longer = a.as_bytes().to_vec();
-        longer.push(0);
-        assert!(!wire.payload_matches(1, &Payload::binary(longer)));
-        let utf8 = Payload::new(Encoding::Utf8, a.as_bytes().clone()).unwrap();
-        assert!(!wire.payload_matches(1, &utf8));
     }
 
     #[test]
