@@ -1,0 +1,80 @@
+//! The chat server: the webwire endpoint at `/ws`; sessions in a folder,
+//! so that people stay signed in across restarts.
+//!
+//! ```text
+//! cargo run -p webwire-chat --bin chat-server -- --addr 127.0.0.1:8080 --session-dir .chat-sessions
+//! ```
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use webwire_chat::{ChatConfig, ChatServer};
+
+/// A chat room on webwire.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Folder of the session files (created when the first session is stored).
+    #[arg(long, default_value = ".chat-sessions")]
+    session_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+    let config = ChatConfig::new(&args.session_dir).addr(args.addr);
+    let server = match ChatServer::bind(config).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("chat-server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr();
+    println!("listening on ws://{addr}/ws");
+    println!("sessions in {}", args.session_dir.display());
+    match server.run_until(stop_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("chat-server: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,293 @@
+//! The room: the webwire router of the chat's requests, the message
+//! history, and who is online.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use webwire_server::{Connection, HandlerError, Json, Payload, RequestError, Router, Server};
+
+use crate::protocol::{
+    self, codes, ChatMessage, History, HistoryQuery, LoggedIn, Login, Presence, Say,
+    DEFAULT_HISTORY_LIMIT, HISTORY_CAPACITY, NAME_FIELD,
+};
+
+/// How often presence is recomputed even when no request asked for it: a
+/// client that restores its session and then sends nothing is seen within
+/// this time (the server library has no hook for a restored session).
+pub(crate) const PRESENCE_TICK: Duration = Duration::from_secs(1);
+
+/// The room's state, shared by its handlers.
+#[derive(Debug)]
+pub(crate) struct Room {
+    /// The webwire server; set right after it is built from the router.
+    server: OnceLock<Server>,
+    /// Distinguishes message ids of this run from those of earlier runs.
+    boot: String,
+    /// Largest reply payload, in bytes (below the message buffer size).
+    reply_budget: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_seq: u64,
+    history: VecDeque<ChatMessage>,
+    /// The online list last sent out.
+    online: Vec<String>,
+}
+
+impl Room {
+    pub(crate) fn new(buffer_size: usize) -> Self {
+        Self {
+            server: OnceLock::new(),
+            boot: base36(now_millis()),
+            // Room for the reply's header (type and id) and some slack.
+            reply_budget: buffer_size.saturating_sub(64),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(crate) fn set_server(&self, server: Server) {
+        let _ = self.server.set(server);
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every change of the state is complete before anything can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The distinct names of signed-in open connections, sorted.
+    fn online_now(&self) -> Vec<String> {
+        let Some(server) = self.server.get() else {
+            return Vec::new();
+        };
+        let names: BTreeSet<String> = server
+            .connections()
+            .iter()
+            .filter(|conn| conn.is_active())
+            .filter_map(signed_in_name)
+            .collect();
+        names.into_iter().collect()
+    }
+
+    /// Recomputes who is online and, if that changed, tells every
+    /// signed-in connection (`presence`). Returns the list.
+    pub(crate) fn refresh_presence(&self) -> Vec<String> {
+        let mut state = self.state();
+        let online = self.online_now();
+        if online != state.online {
+            state.online = online.clone();
+            tracing::info!(online = ?online, "presence");
+            self.broadcast(
+                protocol::PRESENCE,
+                &Presence {
+                    online: online.clone(),
+                },
+            );
+        }
+        online
+    }
+
+    /// Sends a signal to every signed-in connection, without waiting: a
+    /// client whose queue is full misses it. Called with the state locked,
+    /// so that every client gets the signals in the same order.
+    fn broadcast<T: Serialize>(&self, name: &'static str, value: &T) {
+        let Some(server) = self.server.get() else {
+            return;
+        };
+        let payload = match serde_json::to_string(value) {
+            Ok(json) => Payload::utf8(json),
+            Err(err) => {
+                tracing::error!(signal = name, error = %err, "cannot serialize a signal");
+                return;
+            }
+        };
+        for conn in server.connections() {
+            if !conn.has_session() {
+                continue;
+            }
+            if let Err(err) = conn.try_signal(name, payload.clone()) {
+                tracing::debug!(connection = %conn.id(), signal = name, error = %err, "signal not sent");
+            }
+        }
+    }
+
+    async fn login(&self, conn: Connection, login: Login) -> Result<Json<LoggedIn>, HandlerError> {
+        let name = protocol::check_name(&login.name).map_err(|err| {
+            RequestError::from_static(codes::INVALID_NAME, format!("the name {err}"))
+        })?;
+        if let Some(current) = signed_in_name(&conn) {
+            return Err(RequestError::from_static(
+                codes::ALREADY_LOGGED_IN,
+                format!("signed in as {current:?} already; log out first"),
+            )
+            .into());
+        }
+        let mut info = webwire_server::SessionInfo::new();
+        info.insert(NAME_FIELD.into(), name.clone().into());
+        conn.create_session(info).await?;
+        tracing::info!(connection = %conn.id(), name = %name, "signed in");
+        self.refresh_presence();
+        Ok(Json(LoggedIn { name }))
+    }
+
+    async fn logout(&self, conn: Connection) -> Result<Json<serde_json::Value>, HandlerError> {
+        if let (Some(key), Some(server)) = (conn.session_key(), self.server.get()) {
+            // Every tab of the session signs out.
+            let closed = server.close_session(&key).await;
+            if let Some(err) = closed.store_error() {
+                tracing::warn!(error = %err, "the session could not be deleted");
+            }
+            tracing::info!(connection = %conn.id(), tabs = closed.connections().len(), "signed out");
+            self.refresh_presence();
+        }
+        Ok(Json(serde_json::json!({})))
+    }
+
+    fn say(&self, conn: &Connection, say: Say) -> Result<Json<ChatMessage>, HandlerError> {
+        let from = require_name(conn)?;
+        let text = protocol::check_text(&say.text).map_err(|err| {
+            RequestError::from_static(codes::INVALID_TEXT, format!("the text {err}"))
+        })?;
+        let mut state = self.state();
+        state.next_seq += 1;
+        let message = ChatMessage {
+            id: format!("{}-{}", self.boot, state.next_seq),
+            from,
+            text,
+            at: now_millis(),
+        };
+        if state.history.len() == HISTORY_CAPACITY {
+            state.history.pop_front();
+        }
+        state.history.push_back(message.clone());
+        self.broadcast(protocol::MESSAGE, &message);
+        Ok(Json(message))
+    }
+
+    fn history(
+        &self,
+        conn: &Connection,
+        query: HistoryQuery,
+    ) -> Result<Json<History>, HandlerError> {
+        require_name(conn)?;
+        let limit = query
+            .limit
+            .unwrap_or(DEFAULT_HISTORY_LIMIT)
+            .min(HISTORY_CAPACITY);
+        let state = self.state();
+        // The newest messages that fit the reply.
+        let mut size = r#"{"messages":[]}"#.len();
+        let mut messages = Vec::new();
+        for message in state.history.iter().rev().take(limit) {
+            let len = serde_json::to_string(message)?.len() + 1;
+            if size + len > self.reply_budget {
+                break;
+            }
+            size += len;
+            messages.push(message.clone());
+        }
+        messages.reverse();
+        Ok(Json(History { messages }))
+    }
+}
+
+/// The name of the connection's session, if it is signed in.
+fn signed_in_name(conn: &Connection) -> Option<String> {
+    conn.session_info::<String>(NAME_FIELD).ok().flatten()
+}
+
+fn require_name(conn: &Connection) -> Result<String, RequestError> {
+    signed_in_name(conn)
+        .ok_or_else(|| RequestError::from_static(codes::NOT_LOGGED_IN, "log in first"))
+}
+
+/// Reads an optional JSON payload, refusing what does not parse.
+fn query<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, RequestError> {
+    protocol::json_or_default(text.as_bytes())
+        .map_err(|err| RequestError::from_static(RequestError::INVALID_PAYLOAD, err.to_string()))
+}
+
+/// The webwire router of the room.
+pub(crate) fn router(room: Arc<Room>) -> Router {
+    let (r1, r2, r3, r4, r5, r6) = (
+        room.clone(),
+        room.clone(),
+        room.clone(),
+        room.clone(),
+        room.clone(),
+        room,
+    );
+    Router::new()
+        .request(
+            protocol::LOGIN,
+            move |conn: Connection, Json(login): Json<Login>| {
+                let room = r1.clone();
+                async move { room.login(conn, login).await }
+            },
+        )
+        .request(protocol::LOGOUT, move |conn: Connection, _: Payload| {
+            let room = r2.clone();
+            async move { room.logout(conn).await }
+        })
+        .request(
+            protocol::SAY,
+            move |conn: Connection, Json(say): Json<Say>| {
+                let room = r3.clone();
+                async move { room.say(&conn, say) }
+            },
+        )
+        .request(protocol::WHO, move |_: Payload| {
+            let room = r4.clone();
+            async move {
+                Ok::<_, HandlerError>(Json(Presence {
+                    online: room.refresh_presence(),
+                }))
+            }
+        })
+        .request(protocol::HISTORY, move |conn: Connection, text: String| {
+            let room = r5.clone();
+            async move { room.history(&conn, query(&text)?) }
+        })
+        .on_disconnect(move |_conn, _reason| {
+            let room = r6.clone();
+            async move {
+                room.refresh_presence();
+            }
+        })
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base36_digits() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+    }
+}

@@ -1,0 +1,162 @@
+//! The chat server: the webwire server mounted in an axum app.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use webwire_server::{FileSessionManager, Server, ServerError};
+
+use crate::room::{self, Room, PRESENCE_TICK};
+
+/// The largest message, in bytes: room for long messages, a full history
+/// reply and a long online list.
+pub const MESSAGE_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Where the chat server listens and keeps its sessions.
+///
+/// ```
+/// use webwire_chat::ChatConfig;
+///
+/// let config = ChatConfig::new(".chat-sessions").addr("127.0.0.1:0".parse()?);
+/// assert_eq!(config.session_dir, std::path::Path::new(".chat-sessions"));
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// The address to listen on (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// The session folder of the file session manager.
+    pub session_dir: PathBuf,
+}
+
+impl ChatConfig {
+    /// Listens on 127.0.0.1:8080, keeps sessions in `session_dir`.
+    pub fn new(session_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            session_dir: session_dir.into(),
+        }
+    }
+
+    /// Sets the address to listen on.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+}
+
+/// Starting or running the chat server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChatError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The webwire server could not be built.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// Serving HTTP failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A bound chat server: `/ws` the webwire endpoint.
+///
+/// ```no_run
+/// use webwire_chat::{ChatConfig, ChatServer};
+///
+/// # async fn run() -> Result<(), webwire_chat::ChatError> {
+/// let server = ChatServer::bind(ChatConfig::new(".chat-sessions")).await?;
+/// println!("open http://{}/", server.local_addr());
+/// server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ChatServer {
+    webwire: Server,
+    room: Arc<Room>,
+    tcp: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+    app: axum::Router,
+}
+
+impl ChatServer {
+    /// Builds the room and binds the address; nothing is served until
+    /// [`run_until`](Self::run_until).
+    pub async fn bind(config: ChatConfig) -> Result<Self, ChatError> {
+        let room = Arc::new(Room::new(MESSAGE_BUFFER_SIZE));
+        let webwire = Server::builder(room::router(room.clone()))
+            .message_buffer_size(MESSAGE_BUFFER_SIZE)
+            .session_manager(Arc::new(FileSessionManager::new(&config.session_dir)))
+            .build()?;
+        room.set_server(webwire.clone());
+        let app = axum::Router::new().route_service("/ws", webwire.service());
+        let tcp = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| ChatError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let local_addr = tcp.local_addr()?;
+        Ok(Self {
+            webwire,
+            room,
+            tcp,
+            local_addr,
+            app,
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The webwire server (connections, sessions, shutdown).
+    pub fn webwire(&self) -> &Server {
+        &self.webwire
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully: the
+    /// WebSocket connections are closed (their sessions stay stored) and
+    /// the HTTP server stops.
+    pub async fn run_until<F>(self, signal: F) -> Result<(), ChatError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Self {
+            webwire,
+            room,
+            tcp,
+            app,
+            ..
+        } = self;
+        let ticker_server = webwire.clone();
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PRESENCE_TICK);
+            loop {
+                tick.tick().await;
+                if ticker_server.is_shutting_down() {
+                    break;
+                }
+                room.refresh_presence();
+            }
+        });
+        let result = axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                signal.await;
+                webwire.shutdown().await;
+            })
+            .await;
+        ticker.abort();
+        result.map_err(ChatError::Io)
+    }
+}

@@ -1,0 +1,411 @@
+//! The chat server with Rust clients (webwire-client) over 127.0.0.1:
+//! sign-in, presence, messages, reconnection with the session kept, and a
+//! restart of the server on the same session folder.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use webwire_chat::{codes, ChatConfig, ChatError, ChatMessage, ChatServer, History, Presence};
+use webwire_client::{Client, ClientEvent, Events, Payload, RequestError};
+
+/// Every wait of these tests ends within this.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// A chat server running in this process.
+struct Running {
+    addr: SocketAddr,
+    webwire: webwire_server::Server,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ChatError>>,
+}
+
+impl Running {
+    async fn start(sessions: &Path, addr: SocketAddr) -> Self {
+        // After a restart the port may take a moment to be free again.
+        let mut attempts = 0;
+        let server = loop {
+            let config = ChatConfig::new(sessions).addr(addr);
+            match ChatServer::bind(config).await {
+                Ok(server) => break server,
+                Err(err) if attempts < 50 => {
+                    attempts += 1;
+                    eprintln!("bind {addr}: {err}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("cannot start the chat server: {err}"),
+            }
+        };
+        let addr = server.local_addr();
+        let webwire = server.webwire().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            webwire,
+            stop,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        within("the server to stop", self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn connect(url: &str) -> (Client, Events) {
+    let client = within(
+        "connect",
+        Client::builder(url)
+            .reconnect_interval(Duration::from_millis(100))
+            .max_reconnect_interval(Duration::from_millis(500))
+            .request_timeout(PATIENCE)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let events = client.events();
+    (client, events)
+}
+
+async fn request<T: DeserializeOwned>(
+    client: &Client,
+    name: &str,
+    payload: serde_json::Value,
+) -> Result<T, RequestError> {
+    let reply = client
+        .request(name, Payload::utf8(payload.to_string()))
+        .await?;
+    Ok(serde_json::from_slice(reply.as_bytes()).expect("the reply is JSON"))
+}
+
+async fn login(client: &Client, name: &str) {
+    let reply: serde_json::Value = request(client, "login", json!({ "name": name }))
+        .await
+        .unwrap();
+    assert_eq!(reply, json!({ "name": name }));
+    assert_eq!(
+        client.session_info::<String>("name").unwrap().as_deref(),
+        Some(name)
+    );
+}
+
+fn error_code(result: Result<serde_json::Value, RequestError>) -> String {
+    match result {
+        Err(RequestError::Request { code, .. }) => code,
+        other => panic!("expected a request error, got {other:?}"),
+    }
+}
+
+/// Waits for a signal `name` whose payload satisfies `accept`.
+async fn signal<T: DeserializeOwned>(
+    events: &mut Events,
+    name: &str,
+    accept: impl Fn(&T) -> bool,
+) -> T {
+    within(&format!("signal {name}"), async {
+        while let Some(event) = events.recv().await {
+            if let ClientEvent::Signal(signal) = event {
+                if signal.name() == name {
+                    let value: T = serde_json::from_slice(signal.payload().as_bytes())
+                        .expect("the signal is JSON");
+                    if accept(&value) {
+                        return value;
+                    }
+                }
+            }
+        }
+        panic!("the client closed while waiting for signal {name}");
+    })
+    .await
+}
+
+async fn event(events: &mut Events, what: &str, accept: impl Fn(&ClientEvent) -> bool) {
+    within(what, async {
+        while let Some(event) = events.recv().await {
+            if accept(&event) {
+                return;
+            }
+        }
+        panic!("the client closed while waiting for {what}");
+    })
+    .await
+}
+
+/// Asks `who` until the online list is `expected`.
+async fn online_becomes(client: &Client, expected: &[&str]) {
+    within(&format!("online {expected:?}"), async {
+        loop {
+            if let Ok(presence) = request::<Presence>(client, "who", json!({})).await {
+                if presence.online == expected {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+fn online(names: &[&str]) -> impl Fn(&Presence) -> bool {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    move |presence| presence.online == names
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_request_errors() {
+    let sessions = tempfile::tempdir().unwrap();
+    let server = Running::start(sessions.path(), any_port()).await;
+    let (client, _events) = connect(&server.url()).await;
+
+    for name in ["", "   ", &"x".repeat(33), "tab\there"] {
+        let result = request(&client, "login", json!({ "name": name })).await;
+        assert_eq!(error_code(result), codes::INVALID_NAME, "{name:?}");
+    }
+    let result = request(&client, "login", json!({ "nom": "ann" })).await;
+    assert_eq!(error_code(result), "INVALID_PAYLOAD");
+    assert!(client.session().is_none());
+
+    // Signed out: no saying, no history; who works.
+    let result = request(&client, "say", json!({ "text": "hi" })).await;
+    assert_eq!(error_code(result), codes::NOT_LOGGED_IN);
+    let result = request(&client, "history", json!({})).await;
+    assert_eq!(error_code(result), codes::NOT_LOGGED_IN);
+    let who: Presence = request(&client, "who", json!({})).await.unwrap();
+    assert!(who.online.is_empty());
+
+    login(&client, "ann").await;
+    let result = request(&client, "login", json!({ "name": "bob" })).await;
+    assert_eq!(error_code(result), codes::ALREADY_LOGGED_IN);
+    for text in ["", " \n", &"y".repeat(1001), "bell\u{7}"] {
+        let result = request(&client, "say", json!({ "text": text })).await;
+        assert_eq!(error_code(result), codes::INVALID_TEXT, "{text:?}");
+    }
+    // The longest text is fine, and an empty history payload is the default.
+    let long: ChatMessage = request(&client, "say", json!({ "text": "é".repeat(1000) }))
+        .await
+        .unwrap();
+    assert_eq!(long.text.chars().count(), 1000);
+    let reply = client.request("history", Payload::default()).await.unwrap();
+    let history: History = serde_json::from_slice(reply.as_bytes()).unwrap();
+    assert_eq!(history.messages, vec![long]);
+
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_clients_see_each_other_and_exchange_messages() {
+    let sessions = tempfile::tempdir().unwrap();
+    let server = Running::start(sessions.path(), any_port()).await;
+    let (ann, mut ann_events) = connect(&server.url()).await;
+    let (bob, mut bob_events) = connect(&server.url()).await;
+
+    login(&ann, "ann").await;
+    signal(&mut ann_events, "presence", online(&["ann"])).await;
+    // Names are trimmed.
+    let reply: serde_json::Value = request(&bob, "login", json!({ "name": " bob " }))
+        .await
+        .unwrap();
+    assert_eq!(reply, json!({ "name": "bob" }));
+    signal(&mut ann_events, "presence", online(&["ann", "bob"])).await;
+    signal(&mut bob_events, "presence", online(&["ann", "bob"])).await;
+
+    let sent: ChatMessage = request(&ann, "say", json!({ "text": "héllo, bob ✓" }))
+        .await
+        .unwrap();
+    assert_eq!(sent.from, "ann");
+    let got: ChatMessage = signal(&mut bob_events, "message", |_: &ChatMessage| true).await;
+    assert_eq!(got, sent);
+    let own: ChatMessage = signal(&mut ann_events, "message", |_: &ChatMessage| true).await;
+    assert_eq!(own, sent);
+
+    let _: ChatMessage = request(&bob, "say", json!({ "text": "hi ann\nhow are you?" }))
+        .await
+        .unwrap();
+    let got: ChatMessage = signal(&mut ann_events, "message", |_: &ChatMessage| true).await;
+    assert_eq!(
+        (got.from.as_str(), got.text.as_str()),
+        ("bob", "hi ann\nhow are you?")
+    );
+
+    let history: History = request(&bob, "history", json!({ "limit": 10 }))
+        .await
+        .unwrap();
+    let texts: Vec<_> = history.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["héllo, bob ✓", "hi ann\nhow are you?"]);
+    let last: History = request(&bob, "history", json!({ "limit": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(last.messages.len(), 1);
+    assert_eq!(last.messages[0].from, "bob");
+
+    // Leaving: bob's connection closes, ann sees him go.
+    bob.close().await;
+    signal(&mut ann_events, "presence", online(&["ann"])).await;
+
+    ann.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_keeps_its_session_until_it_logs_out() {
+    let sessions = tempfile::tempdir().unwrap();
+    let server = Running::start(sessions.path(), any_port()).await;
+    let (ann, mut ann_events) = connect(&server.url()).await;
+    let (bob, mut bob_events) = connect(&server.url()).await;
+    login(&ann, "ann").await;
+    login(&bob, "bob").await;
+    let key = ann.session().unwrap().key;
+
+    // The server drops ann's connection; the client reconnects by itself
+    // and restores its session.
+    let conns = server.webwire.session_connections(&key);
+    assert_eq!(conns.len(), 1);
+    conns[0].close();
+    event(&mut ann_events, "disconnected", |e| {
+        *e == ClientEvent::Disconnected
+    })
+    .await;
+    event(&mut ann_events, "reconnected", |e| {
+        *e == ClientEvent::Connected
+    })
+    .await;
+    assert_eq!(ann.session().unwrap().key, key);
+    online_becomes(&ann, &["ann", "bob"]).await;
+    let _: ChatMessage = request(&ann, "say", json!({ "text": "back" }))
+        .await
+        .unwrap();
+    let got: ChatMessage = signal(&mut bob_events, "message", |m: &ChatMessage| {
+        m.text == "back"
+    })
+    .await;
+    assert_eq!(got.from, "ann");
+
+    // Another client (a second tab, or the next run) restores the session by key.
+    let (tab, mut tab_events) = connect(&server.url()).await;
+    let session = tab.restore_session(&key).await.unwrap();
+    assert_eq!(session.key, key);
+    assert_eq!(
+        tab.session_info::<String>("name").unwrap().as_deref(),
+        Some("ann")
+    );
+    let sent: ChatMessage = request(&tab, "say", json!({ "text": "from the tab" }))
+        .await
+        .unwrap();
+    assert_eq!(sent.from, "ann");
+    assert_eq!(server.webwire.session_connections(&key).len(), 2);
+
+    // Logging out signs out every connection of the session, for good.
+    let _: serde_json::Value = request(&tab, "logout", json!({})).await.unwrap();
+    event(&mut tab_events, "session closed", |e| {
+        *e == ClientEvent::SessionClosed
+    })
+    .await;
+    event(&mut ann_events, "session closed", |e| {
+        *e == ClientEvent::SessionClosed
+    })
+    .await;
+    assert!(ann.session().is_none());
+    signal(&mut bob_events, "presence", online(&["bob"])).await;
+    let (late, _late_events) = connect(&server.url()).await;
+    assert_eq!(
+        late.restore_session(&key).await.unwrap_err(),
+        RequestError::SessionNotFound
+    );
+    let result = request(&ann, "say", json!({ "text": "gone" })).await;
+    assert_eq!(error_code(result), codes::NOT_LOGGED_IN);
+
+    for client in [ann, bob, tab, late] {
+        client.close().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_on_the_same_session_folder() {
+    let sessions = tempfile::tempdir().unwrap();
+    let server = Running::start(sessions.path(), any_port()).await;
+    let addr = server.addr;
+    let (ann, mut ann_events) = connect(&server.url()).await;
+    let (bob, mut bob_events) = connect(&server.url()).await;
+    login(&ann, "ann").await;
+    login(&bob, "bob").await;
+    let (ann_key, bob_key) = (ann.session().unwrap().key, bob.session().unwrap().key);
+
+    server.stop().await;
+    event(&mut ann_events, "disconnected", |e| {
+        *e == ClientEvent::Disconnected
+    })
+    .await;
+    event(&mut bob_events, "disconnected", |e| {
+        *e == ClientEvent::Disconnected
+    })
+    .await;
+
+    // Same address, same session folder: the clients come back signed in.
+    let server = Running::start(sessions.path(), addr).await;
+    event(&mut ann_events, "reconnected", |e| {
+        *e == ClientEvent::Connected
+    })
+    .await;
+    event(&mut bob_events, "reconnected", |e| {
+        *e == ClientEvent::Connected
+    })
+    .await;
+    assert_eq!(ann.session().unwrap().key, ann_key);
+    assert_eq!(bob.session().unwrap().key, bob_key);
+    assert_eq!(
+        ann.session_info::<String>("name").unwrap().as_deref(),
+        Some("ann")
+    );
+    online_becomes(&bob, &["ann", "bob"]).await;
+
+    let _: ChatMessage = request(&bob, "say", json!({ "text": "still here" }))
+        .await
+        .unwrap();
+    let got: ChatMessage = signal(&mut ann_events, "message", |m: &ChatMessage| {
+        m.text == "still here"
+    })
+    .await;
+    assert_eq!(got.from, "bob");
+
+    // A client that was not running restores its key from the folder too.
+    let (again, _events) = connect(&server.url()).await;
+    again.restore_session(&ann_key).await.unwrap();
+    assert_eq!(
+        again.session_info::<String>("name").unwrap().as_deref(),
+        Some("ann")
+    );
+
+    for client in [ann, bob, again] {
+        client.close().await;
+    }
+    server.stop().await;
+}
