@@ -23,8 +23,9 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use webwire_server::{
-    Concurrency, Connection, ConnectionId, Encoding, Handler, HandlerError, OriginPolicy, Payload,
-    Request, RequestError, Router, Server, ServerBuilder, ServerError, Signal,
+    Concurrency, Connection, ConnectionId, Encoding, FileSessionManager, Handler, HandlerError,
+    OriginPolicy, Payload, Request, RequestError, Router, Server, ServerBuilder, ServerError,
+    SessionInfo, Signal,
 };
 
 /// The address `serve` listens on unless told otherwise.
@@ -233,13 +234,16 @@ where
 }
 
 /// The server options of INTEROP.md, "How it runs".
-fn configure<H: Handler>(builder: ServerBuilder<H>, _session_dir: &Path) -> ServerBuilder<H> {
+fn configure<H: Handler>(builder: ServerBuilder<H>, session_dir: &Path) -> ServerBuilder<H> {
     builder
         .read_timeout(READ_TIMEOUT)
         .message_buffer_size(BUFFER_SIZE)
         .sub_protocol(SUB_PROTOCOL)
         .concurrency(Concurrency::Unlimited)
         .origin_policy(OriginPolicy::AllowAny)
+        .sessions_enabled(true)
+        .session_manager(Arc::new(FileSessionManager::new(session_dir)))
+        .max_session_connections(MAX_SESSION_CONNECTIONS)
 }
 
 /// What the handlers share.
@@ -269,6 +273,8 @@ impl State {
 /// The interop router: requests and signals by name, as INTEROP.md lists them.
 fn router(state: State) -> Router {
     let broadcast_state = state.clone();
+    let connections_state = state.clone();
+    let everywhere_state = state.clone();
     let record_state = state.clone();
     let recorded_state = state.clone();
     let disconnect_state = state;
@@ -277,11 +283,26 @@ fn router(state: State) -> Router {
         .request("echo", echo)
         .request("error", error)
         .request("internal", internal)
+        .request("login", login)
+        .request("logout", logout)
+        .request("whoami", whoami)
         .request("signal-me", signal_me)
         .request("sleep", sleep)
         .request("broadcast", move |payload: Payload| {
             broadcast(broadcast_state.clone(), payload)
         })
+        .request(
+            "session-connections",
+            move |conn: Connection, _: Payload| {
+                session_connections(connections_state.clone(), conn)
+            },
+        )
+        .request(
+            "close-session-everywhere",
+            move |conn: Connection, _: Payload| {
+                close_session_everywhere(everywhere_state.clone(), conn)
+            },
+        )
         .request("disconnect-me", disconnect_me)
         .request("recorded", move |conn: Connection, _: Payload| {
             recorded(recorded_state.clone(), conn)
@@ -330,6 +351,56 @@ async fn error(payload: Payload) -> Result<(), RequestError> {
 /// `internal`: an error that is not a request error.
 async fn internal(_: Payload) -> Result<(), HandlerError> {
     Err(io::Error::other("the interop server failed on purpose").into())
+}
+
+/// `login`: a session whose info is `{"user": <payload as text>}`; the
+/// reply is its key. A connection that has a session already gets an
+/// internal error (the session error is not a request error).
+async fn login(conn: Connection, payload: Payload) -> Result<String, HandlerError> {
+    let mut info = SessionInfo::new();
+    info.insert(
+        "user".to_owned(),
+        serde_json::Value::String(text_lossy(&payload).into_owned()),
+    );
+    let session = conn.create_session(info).await?;
+    Ok(session.key)
+}
+
+/// `logout`: closes this connection's session, if any.
+async fn logout(conn: Connection, _: Payload) -> Result<&'static str, HandlerError> {
+    conn.close_session().await?;
+    Ok("ok")
+}
+
+/// `whoami`: the session's user, or `anonymous`.
+async fn whoami(conn: Connection, _: Payload) -> Result<String, HandlerError> {
+    let user: Option<String> = conn.session_info("user")?;
+    Ok(user.unwrap_or_else(|| "anonymous".to_owned()))
+}
+
+/// `session-connections`: how many connections hold the caller's session.
+async fn session_connections(state: State, conn: Connection) -> Result<String, HandlerError> {
+    let count = match conn.session_key() {
+        Some(key) => state.server()?.session_connection_count(&key),
+        None => 0,
+    };
+    Ok(count.to_string())
+}
+
+/// `close-session-everywhere`: closes the caller's session on every
+/// connection that holds it; the reply is how many there were.
+async fn close_session_everywhere(state: State, conn: Connection) -> Result<String, HandlerError> {
+    let Some(key) = conn.session_key() else {
+        return Ok("0".to_owned());
+    };
+    let closed = state.server()?.close_session(&key).await;
+    for (conn, err) in closed.errors() {
+        tracing::warn!(connection = %conn.id(), error = %err, "client not told its session closed");
+    }
+    if let Some(err) = closed.store_error() {
+        tracing::warn!(error = %err, "closed session not deleted");
+    }
+    Ok(closed.connections().len().to_string())
 }
 
 /// `signal-me`: a `notice` signal with the payload, then the reply.

@@ -36,8 +36,9 @@ async fn every_check_passes_against_the_interop_server() {
     server.shutdown().await.unwrap();
 }
 
-/// The interop router with faults: `echo` changes the payload, `ping`
-/// signals go unanswered, `recorded` never answers.
+/// The interop router with faults: `echo` changes the payload, `login`
+/// answers a key without making a session, `ping` signals go unanswered,
+/// `recorded` never answers.
 struct Faulty {
     inner: Router,
 }
@@ -69,6 +70,7 @@ impl Handler for Faulty {
                 changed.extend_from_slice(b"!!");
                 Ok(Payload::new(payload.encoding(), changed)?)
             }
+            "login" => Ok(Payload::utf8("not-a-session-key")),
             "recorded" => std::future::pending().await,
             _ => self.inner.on_request(conn, request).await,
         }
@@ -106,6 +108,19 @@ async fn the_checker_catches_a_faulty_server() {
         "{}",
         line("echo-utf8")
     );
+    assert_eq!(
+        line("login"),
+        "FAIL login: no session-created notification had arrived when the reply to login came"
+    );
+    for name in [
+        "whoami",
+        "restore",
+        "close-session-everywhere",
+        "disconnect-keeps-session",
+    ] {
+        let line = line(name);
+        assert!(line.starts_with(&format!("FAIL {name}: ")), "{line}");
+    }
     // Hangs: failures within the check timeout, not hangs.
     assert_eq!(line("record"), "FAIL record: did not finish within 3s");
     assert_eq!(
@@ -121,6 +136,7 @@ async fn the_checker_catches_a_faulty_server() {
         "signal-me",
         "bad-sleep",
         "broadcast",
+        "restore-unknown",
     ] {
         assert_eq!(line(name), format!("PASS {name}"));
     }

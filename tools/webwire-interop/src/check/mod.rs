@@ -27,6 +27,7 @@
 //! ```
 
 mod basic;
+mod sessions;
 mod signals;
 mod support;
 
@@ -211,6 +212,18 @@ checks! {
     "broadcast" => signals::broadcast,
     "disconnect-me" => signals::disconnect_me,
     "heartbeat" => signals::heartbeat,
+    "login" => sessions::login_notification,
+    "login-twice" => sessions::login_twice,
+    "whoami" => sessions::whoami,
+    "logout" => sessions::logout,
+    "client-closes-session" => sessions::client_closes_session,
+    "session-connections" => sessions::session_connections,
+    "restore" => sessions::restore,
+    "restore-unknown" => sessions::restore_unknown,
+    "restore-while-active" => sessions::restore_while_active,
+    "max-session-connections" => sessions::max_session_connections,
+    "close-session-everywhere" => sessions::close_session_everywhere,
+    "disconnect-keeps-session" => sessions::disconnect_keeps_session,
 }
 
 /// The names of every check, in the order they run.
