@@ -75,5 +75,5 @@ pub use error::{ConnectError, RequestError, TlsError};
 pub use event::{ClientEvent, Events};
 pub use tls::TlsConfig;
 pub use webwire_proto::{
-    AcceptConf, Encoding, Payload, Session, SessionInfo, SessionJsonError, Signal,
+    AcceptConf, Encoding, Name, Payload, Session, SessionInfo, SessionJsonError, Signal, TextError,
 };

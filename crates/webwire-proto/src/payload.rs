@@ -123,6 +123,36 @@ impl Payload {
         }
     }
 
+    /// A UTF-8 payload holding `value` as JSON.
+    ///
+    /// ```
+    /// use webwire_proto::Payload;
+    ///
+    /// let payload = Payload::json(&serde_json::json!({"a": 1}))?;
+    /// assert_eq!(payload.to_text().unwrap(), r#"{"a":1}"#);
+    /// let back: serde_json::Value = payload.parse_json()?;
+    /// assert_eq!(back["a"], 1);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            encoding: Encoding::Utf8,
+            data: Bytes::from(serde_json::to_vec(value)?),
+        })
+    }
+
+    /// The payload read as JSON: binary and UTF-8 payloads directly,
+    /// UTF-16 payloads after decoding.
+    pub fn parse_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match self.encoding {
+            Encoding::Binary | Encoding::Utf8 => serde_json::from_slice(&self.data),
+            Encoding::Utf16 => match decode_utf16le(&self.data) {
+                Ok(text) => serde_json::from_str(&text),
+                Err(err) => Err(serde::de::Error::custom(err)),
+            },
+        }
+    }
+
     /// The encoding.
     pub fn encoding(&self) -> Encoding {
         self.encoding
