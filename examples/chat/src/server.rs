@@ -1,11 +1,16 @@
-//! The chat server: the webwire server mounted in an axum app.
+//! The chat server: the webwire server mounted in an axum app beside the
+//! browser page, on one port.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tower_http::services::ServeDir;
 use webwire_server::{FileSessionManager, Server, ServerError};
 
 use crate::room::{self, Room, PRESENCE_TICK};
@@ -13,6 +18,10 @@ use crate::room::{self, Room, PRESENCE_TICK};
 /// The largest message, in bytes: room for long messages, a full history
 /// reply and a long online list.
 pub const MESSAGE_BUFFER_SIZE: usize = 64 * 1024;
+
+const INDEX_HTML: &str = include_str!("../static/index.html");
+const CHAT_JS: &str = include_str!("../static/chat.js");
+const CHAT_CSS: &str = include_str!("../static/chat.css");
 
 /// Where the chat server listens and keeps its sessions.
 ///
@@ -29,14 +38,19 @@ pub struct ChatConfig {
     pub addr: SocketAddr,
     /// The session folder of the file session manager.
     pub session_dir: PathBuf,
+    /// The built TypeScript client (`clients/typescript/dist`), served
+    /// under `/webwire/`.
+    pub client_dir: PathBuf,
 }
 
 impl ChatConfig {
-    /// Listens on 127.0.0.1:8080, keeps sessions in `session_dir`.
+    /// Listens on 127.0.0.1:8080, serves the client from
+    /// [`default_client_dir`], keeps sessions in `session_dir`.
     pub fn new(session_dir: impl Into<PathBuf>) -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             session_dir: session_dir.into(),
+            client_dir: default_client_dir(),
         }
     }
 
@@ -45,6 +59,26 @@ impl ChatConfig {
         self.addr = addr;
         self
     }
+
+    /// Sets the folder of the built TypeScript client.
+    pub fn client_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.client_dir = dir.into();
+        self
+    }
+}
+
+/// The TypeScript client's `dist/` folder in this repository (where
+/// `npm run build` in `clients/typescript` puts it).
+///
+/// ```
+/// assert!(webwire_chat::default_client_dir().ends_with("clients/typescript/dist"));
+/// ```
+pub fn default_client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .map(|root| root.join("clients/typescript/dist"))
+        .unwrap_or_else(|| PathBuf::from("clients/typescript/dist"))
 }
 
 /// Starting or running the chat server failed.
@@ -68,7 +102,8 @@ pub enum ChatError {
     Io(#[from] io::Error),
 }
 
-/// A bound chat server: `/ws` the webwire endpoint.
+/// A bound chat server: `/` the page, `/ws` the webwire endpoint,
+/// `/webwire/` the TypeScript client's files.
 ///
 /// ```no_run
 /// use webwire_chat::{ChatConfig, ChatServer};
@@ -98,7 +133,24 @@ impl ChatServer {
             .session_manager(Arc::new(FileSessionManager::new(&config.session_dir)))
             .build()?;
         room.set_server(webwire.clone());
-        let app = axum::Router::new().route_service("/ws", webwire.service());
+        if !config.client_dir.join("index.js").is_file() {
+            tracing::warn!(
+                dir = %config.client_dir.display(),
+                "the TypeScript client is not built (npm ci && npm run build in clients/typescript): the page cannot load it"
+            );
+        }
+        let app = axum::Router::new()
+            .route("/", get(|| async { Html(INDEX_HTML) }))
+            .route(
+                "/chat.js",
+                get(|| async { static_file("text/javascript; charset=utf-8", CHAT_JS) }),
+            )
+            .route(
+                "/chat.css",
+                get(|| async { static_file("text/css; charset=utf-8", CHAT_CSS) }),
+            )
+            .route_service("/ws", webwire.service())
+            .nest_service("/webwire", ServeDir::new(&config.client_dir));
         let tcp = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| ChatError::Bind {
@@ -159,4 +211,14 @@ impl ChatServer {
         ticker.abort();
         result.map_err(ChatError::Io)
     }
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use webwire_chat::{codes, ChatConfig, ChatError, ChatMessage, ChatServer, History, Presence};
@@ -34,10 +35,15 @@ struct Running {
 
 impl Running {
     async fn start(sessions: &Path, addr: SocketAddr) -> Self {
+        Self::start_with(ChatConfig::new(sessions).addr(addr)).await
+    }
+
+    async fn start_with(config: ChatConfig) -> Self {
+        let addr = config.addr;
         // After a restart the port may take a moment to be free again.
         let mut attempts = 0;
         let server = loop {
-            let config = ChatConfig::new(sessions).addr(addr);
+            let config = config.clone();
             match ChatServer::bind(config).await {
                 Ok(server) => break server,
                 Err(err) if attempts < 50 => {
@@ -407,5 +413,83 @@ async fn sessions_survive_a_restart_on_the_same_session_folder() {
     for client in [ann, bob, again] {
         client.close().await;
     }
+    server.stop().await;
+}
+
+/// One HTTP/1.1 GET: the status line, the headers (lowercase) and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an HTTP response", tcp.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (
+        status.to_owned(),
+        headers.to_ascii_lowercase(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_page_the_client_files_and_the_endpoint_share_one_port() {
+    let sessions = tempfile::tempdir().unwrap();
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(dist.path().join("index.js"), "export const built = true;\n").unwrap();
+    std::fs::write(sessions.path().join("secret"), "not for the web").unwrap();
+    let config = ChatConfig::new(sessions.path())
+        .addr(any_port())
+        .client_dir(dist.path());
+    let server = Running::start_with(config).await;
+
+    let (status, headers, body) = http_get(server.addr, "/").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(headers.contains("content-type: text/html"), "{headers}");
+    assert!(
+        body.contains(r#"<script type="module" src="/chat.js">"#),
+        "{body}"
+    );
+    let (status, headers, body) = http_get(server.addr, "/chat.js").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        headers.contains("content-type: text/javascript"),
+        "{headers}"
+    );
+    assert!(body.contains("/webwire/index.js"));
+    let (status, headers, _) = http_get(server.addr, "/chat.css").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(headers.contains("content-type: text/css"), "{headers}");
+
+    // The TypeScript client's files, from the client folder only.
+    let (status, headers, body) = http_get(server.addr, "/webwire/index.js").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        headers.contains("content-type: text/javascript"),
+        "{headers}"
+    );
+    assert_eq!(body, "export const built = true;\n");
+    let (status, _, _) = http_get(server.addr, "/webwire/missing.js").await;
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+    let escape = format!(
+        "/webwire/../{}/secret",
+        sessions.path().file_name().unwrap().to_str().unwrap()
+    );
+    for path in [
+        escape.as_str(),
+        "/webwire/%2e%2e/secret",
+        "/webwire/..%2fsecret",
+    ] {
+        let (status, _, body) = http_get(server.addr, path).await;
+        assert!(!status.starts_with("HTTP/1.1 200"), "{path}: {status}");
+        assert!(!body.contains("not for the web"), "{path}");
+    }
+
+    // And the webwire endpoint on the same port.
+    let (client, _events) = connect(&server.url()).await;
+    login(&client, "ann").await;
+    client.close().await;
     server.stop().await;
 }

@@ -1,5 +1,6 @@
-//! The chat server: the webwire endpoint at `/ws`; sessions in a folder,
-//! so that people stay signed in across restarts.
+//! The chat server: the page at `/`, the webwire endpoint at `/ws`, the
+//! TypeScript client at `/webwire/`, all on one port; sessions in a
+//! folder, so that people stay signed in across restarts.
 //!
 //! ```text
 //! cargo run -p webwire-chat --bin chat-server -- --addr 127.0.0.1:8080 --session-dir .chat-sessions
@@ -11,9 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use webwire_chat::{ChatConfig, ChatServer};
+use webwire_chat::{default_client_dir, ChatConfig, ChatServer};
 
-/// A chat room on webwire.
+/// A chat room on webwire: a browser page and a WebSocket endpoint on one port.
 #[derive(Debug, Parser)]
 #[command(name = "chat-server", version)]
 struct Args {
@@ -23,6 +24,9 @@ struct Args {
     /// Folder of the session files (created when the first session is stored).
     #[arg(long, default_value = ".chat-sessions")]
     session_dir: PathBuf,
+    /// The built TypeScript client (npm run build in clients/typescript).
+    #[arg(long, default_value_os_t = default_client_dir())]
+    client_dir: PathBuf,
 }
 
 #[tokio::main]
@@ -35,7 +39,9 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
-    let config = ChatConfig::new(&args.session_dir).addr(args.addr);
+    let config = ChatConfig::new(&args.session_dir)
+        .addr(args.addr)
+        .client_dir(&args.client_dir);
     let server = match ChatServer::bind(config).await {
         Ok(server) => server,
         Err(err) => {
@@ -44,7 +50,7 @@ async fn main() -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    println!("listening on ws://{addr}/ws");
+    println!("listening on http://{addr}/ (webwire endpoint ws://{addr}/ws)");
     println!("sessions in {}", args.session_dir.display());
     match server.run_until(stop_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
