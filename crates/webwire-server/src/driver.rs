@@ -9,15 +9,23 @@
 //! makes this task wait, not grow.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::stream::SplitStream;
+use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
+use std::pin::Pin;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use crate::prefixed::Prefixed;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -36,8 +44,6 @@ use crate::{
     Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
     Handler, RequestError,
 };
-
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
 /// What the upgrade decided for a connection, handed to its task.
 #[derive(Debug)]
@@ -62,6 +68,60 @@ pub(crate) async fn run<H: Handler>(
             return;
         }
     };
+    connection(shared, handler, upgraded, accepted).await;
+}
+
+/// The connection's future on its transport, boxed: the connection task
+/// stays small, and a plain TCP connection does not carry the size of a
+/// TLS one. The transports the server itself creates are taken back from
+/// hyper, so that reads and writes go to the socket without hyper's boxed,
+/// type-erased layer; anything else stays behind it.
+fn connection<H: Handler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    upgraded: Upgraded,
+    accepted: Accepted,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let io = parts.io.into_inner();
+            return if parts.read_buf.is_empty() {
+                Box::pin(serve(shared, handler, io, accepted))
+            } else {
+                Box::pin(serve(
+                    shared,
+                    handler,
+                    Prefixed::new(parts.read_buf, io),
+                    accepted,
+                ))
+            };
+        }
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        Ok(parts) => {
+            let io = parts.io.into_inner();
+            if parts.read_buf.is_empty() {
+                Box::pin(serve(shared, handler, io, accepted))
+            } else {
+                Box::pin(serve(
+                    shared,
+                    handler,
+                    Prefixed::new(parts.read_buf, io),
+                    accepted,
+                ))
+            }
+        }
+        Err(upgraded) => Box::pin(serve(shared, handler, TokioIo::new(upgraded), accepted)),
+    }
+}
+
+/// Runs one connection on its upgraded transport.
+async fn serve<H, Io>(shared: Arc<Shared>, handler: Arc<H>, io: Io, accepted: Accepted)
+where
+    H: Handler,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let config = &shared.config;
     let ws = tokio_websockets::ServerBuilder::new()
         .config(
@@ -72,7 +132,7 @@ pub(crate) async fn run<H: Handler>(
                 .flush_threshold(FLUSH_THRESHOLD),
         )
         .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
-        .serve(TokioIo::new(upgraded));
+        .serve(io);
     let (sink, stream) = ws.split();
 
     let (tx, rx) = mpsc::channel(config.queue_capacity);
@@ -84,7 +144,8 @@ pub(crate) async fn run<H: Handler>(
         tx,
         buffer_size: config.buffer_size,
         queue_timeout: config.queue_timeout,
-        close: shared.shutdown.child_token(),
+        attention: AtomicWaker::new(),
+        writer_gone: AtomicBool::new(false),
         done: CancellationToken::new(),
         state: ACTIVE.into(),
         counters: Counters::default(),
@@ -96,16 +157,22 @@ pub(crate) async fn run<H: Handler>(
     let _ = conn.try_send(Outbound::Frame(shared.accept_conf.clone()));
 
     let kill = CancellationToken::new();
-    let writer = tokio::spawn(
-        Writer {
+    let writer = {
+        let inner = conn.inner.clone();
+        let writer = Writer {
             sink,
             rx,
             conn: conn.inner.clone(),
             kill: kill.clone(),
             stall_timeout: config.queue_timeout,
-        }
-        .run(),
-    );
+        };
+        tokio::spawn(async move {
+            let end = writer.run().await;
+            inner.writer_gone.store(true, Ordering::Release);
+            inner.attention.wake();
+            end
+        })
+    };
     shared.register(&conn);
     tracing::debug!(connection = %conn.id(), remote = ?conn.remote_addr(), "connected");
 
@@ -173,6 +240,14 @@ enum SessionRequest {
     Close,
 }
 
+/// What waiting in the read loop brought.
+enum Next {
+    /// The stream's next item (`None`: it ended).
+    Message(Option<Result<tokio_websockets::Message, tokio_websockets::Error>>),
+    /// Something changed (a close, a re-armed timer): look again.
+    Again,
+}
+
 /// How the read loop ended.
 enum ReadEnd {
     /// For this reason; the close frame (if any) is still to be sent.
@@ -181,11 +256,11 @@ enum ReadEnd {
     WriterGone,
 }
 
-struct Reader<H> {
+struct Reader<H, Io> {
     shared: Arc<Shared>,
     handler: Arc<H>,
     conn: Connection,
-    stream: SplitStream<Ws>,
+    stream: SplitStream<WebSocketStream<Io>>,
     mode: Mode,
     tasks: TaskTracker,
     /// Cancelled when the writer is gone, or to stop it at once.
@@ -196,7 +271,11 @@ struct Reader<H> {
     draining: bool,
 }
 
-impl<H: Handler> Reader<H> {
+impl<H, Io> Reader<H, Io>
+where
+    H: Handler,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     async fn run(&mut self) -> ReadEnd {
         let hook = tokio::select! {
             biased;
@@ -216,9 +295,16 @@ impl<H: Handler> Reader<H> {
         tokio::pin!(timer);
         let mut permit: Option<OwnedSemaphorePermit> = None;
         let mut late_reads = 0;
+        // Whether messages arrived since `last_activity` was taken.
+        let mut active = false;
+        // Only this task writes the counter: a store, not a read-modify-write.
+        let mut received = 0;
         loop {
-            // Cheap checks first: with messages waiting, the select below
-            // takes the stream before it looks at the close token.
+            // Cheap checks first: with messages waiting, the stream is read
+            // before anything else is looked at.
+            if self.conn.inner.writer_gone.load(Ordering::Acquire) {
+                return ReadEnd::WriterGone;
+            }
             if !self.draining
                 && (self.conn.inner.state.load(Ordering::Acquire) != ACTIVE
                     || self.shared.shutting_down.load(Ordering::Acquire))
@@ -247,33 +333,28 @@ impl<H: Handler> Reader<H> {
                             tokio::select! {
                                 biased;
                                 p = semaphore.acquire_owned() => permit = p.ok(),
-                                () = self.kill.cancelled() => return ReadEnd::WriterGone,
-                                () = self.conn.inner.close.cancelled() => self.start_draining(),
+                                () = attention(&self.conn.inner, &self.shared, false) => {}
                             }
                             continue;
                         }
                     }
                 }
-                // The stream comes first: under load it is ready and nothing
-                // else is polled. The cooperative budget of the socket makes
-                // it return pending now and then, so the other branches are
-                // still seen.
-                tokio::select! {
-                    biased;
-                    message = self.stream.next() => message,
-                    () = self.kill.cancelled() => return ReadEnd::WriterGone,
-                    () = self.conn.inner.close.cancelled(), if !self.draining => {
-                        self.start_draining();
-                        continue;
+                // Fast path: a message has arrived already (under load, the
+                // usual case); nothing else is polled and no clock is read.
+                // The socket's cooperative budget makes this miss now and
+                // then, so the branches below are still seen.
+                if let Some(message) = self.stream.next().now_or_never() {
+                    message
+                } else {
+                    // About to wait: the clock is read once per wait, not per message.
+                    if active {
+                        self.last_activity = Instant::now();
+                        active = false;
                     }
-                    () = self.tasks.wait(), if self.draining => continue,
-                    () = &mut timer => {
-                        let deadline = self.last_activity + read_timeout;
-                        if Instant::now() >= deadline {
-                            return ReadEnd::Reason(DisconnectReason::ReadTimeout);
-                        }
-                        timer.as_mut().reset(deadline);
-                        continue;
+                    match self.wait_message(&mut timer).await {
+                        Ok(Next::Message(message)) => message,
+                        Ok(Next::Again) => continue,
+                        Err(end) => return end,
                     }
                 }
             };
@@ -287,13 +368,14 @@ impl<H: Handler> Reader<H> {
                     })
                 }
             };
-            self.last_activity = Instant::now();
+            active = true;
             if message.is_binary() {
+                received += 1;
                 self.conn
                     .inner
                     .counters
                     .received
-                    .fetch_add(1, Ordering::Relaxed);
+                    .store(received, Ordering::Relaxed);
                 let data = Bytes::from(message.into_payload());
                 if let Err(end) = self.on_message(data, &mut permit).await {
                     return end;
@@ -303,7 +385,7 @@ impl<H: Handler> Reader<H> {
                     .inner
                     .counters
                     .received
-                    .fetch_add(1, Ordering::Relaxed);
+                    .store(received + 1, Ordering::Relaxed);
                 return ReadEnd::Reason(DisconnectReason::TextMessage);
             } else if let Some((code, reason)) = message.as_close() {
                 return ReadEnd::Reason(DisconnectReason::ClientClosed {
@@ -314,6 +396,29 @@ impl<H: Handler> Reader<H> {
             // Pings (answered by the WebSocket stream) and pongs only count
             // as activity.
         }
+    }
+
+    /// Waits for the next message, the read timeout, a close, or the last
+    /// handler of a closing connection. `Err` ends the read loop.
+    async fn wait_message(
+        &mut self,
+        timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Result<Next, ReadEnd> {
+        let read_timeout = self.shared.config.read_timeout;
+        Ok(tokio::select! {
+            biased;
+            message = self.stream.next() => Next::Message(message),
+            () = attention(&self.conn.inner, &self.shared, self.draining) => Next::Again,
+            () = self.tasks.wait(), if self.draining => Next::Again,
+            () = timer.as_mut() => {
+                let deadline = self.last_activity + read_timeout;
+                if Instant::now() >= deadline {
+                    return Err(ReadEnd::Reason(DisconnectReason::ReadTimeout));
+                }
+                timer.as_mut().reset(deadline);
+                Next::Again
+            }
+        })
     }
 
     /// A message that has arrived already, without waiting for the client.
@@ -445,13 +550,14 @@ impl<H: Handler> Reader<H> {
         let max = self.shared.config.buffer_size;
         let counters = &self.conn.inner.counters;
         if let Mode::Inline = self.mode {
-            let slot = self
-                .conn
-                .inner
-                .tx
-                .reserve()
-                .await
-                .map_err(|_| ReadEnd::WriterGone)?;
+            let tx = &self.conn.inner.tx;
+            let slot = match tx.try_reserve() {
+                Ok(slot) => slot,
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    tx.reserve().await.map_err(|_| ReadEnd::WriterGone)?
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(ReadEnd::WriterGone),
+            };
             counters.handlers.store(1, Ordering::Relaxed);
             let reply = run_request(&*self.handler, &self.conn, request, &self.abort, max).await;
             counters.handlers.store(0, Ordering::Relaxed);
@@ -566,6 +672,27 @@ impl<H: Handler> Reader<H> {
     }
 }
 
+/// Resolves when the read loop has something to look at: the writer is
+/// gone, or (unless closing already) a close or shutdown was asked for.
+fn attention<'a>(
+    inner: &'a ConnectionInner,
+    shared: &'a Shared,
+    draining: bool,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        inner.attention.register(cx.waker());
+        let wanted = inner.writer_gone.load(Ordering::Acquire)
+            || (!draining
+                && (inner.state.load(Ordering::Acquire) != ACTIVE
+                    || shared.shutting_down.load(Ordering::Acquire)));
+        if wanted {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
+
 /// The close frame the server sends for a reason, if it sends its own.
 fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'static str)> {
     Some(match reason {
@@ -607,10 +734,13 @@ async fn run_request<H: Handler>(
 ) -> ServerMessage {
     let id = request.id();
     let name = request.name().clone();
-    let outcome = tokio::select! {
-        biased;
-        out = AssertUnwindSafe(handler.on_request(conn, request)).catch_unwind() => out,
-        () = abort.cancelled() => return ServerMessage::Shutdown(id),
+    let Some(outcome) = abortable(
+        AssertUnwindSafe(handler.on_request(conn, request)).catch_unwind(),
+        abort,
+    )
+    .await
+    else {
+        return ServerMessage::Shutdown(id);
     };
     let message = match outcome {
         Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
@@ -645,13 +775,29 @@ async fn run_signal<H: Handler>(
     abort: &CancellationToken,
 ) {
     let name = signal.name().clone();
-    let outcome = tokio::select! {
-        biased;
-        out = AssertUnwindSafe(handler.on_signal(conn, signal)).catch_unwind() => out,
-        () = abort.cancelled() => Ok(()),
-    };
+    let outcome = abortable(
+        AssertUnwindSafe(handler.on_signal(conn, signal)).catch_unwind(),
+        abort,
+    )
+    .await
+    .unwrap_or(Ok(()));
     if let Err(panic) = outcome {
         tracing::error!(connection = %conn.id(), signal = %name, panic = panic_message(&*panic), "signal handler panicked");
+    }
+}
+
+/// Runs `future` until it completes (`Some`) or `abort` is cancelled
+/// (`None`, the future dropped). A future that completes at its first poll
+/// (most handlers) never touches the token.
+async fn abortable<F: Future>(future: F, abort: &CancellationToken) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    if let Some(out) = (&mut future).now_or_never() {
+        return Some(out);
+    }
+    tokio::select! {
+        biased;
+        out = future => Some(out),
+        () = abort.cancelled() => None,
     }
 }
 
@@ -661,4 +807,51 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(not a string)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted() -> Accepted {
+        Accepted {
+            info: ConnectionInfo::new("/".parse().unwrap(), http::HeaderMap::new(), None),
+            options: ConnectionOptions::new(),
+            slot: None,
+        }
+    }
+
+    /// Regression: the connection task once held every transport's future
+    /// inline (TLS included), about 6 KiB per idle connection.
+    #[tokio::test]
+    async fn the_connection_task_stays_small() {
+        let server = crate::Server::builder(crate::Router::new())
+            .build()
+            .unwrap();
+        let mut request = http::Request::new(());
+        let upgrade = hyper::upgrade::on(&mut request);
+        let task = run(
+            server.shared.clone(),
+            Arc::new(crate::Router::new()),
+            upgrade,
+            accepted(),
+        );
+        assert!(
+            std::mem::size_of_val(&task) <= 1024,
+            "{}",
+            std::mem::size_of_val(&task)
+        );
+        let (io, _peer) = tokio::io::duplex(64);
+        let connection = serve(
+            server.shared.clone(),
+            Arc::new(crate::Router::new()),
+            io,
+            accepted(),
+        );
+        assert!(
+            std::mem::size_of_val(&connection) <= 4096,
+            "{}",
+            std::mem::size_of_val(&connection)
+        );
+    }
 }

@@ -71,6 +71,7 @@ mod handler;
 mod listener;
 mod options;
 mod origin;
+mod prefixed;
 mod room;
 mod router;
 mod server;

@@ -362,6 +362,10 @@ impl Server {
         let shared = &self.shared;
         shared.shutting_down.store(true, Ordering::Release);
         shared.shutdown.cancel();
+        // Connections registered from now on see the flag before they read.
+        for conn in self.connections() {
+            conn.inner.attention.wake();
+        }
         shared.connections.close();
         match deadline {
             Some(deadline) => {

@@ -62,8 +62,8 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
         return status(StatusCode::INTERNAL_SERVER_ERROR, "upgrades not supported");
     };
     let info = ConnectionInfo::new(
-        request.uri().clone(),
-        std::mem::take(request.headers_mut()),
+        detach_uri(request.uri()),
+        detach_headers(request.headers()),
         remote_addr(&request),
     );
     let options = match &shared.before_upgrade {
@@ -181,6 +181,33 @@ fn accept_key(key: &[u8]) -> HeaderValue {
     let encoded = base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes());
     // Base64 is always a valid header value.
     HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The URI in its own allocation: hyper's parsed parts are slices of its
+/// read buffer, which a long-lived connection must not keep alive.
+fn detach_uri(uri: &http::Uri) -> http::Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = uri.scheme().cloned();
+    parts.authority = uri.authority().and_then(|a| {
+        http::uri::Authority::from_maybe_shared(Bytes::copy_from_slice(a.as_str().as_bytes())).ok()
+    });
+    parts.path_and_query = uri.path_and_query().and_then(|pq| {
+        http::uri::PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes()))
+            .ok()
+    });
+    http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+/// The headers in allocations of their own (see [`detach_uri`]).
+fn detach_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut detached = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+            .unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        detached.append(name.clone(), copy);
+    }
+    detached
 }
 
 fn remote_addr<B>(request: &Request<B>) -> Option<SocketAddr> {

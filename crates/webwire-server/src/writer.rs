@@ -68,14 +68,18 @@ where
 
     async fn write_loop(&mut self) -> WriterEnd {
         let mut buf = BytesMut::new();
+        // Whether `buf` holds an allocation larger than `ENCODE_CHUNK`.
+        let mut big = false;
         loop {
+            // The queue first: with messages waiting the token is not even
+            // polled (a write that cannot proceed watches it, see `guarded`).
             let first = tokio::select! {
                 biased;
-                () = self.kill.cancelled() => return WriterEnd::Killed,
                 item = self.rx.recv() => match item {
                     Some(item) => item,
                     None => return WriterEnd::Closed,
                 },
+                () = self.kill.cancelled() => return WriterEnd::Killed,
             };
             let depth = 1 + self.rx.len();
             self.conn
@@ -86,11 +90,17 @@ where
             let mut next = Some(first);
             let mut written = 0u64;
             let mut closing = false;
+            let mut yielded = false;
             while let Some(item) = next.take() {
                 let message = match item {
                     Outbound::Message(message) => {
                         let len = message.encoded_len();
-                        buf.reserve(len.max(ENCODE_CHUNK));
+                        if buf.capacity() < len {
+                            // Reuses the allocation in place once the frames
+                            // cut from it have been written and dropped.
+                            big |= len > ENCODE_CHUNK;
+                            buf.reserve(len.max(ENCODE_CHUNK));
+                        }
                         message.encode(&mut buf);
                         Message::binary(buf.split().freeze())
                     }
@@ -119,6 +129,14 @@ where
                     break;
                 }
                 next = self.rx.try_recv().ok();
+                if next.is_none() && !yielded && self.handlers_running() {
+                    // Handler tasks of this connection are about to queue
+                    // their replies: let them run first, so that one flush
+                    // carries them all instead of one flush each.
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                    next = self.rx.try_recv().ok();
+                }
             }
             match guarded(self.sink.flush(), &self.rx, &self.kill, self.stall_timeout).await {
                 Ok(Ok(())) => {}
@@ -134,12 +152,23 @@ where
             if closing {
                 return WriterEnd::Closed;
             }
-            // An idle connection keeps no buffer (a split-off buffer holds
-            // on to its whole allocation, however little is left of it).
-            if self.rx.is_empty() {
+            // An idle connection keeps no large buffer (a split-off buffer
+            // holds on to its whole allocation, however little is left).
+            if big && self.rx.is_empty() {
                 buf = BytesMut::new();
+                big = false;
             }
         }
+    }
+}
+
+impl<S> Writer<S> {
+    /// Whether handler tasks (concurrency above 1) are running; inline
+    /// handlers queue their replies from the reading task, which does not
+    /// yield between messages, so waiting for them gains nothing.
+    fn handlers_running(&self) -> bool {
+        self.conn.options.concurrency_limit() != crate::Concurrency::ONE
+            && self.conn.counters.handlers.load(Ordering::Relaxed) > 0
     }
 }
 
