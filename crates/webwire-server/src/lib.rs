@@ -21,7 +21,8 @@
 //!   session ([`Connection::create_session`], [`Connection::session`], ...).
 //! - `driver`, `writer`: the two tasks of a connection: the reader that
 //!   runs handlers within the concurrency limit, and the only writer,
-//!   which drains a bounded queue and flushes once per batch.
+//!   which drains a bounded queue and flushes once per batch (`prefixed`:
+//!   bytes hyper read ahead, in front of the transport taken back from it).
 //! - `room`: rooms, named groups of connections signalled together
 //!   ([`Connection::join_room`], [`Server::room_signal`], [`RoomError`]).
 //! - `handler`, `router`, `extract`: the application's side.
