@@ -77,5 +77,18 @@ if [ -f clients/typescript/package.json ]; then
     (cd clients/typescript && npm ci --no-audit --no-fund && npm test)
 fi
 
+if [ -f examples/chat/e2e/package.json ]; then
+    section "chat example: browser end-to-end test (headless Chromium)"
+    if [ "${CI:-}" = "true" ]; then
+        apt_install chromium
+    else
+        apt_install chromium || echo "chromium could not be installed: the browser test will skip"
+    fi
+    (cd clients/typescript && npm ci --no-audit --no-fund && npm run build)
+    cargo build --release --locked -q -p webwire-chat
+    # With CI=true a missing chromium fails the test; otherwise it skips with the reason.
+    (cd examples/chat/e2e && npm ci --no-audit --no-fund && npm test)
+fi
+
 echo
 echo "all test suites passed"

@@ -1,0 +1,251 @@
+// Browser end-to-end test of the chat example: the chat-server binary
+// serves the page, two headless Chromium pages (separate browser contexts,
+// so separate localStorage) sign in and talk, one reloads, the server is
+// killed and restarted on the same port and session folder, and both pages
+// show the banner, then recover with their sessions; last, one signs out.
+//
+// Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH) and the
+// built TypeScript client (npm ci && npm run build in clients/typescript).
+// The server binary is CHAT_SERVER_BIN, or built here with
+// `cargo build --release -p webwire-chat`. Without chromium the test skips,
+// unless CI=true, where it fails.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../..');
+const clientDist = join(root, 'clients/typescript/dist');
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const inCi = process.env.CI === 'true';
+const screenshotPath = join(here, 'screenshot.png');
+const bannerScreenshotPath = join(here, 'screenshot-disconnected.png');
+
+/** Bound of every wait on the page. */
+const PATIENCE = 20_000;
+
+function skipReason() {
+  if (!existsSync(chromiumPath)) return `no chromium at ${chromiumPath} (apt-get install chromium)`;
+  return null;
+}
+
+/** The chat-server executable: CHAT_SERVER_BIN, or what cargo builds. */
+function serverBinary() {
+  if (process.env.CHAT_SERVER_BIN) return process.env.CHAT_SERVER_BIN;
+  const out = execFileSync(
+    'cargo',
+    ['build', '--release', '--locked', '-p', 'webwire-chat', '--bin', 'chat-server', '--message-format=json-render-diagnostics'],
+    { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * 1024 * 1024, timeout: 900_000 },
+  );
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const msg = JSON.parse(line);
+    if (msg.reason === 'compiler-artifact' && msg.target?.name === 'chat-server' && msg.executable) return msg.executable;
+  }
+  throw new Error('cargo did not report the chat-server executable');
+}
+
+/** Starts the server; resolves with the process and its page URL once it listens. */
+function startServer(bin, addr, sessionDir) {
+  const child = spawn(bin, ['--addr', addr, '--session-dir', sessionDir, '--client-dir', clientDist], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+  });
+  child.stderr.on('data', (chunk) => process.stderr.write(`[chat-server] ${chunk}`));
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('the chat server did not start within 20 s'));
+    }, 20_000);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`the chat server exited (${code ?? signal}) before listening`));
+    });
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      const m = /^listening on (http:\/\/\S+\/)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        resolvePromise({ child, url: m[1] });
+      }
+    });
+  });
+}
+
+function kill(child) {
+  return new Promise((resolvePromise) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolvePromise();
+    child.once('exit', () => resolvePromise());
+    child.kill('SIGKILL');
+  });
+}
+
+/** Restarts on the same address; the port may take a moment to be free again. */
+async function restartServer(bin, addr, sessionDir) {
+  let lastError;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      return await startServer(bin, addr, sessionDir);
+    } catch (e) {
+      lastError = e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  throw lastError;
+}
+
+async function signIn(page, name) {
+  await page.waitForSelector('body[data-state="signin"]', { timeout: PATIENCE });
+  await page.fill('#name', name);
+  await page.click('#signin-form button[type="submit"]');
+  await page.waitForSelector('body[data-state="chat"]', { timeout: PATIENCE });
+  assert.equal(await page.textContent('#my-name'), name);
+}
+
+async function onlineIs(page, names) {
+  await page.waitForFunction(
+    (expected) => JSON.stringify([...document.querySelectorAll('#online li')].map((li) => li.textContent)) === expected,
+    JSON.stringify(names),
+    { timeout: PATIENCE },
+  );
+}
+
+async function say(page, text) {
+  await page.fill('#text', text);
+  await page.click('#say-form button[type="submit"]');
+}
+
+async function seesMessage(page, from, text) {
+  await page.waitForFunction(
+    ([f, t]) =>
+      [...document.querySelectorAll('#messages li')].some(
+        (li) => li.querySelector('.from')?.textContent === f && li.querySelector('.text')?.textContent === t,
+      ),
+    [from, text],
+    { timeout: PATIENCE },
+  );
+}
+
+async function bannerShown(page) {
+  await page.waitForSelector('#banner:not([hidden])', { timeout: PATIENCE });
+  assert.match(await page.textContent('#banner'), /disconnected/i);
+}
+
+async function connectedAgain(page) {
+  await page.waitForSelector('body[data-connection="connected"] #banner[hidden]', { state: 'attached', timeout: PATIENCE });
+}
+
+test('two pages chat, survive a reload and a server restart', { timeout: 600_000 }, async (t) => {
+  const reason = skipReason();
+  if (reason !== null) {
+    if (inCi) assert.fail(`CI=true but ${reason}`);
+    t.skip(reason);
+    return;
+  }
+  assert.ok(
+    existsSync(join(clientDist, 'index.js')),
+    'the TypeScript client is not built: run npm ci && npm run build in clients/typescript',
+  );
+
+  const bin = serverBinary();
+  const sessionDir = mkdtempSync(join(tmpdir(), 'chat-e2e-sessions-'));
+  let server = await startServer(bin, '127.0.0.1:0', sessionDir);
+  const addr = new URL(server.url).host;
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  try {
+    // Two people: separate contexts, so separate localStorage.
+    const ann = await (await browser.newContext({ viewport: { width: 1000, height: 640 } })).newPage();
+    const bob = await (await browser.newContext({ viewport: { width: 1000, height: 640 } })).newPage();
+    const errors = [];
+    for (const page of [ann, bob]) page.on('pageerror', (e) => errors.push(e));
+    await ann.goto(server.url);
+    await bob.goto(server.url);
+
+    // A blank name is refused by the server, and the page says why.
+    await ann.waitForSelector('body[data-state="signin"]', { timeout: PATIENCE });
+    await ann.fill('#name', '   ');
+    await ann.click('#signin-form button[type="submit"]');
+    await ann.waitForFunction(() => document.querySelector('#signin-error').textContent !== '', null, { timeout: PATIENCE });
+    assert.match(await ann.textContent('#signin-error'), /must not be empty/);
+
+    await signIn(ann, 'Ann');
+    await signIn(bob, 'Bob');
+    await onlineIs(ann, ['Ann', 'Bob']);
+    await onlineIs(bob, ['Ann', 'Bob']);
+
+    await say(ann, 'Hello Bob! 👋 ünïcode');
+    await seesMessage(bob, 'Ann', 'Hello Bob! 👋 ünïcode');
+    await say(bob, 'Hi Ann.');
+    await seesMessage(ann, 'Bob', 'Hi Ann.');
+    assert.equal(await ann.inputValue('#text'), '', 'the input is cleared once sent');
+
+    // A reload keeps the session (the key is in localStorage) and shows the history.
+    await ann.reload();
+    await ann.waitForSelector('body[data-state="chat"]', { timeout: PATIENCE });
+    assert.equal(await ann.textContent('#my-name'), 'Ann');
+    await seesMessage(ann, 'Ann', 'Hello Bob! 👋 ünïcode');
+    await seesMessage(ann, 'Bob', 'Hi Ann.');
+    await onlineIs(ann, ['Ann', 'Bob']);
+    assert.ok(await ann.evaluate(() => localStorage.getItem('webwire-chat:session')), 'the session key is stored');
+
+    // The server dies: both pages show the banner and stay signed in.
+    await kill(server.child);
+    await bannerShown(ann);
+    await bannerShown(bob);
+    assert.equal(await ann.getAttribute('body', 'data-state'), 'chat');
+    await ann.screenshot({ path: bannerScreenshotPath });
+
+    // It comes back on the same port and session folder: both pages reconnect with their sessions.
+    server = await restartServer(bin, addr, sessionDir);
+    await connectedAgain(ann);
+    await connectedAgain(bob);
+    assert.equal(await ann.textContent('#my-name'), 'Ann');
+    assert.equal(await bob.textContent('#my-name'), 'Bob');
+    await onlineIs(ann, ['Ann', 'Bob']);
+    await onlineIs(bob, ['Ann', 'Bob']);
+    // What was on the page stays (the server's history is in memory only).
+    await seesMessage(bob, 'Ann', 'Hello Bob! 👋 ünïcode');
+    await say(bob, 'Back after the restart.');
+    await seesMessage(ann, 'Bob', 'Back after the restart.');
+    await say(ann, 'Welcome back!');
+    await seesMessage(bob, 'Ann', 'Welcome back!');
+
+    await ann.screenshot({ path: screenshotPath });
+
+    // Signing out ends the session: Bob gets the sign-in form (also after a
+    // reload), Ann sees him leave.
+    await bob.click('#logout');
+    await bob.waitForSelector('body[data-state="signin"]', { timeout: PATIENCE });
+    await onlineIs(ann, ['Ann']);
+    assert.equal(await bob.evaluate(() => localStorage.getItem('webwire-chat:session')), null);
+    await bob.reload();
+    await bob.waitForSelector('body[data-state="signin"]', { timeout: PATIENCE });
+
+    assert.deepEqual(errors, [], 'no uncaught errors on the pages');
+  } finally {
+    await browser.close();
+    await kill(server.child);
+    rmSync(sessionDir, { recursive: true, force: true });
+  }
+});
