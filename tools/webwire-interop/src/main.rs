@@ -73,6 +73,15 @@ fn main() -> ExitCode {
 }
 
 async fn run_serve(addr: String, session_dir: Option<PathBuf>) -> ExitCode {
+    // Listen for the signals before anybody can learn the address, so that
+    // a signal sent right after the line stops the server gracefully.
+    let shutdown = match ShutdownSignal::install() {
+        Ok(shutdown) => shutdown,
+        Err(err) => {
+            eprintln!("webwire-interop: cannot listen for signals: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut options = serve::ServeOptions::new(addr);
     options.session_dir = session_dir;
     let running = match serve::start(options).await {
@@ -91,10 +100,7 @@ async fn run_serve(addr: String, session_dir: Option<PathBuf>) -> ExitCode {
         tracing::warn!("could not write the address to standard output");
     }
     drop(stdout);
-    if let Err(err) = shutdown_signal().await {
-        eprintln!("webwire-interop: cannot wait for signals: {err}");
-        return ExitCode::FAILURE;
-    }
+    shutdown.recv().await;
     tracing::info!("shutting down");
     match running.shutdown().await {
         Ok(()) => {
@@ -108,22 +114,48 @@ async fn run_serve(addr: String, session_dir: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere).
-async fn shutdown_signal() -> std::io::Result<()> {
+/// SIGINT or SIGTERM (Ctrl-C where there are no Unix signals).
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Starts listening: from now on the signals no longer end the process.
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
-        Ok(())
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
+
+    /// Waits for the first of them.
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let Self {
+                mut interrupt,
+                mut terminate,
+            } = self;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
