@@ -7,8 +7,12 @@
 //! under a configurable prefix, an optional sliding TTL refreshed by each
 //! lookup in one round trip, deletion on close, every Redis call bounded by
 //! a timeout, and a connection that comes back by itself after an outage.
-//! It needs Redis 6 or later, or Valkey (RESP3). The cluster layer (signals
-//! and session counts across nodes over Redis pub/sub) is not here yet.
+//! It needs Redis 6 or later, or Valkey (RESP3).
+//!
+//! [`RedisCluster`] implements [`Cluster`](webwire_server::Cluster): several
+//! servers sharing one Redis act as one node set over Redis pub/sub
+//! (broadcasts, room and session signals, close a session everywhere, the
+//! per-session connection limit counted on all nodes).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -38,17 +42,22 @@
 //!   `i`) and the time and info encodings.
 //! - `key`: which session keys are accepted (1 to 255 bytes of printable
 //!   ASCII) and how they appear in errors (redacted).
-//! - `error`: [`RedisSessionError`].
+//! - `cluster`: [`RedisCluster`] and [`RedisClusterConfig`]: heartbeats and
+//!   the live-node table, the binary envelope on the channels, the session
+//!   count scripts, requests to all nodes, resubscription after an outage.
+//! - `error`: [`RedisSessionError`] (also the cluster's construction errors).
 //!
 //! The integration tests (`tests/`) start their own `redis-server`; see
 //! `tests/common/mod.rs`.
 
+mod cluster;
 mod config;
 mod error;
 mod key;
 mod manager;
 mod stored;
 
+pub use cluster::{RedisCluster, RedisClusterConfig};
 pub use config::RedisSessionConfig;
 pub use error::RedisSessionError;
 pub use manager::RedisSessionManager;

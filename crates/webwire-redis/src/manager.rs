@@ -349,7 +349,7 @@ impl SessionManager for RedisSessionManager {
 }
 
 /// A client for `url` speaking RESP3.
-fn resp3_client(url: &str) -> Result<redis::Client, RedisSessionError> {
+pub(crate) fn resp3_client(url: &str) -> Result<redis::Client, RedisSessionError> {
     let parsed = redis::parse_redis_url(url).ok_or_else(|| {
         RedisSessionError::BadUrl(redis::RedisError::from((
             redis::ErrorKind::InvalidClientConfig,

@@ -486,6 +486,7 @@ impl Connection {
                 0,
                 Arc::new(crate::MemorySessionManager::new()),
                 Arc::new(crate::DefaultKeyGenerator),
+                None,
             )),
             session: Mutex::new(Slot::Empty),
             rooms: Membership::new(rooms),

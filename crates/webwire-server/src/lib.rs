@@ -25,6 +25,9 @@
 //!   bytes hyper read ahead, in front of the transport taken back from it).
 //! - `room`: rooms, named groups of connections signalled together
 //!   ([`Connection::join_room`], [`Server::room_signal`], [`RoomError`]).
+//! - `cluster`: the interface of a cluster adapter ([`Cluster`], given to
+//!   [`ServerBuilder::cluster`]): broadcasts, room and session signals,
+//!   close everywhere and the per-session limit across nodes.
 //! - `handler`, `router`, `extract`: the application's side.
 //! - `error`: [`ServerError`], [`SignalError`], [`RequestError`],
 //!   [`SessionError`], [`DisconnectReason`].
@@ -63,6 +66,7 @@
 //!
 //! [webwire]: https://github.com/qbeon/webwire-go
 
+mod cluster;
 mod config;
 mod connection;
 mod driver;
@@ -82,6 +86,7 @@ mod tls;
 mod upgrade;
 mod writer;
 
+pub use cluster::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};
 pub use error::{
     DisconnectReason, HandlerError, RequestError, ServerError, SessionError, SignalError,

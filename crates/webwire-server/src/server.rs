@@ -20,12 +20,13 @@ use crate::config::{default_session_dir, Config};
 use crate::driver::{self, Accepted};
 use crate::listener::Listener;
 use crate::room::Rooms;
-use crate::session::ops::Sessions;
+use crate::session::ops::{is_valid_key, Sessions};
 use crate::writer::Outbound;
 use crate::{
-    ClosedSession, Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions,
-    DefaultKeyGenerator, FileSessionManager, Handler, IntoName, OriginPolicy, Refusal, ServerError,
-    SessionKeyGenerator, SessionManager, SignalError, TlsConfig, WebwireService,
+    ClosedSession, Cluster, ClusterEvent, ClusterNode, Concurrency, Connection, ConnectionId,
+    ConnectionInfo, ConnectionOptions, DefaultKeyGenerator, FileSessionManager, Handler, IntoName,
+    OriginPolicy, Refusal, ServerError, SessionKeyGenerator, SessionManager, SignalError,
+    TlsConfig, WebwireService,
 };
 
 /// The before-upgrade hook.
@@ -62,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: Arc<Sessions>,
     /// Rooms and their members on this server.
     pub(crate) rooms: Arc<Rooms>,
+    /// The other nodes, if the server is one of several.
+    pub(crate) cluster: Option<Arc<dyn Cluster>>,
     pub(crate) next_id: AtomicU64,
     pub(crate) connection_limit: Option<Arc<Semaphore>>,
     /// Graceful shutdown started: upgrades get 503, connections drain.
@@ -129,6 +132,7 @@ impl Server {
             config: Config::default(),
             origin: OriginPolicy::default(),
             before_upgrade: None,
+            cluster: None,
         }
     }
 
@@ -201,6 +205,13 @@ impl Server {
         payload: impl Into<Payload>,
     ) -> Result<usize, SignalError> {
         let frame = self.signal_frame(name, payload.into())?;
+        let sent = self.send_all(&frame);
+        self.publish(|| ClusterEvent::Broadcast { frame });
+        Ok(sent)
+    }
+
+    /// Queues `frame` for every connection of this server without waiting.
+    pub(crate) fn send_all(&self, frame: &Bytes) -> usize {
         let mut sent = 0;
         for conn in self.connections() {
             match conn.try_send(Outbound::Frame(frame.clone())) {
@@ -210,7 +221,67 @@ impl Server {
                 }
             }
         }
+        sent
+    }
+
+    /// Hands an event to the cluster, if there is one.
+    fn publish(&self, event: impl FnOnce() -> ClusterEvent) {
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.publish(event());
+        }
+    }
+
+    /// Sends a signal to every connection holding the session `key`,
+    /// without waiting (like [`signal_all`](Self::signal_all)); with a
+    /// cluster, on every node. Returns how many of this server's
+    /// connections it was queued for.
+    ///
+    /// ```
+    /// # fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::SignalError> {
+    /// server.signal_session(key, "logout-soon", "in 5 minutes")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn signal_session(
+        &self,
+        key: &str,
+        name: impl IntoName,
+        payload: impl Into<Payload>,
+    ) -> Result<usize, SignalError> {
+        let frame = self.signal_frame(name, payload.into())?;
+        let mut sent = 0;
+        for conn in self.session_connections(key) {
+            if conn.try_send(Outbound::Frame(frame.clone())).is_ok() {
+                sent += 1;
+            }
+        }
+        self.publish(|| ClusterEvent::Session {
+            key: key.to_owned(),
+            frame,
+        });
         Ok(sent)
+    }
+
+    /// How many connections hold the session `key` on every node of the
+    /// cluster (with no cluster: on this server, like
+    /// [`session_connection_count`](Self::session_connection_count)).
+    ///
+    /// ```
+    /// # async fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::ClusterError> {
+    /// println!("{} tabs on all nodes", server.session_connection_count_everywhere(key).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn session_connection_count_everywhere(
+        &self,
+        key: &str,
+    ) -> Result<usize, crate::ClusterError> {
+        if let Some(cluster) = &self.shared.cluster {
+            if let Some(count) = cluster.session_connections(key).await? {
+                return Ok(count);
+            }
+        }
+        Ok(self.session_connection_count(key))
     }
 
     /// Sends a signal to every connection in the room `room` except
@@ -237,7 +308,12 @@ impl Server {
         except: Option<ConnectionId>,
     ) -> Result<usize, SignalError> {
         let frame = self.signal_frame(name, payload.into())?;
-        Ok(self.shared.rooms.send(room, &frame, except))
+        let sent = self.shared.rooms.send(room, &frame, except);
+        self.publish(|| ClusterEvent::Room {
+            room: room.to_owned(),
+            frame,
+        });
+        Ok(sent)
     }
 
     /// This server's connections in the room `room`.
@@ -333,7 +409,16 @@ impl Server {
     /// # }
     /// ```
     pub async fn close_session(&self, key: &str) -> ClosedSession {
-        self.shared.sessions.close_everywhere(key).await
+        let sessions = &self.shared.sessions;
+        match &self.shared.cluster {
+            Some(cluster) if sessions.enabled() && is_valid_key(key.as_bytes()) => {
+                let (mut closed, remote) =
+                    tokio::join!(sessions.close_everywhere(key), cluster.close_session(key));
+                closed.remote = Some(remote);
+                closed
+            }
+            _ => sessions.close_everywhere(key).await,
+        }
     }
 
     /// Whether a shutdown has started.
@@ -383,6 +468,9 @@ impl Server {
         shared.stopped.cancel();
         shared.listeners.close();
         shared.listeners.wait().await;
+        if let Some(cluster) = &shared.cluster {
+            cluster.shutdown().await;
+        }
     }
 }
 
@@ -417,9 +505,28 @@ pub struct ServerBuilder<H> {
     config: Config,
     origin: OriginPolicy,
     before_upgrade: Option<BeforeUpgrade>,
+    cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl<H: Handler> ServerBuilder<H> {
+    /// Makes the server one node of a cluster (`webwire_redis::RedisCluster`,
+    /// say): broadcasts, room and session signals and
+    /// [`Server::close_session`] reach every node, and the per-session
+    /// connection limit counts the connections of all nodes.
+    ///
+    /// ```no_run
+    /// # fn f(cluster: std::sync::Arc<dyn webwire_server::Cluster>) -> Result<(), webwire_server::ServerError> {
+    /// use webwire_server::{Router, Server};
+    ///
+    /// let server = Server::builder(Router::new()).cluster(cluster).build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// Closes a connection that sends nothing (no message, heartbeat, ping
     /// or pong) for this long. Default 60 s, at least 1 s.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
@@ -599,6 +706,7 @@ impl<H: Handler> ServerBuilder<H> {
                 .session_keys
                 .clone()
                 .unwrap_or_else(|| Arc::new(DefaultKeyGenerator)),
+            self.cluster.clone(),
         ));
         let accept_conf = ServerMessage::AcceptConf(AcceptConf::new(
             config.read_timeout,
@@ -608,7 +716,7 @@ impl<H: Handler> ServerBuilder<H> {
         ))
         .to_bytes();
         let connection_limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
-        Ok(Server {
+        let server = Server {
             shared: Arc::new(Shared {
                 config,
                 accept_conf,
@@ -618,6 +726,7 @@ impl<H: Handler> ServerBuilder<H> {
                 registry: Mutex::new(HashMap::new()),
                 sessions,
                 rooms: Arc::default(),
+                cluster: self.cluster.clone(),
                 next_id: AtomicU64::new(1),
                 connection_limit,
                 shutdown: CancellationToken::new(),
@@ -627,7 +736,13 @@ impl<H: Handler> ServerBuilder<H> {
                 connections: TaskTracker::new(),
                 listeners: TaskTracker::new(),
             }),
-        })
+        };
+        if let Some(cluster) = &self.cluster {
+            cluster.attach(ClusterNode {
+                shared: Arc::downgrade(&server.shared),
+            });
+        }
+        Ok(server)
     }
 }
 
@@ -637,6 +752,7 @@ impl<H> fmt::Debug for ServerBuilder<H> {
             .field("config", &self.config)
             .field("origin", &self.origin)
             .field("before_upgrade", &self.before_upgrade.is_some())
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }

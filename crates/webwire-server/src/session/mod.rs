@@ -8,12 +8,15 @@
 //! - `key`: [`SessionKeyGenerator`] and [`DefaultKeyGenerator`].
 //! - `registry`: which connections hold which session (the server's
 //!   shared state), behind a small internal interface.
+//! - `clustered`: the registry of a node in a cluster (the per-session
+//!   limit counted on all nodes).
 //! - `ops`: what the server does with sessions: create, restore, close on
 //!   one connection or everywhere, leave on disconnect; [`ClosedSession`].
 //!
 //! The storage modules know nothing about connections: the registry and
 //! the operations call into them.
 
+mod clustered;
 mod file;
 mod key;
 mod manager;

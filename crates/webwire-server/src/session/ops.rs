@@ -61,12 +61,20 @@ impl Sessions {
         max_connections: usize,
         manager: Arc<dyn SessionManager>,
         keys: Arc<dyn SessionKeyGenerator>,
+        cluster: Option<Arc<dyn crate::Cluster>>,
     ) -> Self {
+        let registry: Arc<dyn SessionRegistry> = match cluster {
+            Some(cluster) => Arc::new(super::clustered::ClusteredRegistry::new(
+                max_connections,
+                cluster,
+            )),
+            None => Arc::new(LocalRegistry::new(max_connections)),
+        };
         Self {
             enabled,
             manager,
             keys,
-            registry: Arc::new(LocalRegistry::new(max_connections)),
+            registry,
         }
     }
 
@@ -255,6 +263,7 @@ impl Sessions {
             errors,
             store_error,
             destroyed: true,
+            remote: None,
         }
     }
 
@@ -311,6 +320,7 @@ fn refusal(id: RequestId, refused: Refused) -> ServerMessage {
         Refused::Full => ServerMessage::MaxSessConnsReached(id),
         Refused::Gone | Refused::KeyInUse => ServerMessage::SessionNotFound(id),
         Refused::Closed => ServerMessage::Shutdown(id),
+        Refused::Unavailable => ServerMessage::InternalError(id),
     }
 }
 
@@ -419,6 +429,8 @@ pub struct ClosedSession {
     errors: Vec<(Connection, SessionError)>,
     store_error: Option<SessionStoreError>,
     destroyed: bool,
+    /// What the other nodes of a cluster answered.
+    pub(crate) remote: Option<crate::ClusterReply>,
 }
 
 impl ClosedSession {
@@ -462,14 +474,41 @@ impl ClosedSession {
         self.destroyed
     }
 
-    /// Whether every client was told and the session was deleted (or there
-    /// was nothing to do).
+    /// What the other nodes of the cluster answered (`None` without a
+    /// cluster): how many of their connections held the session, and
+    /// which nodes did not answer.
+    ///
+    /// ```
+    /// assert!(webwire_server::ClosedSession::default().remote().is_none());
+    /// ```
+    pub fn remote(&self) -> Option<&crate::ClusterReply> {
+        self.remote.as_ref()
+    }
+
+    /// The connections that held the session on every node: this
+    /// server's [`connections`](Self::connections) and those the other
+    /// nodes reported.
+    ///
+    /// ```
+    /// assert_eq!(webwire_server::ClosedSession::default().affected(), 0);
+    /// ```
+    pub fn affected(&self) -> usize {
+        self.connections.len() + self.remote.as_ref().map_or(0, |remote| remote.affected)
+    }
+
+    /// Whether every client was told, the session was deleted (or there
+    /// was nothing to do), and every other node answered.
     ///
     /// ```
     /// assert!(webwire_server::ClosedSession::default().is_ok());
     /// ```
     pub fn is_ok(&self) -> bool {
-        self.errors.is_empty() && self.store_error.is_none()
+        self.errors.is_empty()
+            && self.store_error.is_none()
+            && self
+                .remote
+                .as_ref()
+                .is_none_or(crate::ClusterReply::is_complete)
     }
 }
 

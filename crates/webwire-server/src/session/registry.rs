@@ -70,6 +70,8 @@ pub(crate) enum Refused {
     Gone,
     /// The connection ended (or its slot is not the caller's any more).
     Closed,
+    /// The cluster could not count the session's connections.
+    Unavailable,
 }
 
 /// A restore under way: taken before the session manager's lookup, given
@@ -145,6 +147,9 @@ pub(crate) trait SessionRegistry: Send + Sync + fmt::Debug {
 
     /// How many connections hold `key`.
     fn connection_count(&self, key: &str) -> usize;
+
+    /// Every session with connections, and how many.
+    fn session_counts(&self) -> Vec<(String, usize)>;
 }
 
 /// The registry of one server, in memory.
@@ -393,6 +398,15 @@ impl SessionRegistry for LocalRegistry {
             .entries
             .get(key)
             .map_or(0, |entry| entry.connections.len())
+    }
+
+    fn session_counts(&self) -> Vec<(String, usize)> {
+        self.state()
+            .entries
+            .iter()
+            .filter(|(_, entry)| !entry.connections.is_empty())
+            .map(|(key, entry)| (key.clone(), entry.connections.len()))
+            .collect()
     }
 }
 

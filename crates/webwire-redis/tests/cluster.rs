@@ -1,0 +1,355 @@
+//! Two server nodes on one real Redis: sessions restored across nodes,
+//! close everywhere, the per-session limit over both nodes, room signals
+//! and broadcasts across nodes (each client gets each signal once), and
+//! recovery after Redis restarts.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use webwire_client::{Client, ClientEvent, Events, RequestError};
+use webwire_redis::{RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager};
+use webwire_server::{Connection, Payload, Router, Server, ServerError};
+
+/// The longest any wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+struct Node {
+    server: Server,
+    cluster: RedisCluster,
+    url: String,
+    run: JoinHandle<Result<(), ServerError>>,
+}
+
+fn router() -> Router {
+    Router::new()
+        .request("login", |conn: Connection, _: Payload| async move {
+            let session = conn.create_session(None).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session.key)
+        })
+        .request("join", |conn: Connection, room: String| async move {
+            conn.join_room(&room)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
+        })
+}
+
+impl Node {
+    async fn start(redis_url: &str, id: &str) -> Self {
+        init_logs();
+        let sessions = RedisSessionManager::connect(
+            redis_url,
+            RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
+        )
+        .await
+        .expect("session manager");
+        let config = RedisClusterConfig::new(id)
+            .with_heartbeat_interval(Duration::from_millis(200))
+            .with_node_timeout(Duration::from_secs(1))
+            .with_request_timeout(Duration::from_secs(2))
+            .with_op_timeout(Duration::from_millis(500));
+        let cluster = RedisCluster::connect(redis_url, config)
+            .await
+            .expect("cluster");
+        let server = Server::builder(router())
+            .session_manager(Arc::new(sessions))
+            .cluster(Arc::new(cluster.clone()))
+            .max_session_connections(3)
+            .build()
+            .expect("server");
+        let listener = server.bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/", listener.local_addr());
+        let run = tokio::spawn(listener.run());
+        Self {
+            server,
+            cluster,
+            url,
+            run,
+        }
+    }
+
+    async fn client(&self) -> (Client, Events) {
+        let client = within("connect", Client::connect(&self.url))
+            .await
+            .expect("client");
+        let events = client.events();
+        (client, events)
+    }
+
+    async fn stop(self) {
+        within("shutdown", self.server.shutdown()).await;
+        let _ = within("listener", self.run).await;
+    }
+}
+
+/// Two nodes that see each other.
+async fn pair(redis: &common::RedisServer) -> (Node, Node) {
+    let a = Node::start(&redis.url(), "a").await;
+    let b = Node::start(&redis.url(), "b").await;
+    eventually("the nodes see each other", || {
+        a.cluster.peers() == ["b"] && b.cluster.peers() == ["a"]
+    })
+    .await;
+    (a, b)
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    within(what, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// The next signal (name, text) an event receiver gets, skipping other events.
+async fn next_signal(events: &mut Events) -> (String, String) {
+    within("a signal", async {
+        loop {
+            match events.recv().await.expect("events") {
+                ClientEvent::Signal(signal) => {
+                    return (
+                        signal.name().to_string(),
+                        signal.payload().to_text().expect("text").into_owned(),
+                    )
+                }
+                _ => continue,
+            }
+        }
+    })
+    .await
+}
+
+/// Whether a signal arrives within `wait`.
+async fn signal_within(events: &mut Events, wait: Duration) -> Option<(String, String)> {
+    tokio::time::timeout(wait, next_signal(events)).await.ok()
+}
+
+async fn login(client: &Client) -> String {
+    let key = client.request("login", "").await.expect("login");
+    key.to_text().expect("text").into_owned()
+}
+
+#[tokio::test]
+async fn a_session_from_a_restores_on_b_and_b_closes_it_everywhere() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    let (c1, mut e1) = a.client().await;
+    let key = login(&c1).await;
+    let (c2, _e2) = b.client().await;
+    let session = c2.restore_session(&key).await.expect("restored on b");
+    assert_eq!(session.key, key);
+    assert_eq!(
+        b.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(b.server.session_connection_count(&key), 1, "local count");
+
+    let closed = within("close everywhere", b.server.close_session(&key)).await;
+    assert_eq!(closed.affected(), 2, "{closed:?}");
+    assert_eq!(closed.connections().len(), 1);
+    assert!(closed.remote().unwrap().is_complete());
+    assert!(closed.is_ok());
+    within("a's client told", async {
+        loop {
+            if let ClientEvent::SessionClosed = e1.recv().await.expect("events") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert_eq!(a.server.session_connection_count(&key), 0);
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        0
+    );
+    // Gone from the store too.
+    let (c3, _e3) = a.client().await;
+    assert_eq!(
+        c3.restore_session(&key).await.unwrap_err(),
+        RequestError::SessionNotFound
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_limit_counts_both_nodes() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+    let (c2, _e2) = a.client().await;
+    c2.restore_session(&key).await.expect("second on a");
+    let (c3, _e3) = a.client().await;
+    c3.restore_session(&key).await.expect("third on a");
+    let (c4, _e4) = b.client().await;
+    assert_eq!(
+        c4.restore_session(&key).await.unwrap_err(),
+        RequestError::MaxSessionConnsReached
+    );
+    assert_eq!(
+        b.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        3
+    );
+    // One leaves node A: node B has room.
+    c3.close().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if b.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap()
+            == 2
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the count did not drop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c4.restore_session(&key).await.expect("room on b now");
+    let (c5, _e5) = a.client().await;
+    assert_eq!(
+        c5.restore_session(&key).await.unwrap_err(),
+        RequestError::MaxSessionConnsReached,
+        "full again, counted from a"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn room_signals_and_broadcasts_cross_nodes_once() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    let (ca, mut ea) = a.client().await;
+    let (cb, mut eb) = b.client().await;
+    let (cb2, mut eb2) = b.client().await;
+    ca.request("join", "r").await.expect("join a");
+    cb.request("join", "r").await.expect("join b");
+
+    let sent = a
+        .server
+        .room_signal("r", "news", Payload::utf8("to the room"), None)
+        .unwrap();
+    assert_eq!(sent, 1, "one local member");
+    assert_eq!(
+        next_signal(&mut ea).await,
+        ("news".into(), "to the room".into())
+    );
+    assert_eq!(
+        next_signal(&mut eb).await,
+        ("news".into(), "to the room".into())
+    );
+
+    assert_eq!(a.server.signal_all("all", "everybody").unwrap(), 1);
+    for events in [&mut ea, &mut eb, &mut eb2] {
+        assert_eq!(
+            next_signal(events).await,
+            ("all".into(), "everybody".into())
+        );
+    }
+    // No duplicates, and cb2 (in no room) never got the room signal.
+    for events in [&mut ea, &mut eb, &mut eb2] {
+        assert_eq!(
+            signal_within(events, Duration::from_millis(500)).await,
+            None
+        );
+    }
+
+    // A session signal from B reaches the session's connection on A.
+    let key = login(&ca).await;
+    assert_eq!(b.server.signal_session(&key, "you", "hi").unwrap(), 0);
+    assert_eq!(next_signal(&mut ea).await, ("you".into(), "hi".into()));
+    drop((cb, cb2));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn both_nodes_recover_after_redis_restarts() {
+    let mut redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    let (ca, _ea) = a.client().await;
+    let (cb, mut eb) = b.client().await;
+    cb.request("join", "r").await.expect("join b");
+
+    redis.stop();
+    // While Redis is down: local delivery still works, remote is lost.
+    assert_eq!(a.server.signal_all("down", "x").unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+
+    // Room signals from A reach B again once both are resubscribed.
+    within("a room signal crosses again", async {
+        loop {
+            a.server
+                .room_signal("r", "again", Payload::utf8("x"), None)
+                .unwrap();
+            if let Some(signal) = signal_within(&mut eb, Duration::from_millis(300)).await {
+                if signal.0 == "again" {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    eventually("the nodes see each other again", || {
+        a.cluster.peers() == ["b"] && b.cluster.peers() == ["a"]
+    })
+    .await;
+
+    // Sessions and the limit work again (Redis restarted empty).
+    let key = within("login after the restart", async {
+        loop {
+            match ca.request("login", "").await {
+                Ok(key) => break key.to_text().unwrap().into_owned(),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    cb.restore_session(&key).await.expect("restored on b");
+    let closed = within("close everywhere", a.server.close_session(&key)).await;
+    assert_eq!(closed.affected(), 2, "{closed:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_leaves_stops_counting() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    b.stop().await;
+    eventually("a sees b leave", || a.cluster.peers().is_empty()).await;
+    // Close everywhere does not wait for b.
+    let started = Instant::now();
+    let closed = a.server.close_session("no-such-session").await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(closed.affected(), 0);
+    assert!(closed.remote().unwrap().is_complete());
+    a.stop().await;
+}

@@ -1,0 +1,314 @@
+//! Several servers (nodes) acting as one: the small interface a cluster
+//! adapter implements (`webwire-redis` has one over Redis pub/sub), so that
+//! this crate does not depend on any message bus.
+//!
+//! With a cluster given to [`ServerBuilder::cluster`](crate::ServerBuilder::cluster):
+//!
+//! - [`Server::signal_all`](crate::Server::signal_all),
+//!   [`Server::room_signal`](crate::Server::room_signal) and
+//!   [`Server::signal_session`](crate::Server::signal_session) deliver
+//!   locally at once and hand the encoded signal to
+//!   [`Cluster::publish`], which the other nodes deliver to their own
+//!   connections ([`ClusterNode::deliver`]);
+//! - [`Server::close_session`](crate::Server::close_session) also asks
+//!   every other live node to close the session ([`Cluster::close_session`],
+//!   answered by [`ClusterNode::close_session`]);
+//! - the per-session connection limit counts the session's connections on
+//!   every node: a restore first takes a place with
+//!   [`Cluster::join_session`]; leaving gives it back.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Weak;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::server::Shared;
+use crate::writer::Outbound;
+use crate::Server;
+
+/// A signal for the other nodes: the encoded webwire signal message, and
+/// whom it is for.
+///
+/// ```
+/// use webwire_server::ClusterEvent;
+///
+/// let event = ClusterEvent::Room { room: "lobby".into(), frame: bytes::Bytes::from_static(b"...") };
+/// assert_eq!(event.frame().len(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterEvent {
+    /// For every connection.
+    Broadcast {
+        /// The encoded signal message.
+        frame: Bytes,
+    },
+    /// For the members of a room.
+    Room {
+        /// The room.
+        room: String,
+        /// The encoded signal message.
+        frame: Bytes,
+    },
+    /// For the connections holding a session.
+    Session {
+        /// The session key.
+        key: String,
+        /// The encoded signal message.
+        frame: Bytes,
+    },
+}
+
+impl ClusterEvent {
+    /// The encoded signal message.
+    ///
+    /// ```
+    /// use webwire_server::ClusterEvent;
+    ///
+    /// let event = ClusterEvent::Broadcast { frame: bytes::Bytes::from_static(b"x") };
+    /// assert_eq!(&event.frame()[..], b"x");
+    /// ```
+    pub fn frame(&self) -> &Bytes {
+        match self {
+            Self::Broadcast { frame } | Self::Room { frame, .. } | Self::Session { frame, .. } => {
+                frame
+            }
+        }
+    }
+}
+
+/// What the other nodes answered to a request sent to all of them.
+///
+/// ```
+/// let reply = webwire_server::ClusterReply::default();
+/// assert_eq!(reply.affected, 0);
+/// assert!(reply.is_complete());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterReply {
+    /// Connections affected on the nodes that answered.
+    pub affected: usize,
+    /// The nodes that were alive when the request was sent but did not
+    /// answer in time.
+    pub unreached: Vec<String>,
+    /// Why the request could not be sent at all, if so.
+    pub error: Option<String>,
+}
+
+impl ClusterReply {
+    /// A reply of nodes that all answered.
+    ///
+    /// ```
+    /// assert_eq!(webwire_server::ClusterReply::new(3).affected, 3);
+    /// ```
+    pub fn new(affected: usize) -> Self {
+        Self {
+            affected,
+            ..Self::default()
+        }
+    }
+
+    /// Whether every node that was asked answered.
+    ///
+    /// ```
+    /// assert!(webwire_server::ClusterReply::new(1).is_complete());
+    /// ```
+    pub fn is_complete(&self) -> bool {
+        self.unreached.is_empty() && self.error.is_none()
+    }
+}
+
+/// A cluster adapter's failure (the bus is unreachable, say).
+///
+/// ```
+/// let err = webwire_server::ClusterError::msg("Redis did not answer");
+/// assert_eq!(err.to_string(), "cluster: Redis did not answer");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("cluster: {message}")]
+pub struct ClusterError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn Error + Send + Sync>>,
+}
+
+impl ClusterError {
+    /// An error with a message only.
+    ///
+    /// ```
+    /// let _ = webwire_server::ClusterError::msg("down");
+    /// ```
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error with a message and its cause.
+    ///
+    /// ```
+    /// let err = webwire_server::ClusterError::new("publish failed", std::io::Error::other("reset"));
+    /// assert!(std::error::Error::source(&err).is_some());
+    /// ```
+    pub fn new(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// What a server needs from a cluster of nodes. Implemented by cluster
+/// adapters (`webwire_redis::RedisCluster`); a server uses one given to
+/// [`ServerBuilder::cluster`](crate::ServerBuilder::cluster).
+///
+/// The adapter must not hand a node its own events back: the server has
+/// delivered them locally already.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use webwire_server::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply};
+///
+/// /// A cluster of one node: nothing to tell anybody.
+/// #[derive(Debug)]
+/// struct Alone;
+///
+/// #[async_trait]
+/// impl Cluster for Alone {
+///     fn attach(&self, _node: ClusterNode) {}
+///     fn publish(&self, _event: ClusterEvent) {}
+///     async fn close_session(&self, _key: &str) -> ClusterReply {
+///         ClusterReply::default()
+///     }
+///     async fn join_session(&self, _key: &str, _max: usize) -> Result<bool, ClusterError> {
+///         Ok(true)
+///     }
+///     async fn leave_session(&self, _key: &str) -> Result<(), ClusterError> {
+///         Ok(())
+///     }
+///     async fn clear_session(&self, _key: &str) -> Result<(), ClusterError> {
+///         Ok(())
+///     }
+///     async fn session_connections(&self, _key: &str) -> Result<Option<usize>, ClusterError> {
+///         Ok(None)
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Cluster: Send + Sync + fmt::Debug + 'static {
+    /// Called once when the server is built: events and requests from the
+    /// other nodes go to `node`.
+    fn attach(&self, node: ClusterNode);
+
+    /// Sends `event` to the other nodes without waiting (at most once; the
+    /// server already delivered it locally).
+    fn publish(&self, event: ClusterEvent);
+
+    /// Asks every other live node to close the session `key` on its
+    /// connections ([`ClusterNode::close_session`]) and waits for their
+    /// answers, bounded by the adapter's request timeout.
+    async fn close_session(&self, key: &str) -> ClusterReply;
+
+    /// Counts one more connection of this node for the session `key`,
+    /// unless the session has `max` connections or more on all live nodes
+    /// together (`max` 0: no limit). Returns whether it was counted.
+    async fn join_session(&self, key: &str, max: usize) -> Result<bool, ClusterError>;
+
+    /// Counts one connection of this node less for the session `key`.
+    async fn leave_session(&self, key: &str) -> Result<(), ClusterError>;
+
+    /// This node has no connection holding the session `key` any more.
+    async fn clear_session(&self, key: &str) -> Result<(), ClusterError>;
+
+    /// The session's connections on all live nodes, if the adapter counts them
+    /// (`None`: the server counts its own).
+    async fn session_connections(&self, key: &str) -> Result<Option<usize>, ClusterError>;
+
+    /// The server shuts down: the node leaves the cluster.
+    async fn shutdown(&self) {}
+}
+
+/// The server's side of a cluster, handed to [`Cluster::attach`]: what
+/// the adapter calls for events and requests from other nodes. It does not
+/// keep the server alive.
+#[derive(Clone)]
+pub struct ClusterNode {
+    pub(crate) shared: Weak<Shared>,
+}
+
+impl fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("alive", &(self.shared.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl ClusterNode {
+    fn server(&self) -> Option<Server> {
+        self.shared.upgrade().map(|shared| Server { shared })
+    }
+
+    /// Delivers another node's event to this server's connections, without
+    /// waiting (a connection whose queue is full misses it). Returns how
+    /// many connections it was queued for. A frame larger than this
+    /// server's message buffer size is dropped.
+    pub fn deliver(&self, event: &ClusterEvent) -> usize {
+        let Some(server) = self.server() else {
+            return 0;
+        };
+        let frame = event.frame();
+        let max = server.shared.config.buffer_size;
+        if frame.len() > max {
+            tracing::warn!(
+                len = frame.len(),
+                max,
+                "a cluster signal exceeds the message buffer size; dropped"
+            );
+            return 0;
+        }
+        match event {
+            ClusterEvent::Broadcast { frame } => server.send_all(frame),
+            ClusterEvent::Room { room, frame } => server.shared.rooms.send(room, frame, None),
+            ClusterEvent::Session { key, frame } => {
+                let mut sent = 0;
+                for conn in server.session_connections(key) {
+                    if conn.try_send(Outbound::Frame(frame.clone())).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            }
+        }
+    }
+
+    /// Closes the session `key` on this server's connections (for another
+    /// node's close everywhere); returns how many held it.
+    pub async fn close_session(&self, key: &str) -> usize {
+        let Some(server) = self.server() else {
+            return 0;
+        };
+        server
+            .shared
+            .sessions
+            .close_everywhere(key)
+            .await
+            .connections()
+            .len()
+    }
+
+    /// Every session held by this server's connections, with how many hold
+    /// it (for an adapter that rewrites its counts after an outage).
+    pub fn session_counts(&self) -> Vec<(String, usize)> {
+        self.server()
+            .map(|server| server.shared.sessions.registry().session_counts())
+            .unwrap_or_default()
+    }
+}
