@@ -74,7 +74,9 @@ fi
 
 if [ -f clients/typescript/package.json ]; then
     section "TypeScript client: unit and interop tests"
-    (cd clients/typescript && npm ci --no-audit --no-fund && npm test)
+    # The interop server started above serves the integration tests too.
+    (cd clients/typescript && npm ci --no-audit --no-fund &&
+        WEBWIRE_URL=${WEBWIRE_URL:-${url:-}} npm test)
 fi
 
 if [ -f examples/chat/e2e/package.json ]; then
