@@ -27,6 +27,13 @@ enum Command {
         /// The session folder [default: a fresh temporary folder].
         #[arg(long)]
         session_dir: Option<PathBuf>,
+        /// Keep sessions in this Redis (redis://HOST:PORT/) and join the
+        /// cluster of nodes sharing it.
+        #[arg(long)]
+        redis: Option<String>,
+        /// This node's id in the cluster [default: node-PID].
+        #[arg(long, requires = "redis")]
+        node_id: Option<String>,
     },
     /// Tests the server at URL (ws://HOST:PORT/) against INTEROP.md.
     Check {
@@ -66,13 +73,23 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { addr, session_dir } => run_serve(addr, session_dir).await,
+            Command::Serve {
+                addr,
+                session_dir,
+                redis,
+                node_id,
+            } => run_serve(addr, session_dir, redis, node_id).await,
             Command::Check { url, timeout, only } => run_check(&url, timeout, only).await,
         }
     })
 }
 
-async fn run_serve(addr: String, session_dir: Option<PathBuf>) -> ExitCode {
+async fn run_serve(
+    addr: String,
+    session_dir: Option<PathBuf>,
+    redis: Option<String>,
+    node_id: Option<String>,
+) -> ExitCode {
     // Listen for the signals before anybody can learn the address, so that
     // a signal sent right after the line stops the server gracefully.
     let shutdown = match ShutdownSignal::install() {
@@ -84,6 +101,8 @@ async fn run_serve(addr: String, session_dir: Option<PathBuf>) -> ExitCode {
     };
     let mut options = serve::ServeOptions::new(addr);
     options.session_dir = session_dir;
+    options.redis = redis;
+    options.node_id = node_id;
     let running = match serve::start(options).await {
         Ok(running) => running,
         Err(err) => {

@@ -66,6 +66,12 @@ pub struct ServeOptions {
     /// The folder of the file session manager; `None` makes a fresh
     /// temporary folder, removed when the server is dropped.
     pub session_dir: Option<PathBuf>,
+    /// A Redis URL: sessions are kept there instead of the session folder,
+    /// and the server joins the cluster of nodes using the same Redis
+    /// (INTEROP.md, `--redis`).
+    pub redis: Option<String>,
+    /// This node's id in the cluster (`--node-id`); default `node-PID`.
+    pub node_id: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -80,6 +86,8 @@ impl ServeOptions {
         Self {
             addr: addr.into(),
             session_dir: None,
+            redis: None,
+            node_id: None,
         }
     }
 
@@ -107,6 +115,9 @@ pub enum ServeError {
     /// The server could not be built or could not listen.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// Redis (`--redis`) could not be used.
+    #[error("Redis: {0}")]
+    Redis(#[from] webwire_redis::RedisSessionError),
     /// The session folder could not be created.
     #[error("cannot use the session folder {}: {source}", path.display())]
     SessionDir {
@@ -217,7 +228,23 @@ where
     };
     let state = State::default();
     let handler = wrap(router(state.clone()));
-    let server = configure(Server::builder(handler), &session_dir).build()?;
+    let mut builder = configure(Server::builder(handler), &session_dir);
+    if let Some(url) = &options.redis {
+        let node_id = options
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", std::process::id()));
+        let sessions = webwire_redis::RedisSessionManager::connect(url, Default::default()).await?;
+        let cluster = webwire_redis::RedisCluster::connect(
+            url,
+            webwire_redis::RedisClusterConfig::new(node_id),
+        )
+        .await?;
+        builder = builder
+            .session_manager(Arc::new(sessions))
+            .cluster(Arc::new(cluster));
+    }
+    let server = builder.build()?;
     // Only now can handlers reach the server (broadcast, close everywhere).
     let _ = state.server.set(server.clone());
     let listener = server.bind(options.addr.as_str()).await?;
@@ -381,7 +408,12 @@ async fn whoami(conn: Connection, _: Payload) -> Result<String, HandlerError> {
 /// `session-connections`: how many connections hold the caller's session.
 async fn session_connections(state: State, conn: Connection) -> Result<String, HandlerError> {
     let count = match conn.session_key() {
-        Some(key) => state.server()?.session_connection_count(&key),
+        Some(key) => {
+            state
+                .server()?
+                .session_connection_count_everywhere(&key)
+                .await?
+        }
         None => 0,
     };
     Ok(count.to_string())
@@ -400,7 +432,7 @@ async fn close_session_everywhere(state: State, conn: Connection) -> Result<Stri
     if let Some(err) = closed.store_error() {
         tracing::warn!(error = %err, "closed session not deleted");
     }
-    Ok(closed.connections().len().to_string())
+    Ok(closed.affected().to_string())
 }
 
 /// `signal-me`: a `notice` signal with the payload, then the reply.
