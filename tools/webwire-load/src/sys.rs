@@ -79,13 +79,19 @@ mod tests {
     fn reads_own_process() {
         let pid = std::process::id();
         assert!(vm_rss_kib(pid).unwrap() > 0);
-        // Burn a little CPU so that the reading is a real one.
+        // Burn CPU until the kernel has charged at least one tick (10 ms) to
+        // this process: on a loaded machine a fixed wall time may not be enough.
         let start = std::time::Instant::now();
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(30) {
-            x = std::hint::black_box(x.wrapping_add(1));
+        while cpu_time(pid).unwrap() == Duration::ZERO {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no CPU time charged after 10 s of spinning"
+            );
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
         }
-        assert!(cpu_time(pid).unwrap() > Duration::ZERO);
     }
 
     #[test]
