@@ -2,25 +2,76 @@
 //! connections' slots, plus the cluster's count of each session's
 //! connections on all nodes, for the per-session limit.
 //!
-//! The cluster calls run in tasks of their own, so that a caller that stops
-//! waiting cannot leave a count changed halfway: a place taken for a
-//! restore that is then dropped is given back.
+//! Every count change goes, in order, through one queue per server to one
+//! task that tells the cluster: creates, leaves and clears without
+//! waiting, restores waiting for the answer (whether the session has room).
+//! So a node's changes reach Redis in the order they happened, and a
+//! restore whose caller stopped waiting cannot leave a count changed
+//! halfway: the task gives back a place nobody took.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
 use webwire_proto::Session;
 
 use super::redacted;
 use super::registry::{Leave, Left, LocalRegistry, Refused, SessionRegistry, Ticket};
-use crate::{Cluster, Connection};
+use crate::{Cluster, ClusterError, Connection};
 
 /// A [`LocalRegistry`] whose per-session limit spans the cluster.
 pub(crate) struct ClusteredRegistry {
     local: LocalRegistry,
     cluster: Arc<dyn Cluster>,
     max: usize,
+    /// The queue of count changes; its task starts with the first change.
+    updates: OnceLock<mpsc::UnboundedSender<Update>>,
+}
+
+/// A change of this node's count of a session's connections.
+#[derive(Debug)]
+enum Update {
+    /// One more (a new session: no limit).
+    Join(String),
+    /// One more if the session has fewer than `max` connections on all
+    /// nodes; the answer goes back to the restore.
+    Restore {
+        key: String,
+        max: usize,
+        answer: oneshot::Sender<Result<bool, ClusterError>>,
+    },
+    /// One less.
+    Leave(String),
+    /// None any more.
+    Clear(String),
+}
+
+/// Tells the cluster about count changes, one after the other.
+async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedReceiver<Update>) {
+    while let Some(update) = updates.recv().await {
+        let (result, key) = match &update {
+            Update::Restore { .. } => {
+                let Update::Restore { key, max, answer } = update else {
+                    unreachable!("matched above")
+                };
+                let result = cluster.join_session(&key, max).await;
+                if let Err(Ok(true)) = answer.send(result) {
+                    // The restore was dropped: give its place back.
+                    if let Err(err) = cluster.leave_session(&key).await {
+                        tracing::warn!(session = redacted(&key), error = %err, "the cluster did not take a session count change");
+                    }
+                }
+                continue;
+            }
+            Update::Join(key) => (cluster.join_session(key, 0).await.map(drop), key),
+            Update::Leave(key) => (cluster.leave_session(key).await, key),
+            Update::Clear(key) => (cluster.clear_session(key).await, key),
+        };
+        if let Err(err) = result {
+            tracing::warn!(session = redacted(key), ?update, error = %err, "the cluster did not take a session count change");
+        }
+    }
 }
 
 impl ClusteredRegistry {
@@ -29,18 +80,23 @@ impl ClusteredRegistry {
             local: LocalRegistry::new(max),
             cluster,
             max,
+            updates: OnceLock::new(),
         }
+    }
+
+    /// Queues a count change (called within the runtime).
+    fn update(&self, update: Update) {
+        let updates = self.updates.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run_updates(self.cluster.clone(), rx));
+            tx
+        });
+        let _ = updates.send(update);
     }
 
     /// Gives one place of `key` back, in the background.
     fn leave_later(&self, key: &str) {
-        let cluster = self.cluster.clone();
-        let key = key.to_owned();
-        tokio::spawn(async move {
-            if let Err(err) = cluster.leave_session(&key).await {
-                tracing::warn!(session = redacted(&key), error = %err, "the cluster did not count a connection leaving its session");
-            }
-        });
+        self.update(Update::Leave(key.to_owned()));
     }
 }
 
@@ -53,32 +109,18 @@ impl fmt::Debug for ClusteredRegistry {
     }
 }
 
-/// A place taken in the cluster's count for a restore; given back when
-/// dropped before the restore settled.
-struct Place<'a> {
-    registry: &'a ClusteredRegistry,
-    key: &'a str,
+/// A restore's ticket, given back to the local registry when the restore
+/// is dropped while the cluster answers.
+struct TicketBack<'a> {
+    local: &'a LocalRegistry,
     ticket: &'a Ticket,
-    /// The cluster's answer, while it is awaited.
-    task: Option<tokio::task::JoinHandle<Result<bool, crate::ClusterError>>>,
-    settled: bool,
+    armed: bool,
 }
 
-impl Drop for Place<'_> {
+impl Drop for TicketBack<'_> {
     fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        self.registry.local.abandon(self.ticket);
-        if let Some(task) = self.task.take() {
-            // Dropped while the cluster answered: give the place back if it was taken.
-            let cluster = self.registry.cluster.clone();
-            let key = self.key.to_owned();
-            tokio::spawn(async move {
-                if let Ok(Ok(true)) = task.await {
-                    let _ = cluster.leave_session(&key).await;
-                }
-            });
+        if self.armed {
+            self.local.abandon(self.ticket);
         }
     }
 }
@@ -88,14 +130,8 @@ impl SessionRegistry for ClusteredRegistry {
     async fn create(&self, conn: &Connection, session: Arc<Session>) -> Result<(), Refused> {
         let key = session.key.clone();
         self.local.create(conn, session).await?;
-        let cluster = self.cluster.clone();
-        // A new session: counted without a limit.
-        let task = tokio::spawn(async move {
-            if let Err(err) = cluster.join_session(&key, 0).await {
-                tracing::warn!(session = redacted(&key), error = %err, "the cluster did not count a new session's connection");
-            }
-        });
-        let _ = task.await;
+        // Nothing may wait between a create and its notification.
+        self.update(Update::Join(key));
         Ok(())
     }
 
@@ -110,24 +146,18 @@ impl SessionRegistry for ClusteredRegistry {
         session: Arc<Session>,
     ) -> Result<(), Refused> {
         let key = session.key.clone();
-        let cluster = self.cluster.clone();
-        let max = self.max;
-        let owned_key = key.clone();
-        let mut place = Place {
-            registry: self,
-            key: &key,
+        let mut back = TicketBack {
+            local: &self.local,
             ticket,
-            task: Some(tokio::spawn(async move {
-                cluster.join_session(&owned_key, max).await
-            })),
-            settled: false,
+            armed: true,
         };
-        let answer = match place.task.as_mut() {
-            Some(task) => task.await,
-            None => unreachable!("set above"),
-        };
-        place.task = None;
-        match answer {
+        let (answer, answered) = oneshot::channel();
+        self.update(Update::Restore {
+            key: key.clone(),
+            max: self.max,
+            answer,
+        });
+        match answered.await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return Err(Refused::Full),
             Ok(Err(err)) => {
@@ -136,8 +166,8 @@ impl SessionRegistry for ClusteredRegistry {
             }
             Err(_) => return Err(Refused::Unavailable),
         }
-        place.settled = true;
-        drop(place);
+        back.armed = false;
+        drop(back);
         let joined = self.local.join(ticket, conn, session).await;
         if joined.is_err() {
             self.leave_later(&key);
@@ -158,13 +188,7 @@ impl SessionRegistry for ClusteredRegistry {
     async fn close_everywhere(&self, key: &str) -> Option<Vec<Connection>> {
         let connections = self.local.close_everywhere(key).await?;
         if !connections.is_empty() {
-            let cluster = self.cluster.clone();
-            let key = key.to_owned();
-            tokio::spawn(async move {
-                if let Err(err) = cluster.clear_session(&key).await {
-                    tracing::warn!(session = redacted(&key), error = %err, "the cluster did not clear a closed session's count");
-                }
-            });
+            self.update(Update::Clear(key.to_owned()));
         }
         Some(connections)
     }
