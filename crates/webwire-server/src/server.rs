@@ -196,7 +196,9 @@ impl Server {
     /// Sends a signal to every open connection, without waiting: the
     /// signal is encoded once, and a connection whose outbound queue is
     /// full misses it (logged at debug level). Returns how many
-    /// connections it was queued for.
+    /// connections it was queued for. With a [cluster](ServerBuilder::cluster),
+    /// the other nodes send it to their connections too (the count is this
+    /// server's).
     ///
     /// Fails only when the signal itself is invalid or too large.
     pub fn signal_all(
@@ -287,7 +289,9 @@ impl Server {
     /// Sends a signal to every connection in the room `room` except
     /// `except`, without waiting: the signal is encoded once, and a member
     /// whose outbound queue is full misses it (logged at debug level).
-    /// Returns how many of this server's connections it was queued for.
+    /// Returns how many of this server's connections it was queued for;
+    /// with a [cluster](ServerBuilder::cluster), the other nodes send it
+    /// to their members too.
     ///
     /// Fails only when the signal itself is invalid or too large.
     ///
