@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, RequestError};
-use webwire_redis::{RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager};
+use webwire_redis::{
+    redis, RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager,
+};
 use webwire_server::{Connection, Payload, Router, Server, ServerError};
 
 /// The longest any wait in these tests may take.
@@ -351,5 +353,58 @@ async fn a_node_that_leaves_stops_counting() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(closed.affected(), 0);
     assert!(closed.remote().unwrap().is_complete());
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn connections_of_silent_members_stop_counting() {
+    use webwire_redis::redis::AsyncCommands as _;
+
+    let redis = redis_or_skip!();
+    let a = Node::start(&redis.url(), "a").await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+    let mut raw = redis.raw().await;
+    let conns = format!("webwire:conns:{key}");
+    let members = "webwire:cluster:members";
+    // A member that crashed holding two connections of the session.
+    let _: () = raw.hset(&conns, "ghost/1", 2).await.unwrap();
+    // Never heard of (Redis restarted, say): not counted, not deleted.
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        1
+    );
+    let (now, _): (i64, i64) = redis::cmd("TIME").query_async(&mut raw).await.unwrap();
+    let now_ms = now * 1000;
+    // Heard from recently: counted, so the session is full.
+    let _: () = raw.hset(members, "ghost/1", now_ms).await.unwrap();
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        3
+    );
+    let (c2, _e2) = a.client().await;
+    assert_eq!(
+        c2.restore_session(&key).await.unwrap_err(),
+        RequestError::MaxSessionConnsReached
+    );
+    // Silent for longer than the node timeout (1 s): not counted, and the
+    // next restore deletes its count.
+    let _: () = raw.hset(members, "ghost/1", now_ms - 5_000).await.unwrap();
+    c2.restore_session(&key).await.expect("room again");
+    let ghost: Option<i64> = raw.hget(&conns, "ghost/1").await.unwrap();
+    assert_eq!(ghost, None);
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        2
+    );
     a.stop().await;
 }
