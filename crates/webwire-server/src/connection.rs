@@ -22,18 +22,51 @@ use crate::{ConnectionOptions, Session, SessionError, SessionInfo, SessionJsonEr
 
 /// A connection's number, unique within its server.
 ///
+/// It can travel as a plain number (in a payload, a URL, a database row)
+/// and be made back into an id with [`ConnectionId::new`] or `From<u64>`,
+/// to find the connection with [`Server::connection`](crate::Server::connection).
+///
 /// ```
-/// # async fn f(conn: webwire_server::Connection) {
-/// println!("connection {}", conn.id());
+/// use webwire_server::{ConnectionId, Server};
+///
+/// # fn f(server: Server, conn: webwire_server::Connection) {
+/// let number: u64 = conn.id().get(); // sent to another client, say
+/// let id = ConnectionId::new(number);
+/// assert_eq!(id, ConnectionId::from(number));
+/// if let Some(other) = server.connection(id) {
+///     println!("connection {} is still open", other.id());
+/// }
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub(crate) u64);
 
 impl ConnectionId {
+    /// The id numbered `number` (as [`get`](Self::get) returned it). An id
+    /// no connection of the server has is valid: looking it up finds nothing.
+    ///
+    /// ```
+    /// assert_eq!(webwire_server::ConnectionId::new(7).get(), 7);
+    /// ```
+    pub const fn new(number: u64) -> Self {
+        Self(number)
+    }
+
     /// The number.
     pub fn get(self) -> u64 {
         self.0
+    }
+}
+
+impl From<u64> for ConnectionId {
+    fn from(number: u64) -> Self {
+        Self(number)
+    }
+}
+
+impl From<ConnectionId> for u64 {
+    fn from(id: ConnectionId) -> Self {
+        id.0
     }
 }
 
@@ -155,6 +188,8 @@ pub(crate) struct ConnectionInner {
     pub(crate) session: Mutex<Slot>,
     /// The rooms it is in (see `room`).
     pub(crate) rooms: Membership,
+    /// The application's data (see [`Connection::extensions`]).
+    pub(crate) extensions: Mutex<http::Extensions>,
 }
 
 /// A connected client: cheap to clone (`Arc`), `Send + Sync`.
@@ -213,6 +248,42 @@ impl Connection {
     /// The options the connection was accepted with.
     pub fn options(&self) -> &ConnectionOptions {
         &self.inner.options
+    }
+
+    /// The application's data on this connection: a map holding one value
+    /// per type (an [`http::Extensions`]), empty when the connection opens
+    /// and dropped with its last handle. Keep there what the application
+    /// knows of the client: its user, its subscriptions, ...
+    ///
+    /// The map is behind a lock, held as long as the returned guard: take
+    /// what is needed and let it go (the guard is not `Send`, so it cannot
+    /// be held across an `.await` in a handler).
+    ///
+    /// ```
+    /// use std::collections::BTreeSet;
+    /// use webwire_server::{Connection, Payload, RequestError, Router};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Topics(BTreeSet<String>);
+    ///
+    /// let router = Router::new()
+    ///     .request("subscribe", |conn: Connection, topic: String| async move {
+    ///         let mut ext = conn.extensions();
+    ///         let topics = ext.get_or_insert_default::<Topics>();
+    ///         topics.0.insert(topic);
+    ///         Ok::<_, RequestError>(topics.0.len().to_string())
+    ///     })
+    ///     .request("topics", |conn: Connection, _: Payload| async move {
+    ///         let topics = conn.extensions().get::<Topics>().cloned().unwrap_or_default();
+    ///         Ok::<_, RequestError>(topics.0.into_iter().collect::<Vec<_>>().join(","))
+    ///     });
+    /// ```
+    pub fn extensions(&self) -> MutexGuard<'_, http::Extensions> {
+        // Every change of the map is complete when a guard is dropped.
+        self.inner
+            .extensions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A snapshot of the connection's counters.
@@ -363,7 +434,7 @@ impl Connection {
     /// });
     /// ```
     pub async fn close_session(&self) -> Result<bool, SessionError> {
-        self.inner.sessions.close(self, true).await
+        self.inner.sessions.close_by_server(self).await
     }
 
     /// Whether the connection has a session (after it ended: whether it had
@@ -490,6 +561,7 @@ impl Connection {
             )),
             session: Mutex::new(Slot::Empty),
             rooms: Membership::new(rooms),
+            extensions: Mutex::default(),
         });
         (conn, rx)
     }

@@ -152,6 +152,7 @@ where
         sessions: shared.sessions.clone(),
         session: Mutex::new(Slot::Empty),
         rooms: crate::room::Membership::new(shared.rooms.clone()),
+        extensions: Mutex::default(),
     });
     // The accept configuration goes first, before anything else.
     let _ = conn.try_send(Outbound::Frame(shared.accept_conf.clone()));
@@ -510,25 +511,38 @@ where
         let work = async {
             match request {
                 SessionRequest::Restore(key) => sessions.restore(conn, id, key).await,
-                SessionRequest::Close if !sessions.enabled() => ServerMessage::SessionsDisabled(id),
+                SessionRequest::Close if !sessions.enabled() => {
+                    (ServerMessage::SessionsDisabled(id), None)
+                }
                 SessionRequest::Close => {
                     // The session has left the connection even if the
                     // manager failed to delete it (that is logged): the
                     // client is told it has none.
-                    let _ = sessions.close(conn, false).await;
-                    ServerMessage::Reply(Reply::new(id, Payload::default()))
+                    let (event, _) = sessions.close(conn, false).await;
+                    (
+                        ServerMessage::Reply(Reply::new(id, Payload::default())),
+                        event,
+                    )
                 }
             }
         };
-        let reply = tokio::select! {
+        let (reply, event) = tokio::select! {
             biased;
             out = AssertUnwindSafe(work).catch_unwind() => out.unwrap_or_else(|panic| {
                 tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "session request panicked");
-                ServerMessage::InternalError(id)
+                (ServerMessage::InternalError(id), None)
             }),
-            () = self.abort.cancelled() => ServerMessage::Shutdown(id),
+            () = self.abort.cancelled() => (ServerMessage::Shutdown(id), None),
         };
         slot.send(Outbound::Message(reply));
+        // The application hears of it once the reply is queued.
+        if let Some(event) = event {
+            tokio::select! {
+                biased;
+                () = sessions.notify(conn, &event) => {}
+                () = self.abort.cancelled() => {}
+            }
+        }
         Ok(())
     }
 

@@ -2,8 +2,10 @@
 //! send signals and requests, and disconnect.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use webwire_proto::{Payload, Request, Signal};
+use futures_util::future::BoxFuture;
+use webwire_proto::{Payload, Request, Session, Signal};
 
 use crate::{Connection, DisconnectReason, HandlerError};
 
@@ -71,4 +73,82 @@ pub trait Handler: Send + Sync + 'static {
         conn: &Connection,
         request: Request,
     ) -> impl Future<Output = Result<Payload, HandlerError>> + Send;
+
+    /// A session was created on `conn`
+    /// ([`Connection::create_session`]): called once the client's
+    /// notification is queued and the session manager has been asked to
+    /// store it, before `create_session` returns.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, Handler, HandlerError, Payload, Request, Session};
+    ///
+    /// struct App;
+    ///
+    /// impl Handler for App {
+    ///     async fn on_request(&self, _conn: &Connection, req: Request) -> Result<Payload, HandlerError> {
+    ///         Ok(req.payload().clone())
+    ///     }
+    ///
+    ///     async fn on_session_created(&self, conn: &Connection, session: &Session) {
+    ///         println!("{} signed in: {:?}", conn.id(), session.info);
+    ///     }
+    /// }
+    /// ```
+    fn on_session_created(
+        &self,
+        conn: &Connection,
+        session: &Session,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (conn, session);
+        async {}
+    }
+
+    /// A client restored `session` on `conn` (its restore request
+    /// succeeded): called once the reply is queued, before the
+    /// connection's next message is read.
+    fn on_session_restored(
+        &self,
+        conn: &Connection,
+        session: &Session,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (conn, session);
+        async {}
+    }
+
+    /// `conn` left its session `key` because it was closed: by the client
+    /// (called once the reply is queued), by the server
+    /// ([`Connection::close_session`], called before it returns) or
+    /// everywhere ([`Server::close_session`](crate::Server::close_session),
+    /// once for every connection that held it). Not called when a
+    /// connection ends: the session stays stored and
+    /// [`on_disconnected`](Self::on_disconnected) can still read it.
+    fn on_session_closed(&self, conn: &Connection, key: &str) -> impl Future<Output = ()> + Send {
+        let _ = (conn, key);
+        async {}
+    }
+}
+
+/// The session hooks of a [`Handler`], callable without knowing its type
+/// (the session operations are not generic).
+pub(crate) trait SessionHooks: Send + Sync + 'static {
+    fn created<'a>(&'a self, conn: &'a Connection, session: &'a Session) -> BoxFuture<'a, ()>;
+    fn restored<'a>(&'a self, conn: &'a Connection, session: &'a Session) -> BoxFuture<'a, ()>;
+    fn closed<'a>(&'a self, conn: &'a Connection, key: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// A handler's session hooks.
+pub(crate) struct HandlerHooks<H>(pub(crate) Arc<H>);
+
+impl<H: Handler> SessionHooks for HandlerHooks<H> {
+    fn created<'a>(&'a self, conn: &'a Connection, session: &'a Session) -> BoxFuture<'a, ()> {
+        Box::pin(self.0.on_session_created(conn, session))
+    }
+
+    fn restored<'a>(&'a self, conn: &'a Connection, session: &'a Session) -> BoxFuture<'a, ()> {
+        Box::pin(self.0.on_session_restored(conn, session))
+    }
+
+    fn closed<'a>(&'a self, conn: &'a Connection, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.0.on_session_closed(conn, key))
+    }
 }

@@ -28,7 +28,9 @@
 //! - `cluster`: the interface of a cluster adapter ([`Cluster`], given to
 //!   [`ServerBuilder::cluster`]): broadcasts, room and session signals,
 //!   close everywhere and the per-session limit across nodes.
-//! - `handler`, `router`, `extract`: the application's side.
+//! - `handler`, `router`, `extract`: the application's side: [`Handler`]
+//!   hooks (messages, connections, session events), the [`Router`] with its
+//!   optional [`State`], typed arguments and replies.
 //! - `error`: [`ServerError`], [`SignalError`], [`RequestError`],
 //!   [`SessionError`], [`DisconnectReason`].
 //! - `session`: [`SessionManager`] (the application's session storage, with
@@ -97,7 +99,7 @@ pub use listener::Listener;
 pub use options::{Concurrency, ConnectionOptions, Refusal};
 pub use origin::OriginPolicy;
 pub use room::{RoomError, MAX_ROOM_NAME_LEN};
-pub use router::{RequestHandler, Router, SignalHandler};
+pub use router::{RequestHandler, Router, SessionHook, SignalHandler, State};
 pub use server::{Server, ServerBuilder};
 pub use service::WebwireService;
 pub use session::{

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use webwire_proto::{Name, Payload, Request, Signal};
+use webwire_proto::{Name, Payload, Request, Session, Signal};
 
 use crate::extract::{FromRequest, FromSignal, IntoReply};
 use crate::{Connection, DisconnectReason, Handler, HandlerError, RequestError};
@@ -22,6 +22,35 @@ type ErasedSignal = Arc<dyn Fn(Connection, Signal) -> BoxFuture<'static, ()> + S
 type ConnectHook = Arc<dyn Fn(Connection) -> BoxFuture<'static, ()> + Send + Sync>;
 type DisconnectHook =
     Arc<dyn Fn(Connection, DisconnectReason) -> BoxFuture<'static, ()> + Send + Sync>;
+type ErasedSessionHook<A> = Arc<dyn Fn(Connection, A) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The router's state, as a handler argument: a clone of the value given
+/// to [`Router::with_state`].
+///
+/// Request and signal handlers take it first
+/// (`Fn(State<S>, Connection, X)` or `Fn(State<S>, X)`), and so do session
+/// hooks (`Fn(State<S>, Connection, A)`).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use webwire_server::{Connection, Payload, RequestError, Router, State};
+///
+/// #[derive(Clone, Default)]
+/// struct App {
+///     hits: Arc<AtomicU64>,
+/// }
+///
+/// let router = Router::with_state(App::default())
+///     .request("hit", |State(app): State<App>, _: Payload| async move {
+///         Ok::<_, RequestError>((app.hits.fetch_add(1, Ordering::Relaxed) + 1).to_string())
+///     })
+///     .signal("reset", |State(app): State<App>, _conn: Connection, _: Payload| async move {
+///         app.hits.store(0, Ordering::Relaxed);
+///     });
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct State<S>(pub S);
 
 /// An async function that can handle requests: `Fn(Connection, X)` or
 /// `Fn(X)`, where `X` is a [`FromRequest`] value (the whole [`Request`],
@@ -29,17 +58,22 @@ type DisconnectHook =
 /// the future resolves to a `Result` whose value is a reply
 /// ([`IntoReply`]).
 ///
-/// The marker `T` only tells the two shapes apart.
-pub trait RequestHandler<T>: Send + Sync + 'static {
+/// With a router state `S` ([`Router::with_state`]), the function may
+/// also take the [`State<S>`] first: `Fn(State<S>, Connection, X)` or
+/// `Fn(State<S>, X)`.
+///
+/// The marker `T` only tells the shapes apart.
+pub trait RequestHandler<T, S = ()>: Send + Sync + 'static {
     /// Handles one request.
     fn call(
         &self,
+        state: &S,
         conn: Connection,
         request: Request,
     ) -> BoxFuture<'static, Result<Payload, HandlerError>>;
 }
 
-impl<F, Fut, X, R> RequestHandler<(Connection, X, R)> for F
+impl<F, Fut, X, R, S> RequestHandler<(Connection, X, R), S> for F
 where
     F: Fn(Connection, X) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = R> + Send + 'static,
@@ -48,6 +82,7 @@ where
 {
     fn call(
         &self,
+        _state: &S,
         conn: Connection,
         request: Request,
     ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
@@ -58,7 +93,7 @@ where
     }
 }
 
-impl<F, Fut, X, R> RequestHandler<(X, R)> for F
+impl<F, Fut, X, R, S> RequestHandler<(X, R), S> for F
 where
     F: Fn(X) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = R> + Send + 'static,
@@ -67,6 +102,7 @@ where
 {
     fn call(
         &self,
+        _state: &S,
         _conn: Connection,
         request: Request,
     ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
@@ -77,22 +113,71 @@ where
     }
 }
 
+impl<F, Fut, X, R, S> RequestHandler<(State<S>, Connection, X, R), S> for F
+where
+    F: Fn(State<S>, Connection, X) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    X: FromRequest + Send + 'static,
+    R: IntoReply + 'static,
+    S: Clone,
+{
+    fn call(
+        &self,
+        state: &S,
+        conn: Connection,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
+        match X::from_request(request) {
+            Ok(x) => self(State(state.clone()), conn, x)
+                .map(IntoReply::into_reply)
+                .boxed(),
+            Err(err) => futures_util::future::ready(Err(err.into())).boxed(),
+        }
+    }
+}
+
+impl<F, Fut, X, R, S> RequestHandler<(State<S>, X, R), S> for F
+where
+    F: Fn(State<S>, X) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    X: FromRequest + Send + 'static,
+    R: IntoReply + 'static,
+    S: Clone,
+{
+    fn call(
+        &self,
+        state: &S,
+        _conn: Connection,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
+        match X::from_request(request) {
+            Ok(x) => self(State(state.clone()), x)
+                .map(IntoReply::into_reply)
+                .boxed(),
+            Err(err) => futures_util::future::ready(Err(err.into())).boxed(),
+        }
+    }
+}
+
 /// An async function that can handle signals: `Fn(Connection, X)` or
 /// `Fn(X)`, where `X` is a [`FromSignal`] value (the whole [`Signal`], its
 /// [`Payload`], `Bytes`, `String`, or [`Json<T>`](crate::Json)). A signal
 /// whose payload cannot be extracted is dropped and logged.
-pub trait SignalHandler<T>: Send + Sync + 'static {
+///
+/// With a router state `S`, the function may also take the [`State<S>`]
+/// first: `Fn(State<S>, Connection, X)` or `Fn(State<S>, X)`.
+pub trait SignalHandler<T, S = ()>: Send + Sync + 'static {
     /// Handles one signal.
-    fn call(&self, conn: Connection, signal: Signal) -> BoxFuture<'static, ()>;
+    fn call(&self, state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()>;
 }
 
-impl<F, Fut, X> SignalHandler<(Connection, X)> for F
+impl<F, Fut, X, S> SignalHandler<(Connection, X), S> for F
 where
     F: Fn(Connection, X) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
     X: FromSignal + Send + 'static,
 {
-    fn call(&self, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
+    fn call(&self, _state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
         let name = signal.name().clone();
         match X::from_signal(signal) {
             Ok(x) => self(conn, x).boxed(),
@@ -104,13 +189,13 @@ where
     }
 }
 
-impl<F, Fut, X> SignalHandler<(X,)> for F
+impl<F, Fut, X, S> SignalHandler<(X,), S> for F
 where
     F: Fn(X) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
     X: FromSignal + Send + 'static,
 {
-    fn call(&self, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
+    fn call(&self, _state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
         let name = signal.name().clone();
         match X::from_signal(signal) {
             Ok(x) => self(x).boxed(),
@@ -119,6 +204,74 @@ where
                 futures_util::future::ready(()).boxed()
             }
         }
+    }
+}
+
+impl<F, Fut, X, S> SignalHandler<(State<S>, Connection, X), S> for F
+where
+    F: Fn(State<S>, Connection, X) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    X: FromSignal + Send + 'static,
+    S: Clone,
+{
+    fn call(&self, state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
+        let name = signal.name().clone();
+        match X::from_signal(signal) {
+            Ok(x) => self(State(state.clone()), conn, x).boxed(),
+            Err(err) => {
+                tracing::warn!(connection = %conn.id(), signal = %name, error = %err, "signal dropped: payload not readable");
+                futures_util::future::ready(()).boxed()
+            }
+        }
+    }
+}
+
+impl<F, Fut, X, S> SignalHandler<(State<S>, X), S> for F
+where
+    F: Fn(State<S>, X) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    X: FromSignal + Send + 'static,
+    S: Clone,
+{
+    fn call(&self, state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
+        let name = signal.name().clone();
+        match X::from_signal(signal) {
+            Ok(x) => self(State(state.clone()), x).boxed(),
+            Err(err) => {
+                tracing::warn!(connection = %conn.id(), signal = %name, error = %err, "signal dropped: payload not readable");
+                futures_util::future::ready(()).boxed()
+            }
+        }
+    }
+}
+
+/// An async function that can handle a session event (see
+/// [`Router::on_session_created`]): `Fn(Connection, A)` or, with a router
+/// state `S`, `Fn(State<S>, Connection, A)`, where `A` is the event's
+/// value (the [`Session`], or the closed session's key).
+pub trait SessionHook<T, A, S = ()>: Send + Sync + 'static {
+    /// Handles one event.
+    fn call(&self, state: &S, conn: Connection, arg: A) -> BoxFuture<'static, ()>;
+}
+
+impl<F, Fut, A, S> SessionHook<(Connection, A), A, S> for F
+where
+    F: Fn(Connection, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn call(&self, _state: &S, conn: Connection, arg: A) -> BoxFuture<'static, ()> {
+        self(conn, arg).boxed()
+    }
+}
+
+impl<F, Fut, A, S> SessionHook<(State<S>, Connection, A), A, S> for F
+where
+    F: Fn(State<S>, Connection, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    S: Clone,
+{
+    fn call(&self, state: &S, conn: Connection, arg: A) -> BoxFuture<'static, ()> {
+        self(State(state.clone()), conn, arg).boxed()
     }
 }
 
@@ -152,14 +305,22 @@ where
 ///         Err::<(), _>(RequestError::from_static("NOPE", format!("no {}", req.name())))
 ///     });
 /// ```
+///
+/// A router may carry a state `S` shared by its handlers
+/// ([`Router::with_state`], taken with [`State<S>`]); `Router` alone is a
+/// router without state (`Router<()>`).
 #[derive(Clone, Default)]
-pub struct Router {
+pub struct Router<S = ()> {
+    state: S,
     requests: HashMap<Name, ErasedRequest>,
     signals: HashMap<Name, ErasedSignal>,
     request_fallback: Option<ErasedRequest>,
     signal_fallback: Option<ErasedSignal>,
     on_connect: Option<ConnectHook>,
     on_disconnect: Option<DisconnectHook>,
+    on_session_created: Option<ErasedSessionHook<Session>>,
+    on_session_restored: Option<ErasedSessionHook<Session>>,
+    on_session_closed: Option<ErasedSessionHook<String>>,
 }
 
 fn route_name(name: &str) -> Name {
@@ -170,9 +331,62 @@ fn route_name(name: &str) -> Name {
 }
 
 impl Router {
-    /// A router without routes.
+    /// A router without routes and without state.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Router<S> {
+    /// A router without routes whose handlers and session hooks can take
+    /// `state` (a clone of it per call: share what changes behind an
+    /// `Arc`) as their first argument, [`State<S>`]. Handlers without a
+    /// `State` argument work as with [`Router::new`].
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use webwire_server::{Connection, Payload, RequestError, Router, Session, State};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct App {
+    ///     log: Arc<Mutex<Vec<String>>>,
+    /// }
+    ///
+    /// let router = Router::with_state(App::default())
+    ///     .request("say", |State(app): State<App>, text: String| async move {
+    ///         app.log.lock().unwrap().push(text);
+    ///         Ok::<_, RequestError>("ok")
+    ///     })
+    ///     .request("echo", |_conn: Connection, payload: Payload| async move {
+    ///         Ok::<_, RequestError>(payload)
+    ///     })
+    ///     .on_session_created(|State(app): State<App>, conn: Connection, _: Session| async move {
+    ///         app.log.lock().unwrap().push(format!("{} signed in", conn.id()));
+    ///     });
+    /// ```
+    pub fn with_state(state: S) -> Self {
+        Self {
+            state,
+            requests: HashMap::new(),
+            signals: HashMap::new(),
+            request_fallback: None,
+            signal_fallback: None,
+            on_connect: None,
+            on_disconnect: None,
+            on_session_created: None,
+            on_session_restored: None,
+            on_session_closed: None,
+        }
+    }
+
+    /// The router's state.
+    ///
+    /// ```
+    /// let router = webwire_server::Router::with_state(7_u32);
+    /// assert_eq!(*router.state(), 7);
+    /// ```
+    pub fn state(&self) -> &S {
+        &self.state
     }
 
     /// Routes requests named `name` to `handler`.
@@ -182,9 +396,11 @@ impl Router {
     /// If `name` is not a valid name (longer than 255 bytes or not
     /// printable ASCII) or already has a request handler: programming
     /// errors, as in axum.
-    pub fn request<T, H: RequestHandler<T>>(mut self, name: &str, handler: H) -> Self {
+    pub fn request<T, H: RequestHandler<T, S>>(mut self, name: &str, handler: H) -> Self {
         let name = route_name(name);
-        let erased: ErasedRequest = Arc::new(move |conn, request| handler.call(conn, request));
+        let state = self.state.clone();
+        let erased: ErasedRequest =
+            Arc::new(move |conn, request| handler.call(&state, conn, request));
         if self.requests.insert(name.clone(), erased).is_some() {
             panic!("request {name:?} is routed twice");
         }
@@ -196,9 +412,10 @@ impl Router {
     /// # Panics
     ///
     /// If `name` is not a valid name or already has a signal handler.
-    pub fn signal<T, H: SignalHandler<T>>(mut self, name: &str, handler: H) -> Self {
+    pub fn signal<T, H: SignalHandler<T, S>>(mut self, name: &str, handler: H) -> Self {
         let name = route_name(name);
-        let erased: ErasedSignal = Arc::new(move |conn, signal| handler.call(conn, signal));
+        let state = self.state.clone();
+        let erased: ErasedSignal = Arc::new(move |conn, signal| handler.call(&state, conn, signal));
         if self.signals.insert(name.clone(), erased).is_some() {
             panic!("signal {name:?} is routed twice");
         }
@@ -206,14 +423,71 @@ impl Router {
     }
 
     /// Handles requests whose name has no route.
-    pub fn request_fallback<T, H: RequestHandler<T>>(mut self, handler: H) -> Self {
-        self.request_fallback = Some(Arc::new(move |conn, request| handler.call(conn, request)));
+    pub fn request_fallback<T, H: RequestHandler<T, S>>(mut self, handler: H) -> Self {
+        let state = self.state.clone();
+        self.request_fallback = Some(Arc::new(move |conn, request| {
+            handler.call(&state, conn, request)
+        }));
         self
     }
 
     /// Handles signals whose name has no route.
-    pub fn signal_fallback<T, H: SignalHandler<T>>(mut self, handler: H) -> Self {
-        self.signal_fallback = Some(Arc::new(move |conn, signal| handler.call(conn, signal)));
+    pub fn signal_fallback<T, H: SignalHandler<T, S>>(mut self, handler: H) -> Self {
+        let state = self.state.clone();
+        self.signal_fallback = Some(Arc::new(move |conn, signal| {
+            handler.call(&state, conn, signal)
+        }));
+        self
+    }
+
+    fn session_hook<T, A, H: SessionHook<T, A, S>>(&self, hook: H) -> ErasedSessionHook<A> {
+        let state = self.state.clone();
+        Arc::new(move |conn, arg| hook.call(&state, conn, arg))
+    }
+
+    /// Called when a session was created on a connection
+    /// ([`Handler::on_session_created`]), with a copy of the session.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, Router, Session};
+    ///
+    /// let router = Router::new().on_session_created(|conn: Connection, session: Session| async move {
+    ///     println!("{} signed in ({:?})", conn.id(), session.info);
+    /// });
+    /// ```
+    pub fn on_session_created<T, H: SessionHook<T, Session, S>>(mut self, hook: H) -> Self {
+        self.on_session_created = Some(self.session_hook(hook));
+        self
+    }
+
+    /// Called when a client restored a session on a connection
+    /// ([`Handler::on_session_restored`]), with a copy of the session.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, Router, Session};
+    ///
+    /// let router = Router::new().on_session_restored(|conn: Connection, session: Session| async move {
+    ///     println!("{} is back ({:?})", conn.id(), session.info);
+    /// });
+    /// ```
+    pub fn on_session_restored<T, H: SessionHook<T, Session, S>>(mut self, hook: H) -> Self {
+        self.on_session_restored = Some(self.session_hook(hook));
+        self
+    }
+
+    /// Called when a connection left its session because it was closed
+    /// (by the client or the server; [`Handler::on_session_closed`]), with
+    /// the session's key. Not called when the connection ends.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, Router};
+    ///
+    /// let router = Router::new().on_session_closed(|conn: Connection, _key: String| async move {
+    ///     println!("{} signed out", conn.id());
+    /// });
+    /// ```
+    pub fn on_session_closed<T, H: SessionHook<T, String, S>>(mut self, hook: H) -> Self {
+        self.on_session_closed = Some(self.session_hook(hook));
         self
     }
 
@@ -238,7 +512,7 @@ impl Router {
     }
 }
 
-impl Handler for Router {
+impl<S: Clone + Send + Sync + 'static> Handler for Router<S> {
     fn on_connected(&self, conn: &Connection) -> impl Future<Output = ()> + Send {
         let hook = self.on_connect.as_ref().map(|hook| hook(conn.clone()));
         async move {
@@ -262,6 +536,26 @@ impl Handler for Router {
                 hook.await;
             }
         }
+    }
+
+    fn on_session_created(
+        &self,
+        conn: &Connection,
+        session: &Session,
+    ) -> impl Future<Output = ()> + Send {
+        run_hook(&self.on_session_created, conn, || session.clone())
+    }
+
+    fn on_session_restored(
+        &self,
+        conn: &Connection,
+        session: &Session,
+    ) -> impl Future<Output = ()> + Send {
+        run_hook(&self.on_session_restored, conn, || session.clone())
+    }
+
+    fn on_session_closed(&self, conn: &Connection, key: &str) -> impl Future<Output = ()> + Send {
+        run_hook(&self.on_session_closed, conn, || key.to_owned())
     }
 
     fn on_signal(&self, conn: &Connection, signal: Signal) -> impl Future<Output = ()> + Send {
@@ -300,7 +594,21 @@ impl Handler for Router {
     }
 }
 
-impl fmt::Debug for Router {
+/// Calls a session hook, if there is one.
+fn run_hook<A>(
+    hook: &Option<ErasedSessionHook<A>>,
+    conn: &Connection,
+    arg: impl FnOnce() -> A,
+) -> impl Future<Output = ()> + Send + 'static {
+    let hook = hook.as_ref().map(|hook| hook(conn.clone(), arg()));
+    async move {
+        if let Some(hook) = hook {
+            hook.await;
+        }
+    }
+}
+
+impl<S> fmt::Debug for Router<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut requests: Vec<_> = self.requests.keys().map(Name::as_str).collect();
         requests.sort_unstable();

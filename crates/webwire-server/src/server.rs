@@ -18,6 +18,7 @@ use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 
 use crate::config::{default_session_dir, Config};
 use crate::driver::{self, Accepted};
+use crate::handler::HandlerHooks;
 use crate::listener::Listener;
 use crate::room::Rooms;
 use crate::session::ops::{is_valid_key, Sessions};
@@ -699,7 +700,8 @@ impl<H: Handler> ServerBuilder<H> {
     pub fn build(self) -> Result<Server, ServerError> {
         let config = self.config;
         config.validate()?;
-        let sessions = Arc::new(Sessions::new(
+        let handler = Arc::new(self.handler);
+        let sessions = Sessions::new(
             config.sessions_enabled,
             config.max_session_connections,
             config
@@ -711,7 +713,8 @@ impl<H: Handler> ServerBuilder<H> {
                 .clone()
                 .unwrap_or_else(|| Arc::new(DefaultKeyGenerator)),
             self.cluster.clone(),
-        ));
+        );
+        let sessions = Arc::new(sessions.with_hooks(Arc::new(HandlerHooks(handler.clone()))));
         let accept_conf = ServerMessage::AcceptConf(AcceptConf::new(
             config.read_timeout,
             // Checked by `validate`.
@@ -726,7 +729,7 @@ impl<H: Handler> ServerBuilder<H> {
                 accept_conf,
                 origin: self.origin,
                 before_upgrade: self.before_upgrade,
-                runner: Box::new(HandlerRunner(Arc::new(self.handler))),
+                runner: Box::new(HandlerRunner(handler)),
                 registry: Mutex::new(HashMap::new()),
                 sessions,
                 rooms: Arc::default(),

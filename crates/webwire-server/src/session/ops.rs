@@ -22,6 +22,7 @@ use webwire_proto::{ErrorCode, ErrorReply, Payload, Reply, RequestId, ServerMess
 use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, Slot, Ticket};
 use super::{redacted, SessionInfo, SessionKeyGenerator, SessionManager, SessionStoreError};
 use crate::connection::CLOSED;
+use crate::handler::SessionHooks;
 use crate::writer::Outbound;
 use crate::{Connection, SessionError};
 
@@ -42,6 +43,17 @@ pub(crate) struct Sessions {
     manager: Arc<dyn SessionManager>,
     keys: Arc<dyn SessionKeyGenerator>,
     registry: Arc<dyn SessionRegistry>,
+    /// The application's session hooks.
+    hooks: Option<Arc<dyn SessionHooks>>,
+}
+
+/// What a client's session request did, for the application's hook
+/// (called once the reply is queued).
+pub(crate) enum SessionEvent {
+    /// The session was restored on the connection.
+    Restored(Arc<Session>),
+    /// The connection left the session with this key.
+    Closed(String),
 }
 
 impl fmt::Debug for Sessions {
@@ -51,6 +63,7 @@ impl fmt::Debug for Sessions {
             .field("manager", &self.manager)
             .field("keys", &self.keys)
             .field("registry", &self.registry)
+            .field("hooks", &self.hooks.is_some())
             .finish()
     }
 }
@@ -75,6 +88,27 @@ impl Sessions {
             manager,
             keys,
             registry,
+            hooks: None,
+        }
+    }
+
+    /// The application's session hooks.
+    pub(crate) fn with_hooks(mut self, hooks: Arc<dyn SessionHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Calls the application's hook for `event` on `conn`; a panic is logged.
+    pub(crate) async fn notify(&self, conn: &Connection, event: &SessionEvent) {
+        let Some(hooks) = &self.hooks else {
+            return;
+        };
+        let hook = match event {
+            SessionEvent::Restored(session) => hooks.restored(conn, session),
+            SessionEvent::Closed(key) => hooks.closed(conn, key),
+        };
+        if AssertUnwindSafe(hook).catch_unwind().await.is_err() {
+            tracing::error!(connection = %conn.id(), "session hook panicked");
         }
     }
 
@@ -135,33 +169,56 @@ impl Sessions {
                 "the session manager failed to store a new session; it stays active but cannot be restored",
             );
         }
+        if let Some(hooks) = &self.hooks {
+            if AssertUnwindSafe(hooks.created(conn, &session))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(connection = %conn.id(), "session hook panicked");
+            }
+        }
         Ok(Session::clone(&session))
     }
 
-    /// Answers a client's restore request (PROTOCOL.md 5, "Restore").
+    /// Answers a client's restore request (PROTOCOL.md 5, "Restore"), with
+    /// the event for the application when it succeeded.
     pub(crate) async fn restore(
         &self,
         conn: &Connection,
         id: RequestId,
         key: Bytes,
-    ) -> ServerMessage {
+    ) -> (ServerMessage, Option<SessionEvent>) {
+        match self.restore_reply(conn, id, key).await {
+            Ok((reply, session)) => (reply, Some(SessionEvent::Restored(session))),
+            Err(reply) => (reply, None),
+        }
+    }
+
+    /// The reply to a restore request: the session's, or a refusal.
+    async fn restore_reply(
+        &self,
+        conn: &Connection,
+        id: RequestId,
+        key: Bytes,
+    ) -> Result<(ServerMessage, Arc<Session>), ServerMessage> {
         if !self.enabled {
-            return ServerMessage::SessionsDisabled(id);
+            return Err(ServerMessage::SessionsDisabled(id));
         }
         if !is_valid_key(&key) {
-            return ServerMessage::SessionNotFound(id);
+            return Err(ServerMessage::SessionNotFound(id));
         }
         let key = String::from_utf8_lossy(&key).into_owned();
         let claim = match Claim::new(conn) {
             Ok(claim) => claim,
             Err(SessionError::AlreadyActive) => {
-                return ServerMessage::Error(ErrorReply::new(
+                return Err(ServerMessage::Error(ErrorReply::new(
                     id,
                     ErrorCode::from_static(SESSION_ACTIVE),
                     "the connection already has a session",
-                ))
+                )))
             }
-            Err(_) => return ServerMessage::Shutdown(id),
+            Err(_) => return Err(ServerMessage::Shutdown(id)),
         };
         let mut ticket = match self.registry.begin_restore(&key).await {
             Ok(ticket) => TicketGuard {
@@ -169,21 +226,21 @@ impl Sessions {
                 ticket,
                 used: false,
             },
-            Err(refused) => return refusal(id, refused),
+            Err(refused) => return Err(refusal(id, refused)),
         };
         let lookup = AssertUnwindSafe(self.manager.on_session_lookup(&key))
             .catch_unwind()
             .await;
         let found = match lookup {
             Ok(Ok(Some(found))) => found,
-            Ok(Ok(None)) => return ServerMessage::SessionNotFound(id),
+            Ok(Ok(None)) => return Err(ServerMessage::SessionNotFound(id)),
             Ok(Err(err)) => {
                 tracing::error!(connection = %conn.id(), session = redacted(&key), error = %chain(&err), "session lookup failed");
-                return ServerMessage::InternalError(id);
+                return Err(ServerMessage::InternalError(id));
             }
             Err(_) => {
                 tracing::error!(connection = %conn.id(), session = redacted(&key), "the session manager panicked in a lookup");
-                return ServerMessage::InternalError(id);
+                return Err(ServerMessage::InternalError(id));
             }
         };
         let session = Arc::new(found.into_session(key));
@@ -191,14 +248,14 @@ impl Sessions {
             Ok(json) => json,
             Err(err) => {
                 tracing::error!(connection = %conn.id(), session = redacted(&session.key), error = %chain(&err), "the restored session cannot be encoded");
-                return ServerMessage::InternalError(id);
+                return Err(ServerMessage::InternalError(id));
             }
         };
         let reply = ServerMessage::Reply(Reply::new(id, Payload::utf8(json)));
         let (len, max) = (reply.encoded_len(), conn.inner.buffer_size);
         if len > max {
             tracing::error!(connection = %conn.id(), session = redacted(&session.key), len, max, "the restored session exceeds the message buffer size");
-            return ServerMessage::InternalError(id);
+            return Err(ServerMessage::InternalError(id));
         }
         ticket.used = true;
         let outcome = self
@@ -209,22 +266,34 @@ impl Sessions {
             Ok(()) => {
                 claim.settle();
                 tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session restored");
-                reply
+                Ok((reply, session))
             }
-            Err(refused) => refusal(id, refused),
+            Err(refused) => Err(refusal(id, refused)),
         }
     }
 
     /// Closes the session of `conn` (PROTOCOL.md 5, "Close on one
-    /// connection"); `notify` for a server-side close. Returns whether it
-    /// had one.
+    /// connection") for [`Connection::close_session`]: the client is told,
+    /// then the application's hook is called. Returns whether it had one.
+    pub(crate) async fn close_by_server(&self, conn: &Connection) -> Result<bool, SessionError> {
+        let (event, result) = self.close(conn, true).await;
+        if let Some(event) = &event {
+            self.notify(conn, event).await;
+        }
+        result.map(|()| event.is_some())
+    }
+
+    /// Closes the session of `conn` (PROTOCOL.md 5, "Close on one
+    /// connection"); `notify` for a server-side close. Returns the event
+    /// for the application if it had one (the session has left it even
+    /// when the result is an error).
     pub(crate) async fn close(
         &self,
         conn: &Connection,
         notify: bool,
-    ) -> Result<bool, SessionError> {
+    ) -> (Option<SessionEvent>, Result<(), SessionError>) {
         let Some(left) = self.registry.leave(conn, Leave::Close).await else {
-            return Ok(false);
+            return (None, Ok(()));
         };
         tracing::debug!(connection = %conn.id(), session = redacted(&left.key), destroy = left.destroy, "session closed on a connection");
         let notified = if notify {
@@ -232,10 +301,14 @@ impl Sessions {
         } else {
             Ok(())
         };
-        if left.destroy {
-            self.destroy(left.key).await.map_err(SessionError::Store)?;
-        }
-        notified.map(|()| true)
+        let result = match left.destroy {
+            true => match self.destroy(left.key.clone()).await {
+                Ok(()) => notified,
+                Err(err) => Err(SessionError::Store(err)),
+            },
+            false => notified,
+        };
+        (Some(SessionEvent::Closed(left.key)), result)
     }
 
     /// Closes the session `key` on every connection and destroys it.
@@ -258,6 +331,10 @@ impl Sessions {
             .filter_map(|(conn, sent)| sent.err().map(|err| (conn.clone(), err)))
             .collect();
         let store_error = self.destroy(key.to_owned()).await.err();
+        let event = SessionEvent::Closed(key.to_owned());
+        for conn in &connections {
+            self.notify(conn, &event).await;
+        }
         ClosedSession {
             connections,
             errors,
