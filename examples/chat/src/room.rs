@@ -3,20 +3,17 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use webwire_server::{Connection, HandlerError, Json, Payload, RequestError, Router, Server};
+use webwire_server::{
+    Connection, HandlerError, Json, Payload, RequestError, Router, Server, Session, State,
+};
 
 use crate::protocol::{
     self, codes, ChatMessage, History, HistoryQuery, LoggedIn, Login, Presence, Say,
     DEFAULT_HISTORY_LIMIT, HISTORY_CAPACITY, NAME_FIELD,
 };
-
-/// How often presence is recomputed even when no request asked for it: a
-/// client that restores its session and then sends nothing is seen within
-/// this time (the server library has no hook for a restored session).
-pub(crate) const PRESENCE_TICK: Duration = Duration::from_secs(1);
 
 /// The room's state, shared by its handlers.
 #[derive(Debug)]
@@ -27,11 +24,11 @@ pub(crate) struct Room {
     boot: String,
     /// Largest reply payload, in bytes (below the message buffer size).
     reply_budget: usize,
-    state: Mutex<State>,
+    state: Mutex<Shared>,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct Shared {
     next_seq: u64,
     history: VecDeque<ChatMessage>,
     /// The online list last sent out.
@@ -45,7 +42,7 @@ impl Room {
             boot: base36(now_millis()),
             // Room for the reply's header (type and id) and some slack.
             reply_budget: buffer_size.saturating_sub(64),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Shared::default()),
         }
     }
 
@@ -53,7 +50,7 @@ impl Room {
         let _ = self.server.set(server);
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, Shared> {
         // Every change of the state is complete before anything can panic.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -73,7 +70,8 @@ impl Room {
     }
 
     /// Recomputes who is online and, if that changed, tells every
-    /// signed-in connection (`presence`). Returns the list.
+    /// signed-in connection (`presence`). Returns the list. The router's
+    /// session and disconnect hooks call it whenever the list may change.
     pub(crate) fn refresh_presence(&self) -> Vec<String> {
         let mut state = self.state();
         let online = self.online_now();
@@ -127,21 +125,21 @@ impl Room {
         }
         let mut info = webwire_server::SessionInfo::new();
         info.insert(NAME_FIELD.into(), name.clone().into());
+        // The session hook has refreshed presence when this returns.
         conn.create_session(info).await?;
         tracing::info!(connection = %conn.id(), name = %name, "signed in");
-        self.refresh_presence();
         Ok(Json(LoggedIn { name }))
     }
 
     async fn logout(&self, conn: Connection) -> Result<Json<serde_json::Value>, HandlerError> {
         if let (Some(key), Some(server)) = (conn.session_key(), self.server.get()) {
-            // Every tab of the session signs out.
+            // Every tab of the session signs out (the session hook
+            // refreshes presence).
             let closed = server.close_session(&key).await;
             if let Some(err) = closed.store_error() {
                 tracing::warn!(error = %err, "the session could not be deleted");
             }
             tracing::info!(connection = %conn.id(), tabs = closed.connections().len(), "signed out");
-            self.refresh_presence();
         }
         Ok(Json(serde_json::json!({})))
     }
@@ -210,49 +208,64 @@ fn query<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, Requ
         .map_err(|err| RequestError::from_static(RequestError::INVALID_PAYLOAD, err.to_string()))
 }
 
-/// The webwire router of the room.
-pub(crate) fn router(room: Arc<Room>) -> Router {
-    let (r1, r2, r3, r4, r5, r6) = (
-        room.clone(),
-        room.clone(),
-        room.clone(),
-        room.clone(),
-        room.clone(),
-        room,
-    );
-    Router::new()
+/// The room as the router's state.
+type RoomState = State<Arc<Room>>;
+
+/// The webwire router of the room. Presence is refreshed by the hooks of
+/// every change: a session created (`login`), restored (a reconnection) or
+/// closed (`logout`), and a connection ended.
+pub(crate) fn router(room: Arc<Room>) -> Router<Arc<Room>> {
+    let on_disconnect = room.clone();
+    Router::with_state(room)
         .request(
             protocol::LOGIN,
-            move |conn: Connection, Json(login): Json<Login>| {
-                let room = r1.clone();
-                async move { room.login(conn, login).await }
+            |State(room): RoomState, conn: Connection, Json(login): Json<Login>| async move {
+                room.login(conn, login).await
             },
         )
-        .request(protocol::LOGOUT, move |conn: Connection, _: Payload| {
-            let room = r2.clone();
-            async move { room.logout(conn).await }
-        })
+        .request(
+            protocol::LOGOUT,
+            |State(room): RoomState, conn: Connection, _: Payload| async move {
+                room.logout(conn).await
+            },
+        )
         .request(
             protocol::SAY,
-            move |conn: Connection, Json(say): Json<Say>| {
-                let room = r3.clone();
-                async move { room.say(&conn, say) }
+            |State(room): RoomState, conn: Connection, Json(say): Json<Say>| async move {
+                room.say(&conn, say)
             },
         )
-        .request(protocol::WHO, move |_: Payload| {
-            let room = r4.clone();
-            async move {
+        .request(
+            protocol::WHO,
+            |State(room): RoomState, _: Payload| async move {
                 Ok::<_, HandlerError>(Json(Presence {
                     online: room.refresh_presence(),
                 }))
-            }
-        })
-        .request(protocol::HISTORY, move |conn: Connection, text: String| {
-            let room = r5.clone();
-            async move { room.history(&conn, query(&text)?) }
-        })
+            },
+        )
+        .request(
+            protocol::HISTORY,
+            |State(room): RoomState, conn: Connection, text: String| async move {
+                room.history(&conn, query(&text)?)
+            },
+        )
+        .on_session_created(
+            |State(room): RoomState, _: Connection, _: Session| async move {
+                room.refresh_presence();
+            },
+        )
+        .on_session_restored(
+            |State(room): RoomState, _: Connection, _: Session| async move {
+                room.refresh_presence();
+            },
+        )
+        .on_session_closed(
+            |State(room): RoomState, _: Connection, _: String| async move {
+                room.refresh_presence();
+            },
+        )
         .on_disconnect(move |_conn, _reason| {
-            let room = r6.clone();
+            let room = on_disconnect.clone();
             async move {
                 room.refresh_presence();
             }

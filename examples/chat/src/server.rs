@@ -13,7 +13,7 @@ use axum::routing::get;
 use tower_http::services::ServeDir;
 use webwire_server::{FileSessionManager, Server, ServerError};
 
-use crate::room::{self, Room, PRESENCE_TICK};
+use crate::room::{self, Room};
 
 /// The largest message, in bytes: room for long messages, a full history
 /// reply and a long online list.
@@ -117,7 +117,6 @@ pub enum ChatError {
 #[derive(Debug)]
 pub struct ChatServer {
     webwire: Server,
-    room: Arc<Room>,
     tcp: tokio::net::TcpListener,
     local_addr: SocketAddr,
     app: axum::Router,
@@ -160,7 +159,6 @@ impl ChatServer {
         let local_addr = tcp.local_addr()?;
         Ok(Self {
             webwire,
-            room,
             tcp,
             local_addr,
             app,
@@ -185,31 +183,15 @@ impl ChatServer {
         F: Future<Output = ()> + Send + 'static,
     {
         let Self {
-            webwire,
-            room,
-            tcp,
-            app,
-            ..
+            webwire, tcp, app, ..
         } = self;
-        let ticker_server = webwire.clone();
-        let ticker = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PRESENCE_TICK);
-            loop {
-                tick.tick().await;
-                if ticker_server.is_shutting_down() {
-                    break;
-                }
-                room.refresh_presence();
-            }
-        });
-        let result = axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
+        axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 signal.await;
                 webwire.shutdown().await;
             })
-            .await;
-        ticker.abort();
-        result.map_err(ChatError::Io)
+            .await
+            .map_err(ChatError::Io)
     }
 }
 
