@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, Payload};
 use webwire_server::{
     Connection, ConnectionId, DisconnectReason, Json, Listener, Name, RequestError, Router, Server,
+    State,
 };
 
 use crate::{from_json, json_payload};
@@ -153,14 +154,12 @@ fn topic_name(topic: String) -> Result<Name, RequestError> {
     Name::try_from(topic).map_err(|err| invalid(&err.to_string()))
 }
 
-/// The server's routes and hooks, sharing `topics`.
-pub fn router(topics: Topics) -> Router {
-    // Each handler owns a clone of the state, and clones it again into
-    // every future it returns (the future must be 'static).
-    let for_subscribe = topics.clone();
-    let for_unsubscribe = topics.clone();
-    let for_publish = topics.clone();
-    Router::new()
+/// The server's routes and hooks, sharing `topics` (the router's state:
+/// handlers take a clone of it with [`State`]).
+pub fn router(topics: Topics) -> Router<Topics> {
+    // The disconnect hook takes no `State`: it keeps a clone of its own.
+    let for_disconnect = topics.clone();
+    Router::with_state(topics)
         .on_connect(|conn: Connection| async move {
             // Runs before the connection's first message is read, so this
             // is the first signal the client gets.
@@ -169,31 +168,31 @@ pub fn router(topics: Topics) -> Router {
             }
         })
         // `String` takes a UTF-8 or UTF-16 payload as text.
-        .request("subscribe", move |conn: Connection, topic: String| {
-            let topics = for_subscribe.clone();
-            async move {
+        .request(
+            "subscribe",
+            |State(topics): State<Topics>, conn: Connection, topic: String| async move {
                 let name = topic_name(topic)?;
                 let subscribers = topics.subscribe(name.clone(), &conn);
                 Ok::<_, RequestError>(Json(Subscribed {
                     topic: name.to_string(),
                     subscribers,
                 }))
-            }
-        })
-        .request("unsubscribe", move |conn: Connection, topic: String| {
-            let topics = for_unsubscribe.clone();
-            async move {
+            },
+        )
+        .request(
+            "unsubscribe",
+            |State(topics): State<Topics>, conn: Connection, topic: String| async move {
                 let name = topic_name(topic)?;
                 let was_subscribed = topics.unsubscribe(&name, conn.id());
                 Ok::<_, RequestError>(Json(Unsubscribed {
                     topic: name.to_string(),
                     was_subscribed,
                 }))
-            }
-        })
-        .request("publish", move |Json(publish): Json<Publish>| {
-            let topics = for_publish.clone();
-            async move {
+            },
+        )
+        .request(
+            "publish",
+            |State(topics): State<Topics>, Json(publish): Json<Publish>| async move {
                 let name = topic_name(publish.topic)?;
                 // Encoded once per subscriber, but the text's bytes are shared.
                 let text = Payload::utf8(publish.text);
@@ -210,13 +209,13 @@ pub fn router(topics: Topics) -> Router {
                     }
                 }
                 Ok::<_, RequestError>(Json(Published { delivered }))
-            }
-        })
+            },
+        )
         // Called once per connection, after it ended for whatever reason
         // (closed by the client, lost, timed out, server shutdown): the
         // only place that needs to forget a connection.
         .on_disconnect(move |conn: Connection, reason: DisconnectReason| {
-            let topics = topics.clone();
+            let topics = for_disconnect.clone();
             async move {
                 let unsubscribed_from = topics.remove_connection(conn.id());
                 tracing::info!(connection = %conn.id(), %reason, unsubscribed_from, "subscriber gone");
