@@ -19,6 +19,9 @@
 //! - [`Session`], [`SessionInfo`], [`SessionJsonError`]: a session as it
 //!   travels on the wire (JSON), in NotifySessionCreated and in the reply to
 //!   a session restore.
+//! - [`format_rfc3339`] and [`parse_rfc3339`] (errors [`TimeRangeError`],
+//!   [`TimeParseError`]): the RFC 3339 times of session JSON, also used by
+//!   session stores that keep times as text.
 //! - [`ParseError`] (a received message is malformed) and [`ValueError`]
 //!   (a value the protocol forbids was given to a constructor).
 //!
@@ -55,6 +58,7 @@ mod message;
 mod message_type;
 mod name;
 mod payload;
+mod rfc3339;
 mod session;
 
 pub use error::{ParseError, ValueError};
@@ -64,6 +68,7 @@ pub use message::{
 pub use message_type::MessageType;
 pub use name::{ErrorCode, Name};
 pub use payload::{Encoding, Payload, TextError};
+pub use rfc3339::{format_rfc3339, parse_rfc3339, TimeParseError, TimeRangeError};
 pub use session::{Session, SessionInfo, SessionJsonError};
 
 /// The protocol's major version, announced in [`AcceptConf`].

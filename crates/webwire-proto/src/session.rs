@@ -1,11 +1,11 @@
 //! The session as it travels on the wire (PROTOCOL.md section 5).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+
+use crate::rfc3339::{format_rfc3339, parse_rfc3339, TimeParseError, TimeRangeError};
 
 /// The application's information attached to a session: a JSON object.
 ///
@@ -234,53 +234,29 @@ impl Session {
 
 /// `t` as RFC 3339 in UTC with nine fractional digits.
 fn format_time(t: SystemTime, field: &'static str) -> Result<String, SessionJsonError> {
-    let nanos: i128 = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(after) => i128::try_from(after.as_nanos()),
-        Err(before) => i128::try_from(before.duration().as_nanos()).map(|n| -n),
-    }
-    .map_err(|_| SessionJsonError::TimeOutOfRange { field })?;
-    let utc = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map_err(|_| SessionJsonError::TimeOutOfRange { field })?;
-    if !(0..=9999).contains(&utc.year()) {
-        return Err(SessionJsonError::TimeOutOfRange { field });
-    }
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.nanosecond()
-    ))
+    format_rfc3339(t).map_err(|TimeRangeError| SessionJsonError::TimeOutOfRange { field })
 }
 
 /// Any RFC 3339 date and time as a [`SystemTime`].
 fn parse_time(text: &str, field: &'static str) -> Result<SystemTime, SessionJsonError> {
-    let parsed =
-        OffsetDateTime::parse(text, &Rfc3339).map_err(|err| SessionJsonError::BadTime {
+    parse_rfc3339(text).map_err(|err| match err {
+        TimeParseError::Syntax(reason) => SessionJsonError::BadTime {
             field,
             value: text.to_owned(),
-            reason: err.to_string(),
-        })?;
-    let nanos = parsed.unix_timestamp_nanos().unsigned_abs();
-    let secs = u64::try_from(nanos / 1_000_000_000)
-        .map_err(|_| SessionJsonError::TimeOutOfRange { field })?;
-    // The remainder is below 10^9 and fits.
-    let magnitude = Duration::new(secs, (nanos % 1_000_000_000) as u32);
-    let t = if parsed.unix_timestamp_nanos() >= 0 {
-        SystemTime::UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
-    };
-    t.ok_or(SessionJsonError::TimeOutOfRange { field })
+            reason,
+        },
+        TimeParseError::OutOfRange(TimeRangeError) => SessionJsonError::TimeOutOfRange { field },
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use proptest::prelude::*;
     use serde_json::{json, Value};
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
 
     use super::*;
 

@@ -5,10 +5,9 @@
 //! A hash rather than one JSON string lets the lookup script update `l`
 //! without parsing JSON in Lua.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use webwire_proto::{format_rfc3339, parse_rfc3339, TimeParseError};
 use webwire_server::SessionInfo;
 
 use crate::error::RedisSessionError;
@@ -22,47 +21,21 @@ pub(crate) const INFO: &str = "i";
 
 /// `t` as RFC 3339 in UTC with nine fractional digits, as on the wire.
 pub(crate) fn format_time(t: SystemTime) -> Result<String, RedisSessionError> {
-    let out_of_range = || RedisSessionError::Encode("a time outside the years 0000..=9999".into());
-    let nanos: i128 = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(after) => i128::try_from(after.as_nanos()),
-        Err(before) => i128::try_from(before.duration().as_nanos()).map(|n| -n),
-    }
-    .map_err(|_| out_of_range())?;
-    let utc = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| out_of_range())?;
-    if !(0..=9999).contains(&utc.year()) {
-        return Err(out_of_range());
-    }
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.nanosecond()
-    ))
+    format_rfc3339(t).map_err(|err| RedisSessionError::Encode(err.to_string()))
 }
 
 /// A stored RFC 3339 time (field `field`) as a [`SystemTime`].
 pub(crate) fn parse_time(text: &str, field: &str) -> Result<SystemTime, RedisSessionError> {
-    let bad = |reason: String| {
+    parse_rfc3339(text).map_err(|err| {
+        let reason = match err {
+            TimeParseError::OutOfRange(_) => "out of range".to_owned(),
+            TimeParseError::Syntax(reason) => reason,
+            other => other.to_string(),
+        };
         RedisSessionError::Decode(format!(
             "field {field:?} is not an RFC 3339 time ({text:?}): {reason}"
         ))
-    };
-    let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|err| bad(err.to_string()))?;
-    let nanos = parsed.unix_timestamp_nanos();
-    let magnitude = nanos.unsigned_abs();
-    let secs = u64::try_from(magnitude / 1_000_000_000).map_err(|_| bad("out of range".into()))?;
-    // The remainder is below 10^9 and fits.
-    let magnitude = Duration::new(secs, (magnitude % 1_000_000_000) as u32);
-    let t = if nanos >= 0 {
-        SystemTime::UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
-    };
-    t.ok_or_else(|| bad("out of range".into()))
+    })
 }
 
 /// The info as stored: JSON text.
@@ -80,6 +53,8 @@ pub(crate) fn parse_info(text: &str) -> Result<SessionInfo, RedisSessionError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;
