@@ -15,6 +15,63 @@ pub(crate) fn first_unprintable(bytes: &[u8]) -> Option<(usize, u8)> {
         .map(|offset| (offset, bytes[offset]))
 }
 
+/// The accessors and trait impls shared by [`Name`] and [`ErrorCode`]:
+/// both wrap [`Bytes`] already checked to be printable ASCII.
+macro_rules! ascii_bytes_impls {
+    ($ty:ident, $what:literal, $plural:literal) => {
+        impl $ty {
+            #[doc = concat!("The ", $what, " as bytes.")]
+            pub fn as_bytes(&self) -> &Bytes {
+                &self.0
+            }
+
+            #[doc = concat!("The ", $what, " as text (always valid: ", $plural)]
+            #[doc = " are printable ASCII)."]
+            pub fn as_str(&self) -> &str {
+                std::str::from_utf8(&self.0).unwrap_or_default()
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = ValueError;
+            fn try_from(value: &str) -> Result<Self, Self::Error> {
+                Self::new(Bytes::copy_from_slice(value.as_bytes()))
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = ValueError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other.as_bytes()
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == other.as_bytes()
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// The name of a request or signal: 0 to 255 bytes of printable ASCII.
 ///
 /// Names are the application's namespaces; an empty name means "no name".
@@ -72,55 +129,9 @@ impl Name {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    /// The name as bytes.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    /// The name as text (always valid: names are printable ASCII).
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
 }
 
-impl TryFrom<&str> for Name {
-    type Error = ValueError;
-    fn try_from(value: &str) -> Result<Self, Self::Error> {
-        Self::new(Bytes::copy_from_slice(value.as_bytes()))
-    }
-}
-
-impl TryFrom<String> for Name {
-    type Error = ValueError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(value)
-    }
-}
-
-impl PartialEq<str> for Name {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-impl PartialEq<&str> for Name {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+ascii_bytes_impls!(Name, "name", "names");
 
 /// The code of an error reply: 1 to 255 bytes of printable ASCII.
 ///
@@ -173,55 +184,9 @@ impl ErrorCode {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    /// The code as bytes.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    /// The code as text (always valid: codes are printable ASCII).
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
 }
 
-impl TryFrom<&str> for ErrorCode {
-    type Error = ValueError;
-    fn try_from(value: &str) -> Result<Self, Self::Error> {
-        Self::new(Bytes::copy_from_slice(value.as_bytes()))
-    }
-}
-
-impl TryFrom<String> for ErrorCode {
-    type Error = ValueError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(value)
-    }
-}
-
-impl PartialEq<str> for ErrorCode {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-impl PartialEq<&str> for ErrorCode {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-impl fmt::Debug for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+ascii_bytes_impls!(ErrorCode, "code", "codes");
 
 #[cfg(test)]
 mod tests {
