@@ -313,6 +313,12 @@ impl Connection {
         payload: impl Into<Payload>,
     ) -> Result<(), SignalError> {
         let message = self.signal_message(name, payload.into())?;
+        // Room in the queue (the usual case): no timer, no clock read.
+        let message = match self.inner.tx.try_send(message) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(SignalError::Closed),
+            Err(mpsc::error::TrySendError::Full(message)) => message,
+        };
         match tokio::time::timeout(self.inner.queue_timeout, self.inner.tx.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(SignalError::Closed),

@@ -185,9 +185,12 @@ where
         Concurrency::Unlimited => Mode::Unlimited,
     };
     let mut reader = Reader {
-        abort: shared.abort.child_token(),
+        ctx: Arc::new(Ctx {
+            handler,
+            conn: conn.clone(),
+            abort: shared.abort.child_token(),
+        }),
         shared: shared.clone(),
-        handler,
         conn: conn.clone(),
         stream,
         mode,
@@ -197,7 +200,7 @@ where
         draining: false,
     };
     let end = reader.run().await;
-    let handler = reader.handler.clone();
+    let handler = reader.ctx.handler.clone();
     // Consumes the reader: the socket is closed when this returns.
     let reason = reader.finish(end, writer).await;
 
@@ -257,17 +260,24 @@ enum ReadEnd {
     WriterGone,
 }
 
+/// What a handler needs, shared by the reader and the handler tasks (one
+/// reference count per message, not three).
+struct Ctx<H> {
+    handler: Arc<H>,
+    conn: Connection,
+    /// Cancelled when running handlers are to be dropped (the shutdown deadline).
+    abort: CancellationToken,
+}
+
 struct Reader<H, Io> {
     shared: Arc<Shared>,
-    handler: Arc<H>,
+    ctx: Arc<Ctx<H>>,
     conn: Connection,
     stream: SplitStream<WebSocketStream<Io>>,
     mode: Mode,
     tasks: TaskTracker,
     /// Cancelled when the writer is gone, or to stop it at once.
     kill: CancellationToken,
-    /// Cancelled when running handlers are to be dropped (the shutdown deadline).
-    abort: CancellationToken,
     last_activity: Instant,
     draining: bool,
 }
@@ -280,8 +290,8 @@ where
     async fn run(&mut self) -> ReadEnd {
         let hook = tokio::select! {
             biased;
-            out = AssertUnwindSafe(self.handler.on_connected(&self.conn)).catch_unwind() => out,
-            () = self.abort.cancelled() => Ok(()),
+            out = AssertUnwindSafe(self.ctx.handler.on_connected(&self.conn)).catch_unwind() => out,
+            () = self.ctx.abort.cancelled() => Ok(()),
         };
         if let Err(panic) = hook {
             tracing::error!(connection = %self.conn.id(), panic = panic_message(&*panic), "connect hook panicked");
@@ -532,7 +542,7 @@ where
                 tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "session request panicked");
                 (ServerMessage::InternalError(id), None)
             }),
-            () = self.abort.cancelled() => (ServerMessage::Shutdown(id), None),
+            () = self.ctx.abort.cancelled() => (ServerMessage::Shutdown(id), None),
         };
         slot.send(Outbound::Message(reply));
         // The application hears of it once the reply is queued.
@@ -540,7 +550,7 @@ where
             tokio::select! {
                 biased;
                 () = sessions.notify(conn, &event) => {}
-                () = self.abort.cancelled() => {}
+                () = self.ctx.abort.cancelled() => {}
             }
         }
         Ok(())
@@ -573,26 +583,53 @@ where
                 Err(mpsc::error::TrySendError::Closed(())) => return Err(ReadEnd::WriterGone),
             };
             counters.handlers.store(1, Ordering::Relaxed);
-            let reply = run_request(&*self.handler, &self.conn, request, &self.abort, max).await;
+            let reply = run_request(
+                &*self.ctx.handler,
+                &self.conn,
+                request,
+                &self.ctx.abort,
+                max,
+            )
+            .await;
             counters.handlers.store(0, Ordering::Relaxed);
             slot.send(Outbound::Message(reply));
             return Ok(());
         }
-        let slot = self
-            .conn
-            .inner
-            .tx
+        // Limit N or unlimited: the handler's future is polled once here,
+        // and only one that is still pending becomes a task. Most handlers
+        // finish at their first poll: no task, no wake-up, no flush waiting
+        // for another task's reply. The reply slot is taken before the
+        // handler runs, as inline.
+        let tx = &self.conn.inner.tx;
+        let slot = match tx.try_reserve() {
+            Ok(slot) => slot,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                tx.reserve().await.map_err(|_| ReadEnd::WriterGone)?
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(ReadEnd::WriterGone),
+        };
+        let ctx = self.ctx.clone();
+        let mut future = Box::pin(async move {
+            run_request(&*ctx.handler, &ctx.conn, request, &ctx.abort, max).await
+        });
+        if let Some(reply) = (&mut future).now_or_never() {
+            // The permit (limit N) stays with the reader for the next message.
+            slot.send(Outbound::Message(reply));
+            return Ok(());
+        }
+        // Still pending: it runs on in a task of its own, holding a reply
+        // slot (given back and taken again as an owned one) and its permit.
+        drop(slot);
+        let slot = tx
             .clone()
             .reserve_owned()
             .await
             .map_err(|_| ReadEnd::WriterGone)?;
-        let handler = self.handler.clone();
         let conn = self.conn.clone();
-        let abort = self.abort.clone();
         let permit = permit.take();
         counters.handlers.fetch_add(1, Ordering::Relaxed);
         self.tasks.spawn(async move {
-            let reply = run_request(&*handler, &conn, request, &abort, max).await;
+            let reply = future.await;
             slot.send(Outbound::Message(reply));
             conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -604,17 +641,22 @@ where
         let counters = &self.conn.inner.counters;
         if let Mode::Inline = self.mode {
             counters.handlers.store(1, Ordering::Relaxed);
-            run_signal(&*self.handler, &self.conn, signal, &self.abort).await;
+            run_signal(&*self.ctx.handler, &self.conn, signal, &self.ctx.abort).await;
             counters.handlers.store(0, Ordering::Relaxed);
             return;
         }
-        let handler = self.handler.clone();
+        // As for requests: polled once here, a task only if still pending.
+        let ctx = self.ctx.clone();
+        let mut future =
+            Box::pin(async move { run_signal(&*ctx.handler, &ctx.conn, signal, &ctx.abort).await });
+        if (&mut future).now_or_never().is_some() {
+            return;
+        }
         let conn = self.conn.clone();
-        let abort = self.abort.clone();
         let permit = permit.take();
         counters.handlers.fetch_add(1, Ordering::Relaxed);
         self.tasks.spawn(async move {
-            run_signal(&*handler, &conn, signal, &abort).await;
+            future.await;
             conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
