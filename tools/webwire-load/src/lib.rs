@@ -26,8 +26,8 @@
 //!   generated and verified.
 //! - `client`: opening one WebSocket connection and reading the AcceptConf.
 //! - `echo`: [`EchoServer`].
-//! - `sys`: `/proc` readings (resident memory, CPU time) and the file
-//!   descriptor limit.
+//! - `sys`: `/proc` readings (resident memory, CPU time), the file
+//!   descriptor limit and the binaries' start-up ([`start_process`]).
 //!
 //! The binaries are `webwire-load` (load and `connect` modes) and
 //! `webwire-echo`.
@@ -73,4 +73,4 @@ pub use echo::EchoServer;
 pub use error::LoadError;
 pub use report::{ConnectReport, CpuUsage, ErrorCounts, Latency, Report};
 pub use run::run;
-pub use sys::{raise_fd_limit, vm_rss_kib};
+pub use sys::{raise_fd_limit, start_process, vm_rss_kib};

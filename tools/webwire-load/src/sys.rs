@@ -18,6 +18,38 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
 }
 
+/// The start-up shared by the `webwire-load` and `webwire-echo` binaries:
+/// logs to stderr (filter from `RUST_LOG`, default `warn`), raises the
+/// open-file limit ([`raise_fd_limit`]; a failure is only logged) and
+/// builds a multi-threaded Tokio runtime with `threads` workers (default:
+/// one per CPU).
+///
+/// Call it once per process: it installs the global log subscriber.
+///
+/// ```
+/// let runtime = webwire_load::start_process(Some(1))?;
+/// assert_eq!(runtime.block_on(async { 1 + 1 }), 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn start_process(threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match raise_fd_limit() {
+        Ok(limit) => tracing::debug!("open file limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads);
+    }
+    runtime.enable_all().build()
+}
+
 /// The resident memory (`VmRSS` of `/proc/PID/status`) of process `pid`,
 /// in KiB.
 ///

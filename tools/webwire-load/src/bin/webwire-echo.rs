@@ -23,22 +23,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    match webwire_load::raise_fd_limit() {
-        Ok(limit) => tracing::debug!("open file limit: {limit}"),
-        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
-    }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.threads {
-        runtime.worker_threads(threads);
-    }
-    let result = runtime.enable_all().build().and_then(|runtime| {
+    let result = webwire_load::start_process(cli.threads).and_then(|runtime| {
         runtime.block_on(async {
             let server = EchoServer::bind(cli.addr).await?;
             let mut stdout = std::io::stdout();

@@ -118,22 +118,7 @@ fn parse_name(s: &str) -> Result<Name, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    match webwire_load::raise_fd_limit() {
-        Ok(limit) => tracing::debug!("open file limit: {limit}"),
-        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
-    }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.threads {
-        runtime.worker_threads(threads);
-    }
-    let runtime = match runtime.enable_all().build() {
+    let runtime = match webwire_load::start_process(cli.threads) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("webwire-load: cannot start the runtime: {e}");
