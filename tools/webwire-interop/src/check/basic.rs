@@ -1,7 +1,7 @@
 //! The accept configuration, echo in every encoding, error replies,
 //! Unicode and large payloads.
 
-use webwire_client::{ConnectError, Payload, RequestError};
+use webwire_client::{Client, ConnectError, Payload, RequestError};
 
 use super::support::{
     describe, ensure, expect_code, expect_error, expect_text, request, same, Context, Ctx, Failure,
@@ -25,6 +25,23 @@ async fn echo_each(ctx: &Ctx, name: &str, payloads: &[Payload]) -> Result<(), Fa
         )?;
     }
     client.close().await;
+    Ok(())
+}
+
+/// Requests `error` with `payload`: the reply must be an error with code
+/// `INTEROP_ERROR` and message `interop error: ` followed by `text`.
+async fn expect_interop_error(
+    client: &Client,
+    payload: &Payload,
+    text: &str,
+) -> Result<(), Failure> {
+    let message = expect_code(client, "error", payload.clone(), "INTEROP_ERROR").await?;
+    let expected = format!("interop error: {text}");
+    ensure!(
+        message == expected,
+        "error with {}: message {message:?}, expected {expected:?}",
+        describe(payload)
+    );
     Ok(())
 }
 
@@ -175,13 +192,7 @@ pub(super) async fn request_error(ctx: Ctx) -> Result<(), Failure> {
         (Payload::utf16("сбой"), "сбой"),
         (Payload::binary(&b"raw"[..]), "raw"),
     ] {
-        let message = expect_code(&client, "error", payload.clone(), "INTEROP_ERROR").await?;
-        let expected = format!("interop error: {text}");
-        ensure!(
-            message == expected,
-            "error with {}: message {message:?}, expected {expected:?}",
-            describe(&payload)
-        );
+        expect_interop_error(&client, &payload, text).await?;
     }
     client.close().await;
     Ok(())
@@ -221,13 +232,7 @@ pub(super) async fn unicode(ctx: Ctx) -> Result<(), Failure> {
             text == UNICODE,
             "reply reads {text:?}, expected {UNICODE:?}"
         );
-        let message = expect_code(&client, "error", payload.clone(), "INTEROP_ERROR").await?;
-        let expected = format!("interop error: {UNICODE}");
-        ensure!(
-            message == expected,
-            "error with {}: message {message:?}, expected {expected:?}",
-            describe(&payload)
-        );
+        expect_interop_error(&client, &payload, UNICODE).await?;
     }
     client.close().await;
     Ok(())
