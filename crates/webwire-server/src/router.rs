@@ -510,6 +510,49 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         self.on_disconnect = Some(Arc::new(move |conn, reason| hook(conn, reason).boxed()));
         self
     }
+
+    /// Like [`on_connect`](Self::on_connect), with the router's state
+    /// first (as axum's `from_fn_with_state`: `on_connect` keeps its
+    /// closure's argument types inferred).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use webwire_server::{Router, State};
+    ///
+    /// let router = Router::with_state(Arc::new(AtomicUsize::new(0)))
+    ///     .on_connect_with_state(|State(online): State<Arc<AtomicUsize>>, _conn| async move {
+    ///         online.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .on_disconnect_with_state(|State(online): State<Arc<AtomicUsize>>, _conn, _reason| async move {
+    ///         online.fetch_sub(1, Ordering::Relaxed);
+    ///     });
+    /// ```
+    pub fn on_connect_with_state<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(State<S>, Connection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let state = self.state.clone();
+        self.on_connect = Some(Arc::new(move |conn| {
+            hook(State(state.clone()), conn).boxed()
+        }));
+        self
+    }
+
+    /// Like [`on_disconnect`](Self::on_disconnect), with the router's
+    /// state first (see [`on_connect_with_state`](Self::on_connect_with_state)).
+    pub fn on_disconnect_with_state<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(State<S>, Connection, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let state = self.state.clone();
+        self.on_disconnect = Some(Arc::new(move |conn, reason| {
+            hook(State(state.clone()), conn, reason).boxed()
+        }));
+        self
+    }
 }
 
 impl<S: Clone + Send + Sync + 'static> Handler for Router<S> {

@@ -257,9 +257,11 @@ async fn handler_session_hooks() {
 #[tokio::test]
 async fn state_reaches_handlers_and_ids_travel_as_numbers() {
     #[derive(Clone)]
-    struct Counter(Arc<Mutex<u64>>);
+    /// Requests and signals count in the first, connect and disconnect
+    /// hooks in the second.
+    struct Counter(Arc<Mutex<u64>>, Arc<Mutex<u64>>);
 
-    let counter = Counter(Arc::new(Mutex::new(0)));
+    let counter = Counter(Arc::default(), Arc::default());
     let router = Router::with_state(counter.clone())
         .request("add", |State(c): State<Counter>, n: String| async move {
             let n: u64 = n
@@ -289,7 +291,13 @@ async fn state_reaches_handlers_and_ids_travel_as_numbers() {
             |State(c): State<Counter>, _: Payload| async move {
                 *c.0.lock().unwrap() += 1000;
             },
-        );
+        )
+        .on_connect_with_state(|State(c): State<Counter>, _conn| async move {
+            *c.1.lock().unwrap() += 1;
+        })
+        .on_disconnect_with_state(|State(c): State<Counter>, _conn, _reason| async move {
+            *c.1.lock().unwrap() += 10;
+        });
     assert!(router.state().0.lock().is_ok());
     let server = TestServer::start(Server::builder(router)).await;
     let mut client = server.connect().await;
@@ -323,6 +331,9 @@ async fn state_reaches_handlers_and_ids_travel_as_numbers() {
         .server
         .connection(ConnectionId::new(number + 1))
         .is_none());
+    assert_eq!(*counter.1.lock().unwrap(), 1, "connect hook");
+    client.close().await;
+    eventually("disconnect hook", || *counter.1.lock().unwrap() == 11).await;
     server.stop().await;
 }
 
