@@ -155,10 +155,8 @@ fn topic_name(topic: String) -> Result<Name, RequestError> {
 }
 
 /// The server's routes and hooks, sharing `topics` (the router's state:
-/// handlers take a clone of it with [`State`]).
+/// handlers and hooks take a clone of it with [`State`]).
 pub fn router(topics: Topics) -> Router<Topics> {
-    // The disconnect hook takes no `State`: it keeps a clone of its own.
-    let for_disconnect = topics.clone();
     Router::with_state(topics)
         .on_connect(|conn: Connection| async move {
             // Runs before the connection's first message is read, so this
@@ -214,13 +212,12 @@ pub fn router(topics: Topics) -> Router<Topics> {
         // Called once per connection, after it ended for whatever reason
         // (closed by the client, lost, timed out, server shutdown): the
         // only place that needs to forget a connection.
-        .on_disconnect(move |conn: Connection, reason: DisconnectReason| {
-            let topics = for_disconnect.clone();
-            async move {
+        .on_disconnect_with_state(
+            |State(topics): State<Topics>, conn: Connection, reason: DisconnectReason| async move {
                 let unsubscribed_from = topics.remove_connection(conn.id());
                 tracing::info!(connection = %conn.id(), %reason, unsubscribed_from, "subscriber gone");
-            }
-        })
+            },
+        )
 }
 
 /// Binds a pubsub server sharing `topics` to `addr` (port 0 picks a free

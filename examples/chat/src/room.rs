@@ -215,7 +215,6 @@ type RoomState = State<Arc<Room>>;
 /// every change: a session created (`login`), restored (a reconnection) or
 /// closed (`logout`), and a connection ended.
 pub(crate) fn router(room: Arc<Room>) -> Router<Arc<Room>> {
-    let on_disconnect = room.clone();
     Router::with_state(room)
         .request(
             protocol::LOGIN,
@@ -264,11 +263,8 @@ pub(crate) fn router(room: Arc<Room>) -> Router<Arc<Room>> {
                 room.refresh_presence();
             },
         )
-        .on_disconnect(move |_conn, _reason| {
-            let room = on_disconnect.clone();
-            async move {
-                room.refresh_presence();
-            }
+        .on_disconnect_with_state(|State(room): RoomState, _conn, _reason| async move {
+            room.refresh_presence();
         })
 }
 
