@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{builder, eventually, wait_event, PATIENCE};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use common::{builder, ca_and_leaf, eventually, wait_event, TestCerts, PATIENCE};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use webwire_client::{
@@ -396,16 +395,7 @@ async fn close_is_graceful() {
 
 #[tokio::test]
 async fn wss_with_a_ca_made_in_the_test() {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
+    let TestCerts { ca, leaf, leaf_key } = ca_and_leaf();
     let tls = webwire_server::TlsConfig::from_pem(
         leaf.pem().as_bytes(),
         leaf_key.serialize_pem().as_bytes(),
@@ -419,7 +409,7 @@ async fn wss_with_a_ca_made_in_the_test() {
     let run = tokio::spawn(listener.run());
 
     let client = builder(&url)
-        .tls(TlsConfig::with_ca_pem(ca_cert.pem().as_bytes()).unwrap())
+        .tls(TlsConfig::with_ca_pem(ca.pem().as_bytes()).unwrap())
         .connect()
         .await
         .unwrap();

@@ -4,34 +4,23 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{builder, default_conf, Peer};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use common::{builder, ca_and_leaf, default_conf, Peer, TestCerts};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use webwire_client::{ConnectError, Payload, TlsConfig};
 
 /// A CA (its PEM) and a server configuration with a certificate for
 /// 127.0.0.1 signed by it.
 fn ca_and_server() -> (String, Arc<rustls::ServerConfig>) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
+    let TestCerts { ca, leaf, leaf_key } = ca_and_leaf();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
+        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
         .unwrap();
-    (ca_cert.pem(), Arc::new(server))
+    (ca.pem(), Arc::new(server))
 }
 
 #[tokio::test]

@@ -226,3 +226,30 @@ pub fn session_json(key: &str, info: &str) -> Bytes {
         r#"{{"k":"{key}","c":"2026-01-02T03:04:05.123456789Z","l":"2026-01-02T03:04:05.123456789Z","i":{info}}}"#
     ))
 }
+
+/// A CA made in the test and a certificate for 127.0.0.1 signed by it.
+pub struct TestCerts {
+    /// The CA's certificate.
+    pub ca: rcgen::Certificate,
+    /// The certificate for 127.0.0.1.
+    pub leaf: rcgen::Certificate,
+    /// The leaf certificate's key.
+    pub leaf_key: rcgen::KeyPair,
+}
+
+/// A new CA and a certificate for 127.0.0.1 signed by it.
+pub fn ca_and_leaf() -> TestCerts {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    TestCerts { ca, leaf, leaf_key }
+}
