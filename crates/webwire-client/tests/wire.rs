@@ -122,11 +122,7 @@ async fn refused_connections_and_bad_urls_are_errors() {
 #[tokio::test]
 async fn requests_are_encoded_exactly_and_replies_keep_their_encoding() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     for (name, payload) in [
         ("echo", Payload::utf8("hi")),
         ("abc", Payload::utf16("hé")),
@@ -149,11 +145,7 @@ async fn requests_are_encoded_exactly_and_replies_keep_their_encoding() {
 #[tokio::test]
 async fn server_answers_become_typed_errors() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     type Answer = fn(RequestId) -> ServerMessage;
     let cases: [(Answer, RequestError); 6] = [
         (
@@ -190,11 +182,7 @@ async fn server_answers_become_typed_errors() {
 #[tokio::test]
 async fn replies_are_matched_by_id_in_any_order() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let requests =
         futures_util::future::join_all((0..20).map(|i| client.request("n", format!("{i}"))));
     let peer_side = async {
@@ -247,11 +235,7 @@ async fn heartbeats_keep_an_idle_connection_within_the_read_timeout() {
 #[tokio::test]
 async fn timed_out_request_is_cancelled_and_its_late_reply_discarded() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let (result, (first_id, _, _)) = tokio::join!(
         client.request_timeout("slow", "1", Duration::from_millis(200)),
         conn.recv_request()
@@ -271,11 +255,7 @@ async fn timed_out_request_is_cancelled_and_its_late_reply_discarded() {
 #[tokio::test]
 async fn dropping_a_request_future_cancels_it() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let task = tokio::spawn({
         let client = client.clone();
         async move { client.request("forever", "x").await }
@@ -348,11 +328,7 @@ async fn invalid_names_and_payloads_are_refused() {
 #[tokio::test]
 async fn signals_go_both_ways() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let mut events = client.events();
     client
         .signal("typing", Payload::utf16("abc"))
@@ -370,11 +346,7 @@ async fn signals_go_both_ways() {
 #[tokio::test]
 async fn session_notifications_update_the_session() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let mut events = client.events();
     assert_eq!(client.session(), None);
     assert_eq!(client.session_info::<String>("user").unwrap(), None);
@@ -410,11 +382,7 @@ async fn session_notifications_update_the_session() {
 #[tokio::test]
 async fn restore_and_close_session_on_the_wire() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
 
     // Not found.
     let (result, ()) = tokio::join!(client.restore_session("nope"), async {
@@ -460,11 +428,7 @@ async fn restore_and_close_session_on_the_wire() {
 #[tokio::test]
 async fn invalid_session_in_a_restore_reply_is_an_error() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let (result, ()) = tokio::join!(client.restore_session("k"), async {
         let ClientMessage::RestoreSession { id, .. } = conn.recv().await else {
             panic!("expected a restore request")
@@ -478,11 +442,7 @@ async fn invalid_session_in_a_restore_reply_is_an_error() {
 #[tokio::test]
 async fn reconnects_restores_the_session_then_sends_waiting_requests() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let mut events = client.events();
     conn.send(ServerMessage::SessionCreated(session_json("key-1", "{}")))
         .await;
@@ -529,11 +489,7 @@ async fn reconnects_restores_the_session_then_sends_waiting_requests() {
 #[tokio::test]
 async fn refused_restoration_after_reconnect_drops_the_session() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let mut events = client.events();
     conn.send(ServerMessage::SessionCreated(session_json("gone", "{}")))
         .await;
@@ -607,11 +563,7 @@ async fn failed_manual_reconnect_reports_why() {
 #[tokio::test]
 async fn close_waits_for_in_flight_requests_then_closes_with_1000() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let mut events = client.events();
     let inflight = tokio::spawn({
         let client = client.clone();
@@ -673,11 +625,7 @@ async fn close_gives_up_on_unanswered_requests_after_its_timeout() {
 #[tokio::test]
 async fn protocol_violations_by_the_server_close_and_reconnect() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let mut events = client.events();
     conn.send_raw(Bytes::from_static(&[7])).await;
     assert!(matches!(conn.read().await, Read::Close(Some(1002))));
@@ -695,11 +643,7 @@ async fn protocol_violations_by_the_server_close_and_reconnect() {
 #[tokio::test]
 async fn dropping_every_handle_closes_the_connection() {
     let mut peer = Peer::start().await;
-    let (client, mut conn) = tokio::join!(
-        builder(&peer.url).connect(),
-        peer.accept_with(default_conf())
-    );
-    let client = client.unwrap();
+    let (client, mut conn) = peer.connect_default().await;
     let mut events = client.events();
     drop(client);
     assert!(matches!(conn.read().await, Read::Close(Some(1000))));

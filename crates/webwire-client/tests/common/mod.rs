@@ -82,6 +82,15 @@ impl Peer {
             .expect("listener gone")
     }
 
+    /// Connects a client with [`builder`]'s options and accepts it with
+    /// [`default_conf`].
+    pub async fn connect_default(&mut self) -> (webwire_client::Client, PeerConn) {
+        let url = self.url.clone();
+        let (client, conn) =
+            tokio::join!(builder(&url).connect(), self.accept_with(default_conf()));
+        (client.unwrap(), conn)
+    }
+
     /// The next connection, after sending it `conf`.
     pub async fn accept_with(&mut self, conf: AcceptConf) -> PeerConn {
         let mut conn = self.accept().await;
