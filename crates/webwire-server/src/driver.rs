@@ -198,6 +198,7 @@ where
         kill,
         last_activity: Instant::now(),
         draining: false,
+        pending_signals: None,
     };
     let end = reader.run().await;
     let handler = reader.ctx.handler.clone();
@@ -280,6 +281,10 @@ struct Reader<H, Io> {
     kill: CancellationToken,
     last_activity: Instant,
     draining: bool,
+    /// Unlimited concurrency: bounds the signal handlers still running in
+    /// tasks (requests are bounded by their reply slots) to the queue
+    /// capacity; created when the first one is needed.
+    pending_signals: Option<Arc<Semaphore>>,
 }
 
 impl<H, Io> Reader<H, Io>
@@ -652,8 +657,20 @@ where
         if (&mut future).now_or_never().is_some() {
             return;
         }
+        let mut permit = permit.take();
+        if let Mode::Unlimited = self.mode {
+            // Without a bound, a client flooding signals whose handlers wait
+            // (for room in its own full queue) grows the server without
+            // limit: the reader waits here instead, and stops reading.
+            let capacity = self.shared.config.queue_capacity;
+            let bound = self
+                .pending_signals
+                .get_or_insert_with(|| Arc::new(Semaphore::new(capacity)))
+                .clone();
+            permit = bound.acquire_owned().await.ok();
+        }
         let conn = self.conn.clone();
-        let permit = permit.take();
+        let counters = &self.conn.inner.counters;
         counters.handlers.fetch_add(1, Ordering::Relaxed);
         self.tasks.spawn(async move {
             future.await;
