@@ -2,7 +2,7 @@
 //! 64 KiB payload. Results and the machine they ran on: BENCHMARKS.md.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-shared cargo bench -p webwire-proto
+//! cargo bench -p webwire-proto
 //! ```
 
 use std::hint::black_box;

@@ -270,7 +270,7 @@ mod tests {
     }
 
     /// The "session created notification" vector of
-    /// /work/shared/vectors/webwire-v2.json, as the original Go server wrote it
+    /// tests/data/webwire-v2.json (the shared protocol vectors), as the original Go server wrote it
     /// (the message's bytes after the type byte 21).
     const VECTOR_HEX: &str = "7b226b223a226b6579222c2263223a22323032362d30312d30325430333a30343a30352e3132333435363738395a222c226c223a22323032362d30312d30325430333a30343a30352e3132333435363738395a222c2269223a7b2275736572223a22616c696365227d7d";
 

@@ -1,7 +1,7 @@
 //! Cluster benchmark, run by hand (ignored by default):
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/work/target-shared cargo test --release -p webwire-redis \
+//! cargo test --release -p webwire-redis \
 //!     --test cluster_bench -- --ignored --nocapture
 //! ```
 //!
