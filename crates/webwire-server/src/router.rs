@@ -86,10 +86,7 @@ where
         conn: Connection,
         request: Request,
     ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
-        match X::from_request(request) {
-            Ok(x) => self(conn, x).map(IntoReply::into_reply).boxed(),
-            Err(err) => futures_util::future::ready(Err(err.into())).boxed(),
-        }
+        call_request(request, |x| self(conn, x))
     }
 }
 
@@ -106,10 +103,7 @@ where
         _conn: Connection,
         request: Request,
     ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
-        match X::from_request(request) {
-            Ok(x) => self(x).map(IntoReply::into_reply).boxed(),
-            Err(err) => futures_util::future::ready(Err(err.into())).boxed(),
-        }
+        call_request(request, self)
     }
 }
 
@@ -127,12 +121,7 @@ where
         conn: Connection,
         request: Request,
     ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
-        match X::from_request(request) {
-            Ok(x) => self(State(state.clone()), conn, x)
-                .map(IntoReply::into_reply)
-                .boxed(),
-            Err(err) => futures_util::future::ready(Err(err.into())).boxed(),
-        }
+        call_request(request, |x| self(State(state.clone()), conn, x))
     }
 }
 
@@ -150,12 +139,7 @@ where
         _conn: Connection,
         request: Request,
     ) -> BoxFuture<'static, Result<Payload, HandlerError>> {
-        match X::from_request(request) {
-            Ok(x) => self(State(state.clone()), x)
-                .map(IntoReply::into_reply)
-                .boxed(),
-            Err(err) => futures_util::future::ready(Err(err.into())).boxed(),
-        }
+        call_request(request, |x| self(State(state.clone()), x))
     }
 }
 
@@ -178,14 +162,7 @@ where
     X: FromSignal + Send + 'static,
 {
     fn call(&self, _state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
-        let name = signal.name().clone();
-        match X::from_signal(signal) {
-            Ok(x) => self(conn, x).boxed(),
-            Err(err) => {
-                tracing::warn!(connection = %conn.id(), signal = %name, error = %err, "signal dropped: payload not readable");
-                futures_util::future::ready(()).boxed()
-            }
-        }
+        call_signal(conn, signal, self)
     }
 }
 
@@ -196,14 +173,7 @@ where
     X: FromSignal + Send + 'static,
 {
     fn call(&self, _state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
-        let name = signal.name().clone();
-        match X::from_signal(signal) {
-            Ok(x) => self(x).boxed(),
-            Err(err) => {
-                tracing::warn!(connection = %conn.id(), signal = %name, error = %err, "signal dropped: payload not readable");
-                futures_util::future::ready(()).boxed()
-            }
-        }
+        call_signal(conn, signal, |_conn, x| self(x))
     }
 }
 
@@ -215,14 +185,7 @@ where
     S: Clone,
 {
     fn call(&self, state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
-        let name = signal.name().clone();
-        match X::from_signal(signal) {
-            Ok(x) => self(State(state.clone()), conn, x).boxed(),
-            Err(err) => {
-                tracing::warn!(connection = %conn.id(), signal = %name, error = %err, "signal dropped: payload not readable");
-                futures_util::future::ready(()).boxed()
-            }
-        }
+        call_signal(conn, signal, |conn, x| self(State(state.clone()), conn, x))
     }
 }
 
@@ -234,13 +197,44 @@ where
     S: Clone,
 {
     fn call(&self, state: &S, conn: Connection, signal: Signal) -> BoxFuture<'static, ()> {
-        let name = signal.name().clone();
-        match X::from_signal(signal) {
-            Ok(x) => self(State(state.clone()), x).boxed(),
-            Err(err) => {
-                tracing::warn!(connection = %conn.id(), signal = %name, error = %err, "signal dropped: payload not readable");
-                futures_util::future::ready(()).boxed()
-            }
+        call_signal(conn, signal, |_conn, x| self(State(state.clone()), x))
+    }
+}
+
+/// The body of every [`RequestHandler`] shape: extracts `X`, or replies
+/// with the extraction error.
+fn call_request<X, Fut, R>(
+    request: Request,
+    f: impl FnOnce(X) -> Fut,
+) -> BoxFuture<'static, Result<Payload, HandlerError>>
+where
+    X: FromRequest,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoReply + 'static,
+{
+    match X::from_request(request) {
+        Ok(x) => f(x).map(IntoReply::into_reply).boxed(),
+        Err(err) => futures_util::future::ready(Err(err.into())).boxed(),
+    }
+}
+
+/// The body of every [`SignalHandler`] shape: extracts `X`, or drops the
+/// signal with a warning.
+fn call_signal<X, Fut>(
+    conn: Connection,
+    signal: Signal,
+    f: impl FnOnce(Connection, X) -> Fut,
+) -> BoxFuture<'static, ()>
+where
+    X: FromSignal,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let name = signal.name().clone();
+    match X::from_signal(signal) {
+        Ok(x) => f(conn, x).boxed(),
+        Err(err) => {
+            tracing::warn!(connection = %conn.id(), signal = %name, error = %err, "signal dropped: payload not readable");
+            futures_util::future::ready(()).boxed()
         }
     }
 }
