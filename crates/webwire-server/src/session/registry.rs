@@ -428,13 +428,20 @@ mod tests {
         registry.state().entries.len()
     }
 
-    #[tokio::test]
-    async fn create_join_leave_destroy() {
+    /// A registry without a limit, session "k" created on `a`, and `b`
+    /// busy (about to restore or create).
+    async fn k_on_a_and_b_busy() -> (LocalRegistry, Connection, Connection) {
         let registry = LocalRegistry::new(0);
         let (a, b) = (Connection::detached(), Connection::detached());
         busy(&a);
         registry.create(&a, session("k")).await.unwrap();
         busy(&b);
+        (registry, a, b)
+    }
+
+    #[tokio::test]
+    async fn create_join_leave_destroy() {
+        let (registry, a, b) = k_on_a_and_b_busy().await;
         let ticket = registry.begin_restore("k").await.unwrap();
         registry.join(&ticket, &b, session("k")).await.unwrap();
         assert_eq!(registry.connection_count("k"), 2);
@@ -457,11 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_restore_racing_a_destroy_is_refused() {
-        let registry = LocalRegistry::new(0);
-        let (a, b) = (Connection::detached(), Connection::detached());
-        busy(&a);
-        registry.create(&a, session("k")).await.unwrap();
-        busy(&b);
+        let (registry, a, b) = k_on_a_and_b_busy().await;
         let ticket = registry.begin_restore("k").await.unwrap();
         // Destroyed while b's lookup runs, and deleted before it returns.
         assert!(registry.leave(&a, Leave::Close).await.unwrap().destroy);
@@ -505,11 +508,7 @@ mod tests {
 
     #[tokio::test]
     async fn disconnect_keeps_the_session_and_ends_the_slot() {
-        let registry = LocalRegistry::new(0);
-        let (a, b) = (Connection::detached(), Connection::detached());
-        busy(&a);
-        registry.create(&a, session("k")).await.unwrap();
-        busy(&b);
+        let (registry, a, b) = k_on_a_and_b_busy().await;
         let ticket = registry.begin_restore("k").await.unwrap();
         let left = registry.leave(&a, Leave::Disconnect).await.unwrap();
         assert!(!left.destroy);
@@ -526,11 +525,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_everywhere_takes_every_connection_once() {
-        let registry = LocalRegistry::new(0);
-        let (a, b) = (Connection::detached(), Connection::detached());
-        busy(&a);
-        registry.create(&a, session("k")).await.unwrap();
-        busy(&b);
+        let (registry, a, b) = k_on_a_and_b_busy().await;
         let ticket = registry.begin_restore("k").await.unwrap();
         registry.join(&ticket, &b, session("k")).await.unwrap();
         let taken = registry.close_everywhere("k").await.unwrap();
@@ -549,11 +544,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_unique() {
-        let registry = LocalRegistry::new(0);
-        let (a, b) = (Connection::detached(), Connection::detached());
-        busy(&a);
-        registry.create(&a, session("k")).await.unwrap();
-        busy(&b);
+        let (registry, _a, b) = k_on_a_and_b_busy().await;
         assert_eq!(
             registry.create(&b, session("k")).await,
             Err(Refused::KeyInUse)
