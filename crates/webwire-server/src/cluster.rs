@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::server::Shared;
-use crate::writer::Outbound;
+use crate::wire::Outbound;
 use crate::Server;
 
 /// A signal for the other nodes: the encoded webwire signal message, and

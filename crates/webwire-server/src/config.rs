@@ -34,7 +34,7 @@ pub(crate) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_BUFFER_SIZE: usize = 8192;
 /// Outbound messages a connection may have queued (or reserved for replies).
 pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 128;
-/// How long the outbound queue may stay full before the connection is closed.
+/// How long a write may make no progress (see `ServerBuilder::queue_timeout`).
 pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection waits for the client's close frame.
 pub(crate) const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);

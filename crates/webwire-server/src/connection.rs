@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +17,7 @@ use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 use crate::room::Membership;
 use crate::session::ops::Sessions;
 use crate::session::registry::Slot;
-use crate::writer::Outbound;
+use crate::wire::Outbound;
 use crate::{ConnectionOptions, Session, SessionError, SessionInfo, SessionJsonError, SignalError};
 
 /// A connection's number, unique within its server.
@@ -139,7 +139,7 @@ pub struct ConnectionStats {
     pub queued: usize,
     /// The outbound queue's capacity.
     pub queue_capacity: usize,
-    /// The most messages the writer found queued at once.
+    /// The most messages the connection task found queued at once.
     pub max_queued: usize,
     /// Request and signal handlers running now.
     pub handlers_running: usize,
@@ -163,7 +163,7 @@ pub(crate) struct Counters {
     pub(crate) handlers: AtomicUsize,
 }
 
-/// The state of one connection, shared by its handle, its reader and its writer.
+/// The state of one connection, shared by its handles, its task and its handler tasks.
 pub(crate) struct ConnectionInner {
     pub(crate) id: ConnectionId,
     pub(crate) info: ConnectionInfo,
@@ -172,12 +172,10 @@ pub(crate) struct ConnectionInner {
     pub(crate) tx: mpsc::Sender<Outbound>,
     pub(crate) buffer_size: usize,
     pub(crate) queue_timeout: Duration,
-    /// Wakes the reading task when the state changes (a close is asked
-    /// for, the server shuts down, the writer is gone): cheaper than a
-    /// cancellation token, which takes a lock on every poll.
+    /// Wakes the connection task when the state changes (a close is asked
+    /// for, the server shuts down): cheaper than a cancellation token,
+    /// which takes a lock on every poll.
     pub(crate) attention: AtomicWaker,
-    /// The writer task has stopped.
-    pub(crate) writer_gone: AtomicBool,
     /// Cancelled when the connection has ended and its disconnect hook returned.
     pub(crate) done: CancellationToken,
     pub(crate) state: AtomicU8,
@@ -368,7 +366,7 @@ impl Connection {
                 max: self.inner.buffer_size,
             });
         }
-        Ok(Outbound::Message(ServerMessage::Signal(signal)))
+        Ok(Outbound::Message(Box::new(ServerMessage::Signal(signal))))
     }
 
     /// Queues an encoded or prepared message without waiting.
@@ -554,7 +552,6 @@ impl Connection {
             buffer_size: 8192,
             queue_timeout: Duration::from_secs(1),
             attention: AtomicWaker::new(),
-            writer_gone: AtomicBool::new(false),
             done: CancellationToken::new(),
             state: ACTIVE.into(),
             counters: Counters::default(),

@@ -1,26 +1,27 @@
 //! The connection task: reads messages, runs handlers within the
-//! concurrency limit, and closes the connection (PROTOCOL.md 4 and 6).
+//! concurrency limit, writes (see `wire`), and closes the connection
+//! (PROTOCOL.md 4 and 6).
 //!
-//! Backpressure: with limit 1 the handler runs inline, so the next message
-//! is read only after the reply found room in the outbound queue; with a
-//! limit N the task takes a semaphore permit before it reads; every
-//! request's reply slot is reserved in the queue before its handler runs.
-//! A client that sends faster than the handlers or its own reading allow
+//! Backpressure: a reply is written before the next message is read, and
+//! writing waits while the socket is full; with limit 1 the handler runs in
+//! this task, so the next message is read only after it returned; with a
+//! limit N the task takes a semaphore permit before it reads; a handler
+//! still pending after its first poll holds a reply slot in the queue. A
+//! client that sends faster than the handlers or its own reading allow
 //! makes this task wait, not grow.
 
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::stream::SplitStream;
 use futures_util::task::AtomicWaker;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
-use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -31,7 +32,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_websockets::{CloseCode, WebSocketStream};
+use tokio_websockets::CloseCode;
 use webwire_proto::{
     ClientMessage, ErrorReply, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
@@ -39,7 +40,7 @@ use webwire_proto::{
 use crate::connection::{ConnectionInner, Counters, ACTIVE, CLOSED, CLOSING};
 use crate::server::Shared;
 use crate::session::registry::Slot;
-use crate::writer::{Outbound, Writer, WriterEnd};
+use crate::wire::{Outbound, Wire, WireError};
 use crate::{
     Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
     Handler, RequestError,
@@ -54,7 +55,7 @@ pub(crate) struct Accepted {
     pub(crate) slot: Option<OwnedSemaphorePermit>,
 }
 
-/// Runs one connection from its upgrade to its end.
+/// Waits for the upgrade, then starts the connection's own task.
 pub(crate) async fn run<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
@@ -68,33 +69,33 @@ pub(crate) async fn run<H: Handler>(
             return;
         }
     };
-    connection(shared, handler, upgraded, accepted).await;
+    spawn_connection(shared, handler, upgraded, accepted);
 }
 
-/// The connection's future on its transport, boxed: the connection task
-/// stays small, and a plain TCP connection does not carry the size of a
-/// TLS one. The transports the server itself creates are taken back from
-/// hyper, so that reads and writes go to the socket without hyper's boxed,
-/// type-erased layer; anything else stays behind it.
-fn connection<H: Handler>(
+/// Spawns the connection's task on its transport, its future held by the
+/// task itself (no box, and a plain TCP connection does not carry the size
+/// of a TLS one). The transports the server itself creates are taken back
+/// from hyper, so that reads and writes go to the socket without hyper's
+/// boxed, type-erased layer; anything else stays behind it.
+fn spawn_connection<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
     upgraded: Upgraded,
     accepted: Accepted,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+) {
+    // Tracked like the upgrade's task, which it outlives: the server's
+    // count of connection tasks never drops to zero in between.
+    let tasks = shared.connections.clone();
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let io = parts.io.into_inner();
-            return if parts.read_buf.is_empty() {
-                Box::pin(serve(shared, handler, io, accepted))
+            if parts.read_buf.is_empty() {
+                tasks.spawn(serve(shared, handler, io, accepted));
             } else {
-                Box::pin(serve(
-                    shared,
-                    handler,
-                    Prefixed::new(parts.read_buf, io),
-                    accepted,
-                ))
-            };
+                let io = Prefixed::new(parts.read_buf, io);
+                tasks.spawn(serve(shared, handler, io, accepted));
+            }
+            return;
         }
         Err(upgraded) => upgraded,
     };
@@ -102,17 +103,15 @@ fn connection<H: Handler>(
         Ok(parts) => {
             let io = parts.io.into_inner();
             if parts.read_buf.is_empty() {
-                Box::pin(serve(shared, handler, io, accepted))
+                tasks.spawn(serve(shared, handler, io, accepted));
             } else {
-                Box::pin(serve(
-                    shared,
-                    handler,
-                    Prefixed::new(parts.read_buf, io),
-                    accepted,
-                ))
+                let io = Prefixed::new(parts.read_buf, io);
+                tasks.spawn(serve(shared, handler, io, accepted));
             }
         }
-        Err(upgraded) => Box::pin(serve(shared, handler, TokioIo::new(upgraded), accepted)),
+        Err(upgraded) => {
+            tasks.spawn(serve(shared, handler, TokioIo::new(upgraded), accepted));
+        }
     }
 }
 
@@ -133,7 +132,6 @@ where
         )
         .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
         .serve(io);
-    let (sink, stream) = ws.split();
 
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let conn = Connection::new(ConnectionInner {
@@ -145,7 +143,6 @@ where
         buffer_size: config.buffer_size,
         queue_timeout: config.queue_timeout,
         attention: AtomicWaker::new(),
-        writer_gone: AtomicBool::new(false),
         done: CancellationToken::new(),
         state: ACTIVE.into(),
         counters: Counters::default(),
@@ -154,26 +151,10 @@ where
         rooms: crate::room::Membership::new(shared.rooms.clone()),
         extensions: Mutex::default(),
     });
-    // The accept configuration goes first, before anything else.
-    let _ = conn.try_send(Outbound::Frame(shared.accept_conf.clone()));
-
-    let kill = CancellationToken::new();
-    let writer = {
-        let inner = conn.inner.clone();
-        let writer = Writer {
-            sink,
-            rx,
-            conn: conn.inner.clone(),
-            kill: kill.clone(),
-            stall_timeout: config.queue_timeout,
-        };
-        tokio::spawn(async move {
-            let end = writer.run().await;
-            inner.writer_gone.store(true, Ordering::Release);
-            inner.attention.wake();
-            end
-        })
-    };
+    let mut wire = Wire::new(ws, rx, conn.inner.clone(), config.queue_timeout);
+    // The accept configuration goes first, before anything else; it is
+    // flushed with the first batch.
+    let _ = wire.send_frame_now(shared.accept_conf.clone());
     shared.register(&conn);
     tracing::debug!(connection = %conn.id(), remote = ?conn.remote_addr(), "connected");
 
@@ -184,26 +165,25 @@ where
         ))),
         Concurrency::Unlimited => Mode::Unlimited,
     };
-    let mut reader = Reader {
+    let mut task = Task {
         ctx: Arc::new(Ctx {
             handler,
             conn: conn.clone(),
-            abort: shared.abort.child_token(),
+            abort: shared.abort.clone(),
         }),
         shared: shared.clone(),
         conn: conn.clone(),
-        stream,
+        wire,
         mode,
-        tasks: TaskTracker::new(),
-        kill,
+        tasks: None,
         last_activity: Instant::now(),
         draining: false,
         pending_signals: None,
     };
-    let end = reader.run().await;
-    let handler = reader.ctx.handler.clone();
-    // Consumes the reader: the socket is closed when this returns.
-    let reason = reader.finish(end, writer).await;
+    let end = task.run().await;
+    let handler = task.ctx.handler.clone();
+    // Consumes the task's state: the socket is closed when this returns.
+    let reason = task.finish(end).await;
 
     // The socket is closed: the place under the connection limit is free
     // before the connection leaves the registry. It leaves its session
@@ -225,15 +205,17 @@ where
 /// returned, from what has already arrived.
 const MAX_LATE_READS: usize = 1024;
 
-/// Bytes queued in the WebSocket sink before a write is forced mid-batch.
+/// Bytes given to the WebSocket stream before a write is forced mid-batch.
 const FLUSH_THRESHOLD: usize = 16 * 1024;
 
 enum Mode {
-    /// Limit 1: handlers run in the reading task.
+    /// Limit 1: handlers run in the connection task.
     Inline,
-    /// Limit N: a task per message, a permit taken before reading.
+    /// Limit N: a permit taken before reading; a handler still pending
+    /// after its first poll runs on in a task of its own.
     Limited(Arc<Semaphore>),
-    /// A task per message; requests are bounded by their reply slots.
+    /// As limit N without permits; pending requests are bounded by their
+    /// reply slots, pending signals by the queue capacity.
     Unlimited,
 }
 
@@ -257,12 +239,12 @@ enum Next {
 enum ReadEnd {
     /// For this reason; the close frame (if any) is still to be sent.
     Reason(DisconnectReason),
-    /// The writer is gone; its result tells why.
-    WriterGone,
+    /// The socket could not be written.
+    Wire(WireError),
 }
 
-/// What a handler needs, shared by the reader and the handler tasks (one
-/// reference count per message, not three).
+/// What a handler needs, shared by the connection task and the handler
+/// tasks (one reference count per message, not three).
 struct Ctx<H> {
     handler: Arc<H>,
     conn: Connection,
@@ -270,15 +252,15 @@ struct Ctx<H> {
     abort: CancellationToken,
 }
 
-struct Reader<H, Io> {
+/// The connection task's state.
+struct Task<H, Io> {
     shared: Arc<Shared>,
     ctx: Arc<Ctx<H>>,
     conn: Connection,
-    stream: SplitStream<WebSocketStream<Io>>,
+    wire: Wire<Io>,
     mode: Mode,
-    tasks: TaskTracker,
-    /// Cancelled when the writer is gone, or to stop it at once.
-    kill: CancellationToken,
+    /// Handlers still pending after their first poll; made for the first.
+    tasks: Option<TaskTracker>,
     last_activity: Instant,
     draining: bool,
     /// Unlimited concurrency: bounds the signal handlers still running in
@@ -287,19 +269,26 @@ struct Reader<H, Io> {
     pending_signals: Option<Arc<Semaphore>>,
 }
 
-impl<H, Io> Reader<H, Io>
+impl<H, Io> Task<H, Io>
 where
     H: Handler,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn run(&mut self) -> ReadEnd {
-        let hook = tokio::select! {
-            biased;
-            out = AssertUnwindSafe(self.ctx.handler.on_connected(&self.conn)).catch_unwind() => out,
-            () = self.ctx.abort.cancelled() => Ok(()),
+        let (ctx, conn) = (&self.ctx, &self.conn);
+        let hook = async {
+            tokio::select! {
+                biased;
+                out = AssertUnwindSafe(ctx.handler.on_connected(conn)).catch_unwind() => out,
+                () = ctx.abort.cancelled() => Ok(()),
+            }
         };
+        let (hook, failed) = self.wire.drive_to_end(hook).await;
         if let Err(panic) = hook {
             tracing::error!(connection = %self.conn.id(), panic = panic_message(&*panic), "connect hook panicked");
+        }
+        if let Some(err) = failed {
+            return ReadEnd::Wire(err);
         }
         self.last_activity = Instant::now();
         self.read_loop().await
@@ -318,25 +307,22 @@ where
         loop {
             // Cheap checks first: with messages waiting, the stream is read
             // before anything else is looked at.
-            if self.conn.inner.writer_gone.load(Ordering::Acquire) {
-                return ReadEnd::WriterGone;
-            }
             if !self.draining
                 && (self.conn.inner.state.load(Ordering::Acquire) != ACTIVE
                     || self.shared.shutting_down.load(Ordering::Acquire))
             {
                 self.start_draining();
             }
-            let message = if self.draining && self.tasks.is_empty() {
+            let message = if self.draining && self.no_tasks() {
                 // Every handler has returned. Answer what has arrived already
                 // (a bounded number of messages), then close.
                 late_reads += 1;
                 if late_reads > MAX_LATE_READS {
                     return ReadEnd::Reason(self.drained_reason());
                 }
-                match self.arrived().await {
-                    Some(message) => Some(message),
-                    None => return ReadEnd::Reason(self.drained_reason()),
+                match self.wire.arrived() {
+                    Some(Some(message)) => Some(message),
+                    _ => return ReadEnd::Reason(self.drained_reason()),
                 }
             } else {
                 if let (Mode::Limited(semaphore), None, false) =
@@ -346,10 +332,14 @@ where
                         Ok(p) => permit = Some(p),
                         Err(_) => {
                             let semaphore = semaphore.clone();
+                            let (wire, inner) = (&mut self.wire, &self.conn.inner);
                             tokio::select! {
                                 biased;
-                                p = semaphore.acquire_owned() => permit = p.ok(),
-                                () = attention(&self.conn.inner, &self.shared, false) => {}
+                                p = wire.drive(semaphore.acquire_owned()) => match p {
+                                    Ok(p) => permit = p.ok(),
+                                    Err(err) => return ReadEnd::Wire(err),
+                                },
+                                () = attention(inner, &self.shared, false) => {}
                             }
                             continue;
                         }
@@ -359,7 +349,7 @@ where
                 // usual case); nothing else is polled and no clock is read.
                 // The socket's cooperative budget makes this miss now and
                 // then, so the branches below are still seen.
-                if let Some(message) = self.stream.next().now_or_never() {
+                if let Some(message) = self.wire.arrived() {
                     message
                 } else {
                     // About to wait: the clock is read once per wait, not per message.
@@ -414,18 +404,27 @@ where
         }
     }
 
-    /// Waits for the next message, the read timeout, a close, or the last
-    /// handler of a closing connection. `Err` ends the read loop.
+    /// Writes what is queued, flushes the batch, and waits for the next
+    /// message, the read timeout, a close, or the last handler of a
+    /// closing connection. `Err` ends the read loop.
     async fn wait_message(
         &mut self,
         timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Result<Next, ReadEnd> {
         let read_timeout = self.shared.config.read_timeout;
+        let wire = &mut self.wire;
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(Err(err)) = wire.poll_pump(cx) {
+                return Poll::Ready(Err(err));
+            }
+            wire.poll_next(cx).map(Ok)
+        });
+        let tasks = self.tasks.as_ref().filter(|_| self.draining);
         Ok(tokio::select! {
             biased;
-            message = self.stream.next() => Next::Message(message),
+            message = next => Next::Message(message.map_err(ReadEnd::Wire)?),
             () = attention(&self.conn.inner, &self.shared, self.draining) => Next::Again,
-            () = self.tasks.wait(), if self.draining => Next::Again,
+            () = async { tasks.unwrap().wait().await }, if tasks.is_some() => Next::Again,
             () = timer.as_mut() => {
                 let deadline = self.last_activity + read_timeout;
                 if Instant::now() >= deadline {
@@ -437,25 +436,16 @@ where
         })
     }
 
-    /// A message that has arrived already, without waiting for the client.
-    /// The writer may hold the stream's lock for a moment: a few yields let
-    /// it finish.
-    async fn arrived(
-        &mut self,
-    ) -> Option<Result<tokio_websockets::Message, tokio_websockets::Error>> {
-        for _ in 0..4 {
-            match self.stream.next().now_or_never() {
-                Some(message) => return message,
-                None => tokio::task::yield_now().await,
-            }
-        }
-        None
+    fn no_tasks(&self) -> bool {
+        self.tasks.as_ref().is_none_or(TaskTracker::is_empty)
     }
 
     fn start_draining(&mut self) {
         self.draining = true;
         self.conn.set_state(CLOSING);
-        self.tasks.close();
+        if let Some(tasks) = &self.tasks {
+            tasks.close();
+        }
     }
 
     fn drained_reason(&self) -> DisconnectReason {
@@ -486,7 +476,12 @@ where
             ClientMessage::Request(request) => self.dispatch_request(request, permit).await,
             ClientMessage::Signal(_) if self.draining => Ok(()),
             ClientMessage::Signal(signal) => {
-                self.dispatch_signal(signal, permit).await;
+                self.dispatch_signal(signal, permit).await?;
+                // What its handler sent (an answer, often) goes with this
+                // batch rather than after the last message that arrived.
+                if self.wire.has_queued() {
+                    self.wire.send_queued().await.map_err(ReadEnd::Wire)?;
+                }
                 Ok(())
             }
             ClientMessage::RestoreSession { id, .. } | ClientMessage::CloseSession(id)
@@ -494,11 +489,12 @@ where
             {
                 self.send(ServerMessage::Shutdown(id)).await
             }
+            // Boxed: rare, and its future would make every connection's larger.
             ClientMessage::RestoreSession { id, key } => {
-                self.session_request(id, SessionRequest::Restore(key)).await
+                Box::pin(self.session_request(id, SessionRequest::Restore(key))).await
             }
             ClientMessage::CloseSession(id) => {
-                self.session_request(id, SessionRequest::Close).await
+                Box::pin(self.session_request(id, SessionRequest::Close)).await
             }
             // A message type this server does not know yet.
             _ => Ok(()),
@@ -506,7 +502,7 @@ where
     }
 
     /// Answers a session request (PROTOCOL.md 5). It runs here, in the
-    /// reading task, whatever the concurrency limit: messages that follow
+    /// connection task, whatever the concurrency limit: messages that follow
     /// it are handled with its outcome (a request after a restore sees the
     /// session), as the original server did.
     async fn session_request(
@@ -514,15 +510,8 @@ where
         id: RequestId,
         request: SessionRequest,
     ) -> Result<(), ReadEnd> {
-        let slot = self
-            .conn
-            .inner
-            .tx
-            .reserve()
-            .await
-            .map_err(|_| ReadEnd::WriterGone)?;
         let sessions = self.shared.sessions.clone();
-        let conn = &self.conn;
+        let (conn, abort) = (&self.conn, &self.ctx.abort);
         let work = async {
             match request {
                 SessionRequest::Restore(key) => sessions.restore(conn, id, key).await,
@@ -541,34 +530,40 @@ where
                 }
             }
         };
-        let (reply, event) = tokio::select! {
-            biased;
-            out = AssertUnwindSafe(work).catch_unwind() => out.unwrap_or_else(|panic| {
-                tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "session request panicked");
-                (ServerMessage::InternalError(id), None)
-            }),
-            () = self.ctx.abort.cancelled() => (ServerMessage::Shutdown(id), None),
-        };
-        slot.send(Outbound::Message(reply));
-        // The application hears of it once the reply is queued.
-        if let Some(event) = event {
+        let work = async {
             tokio::select! {
                 biased;
-                () = sessions.notify(conn, &event) => {}
-                () = self.ctx.abort.cancelled() => {}
+                out = AssertUnwindSafe(work).catch_unwind() => out.unwrap_or_else(|panic| {
+                    tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "session request panicked");
+                    (ServerMessage::InternalError(id), None)
+                }),
+                () = abort.cancelled() => (ServerMessage::Shutdown(id), None),
+            }
+        };
+        let ((reply, event), failed) = self.wire.drive_to_end(work).await;
+        if let Some(err) = failed {
+            return Err(ReadEnd::Wire(err));
+        }
+        self.wire.send(reply).await.map_err(ReadEnd::Wire)?;
+        // The application hears of it once the reply is written.
+        if let Some(event) = event {
+            let notify = async {
+                tokio::select! {
+                    biased;
+                    () = sessions.notify(conn, &event) => {}
+                    () = abort.cancelled() => {}
+                }
+            };
+            if let ((), Some(err)) = self.wire.drive_to_end(notify).await {
+                return Err(ReadEnd::Wire(err));
             }
         }
         Ok(())
     }
 
-    /// Queues a message, waiting for room.
-    async fn send(&self, message: ServerMessage) -> Result<(), ReadEnd> {
-        self.conn
-            .inner
-            .tx
-            .send(Outbound::Message(message))
-            .await
-            .map_err(|_| ReadEnd::WriterGone)
+    /// Writes one of the task's own messages, after what is queued.
+    async fn send(&mut self, message: ServerMessage) -> Result<(), ReadEnd> {
+        self.wire.send(message).await.map_err(ReadEnd::Wire)
     }
 
     async fn dispatch_request(
@@ -579,83 +574,83 @@ where
         let max = self.shared.config.buffer_size;
         let counters = &self.conn.inner.counters;
         if let Mode::Inline = self.mode {
-            let tx = &self.conn.inner.tx;
-            let slot = match tx.try_reserve() {
-                Ok(slot) => slot,
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    tx.reserve().await.map_err(|_| ReadEnd::WriterGone)?
-                }
-                Err(mpsc::error::TrySendError::Closed(())) => return Err(ReadEnd::WriterGone),
-            };
             counters.handlers.store(1, Ordering::Relaxed);
-            let reply = run_request(
-                &*self.ctx.handler,
-                &self.conn,
-                request,
-                &self.ctx.abort,
-                max,
-            )
-            .await;
-            counters.handlers.store(0, Ordering::Relaxed);
-            slot.send(Outbound::Message(reply));
-            return Ok(());
+            let (ctx, conn) = (&self.ctx, &self.conn);
+            let handler = run_request(&*ctx.handler, conn, request, &ctx.abort, max);
+            let (reply, failed) = self.wire.drive_to_end(handler).await;
+            self.conn
+                .inner
+                .counters
+                .handlers
+                .store(0, Ordering::Relaxed);
+            if let Some(err) = failed {
+                return Err(ReadEnd::Wire(err));
+            }
+            return self.send(reply).await;
         }
         // Limit N or unlimited: the handler's future is polled once here,
         // and only one that is still pending becomes a task. Most handlers
-        // finish at their first poll: no task, no wake-up, no flush waiting
-        // for another task's reply. The reply slot is taken before the
-        // handler runs, as inline.
-        let tx = &self.conn.inner.tx;
-        let slot = match tx.try_reserve() {
-            Ok(slot) => slot,
-            Err(mpsc::error::TrySendError::Full(())) => {
-                tx.reserve().await.map_err(|_| ReadEnd::WriterGone)?
-            }
-            Err(mpsc::error::TrySendError::Closed(())) => return Err(ReadEnd::WriterGone),
-        };
+        // finish at their first poll: no task, no queue, no wake-up; their
+        // reply goes straight to the socket.
         let ctx = self.ctx.clone();
         let mut future = Box::pin(async move {
             run_request(&*ctx.handler, &ctx.conn, request, &ctx.abort, max).await
         });
         if let Some(reply) = (&mut future).now_or_never() {
             // The permit (limit N) stays with the reader for the next message.
-            slot.send(Outbound::Message(reply));
-            return Ok(());
+            return self.send(reply).await;
         }
         // Still pending: it runs on in a task of its own, holding a reply
-        // slot (given back and taken again as an owned one) and its permit.
-        drop(slot);
-        let slot = tx
-            .clone()
-            .reserve_owned()
-            .await
-            .map_err(|_| ReadEnd::WriterGone)?;
+        // slot in the queue and its permit.
+        let tx = self.conn.inner.tx.clone();
+        let slot = match tx.try_reserve_owned() {
+            Ok(slot) => slot,
+            Err(mpsc::error::TrySendError::Full(tx)) => self
+                .wire
+                .drive(tx.reserve_owned())
+                .await
+                .map_err(ReadEnd::Wire)?
+                .map_err(|_| ReadEnd::Reason(self.drained_reason()))?,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(ReadEnd::Reason(self.drained_reason()))
+            }
+        };
         let conn = self.conn.clone();
         let permit = permit.take();
-        counters.handlers.fetch_add(1, Ordering::Relaxed);
-        self.tasks.spawn(async move {
+        conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
             let reply = future.await;
-            slot.send(Outbound::Message(reply));
+            slot.send(Outbound::Message(Box::new(reply)));
             conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
         Ok(())
     }
 
-    async fn dispatch_signal(&mut self, signal: Signal, permit: &mut Option<OwnedSemaphorePermit>) {
-        let counters = &self.conn.inner.counters;
+    async fn dispatch_signal(
+        &mut self,
+        signal: Signal,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ReadEnd> {
         if let Mode::Inline = self.mode {
+            let counters = &self.conn.inner.counters;
             counters.handlers.store(1, Ordering::Relaxed);
-            run_signal(&*self.ctx.handler, &self.conn, signal, &self.ctx.abort).await;
-            counters.handlers.store(0, Ordering::Relaxed);
-            return;
+            let (ctx, conn) = (&self.ctx, &self.conn);
+            let handler = run_signal(&*ctx.handler, conn, signal, &ctx.abort);
+            let ((), failed) = self.wire.drive_to_end(handler).await;
+            self.conn
+                .inner
+                .counters
+                .handlers
+                .store(0, Ordering::Relaxed);
+            return failed.map_or(Ok(()), |err| Err(ReadEnd::Wire(err)));
         }
         // As for requests: polled once here, a task only if still pending.
         let ctx = self.ctx.clone();
         let mut future =
             Box::pin(async move { run_signal(&*ctx.handler, &ctx.conn, signal, &ctx.abort).await });
         if (&mut future).now_or_never().is_some() {
-            return;
+            return Ok(());
         }
         let mut permit = permit.take();
         if let Mode::Unlimited = self.mode {
@@ -667,86 +662,86 @@ where
                 .pending_signals
                 .get_or_insert_with(|| Arc::new(Semaphore::new(capacity)))
                 .clone();
-            permit = bound.acquire_owned().await.ok();
+            permit = self
+                .wire
+                .drive(bound.acquire_owned())
+                .await
+                .map_err(ReadEnd::Wire)?
+                .ok();
         }
         let conn = self.conn.clone();
-        let counters = &self.conn.inner.counters;
-        counters.handlers.fetch_add(1, Ordering::Relaxed);
-        self.tasks.spawn(async move {
+        conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
             future.await;
             conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
+        Ok(())
     }
 
-    /// Sends the close frame for `end`, lets the writer finish, waits for
-    /// the client's close frame and for the handlers still running.
-    async fn finish(
-        mut self,
-        end: ReadEnd,
-        writer: tokio::task::JoinHandle<WriterEnd>,
-    ) -> DisconnectReason {
+    /// Runs a pending handler on in a task of its own.
+    fn spawn(&mut self, future: impl Future<Output = ()> + Send + 'static) {
+        let tasks = self.tasks.get_or_insert_with(|| {
+            let tasks = TaskTracker::new();
+            if self.draining {
+                tasks.close();
+            }
+            tasks
+        });
+        tasks.spawn(future);
+    }
+
+    /// Sends the close frame for `end` after what is queued, waits for the
+    /// client's close frame and for the handlers still running.
+    async fn finish(mut self, end: ReadEnd) -> DisconnectReason {
         self.conn.set_state(CLOSED);
         let close_timeout = self.shared.config.close_timeout;
-        let tx = &self.conn.inner.tx;
-        let mut drain = true;
-        match &end {
-            ReadEnd::Reason(reason) => {
-                // Reasons without a close code of ours: the WebSocket stream
-                // has queued its own close frame already (or the client is
-                // gone); the writer only has to stop.
-                let (code, text) = close_frame(reason).unwrap_or((CloseCode::NORMAL_CLOSURE, ""));
-                let queued = tokio::time::timeout(
-                    self.shared.config.queue_timeout,
-                    tx.send(Outbound::Close(code, text)),
-                )
-                .await;
-                if !matches!(queued, Ok(Ok(()))) {
-                    self.kill.cancel();
-                    drain = false;
+        let mut wire_end = None;
+        if let ReadEnd::Reason(reason) = &end {
+            // Reasons without a close code of ours: the WebSocket stream
+            // has queued its own close frame already (or the client is
+            // gone); it only has to be written.
+            let closed = match close_frame(reason) {
+                Some((code, text)) => {
+                    tokio::time::timeout(close_timeout, self.wire.close(code, text)).await
                 }
+                None => tokio::time::timeout(close_timeout, self.wire.flush()).await,
+            };
+            match closed {
+                Ok(Ok(())) => {
+                    // Until the client's close frame (or the end of the
+                    // stream), so that the socket closes cleanly; messages
+                    // are not handled now.
+                    let _ = tokio::time::timeout(close_timeout, self.wire.read_to_end()).await;
+                }
+                Ok(Err(err)) => wire_end = Some(err),
+                Err(_) => {}
             }
-            ReadEnd::WriterGone => drain = false,
         }
-        let writer_end = tokio::select! {
-            out = writer => out.ok(),
-            () = tokio::time::sleep(close_timeout) => {
-                self.kill.cancel();
-                drain = false;
-                None
-            }
-        };
-        if !matches!(writer_end, Some(WriterEnd::Closed)) {
-            drain = false;
-        }
-        tracing::trace!(connection = %self.conn.id(), ?writer_end, drain, "closing");
-        if drain {
-            // Until the client's close frame (or the end of the stream), so
-            // that the socket closes cleanly; messages are not handled now.
-            let _ = tokio::time::timeout(close_timeout, async {
-                while self.stream.next().await.is_some() {}
-            })
-            .await;
-        }
+        tracing::trace!(connection = %self.conn.id(), ?wire_end, "closing");
         // Close the socket, then wait for the handlers still running (their
         // replies have nowhere to go now).
-        let Self { stream, tasks, .. } = self;
-        drop(stream);
-        tasks.close();
-        tasks.wait().await;
-        match (end, writer_end) {
-            (ReadEnd::Reason(reason), _) => reason,
-            (ReadEnd::WriterGone, Some(WriterEnd::Stalled)) => DisconnectReason::QueueStalled,
-            (ReadEnd::WriterGone, Some(WriterEnd::Failed(err))) => {
+        let Self { wire, tasks, .. } = self;
+        drop(wire);
+        if let Some(tasks) = tasks {
+            tasks.close();
+            tasks.wait().await;
+        }
+        match end {
+            ReadEnd::Reason(reason) => reason,
+            ReadEnd::Wire(WireError::Stalled) => DisconnectReason::QueueStalled,
+            ReadEnd::Wire(WireError::Failed(err)) => {
                 DisconnectReason::ConnectionLost(err.to_string())
             }
-            (ReadEnd::WriterGone, _) => DisconnectReason::ConnectionLost("writer stopped".into()),
+            ReadEnd::Wire(WireError::Closed) => {
+                DisconnectReason::ConnectionLost("the stream closed".into())
+            }
         }
     }
 }
 
-/// Resolves when the read loop has something to look at: the writer is
-/// gone, or (unless closing already) a close or shutdown was asked for.
+/// Resolves when the read loop has something to look at: (unless closing
+/// already) a close or shutdown was asked for.
 fn attention<'a>(
     inner: &'a ConnectionInner,
     shared: &'a Shared,
@@ -754,10 +749,9 @@ fn attention<'a>(
 ) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
         inner.attention.register(cx.waker());
-        let wanted = inner.writer_gone.load(Ordering::Acquire)
-            || (!draining
-                && (inner.state.load(Ordering::Acquire) != ACTIVE
-                    || shared.shutting_down.load(Ordering::Acquire)));
+        let wanted = !draining
+            && (inner.state.load(Ordering::Acquire) != ACTIVE
+                || shared.shutting_down.load(Ordering::Acquire));
         if wanted {
             std::task::Poll::Ready(())
         } else {

@@ -267,8 +267,9 @@ pub enum DisconnectReason {
     },
     /// The client broke the WebSocket protocol (RFC 6455).
     WebSocketError(String),
-    /// The client stopped reading: the outbound queue stayed full for the
-    /// queue timeout.
+    /// The client stopped reading: its socket took nothing for the queue
+    /// timeout while the server waited to write a reply, or while the
+    /// outbound queue was full.
     QueueStalled,
     /// The transport failed (reset, broken pipe, TLS error).
     ConnectionLost(String),
@@ -316,7 +317,9 @@ impl fmt::Display for DisconnectReason {
                 "message of {len} bytes exceeds the message buffer size of {max} bytes"
             ),
             Self::WebSocketError(err) => write!(f, "WebSocket protocol error: {err}"),
-            Self::QueueStalled => f.write_str("the client stopped reading (outbound queue full)"),
+            Self::QueueStalled => {
+                f.write_str("the client stopped reading (nothing written for the queue timeout)")
+            }
             Self::ConnectionLost(err) => write!(f, "connection lost: {err}"),
         }
     }

@@ -19,9 +19,10 @@
 //!   ([`ConnectionOptions`], [`Concurrency`], [`Refusal`]).
 //! - `connection`: [`Connection`], the handle of one client, with its
 //!   session ([`Connection::create_session`], [`Connection::session`], ...).
-//! - `driver`, `writer`: the two tasks of a connection: the reader that
-//!   runs handlers within the concurrency limit, and the only writer,
-//!   which drains a bounded queue and flushes once per batch (`prefixed`:
+//! - `driver`, `wire`: a connection's one task, which reads, runs handlers
+//!   within the concurrency limit and writes: replies of handlers that
+//!   finish at once go straight to the socket, everything else through a
+//!   bounded queue the task drains, one flush per batch (`prefixed`:
 //!   bytes hyper read ahead, in front of the transport taken back from it).
 //! - `room`: rooms, named groups of connections signalled together
 //!   ([`Connection::join_room`], [`Server::room_signal`], [`RoomError`]).
@@ -86,7 +87,7 @@ mod service;
 mod session;
 mod tls;
 mod upgrade;
-mod writer;
+mod wire;
 
 pub use cluster::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 
-use crate::writer::Outbound;
+use crate::wire::Outbound;
 use crate::{Connection, ConnectionId};
 
 /// The longest room name, in bytes.

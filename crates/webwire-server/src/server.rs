@@ -22,7 +22,7 @@ use crate::handler::HandlerHooks;
 use crate::listener::Listener;
 use crate::room::Rooms;
 use crate::session::ops::{is_valid_key, Sessions};
-use crate::writer::Outbound;
+use crate::wire::Outbound;
 use crate::{
     ClosedSession, Cluster, ClusterEvent, ClusterNode, Concurrency, Connection, ConnectionId,
     ConnectionInfo, ConnectionOptions, DefaultKeyGenerator, FileSessionManager, Handler, IntoName,
@@ -568,9 +568,10 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
-    /// A connection whose outbound queue stays full this long (its client
-    /// does not read) is closed; [`Connection::signal`] waits at most this
-    /// long for room. Default 10 s.
+    /// A connection is closed when its client stops reading this long: its
+    /// socket takes nothing while the server waits to write to it (a reply)
+    /// or while its outbound queue is full. [`Connection::signal`] waits at
+    /// most this long for room. Default 10 s.
     pub fn queue_timeout(mut self, timeout: Duration) -> Self {
         self.config.queue_timeout = timeout;
         self

@@ -344,11 +344,14 @@ async fn a_client_that_does_not_read_cannot_grow_the_server() {
     eventually("connected", || server.server.connection_count() == 1).await;
     let conn = server.server.connections().remove(0);
 
-    // Ask for far more than the socket buffers hold, and never read.
+    // Ask for far more than the socket buffers hold, and never read. The
+    // replies fill the socket; the connection task stops writing, and so
+    // stops reading: what others send it stays queued.
     for _ in 0..REQUESTS {
         client.send_request("big", Payload::utf8("x")).await;
     }
     eventually("the outbound queue to fill", || {
+        let _ = conn.try_signal("late", Payload::utf8("x"));
         conn.stats().queued == CAPACITY
     })
     .await;

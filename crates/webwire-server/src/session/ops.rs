@@ -23,7 +23,7 @@ use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, Slot, Tick
 use super::{redacted, SessionInfo, SessionKeyGenerator, SessionManager, SessionStoreError};
 use crate::connection::CLOSED;
 use crate::handler::SessionHooks;
-use crate::writer::Outbound;
+use crate::wire::Outbound;
 use crate::{Connection, SessionError};
 
 /// The error code of a restore on a connection that has a session.
@@ -159,7 +159,7 @@ impl Sessions {
                 _ => SessionError::ConnectionClosed,
             })?;
         claim.settle();
-        permit.send(Outbound::Message(notification));
+        permit.send(Outbound::Message(Box::new(notification)));
         tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session created");
         if let Err(err) = self.manager.on_session_created(&session).await {
             tracing::error!(
@@ -407,7 +407,7 @@ async fn send_closed(conn: &Connection) -> Result<(), SessionError> {
     if conn.inner.state.load(Ordering::Acquire) == CLOSED {
         return Ok(());
     }
-    let message = Outbound::Message(ServerMessage::SessionClosed);
+    let message = Outbound::Message(Box::new(ServerMessage::SessionClosed));
     match tokio::time::timeout(conn.inner.queue_timeout, conn.inner.tx.send(message)).await {
         Ok(_) => Ok(()),
         Err(_) => Err(SessionError::QueueFull),

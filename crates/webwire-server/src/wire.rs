@@ -1,0 +1,370 @@
+//! A connection's socket, owned by its one task: the WebSocket stream,
+//! read and written without a lock, and the bounded outbound queue through
+//! which everybody else (handler tasks, other connections, the server)
+//! sends to it.
+//!
+//! The task writes its own messages (replies of handlers that finished at
+//! once, session replies, the close frame) straight into the stream, after
+//! whatever is queued, so a handler's signals still go before its reply.
+//! Frames pile up in the stream until the task runs out of arrived
+//! messages; then it flushes once for the whole batch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tokio_websockets::{CloseCode, Message, WebSocketStream};
+use webwire_proto::ServerMessage;
+
+use crate::connection::ConnectionInner;
+
+// The queue entry stays as small as a `Bytes`.
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 32);
+
+/// The encode buffer grows by at least this much, so that small messages
+/// share allocations.
+const ENCODE_CHUNK: usize = 1024;
+
+/// One entry of a connection's outbound queue.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A message the connection task encodes (replies, signals). Boxed:
+    /// the queue's storage is allocated in blocks of 32 entries with the
+    /// channel, so every idle connection pays for the entry's size.
+    Message(Box<ServerMessage>),
+    /// A message already encoded (shared by many connections, or prepared once).
+    Frame(Bytes),
+}
+
+/// Why the socket can no longer be written.
+#[derive(Debug)]
+pub(crate) enum WireError {
+    /// The stream is closing already (the client closed it, or it queued
+    /// its own close frame for a WebSocket error).
+    Closed,
+    /// The connection task had to write and the socket took nothing for
+    /// the queue timeout, or the queue stayed full that long.
+    Stalled,
+    /// Writing failed.
+    Failed(tokio_websockets::Error),
+}
+
+impl From<tokio_websockets::Error> for WireError {
+    fn from(err: tokio_websockets::Error) -> Self {
+        match err {
+            tokio_websockets::Error::AlreadyClosed => Self::Closed,
+            err => Self::Failed(err),
+        }
+    }
+}
+
+/// The socket and the queue, used by the connection task alone.
+pub(crate) struct Wire<Io> {
+    ws: WebSocketStream<Io>,
+    rx: mpsc::Receiver<Outbound>,
+    conn: Arc<ConnectionInner>,
+    /// Where messages are encoded; frames are split off it and it is
+    /// reused in place once they have been written.
+    buf: BytesMut,
+    /// Whether `buf` holds an allocation larger than `ENCODE_CHUNK`.
+    big: bool,
+    /// Messages given to the stream since the last flush.
+    unflushed: u64,
+    stall: Stall,
+}
+
+/// Watches a write that cannot proceed. The timer is made the first time
+/// the socket is full, and only armed while it is.
+struct Stall {
+    timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl<Io> Wire<Io>
+where
+    Io: AsyncRead + AsyncWrite + Unpin,
+{
+    pub(crate) fn new(
+        ws: WebSocketStream<Io>,
+        rx: mpsc::Receiver<Outbound>,
+        conn: Arc<ConnectionInner>,
+        stall_timeout: Duration,
+    ) -> Self {
+        Self {
+            ws,
+            rx,
+            conn,
+            buf: BytesMut::new(),
+            big: false,
+            unflushed: 0,
+            stall: Stall {
+                timeout: stall_timeout,
+                timer: None,
+                armed: false,
+            },
+        }
+    }
+
+    /// The next message from the client.
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, tokio_websockets::Error>>> {
+        self.ws.poll_next_unpin(cx)
+    }
+
+    /// The next message if it has arrived already, without waiting (nor
+    /// registering to be woken).
+    pub(crate) fn arrived(&mut self) -> Option<Option<Result<Message, tokio_websockets::Error>>> {
+        match self
+            .ws
+            .poll_next_unpin(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(message) => Some(message),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Whether something is queued.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// Writes what is queued and flushes. `Ready(Ok)` once the queue is
+    /// empty and every frame written; `Pending` while the socket is full
+    /// (the task is woken when it takes more, or when something is queued).
+    pub(crate) fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WireError>> {
+        let mut first = true;
+        loop {
+            ready!(self.poll_ready(cx, false))?;
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(item)) => {
+                    if first {
+                        first = false;
+                        let depth = 1 + self.rx.len();
+                        self.conn
+                            .counters
+                            .max_queued
+                            .fetch_max(depth, Ordering::Relaxed);
+                    }
+                    self.feed(item)?;
+                }
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        self.poll_flush(cx, false)
+    }
+
+    /// Sends one of the connection task's own messages, after what is
+    /// queued already. Waits while the socket is full, at most the queue
+    /// timeout without progress ([`WireError::Stalled`]).
+    pub(crate) async fn send(&mut self, message: ServerMessage) -> Result<(), WireError> {
+        self.send_queued().await?;
+        std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
+        self.encode_and_feed(&message)
+    }
+
+    /// Gives the stream everything queued, without flushing (the flush
+    /// comes at the end of the batch).
+    pub(crate) async fn send_queued(&mut self) -> Result<(), WireError> {
+        loop {
+            std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
+            match self.rx.try_recv() {
+                Ok(item) => self.feed(item)?,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Gives the stream a frame encoded already (the accept configuration);
+    /// only when it has room, which a new stream has.
+    pub(crate) fn send_frame_now(&mut self, frame: Bytes) -> Result<(), WireError> {
+        self.ws.start_send_unpin(Message::binary(frame))?;
+        self.unflushed += 1;
+        Ok(())
+    }
+
+    /// Writes what is queued, then the close frame, and flushes. A stream
+    /// that is closing already (it answered the client's close frame, or
+    /// queued its own for a WebSocket error) only flushes what it holds.
+    pub(crate) async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WireError> {
+        let closing = match self.send_queued().await {
+            Ok(()) => false,
+            Err(WireError::Closed) => true,
+            Err(err) => return Err(err),
+        };
+        if !closing {
+            std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
+            match self.ws.start_send_unpin(Message::close(Some(code), reason)) {
+                Ok(()) => self.unflushed += 1,
+                Err(tokio_websockets::Error::AlreadyClosed) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        self.flush().await
+    }
+
+    /// Writes what the stream holds (its own frames too, such as the
+    /// answer to a client's close frame).
+    pub(crate) async fn flush(&mut self) -> Result<(), WireError> {
+        std::future::poll_fn(|cx| self.poll_flush_all(cx, true)).await
+    }
+
+    /// Runs `future` while writing what is queued, so that a handler
+    /// running in the connection task (one that waits for room in its own
+    /// queue, say) never waits for the task. Stops at a write failure.
+    pub(crate) async fn drive<F: Future>(&mut self, future: F) -> Result<F::Output, WireError> {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = future.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            if let Poll::Ready(Err(err)) = self.poll_pump(cx) {
+                return Poll::Ready(Err(err));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// As [`drive`](Self::drive), but the future runs to its end whatever
+    /// happens to the socket (a handler is not dropped halfway because its
+    /// client left); the write failure, if any, comes with its output.
+    pub(crate) async fn drive_to_end<F: Future>(
+        &mut self,
+        future: F,
+    ) -> (F::Output, Option<WireError>) {
+        let mut future = std::pin::pin!(future);
+        let mut failed = None;
+        let out = std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = future.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if failed.is_none() {
+                if let Poll::Ready(Err(err)) = self.poll_pump(cx) {
+                    failed = Some(err);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        (out, failed)
+    }
+
+    /// Reads until the client's close frame or the end of the stream;
+    /// messages are not handled any more.
+    pub(crate) async fn read_to_end(&mut self) {
+        while self.ws.next().await.is_some() {}
+    }
+
+    /// Room in the stream for one more message. While the socket is full,
+    /// the stall timer runs: `urgent` when the task itself waits to write.
+    fn poll_ready(&mut self, cx: &mut Context<'_>, urgent: bool) -> Poll<Result<(), WireError>> {
+        match self.ws.poll_ready_unpin(cx) {
+            Poll::Ready(Ok(())) => {
+                self.stall.armed = false;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Pending => {
+                self.poll_stall(cx, urgent)?;
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Flushes the messages given to the stream, if there are any.
+    fn poll_flush(&mut self, cx: &mut Context<'_>, urgent: bool) -> Poll<Result<(), WireError>> {
+        if self.unflushed == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_flush_all(cx, urgent)
+    }
+
+    fn poll_flush_all(
+        &mut self,
+        cx: &mut Context<'_>,
+        urgent: bool,
+    ) -> Poll<Result<(), WireError>> {
+        match self.ws.poll_flush_unpin(cx) {
+            Poll::Ready(Ok(())) => {
+                self.conn
+                    .counters
+                    .sent
+                    .fetch_add(self.unflushed, Ordering::Relaxed);
+                self.unflushed = 0;
+                self.stall.armed = false;
+                // An idle connection keeps no large buffer (a split-off
+                // buffer holds on to its whole allocation, however little
+                // is left).
+                if self.big && self.rx.is_empty() {
+                    self.buf = BytesMut::new();
+                    self.big = false;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Pending => {
+                self.poll_stall(cx, urgent)?;
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The socket is full: fails once it has been so for the stall timeout
+    /// while the task itself waits to write (`urgent`) or the queue is full.
+    fn poll_stall(&mut self, cx: &mut Context<'_>, urgent: bool) -> Result<(), WireError> {
+        let timeout = self.stall.timeout;
+        let timer = self
+            .stall
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if !self.stall.armed {
+            self.stall.armed = true;
+            timer.as_mut().reset(Instant::now() + timeout);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if urgent || self.rx.capacity() == 0 {
+                return Err(WireError::Stalled);
+            }
+            timer.as_mut().reset(Instant::now() + timeout);
+        }
+        Ok(())
+    }
+
+    /// Gives the stream one queued entry (it has room).
+    fn feed(&mut self, item: Outbound) -> Result<(), WireError> {
+        match item {
+            Outbound::Message(message) => self.encode_and_feed(&message),
+            Outbound::Frame(frame) => {
+                self.ws.start_send_unpin(Message::binary(frame))?;
+                self.unflushed += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn encode_and_feed(&mut self, message: &ServerMessage) -> Result<(), WireError> {
+        let len = message.encoded_len();
+        if self.buf.capacity() < len {
+            // Reuses the allocation in place once the frames cut from it
+            // have been written and dropped.
+            self.big |= len > ENCODE_CHUNK;
+            self.buf.reserve(len.max(ENCODE_CHUNK));
+        }
+        message.encode(&mut self.buf);
+        let frame = self.buf.split().freeze();
+        self.ws.start_send_unpin(Message::binary(frame))?;
+        self.unflushed += 1;
+        Ok(())
+    }
+}
