@@ -15,7 +15,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -34,16 +34,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_websockets::CloseCode;
 use webwire_proto::{
-    ClientMessage, ErrorReply, Payload, Reply, Request, RequestId, ServerMessage, Signal,
+    ClientMessage, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
 use crate::connection::{ConnectionInner, Counters, ACTIVE, CLOSED, CLOSING};
 use crate::server::Shared;
 use crate::session::registry::Slot;
-use crate::wire::{Outbound, Wire, WireError};
+use crate::wire::{Outbound, Wire, WireError, FLUSH_THRESHOLD};
 use crate::{
     Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
-    Handler, RequestError,
+    Handler, HandlerError, RequestError,
 };
 
 /// What the upgrade decided for a connection, handed to its task.
@@ -204,9 +204,6 @@ where
 /// Messages a closing connection still reads, once its handlers have
 /// returned, from what has already arrived.
 const MAX_LATE_READS: usize = 1024;
-
-/// Bytes given to the WebSocket stream before a write is forced mid-batch.
-const FLUSH_THRESHOLD: usize = 16 * 1024;
 
 enum Mode {
     /// Limit 1: handlers run in the connection task.
@@ -592,16 +589,33 @@ where
         // and only one that is still pending becomes a task. Most handlers
         // finish at their first poll: no task, no queue, no wake-up; their
         // reply goes straight to the socket.
+        let (id, name) = (request.id(), request.name().clone());
         let ctx = self.ctx.clone();
-        let mut future = Box::pin(async move {
-            run_request(&*ctx.handler, &ctx.conn, request, &ctx.abort, max).await
-        });
-        if let Some(reply) = (&mut future).now_or_never() {
-            // The permit (limit N) stays with the reader for the next message.
-            return self.send(reply).await;
-        }
-        // Still pending: it runs on in a task of its own, holding a reply
-        // slot in the queue and its permit.
+        let mut future = Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
+        let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+        }));
+        let outcome = match first {
+            Ok(Poll::Ready(result)) => Ok(result),
+            Ok(Poll::Pending) => return self.spawn_request(id, name, future, permit).await,
+            Err(panic) => Err(panic),
+        };
+        // The permit (limit N) stays with the reader for the next message.
+        let reply = reply_for(&self.conn, id, &name, outcome, max);
+        self.send(reply).await
+    }
+
+    /// Runs a request handler that did not finish at its first poll on in
+    /// a task of its own, with a reply slot in the queue and its permit.
+    async fn spawn_request(
+        &mut self,
+        id: RequestId,
+        name: Name,
+        future: impl Future<Output = Result<Payload, HandlerError>> + Send + 'static,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ReadEnd> {
         let tx = self.conn.inner.tx.clone();
         let slot = match tx.try_reserve_owned() {
             Ok(slot) => slot,
@@ -615,11 +629,16 @@ where
                 return Err(ReadEnd::Reason(self.drained_reason()))
             }
         };
-        let conn = self.conn.clone();
+        let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
+        let max = self.shared.config.buffer_size;
         let permit = permit.take();
         conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
         self.spawn(async move {
-            let reply = future.await;
+            let outcome = abortable(AssertUnwindSafe(future).catch_unwind(), &abort).await;
+            let reply = match outcome {
+                Some(outcome) => reply_for(&conn, id, &name, outcome, max),
+                None => ServerMessage::Shutdown(id),
+            };
             slot.send(Outbound::Message(Box::new(reply)));
             conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -789,9 +808,8 @@ fn stream_error(err: tokio_websockets::Error) -> DisconnectReason {
     }
 }
 
-/// Runs a request handler and makes its reply: a reply, an error reply, or
-/// an internal-error reply (the cause logged); a shutdown reply when the
-/// handler is dropped at the shutdown deadline.
+/// Runs a request handler and makes its reply (see [`reply_for`]); a
+/// shutdown reply when the handler is dropped at the shutdown deadline.
 async fn run_request<H: Handler>(
     handler: &H,
     conn: &Connection,
@@ -801,14 +819,29 @@ async fn run_request<H: Handler>(
 ) -> ServerMessage {
     let id = request.id();
     let name = request.name().clone();
-    let Some(outcome) = abortable(
+    match abortable(
         AssertUnwindSafe(handler.on_request(conn, request)).catch_unwind(),
         abort,
     )
     .await
-    else {
-        return ServerMessage::Shutdown(id);
-    };
+    {
+        Some(outcome) => reply_for(conn, id, &name, outcome, max),
+        None => ServerMessage::Shutdown(id),
+    }
+}
+
+/// What a request handler returned, or its panic.
+type Outcome = Result<Result<Payload, HandlerError>, Box<dyn Any + Send>>;
+
+/// The reply for a handler's outcome: a reply, an error reply, or an
+/// internal-error reply (the cause logged).
+fn reply_for(
+    conn: &Connection,
+    id: RequestId,
+    name: &Name,
+    outcome: Outcome,
+    max: usize,
+) -> ServerMessage {
     let message = match outcome {
         Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
         Ok(Err(err)) => match err.downcast::<RequestError>() {

@@ -306,8 +306,8 @@ where
 #[derive(Clone, Default)]
 pub struct Router<S = ()> {
     state: S,
-    requests: HashMap<Name, ErasedRequest>,
-    signals: HashMap<Name, ErasedSignal>,
+    requests: Routes<ErasedRequest>,
+    signals: Routes<ErasedSignal>,
     request_fallback: Option<ErasedRequest>,
     signal_fallback: Option<ErasedSignal>,
     on_connect: Option<ConnectHook>,
@@ -316,6 +316,11 @@ pub struct Router<S = ()> {
     on_session_restored: Option<ErasedSessionHook<Session>>,
     on_session_closed: Option<ErasedSessionHook<String>>,
 }
+
+/// Handlers by name. The table is the application's, fixed before the
+/// server starts; clients only look names up, so a fast keyed hash (not
+/// SipHash) is safe here: no client can add colliding keys.
+type Routes<T> = HashMap<Name, T, foldhash::fast::RandomState>;
 
 fn route_name(name: &str) -> Name {
     match Name::try_from(name) {
@@ -361,8 +366,8 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     pub fn with_state(state: S) -> Self {
         Self {
             state,
-            requests: HashMap::new(),
-            signals: HashMap::new(),
+            requests: Routes::default(),
+            signals: Routes::default(),
             request_fallback: None,
             signal_fallback: None,
             on_connect: None,

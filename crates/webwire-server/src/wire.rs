@@ -33,6 +33,10 @@ const _: () = assert!(std::mem::size_of::<Outbound>() <= 32);
 /// share allocations.
 const ENCODE_CHUNK: usize = 1024;
 
+/// Bytes written before a write is forced mid-batch (the stream's own
+/// threshold too).
+pub(crate) const FLUSH_THRESHOLD: usize = 16 * 1024;
+
 /// One entry of a connection's outbound queue.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -76,7 +80,14 @@ pub(crate) struct Wire<Io> {
     buf: BytesMut,
     /// Whether `buf` holds an allocation larger than `ENCODE_CHUNK`.
     big: bool,
-    /// Messages given to the stream since the last flush.
+    /// Frames of the batch not yet given to the stream: the stream tries
+    /// to write what it holds whenever it is read, so frames given to it
+    /// one by one while messages are still arriving would go out one
+    /// `writev` each. They are given to it together, to be flushed once.
+    batch: Vec<Message>,
+    /// Payload bytes in `batch`.
+    batch_bytes: usize,
+    /// Messages written (batched or given to the stream) since the last flush.
     unflushed: u64,
     stall: Stall,
 }
@@ -105,6 +116,8 @@ where
             conn,
             buf: BytesMut::new(),
             big: false,
+            batch: Vec::new(),
+            batch_bytes: 0,
             unflushed: 0,
             stall: Stall {
                 timeout: stall_timeout,
@@ -168,7 +181,9 @@ where
     /// queued already. Waits while the socket is full, at most the queue
     /// timeout without progress ([`WireError::Stalled`]).
     pub(crate) async fn send(&mut self, message: ServerMessage) -> Result<(), WireError> {
-        self.send_queued().await?;
+        if self.has_queued() {
+            self.send_queued().await?;
+        }
         std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
         self.encode_and_feed(&message)
     }
@@ -204,6 +219,7 @@ where
         };
         if !closing {
             std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
+            self.hand_over()?;
             match self.ws.start_send_unpin(Message::close(Some(code), reason)) {
                 Ok(()) => self.unflushed += 1,
                 Err(tokio_websockets::Error::AlreadyClosed) => {}
@@ -269,6 +285,9 @@ where
     /// Room in the stream for one more message. While the socket is full,
     /// the stall timer runs: `urgent` when the task itself waits to write.
     fn poll_ready(&mut self, cx: &mut Context<'_>, urgent: bool) -> Poll<Result<(), WireError>> {
+        if self.batch_bytes >= FLUSH_THRESHOLD {
+            self.hand_over()?;
+        }
         match self.ws.poll_ready_unpin(cx) {
             Poll::Ready(Ok(())) => {
                 self.stall.armed = false;
@@ -295,6 +314,7 @@ where
         cx: &mut Context<'_>,
         urgent: bool,
     ) -> Poll<Result<(), WireError>> {
+        self.hand_over()?;
         match self.ws.poll_flush_unpin(cx) {
             Poll::Ready(Ok(())) => {
                 self.conn
@@ -310,6 +330,9 @@ where
                     self.buf = BytesMut::new();
                     self.big = false;
                 }
+                // Nor the batch's vector: a few hundred bytes, taken again
+                // for the next batch.
+                self.batch = Vec::new();
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
@@ -345,11 +368,7 @@ where
     fn feed(&mut self, item: Outbound) -> Result<(), WireError> {
         match item {
             Outbound::Message(message) => self.encode_and_feed(&message),
-            Outbound::Frame(frame) => {
-                self.ws.start_send_unpin(Message::binary(frame))?;
-                self.unflushed += 1;
-                Ok(())
-            }
+            Outbound::Frame(frame) => self.push(Message::binary(frame)),
         }
     }
 
@@ -363,8 +382,27 @@ where
         }
         message.encode(&mut self.buf);
         let frame = self.buf.split().freeze();
-        self.ws.start_send_unpin(Message::binary(frame))?;
+        self.push(Message::binary(frame))
+    }
+
+    /// Adds a frame to the batch; a batch of the flush threshold is given
+    /// to the stream at once (whose `poll_ready` then writes it).
+    fn push(&mut self, message: Message) -> Result<(), WireError> {
+        self.batch_bytes += message.as_payload().len();
+        self.batch.push(message);
         self.unflushed += 1;
+        if self.batch_bytes >= FLUSH_THRESHOLD {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
+    /// Gives the batch to the stream.
+    fn hand_over(&mut self) -> Result<(), WireError> {
+        self.batch_bytes = 0;
+        for message in self.batch.drain(..) {
+            self.ws.start_send_unpin(message)?;
+        }
         Ok(())
     }
 }
