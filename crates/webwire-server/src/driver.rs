@@ -13,6 +13,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -116,11 +117,26 @@ fn spawn_connection<H: Handler>(
 }
 
 /// Runs one connection on its upgraded transport.
-async fn serve<H, Io>(shared: Arc<Shared>, handler: Arc<H>, io: Io, accepted: Accepted)
+///
+/// Not an `async fn`: the set-up runs before the future exists, so the
+/// future holds only what the connection needs while it is open, not the
+/// arguments it was made from (an `async fn` keeps its arguments' space
+/// for its whole life, in every idle connection).
+fn serve<H, Io>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    io: Io,
+    accepted: Accepted,
+) -> impl Future<Output = ()> + Send
 where
     H: Handler,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Accepted {
+        info,
+        options,
+        slot,
+    } = accepted;
     let config = &shared.config;
     let ws = tokio_websockets::ServerBuilder::new()
         .config(
@@ -136,8 +152,8 @@ where
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let conn = Connection::new(ConnectionInner {
         id: ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed)),
-        info: accepted.info,
-        options: accepted.options,
+        info,
+        options,
         created: SystemTime::now(),
         tx,
         buffer_size: config.buffer_size,
@@ -180,25 +196,29 @@ where
         draining: false,
         pending_signals: None,
     };
-    let end = task.run().await;
-    let handler = task.ctx.handler.clone();
-    // Consumes the task's state: the socket is closed when this returns.
-    let reason = task.finish(end).await;
+    async move {
+        let end = task.run().await;
+        let handler = task.ctx.handler.clone();
+        // Consumes the task's state: the socket is closed when this returns.
+        // The rare phases are boxed, so that their futures do not make every
+        // idle connection's task larger.
+        let reason = Box::pin(task.finish(end)).await;
 
-    // The socket is closed: the place under the connection limit is free
-    // before the connection leaves the registry. It leaves its session
-    // (which stays stored, to be restored later) before the disconnect
-    // hook, which can still read it.
-    drop(accepted.slot);
-    shared.sessions.disconnected(&conn).await;
-    conn.leave_all_rooms();
-    shared.unregister(&conn);
-    tracing::debug!(connection = %conn.id(), %reason, "disconnected");
-    let hook = AssertUnwindSafe(handler.on_disconnected(&conn, &reason)).catch_unwind();
-    if let Err(panic) = hook.await {
-        tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "disconnect hook panicked");
+        // The socket is closed: the place under the connection limit is free
+        // before the connection leaves the registry. It leaves its session
+        // (which stays stored, to be restored later) before the disconnect
+        // hook, which can still read it.
+        drop(slot);
+        Box::pin(shared.sessions.disconnected(&conn)).await;
+        conn.leave_all_rooms();
+        shared.unregister(&conn);
+        tracing::debug!(connection = %conn.id(), %reason, "disconnected");
+        let hook = AssertUnwindSafe(handler.on_disconnected(&conn, &reason)).catch_unwind();
+        if let Err(panic) = Box::pin(hook).await {
+            tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "disconnect hook panicked");
+        }
+        conn.inner.done.cancel();
     }
-    conn.inner.done.cancel();
 }
 
 /// Messages a closing connection still reads, once its handlers have
@@ -214,6 +234,32 @@ enum Mode {
     /// As limit N without permits; pending requests are bounded by their
     /// reply slots, pending signals by the queue capacity.
     Unlimited,
+}
+
+/// What is left to do for a message once it was handled as far as it
+/// could be without waiting.
+enum Then {
+    Nothing,
+    /// Write this reply.
+    Reply(ServerMessage),
+    /// A request handler still pending after its first poll.
+    Request(Pending<RequestFuture>),
+    /// A signal handler still pending after its first poll.
+    Signal(Pending<SignalFuture>),
+    /// A session request, handled in this task.
+    Session(RequestId, SessionRequest),
+}
+
+type RequestFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
+type SignalFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A handler's future that did not finish at its first poll.
+struct Pending<F> {
+    /// The request's id (unused for signals).
+    id: RequestId,
+    /// The request's or signal's name, for the log.
+    name: Name,
+    future: F,
 }
 
 /// A client's session request.
@@ -280,7 +326,7 @@ where
                 () = ctx.abort.cancelled() => Ok(()),
             }
         };
-        let (hook, failed) = self.wire.drive_to_end(hook).await;
+        let (hook, failed) = Box::pin(self.wire.drive_to_end(hook)).await;
         if let Err(panic) = hook {
             tracing::error!(connection = %self.conn.id(), panic = panic_message(&*panic), "connect hook panicked");
         }
@@ -380,7 +426,20 @@ where
                     .received
                     .store(received, Ordering::Relaxed);
                 let data = Bytes::from(message.into_payload());
-                if let Err(end) = self.on_message(data, &mut permit).await {
+                let done = match self.on_message(data) {
+                    // The usual case: a handler that finished at once.
+                    Ok(Then::Reply(reply)) => self.send(reply).await,
+                    Ok(Then::Nothing) if self.wire.has_queued() => {
+                        // What a signal's handler sent (an answer, often)
+                        // goes with this batch rather than after the last
+                        // message that arrived.
+                        self.wire.send_queued().await.map_err(ReadEnd::Wire)
+                    }
+                    Ok(Then::Nothing) => Ok(()),
+                    Ok(then) => Box::pin(self.follow_up(then, &mut permit)).await,
+                    Err(end) => Err(end),
+                };
+                if let Err(end) = done {
                     return end;
                 }
             } else if message.is_text() {
@@ -453,48 +512,51 @@ where
         }
     }
 
-    /// Handles one binary message.
-    async fn on_message(
-        &mut self,
-        data: Bytes,
-        permit: &mut Option<OwnedSemaphorePermit>,
-    ) -> Result<(), ReadEnd> {
+    /// Handles one binary message as far as it can without waiting, and
+    /// says what is left to do.
+    fn on_message(&mut self, data: Bytes) -> Result<Then, ReadEnd> {
         let message = match ClientMessage::parse(data) {
             Ok(message) => message,
             Err(err) => {
                 return Err(ReadEnd::Reason(DisconnectReason::ProtocolViolation(err)));
             }
         };
-        match message {
-            ClientMessage::Heartbeat => Ok(()),
+        Ok(match message {
+            ClientMessage::Heartbeat => Then::Nothing,
             ClientMessage::Request(request) if self.draining => {
-                self.send(ServerMessage::Shutdown(request.id())).await
+                Then::Reply(ServerMessage::Shutdown(request.id()))
             }
-            ClientMessage::Request(request) => self.dispatch_request(request, permit).await,
-            ClientMessage::Signal(_) if self.draining => Ok(()),
-            ClientMessage::Signal(signal) => {
-                self.dispatch_signal(signal, permit).await?;
-                // What its handler sent (an answer, often) goes with this
-                // batch rather than after the last message that arrived.
-                if self.wire.has_queued() {
-                    self.wire.send_queued().await.map_err(ReadEnd::Wire)?;
-                }
-                Ok(())
-            }
+            ClientMessage::Request(request) => self.dispatch_request(request),
+            ClientMessage::Signal(_) if self.draining => Then::Nothing,
+            ClientMessage::Signal(signal) => self.dispatch_signal(signal),
             ClientMessage::RestoreSession { id, .. } | ClientMessage::CloseSession(id)
                 if self.draining =>
             {
-                self.send(ServerMessage::Shutdown(id)).await
+                Then::Reply(ServerMessage::Shutdown(id))
             }
-            // Boxed: rare, and its future would make every connection's larger.
             ClientMessage::RestoreSession { id, key } => {
-                Box::pin(self.session_request(id, SessionRequest::Restore(key))).await
+                Then::Session(id, SessionRequest::Restore(key))
             }
-            ClientMessage::CloseSession(id) => {
-                Box::pin(self.session_request(id, SessionRequest::Close)).await
-            }
+            ClientMessage::CloseSession(id) => Then::Session(id, SessionRequest::Close),
             // A message type this server does not know yet.
-            _ => Ok(()),
+            _ => Then::Nothing,
+        })
+    }
+
+    /// What a message left to do that may wait; boxed by the caller, so
+    /// that these rarer paths do not make every idle connection's future
+    /// larger.
+    async fn follow_up(
+        &mut self,
+        then: Then,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ReadEnd> {
+        match then {
+            Then::Nothing => Ok(()),
+            Then::Reply(reply) => self.send(reply).await,
+            Then::Request(pending) => self.pending_request(pending, permit).await,
+            Then::Signal(pending) => self.pending_signal(pending, permit).await,
+            Then::Session(id, request) => self.session_request(id, request).await,
         }
     }
 
@@ -563,59 +625,51 @@ where
         self.wire.send(message).await.map_err(ReadEnd::Wire)
     }
 
-    async fn dispatch_request(
-        &mut self,
-        request: Request,
-        permit: &mut Option<OwnedSemaphorePermit>,
-    ) -> Result<(), ReadEnd> {
-        let max = self.shared.config.buffer_size;
-        let counters = &self.conn.inner.counters;
-        if let Mode::Inline = self.mode {
-            counters.handlers.store(1, Ordering::Relaxed);
-            let (ctx, conn) = (&self.ctx, &self.conn);
-            let handler = run_request(&*ctx.handler, conn, request, &ctx.abort, max);
-            let (reply, failed) = self.wire.drive_to_end(handler).await;
-            self.conn
-                .inner
-                .counters
-                .handlers
-                .store(0, Ordering::Relaxed);
-            if let Some(err) = failed {
-                return Err(ReadEnd::Wire(err));
-            }
-            return self.send(reply).await;
-        }
-        // Limit N or unlimited: the handler's future is polled once here,
-        // and only one that is still pending becomes a task. Most handlers
-        // finish at their first poll: no task, no queue, no wake-up; their
-        // reply goes straight to the socket.
+    /// Runs a request's handler: its future is boxed and polled once
+    /// here. Most handlers finish at their first poll: no task, no queue,
+    /// no wake-up; the reply goes straight to the socket. One still pending
+    /// is left to [`pending_request`](Self::pending_request).
+    fn dispatch_request(&mut self, request: Request) -> Then {
         let (id, name) = (request.id(), request.name().clone());
         let ctx = self.ctx.clone();
         let mut future = Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
-        let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            future
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-        }));
-        let outcome = match first {
-            Ok(Poll::Ready(result)) => Ok(result),
-            Ok(Poll::Pending) => return self.spawn_request(id, name, future, permit).await,
-            Err(panic) => Err(panic),
-        };
-        // The permit (limit N) stays with the reader for the next message.
-        let reply = reply_for(&self.conn, id, &name, outcome, max);
-        self.send(reply).await
+        match poll_once(&mut future) {
+            Some(outcome) => Then::Reply(reply_for(
+                &self.conn,
+                id,
+                &name,
+                outcome,
+                self.shared.config.buffer_size,
+            )),
+            None => Then::Request(Pending { id, name, future }),
+        }
     }
 
-    /// Runs a request handler that did not finish at its first poll on in
-    /// a task of its own, with a reply slot in the queue and its permit.
-    async fn spawn_request(
+    /// A request handler still pending after its first poll runs on in
+    /// this task at limit 1 (reading waits), and otherwise in a task of its
+    /// own, with a reply slot in the queue and its permit (limit N).
+    async fn pending_request(
         &mut self,
-        id: RequestId,
-        name: Name,
-        future: impl Future<Output = Result<Payload, HandlerError>> + Send + 'static,
+        pending: Pending<RequestFuture>,
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadEnd> {
+        let Pending { id, name, future } = pending;
+        let max = self.shared.config.buffer_size;
+        if let Mode::Inline = self.mode {
+            let counters = &self.conn.inner.counters;
+            counters.handlers.store(1, Ordering::Relaxed);
+            let handler = abortable(AssertUnwindSafe(future).catch_unwind(), &self.ctx.abort);
+            let (outcome, failed) = self.wire.drive_to_end(handler).await;
+            counters.handlers.store(0, Ordering::Relaxed);
+            if let Some(err) = failed {
+                return Err(ReadEnd::Wire(err));
+            }
+            let reply = match outcome {
+                Some(outcome) => reply_for(&self.conn, id, &name, outcome, max),
+                None => ServerMessage::Shutdown(id),
+            };
+            return self.send(reply).await;
+        }
         let tx = self.conn.inner.tx.clone();
         let slot = match tx.try_reserve_owned() {
             Ok(slot) => slot,
@@ -630,7 +684,6 @@ where
             }
         };
         let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
-        let max = self.shared.config.buffer_size;
         let permit = permit.take();
         conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
         self.spawn(async move {
@@ -646,30 +699,39 @@ where
         Ok(())
     }
 
-    async fn dispatch_signal(
+    /// Runs a signal's handler, as [`dispatch_request`](Self::dispatch_request).
+    fn dispatch_signal(&mut self, signal: Signal) -> Then {
+        let name = signal.name().clone();
+        let ctx = self.ctx.clone();
+        let mut future = Box::pin(async move { ctx.handler.on_signal(&ctx.conn, signal).await });
+        match poll_once(&mut future) {
+            Some(outcome) => {
+                log_signal_panic(&self.conn, &name, outcome);
+                Then::Nothing
+            }
+            None => Then::Signal(Pending {
+                id: RequestId::default(),
+                name,
+                future,
+            }),
+        }
+    }
+
+    /// As [`pending_request`](Self::pending_request), for a signal.
+    async fn pending_signal(
         &mut self,
-        signal: Signal,
+        pending: Pending<SignalFuture>,
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadEnd> {
+        let Pending { name, future, .. } = pending;
         if let Mode::Inline = self.mode {
             let counters = &self.conn.inner.counters;
             counters.handlers.store(1, Ordering::Relaxed);
-            let (ctx, conn) = (&self.ctx, &self.conn);
-            let handler = run_signal(&*ctx.handler, conn, signal, &ctx.abort);
-            let ((), failed) = self.wire.drive_to_end(handler).await;
-            self.conn
-                .inner
-                .counters
-                .handlers
-                .store(0, Ordering::Relaxed);
+            let handler = abortable(AssertUnwindSafe(future).catch_unwind(), &self.ctx.abort);
+            let (outcome, failed) = self.wire.drive_to_end(handler).await;
+            counters.handlers.store(0, Ordering::Relaxed);
+            log_signal_panic(&self.conn, &name, outcome.unwrap_or(Ok(())));
             return failed.map_or(Ok(()), |err| Err(ReadEnd::Wire(err)));
-        }
-        // As for requests: polled once here, a task only if still pending.
-        let ctx = self.ctx.clone();
-        let mut future =
-            Box::pin(async move { run_signal(&*ctx.handler, &ctx.conn, signal, &ctx.abort).await });
-        if (&mut future).now_or_never().is_some() {
-            return Ok(());
         }
         let mut permit = permit.take();
         if let Mode::Unlimited = self.mode {
@@ -688,10 +750,11 @@ where
                 .map_err(ReadEnd::Wire)?
                 .ok();
         }
-        let conn = self.conn.clone();
+        let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
         conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
         self.spawn(async move {
-            future.await;
+            let outcome = abortable(AssertUnwindSafe(future).catch_unwind(), &abort).await;
+            log_signal_panic(&conn, &name, outcome.unwrap_or(Ok(())));
             conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -808,25 +871,20 @@ fn stream_error(err: tokio_websockets::Error) -> DisconnectReason {
     }
 }
 
-/// Runs a request handler and makes its reply (see [`reply_for`]); a
-/// shutdown reply when the handler is dropped at the shutdown deadline.
-async fn run_request<H: Handler>(
-    handler: &H,
-    conn: &Connection,
-    request: Request,
-    abort: &CancellationToken,
-    max: usize,
-) -> ServerMessage {
-    let id = request.id();
-    let name = request.name().clone();
-    match abortable(
-        AssertUnwindSafe(handler.on_request(conn, request)).catch_unwind(),
-        abort,
-    )
-    .await
-    {
-        Some(outcome) => reply_for(conn, id, &name, outcome, max),
-        None => ServerMessage::Shutdown(id),
+/// Polls a handler's future once, catching a panic: `None` while it is
+/// pending (it may be polled again).
+fn poll_once<T>(
+    future: &mut Pin<Box<impl Future<Output = T>>>,
+) -> Option<Result<T, Box<dyn Any + Send>>> {
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    }));
+    match polled {
+        Ok(Poll::Ready(out)) => Some(Ok(out)),
+        Ok(Poll::Pending) => None,
+        Err(panic) => Some(Err(panic)),
     }
 }
 
@@ -867,20 +925,8 @@ fn reply_for(
     message
 }
 
-/// Runs a signal handler; a panic is logged.
-async fn run_signal<H: Handler>(
-    handler: &H,
-    conn: &Connection,
-    signal: Signal,
-    abort: &CancellationToken,
-) {
-    let name = signal.name().clone();
-    let outcome = abortable(
-        AssertUnwindSafe(handler.on_signal(conn, signal)).catch_unwind(),
-        abort,
-    )
-    .await
-    .unwrap_or(Ok(()));
+/// Logs a signal handler's panic.
+fn log_signal_panic(conn: &Connection, name: &Name, outcome: Result<(), Box<dyn Any + Send>>) {
     if let Err(panic) = outcome {
         tracing::error!(connection = %conn.id(), signal = %name, panic = panic_message(&*panic), "signal handler panicked");
     }
@@ -922,7 +968,10 @@ mod tests {
     }
 
     /// Regression: the connection task once held every transport's future
-    /// inline (TLS included), about 6 KiB per idle connection.
+    /// inline (TLS included), about 6 KiB per idle connection; its future
+    /// was 2.6 KiB while `serve` was an `async fn` (its arguments kept) and
+    /// the waiting paths of pending handlers were not boxed. Every idle
+    /// connection holds one.
     #[tokio::test]
     async fn the_connection_task_stays_small() {
         let server = crate::Server::builder(crate::Router::new())
@@ -949,7 +998,7 @@ mod tests {
             accepted(),
         );
         assert!(
-            std::mem::size_of_val(&connection) <= 4096,
+            std::mem::size_of_val(&connection) <= 1536,
             "{}",
             std::mem::size_of_val(&connection)
         );
