@@ -17,7 +17,7 @@ use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 use crate::room::Membership;
 use crate::session::ops::Sessions;
 use crate::session::registry::Slot;
-use crate::wire::Outbound;
+use crate::wire::{Outbound, Outbox};
 use crate::{ConnectionOptions, Session, SessionError, SessionInfo, SessionJsonError, SignalError};
 
 /// A connection's number, unique within its server.
@@ -169,7 +169,7 @@ pub(crate) struct ConnectionInner {
     pub(crate) info: ConnectionInfo,
     pub(crate) options: ConnectionOptions,
     pub(crate) created: SystemTime,
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) outbox: Outbox,
     pub(crate) buffer_size: usize,
     pub(crate) queue_timeout: Duration,
     /// Wakes the connection task when the state changes (a close is asked
@@ -286,11 +286,13 @@ impl Connection {
 
     /// A snapshot of the connection's counters.
     pub fn stats(&self) -> ConnectionStats {
-        let tx = &self.inner.tx;
+        let outbox = &self.inner.outbox;
         let counters = &self.inner.counters;
         ConnectionStats {
-            queued: tx.max_capacity() - tx.capacity(),
-            queue_capacity: tx.max_capacity(),
+            queued: outbox
+                .existing()
+                .map_or(0, |tx| tx.max_capacity() - tx.capacity()),
+            queue_capacity: outbox.capacity(),
             max_queued: counters.max_queued.load(Ordering::Relaxed),
             handlers_running: counters.handlers.load(Ordering::Relaxed),
             messages_received: counters.received.load(Ordering::Relaxed),
@@ -311,13 +313,14 @@ impl Connection {
         payload: impl Into<Payload>,
     ) -> Result<(), SignalError> {
         let message = self.signal_message(name, payload.into())?;
+        let tx = self.sender()?;
         // Room in the queue (the usual case): no timer, no clock read.
-        let message = match self.inner.tx.try_send(message) {
+        let message = match tx.try_send(message) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(SignalError::Closed),
             Err(mpsc::error::TrySendError::Full(message)) => message,
         };
-        match tokio::time::timeout(self.inner.queue_timeout, self.inner.tx.send(message)).await {
+        match tokio::time::timeout(self.inner.queue_timeout, tx.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(SignalError::Closed),
             Err(_) => Err(SignalError::QueueFull),
@@ -374,10 +377,18 @@ impl Connection {
         if self.inner.state.load(Ordering::Acquire) == CLOSED {
             return Err(SignalError::Closed);
         }
-        self.inner.tx.try_send(message).map_err(|err| match err {
+        self.sender()?.try_send(message).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => SignalError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SignalError::Closed,
         })
+    }
+
+    /// The outbound queue's sender (the queue made on first use).
+    pub(crate) fn sender(&self) -> Result<&mpsc::Sender<Outbound>, SignalError> {
+        self.inner
+            .outbox
+            .sender(&self.inner.attention)
+            .ok_or(SignalError::Closed)
     }
 
     pub(crate) fn set_state(&self, state: u8) {
@@ -542,13 +553,12 @@ impl Connection {
         rooms: Arc<crate::room::Rooms>,
         id: u64,
     ) -> (Self, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(2);
         let conn = Self::new(ConnectionInner {
             id: ConnectionId(id),
             info: ConnectionInfo::new(Uri::default(), HeaderMap::new(), None),
             options: ConnectionOptions::new(),
             created: SystemTime::now(),
-            tx,
+            outbox: Outbox::new(2),
             buffer_size: 8192,
             queue_timeout: Duration::from_secs(1),
             attention: AtomicWaker::new(),
@@ -566,6 +576,12 @@ impl Connection {
             rooms: Membership::new(rooms),
             extensions: Mutex::default(),
         });
+        conn.sender().expect("a new connection takes messages");
+        let rx = conn
+            .inner
+            .outbox
+            .take_receiver()
+            .expect("the channel was made");
         (conn, rx)
     }
 }

@@ -41,7 +41,7 @@ use webwire_proto::{
 use crate::connection::{ConnectionInner, Counters, ACTIVE, CLOSED, CLOSING};
 use crate::server::Shared;
 use crate::session::registry::Slot;
-use crate::wire::{Outbound, Wire, WireError, FLUSH_THRESHOLD};
+use crate::wire::{Outbound, Outbox, Wire, WireError, FLUSH_THRESHOLD};
 use crate::{
     Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
     Handler, HandlerError, RequestError,
@@ -149,13 +149,12 @@ where
         .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
         .serve(io);
 
-    let (tx, rx) = mpsc::channel(config.queue_capacity);
     let conn = Connection::new(ConnectionInner {
         id: ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed)),
         info,
         options,
         created: SystemTime::now(),
-        tx,
+        outbox: Outbox::new(config.queue_capacity),
         buffer_size: config.buffer_size,
         queue_timeout: config.queue_timeout,
         attention: AtomicWaker::new(),
@@ -167,7 +166,7 @@ where
         rooms: crate::room::Membership::new(shared.rooms.clone()),
         extensions: Mutex::default(),
     });
-    let mut wire = Wire::new(ws, rx, conn.inner.clone(), config.queue_timeout);
+    let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
     let _ = wire.send_frame_now(shared.accept_conf.clone());
@@ -670,8 +669,10 @@ where
             };
             return self.send(reply).await;
         }
-        let tx = self.conn.inner.tx.clone();
-        let slot = match tx.try_reserve_owned() {
+        let Ok(tx) = self.conn.sender() else {
+            return Err(ReadEnd::Reason(self.drained_reason()));
+        };
+        let slot = match tx.clone().try_reserve_owned() {
             Ok(slot) => slot,
             Err(mpsc::error::TrySendError::Full(tx)) => self
                 .wire
@@ -800,6 +801,7 @@ where
                 Err(_) => {}
             }
         }
+        self.wire.close_queue();
         tracing::trace!(connection = %self.conn.id(), ?wire_end, "closing");
         // Close the socket, then wait for the handlers still running (their
         // replies have nowhere to go now).

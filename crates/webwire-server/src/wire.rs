@@ -12,11 +12,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -48,6 +49,94 @@ pub(crate) enum Outbound {
     Frame(Bytes),
 }
 
+/// The sending side of a connection's outbound queue. The channel (tokio
+/// allocates its storage with it: 1.5 KiB with the entries' first block)
+/// is made when the first message is queued: a connection nobody sends to
+/// holds none.
+pub(crate) struct Outbox {
+    capacity: usize,
+    tx: OnceLock<mpsc::Sender<Outbound>>,
+    /// Made and closed under this lock, so that no channel is made once
+    /// the connection task has stopped taking from it.
+    state: Mutex<OutboxState>,
+}
+
+struct OutboxState {
+    /// The receiving side, until the connection task takes it.
+    rx: Option<mpsc::Receiver<Outbound>>,
+    closed: bool,
+}
+
+impl Outbox {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            tx: OnceLock::new(),
+            state: Mutex::new(OutboxState {
+                rx: None,
+                closed: false,
+            }),
+        }
+    }
+
+    /// The queue's sender, the channel made if need be (the connection
+    /// task, woken through `task`, takes its receiver); `None` once the
+    /// connection takes no more messages.
+    pub(crate) fn sender(&self, task: &AtomicWaker) -> Option<&mpsc::Sender<Outbound>> {
+        if let Some(tx) = self.tx.get() {
+            return Some(tx);
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.closed {
+            return None;
+        }
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(self.capacity);
+            state.rx = Some(rx);
+            tx
+        });
+        drop(state);
+        task.wake();
+        Some(tx)
+    }
+
+    /// The sender, if the channel was made.
+    pub(crate) fn existing(&self) -> Option<&mpsc::Sender<Outbound>> {
+        self.tx.get()
+    }
+
+    /// The queue's capacity.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The receiver, for the connection task, once the channel exists.
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<Outbound>> {
+        self.tx.get()?;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rx
+            .take()
+    }
+
+    /// No channel is made from now on, and one not taken yet is closed.
+    fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.closed = true;
+        state.rx = None;
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("capacity", &self.capacity)
+            .field("made", &self.tx.get().is_some())
+            .finish()
+    }
+}
+
 /// Why the socket can no longer be written.
 #[derive(Debug)]
 pub(crate) enum WireError {
@@ -73,7 +162,9 @@ impl From<tokio_websockets::Error> for WireError {
 /// The socket and the queue, used by the connection task alone.
 pub(crate) struct Wire<Io> {
     ws: WebSocketStream<Io>,
-    rx: mpsc::Receiver<Outbound>,
+    /// The queue's receiver, taken from the connection's `Outbox` once the
+    /// channel exists.
+    rx: Option<mpsc::Receiver<Outbound>>,
     conn: Arc<ConnectionInner>,
     /// Where messages are encoded; frames are split off it and it is
     /// reused in place once they have been written.
@@ -106,13 +197,12 @@ where
 {
     pub(crate) fn new(
         ws: WebSocketStream<Io>,
-        rx: mpsc::Receiver<Outbound>,
         conn: Arc<ConnectionInner>,
         stall_timeout: Duration,
     ) -> Self {
         Self {
             ws,
-            rx,
+            rx: None,
             conn,
             buf: BytesMut::new(),
             big: false,
@@ -148,22 +238,43 @@ where
     }
 
     /// Whether something is queued.
-    pub(crate) fn has_queued(&self) -> bool {
-        !self.rx.is_empty()
+    pub(crate) fn has_queued(&mut self) -> bool {
+        self.receiver().is_some_and(|rx| !rx.is_empty())
+    }
+
+    /// The queue's receiver, if the channel was made.
+    fn receiver(&mut self) -> Option<&mut mpsc::Receiver<Outbound>> {
+        if self.rx.is_none() {
+            self.rx = self.conn.outbox.take_receiver();
+        }
+        self.rx.as_mut()
+    }
+
+    /// Stops taking queued messages: senders fail from now on.
+    pub(crate) fn close_queue(&mut self) {
+        self.conn.outbox.close();
+        if let Some(rx) = &mut self.rx {
+            rx.close();
+        }
     }
 
     /// Writes what is queued and flushes. `Ready(Ok)` once the queue is
     /// empty and every frame written; `Pending` while the socket is full
     /// (the task is woken when it takes more, or when something is queued).
     pub(crate) fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WireError>> {
+        if self.receiver().is_none() {
+            // Woken when the channel is made.
+            self.conn.attention.register(cx.waker());
+        }
         let mut first = true;
-        loop {
+        while self.receiver().is_some() {
             ready!(self.poll_ready(cx, false))?;
-            match self.rx.poll_recv(cx) {
+            let Some(rx) = self.rx.as_mut() else { break };
+            match rx.poll_recv(cx) {
                 Poll::Ready(Some(item)) => {
                     if first {
                         first = false;
-                        let depth = 1 + self.rx.len();
+                        let depth = 1 + rx.len();
                         self.conn
                             .counters
                             .max_queued
@@ -193,9 +304,9 @@ where
     pub(crate) async fn send_queued(&mut self) -> Result<(), WireError> {
         loop {
             std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
-            match self.rx.try_recv() {
-                Ok(item) => self.feed(item)?,
-                Err(_) => return Ok(()),
+            match self.receiver().map(|rx| rx.try_recv()) {
+                Some(Ok(item)) => self.feed(item)?,
+                _ => return Ok(()),
             }
         }
     }
@@ -326,7 +437,7 @@ where
                 // An idle connection keeps no large buffer (a split-off
                 // buffer holds on to its whole allocation, however little
                 // is left).
-                if self.big && self.rx.is_empty() {
+                if self.big && self.rx.as_ref().is_none_or(|rx| rx.is_empty()) {
                     self.buf = BytesMut::new();
                     self.big = false;
                 }
@@ -356,7 +467,7 @@ where
             timer.as_mut().reset(Instant::now() + timeout);
         }
         while timer.as_mut().poll(cx).is_ready() {
-            if urgent || self.rx.capacity() == 0 {
+            if urgent || self.rx.as_ref().is_some_and(|rx| rx.capacity() == 0) {
                 return Err(WireError::Stalled);
             }
             timer.as_mut().reset(Instant::now() + timeout);
@@ -404,5 +515,48 @@ where
             self.ws.start_send_unpin(message)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_channel_is_made_on_first_use_and_never_after_closing() {
+        let task = AtomicWaker::new();
+        let outbox = Outbox::new(4);
+        assert!(outbox.existing().is_none());
+        assert!(outbox.take_receiver().is_none());
+
+        let tx = outbox.sender(&task).expect("open");
+        tx.try_send(Outbound::Frame(Bytes::from_static(b"x")))
+            .unwrap();
+        assert!(outbox.existing().is_some());
+        let mut rx = outbox.take_receiver().expect("made");
+        assert!(outbox.take_receiver().is_none(), "taken once");
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(_))));
+
+        // Closing while the receiver was taken: the task closes it.
+        outbox.close();
+        rx.close();
+        assert!(outbox.sender(&task).unwrap().try_send(frame()).is_err());
+
+        // Closed before anything was sent: no channel is made at all.
+        let outbox = Outbox::new(4);
+        outbox.close();
+        assert!(outbox.sender(&task).is_none());
+        assert!(outbox.existing().is_none());
+
+        // Made but not taken when closed: its receiver is dropped.
+        let outbox = Outbox::new(4);
+        let tx = outbox.sender(&task).unwrap().clone();
+        outbox.close();
+        assert!(tx.try_send(frame()).is_err());
+        assert!(outbox.take_receiver().is_none());
+    }
+
+    fn frame() -> Outbound {
+        Outbound::Frame(Bytes::from_static(b"x"))
     }
 }

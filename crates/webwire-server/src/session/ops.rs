@@ -133,12 +133,14 @@ impl Sessions {
         precheck(conn)?;
         // Room for the notification first: from the claim to the queued
         // notification nothing waits.
-        let permit =
-            match tokio::time::timeout(conn.inner.queue_timeout, conn.inner.tx.reserve()).await {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) => return Err(SessionError::ConnectionClosed),
-                Err(_) => return Err(SessionError::QueueFull),
-            };
+        let Ok(tx) = conn.sender() else {
+            return Err(SessionError::ConnectionClosed);
+        };
+        let permit = match tokio::time::timeout(conn.inner.queue_timeout, tx.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(SessionError::ConnectionClosed),
+            Err(_) => return Err(SessionError::QueueFull),
+        };
         let claim = Claim::new(conn)?;
         let key = self.keys.generate();
         if !is_valid_key(key.as_bytes()) {
@@ -408,7 +410,10 @@ async fn send_closed(conn: &Connection) -> Result<(), SessionError> {
         return Ok(());
     }
     let message = Outbound::Message(Box::new(ServerMessage::SessionClosed));
-    match tokio::time::timeout(conn.inner.queue_timeout, conn.inner.tx.send(message)).await {
+    let Ok(tx) = conn.sender() else {
+        return Ok(());
+    };
+    match tokio::time::timeout(conn.inner.queue_timeout, tx.send(message)).await {
         Ok(_) => Ok(()),
         Err(_) => Err(SessionError::QueueFull),
     }
