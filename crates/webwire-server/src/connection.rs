@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -11,9 +11,9 @@ use futures_util::task::AtomicWaker;
 use http::{HeaderMap, Uri};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 
+use crate::headers::StoredHeaders;
 use crate::room::Membership;
 use crate::session::ops::Sessions;
 use crate::session::registry::Slot;
@@ -90,7 +90,7 @@ impl fmt::Display for ConnectionId {
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     uri: Uri,
-    headers: HeaderMap,
+    headers: StoredHeaders,
     remote_addr: Option<SocketAddr>,
 }
 
@@ -99,7 +99,21 @@ impl ConnectionInfo {
     pub fn new(uri: Uri, headers: HeaderMap, remote_addr: Option<SocketAddr>) -> Self {
         Self {
             uri,
-            headers,
+            headers: StoredHeaders::from_map(headers),
+            remote_addr,
+        }
+    }
+
+    /// Information kept from an upgrade request: the headers packed in one
+    /// allocation until [`headers`](Self::headers) is first called.
+    pub(crate) fn from_upgrade(
+        uri: Uri,
+        headers: &HeaderMap,
+        remote_addr: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            uri,
+            headers: StoredHeaders::packed(headers),
             remote_addr,
         }
     }
@@ -111,7 +125,7 @@ impl ConnectionInfo {
 
     /// The request's headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.headers.get()
     }
 
     /// The client's address, when known (always in standalone mode; in an
@@ -176,8 +190,10 @@ pub(crate) struct ConnectionInner {
     /// for, the server shuts down): cheaper than a cancellation token,
     /// which takes a lock on every poll.
     pub(crate) attention: AtomicWaker,
-    /// Cancelled when the connection has ended and its disconnect hook returned.
-    pub(crate) done: CancellationToken,
+    /// Set, and waiters woken, when the connection has ended and its
+    /// disconnect hook returned (inline: a cancellation token would be
+    /// one more allocation per connection).
+    pub(crate) done: Done,
     pub(crate) state: AtomicU8,
     pub(crate) counters: Counters,
     /// The server's sessions.
@@ -188,6 +204,30 @@ pub(crate) struct ConnectionInner {
     pub(crate) rooms: Membership,
     /// The application's data (see [`Connection::extensions`]).
     pub(crate) extensions: Mutex<http::Extensions>,
+}
+
+/// A flag set once, with waiters.
+#[derive(Debug, Default)]
+pub(crate) struct Done {
+    set: AtomicBool,
+    waiters: tokio::sync::Notify,
+}
+
+impl Done {
+    pub(crate) fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.waiters.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        let notified = self.waiters.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: a `set` in between wakes it.
+        notified.as_mut().enable();
+        if !self.set.load(Ordering::Acquire) {
+            notified.await;
+        }
+    }
 }
 
 /// A connected client: cheap to clone (`Arc`), `Send + Sync`.
@@ -350,7 +390,7 @@ impl Connection {
 
     /// Waits until the connection has ended and its disconnect hook returned.
     pub async fn closed(&self) {
-        self.inner.done.cancelled().await;
+        self.inner.done.wait().await;
     }
 
     fn signal_message(
@@ -562,7 +602,7 @@ impl Connection {
             buffer_size: 8192,
             queue_timeout: Duration::from_secs(1),
             attention: AtomicWaker::new(),
-            done: CancellationToken::new(),
+            done: Done::default(),
             state: ACTIVE.into(),
             counters: Counters::default(),
             sessions: Arc::new(Sessions::new(
@@ -641,5 +681,30 @@ impl IntoName for &'static str {
 impl IntoName for String {
     fn into_name(self) -> Result<Name, ValueError> {
         Name::try_from(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closed_waits_for_the_end_and_returns_at_once_after_it() {
+        let conn = Connection::detached();
+        let waiter = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.closed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        conn.inner.done.set();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        // Already ended: no waiting.
+        tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .expect("at once");
     }
 }

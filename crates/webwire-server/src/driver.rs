@@ -38,7 +38,7 @@ use webwire_proto::{
     ClientMessage, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
-use crate::connection::{ConnectionInner, Counters, ACTIVE, CLOSED, CLOSING};
+use crate::connection::{ConnectionInner, Counters, Done, ACTIVE, CLOSED, CLOSING};
 use crate::server::Shared;
 use crate::session::registry::Slot;
 use crate::wire::{Outbound, Outbox, Wire, WireError, FLUSH_THRESHOLD};
@@ -158,7 +158,7 @@ where
         buffer_size: config.buffer_size,
         queue_timeout: config.queue_timeout,
         attention: AtomicWaker::new(),
-        done: CancellationToken::new(),
+        done: Done::default(),
         state: ACTIVE.into(),
         counters: Counters::default(),
         sessions: shared.sessions.clone(),
@@ -216,7 +216,7 @@ where
         if let Err(panic) = Box::pin(hook).await {
             tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "disconnect hook panicked");
         }
-        conn.inner.done.cancel();
+        conn.inner.done.set();
     }
 }
 

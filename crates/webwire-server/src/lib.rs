@@ -14,7 +14,7 @@
 //!   original defaults, validated when built).
 //! - `listener`, `tls`: standalone mode ([`Listener`], [`TlsConfig`]).
 //! - `service`: headless mode ([`WebwireService`]).
-//! - `upgrade`, `origin`, `options`: the HTTP upgrade: handshake checks,
+//! - `upgrade`, `origin`, `options`, `headers`: the HTTP upgrade: handshake checks,
 //!   [`OriginPolicy`], the connection limit, the before-upgrade hook
 //!   ([`ConnectionOptions`], [`Concurrency`], [`Refusal`]).
 //! - `connection`: [`Connection`], the handle of one client, with its
@@ -76,6 +76,7 @@ mod driver;
 mod error;
 mod extract;
 mod handler;
+mod headers;
 mod listener;
 mod options;
 mod origin;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
@@ -61,9 +61,9 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
         );
         return status(StatusCode::INTERNAL_SERVER_ERROR, "upgrades not supported");
     };
-    let info = ConnectionInfo::new(
+    let info = ConnectionInfo::from_upgrade(
         detach_uri(request.uri()),
-        detach_headers(request.headers()),
+        request.headers(),
         remote_addr(&request),
     );
     let options = match &shared.before_upgrade {
@@ -198,25 +198,6 @@ fn detach_uri(uri: &http::Uri) -> http::Uri {
     http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
-/// The headers in an allocation of their own (see [`detach_uri`]): the
-/// values are copied into one buffer and each is a slice of it, so a
-/// connection holds one block for them, not one per header.
-fn detach_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut values = BytesMut::with_capacity(headers.values().map(HeaderValue::len).sum());
-    for value in headers.values() {
-        values.extend_from_slice(value.as_bytes());
-    }
-    let mut values = values.freeze();
-    let mut detached = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let mut copy = HeaderValue::from_maybe_shared(values.split_to(value.len()))
-            .unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        detached.append(name.clone(), copy);
-    }
-    detached
-}
-
 fn remote_addr<B>(request: &Request<B>) -> Option<SocketAddr> {
     if let Some(RemoteAddr(addr)) = request.extensions().get::<RemoteAddr>() {
         return Some(*addr);
@@ -260,24 +241,5 @@ mod tests {
         headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         assert!(header_has_token(&headers, &CONNECTION, "upgrade"));
         assert!(!header_has_token(&headers, &UPGRADE, "websocket"));
-    }
-
-    #[test]
-    fn detached_headers_are_equal_and_own_their_bytes() {
-        let mut headers = HeaderMap::new();
-        headers.append(CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.append("x-multi", HeaderValue::from_static("one"));
-        headers.append("x-multi", HeaderValue::from_static(""));
-        headers.append("x-multi", HeaderValue::from_static("three"));
-        let mut secret = HeaderValue::from_static("token");
-        secret.set_sensitive(true);
-        headers.append(http::header::AUTHORIZATION, secret);
-
-        let detached = detach_headers(&headers);
-        assert_eq!(detached, headers);
-        let multi: Vec<_> = detached.get_all("x-multi").iter().collect();
-        assert_eq!(multi, ["one", "", "three"]);
-        assert!(detached[http::header::AUTHORIZATION].is_sensitive());
-        assert!(detach_headers(&HeaderMap::new()).is_empty());
     }
 }
