@@ -375,13 +375,19 @@ where
                         Err(_) => {
                             let semaphore = semaphore.clone();
                             let (wire, inner) = (&mut self.wire, &self.conn.inner);
-                            tokio::select! {
-                                biased;
-                                p = wire.drive(semaphore.acquire_owned()) => match p {
-                                    Ok(p) => permit = p.ok(),
-                                    Err(err) => return ReadEnd::Wire(err),
-                                },
-                                () = attention(inner, &self.shared, false) => {}
+                            // Boxed: waiting for a permit is the rarer case.
+                            let acquired = Box::pin(async {
+                                tokio::select! {
+                                    biased;
+                                    p = wire.drive(semaphore.acquire_owned()) => Some(p),
+                                    () = attention(inner, &self.shared, false) => None,
+                                }
+                            })
+                            .await;
+                            match acquired {
+                                Some(Ok(p)) => permit = p.ok(),
+                                Some(Err(err)) => return ReadEnd::Wire(err),
+                                None => {}
                             }
                             continue;
                         }
@@ -426,8 +432,15 @@ where
                     .store(received, Ordering::Relaxed);
                 let data = Bytes::from(message.into_payload());
                 let done = match self.on_message(data) {
-                    // The usual case: a handler that finished at once.
-                    Ok(Then::Reply(reply)) => self.send(reply).await,
+                    // The usual case: a handler that finished at once, its
+                    // reply written without waiting; the rare wait is boxed,
+                    // so that its future does not make every idle
+                    // connection's larger.
+                    Ok(Then::Reply(reply)) => match self.wire.send_now(reply) {
+                        Ok(None) => Ok(()),
+                        Ok(Some(reply)) => Box::pin(self.send(reply)).await,
+                        Err(err) => Err(ReadEnd::Wire(err)),
+                    },
                     Ok(Then::Nothing) if self.wire.has_queued() => {
                         // What a signal's handler sent (an answer, often)
                         // goes with this batch rather than after the last

@@ -299,6 +299,31 @@ where
         self.encode_and_feed(&message)
     }
 
+    /// Sends one of the task's own messages if that needs no waiting:
+    /// nothing is queued before it and the stream has room (the usual
+    /// case, with no future to poll). Otherwise the message comes back,
+    /// for [`send`](Self::send).
+    pub(crate) fn send_now(
+        &mut self,
+        message: ServerMessage,
+    ) -> Result<Option<ServerMessage>, WireError> {
+        if self.batch_bytes >= FLUSH_THRESHOLD || self.has_queued() {
+            return Ok(Some(message));
+        }
+        match self
+            .ws
+            .poll_ready_unpin(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Ok(())) => {
+                self.stall.armed = false;
+                self.encode_and_feed(&message)?;
+                Ok(None)
+            }
+            Poll::Ready(Err(err)) => Err(err.into()),
+            Poll::Pending => Ok(Some(message)),
+        }
+    }
+
     /// Gives the stream everything queued, without flushing (the flush
     /// comes at the end of the batch).
     pub(crate) async fn send_queued(&mut self) -> Result<(), WireError> {
