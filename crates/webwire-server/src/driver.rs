@@ -363,8 +363,9 @@ where
                     return ReadEnd::Reason(self.drained_reason());
                 }
                 match self.wire.arrived() {
-                    Some(Some(message)) => Some(message),
-                    _ => return ReadEnd::Reason(self.drained_reason()),
+                    // Handled below (the end of the stream too).
+                    Some(message) => message,
+                    None => return ReadEnd::Reason(self.drained_reason()),
                 }
             } else {
                 if let (Mode::Limited(semaphore), None, false) =

@@ -267,9 +267,9 @@ pub enum DisconnectReason {
     },
     /// The client broke the WebSocket protocol (RFC 6455).
     WebSocketError(String),
-    /// The client stopped reading: its socket took nothing for the queue
-    /// timeout while the server waited to write a reply, or while the
-    /// outbound queue was full.
+    /// The client stopped reading: a write the server waited for (a reply)
+    /// did not complete within the queue timeout, or the outbound queue
+    /// stayed full that long while the socket took no more.
     QueueStalled,
     /// The transport failed (reset, broken pipe, TLS error).
     ConnectionLost(String),
@@ -317,9 +317,9 @@ impl fmt::Display for DisconnectReason {
                 "message of {len} bytes exceeds the message buffer size of {max} bytes"
             ),
             Self::WebSocketError(err) => write!(f, "WebSocket protocol error: {err}"),
-            Self::QueueStalled => {
-                f.write_str("the client stopped reading (nothing written for the queue timeout)")
-            }
+            Self::QueueStalled => f.write_str(
+                "the client stopped reading (a write did not complete within the queue timeout)",
+            ),
             Self::ConnectionLost(err) => write!(f, "connection lost: {err}"),
         }
     }

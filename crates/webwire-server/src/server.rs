@@ -568,9 +568,9 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
-    /// A connection is closed when its client stops reading this long: its
-    /// socket takes nothing while the server waits to write to it (a reply)
-    /// or while its outbound queue is full. [`Connection::signal`] waits at
+    /// A connection is closed when its client stops reading for this long:
+    /// a write the server waits for (a reply) does not complete, or its
+    /// outbound queue stays full while the socket takes no more. [`Connection::signal`] waits at
     /// most this long for room. Default 10 s.
     pub fn queue_timeout(mut self, timeout: Duration) -> Self {
         self.config.queue_timeout = timeout;

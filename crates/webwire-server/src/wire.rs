@@ -189,6 +189,8 @@ struct Stall {
     timeout: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// Armed while the task itself waited to write.
+    urgent: bool,
 }
 
 impl<Io> Wire<Io>
@@ -213,6 +215,7 @@ where
                 timeout: stall_timeout,
                 timer: None,
                 armed: false,
+                urgent: false,
             },
         }
     }
@@ -285,6 +288,9 @@ where
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
+        // Always, even with nothing of ours: the stream may hold frames
+        // of its own (a pong) whose write was last tried by `arrived`,
+        // which registered no waker.
         self.poll_flush(cx, false)
     }
 
@@ -327,6 +333,13 @@ where
     /// Gives the stream everything queued, without flushing (the flush
     /// comes at the end of the batch).
     pub(crate) async fn send_queued(&mut self) -> Result<(), WireError> {
+        if let Some(rx) = self.receiver() {
+            let depth = rx.len();
+            self.conn
+                .counters
+                .max_queued
+                .fetch_max(depth, Ordering::Relaxed);
+        }
         loop {
             std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
             match self.receiver().map(|rx| rx.try_recv()) {
@@ -355,7 +368,11 @@ where
         };
         if !closing {
             std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
-            self.hand_over()?;
+            match self.hand_over() {
+                Ok(()) => {}
+                Err(WireError::Closed) => return self.flush().await,
+                Err(err) => return Err(err),
+            }
             match self.ws.start_send_unpin(Message::close(Some(code), reason)) {
                 Ok(()) => self.unflushed += 1,
                 Err(tokio_websockets::Error::AlreadyClosed) => {}
@@ -366,9 +383,15 @@ where
     }
 
     /// Writes what the stream holds (its own frames too, such as the
-    /// answer to a client's close frame).
+    /// answer to a client's close frame). Frames of ours that a closing
+    /// stream refuses are dropped (a client that sent its close frame
+    /// takes no more messages), and what the stream holds is still written.
     pub(crate) async fn flush(&mut self) -> Result<(), WireError> {
-        std::future::poll_fn(|cx| self.poll_flush_all(cx, true)).await
+        match self.hand_over() {
+            Ok(()) | Err(WireError::Closed) => {}
+            Err(err) => return Err(err),
+        }
+        std::future::poll_fn(|cx| self.poll_flush(cx, true)).await
     }
 
     /// Runs `future` while writing what is queued, so that a handler
@@ -437,20 +460,11 @@ where
         }
     }
 
-    /// Flushes the messages given to the stream, if there are any.
     fn poll_flush(&mut self, cx: &mut Context<'_>, urgent: bool) -> Poll<Result<(), WireError>> {
-        if self.unflushed == 0 {
-            return Poll::Ready(Ok(()));
+        match self.hand_over() {
+            Ok(()) | Err(WireError::Closed) => {}
+            Err(err) => return Poll::Ready(Err(err)),
         }
-        self.poll_flush_all(cx, urgent)
-    }
-
-    fn poll_flush_all(
-        &mut self,
-        cx: &mut Context<'_>,
-        urgent: bool,
-    ) -> Poll<Result<(), WireError>> {
-        self.hand_over()?;
         match self.ws.poll_flush_unpin(cx) {
             Poll::Ready(Ok(())) => {
                 self.conn
@@ -487,8 +501,11 @@ where
             .stall
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        if !self.stall.armed {
+        // The timeout counts from when the task began to wait for this
+        // write, not from an earlier wait that was not its own.
+        if !self.stall.armed || (urgent && !self.stall.urgent) {
             self.stall.armed = true;
+            self.stall.urgent = urgent;
             timer.as_mut().reset(Instant::now() + timeout);
         }
         while timer.as_mut().poll(cx).is_ready() {
@@ -536,8 +553,13 @@ where
     /// Gives the batch to the stream.
     fn hand_over(&mut self) -> Result<(), WireError> {
         self.batch_bytes = 0;
-        for message in self.batch.drain(..) {
-            self.ws.start_send_unpin(message)?;
+        let mut batch = self.batch.drain(..);
+        for message in batch.by_ref() {
+            if let Err(err) = self.ws.start_send_unpin(message) {
+                // Not written, not to be counted: this one and the rest.
+                self.unflushed -= 1 + batch.len() as u64;
+                return Err(err.into());
+            }
         }
         Ok(())
     }

@@ -171,6 +171,50 @@ async fn fragments_are_reassembled_and_pings_answered() {
     server.stop().await;
 }
 
+/// Requests and the client's close frame in one read: the server's replies
+/// for that batch are not yet written when the close frame is read (a
+/// closing stream takes no more data frames), but the close handshake
+/// still completes: the client gets its close code back, not an abrupt end.
+#[tokio::test]
+async fn requests_arriving_with_the_close_frame_still_end_with_a_clean_close() {
+    let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
+    let server = TestServer::start(Server::builder(echo_router(reasons_tx))).await;
+    for round in 0..20 {
+        let mut client = server.connect().await;
+        let mut messages = Vec::new();
+        for _ in 0..8 {
+            let id = client.next_id();
+            let request =
+                webwire_proto::Request::new(id, "echo".try_into().unwrap(), Payload::utf8("x"))
+                    .unwrap();
+            messages.push(Message::binary(
+                webwire_proto::ClientMessage::Request(request).to_bytes(),
+            ));
+        }
+        messages.push(Message::close(
+            Some(tokio_websockets::CloseCode::NORMAL_CLOSURE),
+            "bye",
+        ));
+        client.send_together(messages).await;
+        assert_eq!(client.closed().await, Some(1000), "round {round}");
+        assert!(matches!(
+            within("reason", reasons.recv()).await,
+            Some(DisconnectReason::ClientClosed {
+                code: Some(1000),
+                ..
+            })
+        ));
+    }
+    // The server goes on.
+    let mut client = server.connect().await;
+    assert_eq!(
+        reply_text(&client.request("echo", Payload::utf8("still")).await),
+        "still"
+    );
+    client.close().await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_silent_client_is_closed_after_the_read_timeout() {
     let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
@@ -382,4 +426,40 @@ async fn a_client_that_does_not_read_cannot_grow_the_server() {
     eventually("unregistered", || server.server.connection_count() == 0).await;
     drop(client);
     server.stop().await;
+}
+
+/// A handler's signals go out before its reply, and the connection's
+/// counters see them queued, whatever the concurrency limit.
+#[tokio::test]
+async fn signals_queued_by_a_handler_go_before_its_reply_and_are_counted() {
+    for concurrency in [Concurrency::limited(1), Concurrency::Unlimited] {
+        let router = Router::new().request("five", |conn: Connection, _: Payload| async move {
+            for i in 0..5 {
+                conn.try_signal("progress", Payload::utf8(i.to_string()))
+                    .unwrap();
+            }
+            Ok::<_, RequestError>("done")
+        });
+        let server = TestServer::start(Server::builder(router).concurrency(concurrency)).await;
+        let mut client = server.connect().await;
+        eventually("connected", || server.server.connection_count() == 1).await;
+        let conn = server.server.connections().remove(0);
+        let before = conn.stats().messages_sent;
+
+        client.send_request("five", Payload::utf8("")).await;
+        for i in 0..5 {
+            match client.recv().await {
+                ServerMessage::Signal(signal) => {
+                    assert_eq!(signal.payload().to_text().unwrap(), i.to_string());
+                }
+                other => panic!("{concurrency:?}: expected signal {i} first, got {other:?}"),
+            }
+        }
+        assert_eq!(reply_text(&client.recv().await), "done");
+        let stats = conn.stats();
+        assert_eq!(stats.max_queued, 5, "{concurrency:?}");
+        assert_eq!(stats.messages_sent - before, 6, "{concurrency:?}");
+        client.close().await;
+        server.stop().await;
+    }
 }

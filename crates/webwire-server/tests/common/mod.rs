@@ -170,6 +170,14 @@ impl TestClient {
         within("send", self.ws.send(message)).await.expect("send");
     }
 
+    /// Sends several WebSocket messages in one write (they arrive together).
+    pub async fn send_together(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            within("feed", self.ws.feed(message)).await.expect("feed");
+        }
+        within("flush", self.ws.flush()).await.expect("flush");
+    }
+
     pub async fn send(&mut self, message: ClientMessage) {
         self.send_raw(message.to_bytes()).await;
     }
