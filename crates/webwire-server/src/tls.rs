@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
@@ -45,7 +46,7 @@ impl TlsConfig {
 
     /// A certificate chain and private key given as PEM text.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, ServerError> {
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<_, _>>()
             .map_err(|err| ServerError::Tls(format!("reading the certificate PEM: {err}")))?;
         if certs.is_empty() {
@@ -53,9 +54,13 @@ impl TlsConfig {
                 "no certificate in the certificate PEM".into(),
             ));
         }
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-            .map_err(|err| ServerError::Tls(format!("reading the key PEM: {err}")))?
-            .ok_or_else(|| ServerError::Tls("no private key in the key PEM".into()))?;
+        let key = match PrivateKeyDer::from_pem_slice(key_pem) {
+            Ok(key) => key,
+            Err(pem::Error::NoItemsFound) => {
+                return Err(ServerError::Tls("no private key in the key PEM".into()))
+            }
+            Err(err) => return Err(ServerError::Tls(format!("reading the key PEM: {err}"))),
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -82,4 +82,23 @@ fn bad_certificates_are_clear_errors() {
         Err(ServerError::Tls(reason)) => assert!(reason.contains("no private key"), "{reason}"),
         other => panic!("expected a TLS error, got {other:?}"),
     }
+    let bad_key = b"-----BEGIN PRIVATE KEY-----\n!!not base64!!\n-----END PRIVATE KEY-----\n";
+    match TlsConfig::from_pem(cert.cert.pem().as_bytes(), bad_key) {
+        Err(ServerError::Tls(reason)) => {
+            assert!(reason.contains("reading the key PEM"), "{reason}")
+        }
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    let unterminated = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
+    match TlsConfig::from_pem(unterminated, cert.signing_key.serialize_pem().as_bytes()) {
+        Err(ServerError::Tls(reason)) => {
+            assert!(reason.contains("reading the certificate PEM"), "{reason}")
+        }
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    let good = TlsConfig::from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    );
+    assert!(good.is_ok(), "{good:?}");
 }
