@@ -60,6 +60,11 @@
 //!
 //! [webwire]: https://github.com/qbeon/webwire-go
 
+// The README is what crates.io shows; its examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod client;
 mod config;
 mod connection;

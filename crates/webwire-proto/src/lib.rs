@@ -53,6 +53,11 @@
 //! [`Bytes`]: bytes::Bytes
 //! [`BytesMut`]: bytes::BytesMut
 
+// The README is what crates.io shows; its examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod error;
 mod message;
 mod message_type;

@@ -50,6 +50,11 @@
 //! The integration tests (`tests/`) start their own `redis-server`; see
 //! `tests/common/mod.rs`.
 
+// The README is what crates.io shows; its examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod cluster;
 mod config;
 mod error;

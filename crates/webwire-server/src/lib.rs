@@ -7,6 +7,18 @@
 //! ([`Server::bind`], optionally with TLS) or mounts into an existing axum
 //! or hyper application as a tower service ([`Server::service`]).
 //!
+//! # Where sessions are kept
+//!
+//! Unless told otherwise, the server keeps sessions as the original Go
+//! server does: one file per session in a `webwire-sessions/` folder of the
+//! working directory (as it is when the server is built), created on the
+//! first session, so that a restarted server still restores them. The
+//! folder is logged at INFO when the server is built. Choose another store
+//! with [`ServerBuilder::session_manager`]: a [`FileSessionManager`]
+//! elsewhere, a [`MemorySessionManager`] (sessions end with the process),
+//! or `webwire-redis` for sessions shared by several nodes; or turn
+//! sessions off with [`ServerBuilder::sessions_enabled`].
+//!
 //! # Layout
 //!
 //! - `server`: [`Server`] (the cheap-to-clone handle: connections,
@@ -68,6 +80,11 @@
 //! ```
 //!
 //! [webwire]: https://github.com/qbeon/webwire-go
+
+// The README is what crates.io shows; its examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod cluster;
 mod config;

@@ -708,7 +708,7 @@ impl<H: Handler> ServerBuilder<H> {
             config
                 .session_manager
                 .clone()
-                .unwrap_or_else(|| Arc::new(FileSessionManager::new(default_session_dir()))),
+                .unwrap_or_else(|| default_session_manager(config.sessions_enabled)),
             config
                 .session_keys
                 .clone()
@@ -763,4 +763,19 @@ impl<H> fmt::Debug for ServerBuilder<H> {
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
+}
+
+/// The session manager used when the application chose none: files in
+/// `webwire-sessions` under the current directory, as in the original. The
+/// folder is logged, since a server that writes into its working directory
+/// should say where.
+fn default_session_manager(sessions_enabled: bool) -> Arc<dyn SessionManager> {
+    let dir = default_session_dir();
+    if sessions_enabled {
+        tracing::info!(
+            folder = %dir.display(),
+            "sessions are kept in files in this folder (the default; choose another store with ServerBuilder::session_manager)"
+        );
+    }
+    Arc::new(FileSessionManager::new(dir))
 }
