@@ -23,13 +23,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Installs Debian packages that are not there yet.
+# Installs Debian packages whose command is not there yet. Each argument
+# is PACKAGE:COMMAND; a command already on PATH (installed some other way)
+# needs no package, so machines without apt-get run the tests too.
 apt_install() {
     local missing=()
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    for spec in "$@"; do
+        local pkg=${spec%%:*} cmd=${spec#*:}
+        command -v "$cmd" >/dev/null 2>&1 && continue
+        dpkg -s "$pkg" >/dev/null 2>&1 && continue
+        missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "no apt-get to install ${missing[*]}: install them by other means" >&2
+        return 1
+    fi
     section "installing ${missing[*]}"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -37,15 +46,35 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# What ran and what did not, printed at the end.
+ran=()
+skipped=()
+summary() {
+    echo
+    echo "==> suites run: ${ran[*]:-none}"
+    [ ${#skipped[@]} -eq 0 ] || echo "==> suites not run: ${skipped[*]}"
+}
+
 # Services the Rust tests start themselves (redis-server) must be installed first.
 if [ -d crates/webwire-redis ]; then
-    apt_install redis-server
+    apt_install redis-server:redis-server
     # The tests start their own instances; the one Debian starts is not used.
     service redis-server stop >/dev/null 2>&1 || true
 fi
 
+section "dependencies: licenses, banned crates and sources (cargo-deny)"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    echo "installing cargo-deny (once per machine, a few minutes)"
+    cargo install --locked -q cargo-deny
+fi
+# Advisories need the RustSec database from the network: run
+# `cargo deny check advisories` by hand.
+cargo deny --log-level error check bans licenses sources
+ran+=("cargo-deny")
+
 section "Rust: unit, integration and doc tests"
 cargo test --workspace --locked
+ran+=("rust")
 
 if [ -f tools/webwire-interop/Cargo.toml ]; then
     section "interop: the checker against the interop server"
@@ -64,12 +93,18 @@ if [ -f tools/webwire-interop/Cargo.toml ]; then
     [ -n "$url" ] || { echo "interop server did not start"; exit 1; }
     "$interop" check "$url"
     export WEBWIRE_INTEROP_BIN="$interop"
+    ran+=("interop")
+else
+    skipped+=("interop (no tools/webwire-interop)")
 fi
 
 if [ -f tools/webwire-load/Cargo.toml ] && [ -n "${WEBWIRE_INTEROP_BIN:-}" ]; then
     section "load generator: one second against the interop server"
     cargo build --release --locked -q -p webwire-load
     "${CARGO_TARGET_DIR:-target}/release/webwire-load" --url "$url" --conns 4 --inflight 4 --duration 1s --warmup 0s --fail-on-error
+    ran+=("load")
+else
+    skipped+=("load (no tools/webwire-load or interop server)")
 fi
 
 if [ -f clients/typescript/package.json ]; then
@@ -77,20 +112,26 @@ if [ -f clients/typescript/package.json ]; then
     # The interop server started above serves the integration tests too.
     (cd clients/typescript && npm ci --no-audit --no-fund &&
         WEBWIRE_URL=${WEBWIRE_URL:-${url:-}} npm test)
+    ran+=("typescript")
+else
+    skipped+=("typescript (no clients/typescript/package.json)")
 fi
 
 if [ -f examples/chat/e2e/package.json ]; then
     section "chat example: browser end-to-end test (headless Chromium)"
     if [ "${CI:-}" = "true" ]; then
-        apt_install chromium
+        apt_install chromium:chromium
     else
-        apt_install chromium || echo "chromium could not be installed: the browser test will skip"
+        apt_install chromium:chromium || echo "chromium could not be installed: the browser test will skip"
     fi
     (cd clients/typescript && npm ci --no-audit --no-fund && npm run build)
     cargo build --release --locked -q -p webwire-chat
     # With CI=true a missing chromium fails the test; otherwise it skips with the reason.
     (cd examples/chat/e2e && npm ci --no-audit --no-fund && npm test)
+    ran+=("browser")
+else
+    skipped+=("browser (no examples/chat/e2e/package.json)")
 fi
 
-echo
+summary
 echo "all test suites passed"

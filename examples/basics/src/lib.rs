@@ -11,6 +11,11 @@
 //!
 //! [`Router`]: webwire_server::Router
 
+// The repository's README: its Rust examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub mod echo;
 pub mod pubsub;
 
