@@ -94,6 +94,8 @@ mod error;
 mod extract;
 mod handler;
 mod headers;
+#[cfg(feature = "test-util")]
+mod in_memory;
 mod listener;
 mod options;
 mod origin;
@@ -114,6 +116,8 @@ pub use error::{
 };
 pub use extract::{FromRequest, FromSignal, IntoPayload, IntoReply, Json};
 pub use handler::Handler;
+#[cfg(feature = "test-util")]
+pub use in_memory::DEFAULT_PIPE_CAPACITY;
 pub use listener::Listener;
 pub use options::{Concurrency, ConnectionOptions, Refusal};
 pub use origin::OriginPolicy;

@@ -159,7 +159,7 @@ async fn serve_tcp(
 
 /// Serves HTTP/1 on one stream until it upgrades or closes; on shutdown,
 /// an idle keep-alive connection is closed.
-async fn serve_http<I>(shared: Arc<Shared>, io: I, addr: SocketAddr)
+pub(crate) async fn serve_http<I>(shared: Arc<Shared>, io: I, addr: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

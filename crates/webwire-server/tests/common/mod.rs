@@ -121,6 +121,25 @@ impl TestClient {
         Self::try_connect_on(Box::new(tcp), &host, "ws", options).await
     }
 
+    /// A connection to `server` over an in-memory pipe (no socket; under
+    /// paused time its timeouts run in virtual time).
+    pub async fn in_memory(server: &Server) -> Self {
+        Self::in_memory_with(server, webwire_server::DEFAULT_PIPE_CAPACITY).await
+    }
+
+    /// Like [`in_memory`](Self::in_memory), with a pipe that holds
+    /// `capacity` bytes each way.
+    pub async fn in_memory_with(server: &Server, capacity: usize) -> Self {
+        let remote = SocketAddr::from(([127, 0, 0, 1], 0));
+        let pipe = server.connect_in_memory_with(remote, capacity);
+        within(
+            "connect in memory",
+            Self::try_connect_on(Box::new(pipe), "localhost", "ws", ClientOptions::default()),
+        )
+        .await
+        .expect("connect in memory")
+    }
+
     /// The upgrade and the accept configuration over an established stream
     /// (plain TCP or TLS).
     pub async fn try_connect_on(
