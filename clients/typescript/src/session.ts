@@ -1,5 +1,5 @@
 /**
- * Sessions: the session JSON of PROTOCOL.md section 5, and the pluggable
+ * Sessions: the session JSON of docs/protocol.md section 8, and the pluggable
  * store that keeps the session key across reconnections and page loads.
  *
  * @module

@@ -1,5 +1,5 @@
 // Codec: byte-exact against the original Go implementation's vectors and
-// PROTOCOL.md's example table; malformed input is rejected with ProtocolError.
+// the worked examples of docs/protocol.md; malformed input is rejected with ProtocolError.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -149,7 +149,7 @@ const EXAMPLES = [
 ];
 
 for (const [what, msg, bytes] of EXAMPLES) {
-  test(`PROTOCOL.md example: ${what}`, () => {
+  test(`docs/protocol.md example: ${what}`, () => {
     assert.deepEqual([...encodeMessage(msg)], [...dec(bytes)]);
     assert.deepEqual(normalize(parseMessage(dec(bytes))), normalize(msg));
   });

@@ -1,4 +1,4 @@
-// Integration tests against a live server implementing INTEROP.md.
+// Integration tests against a live server implementing docs/interop.md.
 //
 // The server: WEBWIRE_URL if set; otherwise the project's interop server,
 // started from the repository root with
@@ -139,7 +139,7 @@ if (skipReason) {
   test('integration tests against an interop server', { skip: skipReason }, () => {});
 }
 
-if (!skipReason && startError === null) describe('interop server (INTEROP.md)', () => {
+if (!skipReason && startError === null) describe('interop server (docs/interop.md)', () => {
   const clients = [];
 
   /** A client for the interop server; closed after the suite. */

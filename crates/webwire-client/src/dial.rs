@@ -87,7 +87,7 @@ async fn dial_unbounded(config: &Config) -> Result<Connection, ConnectError> {
         close_quietly(&mut ws, CloseCode::PROTOCOL_ERROR).await;
         return Err(err);
     }
-    // Either side's messages are at most the buffer size (PROTOCOL.md 4): a
+    // Either side's messages are at most the buffer size (docs/protocol.md 2): a
     // larger one from the server closes the connection with 1009.
     let max = usize::try_from(conf.buffer_size).unwrap_or(usize::MAX);
     ws.limits_mut()

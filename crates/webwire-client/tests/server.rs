@@ -79,7 +79,7 @@ impl TestServer {
 }
 
 /// The test application: echo, errors, sleep, signals, disconnection,
-/// sessions (as INTEROP.md's `login`, `logout`, `whoami`).
+/// sessions (as docs/interop.md's `login`, `logout`, `whoami`).
 fn router(
     handled: Arc<AtomicUsize>,
     disconnects: mpsc::UnboundedSender<DisconnectReason>,

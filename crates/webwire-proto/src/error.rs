@@ -2,7 +2,7 @@ use crate::MessageType;
 
 /// Why a received message is malformed.
 ///
-/// Every variant is a protocol violation (PROTOCOL.md section 4): a server
+/// Every variant is a protocol violation (docs/protocol.md section 10): a server
 /// closes the connection with WebSocket close code 1002 and answers nothing.
 ///
 /// ```

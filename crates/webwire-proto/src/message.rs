@@ -1,4 +1,4 @@
-//! The messages of PROTOCOL.md section 2: their values, parsing and encoding.
+//! The messages of docs/protocol.md sections 4 and 5: their values, parsing and encoding.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 use std::fmt;
 
-/// The type of a webwire message: its first byte (PROTOCOL.md section 2).
+/// The type of a webwire message: its first byte (docs/protocol.md sections 4 and 5).
 ///
 /// ```
 /// use webwire_proto::MessageType;
@@ -166,7 +166,7 @@ impl MessageType {
         )
     }
 
-    /// The protocol's name for this type, as PROTOCOL.md writes it.
+    /// The protocol's name for this type, as docs/protocol.md writes it.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::ReplyError => "ReplyError",

@@ -1,4 +1,4 @@
-//! The session as it travels on the wire (PROTOCOL.md section 5).
+//! The session as it travels on the wire (docs/protocol.md section 8).
 
 use std::time::SystemTime;
 

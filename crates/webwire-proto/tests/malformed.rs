@@ -1,5 +1,5 @@
 //! Malformed messages, each with the exact [`ParseError`] it must produce
-//! (PROTOCOL.md sections 2 and 4: every one is a protocol violation).
+//! (docs/protocol.md sections 5 and 10: every one is a protocol violation).
 
 use bytes::Bytes;
 use webwire_proto::{ClientMessage, MessageType as T, ParseError, RequestId, ServerMessage};
@@ -7,7 +7,7 @@ use webwire_proto::{ClientMessage, MessageType as T, ParseError, RequestId, Serv
 /// The request id used in the frames below.
 const ID: &[u8] = &[1, 2, 3, 4, 5, 6, 7, 8];
 
-/// Every type byte of protocol v2.0 (PROTOCOL.md section 2, "Types"),
+/// Every type byte of protocol v2.0 (docs/protocol.md section 4),
 /// written out here rather than taken from the crate under test.
 const KNOWN_TYPES: [u8; 21] = [
     0, 1, 2, 3, 4, 5, 21, 22, 23, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192, 193,
@@ -339,7 +339,7 @@ fn utf16_signal_with_name_but_no_payload() {
 }
 
 /// Not malformed: the server judges a session key, so the parser takes any
-/// key bytes (PROTOCOL.md section 2, RequestRestoreSession).
+/// key bytes (docs/protocol.md 5.10).
 #[test]
 fn restore_session_accepts_any_key_bytes() {
     let frame = Bytes::from(f(&[&[32], ID, &[0, 255, b'\n', 127]]));

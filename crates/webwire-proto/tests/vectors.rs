@@ -1,6 +1,6 @@
 //! Byte-exact tests against the original Go implementation's vectors
-//! (`tests/data/webwire-v2.json`, a copy of `shared/vectors/webwire-v2.json`)
-//! and the examples table of PROTOCOL.md section 2, in both directions:
+//! (`tests/data/webwire-v2.json`, the original implementation's vectors)
+//! and the worked examples of docs/protocol.md section 12, in both directions:
 //! fields → constructors → `encode` gives exactly the bytes, and the bytes →
 //! the parser of the receiving side gives the same fields back.
 
@@ -265,7 +265,7 @@ fn check_decoded_by_original(built: &Built, decoded: &Value) {
 fn every_vector_encodes_and_parses_byte_exact() {
     let doc: Value = serde_json::from_str(VECTORS).expect("vectors JSON");
     let vectors = doc["vectors"].as_array().expect("vectors array");
-    assert_eq!(vectors.len(), 41, "PROTOCOL.md announces 41 vectors");
+    assert_eq!(vectors.len(), 41, "the original's vectors number 41");
     let mut types_seen = HashSet::new();
     for vector in vectors {
         let description = vector["description"].as_str().unwrap();
@@ -325,7 +325,7 @@ fn id(value: u64) -> RequestId {
     RequestId::from(value)
 }
 
-/// The "Examples" table of PROTOCOL.md section 2, row by row.
+/// The worked examples of docs/protocol.md section 12, row by row.
 #[test]
 fn protocol_md_examples() {
     #[rustfmt::skip]
@@ -381,7 +381,7 @@ fn protocol_md_examples() {
             "33",
         ),
     ];
-    assert_eq!(table.len(), 10, "PROTOCOL.md has 10 example rows");
+    assert_eq!(table.len(), 10, "docs/protocol.md has 10 example rows");
     for (description, built, bytes) in table {
         let bytes = decimal(bytes);
         assert_eq!(built.encoded(), bytes, "encoding {description:?}");

@@ -1,6 +1,6 @@
 //! Session keys and the Redis keys built from them.
 
-/// The longest session key accepted, in bytes (PROTOCOL.md section 5).
+/// The longest session key accepted, in bytes (docs/protocol.md section 8).
 pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// Whether `key` is a session key this manager stores: 1 to 255 bytes, each

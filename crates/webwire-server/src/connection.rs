@@ -378,7 +378,7 @@ impl Connection {
         self.try_send(message)
     }
 
-    /// Closes the connection gracefully (PROTOCOL.md 6): it takes no new
+    /// Closes the connection gracefully (docs/protocol.md 9.2): it takes no new
     /// work, its running handlers finish and their replies are sent, then
     /// it closes with WebSocket close code 1000. Requests that arrive
     /// meanwhile are answered with a shutdown reply. Returns at once; see
@@ -435,7 +435,7 @@ impl Connection {
         self.inner.state.fetch_max(state, Ordering::AcqRel);
     }
 
-    /// Creates a session for this connection (PROTOCOL.md 5): a new key
+    /// Creates a session for this connection (docs/protocol.md 8): a new key
     /// from the server's key generator, the client told with a
     /// NotifySessionCreated message, the session registered for this
     /// connection, then stored by the session manager. Returns the session.
@@ -471,7 +471,7 @@ impl Connection {
         self.inner.sessions.create(self, info.into()).await
     }
 
-    /// Closes this connection's session (PROTOCOL.md 5) and tells the
+    /// Closes this connection's session (docs/protocol.md 8) and tells the
     /// client (NotifySessionClosed). If this was the last connection
     /// holding it, the session is destroyed: the session manager deletes
     /// it. Returns whether the connection had a session.

@@ -1,6 +1,6 @@
 //! The connection task: reads messages, runs handlers within the
 //! concurrency limit, writes (see `wire`), and closes the connection
-//! (PROTOCOL.md 4 and 6).
+//! (docs/protocol.md sections 9.2 and 10).
 //!
 //! Backpressure: a reply is written before the next message is read, and
 //! writing waits while the socket is full; with limit 1 the handler runs in
@@ -573,7 +573,7 @@ where
         }
     }
 
-    /// Answers a session request (PROTOCOL.md 5). It runs here, in the
+    /// Answers a session request (docs/protocol.md 8). It runs here, in the
     /// connection task, whatever the concurrency limit: messages that follow
     /// it are handled with its outcome (a request after a restore sees the
     /// session), as the original server did.

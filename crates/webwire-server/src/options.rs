@@ -1,4 +1,4 @@
-//! Per-connection options, chosen before the upgrade (PROTOCOL.md 6), and
+//! Per-connection options, chosen before the upgrade (docs/protocol.md 2 and 6.2), and
 //! the refusal a before-upgrade hook may answer with.
 
 use std::num::NonZeroUsize;
@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use http::StatusCode;
 
 /// How many request and signal handlers of one connection run at once
-/// (PROTOCOL.md 4).
+/// (docs/protocol.md 6.2).
 ///
 /// - `Limited(1)`, the default: handlers run one at a time, in order,
 ///   inline in the connection's task (no task is spawned per message).

@@ -1,6 +1,6 @@
 //! The server handle: building, the connection registry, the sessions'
-//! registry (PROTOCOL.md 5), broadcasting and graceful shutdown
-//! (PROTOCOL.md 7).
+//! registry (docs/protocol.md 8), broadcasting and graceful shutdown
+//! (docs/protocol.md 9.3).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -397,7 +397,7 @@ impl Server {
         self.shared.sessions.registry().connections(key)
     }
 
-    /// Closes the session `key` everywhere (PROTOCOL.md 5): on every
+    /// Closes the session `key` everywhere (docs/protocol.md 8): on every
     /// connection holding it (each client is told with NotifySessionClosed),
     /// then the session manager deletes it, once. A session no connection
     /// holds is deleted all the same, so that it cannot be restored.
@@ -431,7 +431,7 @@ impl Server {
         self.shared.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Shuts down gracefully (PROTOCOL.md 7) and returns when it is done:
+    /// Shuts down gracefully (docs/protocol.md 9.3) and returns when it is done:
     /// new upgrades get 503; requests that arrive are answered with a
     /// shutdown reply and signals dropped; running handlers finish and
     /// their replies are sent; then every connection closes with code 1001
@@ -630,7 +630,7 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
-    /// Whether clients may have sessions (PROTOCOL.md 5). Default: enabled.
+    /// Whether clients may have sessions (docs/protocol.md 8). Default: enabled.
     /// When disabled, [`Connection::create_session`] fails and clients'
     /// session requests are answered with ReplySessionsDisabled.
     ///

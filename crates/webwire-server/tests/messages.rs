@@ -169,7 +169,7 @@ async fn name_only_and_payload_only_requests() {
 async fn utf16_alignment_on_the_wire() {
     let server = start().await;
     let mut client = server.connect().await;
-    // PROTOCOL.md's example: UTF-16 request, id 2, odd name "abc" (padded), payload "hi".
+    // docs/protocol.md's worked example (12.2): UTF-16 request, id 2, odd name "abc" (padded), payload "hi".
     client
         .send_raw(
             &[

@@ -1,4 +1,4 @@
-//! Sessions end to end (PROTOCOL.md 5), over real WebSocket connections on
+//! Sessions end to end (docs/protocol.md 8), over real WebSocket connections on
 //! 127.0.0.1: create and notify, restore on another connection, the limit of
 //! connections per session, close on one connection and everywhere,
 //! disconnect, sessions disabled, the file manager across a server restart,

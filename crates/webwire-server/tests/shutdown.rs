@@ -1,5 +1,5 @@
-//! Graceful shutdown (PROTOCOL.md 7) and graceful close of one connection
-//! (PROTOCOL.md 6): every request read is answered, new upgrades get 503,
+//! Graceful shutdown (docs/protocol.md 9.3) and graceful close of one connection
+//! (docs/protocol.md 9.2): every request read is answered, new upgrades get 503,
 //! the deadline ends stuck handlers, nothing hangs.
 
 mod common;

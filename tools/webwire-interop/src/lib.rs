@@ -1,13 +1,13 @@
-//! The webwire interop server and its checker (INTEROP.md).
+//! The webwire interop server and its checker (docs/interop.md).
 //!
-//! The interop server's behaviour is fixed by INTEROP.md, so that any
+//! The interop server's behaviour is fixed by docs/interop.md, so that any
 //! webwire client can be tested against it, and any server implementing
 //! that page can be tested by any client. This crate is both sides:
 //!
 //! - [`serve`]: the server, on this project's `webwire-server` and its
 //!   [`Router`](webwire_server::Router); [`serve::start`] runs it in-process
 //!   (port 0 for tests), the `webwire-interop serve` command runs it alone.
-//! - [`check`]: the checker, which drives every row of INTEROP.md through
+//! - [`check`]: the checker, which drives every row of docs/interop.md through
 //!   this project's Rust client (`webwire-client`) against a server at a
 //!   URL and reports `PASS name` / `FAIL name: reason` per check
 //!   ([`check::run`]); the `webwire-interop check URL` command prints it.

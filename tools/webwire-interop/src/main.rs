@@ -1,4 +1,4 @@
-//! `webwire-interop`: the interop server of INTEROP.md (`serve`) and the
+//! `webwire-interop`: the interop server of docs/interop.md (`serve`) and the
 //! checker that tests any server implementing it (`check URL`).
 
 use std::io::{IsTerminal, Write};
@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use webwire_interop::{check, serve};
 
-/// The webwire interop server and checker (INTEROP.md).
+/// The webwire interop server and checker (docs/interop.md).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -35,7 +35,7 @@ enum Command {
         #[arg(long, requires = "redis")]
         node_id: Option<String>,
     },
-    /// Tests the server at URL (ws://HOST:PORT/) against INTEROP.md.
+    /// Tests the server at URL (ws://HOST:PORT/) against docs/interop.md.
     Check {
         /// The server's URL.
         url: String,

@@ -1,4 +1,4 @@
-//! The interop server of INTEROP.md: its options, its [`Router`] (one small
+//! The interop server of docs/interop.md: its options, its [`Router`] (one small
 //! handler per row of the page) and [`start`], which runs it on a port.
 //!
 //! ```no_run
@@ -68,7 +68,7 @@ pub struct ServeOptions {
     pub session_dir: Option<PathBuf>,
     /// A Redis URL: sessions are kept there instead of the session folder,
     /// and the server joins the cluster of nodes using the same Redis
-    /// (INTEROP.md, `--redis`).
+    /// (docs/interop.md, `--redis`).
     pub redis: Option<String>,
     /// This node's id in the cluster (`--node-id`); default `node-PID`.
     pub node_id: Option<String>,
@@ -163,7 +163,7 @@ impl Running {
         &self.session_dir
     }
 
-    /// Shuts down gracefully (PROTOCOL.md 7): running handlers finish and
+    /// Shuts down gracefully (docs/protocol.md 9.3): running handlers finish and
     /// are answered, at most [`SHUTDOWN_DEADLINE`]; then the listener stops.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.server.shutdown_with_deadline(SHUTDOWN_DEADLINE).await;
@@ -191,7 +191,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
 
 /// Like [`start`], with the interop [`Router`] wrapped into another
 /// [`Handler`] first: for tests that need a server that deviates from
-/// INTEROP.md in chosen ways (the wrapper answers some requests itself and
+/// docs/interop.md in chosen ways (the wrapper answers some requests itself and
 /// passes the rest on to the router).
 ///
 /// ```no_run
@@ -260,7 +260,7 @@ where
     })
 }
 
-/// The server options of INTEROP.md, "How it runs".
+/// The server options of docs/interop.md section 2.
 fn configure<H: Handler>(builder: ServerBuilder<H>, session_dir: &Path) -> ServerBuilder<H> {
     builder
         .read_timeout(READ_TIMEOUT)
@@ -297,7 +297,7 @@ impl State {
     }
 }
 
-/// The interop router: requests and signals by name, as INTEROP.md lists them.
+/// The interop router: requests and signals by name, as docs/interop.md lists them.
 fn router(state: State) -> Router {
     let broadcast_state = state.clone();
     let connections_state = state.clone();

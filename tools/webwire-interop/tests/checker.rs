@@ -1,5 +1,5 @@
 //! The checker against the interop server started in-process: every check
-//! passes. And against a server that deviates from INTEROP.md on purpose:
+//! passes. And against a server that deviates from docs/interop.md on purpose:
 //! the deviations are reported as failures, so the checker is known to
 //! catch them.
 

@@ -27,7 +27,7 @@ pub enum Mode {
     #[default]
     Request,
     /// `ping` signals, each answered by a `pong` signal carrying the same
-    /// payload (see INTEROP.md).
+    /// payload (see docs/interop.md).
     Signal,
 }
 

@@ -9,7 +9,7 @@
 //! sent is kept.
 //!
 //! Messages are written straight into the buffer that is sent (the header by
-//! the layout of PROTOCOL.md section 2, checked against `webwire-proto` in
+//! the layout of docs/protocol.md sections 4 and 5, checked against `webwire-proto` in
 //! the tests below), so that a large payload is written once.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,7 +17,7 @@ use webwire_proto::{ClientMessage, Encoding, MessageType, Name, Payload, ServerM
 
 use crate::{LoadConfig, Mode};
 
-/// The signal name of a ping, and of its answer (INTEROP.md).
+/// The signal name of a ping, and of its answer (docs/interop.md).
 const PING: &str = "ping";
 const PONG: &str = "pong";
 

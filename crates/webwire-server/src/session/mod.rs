@@ -1,4 +1,4 @@
-//! Session storage and session keys (PROTOCOL.md section 5).
+//! Session storage and session keys (docs/protocol.md section 8).
 //!
 //! - `manager`: the [`SessionManager`] trait the server calls when a session
 //!   is created, looked up (restored) and closed, its [`SessionLookup`]

@@ -1,4 +1,4 @@
-//! What the server does with sessions (PROTOCOL.md 5): create, restore,
+//! What the server does with sessions (docs/protocol.md 8): create, restore,
 //! close on one connection or everywhere, and leave on disconnect. It ties
 //! the [registry](super::registry), the application's
 //! [`SessionManager`] and the clients' notifications together.
@@ -121,7 +121,7 @@ impl Sessions {
         &*self.registry
     }
 
-    /// Creates a session on `conn` (PROTOCOL.md 5, "Create").
+    /// Creates a session on `conn` (docs/protocol.md 8.3).
     pub(crate) async fn create(
         &self,
         conn: &Connection,
@@ -183,7 +183,7 @@ impl Sessions {
         Ok(Session::clone(&session))
     }
 
-    /// Answers a client's restore request (PROTOCOL.md 5, "Restore"), with
+    /// Answers a client's restore request (docs/protocol.md 8.4), with
     /// the event for the application when it succeeded.
     pub(crate) async fn restore(
         &self,
@@ -274,7 +274,7 @@ impl Sessions {
         }
     }
 
-    /// Closes the session of `conn` (PROTOCOL.md 5, "Close on one
+    /// Closes the session of `conn` (docs/protocol.md 8.5, "Close on one
     /// connection") for [`Connection::close_session`]: the client is told,
     /// then the application's hook is called. Returns whether it had one.
     pub(crate) async fn close_by_server(&self, conn: &Connection) -> Result<bool, SessionError> {
@@ -285,7 +285,7 @@ impl Sessions {
         result.map(|()| event.is_some())
     }
 
-    /// Closes the session of `conn` (PROTOCOL.md 5, "Close on one
+    /// Closes the session of `conn` (docs/protocol.md 8.5, "Close on one
     /// connection"); `notify` for a server-side close. Returns the event
     /// for the application if it had one (the session has left it even
     /// when the result is an error).

@@ -1,5 +1,5 @@
 //! The session registry: which connections hold which session
-//! (PROTOCOL.md 5).
+//! (docs/protocol.md 8).
 //!
 //! Two places hold the state, and they change together:
 //!

@@ -7,7 +7,7 @@ use super::support::{
     describe, ensure, expect_code, expect_error, expect_text, request, same, Context, Ctx, Failure,
 };
 
-/// The message buffer size INTEROP.md fixes.
+/// The message buffer size docs/interop.md fixes.
 const BUFFER_SIZE: u32 = 1_048_576;
 /// Cyrillic, emoji with a skin tone, a flag: several code points per
 /// character, surrogate pairs in UTF-16.

@@ -1,4 +1,4 @@
-//! The checker: every row of INTEROP.md driven through this project's Rust
+//! The checker: every row of docs/interop.md driven through this project's Rust
 //! client against a server at a URL.
 //!
 //! Each check is one async function that connects its own clients, and

@@ -242,7 +242,7 @@ pub(super) async fn restore_unknown(ctx: Ctx) -> Result<(), Failure> {
 }
 
 /// Restoring on a connection that has a session already is refused with
-/// the error code `SESSION_ACTIVE` (PROTOCOL.md 5).
+/// the error code `SESSION_ACTIVE` (docs/protocol.md 8).
 pub(super) async fn restore_while_active(ctx: Ctx) -> Result<(), Failure> {
     let (a, _) = ctx.client().await?;
     let key = login(&a, "gus").await?;

@@ -1,4 +1,4 @@
-//! What the checks share: connecting clients the way INTEROP.md asks,
+//! What the checks share: connecting clients the way docs/interop.md asks,
 //! requests with readable failures, payload comparison, waiting for events.
 
 use std::fmt;
@@ -197,7 +197,7 @@ pub(crate) async fn expect_code(
     }
 }
 
-/// The encoding's name as INTEROP.md and the TypeScript client say it.
+/// The encoding's name as docs/interop.md and the TypeScript client say it.
 pub(crate) fn encoding_name(encoding: Encoding) -> &'static str {
     match encoding {
         Encoding::Binary => "binary",
