@@ -13,7 +13,9 @@ use webwire_client::{Client, ClientEvent, Events, RequestError};
 use webwire_redis::{
     redis, RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager,
 };
-use webwire_server::{Connection, Payload, Router, Server, ServerError};
+use webwire_server::{
+    Connection, MemorySessionManager, Payload, Router, Server, ServerError, SessionManager,
+};
 
 /// The longest any wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -52,13 +54,18 @@ fn router() -> Router {
 
 impl Node {
     async fn start(redis_url: &str, id: &str) -> Self {
-        init_logs();
         let sessions = RedisSessionManager::connect(
             redis_url,
             RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
         )
         .await
         .expect("session manager");
+        Self::start_with(redis_url, id, Arc::new(sessions)).await
+    }
+
+    /// A node storing its sessions in `sessions` (counting them in Redis).
+    async fn start_with(redis_url: &str, id: &str, sessions: Arc<dyn SessionManager>) -> Self {
+        init_logs();
         let config = RedisClusterConfig::new(id)
             .with_heartbeat_interval(Duration::from_millis(200))
             .with_node_timeout(Duration::from_secs(1))
@@ -68,7 +75,7 @@ impl Node {
             .await
             .expect("cluster");
         let server = Server::builder(router())
-            .session_manager(Arc::new(sessions))
+            .session_manager(sessions)
             .cluster(Arc::new(cluster.clone()))
             .max_session_connections(3)
             .build()
@@ -405,6 +412,119 @@ async fn connections_of_silent_members_stop_counting() {
             .await
             .unwrap(),
         2
+    );
+    a.stop().await;
+}
+
+/// Restores `key` on `client`, again while the cluster answers with an
+/// internal error (Redis was paused a moment ago).
+async fn restore_when_redis_answers(client: &Client, key: &str) -> Result<(), RequestError> {
+    within("a restore once Redis answers", async {
+        loop {
+            match client.restore_session(key).await {
+                Err(RequestError::InternalError) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other.map(drop),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_close_on_one_node_keeps_the_session_another_node_holds() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+    let (c2, _e2) = b.client().await;
+    c2.restore_session(&key).await.expect("restored on b");
+    // B's only connection closes the session: A still holds it.
+    c2.close_session().await.expect("closed on b");
+    assert!(c1.session().is_some());
+    let (c3, _e3) = b.client().await;
+    c3.restore_session(&key)
+        .await
+        .expect("still stored: A holds it");
+    let (c4, _e4) = a.client().await;
+    c4.restore_session(&key).await.expect("and on a");
+    // The last holder on every node destroys it, whichever node it is on.
+    c4.close_session().await.unwrap();
+    c1.close_session().await.unwrap();
+    let (c5, _e5) = a.client().await;
+    c5.restore_session(&key)
+        .await
+        .expect("b's c3 still holds it");
+    c5.close_session().await.unwrap();
+    c3.close_session().await.unwrap();
+    let (c6, _e6) = a.client().await;
+    assert_eq!(
+        c6.restore_session(&key).await.unwrap_err(),
+        RequestError::SessionNotFound,
+        "closed on its last connection of all nodes: destroyed"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_close_while_redis_is_paused_deletes_nothing() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+    let (c2, _e2) = b.client().await;
+    c2.restore_session(&key).await.expect("restored on b");
+    let (c3, _e3) = b.client().await;
+
+    // Whether A holds the session cannot be known: B must not delete it
+    // (a delete sent now would be applied when Redis resumes).
+    redis.pause();
+    let closed = within("close while paused", c2.close_session()).await;
+    redis.resume();
+    closed.expect("the client's close is answered");
+    restore_when_redis_answers(&c3, &key)
+        .await
+        .expect("still stored: A holds it");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_join_answered_after_its_timeout_is_given_back() {
+    let redis = redis_or_skip!();
+    // Sessions in memory, so that only the cluster's count needs Redis.
+    let a = Node::start_with(&redis.url(), "a", Arc::new(MemorySessionManager::new())).await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+    let (c2, _e2) = a.client().await;
+    let (c3, _e3) = a.client().await;
+    let (c4, _e4) = a.client().await;
+
+    // The join reaches Redis but its answer comes after the timeout: the
+    // restore fails, and Redis applies the join when it resumes.
+    redis.pause();
+    let failed = within("restore while paused", c2.restore_session(&key)).await;
+    redis.resume();
+    assert_eq!(failed.unwrap_err(), RequestError::InternalError);
+
+    restore_when_redis_answers(&c2, &key)
+        .await
+        .expect("c2 restores once Redis answers");
+    c3.restore_session(&key)
+        .await
+        .expect("three connections of three: no place is left to the failed join");
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        c4.restore_session(&key).await.unwrap_err(),
+        RequestError::MaxSessionConnsReached
     );
     a.stop().await;
 }

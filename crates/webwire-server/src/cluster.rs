@@ -227,6 +227,33 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// This node has no connection holding the session `key` any more.
     async fn clear_session(&self, key: &str) -> Result<(), ClusterError>;
 
+    /// A connection closed the session `key` and no other connection of
+    /// this node holds it: sets this node's count to `count` (places taken
+    /// by restores still under way) and returns the session's connections
+    /// on all live nodes, this one included, in one atomic step. The server
+    /// destroys the session only when that is 0. `None`: the adapter does
+    /// not count (the server decides from its own connections).
+    ///
+    /// The default gives one place back
+    /// ([`leave_session`](Self::leave_session)) and returns `None`.
+    async fn leave_session_last(
+        &self,
+        key: &str,
+        count: usize,
+    ) -> Result<Option<usize>, ClusterError> {
+        let _ = count;
+        self.leave_session(key).await.map(|()| None)
+    }
+
+    /// Sets this node's count of each session given (0: none), replacing
+    /// what the cluster holds. The server calls it for sessions whose
+    /// count changes went unanswered (Redis may apply them late, or never),
+    /// until a call succeeds. The default does nothing.
+    async fn set_session_counts(&self, counts: &[(String, usize)]) -> Result<(), ClusterError> {
+        let _ = counts;
+        Ok(())
+    }
+
     /// The session's connections on all live nodes, if the adapter counts them
     /// (`None`: the server counts its own).
     async fn session_connections(&self, key: &str) -> Result<Option<usize>, ClusterError>;

@@ -7,10 +7,11 @@
 mod common;
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{eventually, reply_text, TestClient, TestServer};
+use common::{eventually, reply_text, within, TestClient, TestServer};
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
 use webwire_server::{
     Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, Connection,
@@ -29,7 +30,7 @@ enum Answer {
 struct Fake {
     node: OnceLock<ClusterNode>,
     events: Mutex<Vec<ClusterEvent>>,
-    /// Calls in order: "join KEY MAX", "leave KEY", "clear KEY".
+    /// Calls in order: "join KEY MAX", "leave KEY", "clear KEY", "set KEY N".
     calls: Mutex<Vec<String>>,
     answer: Mutex<Answer>,
     remote: usize,
@@ -84,6 +85,15 @@ impl Cluster for Fake {
     async fn clear_session(&self, key: &str) -> Result<(), ClusterError> {
         self.calls.lock().unwrap().push(format!("clear {key}"));
         Ok(())
+    }
+    async fn set_session_counts(&self, counts: &[(String, usize)]) -> Result<(), ClusterError> {
+        let mut counts: Vec<String> = counts.iter().map(|(k, n)| format!("set {k} {n}")).collect();
+        counts.sort();
+        self.calls.lock().unwrap().extend(counts);
+        match *self.answer.lock().unwrap() {
+            Answer::Down => Err(ClusterError::msg("down")),
+            _ => Ok(()),
+        }
     }
     async fn session_connections(&self, _key: &str) -> Result<Option<usize>, ClusterError> {
         Ok(Some(42))
@@ -208,12 +218,22 @@ async fn counts_follow_creates_restores_leaves_and_closes() {
         ServerMessage::InternalError(_)
     ));
 
+    // The unanswered join may be applied late: the count (a and b) is
+    // written again as a value.
+    *fake.answer.lock().unwrap() = Answer::Room;
+    let f = fake.clone();
+    let set = format!("set {key} 2");
+    eventually("the count is written again", || {
+        f.calls().last() == Some(&set)
+    })
+    .await;
     b.close().await;
     let expected_after_leave = vec![
         format!("join {key} 0"),
         format!("join {key} 3"),
         format!("join {key} 3"),
         format!("join {key} 3"),
+        format!("set {key} 2"),
         format!("leave {key}"),
     ];
     let f = fake.clone();
@@ -233,5 +253,73 @@ async fn counts_follow_creates_restores_leaves_and_closes() {
     // The closed session is gone, the refused restores left nothing behind.
     assert_eq!(server.server.session_connection_count(&key), 0);
     assert!(fake.node.get().unwrap().session_counts().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn while_the_cluster_does_not_answer_changes_are_noted_and_written_once() {
+    let fake = Fake::new(0);
+    let server = start(&fake).await;
+    let mut a = server.connect().await;
+    let key = login(&mut a).await;
+    *fake.answer.lock().unwrap() = Answer::Down;
+    let mut b = server.connect().await;
+    assert!(matches!(
+        restore(&mut b, &key).await,
+        ServerMessage::InternalError(_)
+    ));
+    // Many changes while the cluster does not answer: none is sent (no
+    // backlog of calls each waiting for a timeout), and restores fail at
+    // once rather than queue behind them.
+    let mut others = Vec::new();
+    for _ in 0..8 {
+        let mut c = server.connect().await;
+        others.push(login(&mut c).await);
+        c.close().await;
+    }
+    let mut c = server.connect().await;
+    assert!(matches!(
+        restore(&mut c, &key).await,
+        ServerMessage::InternalError(_)
+    ));
+    let sent: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|call| !call.starts_with("set "))
+        .collect();
+    assert_eq!(
+        sent,
+        [format!("join {key} 0"), format!("join {key} 3")],
+        "only the failed restore's call (and attempts to write the counts)"
+    );
+    let server_ = server.server.clone();
+    let others_ = others.clone();
+    eventually("the closed connections left their sessions", || {
+        others_
+            .iter()
+            .all(|k| server_.session_connection_count(k) == 0)
+    })
+    .await;
+    // Back: one call writes the count of every session it missed, then
+    // restores work again.
+    *fake.answer.lock().unwrap() = Answer::Room;
+    within("a restore once the cluster answers", async {
+        loop {
+            match restore(&mut c, &key).await {
+                ServerMessage::InternalError(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                ServerMessage::Reply(_) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    let mut expected: Vec<String> = others.iter().map(|k| format!("set {k} 0")).collect();
+    expected.push(format!("set {key} 1"));
+    expected.sort();
+    expected.push(format!("join {key} 3"));
+    let calls = fake.calls();
+    assert_eq!(calls[calls.len() - expected.len()..], expected[..]);
     server.stop().await;
 }

@@ -50,6 +50,7 @@ const BATCH: usize = 256;
 /// The sum of a session's connections on live members (Lua, shared by the
 /// scripts below). KEYS: conns, members. ARGV: member, max, node timeout ms,
 /// TTL ms. `DROP` deletes the counts of members whose heartbeat is too old.
+/// This member's own count is always counted.
 const SUM: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -86,6 +87,25 @@ return sum + 1
 /// The sum, changing nothing.
 static COUNT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("local DROP = false\n{SUM}\nreturn sum\n")));
+
+/// Sets this member's count (ARGV[2]; 0 deletes it) and returns the sum,
+/// in one step: whether a session closed on a node's last connection is
+/// still held elsewhere. Counts of silent members are not deleted (nor
+/// counted).
+static LEAVE_LAST: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "local DROP = false
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+{SUM}
+return sum
+"
+    ))
+});
 
 /// Gives one place back. KEYS: conns. ARGV: member.
 static LEAVE: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -806,6 +826,40 @@ impl Cluster for RedisCluster {
         .await
         .map(drop)
         .map_err(|err| cluster_error("clearing a session's count failed", err))
+    }
+
+    async fn leave_session_last(
+        &self,
+        key: &str,
+        count: usize,
+    ) -> Result<Option<usize>, ClusterError> {
+        let sum = self
+            .inner
+            .count(&LEAVE_LAST, key, count)
+            .await
+            .map_err(|err| cluster_error("counting a closed session's connections failed", err))?;
+        Ok(Some(usize::try_from(sum).unwrap_or(0)))
+    }
+
+    async fn set_session_counts(&self, counts: &[(String, usize)]) -> Result<(), ClusterError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let ttl = i64::try_from(Inner::ms(self.inner.config.count_ttl())).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        for (key, n) in counts {
+            let key = self.inner.conns_key(key);
+            if *n == 0 {
+                pipe.hdel(&key, &self.inner.member).ignore();
+            } else {
+                pipe.hset(&key, &self.inner.member, *n).ignore();
+                pipe.pexpire(&key, ttl).ignore();
+            }
+        }
+        let mut cmd = self.inner.cmd.clone();
+        bounded(self.inner.config.op_timeout(), pipe.exec_async(&mut cmd))
+            .await
+            .map_err(|err| cluster_error("writing this node's session counts failed", err))
     }
 
     async fn session_connections(&self, key: &str) -> Result<Option<usize>, ClusterError> {

@@ -3,7 +3,8 @@
 //! [`RedisServer::start`] runs `redis-server --save '' --appendonly no
 //! --port N --bind 127.0.0.1` (no persistence: a restart comes back empty),
 //! waits until it answers PING and kills it when dropped. It can be stopped
-//! (SIGKILL, as in a crash) and restarted on the same port.
+//! (SIGKILL, as in a crash) and restarted on the same port, or paused
+//! (SIGSTOP: connections stay open, commands wait unanswered) and resumed.
 //!
 //! The binary is `$REDIS_SERVER` if set, else `/usr/bin/redis-server`
 //! (Debian's package `redis-server`; `scripts/test-all.sh` installs it), else
@@ -104,6 +105,36 @@ impl RedisServer {
         while ping(self.port) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Pauses it with SIGSTOP: its connections stay open and the commands
+    /// sent meanwhile wait, unanswered, until [`resume`](Self::resume) (then
+    /// they are applied, late).
+    ///
+    /// # Panics
+    ///
+    /// When it is not running or cannot be signalled.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes it after [`pause`](Self::pause) (SIGCONT).
+    ///
+    /// # Panics
+    ///
+    /// When it is not running or cannot be signalled.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} failed: {status}");
     }
 
     /// Starts it again on the same port (empty: it keeps no data) and waits

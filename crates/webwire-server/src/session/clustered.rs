@@ -1,24 +1,42 @@
 //! The session registry of a node in a cluster: the local registry for the
 //! connections' slots, plus the cluster's count of each session's
-//! connections on all nodes, for the per-session limit.
+//! connections on all nodes, for the per-session limit and for deciding
+//! whether a close destroys the session.
 //!
 //! Every count change goes, in order, through one queue per server to one
 //! task that tells the cluster: creates, leaves and clears without
-//! waiting, restores waiting for the answer (whether the session has room).
-//! So a node's changes reach Redis in the order they happened, and a
-//! restore whose caller stopped waiting cannot leave a count changed
-//! halfway: the task gives back a place nobody took.
+//! waiting, restores waiting for the answer (whether the session has room),
+//! and a close on this node's last connection waiting for the session's
+//! count on all nodes (it destroys the session only at 0). So a node's
+//! changes reach Redis in the order they happened, and a restore whose
+//! caller stopped waiting cannot leave a count changed halfway: the task
+//! gives back a place nobody took.
+//!
+//! The task also keeps what this node's count of each session should be.
+//! A change whose answer did not arrive (Redis paused or unreachable) may
+//! be applied late or never, so its session is marked; the marked counts
+//! are then written as values, in one call, until that succeeds. Until
+//! then the other changes are only noted (a long outage leaves one value
+//! per session to write, not a backlog of calls), and restores fail at
+//! once for a moment after a failure rather than each waiting for Redis.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use webwire_proto::Session;
 
 use super::redacted;
 use super::registry::{Leave, Left, LocalRegistry, Refused, SessionRegistry, Ticket};
 use crate::{Cluster, ClusterError, Connection};
+
+/// How long after a failed cluster call restores and last closes fail at
+/// once, and the marked counts are written again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// A [`LocalRegistry`] whose per-session limit spans the cluster.
 pub(crate) struct ClusteredRegistry {
@@ -30,7 +48,6 @@ pub(crate) struct ClusteredRegistry {
 }
 
 /// A change of this node's count of a session's connections.
-#[derive(Debug)]
 enum Update {
     /// One more (a new session: no limit).
     Join(String),
@@ -43,33 +60,201 @@ enum Update {
     },
     /// One less.
     Leave(String),
+    /// One less, the last of this node: the answer is the session's count
+    /// on all nodes after it.
+    LeaveLast {
+        key: String,
+        answer: oneshot::Sender<Result<Option<usize>, ClusterError>>,
+    },
     /// None any more.
     Clear(String),
 }
 
-/// Tells the cluster about count changes, one after the other.
-async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedReceiver<Update>) {
-    while let Some(update) = updates.recv().await {
-        let (result, key) = match &update {
-            Update::Restore { .. } => {
-                let Update::Restore { key, max, answer } = update else {
-                    unreachable!("matched above")
-                };
-                let result = cluster.join_session(&key, max).await;
-                if let Err(Ok(true)) = answer.send(result) {
-                    // The restore was dropped: give its place back.
-                    if let Err(err) = cluster.leave_session(&key).await {
-                        tracing::warn!(session = redacted(&key), error = %err, "the cluster did not take a session count change");
-                    }
-                }
-                continue;
+/// A change nobody waits for.
+#[derive(Clone, Copy)]
+enum Change {
+    Join,
+    Leave,
+    Clear,
+}
+
+/// The task's state: what this node's counts should be in the cluster.
+struct Counter {
+    cluster: Arc<dyn Cluster>,
+    /// This node's count of each session, as the cluster should hold it:
+    /// its connections, and places taken by restores still under way.
+    counts: HashMap<String, usize>,
+    /// Sessions whose count in the cluster may be wrong: a change was not
+    /// answered. Written as values by [`repair`](Self::repair).
+    dirty: HashSet<String>,
+    /// When a cluster call last failed, while some count is dirty.
+    failed: Option<Instant>,
+}
+
+impl Counter {
+    fn add(&mut self, key: &str) {
+        *self.counts.entry(key.to_owned()).or_default() += 1;
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(n) = self.counts.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(key);
             }
-            Update::Join(key) => (cluster.join_session(key, 0).await.map(drop), key),
-            Update::Leave(key) => (cluster.leave_session(key).await, key),
-            Update::Clear(key) => (cluster.clear_session(key).await, key),
+        }
+    }
+
+    /// A call about `key` got no answer: its count is to be written again.
+    fn fail(&mut self, key: &str, err: &ClusterError) {
+        if self.failed.is_none() {
+            tracing::warn!(error = %err, "the cluster did not take a session count change; this node's counts will be written again once it answers");
+        }
+        self.dirty.insert(key.to_owned());
+        self.failed = Some(Instant::now());
+    }
+
+    /// Whether a call failed less than [`RETRY`] ago (then restores and
+    /// last closes fail at once).
+    fn holding_off(&self) -> bool {
+        self.failed.is_some_and(|at| at.elapsed() < RETRY)
+    }
+
+    /// Writes the dirty counts as values; returns whether the cluster took
+    /// them (or none was dirty).
+    async fn repair(&mut self) -> bool {
+        if self.dirty.is_empty() {
+            return true;
+        }
+        let counts: Vec<(String, usize)> = self
+            .dirty
+            .iter()
+            .map(|key| (key.clone(), self.counts.get(key).copied().unwrap_or(0)))
+            .collect();
+        match self.cluster.set_session_counts(&counts).await {
+            Ok(()) => {
+                tracing::info!(
+                    sessions = counts.len(),
+                    "the cluster took this node's session counts again"
+                );
+                self.dirty.clear();
+                self.failed = None;
+                true
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "writing this node's session counts again failed");
+                self.failed = Some(Instant::now());
+                false
+            }
+        }
+    }
+
+    /// A change that nobody waits for: sent as it is, or, while some count
+    /// is dirty (the cluster is not answering), only noted for the repair.
+    async fn send(&mut self, kind: Change, key: String) {
+        match kind {
+            Change::Join => self.add(&key),
+            Change::Leave => self.remove(&key),
+            Change::Clear => {
+                self.counts.remove(&key);
+            }
+        }
+        if !self.dirty.is_empty() {
+            self.dirty.insert(key);
+            return;
+        }
+        let result = match kind {
+            Change::Join => self.cluster.join_session(&key, 0).await.map(drop),
+            Change::Leave => self.cluster.leave_session(&key).await,
+            Change::Clear => self.cluster.clear_session(&key).await,
         };
         if let Err(err) = result {
-            tracing::warn!(session = redacted(key), ?update, error = %err, "the cluster did not take a session count change");
+            self.fail(&key, &err);
+        }
+    }
+
+    async fn handle(&mut self, update: Update) {
+        match update {
+            Update::Join(key) => self.send(Change::Join, key).await,
+            Update::Leave(key) => self.send(Change::Leave, key).await,
+            Update::Clear(key) => self.send(Change::Clear, key).await,
+            Update::Restore { key, max, answer } => {
+                // A dirty count may hold a place nobody has (a join applied
+                // after its timeout): written first.
+                if self.holding_off() || !self.repair().await {
+                    let _ = answer.send(Err(ClusterError::msg(
+                        "the cluster did not answer a moment ago",
+                    )));
+                    return;
+                }
+                let result = self.cluster.join_session(&key, max).await;
+                if let Err(err) = &result {
+                    // Redis may apply the join late: this node's count of
+                    // the session is written again.
+                    self.fail(&key, err);
+                }
+                let placed = matches!(result, Ok(true));
+                if placed {
+                    self.add(&key);
+                }
+                if answer.send(result).is_err() && placed {
+                    // The restore was dropped: give its place back.
+                    self.send(Change::Leave, key).await;
+                }
+            }
+            Update::LeaveLast { key, answer } => {
+                self.remove(&key);
+                if self.holding_off() {
+                    self.dirty.insert(key);
+                    let _ = answer.send(Err(ClusterError::msg(
+                        "the cluster did not answer a moment ago",
+                    )));
+                    return;
+                }
+                let count = self.counts.get(&key).copied().unwrap_or(0);
+                let result = self.cluster.leave_session_last(&key, count).await;
+                match &result {
+                    // The value was written: the count is right again.
+                    Ok(_) => {
+                        self.dirty.remove(&key);
+                        if self.dirty.is_empty() {
+                            self.failed = None;
+                        }
+                    }
+                    Err(err) => self.fail(&key, err),
+                }
+                let _ = answer.send(result);
+            }
+        }
+    }
+}
+/// Tells the cluster about count changes, one after the other, and writes
+/// dirty counts again every [`RETRY`] until the cluster takes them.
+async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedReceiver<Update>) {
+    let mut counter = Counter {
+        cluster,
+        counts: HashMap::new(),
+        dirty: HashSet::new(),
+        failed: None,
+    };
+    loop {
+        let retry_at = counter
+            .failed
+            .filter(|_| !counter.dirty.is_empty())
+            .map(|at| at + RETRY);
+        let update = match retry_at {
+            None => updates.recv().await,
+            Some(at) => tokio::select! {
+                update = updates.recv() => update,
+                () = tokio::time::sleep_until(at) => {
+                    counter.repair().await;
+                    continue;
+                }
+            },
+        };
+        match update {
+            Some(update) => counter.handle(update).await,
+            None => return,
         }
     }
 }
@@ -180,8 +365,35 @@ impl SessionRegistry for ClusteredRegistry {
     }
 
     async fn leave(&self, conn: &Connection, how: Leave) -> Option<Left> {
-        let left = self.local.leave(conn, how).await?;
-        self.leave_later(&left.key);
+        // A close on this node's last connection destroys the session only
+        // if no other node holds it: decided after the cluster's count.
+        let mut left = self.local.leave_now(conn, how, false)?;
+        if how == Leave::Disconnect || !left.last {
+            self.leave_later(&left.key);
+            return Some(left);
+        }
+        let (answer, answered) = oneshot::channel();
+        self.update(Update::LeaveLast {
+            key: left.key.clone(),
+            answer,
+        });
+        let held_elsewhere = match answered.await {
+            Ok(Ok(None | Some(0))) => false,
+            Ok(Ok(Some(connections))) => {
+                tracing::debug!(
+                    connections,
+                    "a session closed on this node's last connection is held on other nodes; it stays"
+                );
+                true
+            }
+            // Whether other nodes hold it cannot be known: keep it.
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "the cluster could not count a closed session's connections; it is not deleted");
+                true
+            }
+            Err(_) => true,
+        };
+        left.destroy = !held_elsewhere && self.local.claim_destroy(&left.key);
         Some(left)
     }
 

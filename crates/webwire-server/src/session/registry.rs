@@ -99,6 +99,8 @@ pub(crate) struct Left {
     /// connection. The caller deletes it from the store, then calls
     /// [`SessionRegistry::destroyed`].
     pub(crate) destroy: bool,
+    /// No connection of this server holds the session any more.
+    pub(crate) last: bool,
 }
 
 /// What the server needs from a session registry.
@@ -203,6 +205,68 @@ impl LocalRegistry {
             max,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// `conn` leaves its session; with `decide`, its close on the last
+    /// connection destroys the session, else the caller decides later
+    /// ([`claim_destroy`](Self::claim_destroy)).
+    pub(crate) fn leave_now(&self, conn: &Connection, how: Leave, decide: bool) -> Option<Left> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let session = {
+            let mut slot = conn.slot();
+            match (how, &*slot) {
+                (Leave::Close, Slot::Active(_)) => match std::mem::take(&mut *slot) {
+                    Slot::Active(session) => session,
+                    _ => unreachable!("matched above"),
+                },
+                (Leave::Close, _) => return None,
+                (Leave::Disconnect, Slot::Active(session)) => {
+                    let session = session.clone();
+                    *slot = Slot::Ended(Some(session.clone()));
+                    session
+                }
+                (Leave::Disconnect, Slot::Ended(_)) => return None,
+                (Leave::Disconnect, Slot::Empty | Slot::Busy) => {
+                    *slot = Slot::Ended(None);
+                    return None;
+                }
+            }
+        };
+        let key = session.key.clone();
+        let Some(entry) = state.entries.get_mut(&key) else {
+            debug_assert!(false, "an active slot's session is not registered");
+            return None;
+        };
+        entry.connections.retain(|other| other != conn);
+        let mut destroy = false;
+        let last = entry.connections.is_empty();
+        if last {
+            state.active -= 1;
+            if how == Leave::Close && decide {
+                entry.destroying = true;
+                entry.generation += 1;
+                destroy = true;
+            }
+        }
+        state.tidy(&key);
+        Some(Left { key, destroy, last })
+    }
+
+    /// After an undecided close of the last connection: destroys the
+    /// session `key` (as that close would have) unless a connection of this
+    /// server joined it meanwhile or it is being destroyed already. Returns
+    /// whether the caller is to delete it.
+    pub(crate) fn claim_destroy(&self, key: &str) -> bool {
+        let mut state = self.state();
+        let entry = state.entries.entry(key.to_owned()).or_default();
+        if !entry.connections.is_empty() || entry.destroying {
+            state.tidy(key);
+            return false;
+        }
+        entry.destroying = true;
+        entry.generation += 1;
+        true
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -310,45 +374,7 @@ impl SessionRegistry for LocalRegistry {
     }
 
     async fn leave(&self, conn: &Connection, how: Leave) -> Option<Left> {
-        let mut state = self.state();
-        let state = &mut *state;
-        let session = {
-            let mut slot = conn.slot();
-            match (how, &*slot) {
-                (Leave::Close, Slot::Active(_)) => match std::mem::take(&mut *slot) {
-                    Slot::Active(session) => session,
-                    _ => unreachable!("matched above"),
-                },
-                (Leave::Close, _) => return None,
-                (Leave::Disconnect, Slot::Active(session)) => {
-                    let session = session.clone();
-                    *slot = Slot::Ended(Some(session.clone()));
-                    session
-                }
-                (Leave::Disconnect, Slot::Ended(_)) => return None,
-                (Leave::Disconnect, Slot::Empty | Slot::Busy) => {
-                    *slot = Slot::Ended(None);
-                    return None;
-                }
-            }
-        };
-        let key = session.key.clone();
-        let Some(entry) = state.entries.get_mut(&key) else {
-            debug_assert!(false, "an active slot's session is not registered");
-            return None;
-        };
-        entry.connections.retain(|other| other != conn);
-        let mut destroy = false;
-        if entry.connections.is_empty() {
-            state.active -= 1;
-            if how == Leave::Close {
-                entry.destroying = true;
-                entry.generation += 1;
-                destroy = true;
-            }
-        }
-        state.tidy(&key);
-        Some(Left { key, destroy })
+        self.leave_now(conn, how, true)
     }
 
     async fn close_everywhere(&self, key: &str) -> Option<Vec<Connection>> {
