@@ -467,9 +467,18 @@ where
                     code: Some(code.into()),
                     reason: reason.to_owned(),
                 });
+            } else if message.is_ping() && !self.wire.has_room() {
+                // The stream answered with a pong it queued itself: like a
+                // reply, it counts toward the write budget, and the next
+                // message is read once the stream has room again (a client
+                // that pings and never reads is closed as stalled instead
+                // of growing the stream). Boxed: the rare wait.
+                if let Err(err) = Box::pin(self.wire.wait_room()).await {
+                    return ReadEnd::Wire(err);
+                }
             }
-            // Pings (answered by the WebSocket stream) and pongs only count
-            // as activity.
+            // Otherwise pings (answered by the WebSocket stream) and pongs
+            // only count as activity.
         }
     }
 

@@ -349,6 +349,32 @@ where
         }
     }
 
+    /// Whether the stream has room for more frames without waiting: below
+    /// its flush threshold, or it could write down to it now. Asked after
+    /// a ping: the stream queues its pong itself, outside [`send`](Self::send),
+    /// so a client that sends pings and does not read would otherwise grow
+    /// it without end.
+    pub(crate) fn has_room(&mut self) -> bool {
+        match self
+            .ws
+            .poll_ready_unpin(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Ok(())) => {
+                self.stall.armed = false;
+                true
+            }
+            // The error shows at the next read or write.
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        }
+    }
+
+    /// Waits for room in the stream, as a write of the task's own does: at
+    /// most the queue timeout without progress ([`WireError::Stalled`]).
+    pub(crate) async fn wait_room(&mut self) -> Result<(), WireError> {
+        std::future::poll_fn(|cx| self.poll_ready(cx, true)).await
+    }
+
     /// Gives the stream a frame encoded already (the accept configuration);
     /// only when it has room, which a new stream has.
     pub(crate) fn send_frame_now(&mut self, frame: Bytes) -> Result<(), WireError> {
