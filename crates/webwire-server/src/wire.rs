@@ -38,6 +38,9 @@ const ENCODE_CHUNK: usize = 1024;
 /// threshold too).
 pub(crate) const FLUSH_THRESHOLD: usize = 16 * 1024;
 
+/// What a lingering close reads at a time.
+const LINGER_CHUNK: usize = 8 * 1024;
+
 /// One entry of a connection's outbound queue.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -462,9 +465,38 @@ where
     }
 
     /// Reads until the client's close frame or the end of the stream;
-    /// messages are not handled any more.
-    pub(crate) async fn read_to_end(&mut self) {
-        while self.ws.next().await.is_some() {}
+    /// messages are not handled any more. Whether the client's close frame
+    /// came (it sends nothing after it).
+    pub(crate) async fn read_to_end(&mut self) -> bool {
+        while let Some(message) = self.ws.next().await {
+            if message.is_ok_and(|message| message.is_close()) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Lingering close, after the close frame for a violation has been
+    /// written: shuts the socket's sending side (the client sees the end
+    /// after the close frame) and reads and discards what the client still
+    /// sends, up to `max` bytes, its end, or `idle` without anything.
+    /// Closing with unread data makes the kernel send a reset, which drops
+    /// whatever it has not sent yet, the close frame too. The caller bounds
+    /// the time.
+    pub(crate) async fn linger(&mut self, max: usize, idle: Duration) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let io = self.ws.get_mut();
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = vec![0; LINGER_CHUNK];
+        let mut left = max;
+        while left > 0 {
+            match tokio::time::timeout(idle, io.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) | Err(_) => return,
+                Ok(Ok(n)) => left = left.saturating_sub(n),
+            }
+        }
     }
 
     /// Room in the stream for one more message. While the socket is full,

@@ -1,17 +1,20 @@
-//! Control frames under hostile clients, over raw sockets: a client that
-//! floods pings and never reads is closed as a stalled writer (the pongs
-//! count toward the write budget).
+//! Control frames and closing under hostile clients, over raw sockets: a
+//! client that floods pings and never reads is closed as a stalled writer
+//! (the pongs count toward the write budget), and a client that keeps
+//! sending past a violation still receives the close frame, not a reset
+//! (lingering close).
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{within, TestServer};
+use common::{eventually, within, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
-use webwire_server::{Connection, DisconnectReason, Router, Server};
+use webwire_proto::{ClientMessage, Name, Payload, Request, RequestId};
+use webwire_server::{Connection, DisconnectReason, RequestError, Router, Server};
 
 fn reporting_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> Router {
     Router::new().on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
@@ -114,5 +117,129 @@ async fn a_client_flooding_pings_without_reading_is_closed_as_stalled() {
     assert_eq!(reason, Some(DisconnectReason::QueueStalled));
     let (_write, sent) = within("the flood to end", flood).await.unwrap();
     assert!(sent < FLOOD, "the server read all {sent} bytes of pings");
+    server.stop().await;
+}
+
+/// Reads raw server frames until a close frame: its code, or the error
+/// that ended the stream first (a reset).
+async fn read_close_code(read: &mut (impl AsyncReadExt + Unpin)) -> Result<u16, std::io::Error> {
+    let mut buf = Vec::new();
+    loop {
+        // One whole frame in `buf`? (server frames are not masked)
+        if buf.len() >= 2 {
+            let (len, at) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+                127 if buf.len() >= 10 => (
+                    usize::try_from(u64::from_be_bytes(buf[2..10].try_into().unwrap())).unwrap(),
+                    10,
+                ),
+                126 | 127 => (usize::MAX, 0),
+                len => (usize::from(len), 2),
+            };
+            if len != usize::MAX && buf.len() >= at + len {
+                if buf[0] & 0x0f == 0x8 {
+                    assert!(len >= 2, "a close frame without a code");
+                    return Ok(u16::from_be_bytes([buf[at], buf[at + 1]]));
+                }
+                buf.drain(..at + len);
+                continue;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match read.read(&mut chunk).await {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the stream ended without a close frame",
+                ))
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Regression (hardening issue, item 8): a client sending a message over
+/// the buffer size did not always get the 1009 close frame: the server
+/// closed the socket with the rest of the message unread, which makes the
+/// kernel send a reset and drop what it has not sent yet, the close frame
+/// included, whenever the client was not reading fast enough to have taken
+/// it already. The server now shuts its side down after the close frame,
+/// and reads and discards (bounded in time and bytes) before closing.
+///
+/// Here the client's small receive window is full of replies when it sends
+/// the oversized message, so the close frame waits in the server's send
+/// buffer: the old code lost it (and the replies) in every round.
+#[tokio::test]
+async fn a_client_sending_past_the_size_limit_receives_the_close_frame_not_a_reset() {
+    const ROUNDS: usize = 3;
+    const BUFFER: usize = 16 * 1024;
+    const REPLIES: usize = 6;
+    // The message's header says this much, and the client sends a good
+    // part of it after the server has refused it, before it reads.
+    const CLAIMED: usize = 1 << 20;
+    const SENT: usize = 256 * 1024;
+    let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
+    let router = reporting_router(reasons_tx).request("fill", |_: Payload| async move {
+        Ok::<_, RequestError>(vec![b'r'; BUFFER - 1024])
+    });
+    // The linger lasts at most the close timeout: longer than any wait here.
+    let server = TestServer::start(
+        Server::builder(router)
+            .message_buffer_size(BUFFER)
+            .close_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    for round in 0..ROUNDS {
+        let mut tcp = raw_connect(server.addr, Some(4096)).await;
+        eventually("connected", || server.server.connection_count() == 1).await;
+        let conn = server.server.connections().remove(0);
+        // Replies the client does not read yet: more than its window.
+        for id in 1..=REPLIES as u64 {
+            let request = Request::new(
+                RequestId::from(id),
+                Name::try_from("fill").unwrap(),
+                Payload::utf8("x"),
+            )
+            .unwrap();
+            let bytes = ClientMessage::Request(request).to_bytes();
+            let mut frame = frame_header(0x2, bytes.len());
+            frame.extend_from_slice(&bytes);
+            tcp.write_all(&frame).await.unwrap();
+        }
+        eventually("the replies written", || {
+            conn.stats().messages_sent > REPLIES as u64
+        })
+        .await;
+
+        // The oversized message, and much of its rest after the limit (a
+        // write failure is the old code's reset).
+        let _ = tcp.write_all(&frame_header(0x2, CLAIMED)).await;
+        let chunk = [b'x'; 4096];
+        for _ in 0..SENT / chunk.len() {
+            if within("writing on", tcp.write_all(&chunk)).await.is_err() {
+                break;
+            }
+        }
+        // Reading only once the old code would have closed the socket (it
+        // reported the disconnect at once); the fixed server lingers until
+        // the client closes, far longer than this.
+        let early = tokio::time::timeout(Duration::from_secs(1), reasons.recv()).await;
+        let code = within("the close frame", read_close_code(&mut tcp)).await;
+        assert_eq!(code.as_ref().ok(), Some(&1009), "round {round}: {code:?}");
+        drop(tcp);
+        let reason = match early {
+            Ok(reason) => reason,
+            Err(_) => within("reason", reasons.recv()).await,
+        };
+        assert!(
+            matches!(
+                reason,
+                Some(DisconnectReason::MessageTooBig { max: BUFFER, .. })
+            ),
+            "{reason:?}"
+        );
+        eventually("unregistered", || server.server.connection_count() == 0).await;
+    }
     server.stop().await;
 }
