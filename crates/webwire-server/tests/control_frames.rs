@@ -92,8 +92,7 @@ async fn a_client_flooding_pings_without_reading_is_closed_as_stalled() {
     const FLOOD: usize = 48 << 20;
     let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
     let server = TestServer::start(
-        Server::builder(reporting_router(reasons_tx))
-            .queue_timeout(Duration::from_millis(500)),
+        Server::builder(reporting_router(reasons_tx)).queue_timeout(Duration::from_millis(500)),
     )
     .await;
     let tcp = raw_connect(server.addr, Some(4096)).await;
