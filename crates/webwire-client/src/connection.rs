@@ -42,6 +42,11 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_BATCH: usize = 256;
 /// The shortest wait between reconnection attempts.
 const MIN_RECONNECT_INTERVAL: Duration = Duration::from_millis(10);
+/// Pong bytes the stream may hold before the reader waits for the writer
+/// to have flushed them (see `Driver::serve`).
+const PONG_BUDGET: usize = 16 * 1024;
+/// A client pong's header and mask.
+const PONG_OVERHEAD: usize = 6;
 /// The heartbeat message (type 33).
 const HEARTBEAT: &[u8] = &[33];
 
@@ -123,6 +128,9 @@ enum WriterItem {
     Frame(Bytes, Option<oneshot::Sender<Result<(), RequestError>>>),
     /// Send a close frame with this code, then stop.
     Close(CloseCode),
+    /// Answered once everything the stream holds is written, the pongs it
+    /// queued itself too.
+    Flushed(oneshot::Sender<()>),
 }
 
 /// The connection task.
@@ -269,13 +277,28 @@ impl Driver {
         self.count_pending();
 
         let mut closing: Option<Pin<Box<Sleep>>> = None;
+        // The stream answers every ping with a pong it queues itself; while
+        // the writer cannot write (a server that pings and does not read),
+        // reading on would queue pongs without end. Past `PONG_BUDGET`, the
+        // reader waits for the writer to have flushed them.
+        let mut pong_bytes = 0;
+        let mut pongs_flushed: Option<oneshot::Receiver<()>> = None;
         let served = loop {
             if closing.is_some() && self.pending.is_empty() {
                 break Served::Closed;
             }
             tokio::select! {
-                message = stream.next() => match message {
+                message = stream.next(), if pongs_flushed.is_none() => match message {
                     Some(Ok(message)) => {
+                        if message.is_ping() {
+                            pong_bytes += message.as_payload().len() + PONG_OVERHEAD;
+                            if pong_bytes >= PONG_BUDGET {
+                                pong_bytes = 0;
+                                let (done, flushed) = oneshot::channel();
+                                let _ = writer_tx.send(WriterItem::Flushed(done));
+                                pongs_flushed = Some(flushed);
+                            }
+                        }
                         if let Err(code) = self.on_frame(message) {
                             let _ = writer_tx.send(WriterItem::Close(code));
                             let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, &mut writer).await;
@@ -303,6 +326,10 @@ impl Driver {
                     Some(command) if closing.is_some() => reject(command, RequestError::Closed),
                     Some(command) => self.online(command, &writer_tx, max),
                 },
+                // Also when the writer is gone (then the branch below ends
+                // the connection).
+                _ = async { pongs_flushed.as_mut().expect("waiting").await },
+                    if pongs_flushed.is_some() => pongs_flushed = None,
                 () = until(&mut closing) => {
                     tracing::debug!(unanswered = self.pending.len(), "close timeout reached");
                     break Served::Closed;
@@ -323,6 +350,13 @@ impl Driver {
         let _ = writer_tx.send(WriterItem::Close(CloseCode::NORMAL_CLOSURE));
         let drain = async {
             while let Some(Ok(message)) = stream.next().await {
+                if message.is_ping() {
+                    // No waiting for the writer here: the drain ends instead.
+                    pong_bytes += message.as_payload().len() + PONG_OVERHEAD;
+                    if pong_bytes >= PONG_BUDGET {
+                        break;
+                    }
+                }
                 let _ = self.on_frame(message);
             }
         };
@@ -750,6 +784,7 @@ async fn write_loop(
     let timer = tokio::time::sleep_until(deadline_after(period));
     tokio::pin!(timer);
     let mut written = Vec::new();
+    let mut flushed = None;
     loop {
         let first = tokio::select! {
             biased;
@@ -770,6 +805,7 @@ async fn write_loop(
                     sink.feed(Message::binary(frame)).await?;
                     written.extend(done);
                 }
+                WriterItem::Flushed(done) => flushed = Some(done),
                 WriterItem::Close(code) => {
                     sink.send(Message::close(Some(code), "")).await?;
                     for done in written.drain(..) {
@@ -786,6 +822,9 @@ async fn write_loop(
         sink.flush().await?;
         for done in written.drain(..) {
             let _ = done.send(Ok(()));
+        }
+        if let Some(done) = flushed.take() {
+            let _ = done.send(());
         }
         timer.as_mut().reset(deadline_after(period));
     }

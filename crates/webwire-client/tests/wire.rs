@@ -732,3 +732,26 @@ async fn slow_event_receivers_lag_and_later_receivers_see_new_events_only() {
         ClientEvent::SessionClosed
     );
 }
+
+/// Regression (hardening issue, item 1, client side): the WebSocket stream
+/// answers every ping with a pong it queues itself, and the client went on
+/// reading pings while its writer could not write: a server that pinged
+/// and never read grew the client without end. Past a small budget of
+/// pongs, the client now reads on only once its writer has flushed them:
+/// it stops reading, and the flood stops at what the sockets hold.
+#[tokio::test]
+async fn a_server_flooding_pings_without_reading_cannot_grow_the_client() {
+    // More than the socket buffers can hold (Linux autotuning: up to 32
+    // MiB received, 4 MiB sent; about 7 MiB in practice): on the old code,
+    // all of it was read and answered into memory.
+    const FLOOD: usize = 48 << 20;
+    let mut peer = Peer::start().await;
+    let (client, mut conn) = peer.connect_default().await;
+    let sent = conn.flood_pings(FLOOD, Duration::from_secs(2)).await;
+    assert!(sent < FLOOD, "the client read all {sent} bytes of pings");
+    // Closing on purpose still ends (the close frame cannot be written).
+    tokio::time::timeout(Duration::from_secs(10), client.close())
+        .await
+        .expect("closed in time");
+    drop(conn);
+}

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -467,9 +467,18 @@ where
                     code: Some(code.into()),
                     reason: reason.to_owned(),
                 });
+            } else if message.is_ping() && !self.wire.has_room() {
+                // The stream answered with a pong it queued itself: like a
+                // reply, it counts toward the write budget, and the next
+                // message is read once the stream has room again (a client
+                // that pings and never reads is closed as stalled instead
+                // of growing the stream). Boxed: the rare wait.
+                if let Err(err) = Box::pin(self.wire.wait_room()).await {
+                    return ReadEnd::Wire(err);
+                }
             }
-            // Pings (answered by the WebSocket stream) and pongs only count
-            // as activity.
+            // Otherwise pings (answered by the WebSocket stream) and pongs
+            // only count as activity.
         }
     }
 
@@ -809,7 +818,19 @@ where
                     // Until the client's close frame (or the end of the
                     // stream), so that the socket closes cleanly; messages
                     // are not handled now.
-                    let _ = tokio::time::timeout(close_timeout, self.wire.read_to_end()).await;
+                    let deadline = Instant::now() + close_timeout;
+                    let handshake = tokio::time::timeout_at(deadline, self.wire.read_to_end())
+                        .await
+                        .unwrap_or(false);
+                    // A client closed for a violation may still be sending
+                    // (the rest of an oversized message, which the stream
+                    // cannot read past) if its close frame did not come:
+                    // what it sends is read and dropped, within the same
+                    // time, so that the close frame is not lost in a reset.
+                    if !handshake && lingers(reason) {
+                        let linger = self.wire.linger(LINGER_BYTES, LINGER_IDLE);
+                        let _ = tokio::time::timeout_at(deadline, linger).await;
+                    }
                 }
                 Ok(Err(err)) => wire_end = Some(err),
                 Err(_) => {}
@@ -856,6 +877,27 @@ fn attention<'a>(
             std::task::Poll::Pending
         }
     })
+}
+
+/// What a lingering close reads and drops at most (within the close
+/// timeout): far more than a client has in flight when it is refused.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// A lingering close ends when the client sent nothing for this long (it
+/// has stopped sending; the close frame is not lost once nothing is left
+/// unread).
+const LINGER_IDLE: Duration = Duration::from_secs(1);
+
+/// Whether the connection's close lingers (see `Wire::linger`): after a
+/// violation, when the client may still be sending.
+fn lingers(reason: &DisconnectReason) -> bool {
+    matches!(
+        reason,
+        DisconnectReason::ProtocolViolation(_)
+            | DisconnectReason::TextMessage
+            | DisconnectReason::MessageTooBig { .. }
+            | DisconnectReason::WebSocketError(_)
+    )
 }
 
 /// The close frame the server sends for a reason, if it sends its own.

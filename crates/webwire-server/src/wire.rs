@@ -38,6 +38,9 @@ const ENCODE_CHUNK: usize = 1024;
 /// threshold too).
 pub(crate) const FLUSH_THRESHOLD: usize = 16 * 1024;
 
+/// What a lingering close reads at a time.
+const LINGER_CHUNK: usize = 8 * 1024;
+
 /// One entry of a connection's outbound queue.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -349,6 +352,32 @@ where
         }
     }
 
+    /// Whether the stream has room for more frames without waiting: below
+    /// its flush threshold, or it could write down to it now. Asked after
+    /// a ping: the stream queues its pong itself, outside [`send`](Self::send),
+    /// so a client that sends pings and does not read would otherwise grow
+    /// it without end.
+    pub(crate) fn has_room(&mut self) -> bool {
+        match self
+            .ws
+            .poll_ready_unpin(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Ok(())) => {
+                self.stall.armed = false;
+                true
+            }
+            // The error shows at the next read or write.
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        }
+    }
+
+    /// Waits for room in the stream, as a write of the task's own does: at
+    /// most the queue timeout without progress ([`WireError::Stalled`]).
+    pub(crate) async fn wait_room(&mut self) -> Result<(), WireError> {
+        std::future::poll_fn(|cx| self.poll_ready(cx, true)).await
+    }
+
     /// Gives the stream a frame encoded already (the accept configuration);
     /// only when it has room, which a new stream has.
     pub(crate) fn send_frame_now(&mut self, frame: Bytes) -> Result<(), WireError> {
@@ -436,9 +465,38 @@ where
     }
 
     /// Reads until the client's close frame or the end of the stream;
-    /// messages are not handled any more.
-    pub(crate) async fn read_to_end(&mut self) {
-        while self.ws.next().await.is_some() {}
+    /// messages are not handled any more. Whether the client's close frame
+    /// came (it sends nothing after it).
+    pub(crate) async fn read_to_end(&mut self) -> bool {
+        while let Some(message) = self.ws.next().await {
+            if message.is_ok_and(|message| message.is_close()) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Lingering close, after the close frame for a violation has been
+    /// written: shuts the socket's sending side (the client sees the end
+    /// after the close frame) and reads and discards what the client still
+    /// sends, up to `max` bytes, its end, or `idle` without anything.
+    /// Closing with unread data makes the kernel send a reset, which drops
+    /// whatever it has not sent yet, the close frame too. The caller bounds
+    /// the time.
+    pub(crate) async fn linger(&mut self, max: usize, idle: Duration) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let io = self.ws.get_mut();
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = vec![0; LINGER_CHUNK];
+        let mut left = max;
+        while left > 0 {
+            match tokio::time::timeout(idle, io.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) | Err(_) => return,
+                Ok(Ok(n)) => left = left.saturating_sub(n),
+            }
+        }
     }
 
     /// Room in the stream for one more message. While the socket is full,

@@ -185,6 +185,21 @@ impl PeerConn {
         }
     }
 
+    /// Sends pings (of the largest size a control frame may have) and
+    /// reads nothing, until `max` bytes are sent or the client has taken
+    /// nothing for `stall`; the bytes sent.
+    pub async fn flood_pings(&mut self, max: usize, stall: Duration) -> usize {
+        let ping = Message::ping(Bytes::from_static(&[b'p'; 125]));
+        let mut sent = 0;
+        while sent < max {
+            match tokio::time::timeout(stall, self.ws.feed(ping.clone())).await {
+                Ok(Ok(())) => sent += 2 + 125,
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        sent
+    }
+
     /// Closes the WebSocket with `code`.
     pub async fn close(&mut self, code: CloseCode) {
         let _ = self.ws.send(Message::close(Some(code), "")).await;
