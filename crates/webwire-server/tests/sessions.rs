@@ -21,8 +21,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Encoding, Payload, ServerMessage};
 use webwire_server::{
-    Connection, FileSessionManager, RequestError, Router, Server, ServerBuilder, Session,
-    SessionError, SessionLookup, SessionManager, SessionStoreError,
+    Concurrency, Connection, FileSessionManager, RequestError, Router, Server, ServerBuilder,
+    Session, SessionError, SessionLookup, SessionManager, SessionStoreError,
 };
 
 // ---------------------------------------------------------------------------
@@ -111,6 +111,53 @@ impl SessionManager for Store {
             self.deleted.lock().unwrap().push(key.to_owned());
         }
         Ok(())
+    }
+}
+
+/// A [`Store`] whose stores wait for the test's word, so that a session
+/// can be closed while it is still being stored.
+#[derive(Debug, Default)]
+struct HeldStore {
+    store: Store,
+    /// A store started and waits for `release`.
+    saving: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    /// `on_session_closed` was called.
+    deleting: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl SessionManager for HeldStore {
+    async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
+        self.saving.notify_one();
+        self.release.notified().await;
+        self.store.on_session_created(session).await
+    }
+
+    async fn on_session_lookup(
+        &self,
+        key: &str,
+    ) -> Result<Option<SessionLookup>, SessionStoreError> {
+        self.store.on_session_lookup(key).await
+    }
+
+    async fn on_session_closed(&self, key: &str) -> Result<(), SessionStoreError> {
+        self.deleting.notify_one();
+        self.store.on_session_closed(key).await
+    }
+}
+
+impl HeldStore {
+    /// Lets the held store go on once the delete has reached the store,
+    /// or after a second without it. The server under test must not let
+    /// the delete through before the release, so on it this always waits
+    /// the second; a server that lets it through shows the fault for sure.
+    async fn release_after_the_delete_or_a_second(&self) -> bool {
+        let early = tokio::time::timeout(Duration::from_secs(1), self.deleting.notified())
+            .await
+            .is_ok();
+        self.release.notify_one();
+        early
     }
 }
 
@@ -499,6 +546,91 @@ async fn a_client_close_request_is_confirmed_by_an_empty_reply() {
     // Without a session: an empty reply all the same, nothing deleted.
     assert_empty_reply(&close(&mut a).await);
     assert_eq!(count(&store.closed), 1);
+    server.stop().await;
+}
+
+/// Logs in without waiting for the reply: returns the login's request id
+/// and the key of the NotifySessionCreated that comes first.
+async fn login_held(
+    client: &mut TestClient,
+    held: &HeldStore,
+) -> (webwire_proto::RequestId, String) {
+    let id = client.send_request("login", Payload::utf8("alice")).await;
+    let ServerMessage::SessionCreated(json) = client.recv().await else {
+        panic!("expected NotifySessionCreated");
+    };
+    within("the store to start", held.saving.notified()).await;
+    (id, Session::from_json(&json).expect("session JSON").key)
+}
+
+#[tokio::test]
+async fn a_close_while_the_session_is_being_stored_leaves_it_unrestorable() {
+    // Login and logout back to back, with handlers running concurrently
+    // (as in the interop server): the logout closes the session while the
+    // store of the new session is still running.
+    let held = Arc::new(HeldStore::default());
+    let server = TestServer::start(
+        builder(router())
+            .concurrency(Concurrency::Unlimited)
+            .session_manager(held.clone()),
+    )
+    .await;
+    let mut a = server.connect().await;
+    let (login_id, key) = login_held(&mut a, &held).await;
+    let logout_id = a.send_request("logout", Payload::utf8("")).await;
+    let early = held.release_after_the_delete_or_a_second().await;
+    assert_eq!(reply_text(&a.reply_to(logout_id).await), "true");
+    assert_eq!(reply_text(&a.reply_to(login_id).await), key);
+    assert_eq!(a.take_pending(), vec![ServerMessage::SessionClosed]);
+
+    assert!(
+        !held.store.contains(&key),
+        "the store holds a closed session"
+    );
+    let mut b = server.connect().await;
+    assert!(matches!(
+        restore(&mut b, key.clone()).await,
+        ServerMessage::SessionNotFound(_)
+    ));
+    assert_eq!(count(&held.store.closed), 1);
+    assert!(
+        !early,
+        "the delete reached the store while it was storing the session"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_close_everywhere_while_the_session_is_being_stored_leaves_it_unrestorable() {
+    let held = Arc::new(HeldStore::default());
+    let server = TestServer::start(builder(router()).session_manager(held.clone())).await;
+    let mut a = server.connect().await;
+    let (login_id, key) = login_held(&mut a, &held).await;
+    let close = tokio::spawn({
+        let server = server.server.clone();
+        let key = key.clone();
+        async move { server.close_session(&key).await }
+    });
+    let early = held.release_after_the_delete_or_a_second().await;
+    let closed = within("close everywhere", close).await.unwrap();
+    assert!(closed.destroyed() && closed.is_ok(), "{closed:?}");
+    assert_eq!(closed.connections().len(), 1);
+    assert_eq!(reply_text(&a.reply_to(login_id).await), key);
+    assert_eq!(a.recv().await, ServerMessage::SessionClosed);
+
+    assert!(
+        !held.store.contains(&key),
+        "the store holds a closed session"
+    );
+    let mut b = server.connect().await;
+    assert!(matches!(
+        restore(&mut b, key.clone()).await,
+        ServerMessage::SessionNotFound(_)
+    ));
+    assert!(
+        !early,
+        "the delete reached the store while it was storing the session"
+    );
     server.stop().await;
 }
 
