@@ -21,8 +21,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Encoding, Payload, ServerMessage};
 use webwire_server::{
-    Concurrency, Connection, FileSessionManager, RequestError, Router, Server, ServerBuilder,
-    Session, SessionError, SessionLookup, SessionManager, SessionStoreError,
+    Concurrency, Connection, FileSessionManager, MemorySessionManager, RequestError, Router,
+    Server, ServerBuilder, Session, SessionError, SessionKeyGenerator, SessionLookup,
+    SessionManager, SessionStoreError,
 };
 
 // ---------------------------------------------------------------------------
@@ -296,11 +297,15 @@ struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
     fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        Self::capture_from(tracing::Level::WARN)
+    }
+
+    fn capture_from(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
         let logs = Self::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(level)
             .with_writer(move || writer.clone())
             .finish();
         (logs, tracing::subscriber::set_default(subscriber))
@@ -1258,4 +1263,131 @@ async fn a_session_larger_than_the_message_buffer_is_refused() {
     // A smaller one fits.
     login(&mut client, "alice").await;
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Session keys are never shown
+
+/// Keys that start with [`SECRET`], numbered.
+#[derive(Debug, Default)]
+struct KnownKeys(AtomicUsize);
+
+/// What every key of [`KnownKeys`] starts with: it must appear in no log
+/// line and no `Debug` or `Display` output.
+const SECRET: &str = "KNOWN-SECRET-KEY";
+
+impl SessionKeyGenerator for KnownKeys {
+    fn generate(&self) -> String {
+        format!("{SECRET}-{}", self.0.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+/// Not the key, nor its first four characters.
+fn assert_no_key(what: &str, text: &str) {
+    assert!(
+        !text.contains(&SECRET[..4]),
+        "{what} shows a session key: {text}"
+    );
+}
+
+#[tokio::test]
+async fn no_log_line_or_error_shows_a_session_key() {
+    // Every path that logs about a session, at TRACE, on this thread (the
+    // current-thread runtime runs the server here too).
+    let (logs, _guard) = Logs::capture_from(tracing::Level::TRACE);
+    let store = Arc::new(Store::default());
+    let server = TestServer::start(
+        builder(router())
+            .session_manager(store.clone())
+            .session_key_generator(Arc::new(KnownKeys::default())),
+    )
+    .await;
+    let mut a = server.connect().await;
+    let mut b = server.connect().await;
+
+    // A store that fails on create; a restore of a key that is not stored.
+    store.fail_create.store(true, Ordering::SeqCst);
+    let first = login(&mut a, "alice").await;
+    assert!(first.key.starts_with(SECRET));
+    assert!(matches!(
+        restore(&mut b, first.key.clone()).await,
+        ServerMessage::SessionNotFound(_)
+    ));
+    store.fail_create.store(false, Ordering::SeqCst);
+    // A client's close, a store that fails on delete.
+    store.fail_close.store(true, Ordering::SeqCst);
+    assert_empty_reply(&close(&mut a).await);
+    // Restored on b, closed everywhere with a failing delete.
+    let second = login(&mut a, "bob").await;
+    restored(&restore(&mut b, second.key.clone()).await);
+    let closed = server.server.close_session(&second.key).await;
+    assert!(closed.store_error().is_some());
+    assert_eq!(a.recv().await, ServerMessage::SessionClosed);
+    assert_eq!(b.recv().await, ServerMessage::SessionClosed);
+    assert_no_key("a close everywhere's Debug", &format!("{closed:?}"));
+    let err = closed.store_error().unwrap();
+    assert_no_key("a store error", &format!("{err} {err:?}"));
+    // The server-side close of one connection.
+    let third = login(&mut a, "carol").await;
+    let (_, message) = error_code(&a.request("logout", Payload::utf8("")).await);
+    assert_no_key("a close error reply", &message);
+    assert_eq!(a.recv().await, ServerMessage::SessionClosed);
+    store.fail_close.store(false, Ordering::SeqCst);
+    // A disconnect.
+    let fourth = login(&mut b, "dave").await;
+    b.close().await;
+    eventually("b left", || server.server.active_session_count() == 0).await;
+
+    for session in [&first, &second, &third, &fourth] {
+        assert_no_key("a session's Debug", &format!("{session:?}"));
+    }
+    server.stop().await;
+    let text = logs.text();
+    assert!(text.contains("failed to store a new session"), "{text}");
+    assert!(text.contains("failed to delete a closed session"), "{text}");
+    assert!(text.contains("session closed on a connection"), "{text}");
+    assert!(text.contains("a connection left its session"), "{text}");
+    assert_no_key("the logs", &text);
+    assert!(
+        text.contains(&webwire_server::KeyDigest::new(&second.key).to_string()),
+        "sessions are told apart by their digest: {text}"
+    );
+}
+
+#[tokio::test]
+async fn the_file_and_memory_managers_show_no_key() {
+    let (logs, _guard) = Logs::capture_from(tracing::Level::TRACE);
+    let dir = tempfile::tempdir().unwrap();
+    let files = Arc::new(FileSessionManager::new(dir.path()));
+    let server = TestServer::start(
+        builder(router())
+            .session_manager(files.clone())
+            .session_key_generator(Arc::new(KnownKeys::default())),
+    )
+    .await;
+    let mut a = server.connect().await;
+    let session = login(&mut a, "alice").await;
+    // A corrupt session file: the lookup fails, and says so.
+    std::fs::write(dir.path().join(&session.key), b"not a session").unwrap();
+    let mut b = server.connect().await;
+    assert!(matches!(
+        restore(&mut b, session.key.clone()).await,
+        ServerMessage::InternalError(_)
+    ));
+    let err = files.on_session_lookup(&session.key).await.unwrap_err();
+    assert_no_key("a file error", &format!("{err} {err:?}"));
+    server.stop().await;
+    let text = logs.text();
+    assert!(text.contains("session lookup failed"), "{text}");
+    assert_no_key("the logs", &text);
+
+    // The memory manager's errors and Debug.
+    let memory = MemorySessionManager::new();
+    let session = Session::new(format!("{SECRET}-m"), SystemTime::now(), None);
+    memory.on_session_created(&session).await.unwrap();
+    assert_no_key("the memory manager's Debug", &format!("{memory:?}"));
+    // A file manager refusing a key that cannot name a file.
+    let bad = Session::new(format!("{SECRET}/bad"), SystemTime::now(), None);
+    let err = files.on_session_created(&bad).await.unwrap_err();
+    assert_no_key("a refused key's error", &format!("{err} {err:?}"));
 }

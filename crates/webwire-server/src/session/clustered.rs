@@ -29,8 +29,8 @@ pub(crate) struct ClusteredRegistry {
     updates: OnceLock<mpsc::UnboundedSender<Update>>,
 }
 
-/// A change of this node's count of a session's connections.
-#[derive(Debug)]
+/// A change of this node's count of a session's connections. Its `Debug`
+/// shows the key's digest.
 enum Update {
     /// One more (a new session: no limit).
     Join(String),
@@ -47,6 +47,21 @@ enum Update {
     Clear(String),
 }
 
+impl fmt::Debug for Update {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Join(key) => f.debug_tuple("Join").field(&redacted(key)).finish(),
+            Self::Restore { key, max, .. } => f
+                .debug_struct("Restore")
+                .field("key", &redacted(key))
+                .field("max", max)
+                .finish_non_exhaustive(),
+            Self::Leave(key) => f.debug_tuple("Leave").field(&redacted(key)).finish(),
+            Self::Clear(key) => f.debug_tuple("Clear").field(&redacted(key)).finish(),
+        }
+    }
+}
+
 /// Tells the cluster about count changes, one after the other.
 async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedReceiver<Update>) {
     while let Some(update) = updates.recv().await {
@@ -59,7 +74,7 @@ async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedRece
                 if let Err(Ok(true)) = answer.send(result) {
                     // The restore was dropped: give its place back.
                     if let Err(err) = cluster.leave_session(&key).await {
-                        tracing::warn!(session = redacted(&key), error = %err, "the cluster did not take a session count change");
+                        tracing::warn!(session = %redacted(&key), error = %err, "the cluster did not take a session count change");
                     }
                 }
                 continue;
@@ -69,7 +84,7 @@ async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedRece
             Update::Clear(key) => (cluster.clear_session(key).await, key),
         };
         if let Err(err) = result {
-            tracing::warn!(session = redacted(key), ?update, error = %err, "the cluster did not take a session count change");
+            tracing::warn!(session = %redacted(key), ?update, error = %err, "the cluster did not take a session count change");
         }
     }
 }
@@ -161,7 +176,7 @@ impl SessionRegistry for ClusteredRegistry {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return Err(Refused::Full),
             Ok(Err(err)) => {
-                tracing::error!(session = redacted(&key), error = %err, "the cluster could not count a restored session's connections");
+                tracing::error!(session = %redacted(&key), error = %err, "the cluster could not count a restored session's connections");
                 return Err(Refused::Unavailable);
             }
             Err(_) => return Err(Refused::Unavailable),

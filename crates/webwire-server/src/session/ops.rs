@@ -171,7 +171,7 @@ impl Sessions {
             })?;
         claim.settle();
         permit.send(Outbound::Message(Box::new(notification)));
-        tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session created");
+        tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session created");
         // In a task of its own, like a deletion: the store runs to its end
         // (and only then lets a deletion of the session go ahead) even if
         // the caller stops waiting.
@@ -194,7 +194,7 @@ impl Sessions {
         if let Some(error) = failure {
             tracing::error!(
                 connection = %conn.id(),
-                session = redacted(&session.key),
+                session = %redacted(&session.key),
                 error,
                 "the session manager failed to store a new session; it stays active but cannot be restored",
             );
@@ -265,11 +265,11 @@ impl Sessions {
             Ok(Ok(Some(found))) => found,
             Ok(Ok(None)) => return Err(ServerMessage::SessionNotFound(id)),
             Ok(Err(err)) => {
-                tracing::error!(connection = %conn.id(), session = redacted(&key), error = %chain(&err), "session lookup failed");
+                tracing::error!(connection = %conn.id(), session = %redacted(&key), error = %chain(&err), "session lookup failed");
                 return Err(ServerMessage::InternalError(id));
             }
             Err(_) => {
-                tracing::error!(connection = %conn.id(), session = redacted(&key), "the session manager panicked in a lookup");
+                tracing::error!(connection = %conn.id(), session = %redacted(&key), "the session manager panicked in a lookup");
                 return Err(ServerMessage::InternalError(id));
             }
         };
@@ -277,14 +277,14 @@ impl Sessions {
         let json = match session.to_json() {
             Ok(json) => json,
             Err(err) => {
-                tracing::error!(connection = %conn.id(), session = redacted(&session.key), error = %chain(&err), "the restored session cannot be encoded");
+                tracing::error!(connection = %conn.id(), session = %redacted(&session.key), error = %chain(&err), "the restored session cannot be encoded");
                 return Err(ServerMessage::InternalError(id));
             }
         };
         let reply = ServerMessage::Reply(Reply::new(id, Payload::utf8(json)));
         let (len, max) = (reply.encoded_len(), conn.inner.buffer_size);
         if len > max {
-            tracing::error!(connection = %conn.id(), session = redacted(&session.key), len, max, "the restored session exceeds the message buffer size");
+            tracing::error!(connection = %conn.id(), session = %redacted(&session.key), len, max, "the restored session exceeds the message buffer size");
             return Err(ServerMessage::InternalError(id));
         }
         ticket.used = true;
@@ -295,7 +295,7 @@ impl Sessions {
         match outcome {
             Ok(()) => {
                 claim.settle();
-                tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session restored");
+                tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session restored");
                 Ok((reply, session))
             }
             Err(refused) => Err(refusal(id, refused)),
@@ -325,7 +325,7 @@ impl Sessions {
         let Some(left) = self.registry.leave(conn, Leave::Close).await else {
             return (None, Ok(()));
         };
-        tracing::debug!(connection = %conn.id(), session = redacted(&left.key), destroy = left.destroy, "session closed on a connection");
+        tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), destroy = left.destroy, "session closed on a connection");
         let notified = if notify {
             send_closed(conn).await
         } else {
@@ -350,7 +350,7 @@ impl Sessions {
             return ClosedSession::default();
         };
         tracing::debug!(
-            session = redacted(key),
+            session = %redacted(key),
             connections = connections.len(),
             "closing a session everywhere"
         );
@@ -377,7 +377,7 @@ impl Sessions {
     /// The connection ended: it leaves its session, which stays stored.
     pub(crate) async fn disconnected(&self, conn: &Connection) {
         if let Some(left) = self.registry.leave(conn, Leave::Disconnect).await {
-            tracing::debug!(connection = %conn.id(), session = redacted(&left.key), "a connection left its session");
+            tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), "a connection left its session");
         }
     }
 
@@ -402,7 +402,7 @@ impl Sessions {
                 ))
             });
             if let Err(err) = &result {
-                tracing::error!(session = redacted(&key), error = %chain(err), "the session manager failed to delete a closed session");
+                tracing::error!(session = %redacted(&key), error = %chain(err), "the session manager failed to delete a closed session");
             }
             result
         });
