@@ -80,5 +80,6 @@ pub use error::{ConnectError, RequestError, TlsError};
 pub use event::{ClientEvent, Events};
 pub use tls::TlsConfig;
 pub use webwire_proto::{
-    AcceptConf, Encoding, Name, Payload, Session, SessionInfo, SessionJsonError, Signal, TextError,
+    AcceptConf, Encoding, KeyDigest, Name, Payload, Session, SessionInfo, SessionJsonError, Signal,
+    TextError,
 };

@@ -74,7 +74,7 @@ pub use message_type::MessageType;
 pub use name::{ErrorCode, Name};
 pub use payload::{Encoding, Payload, TextError};
 pub use rfc3339::{format_rfc3339, parse_rfc3339, TimeParseError, TimeRangeError};
-pub use session::{Session, SessionInfo, SessionJsonError};
+pub use session::{KeyDigest, Session, SessionInfo, SessionJsonError};
 
 /// The protocol's major version, announced in [`AcceptConf`].
 pub const PROTOCOL_MAJOR: u8 = 2;

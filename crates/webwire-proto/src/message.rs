@@ -367,7 +367,9 @@ impl AcceptConf {
 /// );
 /// # Ok::<(), ParseError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows a restore's key as a [`KeyDigest`](crate::KeyDigest).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientMessage {
     /// A request (types 127, 128, 129).
@@ -386,6 +388,22 @@ pub enum ClientMessage {
     CloseSession(RequestId),
     /// Keeps the connection within the server's read timeout (type 33).
     Heartbeat,
+}
+
+impl fmt::Debug for ClientMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Request(request) => f.debug_tuple("Request").field(request).finish(),
+            Self::Signal(signal) => f.debug_tuple("Signal").field(signal).finish(),
+            Self::RestoreSession { id, key } => f
+                .debug_struct("RestoreSession")
+                .field("id", id)
+                .field("key", &crate::KeyDigest::new(key))
+                .finish(),
+            Self::CloseSession(id) => f.debug_tuple("CloseSession").field(id).finish(),
+            Self::Heartbeat => f.write_str("Heartbeat"),
+        }
+    }
 }
 
 impl ClientMessage {
@@ -481,7 +499,10 @@ impl ClientMessage {
 /// assert_eq!(message.request_id(), Some(RequestId::from(1)));
 /// # Ok::<(), webwire_proto::ParseError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` leaves out the session JSON of NotifySessionCreated (it
+/// holds the session key).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerMessage {
     /// A successful reply (types 191, 192, 193).
@@ -506,6 +527,29 @@ pub enum ServerMessage {
     AcceptConf(AcceptConf),
     /// A signal (types 63, 64, 65).
     Signal(Signal),
+}
+
+impl fmt::Debug for ServerMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Reply(reply) => f.debug_tuple("Reply").field(reply).finish(),
+            Self::Error(err) => f.debug_tuple("Error").field(err).finish(),
+            Self::Shutdown(id) => f.debug_tuple("Shutdown").field(id).finish(),
+            Self::InternalError(id) => f.debug_tuple("InternalError").field(id).finish(),
+            Self::SessionNotFound(id) => f.debug_tuple("SessionNotFound").field(id).finish(),
+            Self::MaxSessConnsReached(id) => {
+                f.debug_tuple("MaxSessConnsReached").field(id).finish()
+            }
+            Self::SessionsDisabled(id) => f.debug_tuple("SessionsDisabled").field(id).finish(),
+            Self::SessionCreated(json) => f
+                .debug_tuple("SessionCreated")
+                .field(&format_args!("<{} bytes of session JSON>", json.len()))
+                .finish(),
+            Self::SessionClosed => f.write_str("SessionClosed"),
+            Self::AcceptConf(conf) => f.debug_tuple("AcceptConf").field(conf).finish(),
+            Self::Signal(signal) => f.debug_tuple("Signal").field(signal).finish(),
+        }
+    }
 }
 
 impl ServerMessage {
@@ -844,6 +888,37 @@ mod tests {
 
     fn client(bytes: &[u8]) -> Result<ClientMessage, ParseError> {
         ClientMessage::parse(Bytes::copy_from_slice(bytes))
+    }
+
+    #[test]
+    fn debug_never_shows_a_session_key() {
+        let key = "SECRET-session-key-0123456789";
+        let restore = ClientMessage::RestoreSession {
+            id: RequestId::from(7),
+            key: Bytes::from(key),
+        };
+        let debug = format!("{restore:?}");
+        assert!(!debug.contains(key), "{debug}");
+        assert!(
+            debug.contains(&crate::KeyDigest::new(key).to_string()),
+            "{debug}"
+        );
+        let json = crate::Session::new(key, std::time::SystemTime::UNIX_EPOCH, None)
+            .to_json()
+            .unwrap();
+        let created = ServerMessage::SessionCreated(Bytes::from(json));
+        let debug = format!("{created:?}");
+        assert!(!debug.contains(key), "{debug}");
+        assert!(debug.starts_with("SessionCreated("), "{debug}");
+        // The other variants still show what they hold.
+        assert_eq!(
+            format!("{:?}", ServerMessage::SessionClosed),
+            "SessionClosed"
+        );
+        assert!(
+            format!("{:?}", ClientMessage::CloseSession(RequestId::from(7)))
+                .starts_with("CloseSession(")
+        );
     }
 
     #[test]

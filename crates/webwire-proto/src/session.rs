@@ -1,5 +1,6 @@
 //! The session as it travels on the wire (docs/protocol.md section 8).
 
+use std::fmt;
 use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
@@ -37,7 +38,10 @@ pub type SessionInfo = serde_json::Map<String, serde_json::Value>;
 /// assert_eq!(Session::from_json(json.as_bytes())?, session);
 /// # Ok::<(), webwire_proto::SessionJsonError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its [`Debug`](fmt::Debug) shows the key as a [`KeyDigest`], never the
+/// key itself.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     /// The session key (printable ASCII; the default server generator makes
     /// 64 URL-safe base64 characters).
@@ -48,6 +52,62 @@ pub struct Session {
     pub last_lookup: SystemTime,
     /// The application's information, if any.
     pub info: Option<SessionInfo>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("key", &KeyDigest::new(&self.key))
+            .field("creation", &self.creation)
+            .field("last_lookup", &self.last_lookup)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// How a session key is shown in logs, errors and `Debug` output: the first
+/// 4 bytes of its SHA-1, in hex, after `sha1:`.
+///
+/// A session key is a bearer credential (whoever knows it can restore the
+/// session), so no log line, error message or `Debug` output prints one.
+/// The digest tells keys apart (the same key always gives the same digest,
+/// on every node) without telling anything useful about a random key.
+///
+/// ```
+/// use webwire_proto::{KeyDigest, Session};
+///
+/// let key = "ZmFrZS1rZXktZm9yLXRoZS1kb2N1bWVudGF0aW9u";
+/// let digest = KeyDigest::new(key).to_string();
+/// assert_eq!(digest.len(), "sha1:".len() + 8);
+/// assert_eq!(digest, KeyDigest::new(key.as_bytes()).to_string());
+/// assert_ne!(digest, KeyDigest::new("another key").to_string());
+///
+/// let session = Session::new(key, std::time::SystemTime::now(), None);
+/// let debug = format!("{session:?}");
+/// assert!(!debug.contains(key) && debug.contains(&digest));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest([u8; 4]);
+
+impl KeyDigest {
+    /// The digest of `key`.
+    pub fn new(key: impl AsRef<[u8]>) -> Self {
+        let hash = sha1_smol::Sha1::from(key.as_ref()).digest().bytes();
+        Self([hash[0], hash[1], hash[2], hash[3]])
+    }
+}
+
+impl fmt::Display for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.0;
+        write!(f, "sha1:{a:02x}{b:02x}{c:02x}{d:02x}")
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// Why a session could not be read from or written as JSON.

@@ -16,11 +16,11 @@ pub(crate) fn is_valid_key(key: &str) -> bool {
 /// What a valid key looks like, for error messages.
 pub(crate) const VALID_KEY: &str = "1 to 255 bytes of printable ASCII (32..=126)";
 
-/// How much of a session key may appear in an error message: keys are bearer
-/// credentials, so only a short prefix is shown.
-pub(crate) fn redacted(key: &str) -> String {
-    let prefix: String = key.chars().take(4).collect();
-    format!("{prefix:?}…")
+/// How a session key appears in an error message or a log line: keys are
+/// bearer credentials, so only their [`KeyDigest`](webwire_proto::KeyDigest)
+/// is shown.
+pub(crate) fn redacted(key: &str) -> webwire_proto::KeyDigest {
+    webwire_proto::KeyDigest::new(key)
 }
 
 /// Whether `prefix` may be the namespace of the session keys: 1 to 1024
@@ -74,10 +74,10 @@ mod tests {
     }
 
     #[test]
-    fn redacted_shows_four_chars() {
-        assert_eq!(redacted("abcdefgh"), "\"abcd\"…");
-        assert_eq!(redacted("ab"), "\"ab\"…");
-        assert_eq!(redacted("a\nbcd"), "\"a\\nbc\"…");
+    fn redacted_shows_no_part_of_the_key() {
+        let shown = redacted("abcdefgh").to_string();
+        assert!(!shown.contains("abcd"), "{shown}");
+        assert_eq!(shown, webwire_proto::KeyDigest::new("abcdefgh").to_string());
     }
 
     #[test]

@@ -527,4 +527,117 @@ async fn a_join_answered_after_its_timeout_is_given_back() {
         RequestError::MaxSessionConnsReached
     );
     a.stop().await;
+/// Keys that start with [`SECRET`], numbered.
+#[derive(Debug, Default)]
+struct KnownKeys(std::sync::atomic::AtomicUsize);
+
+/// What every key of [`KnownKeys`] starts with: neither it nor its first
+/// four characters may appear in a log line.
+const SECRET: &str = "KNOWN-SECRET-KEY";
+
+impl webwire_server::SessionKeyGenerator for KnownKeys {
+    fn generate(&self) -> String {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("{SECRET}-{n}")
+    }
+}
+
+/// Collects what is logged on this thread (the current-thread runtime
+/// runs the server, the cluster and the clients here).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_log_line_shows_a_session_key_while_redis_is_down() {
+    let mut redis = redis_or_skip!();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sessions = RedisSessionManager::connect(
+        &redis.url(),
+        RedisSessionConfig::new().with_op_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("session manager");
+    let config = RedisClusterConfig::new("a")
+        .with_heartbeat_interval(Duration::from_millis(200))
+        .with_node_timeout(Duration::from_secs(1))
+        .with_request_timeout(Duration::from_millis(500))
+        .with_op_timeout(Duration::from_millis(300));
+    let cluster = RedisCluster::connect(&redis.url(), config)
+        .await
+        .expect("cluster");
+    let server = Server::builder(router())
+        .session_manager(Arc::new(sessions))
+        .session_key_generator(Arc::new(KnownKeys::default()))
+        .cluster(Arc::new(cluster.clone()))
+        .max_session_connections(3)
+        .build()
+        .expect("server");
+    let listener = server.bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/", listener.local_addr());
+    let run = tokio::spawn(listener.run());
+    let node = Node {
+        server,
+        cluster,
+        url,
+        run,
+    };
+    let (a, _ea) = node.client().await;
+    let (b, _eb) = node.client().await;
+    let key = login(&a).await;
+    assert!(key.starts_with(SECRET));
+    b.restore_session(&key).await.expect("restored");
+
+    redis.stop();
+    // Count updates that fail (a leave; a new session's join), a store
+    // and a lookup that fail, a close everywhere whose delete fails.
+    b.close_session().await.expect("closed on b");
+    let (c, _ec) = node.client().await;
+    let _ = c.request("login", "").await;
+    let _ = b.restore_session(&key).await;
+    let closed = within("close everywhere", node.server.close_session(&key)).await;
+    assert!(closed.store_error().is_some(), "{closed:?}");
+    for text in [
+        format!("{closed:?}"),
+        closed.store_error().unwrap().to_string(),
+    ] {
+        assert!(!text.contains(&SECRET[..4]), "shows a session key: {text}");
+    }
+    eventually("a count update failed", || {
+        logs.text()
+            .contains("the cluster did not take a session count change")
+    })
+    .await;
+    node.stop().await;
+
+    let text = logs.text();
+    assert!(text.contains("failed to delete a closed session"), "{text}");
+    assert!(
+        !text.contains(&SECRET[..4]),
+        "the logs show a session key: {text}"
+    );
 }

@@ -37,7 +37,7 @@ use crate::Server;
 /// let event = ClusterEvent::Room { room: "lobby".into(), frame: bytes::Bytes::from_static(b"...") };
 /// assert_eq!(event.frame().len(), 3);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClusterEvent {
     /// For every connection.
@@ -59,6 +59,25 @@ pub enum ClusterEvent {
         /// The encoded signal message.
         frame: Bytes,
     },
+}
+
+/// Shows a session's key as its digest.
+impl fmt::Debug for ClusterEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Broadcast { frame } => f.debug_struct("Broadcast").field("frame", frame).finish(),
+            Self::Room { room, frame } => f
+                .debug_struct("Room")
+                .field("room", room)
+                .field("frame", frame)
+                .finish(),
+            Self::Session { key, frame } => f
+                .debug_struct("Session")
+                .field("key", &webwire_proto::KeyDigest::new(key))
+                .field("frame", frame)
+                .finish(),
+        }
+    }
 }
 
 impl ClusterEvent {

@@ -126,8 +126,8 @@ pub use router::{RequestHandler, Router, SessionHook, SignalHandler, State};
 pub use server::{Server, ServerBuilder};
 pub use service::WebwireService;
 pub use session::{
-    ClosedSession, DefaultKeyGenerator, FileSessionManager, MemorySessionManager, Session,
-    SessionInfo, SessionJsonError, SessionKeyGenerator, SessionLookup, SessionManager,
+    ClosedSession, DefaultKeyGenerator, FileSessionManager, KeyDigest, MemorySessionManager,
+    Session, SessionInfo, SessionJsonError, SessionKeyGenerator, SessionLookup, SessionManager,
     SessionStoreError,
 };
 pub use tls::TlsConfig;

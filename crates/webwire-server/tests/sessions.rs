@@ -21,8 +21,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Encoding, Payload, ServerMessage};
 use webwire_server::{
-    Connection, FileSessionManager, RequestError, Router, Server, ServerBuilder, Session,
-    SessionError, SessionLookup, SessionManager, SessionStoreError,
+    Concurrency, Connection, FileSessionManager, MemorySessionManager, RequestError, Router,
+    Server, ServerBuilder, Session, SessionError, SessionKeyGenerator, SessionLookup,
+    SessionManager, SessionStoreError,
 };
 
 // ---------------------------------------------------------------------------
@@ -111,6 +112,53 @@ impl SessionManager for Store {
             self.deleted.lock().unwrap().push(key.to_owned());
         }
         Ok(())
+    }
+}
+
+/// A [`Store`] whose stores wait for the test's word, so that a session
+/// can be closed while it is still being stored.
+#[derive(Debug, Default)]
+struct HeldStore {
+    store: Store,
+    /// A store started and waits for `release`.
+    saving: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    /// `on_session_closed` was called.
+    deleting: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl SessionManager for HeldStore {
+    async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
+        self.saving.notify_one();
+        self.release.notified().await;
+        self.store.on_session_created(session).await
+    }
+
+    async fn on_session_lookup(
+        &self,
+        key: &str,
+    ) -> Result<Option<SessionLookup>, SessionStoreError> {
+        self.store.on_session_lookup(key).await
+    }
+
+    async fn on_session_closed(&self, key: &str) -> Result<(), SessionStoreError> {
+        self.deleting.notify_one();
+        self.store.on_session_closed(key).await
+    }
+}
+
+impl HeldStore {
+    /// Lets the held store go on once the delete has reached the store,
+    /// or after a second without it. The server under test must not let
+    /// the delete through before the release, so on it this always waits
+    /// the second; a server that lets it through shows the fault for sure.
+    async fn release_after_the_delete_or_a_second(&self) -> bool {
+        let early = tokio::time::timeout(Duration::from_secs(1), self.deleting.notified())
+            .await
+            .is_ok();
+        self.release.notify_one();
+        early
     }
 }
 
@@ -249,11 +297,15 @@ struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
     fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        Self::capture_from(tracing::Level::WARN)
+    }
+
+    fn capture_from(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
         let logs = Self::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(level)
             .with_writer(move || writer.clone())
             .finish();
         (logs, tracing::subscriber::set_default(subscriber))
@@ -499,6 +551,91 @@ async fn a_client_close_request_is_confirmed_by_an_empty_reply() {
     // Without a session: an empty reply all the same, nothing deleted.
     assert_empty_reply(&close(&mut a).await);
     assert_eq!(count(&store.closed), 1);
+    server.stop().await;
+}
+
+/// Logs in without waiting for the reply: returns the login's request id
+/// and the key of the NotifySessionCreated that comes first.
+async fn login_held(
+    client: &mut TestClient,
+    held: &HeldStore,
+) -> (webwire_proto::RequestId, String) {
+    let id = client.send_request("login", Payload::utf8("alice")).await;
+    let ServerMessage::SessionCreated(json) = client.recv().await else {
+        panic!("expected NotifySessionCreated");
+    };
+    within("the store to start", held.saving.notified()).await;
+    (id, Session::from_json(&json).expect("session JSON").key)
+}
+
+#[tokio::test]
+async fn a_close_while_the_session_is_being_stored_leaves_it_unrestorable() {
+    // Login and logout back to back, with handlers running concurrently
+    // (as in the interop server): the logout closes the session while the
+    // store of the new session is still running.
+    let held = Arc::new(HeldStore::default());
+    let server = TestServer::start(
+        builder(router())
+            .concurrency(Concurrency::Unlimited)
+            .session_manager(held.clone()),
+    )
+    .await;
+    let mut a = server.connect().await;
+    let (login_id, key) = login_held(&mut a, &held).await;
+    let logout_id = a.send_request("logout", Payload::utf8("")).await;
+    let early = held.release_after_the_delete_or_a_second().await;
+    assert_eq!(reply_text(&a.reply_to(logout_id).await), "true");
+    assert_eq!(reply_text(&a.reply_to(login_id).await), key);
+    assert_eq!(a.take_pending(), vec![ServerMessage::SessionClosed]);
+
+    assert!(
+        !held.store.contains(&key),
+        "the store holds a closed session"
+    );
+    let mut b = server.connect().await;
+    assert!(matches!(
+        restore(&mut b, key.clone()).await,
+        ServerMessage::SessionNotFound(_)
+    ));
+    assert_eq!(count(&held.store.closed), 1);
+    assert!(
+        !early,
+        "the delete reached the store while it was storing the session"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_close_everywhere_while_the_session_is_being_stored_leaves_it_unrestorable() {
+    let held = Arc::new(HeldStore::default());
+    let server = TestServer::start(builder(router()).session_manager(held.clone())).await;
+    let mut a = server.connect().await;
+    let (login_id, key) = login_held(&mut a, &held).await;
+    let close = tokio::spawn({
+        let server = server.server.clone();
+        let key = key.clone();
+        async move { server.close_session(&key).await }
+    });
+    let early = held.release_after_the_delete_or_a_second().await;
+    let closed = within("close everywhere", close).await.unwrap();
+    assert!(closed.destroyed() && closed.is_ok(), "{closed:?}");
+    assert_eq!(closed.connections().len(), 1);
+    assert_eq!(reply_text(&a.reply_to(login_id).await), key);
+    assert_eq!(a.recv().await, ServerMessage::SessionClosed);
+
+    assert!(
+        !held.store.contains(&key),
+        "the store holds a closed session"
+    );
+    let mut b = server.connect().await;
+    assert!(matches!(
+        restore(&mut b, key.clone()).await,
+        ServerMessage::SessionNotFound(_)
+    ));
+    assert!(
+        !early,
+        "the delete reached the store while it was storing the session"
+    );
     server.stop().await;
 }
 
@@ -1126,4 +1263,131 @@ async fn a_session_larger_than_the_message_buffer_is_refused() {
     // A smaller one fits.
     login(&mut client, "alice").await;
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Session keys are never shown
+
+/// Keys that start with [`SECRET`], numbered.
+#[derive(Debug, Default)]
+struct KnownKeys(AtomicUsize);
+
+/// What every key of [`KnownKeys`] starts with: it must appear in no log
+/// line and no `Debug` or `Display` output.
+const SECRET: &str = "KNOWN-SECRET-KEY";
+
+impl SessionKeyGenerator for KnownKeys {
+    fn generate(&self) -> String {
+        format!("{SECRET}-{}", self.0.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+/// Not the key, nor its first four characters.
+fn assert_no_key(what: &str, text: &str) {
+    assert!(
+        !text.contains(&SECRET[..4]),
+        "{what} shows a session key: {text}"
+    );
+}
+
+#[tokio::test]
+async fn no_log_line_or_error_shows_a_session_key() {
+    // Every path that logs about a session, at TRACE, on this thread (the
+    // current-thread runtime runs the server here too).
+    let (logs, _guard) = Logs::capture_from(tracing::Level::TRACE);
+    let store = Arc::new(Store::default());
+    let server = TestServer::start(
+        builder(router())
+            .session_manager(store.clone())
+            .session_key_generator(Arc::new(KnownKeys::default())),
+    )
+    .await;
+    let mut a = server.connect().await;
+    let mut b = server.connect().await;
+
+    // A store that fails on create; a restore of a key that is not stored.
+    store.fail_create.store(true, Ordering::SeqCst);
+    let first = login(&mut a, "alice").await;
+    assert!(first.key.starts_with(SECRET));
+    assert!(matches!(
+        restore(&mut b, first.key.clone()).await,
+        ServerMessage::SessionNotFound(_)
+    ));
+    store.fail_create.store(false, Ordering::SeqCst);
+    // A client's close, a store that fails on delete.
+    store.fail_close.store(true, Ordering::SeqCst);
+    assert_empty_reply(&close(&mut a).await);
+    // Restored on b, closed everywhere with a failing delete.
+    let second = login(&mut a, "bob").await;
+    restored(&restore(&mut b, second.key.clone()).await);
+    let closed = server.server.close_session(&second.key).await;
+    assert!(closed.store_error().is_some());
+    assert_eq!(a.recv().await, ServerMessage::SessionClosed);
+    assert_eq!(b.recv().await, ServerMessage::SessionClosed);
+    assert_no_key("a close everywhere's Debug", &format!("{closed:?}"));
+    let err = closed.store_error().unwrap();
+    assert_no_key("a store error", &format!("{err} {err:?}"));
+    // The server-side close of one connection.
+    let third = login(&mut a, "carol").await;
+    let (_, message) = error_code(&a.request("logout", Payload::utf8("")).await);
+    assert_no_key("a close error reply", &message);
+    assert_eq!(a.recv().await, ServerMessage::SessionClosed);
+    store.fail_close.store(false, Ordering::SeqCst);
+    // A disconnect.
+    let fourth = login(&mut b, "dave").await;
+    b.close().await;
+    eventually("b left", || server.server.active_session_count() == 0).await;
+
+    for session in [&first, &second, &third, &fourth] {
+        assert_no_key("a session's Debug", &format!("{session:?}"));
+    }
+    server.stop().await;
+    let text = logs.text();
+    assert!(text.contains("failed to store a new session"), "{text}");
+    assert!(text.contains("failed to delete a closed session"), "{text}");
+    assert!(text.contains("session closed on a connection"), "{text}");
+    assert!(text.contains("a connection left its session"), "{text}");
+    assert_no_key("the logs", &text);
+    assert!(
+        text.contains(&webwire_server::KeyDigest::new(&second.key).to_string()),
+        "sessions are told apart by their digest: {text}"
+    );
+}
+
+#[tokio::test]
+async fn the_file_and_memory_managers_show_no_key() {
+    let (logs, _guard) = Logs::capture_from(tracing::Level::TRACE);
+    let dir = tempfile::tempdir().unwrap();
+    let files = Arc::new(FileSessionManager::new(dir.path()));
+    let server = TestServer::start(
+        builder(router())
+            .session_manager(files.clone())
+            .session_key_generator(Arc::new(KnownKeys::default())),
+    )
+    .await;
+    let mut a = server.connect().await;
+    let session = login(&mut a, "alice").await;
+    // A corrupt session file: the lookup fails, and says so.
+    std::fs::write(dir.path().join(&session.key), b"not a session").unwrap();
+    let mut b = server.connect().await;
+    assert!(matches!(
+        restore(&mut b, session.key.clone()).await,
+        ServerMessage::InternalError(_)
+    ));
+    let err = files.on_session_lookup(&session.key).await.unwrap_err();
+    assert_no_key("a file error", &format!("{err} {err:?}"));
+    server.stop().await;
+    let text = logs.text();
+    assert!(text.contains("session lookup failed"), "{text}");
+    assert_no_key("the logs", &text);
+
+    // The memory manager's errors and Debug.
+    let memory = MemorySessionManager::new();
+    let session = Session::new(format!("{SECRET}-m"), SystemTime::now(), None);
+    memory.on_session_created(&session).await.unwrap();
+    assert_no_key("the memory manager's Debug", &format!("{memory:?}"));
+    // A file manager refusing a key that cannot name a file.
+    let bad = Session::new(format!("{SECRET}/bad"), SystemTime::now(), None);
+    let err = files.on_session_created(&bad).await.unwrap_err();
+    assert_no_key("a refused key's error", &format!("{err} {err:?}"));
 }

@@ -25,8 +25,8 @@ use bytes::Bytes;
 
 const VERSION: u8 = 1;
 
-/// What a message is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a message is. Its `Debug` shows a session key as its digest.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Body {
     Heartbeat { interval_ms: u32 },
     Leaving,
@@ -35,6 +35,37 @@ pub(crate) enum Body {
     Session { key: String, frame: Bytes },
     CloseSession { key: String },
     Reply { affected: u32 },
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digest = |key: &str| webwire_proto::KeyDigest::new(key);
+        match self {
+            Self::Heartbeat { interval_ms } => f
+                .debug_struct("Heartbeat")
+                .field("interval_ms", interval_ms)
+                .finish(),
+            Self::Leaving => f.write_str("Leaving"),
+            Self::Broadcast { frame } => f.debug_struct("Broadcast").field("frame", frame).finish(),
+            Self::Room { room, frame } => f
+                .debug_struct("Room")
+                .field("room", room)
+                .field("frame", frame)
+                .finish(),
+            Self::Session { key, frame } => f
+                .debug_struct("Session")
+                .field("key", &digest(key))
+                .field("frame", frame)
+                .finish(),
+            Self::CloseSession { key } => f
+                .debug_struct("CloseSession")
+                .field("key", &digest(key))
+                .finish(),
+            Self::Reply { affected } => {
+                f.debug_struct("Reply").field("affected", affected).finish()
+            }
+        }
+    }
 }
 
 /// One cluster message.

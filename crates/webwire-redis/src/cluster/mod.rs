@@ -645,7 +645,7 @@ impl Inner {
                         Some(node) => node.close_session(&key).await,
                         None => 0,
                     };
-                    tracing::debug!(session = redacted(&key), affected, node = %from.0, "cluster: closed a session for another node");
+                    tracing::debug!(session = %redacted(&key), affected, node = %from.0, "cluster: closed a session for another node");
                     let reply = this.envelope(
                         request,
                         Body::Reply {

@@ -346,7 +346,7 @@ impl SessionRegistry for ClusteredRegistry {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return Err(Refused::Full),
             Ok(Err(err)) => {
-                tracing::error!(session = redacted(&key), error = %err, "the cluster could not count a restored session's connections");
+                tracing::error!(session = %redacted(&key), error = %err, "the cluster could not count a restored session's connections");
                 return Err(Refused::Unavailable);
             }
             Err(_) => return Err(Refused::Unavailable),

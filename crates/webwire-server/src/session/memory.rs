@@ -29,10 +29,20 @@ use super::{age, SessionLookup, SessionManager, SessionStoreError};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemorySessionManager {
     sessions: Mutex<HashMap<String, Session>>,
     max_age: Option<Duration>,
+}
+
+/// Shows how many sessions it holds, not their keys.
+impl std::fmt::Debug for MemorySessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySessionManager")
+            .field("sessions", &self.lock().len())
+            .field("max_age", &self.max_age)
+            .finish()
+    }
 }
 
 impl MemorySessionManager {

@@ -29,13 +29,14 @@ pub use key::{DefaultKeyGenerator, SessionKeyGenerator};
 pub use manager::{SessionLookup, SessionManager, SessionStoreError};
 pub use memory::MemorySessionManager;
 pub use ops::ClosedSession;
-pub use webwire_proto::{Session, SessionInfo, SessionJsonError};
+pub use webwire_proto::{KeyDigest, Session, SessionInfo, SessionJsonError};
 
-/// How much of a session key may appear in an error message or log: keys
-/// are bearer credentials, so only a short prefix is shown.
-pub(crate) fn redacted(key: &str) -> String {
-    let prefix: String = key.chars().take(4).collect();
-    format!("{prefix:?}…")
+/// How a session key appears in an error message, a log line or a span
+/// field: keys are bearer credentials, so only their [`KeyDigest`] is shown.
+///
+/// [`KeyDigest`]: webwire_proto::KeyDigest
+pub(crate) fn redacted(key: &str) -> webwire_proto::KeyDigest {
+    webwire_proto::KeyDigest::new(key)
 }
 
 /// The age of a session created at `creation`, zero if that is in the future.

@@ -8,11 +8,12 @@
 //! destroyed session runs in its own task, so that the manager is asked
 //! exactly once and the registry learns that it finished.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -45,6 +46,8 @@ pub(crate) struct Sessions {
     registry: Arc<dyn SessionRegistry>,
     /// The application's session hooks.
     hooks: Option<Arc<dyn SessionHooks>>,
+    /// The stores of new sessions still running: a deletion waits for them.
+    saves: Arc<Saves>,
 }
 
 /// What a client's session request did, for the application's hook
@@ -89,6 +92,7 @@ impl Sessions {
             keys,
             registry,
             hooks: None,
+            saves: Arc::default(),
         }
     }
 
@@ -153,6 +157,11 @@ impl Sessions {
         if len > max {
             return Err(SessionError::TooLarge { len, max });
         }
+        // Marked as being stored before anyone can see it, so that every
+        // deletion of this session finds the mark and waits (see `destroy`).
+        let Some(saving) = Saves::begin(&self.saves, &session.key) else {
+            return Err(SessionError::KeyInUse);
+        };
         self.registry
             .create(conn, session.clone())
             .await
@@ -162,12 +171,31 @@ impl Sessions {
             })?;
         claim.settle();
         permit.send(Outbound::Message(Box::new(notification)));
-        tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session created");
-        if let Err(err) = self.manager.on_session_created(&session).await {
+        tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session created");
+        // In a task of its own, like a deletion: the store runs to its end
+        // (and only then lets a deletion of the session go ahead) even if
+        // the caller stops waiting.
+        let manager = self.manager.clone();
+        let stored = tokio::spawn({
+            let session = session.clone();
+            async move {
+                let result = manager.on_session_created(&session).await;
+                drop(saving);
+                result
+            }
+        })
+        .await;
+        let failure = match stored {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(chain(&err)),
+            Err(err) if err.is_panic() => Some("the session manager panicked".to_owned()),
+            Err(err) => Some(chain(&err)),
+        };
+        if let Some(error) = failure {
             tracing::error!(
                 connection = %conn.id(),
-                session = redacted(&session.key),
-                error = %chain(&err),
+                session = %redacted(&session.key),
+                error,
                 "the session manager failed to store a new session; it stays active but cannot be restored",
             );
         }
@@ -237,11 +265,11 @@ impl Sessions {
             Ok(Ok(Some(found))) => found,
             Ok(Ok(None)) => return Err(ServerMessage::SessionNotFound(id)),
             Ok(Err(err)) => {
-                tracing::error!(connection = %conn.id(), session = redacted(&key), error = %chain(&err), "session lookup failed");
+                tracing::error!(connection = %conn.id(), session = %redacted(&key), error = %chain(&err), "session lookup failed");
                 return Err(ServerMessage::InternalError(id));
             }
             Err(_) => {
-                tracing::error!(connection = %conn.id(), session = redacted(&key), "the session manager panicked in a lookup");
+                tracing::error!(connection = %conn.id(), session = %redacted(&key), "the session manager panicked in a lookup");
                 return Err(ServerMessage::InternalError(id));
             }
         };
@@ -249,14 +277,14 @@ impl Sessions {
         let json = match session.to_json() {
             Ok(json) => json,
             Err(err) => {
-                tracing::error!(connection = %conn.id(), session = redacted(&session.key), error = %chain(&err), "the restored session cannot be encoded");
+                tracing::error!(connection = %conn.id(), session = %redacted(&session.key), error = %chain(&err), "the restored session cannot be encoded");
                 return Err(ServerMessage::InternalError(id));
             }
         };
         let reply = ServerMessage::Reply(Reply::new(id, Payload::utf8(json)));
         let (len, max) = (reply.encoded_len(), conn.inner.buffer_size);
         if len > max {
-            tracing::error!(connection = %conn.id(), session = redacted(&session.key), len, max, "the restored session exceeds the message buffer size");
+            tracing::error!(connection = %conn.id(), session = %redacted(&session.key), len, max, "the restored session exceeds the message buffer size");
             return Err(ServerMessage::InternalError(id));
         }
         ticket.used = true;
@@ -267,7 +295,7 @@ impl Sessions {
         match outcome {
             Ok(()) => {
                 claim.settle();
-                tracing::debug!(connection = %conn.id(), session = redacted(&session.key), "session restored");
+                tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session restored");
                 Ok((reply, session))
             }
             Err(refused) => Err(refusal(id, refused)),
@@ -297,7 +325,7 @@ impl Sessions {
         let Some(left) = self.registry.leave(conn, Leave::Close).await else {
             return (None, Ok(()));
         };
-        tracing::debug!(connection = %conn.id(), session = redacted(&left.key), destroy = left.destroy, "session closed on a connection");
+        tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), destroy = left.destroy, "session closed on a connection");
         let notified = if notify {
             send_closed(conn).await
         } else {
@@ -322,7 +350,7 @@ impl Sessions {
             return ClosedSession::default();
         };
         tracing::debug!(
-            session = redacted(key),
+            session = %redacted(key),
             connections = connections.len(),
             "closing a session everywhere"
         );
@@ -349,7 +377,7 @@ impl Sessions {
     /// The connection ended: it leaves its session, which stays stored.
     pub(crate) async fn disconnected(&self, conn: &Connection) {
         if let Some(left) = self.registry.leave(conn, Leave::Disconnect).await {
-            tracing::debug!(connection = %conn.id(), session = redacted(&left.key), "a connection left its session");
+            tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), "a connection left its session");
         }
     }
 
@@ -359,7 +387,11 @@ impl Sessions {
     async fn destroy(&self, key: String) -> Result<(), SessionStoreError> {
         let manager = self.manager.clone();
         let registry = self.registry.clone();
+        let saves = self.saves.clone();
         let task = tokio::spawn(async move {
+            // A store of this session still running would write it back
+            // after the delete: the delete comes after it.
+            saves.finished(&key).await;
             let deleted = AssertUnwindSafe(manager.on_session_closed(&key))
                 .catch_unwind()
                 .await;
@@ -370,7 +402,7 @@ impl Sessions {
                 ))
             });
             if let Err(err) = &result {
-                tracing::error!(session = redacted(&key), error = %chain(err), "the session manager failed to delete a closed session");
+                tracing::error!(session = %redacted(&key), error = %chain(err), "the session manager failed to delete a closed session");
             }
             result
         });
@@ -380,6 +412,66 @@ impl Sessions {
                 err,
             ))
         })
+    }
+}
+
+/// The stores of new sessions still running, by key.
+///
+/// A create marks its key before the session is registered (so before
+/// anyone can close it) and holds the mark's lock until the manager's
+/// `on_session_created` has returned; a deletion takes that lock first. So
+/// a session's delete always reaches the manager after its store, whatever
+/// the interleaving, for every [`SessionManager`].
+#[derive(Debug, Default)]
+struct Saves(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// The mark of one store in progress: dropping it lets deletions go ahead.
+struct Saving {
+    saves: Arc<Saves>,
+    key: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Saves {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks `key` as being stored; `None` if it already is (a key in use).
+    fn begin(saves: &Arc<Self>, key: &str) -> Option<Saving> {
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let held = gate.clone().try_lock_owned().ok()?;
+        match saves.map().entry(key.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => return None,
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(gate.clone()),
+        };
+        Some(Saving {
+            saves: saves.clone(),
+            key: key.to_owned(),
+            gate,
+            _held: held,
+        })
+    }
+
+    /// Waits until no store of `key` is running.
+    async fn finished(&self, key: &str) {
+        let gate = self.map().get(key).cloned();
+        if let Some(gate) = gate {
+            drop(gate.lock().await);
+        }
+    }
+}
+
+impl Drop for Saving {
+    fn drop(&mut self) {
+        let mut map = self.saves.map();
+        if map
+            .get(&self.key)
+            .is_some_and(|gate| Arc::ptr_eq(gate, &self.gate))
+        {
+            map.remove(&self.key);
+        }
     }
 }
 

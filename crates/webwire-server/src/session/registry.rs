@@ -76,10 +76,18 @@ pub(crate) enum Refused {
 
 /// A restore under way: taken before the session manager's lookup, given
 /// back (once) to [`SessionRegistry::join`] or [`SessionRegistry::abandon`].
-#[derive(Debug)]
 pub(crate) struct Ticket {
     key: String,
     generation: u64,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("key", &super::redacted(&self.key))
+            .field("generation", &self.generation)
+            .finish()
+    }
 }
 
 /// How a connection leaves its session.
@@ -92,7 +100,6 @@ pub(crate) enum Leave {
 }
 
 /// A connection left a session.
-#[derive(Debug)]
 pub(crate) struct Left {
     pub(crate) key: String,
     /// The session is to be destroyed: it was closed on its last
@@ -101,6 +108,15 @@ pub(crate) struct Left {
     pub(crate) destroy: bool,
     /// No connection of this server holds the session any more.
     pub(crate) last: bool,
+}
+
+impl fmt::Debug for Left {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Left")
+            .field("key", &super::redacted(&self.key))
+            .field("destroy", &self.destroy)
+            .finish()
+    }
 }
 
 /// What the server needs from a session registry.
@@ -566,6 +582,25 @@ mod tests {
         assert_eq!(registry.close_everywhere("other").await.unwrap().len(), 0);
         registry.destroyed("other");
         assert_eq!(entries(&registry), 0);
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_key() {
+        let (registry, a, _b) = k_on_a_and_b_busy().await;
+        let ticket = registry.begin_restore("k").await.unwrap();
+        let left = registry.leave(&a, Leave::Close).await.unwrap();
+        for debug in [format!("{ticket:?}"), format!("{left:?}")] {
+            assert!(!debug.contains("\"k\""), "{debug}");
+            assert!(
+                debug.contains(&super::super::redacted("k").to_string()),
+                "{debug}"
+            );
+        }
+        let event = crate::ClusterEvent::Session {
+            key: "secret-key".into(),
+            frame: bytes::Bytes::new(),
+        };
+        assert!(!format!("{event:?}").contains("secret-key"));
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! the limit of connections per session, `session-connections`,
 //! `close-session-everywhere`, and a session surviving a disconnection.
 
-use webwire_client::{Client, ClientEvent, Encoding, Events, Payload, RequestError, Session};
+use webwire_client::{
+    Client, ClientEvent, Encoding, Events, KeyDigest, Payload, RequestError, Session,
+};
 
 use super::support::{
     describe, drain, ensure, expect_error, expect_text, request, unique, wait_event, Context, Ctx,
@@ -60,8 +62,9 @@ fn holds(client: &Client, who: &str, key: &str, user: &str) -> Result<(), Failur
         .ok_or_else(|| Failure::new(format!("{who} has no session")))?;
     ensure!(
         session.key == key,
-        "{who} holds the session {:?}, expected {key:?}",
-        session.key
+        "{who} holds the session {}, expected {}",
+        KeyDigest::new(&session.key),
+        KeyDigest::new(key)
     );
     let got = client.session_info::<String>("user").ok().flatten();
     ensure!(
@@ -79,8 +82,9 @@ pub(super) async fn login_notification(ctx: Ctx) -> Result<(), Failure> {
     let created = created_before_reply(&mut events, "login")?;
     ensure!(
         created.key == key,
-        "the session-created notification has the key {:?}, the reply {key:?}",
-        created.key
+        "the session-created notification has the key {}, the reply {}",
+        KeyDigest::new(&created.key),
+        KeyDigest::new(&key)
     );
     let user = user_of(&created);
     ensure!(
