@@ -527,6 +527,8 @@ async fn a_join_answered_after_its_timeout_is_given_back() {
         RequestError::MaxSessionConnsReached
     );
     a.stop().await;
+}
+
 /// Keys that start with [`SECRET`], numbered.
 #[derive(Debug, Default)]
 struct KnownKeys(std::sync::atomic::AtomicUsize);
