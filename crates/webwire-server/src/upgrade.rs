@@ -42,6 +42,7 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     }
     if let Some(path) = &shared.config.path {
         if request.uri().path() != path {
+            tracing::debug!(path = %request.uri().path(), "upgrade refused: not the server's path");
             return status(StatusCode::NOT_FOUND, "not found");
         }
     }
