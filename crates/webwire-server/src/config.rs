@@ -17,6 +17,8 @@ pub(crate) struct Config {
     pub(crate) queue_timeout: Duration,
     pub(crate) concurrency: Concurrency,
     pub(crate) path: Option<String>,
+    /// The largest request head of an upgrade (request line and headers).
+    pub(crate) max_header_bytes: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) sessions_enabled: bool,
     /// Connections per session, 0 for no limit.
@@ -36,6 +38,9 @@ pub(crate) const DEFAULT_BUFFER_SIZE: usize = 8192;
 pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 128;
 /// How long a write may make no progress (see `ServerBuilder::queue_timeout`).
 pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest upgrade request head, in bytes (see
+/// `ServerBuilder::max_header_bytes` for why 16 KiB).
+pub(crate) const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long a closing connection waits for the client's close frame.
 pub(crate) const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -55,6 +60,8 @@ pub(crate) fn default_session_dir() -> PathBuf {
 
 const MIN_READ_TIMEOUT: Duration = Duration::from_secs(1);
 const MIN_BUFFER_SIZE: usize = 32;
+/// Below this even a bare upgrade without cookies may not fit.
+const MIN_HEADER_BYTES: usize = 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -67,6 +74,7 @@ impl Default for Config {
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             concurrency: Concurrency::ONE,
             path: None,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             sessions_enabled: true,
             max_session_connections: 0,
@@ -144,6 +152,15 @@ impl Config {
         if self.queue_timeout.is_zero() {
             return Err(invalid("queue_timeout", "must not be zero".into()));
         }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(invalid(
+                "max_header_bytes",
+                format!(
+                    "{} bytes is below the minimum of {MIN_HEADER_BYTES} bytes",
+                    self.max_header_bytes
+                ),
+            ));
+        }
         if self.close_timeout.is_zero() {
             return Err(invalid("close_timeout", "must not be zero".into()));
         }
@@ -168,6 +185,7 @@ mod tests {
         assert_eq!(config.buffer_size, 8192);
         assert!(config.sessions_enabled);
         assert_eq!(config.max_session_connections, 0);
+        assert_eq!(config.max_header_bytes, 16 * 1024);
     }
 
     #[test]
@@ -195,9 +213,11 @@ mod tests {
         assert_eq!(check(|c| c.max_connections = Some(0)), "max_connections");
         assert_eq!(check(|c| c.queue_capacity = 1), "queue_capacity");
         assert_eq!(check(|c| c.path = Some("ws".into())), "path");
+        assert_eq!(check(|c| c.max_header_bytes = 1023), "max_header_bytes");
         let ok = Config {
             read_timeout: Duration::from_secs(1),
             buffer_size: 32,
+            max_header_bytes: 1024,
             ..Config::default()
         };
         ok.validate().unwrap();

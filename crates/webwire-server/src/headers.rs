@@ -40,8 +40,8 @@ impl StoredHeaders {
         let mut packed = BytesMut::with_capacity(len);
         for (name, value) in headers {
             let name = name.as_str().as_bytes();
-            // Header names and values fit: hyper refuses requests whose
-            // head is larger than its buffer (at most a few hundred KiB).
+            // Header names and values fit: the head was checked against
+            // the server's `max_header_bytes` (16 KiB by default).
             packed.put_u16_le(u16::try_from(name.len()).unwrap_or(u16::MAX));
             packed.put_slice(&name[..name.len().min(usize::from(u16::MAX))]);
             packed.put_u32_le(u32::try_from(value.len()).unwrap_or(u32::MAX));

@@ -21,6 +21,8 @@ use crate::{Server, ServerError, TlsConfig};
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The smallest read buffer hyper takes (it panics below).
+const HYPER_MIN_BUF_SIZE: usize = 8192;
 /// How long a client may take for its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -178,6 +180,10 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        // A head that does not fit is answered with 431 by hyper before
+        // it is read whole (hyper's default buffer is 400 KiB); one that
+        // fits but is above the limit, by `upgrade::handle`.
+        .max_buf_size(shared.config.max_header_bytes.max(HYPER_MIN_BUF_SIZE))
         .keep_alive(!shutting_down);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)

@@ -32,6 +32,12 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Prefixed<Io> {
         let n = self.prefix.len().min(buf.remaining());
         buf.put_slice(&self.prefix[..n]);
         self.prefix.advance(n);
+        if self.prefix.is_empty() {
+            // The bytes are a slice of the HTTP server's read buffer, which
+            // holds the whole request head: an empty slice would still keep
+            // it alive for the connection's life.
+            self.prefix = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -82,5 +88,21 @@ mod tests {
         let mut text = String::new();
         io.read_to_string(&mut text).await.unwrap();
         assert_eq!(text, "hello world");
+    }
+
+    /// Regression: the read-ahead bytes are a slice of hyper's read buffer,
+    /// request head included; once read, they kept it all alive for the
+    /// connection's life.
+    #[tokio::test]
+    async fn the_read_buffer_is_released_once_read() {
+        let (_a, b) = tokio::io::duplex(64);
+        let head_and_frame = Bytes::from(vec![b'x'; 64 * 1024]);
+        let read_ahead = head_and_frame.slice(64 * 1024 - 3..);
+        let mut io = Prefixed::new(read_ahead, b);
+        let mut first = [0u8; 2];
+        io.read_exact(&mut first).await.unwrap();
+        assert!(!head_and_frame.is_unique(), "still being read");
+        io.read_exact(&mut first[..1]).await.unwrap();
+        assert!(head_and_frame.is_unique(), "the read buffer is still held");
     }
 }

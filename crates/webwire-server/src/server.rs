@@ -598,6 +598,38 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
+    /// The largest request head an upgrade may have, in bytes: its request
+    /// line and header fields, counted as sent (`Name: value` and the line
+    /// ends, like Go's `MaxHeaderBytes`). A larger request is answered
+    /// with 431 Request Header Fields Too Large. Default 16 KiB, at least
+    /// 1 KiB.
+    ///
+    /// Every connection keeps its upgrade's URI and headers for as long as
+    /// it is open (for [`ConnectionInfo`] and the application), so this
+    /// bounds what one idle connection can make the server hold. 16 KiB is
+    /// what a browser realistically sends with margin: an upgrade is about
+    /// 0.5–1 KiB before cookies, browsers cap each cookie at 4 KiB, and
+    /// common servers and proxies in front of an application refuse heads
+    /// past 8–32 KiB (Node.js: 16 KiB), so a site working behind them fits.
+    /// Raise it for sites with unusually large cookies or tokens.
+    ///
+    /// In standalone mode the limit is also the size of hyper's read
+    /// buffer for the request head (hyper's minimum is 8 KiB), so a larger
+    /// head is refused before it is read whole. In headless mode the
+    /// application's HTTP server reads the head under its own limits;
+    /// [`Server::service`] refuses heads past this one all the same.
+    ///
+    /// ```
+    /// use webwire_server::{Router, Server};
+    ///
+    /// let server = Server::builder(Router::new()).max_header_bytes(32 * 1024).build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_header_bytes = bytes;
+        self
+    }
+
     /// Which browser origins may connect. Default: same origin only.
     pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
         self.origin = policy;

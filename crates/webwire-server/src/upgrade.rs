@@ -9,9 +9,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{
-    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+    CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 
@@ -28,15 +28,27 @@ pub(crate) type Body = Full<Bytes>;
 pub(crate) struct RemoteAddr(pub(crate) SocketAddr);
 
 /// Answers one HTTP request: 101 and a new connection, or an error status.
+///
+/// A client's mistake gets a 4xx answer and a DEBUG line (anyone can send
+/// one: it must not fill the log with server faults); only the server's
+/// own faults are logged as errors, with a 5xx answer.
 pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Response<Body> {
+    // First: whatever the request is, a head past the limit is not read
+    // further (in headless mode the application's server read it).
+    let len = head_len(&request);
+    let max = shared.config.max_header_bytes;
+    if len > max {
+        return refuse(NotUpgrade::TooLarge { len, max });
+    }
     if let Some(path) = &shared.config.path {
         if request.uri().path() != path {
+            tracing::debug!(path = %request.uri().path(), "upgrade refused: not the server's path");
             return status(StatusCode::NOT_FOUND, "not found");
         }
     }
     let key = match check_handshake(&request) {
         Ok(key) => key,
-        Err(not_upgrade) => return not_upgrade.response(),
+        Err(not_upgrade) => return refuse(not_upgrade),
     };
     if shared.shutdown.is_cancelled() {
         return status(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
@@ -55,6 +67,9 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
         },
         None => None,
     };
+    // Every HTTP/1.1 request with an Upgrade header has one (hyper); it is
+    // missing only when the HTTP server does not do upgrades: a fault of
+    // the server's set-up, not of the client.
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         tracing::error!(
             "the HTTP server does not support upgrades (serve hyper connections `with_upgrades`)"
@@ -95,28 +110,48 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     response
 }
 
-/// Why a request is not a WebSocket upgrade this server takes.
-#[derive(Debug, Clone, Copy)]
+/// Why a request is not a WebSocket upgrade this server takes: each is
+/// the client's mistake (RFC 6455 4.2.1), answered with a 4xx status.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
 enum NotUpgrade {
+    #[error("the request head is {len} bytes, above the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("WebSocket upgrades use GET")]
     Method,
+    #[error("this is a webwire (WebSocket) endpoint")]
     NoUpgrade,
+    #[error("WebSocket upgrades need HTTP/1.1, not {0:?}")]
+    HttpVersion(Version),
+    #[error("unsupported WebSocket version")]
     Version,
+    #[error("missing Host header")]
+    NoHost,
+    #[error("missing Sec-WebSocket-Key")]
     NoKey,
+    #[error("Sec-WebSocket-Key is not 16 bytes in base64, or is given twice")]
+    BadKey,
 }
 
 impl NotUpgrade {
     fn response(self) -> Response<Body> {
         let (code, text) = match self {
+            Self::TooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large",
+            ),
             Self::Method => (StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrades use GET"),
             Self::NoUpgrade => (
                 StatusCode::UPGRADE_REQUIRED,
                 "this is a webwire (WebSocket) endpoint",
             ),
+            Self::HttpVersion(_) => (StatusCode::BAD_REQUEST, "WebSocket upgrades need HTTP/1.1"),
             Self::Version => (
                 StatusCode::UPGRADE_REQUIRED,
                 "unsupported WebSocket version",
             ),
+            Self::NoHost => (StatusCode::BAD_REQUEST, "missing Host"),
             Self::NoKey => (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key"),
+            Self::BadKey => (StatusCode::BAD_REQUEST, "invalid Sec-WebSocket-Key"),
         };
         let mut response = status(code, text);
         let headers = response.headers_mut();
@@ -131,13 +166,25 @@ impl NotUpgrade {
             Self::Version => {
                 headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
             }
-            Self::NoKey => {}
+            // As hyper does when its buffer is too small for a head: a
+            // client sending that much is not worth keeping.
+            Self::TooLarge { .. } => {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::HttpVersion(_) | Self::NoHost | Self::NoKey | Self::BadKey => {}
         }
         response
     }
 }
 
-/// Checks that the request asks for a WebSocket (version 13); returns its key.
+/// Logs a client's mistake (below ERROR: anyone can make one) and answers it.
+fn refuse(not_upgrade: NotUpgrade) -> Response<Body> {
+    tracing::debug!(error = %not_upgrade, "upgrade refused");
+    not_upgrade.response()
+}
+
+/// Checks that the request asks for a WebSocket (version 13) as RFC 6455
+/// 4.2.1 says; returns its key.
 fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, NotUpgrade> {
     if request.method() != Method::GET {
         return Err(NotUpgrade::Method);
@@ -148,6 +195,11 @@ fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, NotUpgrade> {
     {
         return Err(NotUpgrade::NoUpgrade);
     }
+    // HTTP/1.0 has no upgrades (hyper gives its requests none), and a
+    // WebSocket over HTTP/2 is not a GET with an Upgrade header.
+    if request.version() != Version::HTTP_11 {
+        return Err(NotUpgrade::HttpVersion(request.version()));
+    }
     if headers
         .get(SEC_WEBSOCKET_VERSION)
         .map(HeaderValue::as_bytes)
@@ -155,10 +207,48 @@ fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, NotUpgrade> {
     {
         return Err(NotUpgrade::Version);
     }
-    match headers.get(SEC_WEBSOCKET_KEY) {
-        Some(key) if !key.is_empty() => Ok(key.clone()),
-        _ => Err(NotUpgrade::NoKey),
+    if !headers.contains_key(HOST) {
+        return Err(NotUpgrade::NoHost);
     }
+    let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
+    match (keys.next(), keys.next()) {
+        (None, _) => Err(NotUpgrade::NoKey),
+        (Some(key), None) if is_valid_key(key.as_bytes()) => Ok(key.clone()),
+        (Some(_), _) => Err(NotUpgrade::BadKey),
+    }
+}
+
+/// Whether a `Sec-WebSocket-Key` is 16 bytes in base64 (RFC 6455 4.1).
+fn is_valid_key(key: &[u8]) -> bool {
+    // Room for the decoder's estimate of 24 characters (18 bytes); a
+    // longer key does not fit and is refused with the rest.
+    let mut decoded = [0u8; 18];
+    key.len() == 24
+        && matches!(
+            base64::engine::general_purpose::STANDARD.decode_slice(key, &mut decoded),
+            Ok(16)
+        )
+}
+
+/// The size of the request's head as sent: its request line and each
+/// header as `Name: value` with its line end, then the empty line (hyper
+/// keeps no count; what the client sent beyond this form, such as spaces
+/// around values, is hyper's buffer's to bound in standalone mode).
+fn head_len<B>(request: &Request<B>) -> usize {
+    let uri = request.uri();
+    let target = match (uri.scheme(), uri.authority()) {
+        (Some(scheme), Some(authority)) => scheme.as_str().len() + 3 + authority.as_str().len(),
+        (None, Some(authority)) => authority.as_str().len(),
+        _ => 0,
+    } + uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    // "GET /path HTTP/1.1\r\n"
+    let request_line = request.method().as_str().len() + 1 + target + 1 + 8 + 2;
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    request_line + headers + 2
 }
 
 /// Whether a comma-separated header contains `token` (ignoring ASCII case).

@@ -6,7 +6,10 @@ mod common;
 use std::net::SocketAddr;
 
 use axum::routing::get;
-use common::{reply_text, within, ClientOptions, TestClient};
+use common::{
+    check_bad_handshakes, raw_status, reply_text, upgrade_headers, upgrade_of_len, within,
+    ClientOptions, LogCapture, TestClient,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use webwire_proto::Payload;
 use webwire_server::{Connection, Request, RequestError, Router, Server};
@@ -71,4 +74,83 @@ async fn mounted_in_an_axum_app_beside_an_http_route() {
     assert_eq!(webwire.connection_count(), 0);
     stop_app.send(()).unwrap();
     within("axum", serving).await.unwrap().unwrap();
+}
+
+/// An axum app serving `webwire` at `/ws`; stopped by sending on the
+/// returned channel.
+async fn serve_app(
+    webwire: &Server,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let app = axum::Router::new().route_service("/ws", webwire.service());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (stop_app, app_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = app_stopped.await;
+            })
+            .await
+    });
+    (addr, stop_app, serving)
+}
+
+/// Regression (headless): an HTTP/1.0 upgrade got 500 and an ERROR line,
+/// keys of the wrong length and requests without Host were accepted, and
+/// 350 KiB of headers were taken (the app's HTTP server reads the head:
+/// the webwire service itself answers 431).
+#[tokio::test]
+async fn headless_client_mistakes_get_4xx_and_no_error_log() {
+    let webwire = Server::builder(Router::new()).build().unwrap();
+    let (addr, stop_app, serving) = serve_app(&webwire).await;
+    check_bad_handshakes(addr, "/ws").await;
+    within("webwire shutdown", webwire.shutdown()).await;
+    stop_app.send(()).unwrap();
+    within("axum", serving).await.unwrap().unwrap();
+}
+
+/// Headless: the header limit holds to the byte, like standalone.
+#[tokio::test]
+async fn headless_upgrade_headers_are_bounded_with_431() {
+    for (limit, set) in [(16 * 1024, None), (4096, Some(4096))] {
+        let mut builder = Server::builder(Router::new());
+        if let Some(limit) = set {
+            builder = builder.max_header_bytes(limit);
+        }
+        let webwire = builder.build().unwrap();
+        let (addr, stop_app, serving) = serve_app(&webwire).await;
+        let (status, head) = raw_status(addr, upgrade_of_len("/ws", limit)).await;
+        assert_eq!(status, 101, "{limit}: {head}");
+        let (status, head) = raw_status(addr, upgrade_of_len("/ws", limit + 1)).await;
+        assert_eq!(status, 431, "{limit}: {head}");
+        within("webwire shutdown", webwire.shutdown()).await;
+        stop_app.send(()).unwrap();
+        within("axum", serving).await.unwrap().unwrap();
+    }
+}
+
+/// A server fault stays one: an HTTP/1.1 upgrade the HTTP server cannot
+/// hand over (served without upgrades) gets 500 and an ERROR line.
+#[tokio::test]
+async fn an_http_server_without_upgrades_is_a_server_fault() {
+    use tower::ServiceExt as _;
+
+    let (logs, _guard) = LogCapture::start();
+    let webwire = Server::builder(Router::new()).build().unwrap();
+    let mut request = http::Request::get("/ws");
+    for line in upgrade_headers() {
+        let (name, value) = line.split_once(": ").unwrap();
+        request = request.header(name, value);
+    }
+    let response = webwire
+        .service()
+        .oneshot(request.body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(logs.lines_at("ERROR").len(), 1, "{}", logs.text());
 }

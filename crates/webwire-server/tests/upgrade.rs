@@ -1,12 +1,17 @@
 //! The HTTP upgrade: the connection limit, the origin check, the
 //! before-upgrade hook, the path option, and what a connection knows about
-//! its upgrade request.
+//! its upgrade request, the header limit, and the answers to client
+//! mistakes in the handshake.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
-use common::{eventually, reply_text, within, ClientOptions, TestClient, TestServer};
+use common::{
+    check_bad_handshakes, eventually, raw_status, reply_text, upgrade_of_len, within,
+    ClientOptions, TestClient, TestServer,
+};
 use http::header::ORIGIN;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -203,4 +208,56 @@ async fn the_path_option_and_plain_http() {
         .unwrap();
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
     server.stop().await;
+}
+
+/// Regression: an HTTP/1.0 upgrade got 500 and an ERROR line (anyone could
+/// fill the log with server faults), and keys of the wrong length and
+/// requests without Host were accepted.
+#[tokio::test]
+async fn client_mistakes_in_the_handshake_get_4xx_and_no_error_log() {
+    let server = TestServer::start(Server::builder(router())).await;
+    check_bad_handshakes(server.addr, "/").await;
+    server.stop().await;
+}
+
+/// A server whose hook records the length of each upgrade's `X-Pad`
+/// header, as the application reads it.
+async fn pad_server(limit: Option<usize>) -> (TestServer, Arc<Mutex<Vec<usize>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let mut builder = Server::builder(router()).before_upgrade(move |info| {
+        let pad = info.headers().get("x-pad").map_or(0, |v| v.len());
+        record.lock().unwrap().push(pad);
+        Ok(ConnectionOptions::new())
+    });
+    if let Some(limit) = limit {
+        builder = builder.max_header_bytes(limit);
+    }
+    (TestServer::start(builder).await, seen)
+}
+
+/// Regression: the only bound on an upgrade's headers was hyper's 400 KiB
+/// buffer, and a connection kept them all for its life. A head of exactly
+/// the limit (16 KiB by default) is accepted and its headers are there for
+/// the application; one byte more gets 431.
+#[tokio::test]
+async fn upgrade_headers_are_bounded_with_431() {
+    for (limit, set) in [
+        (16 * 1024, None),
+        (4096, Some(4096)),
+        (20_000, Some(20_000)),
+    ] {
+        let (server, seen) = pad_server(set).await;
+        let (status, head) = raw_status(server.addr, upgrade_of_len("/", limit)).await;
+        assert_eq!(status, 101, "{limit}: {head}");
+        let pad = seen.lock().unwrap().pop().expect("the hook saw it");
+        assert!(pad > limit - 200, "{limit}: {pad}");
+        let (status, head) = raw_status(server.addr, upgrade_of_len("/", limit + 1)).await;
+        assert_eq!(status, 431, "{limit}: {head}");
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "the hook saw a refused head"
+        );
+        server.stop().await;
+    }
 }

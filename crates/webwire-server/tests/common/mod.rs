@@ -41,11 +41,31 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     .await;
 }
 
-/// Prints the server's logs when `RUST_LOG` asks for them.
+/// Prints the server's logs when `RUST_LOG` asks for them, and gives them
+/// to the thread's [`LogCapture`], if any.
+///
+/// One global subscriber for both: a capture of its own, set per thread
+/// (`set_default`), can miss events when another test thread registers
+/// the same log call at the same time (tracing caches which subscribers
+/// want it).
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(tracing_subscriber::EnvFilter::from_default_env()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .without_time()
+                .with_writer(|| CaptureWriter)
+                .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
+        )
         .try_init();
 }
 
@@ -326,4 +346,254 @@ pub fn reply_text(message: &ServerMessage) -> String {
         ServerMessage::Reply(reply) => reply.payload.to_text().expect("text").into_owned(),
         other => panic!("expected a reply, got {other:?}"),
     }
+}
+
+thread_local! {
+    /// Where the capture layer of [`init_logs`] writes on this thread.
+    static CAPTURE: std::cell::RefCell<Option<LogCapture>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the thread's capture, if any.
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|capture| {
+            if let Some(capture) = &*capture.borrow() {
+                capture.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Collects what the server logs on this thread, every level from DEBUG
+/// (tests on the current-thread runtime run the server on their thread).
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+/// Ends a [`LogCapture`] when dropped.
+pub struct CaptureGuard(());
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
+    }
+}
+
+impl LogCapture {
+    /// Captures until the guard is dropped.
+    pub fn start() -> (Self, CaptureGuard) {
+        init_logs();
+        let logs = Self::default();
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(logs.clone()));
+        (logs, CaptureGuard(()))
+    }
+
+    /// The captured lines.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The captured lines logged at `level` ("ERROR", "DEBUG", ...).
+    pub fn lines_at(&self, level: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| line.trim_start().starts_with(level))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A WebSocket upgrade request as raw bytes: `version` is the HTTP version
+/// ("HTTP/1.1"), `headers` the header lines after the request line (each
+/// without its CRLF).
+pub fn raw_request(path: &str, version: &str, headers: &[String]) -> Vec<u8> {
+    let mut request = format!("GET {path} {version}\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
+/// The header lines of a valid upgrade (Host, Upgrade, Connection, a
+/// valid key, version 13).
+pub fn upgrade_headers() -> Vec<String> {
+    vec![
+        "Host: 127.0.0.1".into(),
+        "Upgrade: websocket".into(),
+        "Connection: Upgrade".into(),
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==".into(),
+        "Sec-WebSocket-Version: 13".into(),
+    ]
+}
+
+/// Sends `request` over a fresh TCP connection and returns the answer's
+/// status code and head. The request is written by its own task, so that
+/// a server refusing it before reading it whole still gets its answer read.
+pub async fn raw_status(addr: SocketAddr, request: Vec<u8>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tcp = within("connect", TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    let (mut read, mut write) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        // The server may refuse and close before taking it all.
+        let _ = write.write_all(&request).await;
+        write
+    });
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        match within("the answer", read.read(&mut chunk)).await {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            Err(err) => panic!(
+                "reading the answer failed after {:?}: {err}",
+                String::from_utf8_lossy(&response)
+            ),
+        }
+    }
+    writer.abort();
+    let head = String::from_utf8_lossy(&response).into_owned();
+    let status = head
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1 answer: {head:?}"));
+    (status, head)
+}
+
+/// Upgrade requests with a client's mistake in them (RFC 6455 4.2.1), and
+/// the status each must get: what they are, the request, the status.
+pub fn bad_handshakes(path: &str) -> Vec<(&'static str, Vec<u8>, u16)> {
+    let with = |drop: &str, add: &[&str]| {
+        let mut headers: Vec<String> = upgrade_headers()
+            .into_iter()
+            .filter(|h| drop.is_empty() || !h.starts_with(drop))
+            .collect();
+        headers.extend(add.iter().map(|h| (*h).to_owned()));
+        headers
+    };
+    let key = |key: &str| with("Sec-WebSocket-Key", &[&format!("Sec-WebSocket-Key: {key}")]);
+    // Well-formed but 350 KiB of headers (35 of 10 KiB: under hyper's
+    // limit of 100 headers, so that only their size is at stake).
+    let mut huge = upgrade_headers();
+    for i in 0..35 {
+        huge.push(format!("X-Pad-{i}: {}", "a".repeat(10 * 1024)));
+    }
+    vec![
+        (
+            "HTTP/1.0",
+            raw_request(path, "HTTP/1.0", &upgrade_headers()),
+            400,
+        ),
+        (
+            "no Host",
+            raw_request(path, "HTTP/1.1", &with("Host", &[])),
+            400,
+        ),
+        (
+            "a key of 3 characters",
+            raw_request(path, "HTTP/1.1", &key("abc")),
+            400,
+        ),
+        (
+            "a key of 17 bytes",
+            raw_request(path, "HTTP/1.1", &key("AAAAAAAAAAAAAAAAAAAAAAA=")),
+            400,
+        ),
+        (
+            "a key of 15 bytes",
+            raw_request(path, "HTTP/1.1", &key("AAAAAAAAAAAAAAAAAAAA")),
+            400,
+        ),
+        (
+            "a key that is not base64",
+            raw_request(path, "HTTP/1.1", &key("!!!!!!!!!!!!!!!!!!!!!!==")),
+            400,
+        ),
+        (
+            "two keys",
+            raw_request(
+                path,
+                "HTTP/1.1",
+                &with("", &["Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="]),
+            ),
+            400,
+        ),
+        ("an empty key", raw_request(path, "HTTP/1.1", &key("")), 400),
+        (
+            "WebSocket version 8",
+            raw_request(
+                path,
+                "HTTP/1.1",
+                &with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: 8"]),
+            ),
+            426,
+        ),
+        (
+            "no Upgrade header",
+            raw_request(path, "HTTP/1.1", &with("Upgrade", &[])),
+            426,
+        ),
+        (
+            "350 KiB of headers",
+            raw_request(path, "HTTP/1.1", &huge),
+            431,
+        ),
+    ]
+}
+
+/// An upgrade request whose head is exactly `len` bytes (padded with an
+/// `X-Pad` header).
+pub fn upgrade_of_len(path: &str, len: usize) -> Vec<u8> {
+    let mut headers = upgrade_headers();
+    headers.push("X-Pad: ".into());
+    let pad = len
+        .checked_sub(raw_request(path, "HTTP/1.1", &headers).len())
+        .expect("room for the pad");
+    headers.pop();
+    headers.push(format!("X-Pad: {}", "a".repeat(pad)));
+    let request = raw_request(path, "HTTP/1.1", &headers);
+    assert_eq!(request.len(), len);
+    request
+}
+
+/// Checks the server's answers to [`bad_handshakes`]: each gets its status,
+/// and nothing is logged at ERROR level (client mistakes are not server
+/// faults), but each refusal is logged (below ERROR, then).
+pub async fn check_bad_handshakes(addr: SocketAddr, path: &str) {
+    let (logs, _guard) = LogCapture::start();
+    // Every case is tried; the failures are reported together.
+    let mut failures = Vec::new();
+    for (what, request, expected) in bad_handshakes(path) {
+        let before = logs.text().len();
+        let (status, head) = raw_status(addr, request).await;
+        if status != expected {
+            let line = head.lines().next().unwrap_or_default();
+            failures.push(format!("{what}: {line}, expected {expected}"));
+        }
+        let text = logs.text();
+        let logged = &text[before..];
+        if logged.lines().any(|l| l.trim_start().starts_with("ERROR")) {
+            failures.push(format!("{what}: logged as a server fault:\n{logged}"));
+        }
+        // Hyper itself refuses a head larger than its buffer (standalone).
+        if expected != 431 && !logged.lines().any(|l| l.contains("upgrade refused")) {
+            failures.push(format!("{what}: the refusal is not logged"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // A valid raw request is accepted: the refusals are the mistakes'.
+    let (status, head) = raw_status(addr, raw_request(path, "HTTP/1.1", &upgrade_headers())).await;
+    assert_eq!(status, 101, "{head}");
+    assert!(logs.lines_at("ERROR").is_empty(), "{}", logs.text());
 }
