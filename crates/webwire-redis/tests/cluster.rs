@@ -5,16 +5,20 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, RequestError};
 use webwire_redis::{
     redis, RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager,
 };
 use webwire_server::{
-    Connection, MemorySessionManager, Payload, Router, Server, ServerError, SessionManager,
+    Cluster as _, Connection, MemorySessionManager, Payload, Router, Server, ServerError, Session,
+    SessionJoin, SessionLookup, SessionManager, SessionStoreError,
 };
 
 /// The longest any wait in these tests may take.
@@ -527,6 +531,123 @@ async fn a_join_answered_after_its_timeout_is_given_back() {
         RequestError::MaxSessionConnsReached
     );
     a.stop().await;
+}
+
+/// Sessions in Redis whose next lookup, once armed, waits after it found
+/// the session until released: a restore held between its lookup and its
+/// place in the cluster's count.
+#[derive(Debug)]
+struct HeldLookup {
+    sessions: RedisSessionManager,
+    armed: AtomicBool,
+    looked_up: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl SessionManager for HeldLookup {
+    async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
+        self.sessions.on_session_created(session).await
+    }
+
+    async fn on_session_lookup(
+        &self,
+        key: &str,
+    ) -> Result<Option<SessionLookup>, SessionStoreError> {
+        let found = self.sessions.on_session_lookup(key).await;
+        if self.armed.swap(false, AtomicOrdering::SeqCst) {
+            self.looked_up.notify_one();
+            self.release.notified().await;
+        }
+        found
+    }
+
+    async fn on_session_closed(&self, key: &str) -> Result<(), SessionStoreError> {
+        self.sessions.on_session_closed(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_restore_that_looked_up_a_session_before_its_last_close_does_not_hold_it() {
+    let redis = redis_or_skip!();
+    let a = Node::start(&redis.url(), "a").await;
+    let held = Arc::new(HeldLookup {
+        sessions: RedisSessionManager::connect(
+            &redis.url(),
+            RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
+        )
+        .await
+        .expect("session manager"),
+        armed: AtomicBool::new(false),
+        looked_up: Notify::new(),
+        release: Notify::new(),
+    });
+    let b = Node::start_with(&redis.url(), "b", held.clone()).await;
+    eventually("the nodes see each other", || {
+        a.cluster.peers() == ["b"] && b.cluster.peers() == ["a"]
+    })
+    .await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+
+    // B's restore finds the session in the store, then waits.
+    held.armed.store(true, AtomicOrdering::SeqCst);
+    let (c2, _e2) = b.client().await;
+    let restoring = tokio::spawn({
+        let c2 = c2.clone();
+        let key = key.clone();
+        async move { c2.restore_session(&key).await }
+    });
+    within("b's lookup", held.looked_up.notified()).await;
+
+    // Meanwhile A's only holder closes it: no node counts it, so A
+    // destroys it.
+    within("close on a", c1.close_session()).await.unwrap();
+    let (c3, _e3) = a.client().await;
+    assert_eq!(
+        c3.restore_session(&key).await.unwrap_err(),
+        RequestError::SessionNotFound,
+        "destroyed"
+    );
+
+    // B's restore goes on: the session it found is gone.
+    held.release.notify_one();
+    let restored = within("b's restore", restoring).await.unwrap();
+    // (Not printed: the session would show its key.)
+    assert!(
+        matches!(restored, Err(RequestError::SessionNotFound)),
+        "b's restore of the destroyed session: {:?}",
+        restored.map(drop)
+    );
+    assert!(c2.session().is_none());
+    assert_eq!(b.server.session_connection_count(&key), 0);
+    assert_eq!(
+        b.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Nor may a node's count written again bring it back.
+    b.cluster
+        .set_session_counts(&[(key.clone(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        0,
+        "a destroyed session's count is not written again"
+    );
+    assert_eq!(
+        a.cluster.join_session(&key, 3).await.unwrap(),
+        SessionJoin::Destroyed
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 /// Keys that start with [`SECRET`], numbered.

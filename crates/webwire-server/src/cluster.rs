@@ -140,6 +140,26 @@ impl ClusterReply {
     }
 }
 
+/// What [`Cluster::join_session`] did with a connection joining a session.
+///
+/// ```
+/// use webwire_server::SessionJoin;
+///
+/// assert_ne!(SessionJoin::Counted, SessionJoin::Destroyed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionJoin {
+    /// The connection is counted.
+    Counted,
+    /// The session has the maximum number of connections on all live
+    /// nodes: not counted.
+    Full,
+    /// The session was destroyed (a close on its last connection of all
+    /// nodes), maybe after the restore found it in the store: not counted,
+    /// and the restore answers that the session does not exist.
+    Destroyed,
+}
+
 /// A cluster adapter's failure (the bus is unreachable, say).
 ///
 /// ```
@@ -193,7 +213,9 @@ impl ClusterError {
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use webwire_server::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply};
+/// use webwire_server::{
+///     Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin,
+/// };
 ///
 /// /// A cluster of one node: nothing to tell anybody.
 /// #[derive(Debug)]
@@ -206,8 +228,8 @@ impl ClusterError {
 ///     async fn close_session(&self, _key: &str) -> ClusterReply {
 ///         ClusterReply::default()
 ///     }
-///     async fn join_session(&self, _key: &str, _max: usize) -> Result<bool, ClusterError> {
-///         Ok(true)
+///     async fn join_session(&self, _key: &str, _max: usize) -> Result<SessionJoin, ClusterError> {
+///         Ok(SessionJoin::Counted)
 ///     }
 ///     async fn leave_session(&self, _key: &str) -> Result<(), ClusterError> {
 ///         Ok(())
@@ -237,8 +259,12 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
 
     /// Counts one more connection of this node for the session `key`,
     /// unless the session has `max` connections or more on all live nodes
-    /// together (`max` 0: no limit). Returns whether it was counted.
-    async fn join_session(&self, key: &str, max: usize) -> Result<bool, ClusterError>;
+    /// together (`max` 0: no limit), or the session was destroyed: once
+    /// [`leave_session_last`](Self::leave_session_last) answered `Some(0)`
+    /// for it, the adapter must refuse every later join of it
+    /// ([`SessionJoin::Destroyed`]), so that a restore which found the
+    /// session in the store just before it was deleted holds nothing.
+    async fn join_session(&self, key: &str, max: usize) -> Result<SessionJoin, ClusterError>;
 
     /// Counts one connection of this node less for the session `key`.
     async fn leave_session(&self, key: &str) -> Result<(), ClusterError>;
@@ -250,8 +276,10 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// this node holds it: sets this node's count to `count` (places taken
     /// by restores still under way) and returns the session's connections
     /// on all live nodes, this one included, in one atomic step. The server
-    /// destroys the session only when that is 0. `None`: the adapter does
-    /// not count (the server decides from its own connections).
+    /// destroys the session only when that is 0; the adapter then marks it
+    /// destroyed in the same step (see [`join_session`](Self::join_session)).
+    /// `None`: the adapter does not count (the server decides from its own
+    /// connections).
     ///
     /// The default gives one place back
     /// ([`leave_session`](Self::leave_session)) and returns `None`.
@@ -267,7 +295,8 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// Sets this node's count of each session given (0: none), replacing
     /// what the cluster holds. The server calls it for sessions whose
     /// count changes went unanswered (Redis may apply them late, or never),
-    /// until a call succeeds. The default does nothing.
+    /// until a call succeeds. A session marked destroyed stays uncounted.
+    /// The default does nothing.
     async fn set_session_counts(&self, counts: &[(String, usize)]) -> Result<(), ClusterError> {
         let _ = counts;
         Ok(())

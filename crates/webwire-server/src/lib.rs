@@ -109,7 +109,7 @@ mod tls;
 mod upgrade;
 mod wire;
 
-pub use cluster::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply};
+pub use cluster::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};
 pub use error::{
     DisconnectReason, HandlerError, RequestError, ServerError, SessionError, SignalError,

@@ -15,7 +15,7 @@ use common::{eventually, reply_text, within, TestClient, TestServer};
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
 use webwire_server::{
     Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, Connection,
-    MemorySessionManager, Router, Server,
+    MemorySessionManager, Router, Server, SessionJoin,
 };
 
 /// What the fake cluster answers to a restore's request for a place.
@@ -69,12 +69,12 @@ impl Cluster for Fake {
         reply.unreached = vec!["c".into()];
         reply
     }
-    async fn join_session(&self, key: &str, max: usize) -> Result<bool, ClusterError> {
+    async fn join_session(&self, key: &str, max: usize) -> Result<SessionJoin, ClusterError> {
         self.calls.lock().unwrap().push(format!("join {key} {max}"));
         match *self.answer.lock().unwrap() {
-            Answer::Room => Ok(true),
-            Answer::Full if max > 0 => Ok(false),
-            Answer::Full => Ok(true),
+            Answer::Room => Ok(SessionJoin::Counted),
+            Answer::Full if max > 0 => Ok(SessionJoin::Full),
+            Answer::Full => Ok(SessionJoin::Counted),
             Answer::Down => Err(ClusterError::msg("down")),
         }
     }

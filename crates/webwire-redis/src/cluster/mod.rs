@@ -12,7 +12,9 @@
 //! - hash `{P}cluster:members`: member (`id/incarnation`) → last heartbeat
 //!   (ms, Redis' clock).
 //! - hash `{P}conns:{session key}`: member → that member's connections
-//!   holding the session.
+//!   holding the session; and, once the session is destroyed, the field
+//!   `destroyed` (a tombstone: no member joins it again; never a member's
+//!   name, which always has a `/`).
 
 mod config;
 mod envelope;
@@ -32,7 +34,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use webwire_server::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply};
+use webwire_server::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin};
 
 pub use config::RedisClusterConfig;
 use envelope::{Body, Envelope};
@@ -50,7 +52,8 @@ const BATCH: usize = 256;
 /// The sum of a session's connections on live members (Lua, shared by the
 /// scripts below). KEYS: conns, members. ARGV: member, max, node timeout ms,
 /// TTL ms. `DROP` deletes the counts of members whose heartbeat is too old.
-/// This member's own count is always counted.
+/// This member's own count is always counted; the tombstone (the field
+/// `destroyed`) never is.
 const SUM: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -61,7 +64,7 @@ for i = 1, #all, 2 do
   local m, n = all[i], tonumber(all[i + 1])
   if m == ARGV[1] then
     sum = sum + n
-  else
+  elseif m ~= 'destroyed' then
     local hb = redis.call('HGET', KEYS[2], m)
     if hb then
       if now - tonumber(hb) <= limit then sum = sum + n elseif DROP then redis.call('HDEL', KEYS[1], m) end
@@ -70,11 +73,12 @@ for i = 1, #all, 2 do
 end
 ";
 
-/// Takes a place for one more connection unless the session is full:
-/// returns the new sum, or -1 when full.
+/// Takes a place for one more connection unless the session is full or
+/// destroyed: returns the new sum, -1 when full, -2 when destroyed.
 static JOIN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "local DROP = true\n{SUM}
+        "if redis.call('HEXISTS', KEYS[1], 'destroyed') == 1 then return -2 end
+local DROP = true\n{SUM}
 local max = tonumber(ARGV[2])
 if max > 0 and sum >= max then return -1 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -91,7 +95,9 @@ static COUNT: LazyLock<redis::Script> =
 /// Sets this member's count (ARGV[2]; 0 deletes it) and returns the sum,
 /// in one step: whether a session closed on a node's last connection is
 /// still held elsewhere. Counts of silent members are not deleted (nor
-/// counted).
+/// counted). At 0 the session will be destroyed: the tombstone is set in
+/// the same step, so that a restore on another node which found the
+/// session in the store just before cannot join it afterwards.
 static LEAVE_LAST: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "local DROP = false
@@ -102,9 +108,33 @@ else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 {SUM}
+if sum == 0 then
+  redis.call('HSET', KEYS[1], 'destroyed', 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
 return sum
 "
     ))
+});
+
+/// Writes this member's count of several sessions (0 deletes it); a
+/// destroyed session's count is deleted, never written. KEYS: the
+/// sessions' conns. ARGV: member, TTL ms, then each session's count.
+static SET_COUNTS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[i + 2])
+  if n > 0 and redis.call('HEXISTS', key, 'destroyed') == 0 then
+    redis.call('HSET', key, ARGV[1], n)
+    redis.call('PEXPIRE', key, ARGV[2])
+  else
+    redis.call('HDEL', key, ARGV[1])
+  end
+end
+return 0
+",
+    )
 });
 
 /// Gives one place back. KEYS: conns. ARGV: member.
@@ -570,16 +600,7 @@ impl Inner {
         if counts.is_empty() {
             return;
         }
-        let ttl = Self::ms(self.config.count_ttl());
-        let mut pipe = redis::pipe();
-        for (key, n) in &counts {
-            let key = self.conns_key(key);
-            pipe.hset(&key, &self.member, *n).ignore();
-            pipe.pexpire(&key, i64::try_from(ttl).unwrap_or(i64::MAX))
-                .ignore();
-        }
-        let mut cmd = self.cmd.clone();
-        match bounded(self.config.op_timeout(), pipe.exec_async(&mut cmd)).await {
+        match self.write_counts(&counts).await {
             Ok(()) => tracing::info!(
                 sessions = counts.len(),
                 "cluster: session counts written again"
@@ -694,6 +715,28 @@ impl Inner {
         }
     }
 
+    /// Writes this member's count of each session given (0: none), in
+    /// calls of at most [`BATCH`] sessions; destroyed sessions stay
+    /// uncounted.
+    async fn write_counts(&self, counts: &[(String, usize)]) -> Result<(), RedisSessionError> {
+        for batch in counts.chunks(BATCH) {
+            let mut script = SET_COUNTS.prepare_invoke();
+            script
+                .arg(&self.member)
+                .arg(Self::ms(self.config.count_ttl()));
+            for (key, n) in batch {
+                script.key(self.conns_key(key)).arg(*n);
+            }
+            let mut cmd = self.cmd.clone();
+            bounded(
+                self.config.op_timeout(),
+                script.invoke_async::<i64>(&mut cmd),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn count(
         &self,
         script: &redis::Script,
@@ -794,13 +837,17 @@ impl Cluster for RedisCluster {
         reply
     }
 
-    async fn join_session(&self, key: &str, max: usize) -> Result<bool, ClusterError> {
+    async fn join_session(&self, key: &str, max: usize) -> Result<SessionJoin, ClusterError> {
         let sum = self
             .inner
             .count(&JOIN, key, max)
             .await
             .map_err(|err| cluster_error("counting a session's connections failed", err))?;
-        Ok(sum >= 0)
+        Ok(match sum {
+            -2 => SessionJoin::Destroyed,
+            -1 => SessionJoin::Full,
+            _ => SessionJoin::Counted,
+        })
     }
 
     async fn leave_session(&self, key: &str) -> Result<(), ClusterError> {
@@ -842,22 +889,8 @@ impl Cluster for RedisCluster {
     }
 
     async fn set_session_counts(&self, counts: &[(String, usize)]) -> Result<(), ClusterError> {
-        if counts.is_empty() {
-            return Ok(());
-        }
-        let ttl = i64::try_from(Inner::ms(self.inner.config.count_ttl())).unwrap_or(i64::MAX);
-        let mut pipe = redis::pipe();
-        for (key, n) in counts {
-            let key = self.inner.conns_key(key);
-            if *n == 0 {
-                pipe.hdel(&key, &self.inner.member).ignore();
-            } else {
-                pipe.hset(&key, &self.inner.member, *n).ignore();
-                pipe.pexpire(&key, ttl).ignore();
-            }
-        }
-        let mut cmd = self.inner.cmd.clone();
-        bounded(self.inner.config.op_timeout(), pipe.exec_async(&mut cmd))
+        self.inner
+            .write_counts(counts)
             .await
             .map_err(|err| cluster_error("writing this node's session counts failed", err))
     }

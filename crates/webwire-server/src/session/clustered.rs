@@ -32,7 +32,7 @@ use webwire_proto::Session;
 
 use super::redacted;
 use super::registry::{Leave, Left, LocalRegistry, Refused, SessionRegistry, Ticket};
-use crate::{Cluster, ClusterError, Connection};
+use crate::{Cluster, ClusterError, Connection, SessionJoin};
 
 /// How long after a failed cluster call restores and last closes fail at
 /// once, and the marked counts are written again.
@@ -56,7 +56,7 @@ enum Update {
     Restore {
         key: String,
         max: usize,
-        answer: oneshot::Sender<Result<bool, ClusterError>>,
+        answer: oneshot::Sender<Result<SessionJoin, ClusterError>>,
     },
     /// One less.
     Leave(String),
@@ -193,7 +193,7 @@ impl Counter {
                     // the session is written again.
                     self.fail(&key, err);
                 }
-                let placed = matches!(result, Ok(true));
+                let placed = matches!(result, Ok(SessionJoin::Counted));
                 if placed {
                     self.add(&key);
                 }
@@ -343,8 +343,11 @@ impl SessionRegistry for ClusteredRegistry {
             answer,
         });
         match answered.await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return Err(Refused::Full),
+            Ok(Ok(SessionJoin::Counted)) => {}
+            Ok(Ok(SessionJoin::Full)) => return Err(Refused::Full),
+            // Closed on its last connection of all nodes after the lookup
+            // found it: deleted from the store, or about to be.
+            Ok(Ok(SessionJoin::Destroyed)) => return Err(Refused::Gone),
             Ok(Err(err)) => {
                 tracing::error!(session = %redacted(&key), error = %err, "the cluster could not count a restored session's connections");
                 return Err(Refused::Unavailable);
