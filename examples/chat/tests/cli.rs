@@ -1,0 +1,179 @@
+//! The `chat-server` program as a user runs it (a child process on
+//! 127.0.0.1): a taken port, a binary moved away from the checkout, and
+//! `scripts/demo.sh` around it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Every wait of these tests ends within this (generous: a loaded 2-core
+/// machine starts a process slowly).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn server_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chat-server"))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A child process whose stdout lines arrive on a channel; killed on drop.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn spawn(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The stdout lines up to and including the first one matching `pred`.
+    fn lines_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = pred(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no {what} on stdout; saw {seen:?}"),
+            }
+        }
+    }
+
+    /// Waits for the process to exit; its status and its whole stderr.
+    fn wait(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
+        (status, stderr.join().unwrap())
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in a line `listening on http://ADDR/ ...`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("listening on http://")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// One HTTP/1.1 GET: the status line, the headers (lowercase) and the body.
+fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (
+        status.to_owned(),
+        headers.to_ascii_lowercase(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn a_taken_port_is_a_clear_one_line_error_and_a_failure_exit() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let server = Running::spawn(
+        Command::new(server_bin())
+            .arg("--addr")
+            .arg(addr.to_string())
+            .arg("--session-dir")
+            .arg(sessions.path())
+            .env_remove("CHAT_ADDR"),
+    );
+    let (status, stderr) = server.wait();
+    assert!(!status.success(), "{status}");
+    assert_eq!(
+        stderr,
+        format!(
+            "chat-server: cannot listen on {addr}: address already in use (set CHAT_ADDR or pass --addr)\n"
+        )
+    );
+}
+
+#[test]
+fn chat_addr_sets_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let server = Running::spawn(
+        Command::new(server_bin())
+            .arg("--session-dir")
+            .arg(sessions.path())
+            .env("CHAT_ADDR", addr.to_string()),
+    );
+    let (status, stderr) = server.wait();
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+}
