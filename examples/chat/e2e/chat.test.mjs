@@ -4,16 +4,17 @@
 // killed and restarted on the same port and session folder, and both pages
 // show the banner, then recover with their sessions; last, one signs out.
 //
-// Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH) and the
-// built TypeScript client (npm ci && npm run build in clients/typescript).
-// The server binary is CHAT_SERVER_BIN, or built here with
-// `cargo build --release -p webwire-chat`. Without chromium the test skips,
-// unless CI=true, where it fails.
+// Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH). The server
+// binary is CHAT_SERVER_BIN, or built here with
+// `cargo build --release -p webwire-chat`; it is copied to a folder of its
+// own and run from another one, so the page and the TypeScript client it
+// serves are the compiled-in ones. Without chromium the test skips, unless
+// CI=true, where it fails.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +23,6 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../../..');
-const clientDist = join(root, 'clients/typescript/dist');
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const inCi = process.env.CI === 'true';
 const screenshotPath = join(here, 'screenshot.png');
@@ -54,7 +54,8 @@ function serverBinary() {
 
 /** Starts the server; resolves with the process and its page URL once it listens. */
 function startServer(bin, addr, sessionDir) {
-  const child = spawn(bin, ['--addr', addr, '--session-dir', sessionDir, '--client-dir', clientDist], {
+  const child = spawn(bin, ['--addr', addr, '--session-dir', sessionDir], {
+    cwd: sessionDir,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
@@ -150,12 +151,11 @@ test('two pages chat, survive a reload and a server restart', { timeout: 600_000
     t.skip(reason);
     return;
   }
-  assert.ok(
-    existsSync(join(clientDist, 'index.js')),
-    'the TypeScript client is not built: run npm ci && npm run build in clients/typescript',
-  );
-
-  const bin = serverBinary();
+  // The binary alone in a folder, away from the checkout: it must not need
+  // clients/typescript/dist or the working directory.
+  const installDir = mkdtempSync(join(tmpdir(), 'chat-e2e-bin-'));
+  const bin = join(installDir, 'chat-server');
+  copyFileSync(serverBinary(), bin);
   const sessionDir = mkdtempSync(join(tmpdir(), 'chat-e2e-sessions-'));
   let server = await startServer(bin, '127.0.0.1:0', sessionDir);
   const addr = new URL(server.url).host;
@@ -247,5 +247,6 @@ test('two pages chat, survive a reload and a server restart', { timeout: 600_000
     await browser.close();
     await kill(server.child);
     rmSync(sessionDir, { recursive: true, force: true });
+    rmSync(installDir, { recursive: true, force: true });
   }
 });

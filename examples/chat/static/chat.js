@@ -13,7 +13,7 @@ try {
   ww = await import('/webwire/index.js');
 } catch (e) {
   banner.textContent =
-    'The webwire client did not load: build it with "npm ci && npm run build" in clients/typescript, then reload.';
+    'The webwire client (/webwire/index.js) did not load: reload; a server started with --client-dir needs "npm ci && npm run build" in clients/typescript.';
   body.dataset.state = 'broken';
   throw e;
 }

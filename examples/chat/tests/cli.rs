@@ -177,3 +177,44 @@ fn chat_addr_sets_the_address() {
     assert!(!status.success(), "{status}");
     assert!(stderr.contains(&addr.to_string()), "{stderr}");
 }
+
+#[test]
+fn a_moved_binary_serves_the_page_and_the_client_from_any_directory() {
+    // The binary alone in a folder of its own, run from another one: what
+    // `cargo install` or a copy to another machine gives.
+    let install = tempfile::tempdir().unwrap();
+    let bin = install.path().join("chat-server");
+    std::fs::copy(server_bin(), &bin).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let server = Running::spawn(
+        Command::new(&bin)
+            .args(["--addr", "127.0.0.1:0"])
+            .current_dir(cwd.path())
+            .env_remove("CHAT_ADDR")
+            .env_remove("CHAT_SESSION_DIR"),
+    );
+    let lines = server.lines_until("listening line", |line| listening_addr(line).is_some());
+    let addr = listening_addr(lines.last().unwrap()).unwrap();
+
+    for (path, content_type, needle) in [
+        ("/", "text/html", r#"<script type="module" src="/chat.js">"#),
+        ("/chat.js", "text/javascript", "/webwire/index.js"),
+        ("/chat.css", "text/css", "#messages"),
+        ("/webwire/index.js", "text/javascript", "WebwireClient"),
+        ("/webwire/client.js", "text/javascript", "class WebwireClient"),
+        ("/webwire/codec.js", "text/javascript", "export"),
+        ("/webwire/errors.js", "text/javascript", "export"),
+        ("/webwire/payload.js", "text/javascript", "export"),
+        ("/webwire/session.js", "text/javascript", "LocalStorageSessionStore"),
+    ] {
+        let (status, headers, body) = http_get(addr, path);
+        assert!(status.starts_with("HTTP/1.1 200"), "{path}: {status}");
+        assert!(
+            headers.contains(&format!("content-type: {content_type}")),
+            "{path}: {headers}"
+        );
+        assert!(body.contains(needle), "{path} lacks {needle:?}");
+    }
+    let (status, _, _) = http_get(addr, "/webwire/missing.js");
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+}

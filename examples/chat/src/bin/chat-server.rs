@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use webwire_chat::{default_client_dir, ChatConfig, ChatError, ChatServer};
+use webwire_chat::{ChatConfig, ChatError, ChatServer};
 
 /// A chat room on webwire: a browser page and a WebSocket endpoint on one port.
 #[derive(Debug, Parser)]
@@ -24,9 +24,10 @@ struct Args {
     /// Folder of the session files (created when the first session is stored).
     #[arg(long, env = "CHAT_SESSION_DIR", default_value = ".chat-sessions")]
     session_dir: PathBuf,
-    /// The built TypeScript client (npm run build in clients/typescript).
-    #[arg(long, default_value_os_t = default_client_dir())]
-    client_dir: PathBuf,
+    /// Serve the TypeScript client from this folder (clients/typescript/dist
+    /// after npm run build) instead of the copy compiled in.
+    #[arg(long)]
+    client_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -39,9 +40,10 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
-    let config = ChatConfig::new(&args.session_dir)
-        .addr(args.addr)
-        .client_dir(&args.client_dir);
+    let mut config = ChatConfig::new(&args.session_dir).addr(args.addr);
+    if let Some(dir) = &args.client_dir {
+        config = config.client_dir(dir);
+    }
     let server = match ChatServer::bind(config).await {
         Ok(server) => server,
         Err(ChatError::Bind { addr, source }) => {
