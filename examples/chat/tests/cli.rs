@@ -1,7 +1,9 @@
+#![cfg(unix)]
 //! The `chat-server` program as a user runs it (a child process on
 //! 127.0.0.1): a taken port, a binary moved away from the checkout, and
 //! `scripts/demo.sh` around it.
 
+use std::os::unix::process::CommandExt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -105,6 +107,12 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // The demo script runs in a process group of its own: a failed test
+        // stops the chat-server it started too.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -217,4 +225,61 @@ fn a_moved_binary_serves_the_page_and_the_client_from_any_directory() {
     }
     let (status, _, _) = http_get(addr, "/webwire/missing.js");
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+}
+
+/// `bash scripts/demo.sh` running the test's chat-server (no build).
+fn demo(addr: &str, sessions: &Path) -> Running {
+    Running::spawn(
+        Command::new("bash")
+            .arg(repo_root().join("scripts/demo.sh"))
+            .process_group(0)
+            .env("CHAT_SERVER_BIN", server_bin())
+            .env("CHAT_ADDR", addr)
+            .env("CHAT_SESSION_DIR", sessions),
+    )
+}
+
+#[test]
+fn demo_prints_the_url_once_the_server_listens_and_stops_it_on_term() {
+    let sessions = tempfile::tempdir().unwrap();
+    let demo = demo("127.0.0.1:0", sessions.path());
+    let lines = demo.lines_until("URL line", |line| line.contains("open http://"));
+    let listening = lines
+        .iter()
+        .position(|line| listening_addr(line).is_some())
+        .unwrap_or_else(|| panic!("the URL came before the listening line: {lines:?}"));
+    let addr = listening_addr(&lines[listening]).unwrap();
+    assert!(
+        lines.last().unwrap().contains(&format!("open http://{addr}/ ")),
+        "{lines:?}"
+    );
+    // The URL works at once.
+    let (status, _, _) = http_get(addr, "/");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+
+    // TERM (as Ctrl-C) reaches the server: it stops, and so does the script.
+    demo.signal("TERM");
+    let (status, stderr) = demo.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the server still listens on {addr}"
+    );
+}
+
+#[test]
+fn demo_on_a_taken_port_says_so_and_fails() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let demo = demo(&addr.to_string(), sessions.path());
+    let (status, stderr) = demo.wait();
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains(&format!(
+            "chat-server: cannot listen on {addr}: address already in use (set CHAT_ADDR or pass --addr)"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("demo.sh: the chat server did not start"), "{stderr}");
 }
