@@ -3,9 +3,9 @@
 //! 127.0.0.1): a taken port, a binary moved away from the checkout, and
 //! `scripts/demo.sh` around it.
 
-use std::os::unix::process::CommandExt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -209,11 +209,19 @@ fn a_moved_binary_serves_the_page_and_the_client_from_any_directory() {
         ("/chat.js", "text/javascript", "/webwire/index.js"),
         ("/chat.css", "text/css", "#messages"),
         ("/webwire/index.js", "text/javascript", "WebwireClient"),
-        ("/webwire/client.js", "text/javascript", "class WebwireClient"),
+        (
+            "/webwire/client.js",
+            "text/javascript",
+            "class WebwireClient",
+        ),
         ("/webwire/codec.js", "text/javascript", "export"),
         ("/webwire/errors.js", "text/javascript", "export"),
         ("/webwire/payload.js", "text/javascript", "export"),
-        ("/webwire/session.js", "text/javascript", "LocalStorageSessionStore"),
+        (
+            "/webwire/session.js",
+            "text/javascript",
+            "LocalStorageSessionStore",
+        ),
     ] {
         let (status, headers, body) = http_get(addr, path);
         assert!(status.starts_with("HTTP/1.1 200"), "{path}: {status}");
@@ -250,7 +258,10 @@ fn demo_prints_the_url_once_the_server_listens_and_stops_it_on_term() {
         .unwrap_or_else(|| panic!("the URL came before the listening line: {lines:?}"));
     let addr = listening_addr(&lines[listening]).unwrap();
     assert!(
-        lines.last().unwrap().contains(&format!("open http://{addr}/ ")),
+        lines
+            .last()
+            .unwrap()
+            .contains(&format!("open http://{addr}/ ")),
         "{lines:?}"
     );
     // The URL works at once.
@@ -281,5 +292,8 @@ fn demo_on_a_taken_port_says_so_and_fails() {
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("demo.sh: the chat server did not start"), "{stderr}");
+    assert!(
+        stderr.contains("demo.sh: the chat server did not start"),
+        "{stderr}"
+    );
 }

@@ -55,7 +55,9 @@ async fn main() -> ExitCode {
                 io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_owned(),
                 _ => source.to_string(),
             };
-            eprintln!("chat-server: cannot listen on {addr}: {reason} (set CHAT_ADDR or pass --addr)");
+            eprintln!(
+                "chat-server: cannot listen on {addr}: {reason} (set CHAT_ADDR or pass --addr)"
+            );
             return ExitCode::FAILURE;
         }
         Err(err) => {
