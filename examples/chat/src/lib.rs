@@ -11,7 +11,7 @@
 //!   the name, messages and their in-memory history, who is online.
 //! - `server`: [`ChatServer`]: the webwire server with the file session
 //!   manager, mounted at `/ws` in an axum app that also serves the page
-//!   (`/`, compiled in) and the TypeScript client (`/webwire/`, from disk).
+//!   (`/`) and the TypeScript client (`/webwire/`), both compiled in.
 //! - `src/bin/`: the `chat-server` and `chat-client` programs.
 //!
 //! The example's README.md documents the protocol for other clients.
@@ -35,4 +35,4 @@ pub use protocol::{
     Presence, Say, DEFAULT_HISTORY_LIMIT, HISTORY, HISTORY_CAPACITY, LOGIN, LOGOUT, MAX_NAME_CHARS,
     MAX_TEXT_CHARS, MESSAGE, NAME_FIELD, PRESENCE, SAY, WHO,
 };
-pub use server::{default_client_dir, ChatConfig, ChatError, ChatServer, MESSAGE_BUFFER_SIZE};
+pub use server::{ChatConfig, ChatError, ChatServer, MESSAGE_BUFFER_SIZE};

@@ -4,10 +4,11 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::http::header;
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use tower_http::services::ServeDir;
@@ -22,6 +23,21 @@ pub const MESSAGE_BUFFER_SIZE: usize = 64 * 1024;
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const CHAT_JS: &str = include_str!("../static/chat.js");
 const CHAT_CSS: &str = include_str!("../static/chat.css");
+
+/// The TypeScript client's modules as the page imports them
+/// (`/webwire/NAME`): a committed copy of `clients/typescript/dist/*.js`,
+/// made by `examples/chat/e2e/sync-client.mjs`, so that the binary serves
+/// them wherever it runs and `cargo build` needs no npm. The e2e suite
+/// checks that the copy matches a fresh build; a unit test below, that
+/// every file of the folder is listed here.
+const CLIENT_FILES: &[(&str, &str)] = &[
+    ("client.js", include_str!("../static/webwire/client.js")),
+    ("codec.js", include_str!("../static/webwire/codec.js")),
+    ("errors.js", include_str!("../static/webwire/errors.js")),
+    ("index.js", include_str!("../static/webwire/index.js")),
+    ("payload.js", include_str!("../static/webwire/payload.js")),
+    ("session.js", include_str!("../static/webwire/session.js")),
+];
 
 /// Where the chat server listens and keeps its sessions.
 ///
@@ -38,19 +54,20 @@ pub struct ChatConfig {
     pub addr: SocketAddr,
     /// The session folder of the file session manager.
     pub session_dir: PathBuf,
-    /// The built TypeScript client (`clients/typescript/dist`), served
-    /// under `/webwire/`.
-    pub client_dir: PathBuf,
+    /// A folder to serve the TypeScript client from under `/webwire/`
+    /// (a `clients/typescript/dist` being worked on) instead of the copy
+    /// compiled in; `None` (the default) serves the compiled-in copy.
+    pub client_dir: Option<PathBuf>,
 }
 
 impl ChatConfig {
-    /// Listens on 127.0.0.1:8080, serves the client from
-    /// [`default_client_dir`], keeps sessions in `session_dir`.
+    /// Listens on 127.0.0.1:8080, serves the compiled-in client, keeps
+    /// sessions in `session_dir`.
     pub fn new(session_dir: impl Into<PathBuf>) -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             session_dir: session_dir.into(),
-            client_dir: default_client_dir(),
+            client_dir: None,
         }
     }
 
@@ -60,25 +77,12 @@ impl ChatConfig {
         self
     }
 
-    /// Sets the folder of the built TypeScript client.
+    /// Serves the TypeScript client from this folder (its built `dist/`)
+    /// instead of the compiled-in copy.
     pub fn client_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.client_dir = dir.into();
+        self.client_dir = Some(dir.into());
         self
     }
-}
-
-/// The TypeScript client's `dist/` folder in this repository (where
-/// `npm run build` in `clients/typescript` puts it).
-///
-/// ```
-/// assert!(webwire_chat::default_client_dir().ends_with("clients/typescript/dist"));
-/// ```
-pub fn default_client_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .and_then(Path::parent)
-        .map(|root| root.join("clients/typescript/dist"))
-        .unwrap_or_else(|| PathBuf::from("clients/typescript/dist"))
 }
 
 /// Starting or running the chat server failed.
@@ -132,12 +136,6 @@ impl ChatServer {
             .session_manager(Arc::new(FileSessionManager::new(&config.session_dir)))
             .build()?;
         room.set_server(webwire.clone());
-        if !config.client_dir.join("index.js").is_file() {
-            tracing::warn!(
-                dir = %config.client_dir.display(),
-                "the TypeScript client is not built (npm ci && npm run build in clients/typescript): the page cannot load it"
-            );
-        }
         let app = axum::Router::new()
             .route("/", get(|| async { Html(INDEX_HTML) }))
             .route(
@@ -148,8 +146,19 @@ impl ChatServer {
                 "/chat.css",
                 get(|| async { static_file("text/css; charset=utf-8", CHAT_CSS) }),
             )
-            .route_service("/ws", webwire.service())
-            .nest_service("/webwire", ServeDir::new(&config.client_dir));
+            .route_service("/ws", webwire.service());
+        let app = match &config.client_dir {
+            Some(dir) => {
+                if !dir.join("index.js").is_file() {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "no index.js in the client folder (npm ci && npm run build in clients/typescript): the page cannot load it"
+                    );
+                }
+                app.nest_service("/webwire", ServeDir::new(dir))
+            }
+            None => app.route("/webwire/{file}", get(client_file)),
+        };
         let tcp = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| ChatError::Bind {
@@ -195,6 +204,14 @@ impl ChatServer {
     }
 }
 
+/// A module of the compiled-in TypeScript client.
+async fn client_file(Path(name): Path<String>) -> axum::response::Response {
+    match CLIENT_FILES.iter().find(|(file, _)| *file == name) {
+        Some((_, body)) => static_file("text/javascript; charset=utf-8", body).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 fn static_file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
@@ -203,4 +220,24 @@ fn static_file(content_type: &'static str, body: &'static str) -> impl IntoRespo
         ],
         body,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CLIENT_FILES;
+
+    /// A module added to (or removed from) the TypeScript client is copied
+    /// into static/webwire/ by sync-client.mjs; it must be compiled in too.
+    #[test]
+    fn every_copied_client_module_is_compiled_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/webwire");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".js"))
+            .collect();
+        on_disk.sort();
+        let compiled_in: Vec<&str> = CLIENT_FILES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(on_disk, compiled_in, "update CLIENT_FILES in server.rs");
+    }
 }

@@ -13,11 +13,11 @@ try {
   ww = await import('/webwire/index.js');
 } catch (e) {
   banner.textContent =
-    'The webwire client did not load: build it with "npm ci && npm run build" in clients/typescript, then reload.';
+    'The webwire client (/webwire/index.js) did not load: reload; a server started with --client-dir needs "npm ci && npm run build" in clients/typescript.';
   body.dataset.state = 'broken';
   throw e;
 }
-const { WebwireClient, LocalStorageSessionStore, RequestError } = ww;
+const { WebwireClient, LocalStorageSessionStore, RequestError, DisconnectedError, TimeoutError } = ww;
 
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const client = new WebwireClient(wsUrl, {
@@ -31,6 +31,16 @@ window.chat = { client };
 let everConnected = false;
 /** Message ids on the page, so that a history fetched after a reconnection adds only what is missing. */
 const shown = new Set();
+/**
+ * Messages typed and not yet confirmed by the server, oldest first, each
+ * shown as pending: `{ text, li, sentWhenShown }`. They are sent one at a
+ * time, in order, while connected; what is typed while disconnected waits
+ * here and goes out after the reconnection. `sentWhenShown` is set when a
+ * send was cut off by the connection: the server may have got it, so after
+ * reconnecting it is only sent again if it is not in the history then.
+ */
+const outbox = [];
+let flushing = false;
 
 function myName() {
   const name = client.sessionInfo('name');
@@ -47,11 +57,11 @@ function render() {
     banner.hidden = true;
   } else {
     banner.hidden = false;
+    const waiting = outbox.length === 0 ? '' : ` ${outbox.length} message${outbox.length === 1 ? '' : 's'} will be sent then.`;
     banner.textContent = everConnected
-      ? 'Disconnected from the server — reconnecting…'
+      ? `Disconnected from the server — reconnecting…${waiting}`
       : 'Connecting to the server…';
   }
-  $('say-form').querySelector('button').disabled = !connected;
 
   const name = myName();
   if (name !== null) {
@@ -102,6 +112,79 @@ function addMessage(message) {
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
+/** Shows a message typed but not yet confirmed, below the others. */
+function showPending(text) {
+  const li = document.createElement('li');
+  li.className = 'pending mine';
+  const from = document.createElement('span');
+  from.className = 'from';
+  from.textContent = myName() ?? '';
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  const mark = document.createElement('span');
+  mark.className = 'pending-mark';
+  li.append(from, body, mark);
+  const list = $('messages');
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+  return li;
+}
+
+function markPending(item) {
+  item.li.querySelector('.pending-mark').textContent =
+    client.status() === 'connected' ? 'sending…' : 'pending: sent once reconnected';
+}
+
+/** Did a message with this text from me reach the page since `before`? */
+function arrivedSince(text, before) {
+  const me = myName();
+  return [...$('messages').querySelectorAll('li:not(.pending)')].some(
+    (li) => !before.has(li.dataset.id) && li.querySelector('.from').textContent === me && li.querySelector('.text').textContent === text,
+  );
+}
+
+/** Sends the outbox in order while connected; stops at the first lost connection. */
+async function flush() {
+  if (flushing) return;
+  flushing = true;
+  try {
+    while (outbox.length > 0 && client.status() === 'connected') {
+      const item = outbox[0];
+      if (item.sentWhenShown !== null && arrivedSince(item.text, item.sentWhenShown)) {
+        // The server had it before the connection was lost.
+        outbox.shift();
+        item.li.remove();
+        continue;
+      }
+      markPending(item);
+      const before = new Set(shown);
+      try {
+        const message = await requestJson('say', { text: item.text });
+        outbox.shift();
+        item.li.remove();
+        addMessage(message);
+      } catch (e) {
+        if (e instanceof DisconnectedError || e instanceof TimeoutError) {
+          // Maybe sent: checked against the history after reconnecting.
+          item.sentWhenShown = before;
+          markPending(item);
+          break;
+        }
+        // Refused (too long, signed out, ...): not sent, and said why.
+        outbox.shift();
+        item.li.remove();
+        $('say-error').textContent = describe(e);
+        const input = $('text');
+        if (input.value === '') input.value = item.text;
+      }
+    }
+  } finally {
+    flushing = false;
+    render();
+  }
+}
+
 function showOnline(online) {
   const list = $('online');
   list.replaceChildren(
@@ -139,8 +222,10 @@ async function sync() {
 client.on('status', (status) => {
   if (status === 'connected') {
     everConnected = true;
-    void sync();
+    // The history first, so that a message cut off in flight is not sent twice.
+    void sync().then(flush);
   }
+  for (const item of outbox) markPending(item);
   render();
 });
 client.on('sessionCreated', render);
@@ -183,15 +268,16 @@ $('say-form').addEventListener('submit', async (event) => {
   error.textContent = '';
   const text = input.value;
   if (text.trim() === '') return;
-  // Cleared at once, so that typing on is not lost; put back if sending fails.
+  // Cleared at once, so that typing on is not lost; put back if the server
+  // refuses it. Shown as pending until the server confirms it (also while
+  // disconnected: it is sent after the reconnection). It also comes back
+  // as a signal, like everybody else's messages.
   input.value = '';
-  try {
-    // It also comes back as a signal, like everybody else's messages.
-    addMessage(await requestJson('say', { text }));
-  } catch (e) {
-    error.textContent = describe(e);
-    if (input.value === '') input.value = text;
-  }
+  const item = { text, li: showPending(text), sentWhenShown: null };
+  outbox.push(item);
+  markPending(item);
+  render();
+  await flush();
 });
 
 $('logout').addEventListener('click', async () => {

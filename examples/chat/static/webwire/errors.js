@@ -1,0 +1,124 @@
+// GENERATED FILE, do not edit: clients/typescript/dist/errors.js (npm run build in
+// clients/typescript), copied by examples/chat/e2e/sync-client.mjs, which
+// regenerates it. The chat server compiles it in; its e2e test fails when
+// it differs from a fresh build.
+/**
+ * Typed errors of the webwire client.
+ *
+ * Every error the client produces on its own is a {@link WebwireError}; the
+ * server's answers map to one class each (ReplyError to {@link RequestError},
+ * ReplyShutdown to {@link ShutdownError}, and so on). Invalid arguments (a
+ * name with a byte outside printable ASCII, an empty request) are reported
+ * with the built-in `TypeError` / `RangeError`, and an aborted call rejects
+ * with its `AbortSignal`'s reason.
+ *
+ * @module
+ */
+/** Base class of every error this package defines. */
+export class WebwireError extends Error {
+    name = 'WebwireError';
+}
+/** The server's request handler failed with a request error (ReplyError, type 0). */
+export class RequestError extends WebwireError {
+    name = 'RequestError';
+    /** The error code chosen by the server's application (printable ASCII, 1..=255 bytes). */
+    code;
+    constructor(code, message) {
+        super(message);
+        this.code = code;
+    }
+}
+/** The server failed to handle the request for an internal reason (ReplyInternalError, type 2). */
+export class InternalError extends WebwireError {
+    name = 'InternalError';
+    constructor(message = 'internal server error') {
+        super(message);
+    }
+}
+/** The server is shutting down and refused the request (ReplyShutdown, type 1). */
+export class ShutdownError extends WebwireError {
+    name = 'ShutdownError';
+    constructor(message = 'the server is shutting down') {
+        super(message);
+    }
+}
+/** The server found no session with the given key (ReplySessionNotFound, type 3). */
+export class SessionNotFound extends WebwireError {
+    name = 'SessionNotFound';
+    constructor(message = 'session not found') {
+        super(message);
+    }
+}
+/** The session already has the maximum number of connections (ReplyMaxSessConnsReached, type 4). */
+export class MaxSessConnsReached extends WebwireError {
+    name = 'MaxSessConnsReached';
+    constructor(message = 'the session already has the maximum number of connections') {
+        super(message);
+    }
+}
+/** Sessions are disabled on the server (ReplySessionsDisabled, type 5). */
+export class SessionsDisabled extends WebwireError {
+    name = 'SessionsDisabled';
+    constructor(message = 'sessions are disabled on the server') {
+        super(message);
+    }
+}
+/** A call did not complete within its timeout (waiting for a connection included). */
+export class TimeoutError extends WebwireError {
+    name = 'TimeoutError';
+    /** The timeout that expired, in milliseconds. */
+    timeoutMs;
+    constructor(timeoutMs, message = `timed out after ${timeoutMs} ms`) {
+        super(message);
+        this.timeoutMs = timeoutMs;
+    }
+}
+/**
+ * The connection was lost (or the client closed) before the call completed,
+ * or the client is disconnected and will not reconnect by itself.
+ */
+export class DisconnectedError extends WebwireError {
+    name = 'DisconnectedError';
+    constructor(message = 'disconnected from the server') {
+        super(message);
+    }
+}
+/**
+ * The message is larger than the server's announced message buffer size; it
+ * was refused before sending.
+ */
+export class MessageTooLargeError extends WebwireError {
+    name = 'MessageTooLargeError';
+    /** Size of the encoded message in bytes. */
+    size;
+    /** The server's announced message buffer size in bytes. */
+    limit;
+    constructor(size, limit) {
+        super(`message of ${size} bytes exceeds the server's message buffer size of ${limit} bytes`);
+        this.size = size;
+        this.limit = limit;
+    }
+}
+/**
+ * A message violates PROTOCOL.md (bad layout, unknown type, wrong version, a
+ * text frame, a first message other than AcceptConf ...).
+ */
+export class ProtocolError extends WebwireError {
+    name = 'ProtocolError';
+}
+/**
+ * The server announced a sub-protocol name other than the one the client
+ * expects. The client closes and does not reconnect.
+ */
+export class SubProtocolMismatch extends ProtocolError {
+    name = 'SubProtocolMismatch';
+    /** The sub-protocol name the client was configured to expect. */
+    expected;
+    /** The sub-protocol name the server announced. */
+    actual;
+    constructor(expected, actual) {
+        super(`sub-protocol mismatch: expected ${JSON.stringify(expected)}, server announced ${JSON.stringify(actual)}`);
+        this.expected = expected;
+        this.actual = actual;
+    }
+}
