@@ -3,7 +3,7 @@
 // regenerates it. The chat server compiles it in; its e2e test fails when
 // it differs from a fresh build.
 /**
- * The webwire v2.0 wire format (PROTOCOL.md, section 2): one encoder and one
+ * The webwire v2.0 wire format (docs/protocol.md, sections 4 and 5): one encoder and one
  * parser for every message type, with all layout checks. Sans-IO: bytes in,
  * bytes out.
  *

@@ -100,7 +100,7 @@ export class MessageTooLargeError extends WebwireError {
     }
 }
 /**
- * A message violates PROTOCOL.md (bad layout, unknown type, wrong version, a
+ * A message violates the protocol (docs/protocol.md) (bad layout, unknown type, wrong version, a
  * text frame, a first message other than AcceptConf ...).
  */
 export class ProtocolError extends WebwireError {

@@ -8,7 +8,7 @@
  *
  * Layout:
  * - `client.ts`: {@link WebwireClient}, the connection, calls, reconnection, heartbeats.
- * - `codec.ts`: encode / parse every message of PROTOCOL.md, sans-IO.
+ * - `codec.ts`: encode / parse every message of docs/protocol.md, sans-IO.
  * - `payload.ts`: payloads with their encoding, UTF-8 / UTF-16 conversions.
  * - `session.ts`: the session JSON and the pluggable session key stores.
  * - `errors.ts`: the typed errors.

@@ -3,7 +3,7 @@
 // regenerates it. The chat server compiles it in; its e2e test fails when
 // it differs from a fresh build.
 /**
- * Sessions: the session JSON of PROTOCOL.md section 5, and the pluggable
+ * Sessions: the session JSON of docs/protocol.md section 8, and the pluggable
  * store that keeps the session key across reconnections and page loads.
  *
  * @module
