@@ -8,7 +8,7 @@ use std::time::Duration;
 use webwire_interop::check::{self, CheckOptions, Summary};
 use webwire_interop::serve::{self, ServeOptions};
 use webwire_server::{
-    Connection, DisconnectReason, Handler, HandlerError, Payload, Request, Router, Signal,
+    Connection, DisconnectReason, Handler, HandlerError, MessageRouter, Payload, Request, Signal,
 };
 
 async fn run_checker(url: &str, options: &CheckOptions) -> Summary {
@@ -40,7 +40,7 @@ async fn every_check_passes_against_the_interop_server() {
 /// answers a key without making a session, `ping` signals go unanswered,
 /// `recorded` never answers.
 struct Faulty {
-    inner: Router,
+    inner: MessageRouter,
 }
 
 impl Handler for Faulty {
