@@ -16,7 +16,7 @@ use webwire_client::{
 };
 use webwire_server::{
     Concurrency, Connection, DisconnectReason, FileSessionManager, MemorySessionManager,
-    MessageRouter, ReplyError, Request, Server, ServerBuilder, ServerError, SessionManager,
+    MessageRouter, ReplyError, Request, Server, ServerBuilder, ServerError,
 };
 
 /// A running server and what its handlers saw.
@@ -44,7 +44,7 @@ impl TestServer {
         let handled = Arc::new(AtomicUsize::new(0));
         let (tx, disconnects) = mpsc::unbounded_channel();
         // Sessions in memory unless a test configures another manager.
-        let sessions: Arc<dyn SessionManager> = Arc::new(MemorySessionManager::new());
+        let sessions = Arc::new(MemorySessionManager::new());
         let base = Server::builder(router(Arc::clone(&handled), tx)).session_manager(sessions);
         let server = configure(base).build().unwrap();
         let listener = server.bind(addr).await.unwrap();

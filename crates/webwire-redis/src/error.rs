@@ -7,8 +7,8 @@ use std::time::Duration;
 /// when connecting eagerly, [`Timeout`](Self::Timeout) or
 /// [`Redis`](Self::Redis).
 ///
-/// The [`SessionManager`](webwire_server::SessionManager) hooks return a
-/// [`SessionStoreError`](webwire_server::SessionStoreError) whose
+/// The [`SessionManager`](webwire_core::session::SessionManager) hooks return a
+/// [`SessionStoreError`](webwire_core::session::SessionStoreError) whose
 /// [`source`](std::error::Error::source) is one of these, so a server log
 /// shows both what was being done and why it failed.
 ///

@@ -1,15 +1,15 @@
-//! Redis support for [`webwire-server`](webwire_server): a session manager
+//! Redis support for `webwire-server`: a session manager
 //! that keeps sessions in Redis, so that every server (node) connected to
 //! the same Redis can restore them.
 //!
 //! [`RedisSessionManager`] implements
-//! [`SessionManager`](webwire_server::SessionManager): one hash per session
+//! [`SessionManager`](webwire_core::session::SessionManager): one hash per session
 //! under a configurable prefix, an optional sliding TTL refreshed by each
 //! lookup in one round trip, deletion on close, every Redis call bounded by
 //! a timeout, and a connection that comes back by itself after an outage.
 //! It needs Redis 6 or later, or Valkey (RESP3).
 //!
-//! [`RedisCluster`] implements [`Cluster`](webwire_server::Cluster): several
+//! [`RedisCluster`] implements [`Cluster`](webwire_core::cluster::Cluster): several
 //! servers sharing one Redis act as one node set over Redis pub/sub
 //! (broadcasts, room and session signals, close a session everywhere, the
 //! per-session connection limit counted on all nodes).
@@ -18,16 +18,18 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use webwire_redis::{RedisSessionConfig, RedisSessionManager};
-//! use webwire_server::SessionManager;
+//! use webwire_server::{MessageRouter, Server};
 //!
 //! # #[tokio::main]
-//! # async fn main() -> Result<(), webwire_redis::RedisSessionError> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = RedisSessionConfig::new()
 //!     .with_prefix("chat:session:")
 //!     .with_ttl(Duration::from_secs(7 * 24 * 3600));
-//! let sessions: Arc<dyn SessionManager> =
-//!     Arc::new(RedisSessionManager::connect("redis://127.0.0.1:6379/", config).await?);
-//! # let _ = sessions;
+//! let sessions = RedisSessionManager::connect("redis://127.0.0.1:6379/", config).await?;
+//! let server = Server::builder(MessageRouter::new())
+//!     .session_manager(Arc::new(sessions))
+//!     .build()?;
+//! # let _ = server;
 //! # Ok(())
 //! # }
 //! ```

@@ -3,10 +3,9 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, IntoConnectionInfo as _, ProtocolVersion, RedisResult};
-use webwire_server::{Session, SessionLookup, SessionManager, SessionStoreError};
+use webwire_core::session::{Session, SessionLookup, SessionManager, SessionStoreError};
 
 use crate::config::RedisSessionConfig;
 use crate::error::RedisSessionError;
@@ -67,7 +66,8 @@ return v
 /// use std::sync::Arc;
 /// use std::time::{Duration, SystemTime};
 /// use webwire_redis::{RedisSessionConfig, RedisSessionManager};
-/// use webwire_server::{Session, SessionManager};
+/// use webwire_core::session::{Session, SessionManager};
+/// use webwire_server::{MessageRouter, Server};
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -80,8 +80,10 @@ return v
 /// manager.on_session_closed("abc123").await?;
 ///
 /// // Hand it to the server as its session manager.
-/// let manager: Arc<dyn SessionManager> = Arc::new(manager);
-/// # let _ = manager;
+/// let server = Server::builder(MessageRouter::new())
+///     .session_manager(Arc::new(manager))
+///     .build()?;
+/// # let _ = server;
 /// # Ok(())
 /// # }
 /// ```
@@ -311,7 +313,6 @@ impl RedisSessionManager {
     }
 }
 
-#[async_trait]
 impl SessionManager for RedisSessionManager {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         self.store(session).await.map_err(|err| match err {

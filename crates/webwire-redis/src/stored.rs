@@ -7,8 +7,8 @@
 
 use std::time::SystemTime;
 
+use webwire_core::session::SessionInfo;
 use webwire_proto::{format_rfc3339, parse_rfc3339, TimeParseError};
-use webwire_server::SessionInfo;
 
 use crate::error::RedisSessionError;
 

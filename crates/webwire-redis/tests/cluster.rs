@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, RequestError};
@@ -68,7 +67,7 @@ impl Node {
     }
 
     /// A node storing its sessions in `sessions` (counting them in Redis).
-    async fn start_with(redis_url: &str, id: &str, sessions: Arc<dyn SessionManager>) -> Self {
+    async fn start_with(redis_url: &str, id: &str, sessions: Arc<impl SessionManager>) -> Self {
         init_logs();
         let config = RedisClusterConfig::new(id)
             .with_heartbeat_interval(Duration::from_millis(200))
@@ -544,7 +543,6 @@ struct HeldLookup {
     release: Notify,
 }
 
-#[async_trait]
 impl SessionManager for HeldLookup {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         self.sessions.on_session_created(session).await

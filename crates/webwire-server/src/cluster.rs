@@ -1,8 +1,13 @@
-//! Several servers (nodes) acting as one: the small interface a cluster
-//! adapter implements (`webwire-redis` has one over Redis pub/sub), so that
-//! this crate does not depend on any message bus.
+//! Several servers (nodes) acting as one: the interface a cluster adapter
+//! implements ([`Cluster`], given to
+//! [`ServerBuilder::cluster`](crate::ServerBuilder::cluster);
+//! `webwire-redis` has one over Redis pub/sub), and the [`ClusterNode`]
+//! through which the adapter hands the other nodes' events and requests to
+//! this server. They are defined in `webwire-core` (re-exported here), so
+//! that an adapter depends on no HTTP server; this crate depends on no
+//! message bus.
 //!
-//! With a cluster given to [`ServerBuilder::cluster`](crate::ServerBuilder::cluster):
+//! With a cluster:
 //!
 //! - [`Server::signal_all`](crate::Server::signal_all),
 //!   [`Server::room_signal`](crate::Server::room_signal) and
@@ -17,330 +22,113 @@
 //!   every node: a restore first takes a place with
 //!   [`Cluster::join_session`]; leaving gives it back.
 
-use std::error::Error;
 use std::fmt;
-use std::sync::Weak;
+use std::future::Future;
+use std::pin::Pin;
 
-use async_trait::async_trait;
-use bytes::Bytes;
+pub use webwire_core::cluster::{
+    Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, LocalNode, SessionJoin,
+};
 
 use crate::server::Shared;
 use crate::wire::Outbound;
-use crate::Server;
 
-/// A signal for the other nodes: the encoded webwire signal message, and
-/// whom it is for.
-///
-/// ```
-/// use webwire_server::ClusterEvent;
-///
-/// let event = ClusterEvent::Room { room: "lobby".into(), frame: bytes::Bytes::from_static(b"...") };
-/// assert_eq!(event.frame().len(), 3);
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClusterEvent {
-    /// For every connection.
-    Broadcast {
-        /// The encoded signal message.
-        frame: Bytes,
-    },
-    /// For the members of a room.
-    Room {
-        /// The room.
-        room: String,
-        /// The encoded signal message.
-        frame: Bytes,
-    },
-    /// For the connections holding a session.
-    Session {
-        /// The session key.
-        key: String,
-        /// The encoded signal message.
-        frame: Bytes,
-    },
-}
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Shows a session's key as its digest.
-impl fmt::Debug for ClusterEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Broadcast { frame } => f.debug_struct("Broadcast").field("frame", frame).finish(),
-            Self::Room { room, frame } => f
-                .debug_struct("Room")
-                .field("room", room)
-                .field("frame", frame)
-                .finish(),
-            Self::Session { key, frame } => f
-                .debug_struct("Session")
-                .field("key", &webwire_proto::KeyDigest::new(key))
-                .field("frame", frame)
-                .finish(),
-        }
-    }
-}
-
-impl ClusterEvent {
-    /// The encoded signal message.
-    ///
-    /// ```
-    /// use webwire_server::ClusterEvent;
-    ///
-    /// let event = ClusterEvent::Broadcast { frame: bytes::Bytes::from_static(b"x") };
-    /// assert_eq!(&event.frame()[..], b"x");
-    /// ```
-    pub fn frame(&self) -> &Bytes {
-        match self {
-            Self::Broadcast { frame } | Self::Room { frame, .. } | Self::Session { frame, .. } => {
-                frame
-            }
-        }
-    }
-}
-
-/// What the other nodes answered to a request sent to all of them.
-///
-/// ```
-/// let reply = webwire_server::ClusterReply::default();
-/// assert_eq!(reply.affected, 0);
-/// assert!(reply.is_complete());
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClusterReply {
-    /// Connections affected on the nodes that answered.
-    pub affected: usize,
-    /// The nodes that were alive when the request was sent but did not
-    /// answer in time.
-    pub unreached: Vec<String>,
-    /// Why the request could not be sent at all, if so.
-    pub error: Option<String>,
-}
-
-impl ClusterReply {
-    /// A reply of nodes that all answered.
-    ///
-    /// ```
-    /// assert_eq!(webwire_server::ClusterReply::new(3).affected, 3);
-    /// ```
-    pub fn new(affected: usize) -> Self {
-        Self {
-            affected,
-            ..Self::default()
-        }
-    }
-
-    /// Whether every node that was asked answered.
-    ///
-    /// ```
-    /// assert!(webwire_server::ClusterReply::new(1).is_complete());
-    /// ```
-    pub fn is_complete(&self) -> bool {
-        self.unreached.is_empty() && self.error.is_none()
-    }
-}
-
-/// What [`Cluster::join_session`] did with a connection joining a session.
-///
-/// ```
-/// use webwire_server::SessionJoin;
-///
-/// assert_ne!(SessionJoin::Counted, SessionJoin::Destroyed);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionJoin {
-    /// The connection is counted.
-    Counted,
-    /// The session has the maximum number of connections on all live
-    /// nodes: not counted.
-    Full,
-    /// The session was destroyed (a close on its last connection of all
-    /// nodes), maybe after the restore found it in the store: not counted,
-    /// and the restore answers that the session does not exist.
-    Destroyed,
-}
-
-/// A cluster adapter's failure (the bus is unreachable, say).
-///
-/// ```
-/// let err = webwire_server::ClusterError::msg("Redis did not answer");
-/// assert_eq!(err.to_string(), "cluster: Redis did not answer");
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[error("cluster: {message}")]
-pub struct ClusterError {
-    message: String,
-    #[source]
-    source: Option<Box<dyn Error + Send + Sync>>,
-}
-
-impl ClusterError {
-    /// An error with a message only.
-    ///
-    /// ```
-    /// let _ = webwire_server::ClusterError::msg("down");
-    /// ```
-    pub fn msg(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    /// An error with a message and its cause.
-    ///
-    /// ```
-    /// let err = webwire_server::ClusterError::new("publish failed", std::io::Error::other("reset"));
-    /// assert!(std::error::Error::source(&err).is_some());
-    /// ```
-    pub fn new(
-        message: impl Into<String>,
-        source: impl Into<Box<dyn Error + Send + Sync>>,
-    ) -> Self {
-        Self {
-            message: message.into(),
-            source: Some(source.into()),
-        }
-    }
-}
-
-/// What a server needs from a cluster of nodes. Implemented by cluster
-/// adapters (`webwire_redis::RedisCluster`); a server uses one given to
-/// [`ServerBuilder::cluster`](crate::ServerBuilder::cluster).
-///
-/// The adapter must not hand a node its own events back: the server has
-/// delivered them locally already.
-///
-/// ```
-/// use async_trait::async_trait;
-/// use webwire_server::{
-///     Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin,
-/// };
-///
-/// /// A cluster of one node: nothing to tell anybody.
-/// #[derive(Debug)]
-/// struct Alone;
-///
-/// #[async_trait]
-/// impl Cluster for Alone {
-///     fn attach(&self, _node: ClusterNode) {}
-///     fn publish(&self, _event: ClusterEvent) {}
-///     async fn close_session(&self, _key: &str) -> ClusterReply {
-///         ClusterReply::default()
-///     }
-///     async fn join_session(&self, _key: &str, _max: usize) -> Result<SessionJoin, ClusterError> {
-///         Ok(SessionJoin::Counted)
-///     }
-///     async fn leave_session(&self, _key: &str) -> Result<(), ClusterError> {
-///         Ok(())
-///     }
-///     async fn clear_session(&self, _key: &str) -> Result<(), ClusterError> {
-///         Ok(())
-///     }
-///     async fn session_connections(&self, _key: &str) -> Result<Option<usize>, ClusterError> {
-///         Ok(None)
-///     }
-/// }
-/// ```
-#[async_trait]
-pub trait Cluster: Send + Sync + fmt::Debug + 'static {
-    /// Called once when the server is built: events and requests from the
-    /// other nodes go to `node`.
+/// [`Cluster`] as an object, which the server holds (`Arc<dyn
+/// ErasedCluster>`): the application's adapter type is erased once, when
+/// it is given to the builder (as `Runner` erases the
+/// handler type), and each call boxes its future, as `async-trait` did.
+pub(crate) trait ErasedCluster: Send + Sync + fmt::Debug + 'static {
     fn attach(&self, node: ClusterNode);
-
-    /// Sends `event` to the other nodes without waiting (at most once; the
-    /// server already delivered it locally).
     fn publish(&self, event: ClusterEvent);
-
-    /// Asks every other live node to close the session `key` on its
-    /// connections ([`ClusterNode::close_session`]) and waits for their
-    /// answers, bounded by the adapter's request timeout.
-    async fn close_session(&self, key: &str) -> ClusterReply;
-
-    /// Counts one more connection of this node for the session `key`,
-    /// unless the session has `max` connections or more on all live nodes
-    /// together (`max` 0: no limit), or the session was destroyed: once
-    /// [`leave_session_last`](Self::leave_session_last) answered `Some(0)`
-    /// for it, the adapter must refuse every later join of it
-    /// ([`SessionJoin::Destroyed`]), so that a restore which found the
-    /// session in the store just before it was deleted holds nothing.
-    async fn join_session(&self, key: &str, max: usize) -> Result<SessionJoin, ClusterError>;
-
-    /// Counts one connection of this node less for the session `key`.
-    async fn leave_session(&self, key: &str) -> Result<(), ClusterError>;
-
-    /// This node has no connection holding the session `key` any more.
-    async fn clear_session(&self, key: &str) -> Result<(), ClusterError>;
-
-    /// A connection closed the session `key` and no other connection of
-    /// this node holds it: sets this node's count to `count` (places taken
-    /// by restores still under way) and returns the session's connections
-    /// on all live nodes, this one included, in one atomic step. The server
-    /// destroys the session only when that is 0; the adapter then marks it
-    /// destroyed in the same step (see [`join_session`](Self::join_session)).
-    /// `None`: the adapter does not count (the server decides from its own
-    /// connections).
-    ///
-    /// The default gives one place back
-    /// ([`leave_session`](Self::leave_session)) and returns `None`.
-    async fn leave_session_last(
-        &self,
-        key: &str,
+    fn close_session<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ClusterReply>;
+    fn join_session<'a>(
+        &'a self,
+        key: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<SessionJoin, ClusterError>>;
+    fn leave_session<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ClusterError>>;
+    fn clear_session<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ClusterError>>;
+    fn leave_session_last<'a>(
+        &'a self,
+        key: &'a str,
         count: usize,
-    ) -> Result<Option<usize>, ClusterError> {
-        let _ = count;
-        self.leave_session(key).await.map(|()| None)
-    }
-
-    /// Sets this node's count of each session given (0: none), replacing
-    /// what the cluster holds. The server calls it for sessions whose
-    /// count changes went unanswered (Redis may apply them late, or never),
-    /// until a call succeeds. A session marked destroyed stays uncounted.
-    /// The default does nothing.
-    async fn set_session_counts(&self, counts: &[(String, usize)]) -> Result<(), ClusterError> {
-        let _ = counts;
-        Ok(())
-    }
-
-    /// The session's connections on all live nodes, if the adapter counts them
-    /// (`None`: the server counts its own).
-    async fn session_connections(&self, key: &str) -> Result<Option<usize>, ClusterError>;
-
-    /// The server shuts down: the node leaves the cluster.
-    async fn shutdown(&self) {}
+    ) -> BoxFuture<'a, Result<Option<usize>, ClusterError>>;
+    fn set_session_counts<'a>(
+        &'a self,
+        counts: &'a [(String, usize)],
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+    fn session_connections<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<usize>, ClusterError>>;
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
-/// The server's side of a cluster, handed to [`Cluster::attach`]: what
-/// the adapter calls for events and requests from other nodes. It does not
-/// keep the server alive.
-#[derive(Clone)]
-pub struct ClusterNode {
-    pub(crate) shared: Weak<Shared>,
-}
+impl<C: Cluster> ErasedCluster for C {
+    fn attach(&self, node: ClusterNode) {
+        Cluster::attach(self, node);
+    }
 
-impl fmt::Debug for ClusterNode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterNode")
-            .field("alive", &(self.shared.strong_count() > 0))
-            .finish()
+    fn publish(&self, event: ClusterEvent) {
+        Cluster::publish(self, event);
+    }
+
+    fn close_session<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ClusterReply> {
+        Box::pin(Cluster::close_session(self, key))
+    }
+
+    fn join_session<'a>(
+        &'a self,
+        key: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<SessionJoin, ClusterError>> {
+        Box::pin(Cluster::join_session(self, key, max))
+    }
+
+    fn leave_session<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(Cluster::leave_session(self, key))
+    }
+
+    fn clear_session<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(Cluster::clear_session(self, key))
+    }
+
+    fn leave_session_last<'a>(
+        &'a self,
+        key: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Option<usize>, ClusterError>> {
+        Box::pin(Cluster::leave_session_last(self, key, count))
+    }
+
+    fn set_session_counts<'a>(
+        &'a self,
+        counts: &'a [(String, usize)],
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(Cluster::set_session_counts(self, counts))
+    }
+
+    fn session_connections<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<usize>, ClusterError>> {
+        Box::pin(Cluster::session_connections(self, key))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Cluster::shutdown(self))
     }
 }
 
-impl ClusterNode {
-    fn server(&self) -> Option<Server> {
-        self.shared.upgrade().map(|shared| Server { shared })
-    }
-
-    /// Delivers another node's event to this server's connections, without
-    /// waiting (a connection whose queue is full misses it). Returns how
-    /// many connections it was queued for. A frame larger than this
-    /// server's message buffer size is dropped.
-    pub fn deliver(&self, event: &ClusterEvent) -> usize {
-        let Some(server) = self.server() else {
-            return 0;
-        };
+/// The server as the adapter sees it: reached through the [`ClusterNode`]
+/// (a `Weak` to the server's shared state) given to [`Cluster::attach`].
+impl LocalNode for Shared {
+    /// A frame larger than this server's message buffer size is dropped.
+    fn deliver(&self, event: &ClusterEvent) -> usize {
         let frame = event.frame();
-        let max = server.shared.config.buffer_size;
+        let max = self.config.buffer_size;
         if frame.len() > max {
             tracing::warn!(
                 len = frame.len(),
@@ -350,40 +138,32 @@ impl ClusterNode {
             return 0;
         }
         match event {
-            ClusterEvent::Broadcast { frame } => server.send_all(frame),
-            ClusterEvent::Room { room, frame } => server.shared.rooms.send(room, frame, None),
+            ClusterEvent::Broadcast { frame } => self.send_all(frame),
+            ClusterEvent::Room { room, frame } => self.rooms.send(room, frame, None),
             ClusterEvent::Session { key, frame } => {
                 let mut sent = 0;
-                for conn in server.session_connections(key) {
+                for conn in self.sessions.registry().connections(key) {
                     if conn.try_send(Outbound::Frame(frame.clone())).is_ok() {
                         sent += 1;
                     }
                 }
                 sent
             }
+            // `ClusterEvent` is non-exhaustive in `webwire-core`: an event
+            // of a newer core than this server knows reaches nobody.
+            _ => 0,
         }
     }
 
-    /// Closes the session `key` on this server's connections (for another
-    /// node's close everywhere); returns how many held it.
-    pub async fn close_session(&self, key: &str) -> usize {
-        let Some(server) = self.server() else {
-            return 0;
-        };
-        server
-            .shared
-            .sessions
+    async fn close_session(&self, key: &str) -> usize {
+        self.sessions
             .close_everywhere(key)
             .await
             .connections()
             .len()
     }
 
-    /// Every session held by this server's connections, with how many hold
-    /// it (for an adapter that rewrites its counts after an outage).
-    pub fn session_counts(&self) -> Vec<(String, usize)> {
-        self.server()
-            .map(|server| server.shared.sessions.registry().session_counts())
-            .unwrap_or_default()
+    fn session_counts(&self) -> Vec<(String, usize)> {
+        self.sessions.registry().session_counts()
     }
 }

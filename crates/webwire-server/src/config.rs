@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Concurrency, ServerError, SessionKeyGenerator, SessionManager};
+use crate::session::ErasedSessionManager;
+use crate::{Concurrency, ServerError, SessionKeyGenerator};
 
 /// The options of a server, validated by [`ServerBuilder::build`](crate::ServerBuilder::build).
 #[derive(Debug, Clone)]
@@ -25,7 +26,7 @@ pub(crate) struct Config {
     pub(crate) max_session_connections: usize,
     /// `None`: a [`FileSessionManager`](crate::FileSessionManager) in
     /// [`default_session_dir`].
-    pub(crate) session_manager: Option<Arc<dyn SessionManager>>,
+    pub(crate) session_manager: Option<Arc<dyn ErasedSessionManager>>,
     /// `None`: the [`DefaultKeyGenerator`](crate::DefaultKeyGenerator).
     pub(crate) session_keys: Option<Arc<dyn SessionKeyGenerator>>,
 }

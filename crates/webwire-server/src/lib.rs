@@ -109,7 +109,9 @@ mod tls;
 mod upgrade;
 mod wire;
 
-pub use cluster::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin};
+pub use cluster::{
+    Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, LocalNode, SessionJoin,
+};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};
 pub use error::{
     DisconnectReason, HandlerError, ReplyError, ServerError, SessionError, SignalError,

@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 
+use crate::cluster::ErasedCluster;
 use crate::config::{default_session_dir, Config};
 use crate::driver::{self, Accepted};
 use crate::handler::HandlerHooks;
 use crate::listener::Listener;
 use crate::room::Rooms;
 use crate::session::ops::{is_valid_key, Sessions};
+use crate::session::ErasedSessionManager;
 use crate::wire::Outbound;
 use crate::{
     ClosedSession, Cluster, ClusterEvent, ClusterNode, Concurrency, Connection, ConnectionId,
@@ -65,7 +67,7 @@ pub(crate) struct Shared {
     /// Rooms and their members on this server.
     pub(crate) rooms: Arc<Rooms>,
     /// The other nodes, if the server is one of several.
-    pub(crate) cluster: Option<Arc<dyn Cluster>>,
+    pub(crate) cluster: Option<Arc<dyn ErasedCluster>>,
     pub(crate) next_id: AtomicU64,
     pub(crate) connection_limit: Option<Arc<Semaphore>>,
     /// Graceful shutdown started: upgrades get 503, connections drain.
@@ -96,6 +98,22 @@ impl Shared {
 
     pub(crate) fn unregister(&self, conn: &Connection) {
         self.registry().remove(&conn.id());
+    }
+
+    /// Queues `frame` for every connection of this server without waiting
+    /// (a broadcast, local or from another node).
+    pub(crate) fn send_all(&self, frame: &Bytes) -> usize {
+        let connections: Vec<Connection> = self.registry().values().cloned().collect();
+        let mut sent = 0;
+        for conn in connections {
+            match conn.try_send(Outbound::Frame(frame.clone())) {
+                Ok(()) => sent += 1,
+                Err(err) => {
+                    tracing::debug!(connection = %conn.id(), error = %err, "broadcast signal not sent");
+                }
+            }
+        }
+        sent
     }
 }
 
@@ -215,16 +233,7 @@ impl Server {
 
     /// Queues `frame` for every connection of this server without waiting.
     pub(crate) fn send_all(&self, frame: &Bytes) -> usize {
-        let mut sent = 0;
-        for conn in self.connections() {
-            match conn.try_send(Outbound::Frame(frame.clone())) {
-                Ok(()) => sent += 1,
-                Err(err) => {
-                    tracing::debug!(connection = %conn.id(), error = %err, "broadcast signal not sent");
-                }
-            }
-        }
-        sent
+        self.shared.send_all(frame)
     }
 
     /// Hands an event to the cluster, if there is one.
@@ -510,7 +519,7 @@ pub struct ServerBuilder<H> {
     config: Config,
     origin: OriginPolicy,
     before_upgrade: Option<BeforeUpgrade>,
-    cluster: Option<Arc<dyn Cluster>>,
+    cluster: Option<Arc<dyn ErasedCluster>>,
 }
 
 impl<H: Handler> ServerBuilder<H> {
@@ -520,14 +529,14 @@ impl<H: Handler> ServerBuilder<H> {
     /// connection limit counts the connections of all nodes.
     ///
     /// ```no_run
-    /// # fn f(cluster: std::sync::Arc<dyn webwire_server::Cluster>) -> Result<(), webwire_server::ServerError> {
+    /// # fn f(cluster: std::sync::Arc<impl webwire_server::Cluster>) -> Result<(), webwire_server::ServerError> {
     /// use webwire_server::{MessageRouter, Server};
     ///
     /// let server = Server::builder(MessageRouter::new()).cluster(cluster).build()?;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+    pub fn cluster(mut self, cluster: Arc<impl Cluster>) -> Self {
         self.cluster = Some(cluster);
         self
     }
@@ -706,7 +715,7 @@ impl<H: Handler> ServerBuilder<H> {
     ///     .build()?;
     /// # Ok::<(), webwire_server::ServerError>(())
     /// ```
-    pub fn session_manager(mut self, manager: Arc<dyn SessionManager>) -> Self {
+    pub fn session_manager(mut self, manager: Arc<impl SessionManager>) -> Self {
         self.config.session_manager = Some(manager);
         self
     }
@@ -778,9 +787,7 @@ impl<H: Handler> ServerBuilder<H> {
             }),
         };
         if let Some(cluster) = &self.cluster {
-            cluster.attach(ClusterNode {
-                shared: Arc::downgrade(&server.shared),
-            });
+            cluster.attach(ClusterNode::new(Arc::downgrade(&server.shared)));
         }
         Ok(server)
     }
@@ -801,7 +808,7 @@ impl<H> fmt::Debug for ServerBuilder<H> {
 /// `webwire-sessions` under the current directory, as in the original. The
 /// folder is logged, since a server that writes into its working directory
 /// should say where.
-fn default_session_manager(sessions_enabled: bool) -> Arc<dyn SessionManager> {
+fn default_session_manager(sessions_enabled: bool) -> Arc<dyn ErasedSessionManager> {
     let dir = default_session_dir();
     if sessions_enabled {
         tracing::info!(

@@ -9,7 +9,6 @@ mod common;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use common::{eventually, reply_text, within, TestClient, TestServer};
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
@@ -56,7 +55,6 @@ impl Fake {
     }
 }
 
-#[async_trait]
 impl Cluster for Fake {
     fn attach(&self, node: ClusterNode) {
         self.node.set(node).unwrap();

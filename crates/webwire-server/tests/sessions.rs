@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use common::{eventually, reply_text, within, TestClient, TestServer};
 use serde_json::json;
@@ -71,7 +70,6 @@ fn count(counter: &AtomicUsize) -> usize {
     counter.load(Ordering::SeqCst)
 }
 
-#[async_trait]
 impl SessionManager for Store {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         self.created.fetch_add(1, Ordering::SeqCst);
@@ -127,7 +125,6 @@ struct HeldStore {
     deleting: tokio::sync::Notify,
 }
 
-#[async_trait]
 impl SessionManager for HeldStore {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         self.saving.notify_one();
@@ -178,7 +175,6 @@ impl CountingFiles {
     }
 }
 
-#[async_trait]
 impl SessionManager for CountingFiles {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         self.files.on_session_created(session).await

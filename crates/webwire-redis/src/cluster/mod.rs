@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use webwire_server::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin};
+use webwire_core::cluster::{
+    Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin,
+};
 
 pub use config::RedisClusterConfig;
 use envelope::{Body, Envelope};
@@ -169,13 +170,10 @@ return now
 });
 
 /// One node's membership in a cluster of webwire servers sharing a Redis:
-/// a [`Cluster`] for
-/// [`ServerBuilder::cluster`](webwire_server::ServerBuilder::cluster).
+/// a [`Cluster`] for `webwire-server`'s `ServerBuilder::cluster`.
 ///
-/// With it, the server's broadcasts
-/// ([`signal_all`](webwire_server::Server::signal_all)), room signals,
-/// session signals and [`close_session`](webwire_server::Server::close_session)
-/// reach every node, and the per-session connection limit counts the
+/// With it, the server's broadcasts (`Server::signal_all`), room signals,
+/// session signals and `Server::close_session` reach every node, and the per-session connection limit counts the
 /// session's connections on every node (atomically, in Redis).
 ///
 /// - **Membership**: the node announces itself every heartbeat interval
@@ -771,7 +769,6 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-#[async_trait]
 impl Cluster for RedisCluster {
     fn attach(&self, node: ClusterNode) {
         if self.inner.node.set(node).is_err() {

@@ -32,7 +32,8 @@ use webwire_proto::Session;
 
 use super::redacted;
 use super::registry::{Leave, Left, LocalRegistry, Refused, SessionRegistry, Ticket};
-use crate::{Cluster, ClusterError, Connection, SessionJoin};
+use crate::cluster::{ClusterError, ErasedCluster, SessionJoin};
+use crate::Connection;
 
 /// How long after a failed cluster call restores and last closes fail at
 /// once, and the marked counts are written again.
@@ -41,7 +42,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// A [`LocalRegistry`] whose per-session limit spans the cluster.
 pub(crate) struct ClusteredRegistry {
     local: LocalRegistry,
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn ErasedCluster>,
     max: usize,
     /// The queue of count changes; its task starts with the first change.
     updates: OnceLock<mpsc::UnboundedSender<Update>>,
@@ -80,7 +81,7 @@ enum Change {
 
 /// The task's state: what this node's counts should be in the cluster.
 struct Counter {
-    cluster: Arc<dyn Cluster>,
+    cluster: Arc<dyn ErasedCluster>,
     /// This node's count of each session, as the cluster should hold it:
     /// its connections, and places taken by restores still under way.
     counts: HashMap<String, usize>,
@@ -230,7 +231,10 @@ impl Counter {
 }
 /// Tells the cluster about count changes, one after the other, and writes
 /// dirty counts again every [`RETRY`] until the cluster takes them.
-async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedReceiver<Update>) {
+async fn run_updates(
+    cluster: Arc<dyn ErasedCluster>,
+    mut updates: mpsc::UnboundedReceiver<Update>,
+) {
     let mut counter = Counter {
         cluster,
         counts: HashMap::new(),
@@ -260,7 +264,7 @@ async fn run_updates(cluster: Arc<dyn Cluster>, mut updates: mpsc::UnboundedRece
 }
 
 impl ClusteredRegistry {
-    pub(crate) fn new(max: usize, cluster: Arc<dyn Cluster>) -> Self {
+    pub(crate) fn new(max: usize, cluster: Arc<dyn ErasedCluster>) -> Self {
         Self {
             local: LocalRegistry::new(max),
             cluster,

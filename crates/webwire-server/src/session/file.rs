@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use webwire_proto::Session;
 
 use super::{age, redacted, SessionLookup, SessionManager, SessionStoreError};
@@ -260,7 +259,6 @@ impl FileSessionManager {
     }
 }
 
-#[async_trait]
 impl SessionManager for FileSessionManager {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         if !is_valid_key(&session.key) {
@@ -419,6 +417,13 @@ mod tests {
 
     fn session(key: &str, creation: SystemTime) -> Session {
         Session::new(key, creation, json!({"user": key}).as_object().cloned())
+    }
+
+    #[test]
+    fn default_keys_are_valid_file_keys() {
+        use crate::session::SessionKeyGenerator as _;
+        let key = crate::session::DefaultKeyGenerator.generate();
+        assert!(is_valid_key(&key));
     }
 
     /// A temporary folder and a manager whose session folder is `store` in it

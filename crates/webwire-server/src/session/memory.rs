@@ -2,7 +2,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use webwire_proto::Session;
 
 use super::{age, SessionLookup, SessionManager, SessionStoreError};
@@ -142,7 +141,6 @@ impl MemorySessionManager {
     }
 }
 
-#[async_trait]
 impl SessionManager for MemorySessionManager {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         self.lock().insert(session.key.clone(), session.clone());

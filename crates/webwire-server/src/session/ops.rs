@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use webwire_proto::{ErrorCode, ErrorReply, Payload, Reply, RequestId, ServerMessage, Session};
 
 use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlot, Ticket};
-use super::{redacted, SessionInfo, SessionKeyGenerator, SessionManager, SessionStoreError};
+use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
 use crate::connection::CLOSED;
 use crate::handler::SessionHooks;
 use crate::wire::Outbound;
@@ -41,7 +41,7 @@ pub(crate) fn is_valid_key(key: &[u8]) -> bool {
 /// The sessions of one server: options, storage, registry.
 pub(crate) struct Sessions {
     enabled: bool,
-    manager: Arc<dyn SessionManager>,
+    manager: Arc<dyn ErasedSessionManager>,
     keys: Arc<dyn SessionKeyGenerator>,
     registry: Arc<dyn SessionRegistry>,
     /// The application's session hooks.
@@ -75,9 +75,9 @@ impl Sessions {
     pub(crate) fn new(
         enabled: bool,
         max_connections: usize,
-        manager: Arc<dyn SessionManager>,
+        manager: Arc<dyn ErasedSessionManager>,
         keys: Arc<dyn SessionKeyGenerator>,
-        cluster: Option<Arc<dyn crate::Cluster>>,
+        cluster: Option<Arc<dyn crate::cluster::ErasedCluster>>,
     ) -> Self {
         let registry: Arc<dyn SessionRegistry> = match cluster {
             Some(cluster) => Arc::new(super::clustered::ClusteredRegistry::new(

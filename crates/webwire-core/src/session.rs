@@ -1,18 +1,27 @@
+//! Session storage and session keys (docs/protocol.md section 8): the
+//! [`SessionManager`] a server calls when a session is created, looked up
+//! (restored) and closed, its [`SessionLookup`] result and its
+//! [`SessionStoreError`]; the [`SessionKeyGenerator`] that makes new keys,
+//! with the [`DefaultKeyGenerator`]. [`Session`] and [`SessionInfo`] are
+//! the wire types of `webwire-proto`, re-exported here.
+
 use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
+use std::future::Future;
 use std::time::SystemTime;
 
-use async_trait::async_trait;
-use webwire_proto::{Session, SessionInfo};
+pub use crate::key::{DefaultKeyGenerator, SessionKeyGenerator};
+pub use webwire_proto::{KeyDigest, Session, SessionInfo, SessionJsonError};
 
 /// The application's storage of sessions: the server calls it when a
 /// session is created, looked up (a client restores it) and closed.
 ///
-/// Used as `Arc<dyn SessionManager>`. Implementations:
-/// [`FileSessionManager`](crate::FileSessionManager) (the default, one file
-/// per session), [`MemorySessionManager`](crate::MemorySessionManager), and
-/// the Redis manager of `webwire-redis`.
+/// An async trait without a macro: implement it with `async fn` (the
+/// futures must be `Send`). Implementations: `webwire-server`'s
+/// `FileSessionManager` (its default, one file per session) and
+/// `MemorySessionManager`, and the Redis manager of `webwire-redis`; a
+/// server takes one with `ServerBuilder::session_manager(Arc::new(...))`.
 ///
 /// The server judges keys before asking the manager: a restore with a key
 /// longer than 255 bytes or with a byte outside 32..=126 is answered with
@@ -22,15 +31,13 @@ use webwire_proto::{Session, SessionInfo};
 ///
 /// ```
 /// use std::collections::HashMap;
-/// use std::sync::{Arc, Mutex};
+/// use std::sync::Mutex;
 /// use std::time::SystemTime;
-/// use async_trait::async_trait;
-/// use webwire_server::{Session, SessionLookup, SessionManager, SessionStoreError};
+/// use webwire_core::session::{Session, SessionLookup, SessionManager, SessionStoreError};
 ///
 /// #[derive(Debug, Default)]
 /// struct Sessions(Mutex<HashMap<String, Session>>);
 ///
-/// #[async_trait]
 /// impl SessionManager for Sessions {
 ///     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
 ///         self.0.lock().unwrap().insert(session.key.clone(), session.clone());
@@ -53,7 +60,7 @@ use webwire_proto::{Session, SessionInfo};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), SessionStoreError> {
-/// let manager: Arc<dyn SessionManager> = Arc::new(Sessions::default());
+/// let manager = Sessions::default();
 /// manager.on_session_created(&Session::new("key", SystemTime::now(), None)).await?;
 /// assert!(manager.on_session_lookup("key").await?.is_some());
 /// manager.on_session_closed("key").await?;
@@ -61,13 +68,15 @@ use webwire_proto::{Session, SessionInfo};
 /// # Ok(())
 /// # }
 /// ```
-#[async_trait]
-pub trait SessionManager: Send + Sync + fmt::Debug {
+pub trait SessionManager: Send + Sync + fmt::Debug + 'static {
     /// Stores a session that was just created on a connection.
     ///
     /// If this fails the server logs the error and the session stays
     /// active; it just cannot be restored after the client disconnects.
-    async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError>;
+    fn on_session_created(
+        &self,
+        session: &Session,
+    ) -> impl Future<Output = Result<(), SessionStoreError>> + Send;
 
     /// Finds the session with this key, updating its last lookup time to
     /// now; the result carries the updated time.
@@ -75,14 +84,17 @@ pub trait SessionManager: Send + Sync + fmt::Debug {
     /// `Ok(None)` when there is no such session (or it has expired). An
     /// error is logged by the server and the restore is answered with
     /// ReplyInternalError.
-    async fn on_session_lookup(
+    fn on_session_lookup(
         &self,
         key: &str,
-    ) -> Result<Option<SessionLookup>, SessionStoreError>;
+    ) -> impl Future<Output = Result<Option<SessionLookup>, SessionStoreError>> + Send;
 
     /// Deletes the session with this key: it was closed (destroyed) and must
     /// not be found again. Deleting a session that does not exist succeeds.
-    async fn on_session_closed(&self, key: &str) -> Result<(), SessionStoreError>;
+    fn on_session_closed(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), SessionStoreError>> + Send;
 }
 
 /// What [`SessionManager::on_session_lookup`] found: everything of the
@@ -90,7 +102,7 @@ pub trait SessionManager: Send + Sync + fmt::Debug {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use webwire_server::{Session, SessionLookup};
+/// use webwire_core::session::{Session, SessionLookup};
 ///
 /// let session = Session::new("key", SystemTime::now(), None);
 /// let found = SessionLookup::from(session.clone());
@@ -112,7 +124,7 @@ impl SessionLookup {
     ///
     /// ```
     /// use std::time::SystemTime;
-    /// use webwire_server::SessionLookup;
+    /// use webwire_core::session::SessionLookup;
     ///
     /// let now = SystemTime::now();
     /// let found = SessionLookup { creation: now, last_lookup: now, info: None };
@@ -147,7 +159,7 @@ impl From<Session> for SessionLookup {
 /// ```
 /// use std::error::Error;
 /// use std::io;
-/// use webwire_server::SessionStoreError;
+/// use webwire_core::session::SessionStoreError;
 ///
 /// let err = SessionStoreError::new("writing the session file", io::Error::other("disk full"));
 /// assert_eq!(err.to_string(), "writing the session file");
@@ -168,7 +180,7 @@ impl SessionStoreError {
     /// An error with its context and underlying cause.
     ///
     /// ```
-    /// use webwire_server::SessionStoreError;
+    /// use webwire_core::session::SessionStoreError;
     ///
     /// let err = SessionStoreError::new(format!("connecting to {}", "redis"), "refused");
     /// assert_eq!(err.context(), "connecting to redis");
@@ -186,7 +198,7 @@ impl SessionStoreError {
     /// An error without an underlying cause.
     ///
     /// ```
-    /// use webwire_server::SessionStoreError;
+    /// use webwire_core::session::SessionStoreError;
     ///
     /// assert_eq!(SessionStoreError::msg("no space").to_string(), "no space");
     /// ```
@@ -200,7 +212,7 @@ impl SessionStoreError {
     /// What was being done.
     ///
     /// ```
-    /// use webwire_server::SessionStoreError;
+    /// use webwire_core::session::SessionStoreError;
     ///
     /// assert_eq!(SessionStoreError::msg("deleting").context(), "deleting");
     /// ```
@@ -211,8 +223,6 @@ impl SessionStoreError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
@@ -227,12 +237,6 @@ mod tests {
             chained.source().map(ToString::to_string),
             Some("inner".into())
         );
-    }
-
-    #[test]
-    fn manager_is_object_safe() {
-        let manager: Arc<dyn SessionManager> = Arc::new(crate::MemorySessionManager::new());
-        assert!(format!("{manager:?}").contains("MemorySessionManager"));
     }
 
     #[test]
