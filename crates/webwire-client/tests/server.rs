@@ -15,8 +15,10 @@ use webwire_client::{
     ClientEvent, ConnectError, Encoding, Payload, RequestError, Status, TlsConfig,
 };
 use webwire_server::{
-    Concurrency, Connection, DisconnectReason, FileSessionManager, MemorySessionManager,
-    MessageRouter, ReplyError, Request, Server, ServerBuilder, ServerError,
+    error::DisconnectReason,
+    options::Concurrency,
+    session::{FileSessionManager, MemorySessionManager},
+    Connection, MessageRouter, ReplyError, Request, Server, ServerBuilder, ServerError,
 };
 
 /// A running server and what its handlers saw.

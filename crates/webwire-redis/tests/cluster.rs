@@ -16,8 +16,9 @@ use webwire_redis::{
     redis, RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager,
 };
 use webwire_server::{
-    Cluster as _, Connection, MemorySessionManager, MessageRouter, Payload, Server, ServerError,
-    Session, SessionJoin, SessionLookup, SessionManager, SessionStoreError,
+    cluster::{Cluster as _, SessionJoin},
+    session::{MemorySessionManager, Session, SessionLookup, SessionManager, SessionStoreError},
+    Connection, MessageRouter, Payload, Server, ServerError,
 };
 
 /// The longest any wait in these tests may take.
@@ -656,7 +657,7 @@ struct KnownKeys(std::sync::atomic::AtomicUsize);
 /// four characters may appear in a log line.
 const SECRET: &str = "KNOWN-SECRET-KEY";
 
-impl webwire_server::SessionKeyGenerator for KnownKeys {
+impl webwire_server::session::SessionKeyGenerator for KnownKeys {
     fn generate(&self) -> String {
         let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         format!("{SECRET}-{n}")

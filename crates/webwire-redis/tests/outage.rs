@@ -8,7 +8,7 @@ use std::error::Error as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use webwire_redis::{RedisSessionConfig, RedisSessionError, RedisSessionManager};
-use webwire_server::{Session, SessionManager, SessionStoreError};
+use webwire_server::session::{Session, SessionManager, SessionStoreError};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Slack on top of the operation timeout for a loaded machine.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 use webwire_redis::redis::{self, AsyncCommands as _};
 use webwire_redis::{RedisSessionConfig, RedisSessionError, RedisSessionManager};
-use webwire_server::{Session, SessionInfo, SessionManager};
+use webwire_server::session::{Session, SessionInfo, SessionManager};
 
 const PREFIX: &str = "webwire:session:";
 

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::options::Concurrency;
 use crate::session::ErasedSessionManager;
-use crate::{Concurrency, ServerError, SessionKeyGenerator};
+use crate::session::SessionKeyGenerator;
+use crate::ServerError;
 
 /// The options of a server, validated by [`ServerBuilder::build`](crate::ServerBuilder::build).
 #[derive(Debug, Clone)]
@@ -24,10 +26,10 @@ pub(crate) struct Config {
     pub(crate) sessions_enabled: bool,
     /// Connections per session, 0 for no limit.
     pub(crate) max_session_connections: usize,
-    /// `None`: a [`FileSessionManager`](crate::FileSessionManager) in
+    /// `None`: a [`FileSessionManager`](crate::session::FileSessionManager) in
     /// [`default_session_dir`].
     pub(crate) session_manager: Option<Arc<dyn ErasedSessionManager>>,
-    /// `None`: the [`DefaultKeyGenerator`](crate::DefaultKeyGenerator).
+    /// `None`: the [`DefaultKeyGenerator`](crate::session::DefaultKeyGenerator).
     pub(crate) session_keys: Option<Arc<dyn SessionKeyGenerator>>,
 }
 

@@ -1,4 +1,7 @@
-//! The handle of one client connection, and what it tells about it.
+//! The handle of one client connection ([`Connection`]), and what it
+//! tells about it.
+
+pub use crate::room::MAX_ROOM_NAME_LEN;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -13,12 +16,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 
+use crate::error::{SessionError, SignalError};
 use crate::headers::StoredHeaders;
+use crate::options::ConnectionOptions;
 use crate::room::Membership;
 use crate::session::ops::Sessions;
 use crate::session::registry::SessionSlot;
+use crate::session::{Session, SessionInfo, SessionJsonError};
 use crate::wire::{Outbound, Outbox};
-use crate::{ConnectionOptions, Session, SessionError, SessionInfo, SessionJsonError, SignalError};
 
 /// A connection's number, unique within its server.
 ///
@@ -27,7 +32,7 @@ use crate::{ConnectionOptions, Session, SessionError, SessionInfo, SessionJsonEr
 /// to find the connection with [`Server::connection`](crate::Server::connection).
 ///
 /// ```
-/// use webwire_server::{ConnectionId, Server};
+/// use webwire_server::{connection::ConnectionId, Server};
 ///
 /// # fn f(server: Server, conn: webwire_server::Connection) {
 /// let number: u64 = conn.id().get(); // sent to another client, say
@@ -46,7 +51,7 @@ impl ConnectionId {
     /// no connection of the server has is valid: looking it up finds nothing.
     ///
     /// ```
-    /// assert_eq!(webwire_server::ConnectionId::new(7).get(), 7);
+    /// assert_eq!(webwire_server::connection::ConnectionId::new(7).get(), 7);
     /// ```
     pub const fn new(number: u64) -> Self {
         Self(number)
@@ -81,7 +86,7 @@ impl fmt::Display for ConnectionId {
 /// [`Connection::info`] keeps it for the connection's lifetime.
 ///
 /// ```
-/// use webwire_server::ConnectionInfo;
+/// use webwire_server::connection::ConnectionInfo;
 ///
 /// let info = ConnectionInfo::new("/ws?room=1".parse()?, http::HeaderMap::new(), None);
 /// assert_eq!(info.uri().query(), Some("room=1"));
@@ -240,7 +245,7 @@ impl Done {
 /// ```
 /// use webwire_server::{Connection, Payload};
 ///
-/// async fn greet(conn: &Connection) -> Result<(), webwire_server::SignalError> {
+/// async fn greet(conn: &Connection) -> Result<(), webwire_server::error::SignalError> {
 ///     println!("{} from {:?}", conn.id(), conn.remote_addr());
 ///     conn.signal("greeting", Payload::utf8("hello")).await
 /// }
@@ -612,8 +617,8 @@ impl Connection {
             sessions: Arc::new(Sessions::new(
                 true,
                 0,
-                Arc::new(crate::MemorySessionManager::new()),
-                Arc::new(crate::DefaultKeyGenerator),
+                Arc::new(crate::session::MemorySessionManager::new()),
+                Arc::new(crate::session::DefaultKeyGenerator),
                 None,
             )),
             session: Mutex::new(SessionSlot::Empty),
@@ -653,7 +658,7 @@ impl Eq for Connection {}
 /// (0 to 255 bytes of printable ASCII).
 ///
 /// ```
-/// use webwire_server::{IntoName, Name};
+/// use webwire_server::{connection::IntoName, proto::Name};
 ///
 /// assert_eq!("chat".into_name()?, Name::from_static("chat"));
 /// assert!("tab\t".into_name().is_err());

@@ -38,14 +38,14 @@ use webwire_proto::{
     ClientMessage, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
+use crate::connection::{ConnectionId, ConnectionInfo};
 use crate::connection::{ConnectionInner, Counters, Done, ACTIVE, CLOSED, CLOSING};
+use crate::error::DisconnectReason;
+use crate::options::{Concurrency, ConnectionOptions};
 use crate::server::Shared;
 use crate::session::registry::SessionSlot;
 use crate::wire::{Outbound, Outbox, Wire, WireError, FLUSH_THRESHOLD};
-use crate::{
-    Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
-    Handler, HandlerError, ReplyError,
-};
+use crate::{Connection, Handler, HandlerError, ReplyError};
 
 /// What the upgrade decided for a connection, handed to its task.
 #[derive(Debug)]

@@ -1,7 +1,10 @@
 //! The error types, one per layer: building and running the server
 //! ([`ServerError`]), signalling a client ([`SignalError`]), failing a
 //! request on purpose ([`ReplyError`]), creating or closing a session
-//! ([`SessionError`]), and why a connection ended ([`DisconnectReason`]).
+//! ([`SessionError`]), joining a room ([`RoomError`]), and why a
+//! connection ended ([`DisconnectReason`]).
+
+pub use crate::room::RoomError;
 
 use std::fmt;
 use std::io;
@@ -9,7 +12,7 @@ use std::path::PathBuf;
 
 use webwire_proto::{ErrorCode, ParseError, SessionJsonError, ValueError};
 
-use crate::SessionStoreError;
+use crate::session::SessionStoreError;
 
 /// What a request or signal handler may fail with: any error.
 ///
@@ -80,7 +83,7 @@ pub enum ServerError {
 /// Sending a signal to a client failed.
 ///
 /// ```
-/// use webwire_server::SignalError;
+/// use webwire_server::error::SignalError;
 ///
 /// let err = SignalError::TooLarge { len: 9000, max: 8192 };
 /// assert_eq!(err.to_string(), "signal of 9000 bytes exceeds the message buffer size of 8192 bytes");
@@ -114,7 +117,7 @@ pub enum SignalError {
 /// [`Server::close_session`](crate::Server::close_session)).
 ///
 /// ```
-/// use webwire_server::SessionError;
+/// use webwire_server::error::SessionError;
 ///
 /// assert_eq!(SessionError::AlreadyActive.to_string(), "the connection already has a session");
 /// ```
@@ -237,7 +240,7 @@ impl std::error::Error for ReplyError {}
 /// [`Handler::on_disconnected`](crate::Handler::on_disconnected).
 ///
 /// ```
-/// use webwire_server::DisconnectReason;
+/// use webwire_server::error::DisconnectReason;
 ///
 /// assert_eq!(DisconnectReason::ReadTimeout.to_string(), "nothing received within the read timeout");
 /// assert_eq!(DisconnectReason::TextMessage.close_code(), Some(1003));

@@ -1,5 +1,8 @@
 //! What router handlers take and return: the whole message, the payload as
-//! bytes, as text or as JSON ([`Json`]), and the reply types.
+//! bytes, as text or as JSON ([`Json`]), the router's state ([`State`]),
+//! and the reply types.
+
+pub use crate::router::State;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use webwire_proto::{Payload, Request, Session, Signal};
 
-use crate::{Connection, DisconnectReason, HandlerError};
+use crate::error::DisconnectReason;
+use crate::{Connection, HandlerError};
 
 /// The application plugged into a server.
 ///
@@ -18,7 +19,7 @@ use crate::{Connection, DisconnectReason, HandlerError};
 /// Requests and signals arrive with their names and payloads as
 /// zero-copy [`Bytes`](bytes::Bytes): they may be kept after the hook
 /// returns. How many hooks of one connection run at once is the
-/// connection's [`Concurrency`](crate::Concurrency).
+/// connection's [`Concurrency`](crate::options::Concurrency).
 ///
 /// A request hook returns the reply's payload, or an error: a
 /// [`ReplyError`](crate::ReplyError) becomes an error reply with its
@@ -80,7 +81,9 @@ pub trait Handler: Send + Sync + 'static {
     /// store it, before `create_session` returns.
     ///
     /// ```
-    /// use webwire_server::{Connection, Handler, HandlerError, Payload, Request, Session};
+    /// use webwire_server::{
+    ///     session::Session, Connection, Handler, HandlerError, Payload, Request,
+    /// };
     ///
     /// struct App;
     ///

@@ -14,10 +14,50 @@
 //! working directory (as it is when the server is built), created on the
 //! first session, so that a restarted server still restores them. The
 //! folder is logged at INFO when the server is built. Choose another store
-//! with [`ServerBuilder::session_manager`]: a [`FileSessionManager`]
-//! elsewhere, a [`MemorySessionManager`] (sessions end with the process),
-//! or `webwire-redis` for sessions shared by several nodes; or turn
-//! sessions off with [`ServerBuilder::sessions_enabled`].
+//! with [`ServerBuilder::session_manager`]: a
+//! [`FileSessionManager`](session::FileSessionManager) elsewhere, a
+//! [`MemorySessionManager`](session::MemorySessionManager) (sessions end
+//! with the process), or `webwire-redis` for sessions shared by several
+//! nodes; or turn sessions off with [`ServerBuilder::sessions_enabled`].
+//!
+//! # The API
+//!
+//! The root holds what nearly every application names: [`Server`],
+//! [`ServerBuilder`], [`Listener`], [`TlsConfig`], [`MessageRouter`] with
+//! its [`State`], [`Handler`], [`Connection`], [`Json`], the messages
+//! ([`Request`], [`Signal`], [`Payload`]) and the errors a handler or the
+//! set-up meets ([`ReplyError`], [`HandlerError`], [`ServerError`]). The
+//! rest is in modules:
+//!
+//! - [`connection`]: what a [`Connection`] tells (its
+//!   [`ConnectionId`](connection::ConnectionId),
+//!   [`ConnectionInfo`](connection::ConnectionInfo),
+//!   [`ConnectionStats`](connection::ConnectionStats)).
+//! - [`options`]: per-connection options and the before-upgrade hook's
+//!   answers ([`ConnectionOptions`](options::ConnectionOptions),
+//!   [`Concurrency`](options::Concurrency), [`Refusal`](options::Refusal)),
+//!   and the [`OriginPolicy`](options::OriginPolicy).
+//! - [`routing`], [`extract`]: the router's handler traits; what handlers
+//!   take and return.
+//! - [`error`]: every error type ([`SignalError`](error::SignalError),
+//!   [`SessionError`](error::SessionError),
+//!   [`RoomError`](error::RoomError),
+//!   [`DisconnectReason`](error::DisconnectReason), ...).
+//! - [`session`]: session storage ([`SessionManager`](session::SessionManager),
+//!   the default [`FileSessionManager`](session::FileSessionManager),
+//!   [`MemorySessionManager`](session::MemorySessionManager)), session keys
+//!   and the [`Session`](session::Session) itself.
+//! - [`cluster`]: several servers as one
+//!   ([`Cluster`](cluster::Cluster), given to [`ServerBuilder::cluster`]).
+//! - [`service`]: the tower service of headless mode
+//!   ([`WebwireService`](service::WebwireService)).
+//! - [`proto`]: `webwire-proto`, for the wire types the root does not
+//!   re-export (names, encodings, error codes).
+//!
+//! The interfaces that applications and adapters implement
+//! (`SessionManager`, `SessionKeyGenerator`, `Cluster`) are defined in
+//! `webwire-core`, which has no networking dependencies, and re-exported in
+//! [`session`] and [`cluster`].
 //!
 //! # Layout
 //!
@@ -25,10 +65,10 @@
 //!   broadcast, graceful shutdown) and [`ServerBuilder`] (options with the
 //!   original defaults, validated when built).
 //! - `listener`, `tls`: standalone mode ([`Listener`], [`TlsConfig`]).
-//! - `service`: headless mode ([`WebwireService`]).
-//! - `upgrade`, `origin`, `options`, `headers`: the HTTP upgrade: handshake checks,
-//!   [`OriginPolicy`], the connection limit, the before-upgrade hook
-//!   ([`ConnectionOptions`], [`Concurrency`], [`Refusal`]).
+//! - `service`: headless mode.
+//! - `upgrade`, `origin`, `options`, `headers`: the HTTP upgrade: handshake
+//!   checks, the origin policy, the connection limit, the before-upgrade
+//!   hook.
 //! - `connection`: [`Connection`], the handle of one client, with its
 //!   session ([`Connection::create_session`], [`Connection::session`], ...).
 //! - `driver`, `wire`: a connection's one task, which reads, runs handlers
@@ -37,24 +77,21 @@
 //!   bounded queue the task drains, one flush per batch (`prefixed`:
 //!   bytes hyper read ahead, in front of the transport taken back from it).
 //! - `room`: rooms, named groups of connections signalled together
-//!   ([`Connection::join_room`], [`Server::room_signal`], [`RoomError`]).
-//! - `cluster`: the interface of a cluster adapter ([`Cluster`], given to
-//!   [`ServerBuilder::cluster`]): broadcasts, room and session signals,
-//!   close everywhere and the per-session limit across nodes.
+//!   ([`Connection::join_room`], [`Server::room_signal`]).
+//! - `cluster`: the cluster interfaces of `webwire-core`, erased for the
+//!   server, and the server's side ([`cluster::LocalNode`]): broadcasts,
+//!   room and session signals, close everywhere and the per-session limit
+//!   across nodes.
 //! - `handler`, `router`, `extract`: the application's side: [`Handler`]
-//!   hooks (messages, connections, session events), the [`MessageRouter`] with its
-//!   optional [`State`], typed arguments and replies.
-//! - `error`: [`ServerError`], [`SignalError`], [`ReplyError`],
-//!   [`SessionError`], [`DisconnectReason`].
-//! - `session`: [`SessionManager`] (the application's session storage, with
-//!   [`FileSessionManager`], the default, and [`MemorySessionManager`]),
-//!   [`SessionLookup`], [`SessionStoreError`], and [`SessionKeyGenerator`]
-//!   with [`DefaultKeyGenerator`]. [`Session`] and [`SessionInfo`] are the
-//!   wire types of `webwire-proto`. `session::registry` is the server's
-//!   record of which connections hold which session, `session::ops` what
-//!   the server does with sessions (create, restore, close on one
-//!   connection or everywhere with [`Server::close_session`] and its
-//!   [`ClosedSession`] report).
+//!   hooks (messages, connections, session events), the [`MessageRouter`]
+//!   with its optional [`State`], typed arguments and replies.
+//! - `error`: the error types, one per layer.
+//! - `session`: the session stores of this crate (files, memory), the
+//!   session manager erased for the server; `session::registry` is the
+//!   server's record of which connections hold which session,
+//!   `session::ops` what the server does with sessions (create, restore,
+//!   close on one connection or everywhere with [`Server::close_session`]
+//!   and its [`ClosedSession`](session::ClosedSession) report).
 //!
 //! DESIGN.md at the repository root explains the tasks, where backpressure
 //! comes from, and the choices made.
@@ -86,52 +123,47 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-mod cluster;
+pub mod cluster;
 mod config;
-mod connection;
+pub mod connection;
 mod driver;
-mod error;
-mod extract;
+pub mod error;
+pub mod extract;
 mod handler;
 mod headers;
 #[cfg(feature = "test-util")]
-mod in_memory;
+pub mod in_memory;
 mod listener;
-mod options;
+pub mod options;
 mod origin;
 mod prefixed;
 mod room;
 mod router;
 mod server;
-mod service;
-mod session;
+pub mod service;
+pub mod session;
 mod tls;
 mod upgrade;
 mod wire;
 
-pub use cluster::{
-    Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, LocalNode, SessionJoin,
-};
-pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};
-pub use error::{
-    DisconnectReason, HandlerError, ReplyError, ServerError, SessionError, SignalError,
-};
-pub use extract::{FromRequest, FromSignal, IntoPayload, IntoReply, Json};
-pub use handler::Handler;
-#[cfg(feature = "test-util")]
-pub use in_memory::DEFAULT_PIPE_CAPACITY;
-pub use listener::Listener;
-pub use options::{Concurrency, ConnectionOptions, Refusal};
-pub use origin::OriginPolicy;
-pub use room::{RoomError, MAX_ROOM_NAME_LEN};
-pub use router::{MessageRouter, RequestHandler, SessionHook, SignalHandler, State};
-pub use server::{Server, ServerBuilder};
-pub use service::WebwireService;
-pub use session::{
-    ClosedSession, DefaultKeyGenerator, FileSessionManager, KeyDigest, MemorySessionManager,
-    Session, SessionInfo, SessionJsonError, SessionKeyGenerator, SessionLookup, SessionManager,
-    SessionStoreError,
-};
-pub use tls::TlsConfig;
+/// The [`MessageRouter`] and the handler and hook traits it takes; what
+/// handlers take and return is in [`extract`].
+pub mod routing {
+    pub use crate::router::{MessageRouter, RequestHandler, SessionHook, SignalHandler, State};
+}
 
-pub use webwire_proto::{Encoding, Name, Payload, Request, Signal};
+// The root holds what nearly every application names; the rest is in the
+// modules above.
+pub use connection::Connection;
+pub use error::{HandlerError, ReplyError, ServerError};
+pub use extract::Json;
+pub use handler::Handler;
+pub use listener::Listener;
+pub use router::{MessageRouter, State};
+pub use server::{Server, ServerBuilder};
+pub use tls::TlsConfig;
+pub use webwire_proto::{Payload, Request, Signal};
+
+/// The wire types of `webwire-proto` (names, encodings, error codes, ...),
+/// for what the root does not re-export.
+pub use webwire_proto as proto;

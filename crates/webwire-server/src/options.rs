@@ -1,5 +1,8 @@
 //! Per-connection options, chosen before the upgrade (docs/protocol.md 2 and 6.2), and
-//! the refusal a before-upgrade hook may answer with.
+//! the refusal a before-upgrade hook may answer with, and the server's
+//! [`OriginPolicy`].
+
+pub use crate::origin::OriginPolicy;
 
 use std::num::NonZeroUsize;
 
@@ -17,7 +20,7 @@ use http::StatusCode;
 ///   outbound queue, so at most the queue's capacity run at once.
 ///
 /// ```
-/// use webwire_server::Concurrency;
+/// use webwire_server::options::Concurrency;
 ///
 /// assert_eq!(Concurrency::default(), Concurrency::ONE);
 /// assert_eq!(Concurrency::limited(0), Concurrency::ONE); // 0 is taken as 1
@@ -61,7 +64,7 @@ impl Default for Concurrency {
 /// or taken from the server's defaults.
 ///
 /// ```
-/// use webwire_server::{Concurrency, ConnectionOptions};
+/// use webwire_server::{options::{Concurrency, ConnectionOptions}};
 ///
 /// let options = ConnectionOptions::new().concurrency(Concurrency::limited(4));
 /// assert_eq!(options.concurrency_limit(), Concurrency::limited(4));
@@ -95,7 +98,7 @@ impl ConnectionOptions {
 ///
 /// ```
 /// use http::StatusCode;
-/// use webwire_server::Refusal;
+/// use webwire_server::options::Refusal;
 ///
 /// assert_eq!(Refusal::default().status(), StatusCode::FORBIDDEN);
 /// assert_eq!(Refusal::new(StatusCode::UNAUTHORIZED).status(), StatusCode::UNAUTHORIZED);

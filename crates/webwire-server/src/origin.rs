@@ -13,7 +13,7 @@ use http::{HeaderMap, Uri};
 /// cannot connect with the user's cookies.
 ///
 /// ```
-/// use webwire_server::OriginPolicy;
+/// use webwire_server::options::OriginPolicy;
 ///
 /// let policy = OriginPolicy::allow_list(["https://app.example.com"]);
 /// assert!(policy.allows(Some("https://APP.example.com"), Some("api.example.com")));

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 
+use crate::connection::ConnectionId;
 use crate::wire::Outbound;
-use crate::{Connection, ConnectionId};
+use crate::Connection;
 
 /// The longest room name, in bytes.
 pub const MAX_ROOM_NAME_LEN: usize = 255;
@@ -28,7 +29,7 @@ pub const MAX_ROOM_NAME_LEN: usize = 255;
 ///
 /// ```
 /// # async fn f(conn: webwire_server::Connection) {
-/// use webwire_server::RoomError;
+/// use webwire_server::error::RoomError;
 ///
 /// assert_eq!(conn.join_room(""), Err(RoomError::InvalidName));
 /// # }

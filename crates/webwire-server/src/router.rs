@@ -12,8 +12,9 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use webwire_proto::{Name, Payload, Request, Session, Signal};
 
+use crate::error::DisconnectReason;
 use crate::extract::{FromRequest, FromSignal, IntoReply};
-use crate::{Connection, DisconnectReason, Handler, HandlerError, ReplyError};
+use crate::{Connection, Handler, HandlerError, ReplyError};
 
 type ErasedRequest = Arc<
     dyn Fn(Connection, Request) -> BoxFuture<'static, Result<Payload, HandlerError>> + Send + Sync,
@@ -346,7 +347,9 @@ impl<S: Clone + Send + Sync + 'static> MessageRouter<S> {
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// use webwire_server::{Connection, Payload, ReplyError, MessageRouter, Session, State};
+    /// use webwire_server::{
+    ///     session::Session, Connection, Payload, ReplyError, MessageRouter, State,
+    /// };
     ///
     /// #[derive(Clone, Default)]
     /// struct App {
@@ -450,7 +453,7 @@ impl<S: Clone + Send + Sync + 'static> MessageRouter<S> {
     /// ([`Handler::on_session_created`]), with a copy of the session.
     ///
     /// ```
-    /// use webwire_server::{Connection, MessageRouter, Session};
+    /// use webwire_server::{session::Session, Connection, MessageRouter};
     ///
     /// let router = MessageRouter::new().on_session_created(|conn: Connection, session: Session| async move {
     ///     println!("{} signed in ({:?})", conn.id(), session.info);
@@ -465,7 +468,7 @@ impl<S: Clone + Send + Sync + 'static> MessageRouter<S> {
     /// ([`Handler::on_session_restored`]), with a copy of the session.
     ///
     /// ```
-    /// use webwire_server::{Connection, MessageRouter, Session};
+    /// use webwire_server::{session::Session, Connection, MessageRouter};
     ///
     /// let router = MessageRouter::new().on_session_restored(|conn: Connection, session: Session| async move {
     ///     println!("{} is back ({:?})", conn.id(), session.info);

@@ -17,20 +17,23 @@ use tokio_util::task::TaskTracker;
 use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 
 use crate::cluster::ErasedCluster;
+use crate::cluster::{Cluster, ClusterEvent, ClusterNode};
 use crate::config::{default_session_dir, Config};
+use crate::connection::{ConnectionId, ConnectionInfo, IntoName};
 use crate::driver::{self, Accepted};
+use crate::error::SignalError;
 use crate::handler::HandlerHooks;
 use crate::listener::Listener;
+use crate::options::{Concurrency, ConnectionOptions, OriginPolicy, Refusal};
 use crate::room::Rooms;
+use crate::service::WebwireService;
 use crate::session::ops::{is_valid_key, Sessions};
 use crate::session::ErasedSessionManager;
-use crate::wire::Outbound;
-use crate::{
-    ClosedSession, Cluster, ClusterEvent, ClusterNode, Concurrency, Connection, ConnectionId,
-    ConnectionInfo, ConnectionOptions, DefaultKeyGenerator, FileSessionManager, Handler, IntoName,
-    OriginPolicy, Refusal, ServerError, SessionKeyGenerator, SessionManager, SignalError,
-    TlsConfig, WebwireService,
+use crate::session::{
+    ClosedSession, DefaultKeyGenerator, FileSessionManager, SessionKeyGenerator, SessionManager,
 };
+use crate::wire::Outbound;
+use crate::{Connection, Handler, ServerError, TlsConfig};
 
 /// The before-upgrade hook.
 pub(crate) type BeforeUpgrade =
@@ -249,7 +252,7 @@ impl Server {
     /// connections it was queued for.
     ///
     /// ```
-    /// # fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::SignalError> {
+    /// # fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::error::SignalError> {
     /// server.signal_session(key, "logout-soon", "in 5 minutes")?;
     /// # Ok(())
     /// # }
@@ -279,7 +282,7 @@ impl Server {
     /// [`session_connection_count`](Self::session_connection_count)).
     ///
     /// ```
-    /// # async fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::ClusterError> {
+    /// # async fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::cluster::ClusterError> {
     /// println!("{} tabs on all nodes", server.session_connection_count_everywhere(key).await?);
     /// # Ok(())
     /// # }
@@ -287,7 +290,7 @@ impl Server {
     pub async fn session_connection_count_everywhere(
         &self,
         key: &str,
-    ) -> Result<usize, crate::ClusterError> {
+    ) -> Result<usize, crate::cluster::ClusterError> {
         if let Some(cluster) = &self.shared.cluster {
             if let Some(count) = cluster.session_connections(key).await? {
                 return Ok(count);
@@ -308,7 +311,7 @@ impl Server {
     /// ```
     /// use webwire_server::{Connection, Payload, MessageRouter, Server};
     ///
-    /// # fn f(server: Server, sender: Connection) -> Result<(), webwire_server::SignalError> {
+    /// # fn f(server: Server, sender: Connection) -> Result<(), webwire_server::error::SignalError> {
     /// // Everybody in the lobby but the sender.
     /// server.room_signal("lobby", "message", Payload::utf8("hi"), Some(sender.id()))?;
     /// # Ok(())
@@ -502,7 +505,7 @@ impl fmt::Debug for Server {
 ///
 /// ```
 /// use std::time::Duration;
-/// use webwire_server::{Concurrency, OriginPolicy, MessageRouter, Server};
+/// use webwire_server::{options::{Concurrency, OriginPolicy}, MessageRouter, Server};
 ///
 /// let server = Server::builder(MessageRouter::new())
 ///     .read_timeout(Duration::from_secs(30))
@@ -529,7 +532,7 @@ impl<H: Handler> ServerBuilder<H> {
     /// connection limit counts the connections of all nodes.
     ///
     /// ```no_run
-    /// # fn f(cluster: std::sync::Arc<impl webwire_server::Cluster>) -> Result<(), webwire_server::ServerError> {
+    /// # fn f(cluster: std::sync::Arc<impl webwire_server::cluster::Cluster>) -> Result<(), webwire_server::ServerError> {
     /// use webwire_server::{MessageRouter, Server};
     ///
     /// let server = Server::builder(MessageRouter::new()).cluster(cluster).build()?;
@@ -650,7 +653,9 @@ impl<H: Handler> ServerBuilder<H> {
     /// accept it with per-connection options.
     ///
     /// ```
-    /// use webwire_server::{Concurrency, ConnectionOptions, Refusal, MessageRouter, Server};
+    /// use webwire_server::{
+    ///     options::{Concurrency, ConnectionOptions, Refusal}, MessageRouter, Server,
+    /// };
     ///
     /// let server = Server::builder(MessageRouter::new())
     ///     .before_upgrade(|info| {
@@ -708,7 +713,7 @@ impl<H: Handler> ServerBuilder<H> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use webwire_server::{FileSessionManager, MessageRouter, Server};
+    /// use webwire_server::{session::FileSessionManager, MessageRouter, Server};
     ///
     /// let server = Server::builder(MessageRouter::new())
     ///     .session_manager(Arc::new(FileSessionManager::new("/var/lib/app/sessions")))
@@ -726,7 +731,7 @@ impl<H: Handler> ServerBuilder<H> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use webwire_server::{DefaultKeyGenerator, MessageRouter, Server};
+    /// use webwire_server::{session::DefaultKeyGenerator, MessageRouter, Server};
     ///
     /// let server = Server::builder(MessageRouter::new())
     ///     .session_key_generator(Arc::new(DefaultKeyGenerator))

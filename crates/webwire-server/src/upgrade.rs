@@ -15,9 +15,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Versio
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 
+use crate::connection::ConnectionInfo;
 use crate::driver::Accepted;
+use crate::options::ConnectionOptions;
 use crate::server::Shared;
-use crate::{ConnectionInfo, ConnectionOptions};
 
 /// The body of the server's HTTP answers.
 pub(crate) type Body = Full<Bytes>;

@@ -12,8 +12,9 @@ use common::{eventually, reply_text, within, TestClient, TestServer};
 use serde_json::json;
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
 use webwire_server::{
-    Connection, ConnectionId, Handler, HandlerError, MemorySessionManager, MessageRouter,
-    ReplyError, Request, Server, Session, State,
+    connection::ConnectionId,
+    session::{MemorySessionManager, Session},
+    Connection, Handler, HandlerError, MessageRouter, ReplyError, Request, Server, State,
 };
 
 /// The application's state: what the hooks saw, in order.

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_websockets::Message;
 use webwire_proto::{ParseError, Payload, ServerMessage};
 use webwire_server::{
-    Concurrency, Connection, DisconnectReason, MessageRouter, ReplyError, Request, Server,
+    error::DisconnectReason, options::Concurrency, Connection, MessageRouter, ReplyError, Request,
+    Server,
 };
 
 /// A router that echoes, and reports every disconnect reason.
@@ -411,7 +412,7 @@ async fn a_client_that_does_not_read_cannot_grow_the_server() {
     // A signal to it fails at once instead of queueing forever.
     assert_eq!(
         conn.try_signal("late", Payload::utf8("x")),
-        Err(webwire_server::SignalError::QueueFull)
+        Err(webwire_server::error::SignalError::QueueFull)
     );
     let read = conn.stats().messages_received;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -13,8 +13,9 @@ use bytes::Bytes;
 use common::{eventually, reply_text, within, TestClient, TestServer};
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
 use webwire_server::{
-    Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, Connection,
-    MemorySessionManager, MessageRouter, Server, SessionJoin,
+    cluster::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin},
+    session::MemorySessionManager,
+    Connection, MessageRouter, Server,
 };
 
 /// What the fake cluster answers to a restore's request for a place.

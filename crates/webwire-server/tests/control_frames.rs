@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Name, Payload, Request, RequestId};
-use webwire_server::{Connection, DisconnectReason, MessageRouter, ReplyError, Server};
+use webwire_server::{error::DisconnectReason, Connection, MessageRouter, ReplyError, Server};
 
 fn reporting_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
     MessageRouter::new().on_disconnect(move |_conn: Connection, reason: DisconnectReason| {

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use webwire_server::{MemorySessionManager, MessageRouter, Server};
+use webwire_server::{session::MemorySessionManager, MessageRouter, Server};
 
 /// Log lines written while `f` runs, at INFO and above.
 fn logs_of(f: impl FnOnce()) -> String {

@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_websockets::Message;
 use webwire_proto::{ClientMessage, Payload};
-use webwire_server::{Connection, DisconnectReason, MessageRouter, ReplyError, Request, Server};
+use webwire_server::{
+    error::DisconnectReason, Connection, MessageRouter, ReplyError, Request, Server,
+};
 
 /// A router that echoes and reports every disconnect reason.
 fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {

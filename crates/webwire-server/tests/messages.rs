@@ -34,7 +34,7 @@ fn router() -> MessageRouter {
             "signal-me",
             |conn: Connection, payload: Payload| async move {
                 conn.signal("notice", payload).await?;
-                Ok::<_, webwire_server::SignalError>("ok")
+                Ok::<_, webwire_server::error::SignalError>("ok")
             },
         )
         .signal("ping", |conn: Connection, signal: Signal| async move {
@@ -272,11 +272,11 @@ async fn signal_errors() {
     assert!(conn.is_active());
     assert_eq!(
         conn.signal("x", vec![0u8; 100]).await,
-        Err(webwire_server::SignalError::TooLarge { len: 103, max: 64 })
+        Err(webwire_server::error::SignalError::TooLarge { len: 103, max: 64 })
     );
     assert!(matches!(
         conn.signal("bad\n", Payload::utf8("x")).await,
-        Err(webwire_server::SignalError::Invalid(_))
+        Err(webwire_server::error::SignalError::Invalid(_))
     ));
     conn.close();
     let (code, ()) = within("closed", async {
@@ -287,7 +287,7 @@ async fn signal_errors() {
     assert!(!conn.is_active());
     assert_eq!(
         conn.signal("x", Payload::utf8("late")).await,
-        Err(webwire_server::SignalError::Closed)
+        Err(webwire_server::error::SignalError::Closed)
     );
     server.stop().await;
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{eventually, reply_text, within, TestServer};
 use webwire_proto::{Payload, ServerMessage};
-use webwire_server::{Connection, MessageRouter, Server, SignalError};
+use webwire_server::{error::SignalError, Connection, MessageRouter, Server};
 
 fn router() -> MessageRouter {
     MessageRouter::new()

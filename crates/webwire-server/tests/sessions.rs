@@ -20,9 +20,13 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Encoding, Payload, ServerMessage};
 use webwire_server::{
-    Concurrency, Connection, FileSessionManager, MemorySessionManager, MessageRouter, ReplyError,
-    Server, ServerBuilder, Session, SessionError, SessionKeyGenerator, SessionLookup,
-    SessionManager, SessionStoreError,
+    error::SessionError,
+    options::Concurrency,
+    session::{
+        FileSessionManager, MemorySessionManager, Session, SessionKeyGenerator, SessionLookup,
+        SessionManager, SessionStoreError,
+    },
+    Connection, MessageRouter, ReplyError, Server, ServerBuilder,
 };
 
 // ---------------------------------------------------------------------------
@@ -1345,7 +1349,7 @@ async fn no_log_line_or_error_shows_a_session_key() {
     assert!(text.contains("a connection left its session"), "{text}");
     assert_no_key("the logs", &text);
     assert!(
-        text.contains(&webwire_server::KeyDigest::new(&second.key).to_string()),
+        text.contains(&webwire_server::session::KeyDigest::new(&second.key).to_string()),
         "sessions are told apart by their digest: {text}"
     );
 }

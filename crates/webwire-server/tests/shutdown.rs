@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::{eventually, within, ClientOptions, TestClient, TestServer};
 use tokio::sync::Semaphore;
 use webwire_proto::{Payload, ServerMessage};
-use webwire_server::{Concurrency, Connection, MessageRouter, ReplyError, Request, Server};
+use webwire_server::{
+    options::Concurrency, Connection, MessageRouter, ReplyError, Request, Server,
+};
 
 /// Requests to `gated` wait until the test adds permits; `stuck` never returns.
 fn router(gate: Arc<Semaphore>, signals: Arc<AtomicUsize>) -> MessageRouter {

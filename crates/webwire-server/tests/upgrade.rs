@@ -17,8 +17,8 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use webwire_proto::Payload;
 use webwire_server::{
-    Concurrency, Connection, ConnectionOptions, MessageRouter, OriginPolicy, Refusal, ReplyError,
-    Request, Server,
+    options::{Concurrency, ConnectionOptions, OriginPolicy, Refusal},
+    Connection, MessageRouter, ReplyError, Request, Server,
 };
 
 fn router() -> MessageRouter {

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, Payload};
 use webwire_server::{
-    Connection, ConnectionId, DisconnectReason, Json, Listener, MessageRouter, Name, ReplyError,
-    Server, State,
+    connection::ConnectionId, error::DisconnectReason, proto::Name, Connection, Json, Listener,
+    MessageRouter, ReplyError, Server, State,
 };
 
 use crate::{from_json, json_payload};

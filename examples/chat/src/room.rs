@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use webwire_server::{
-    Connection, HandlerError, Json, MessageRouter, Payload, ReplyError, Server, Session, State,
+    session::Session, Connection, HandlerError, Json, MessageRouter, Payload, ReplyError, Server,
+    State,
 };
 
 use crate::protocol::{
@@ -123,7 +124,7 @@ impl Room {
             )
             .into());
         }
-        let mut info = webwire_server::SessionInfo::new();
+        let mut info = webwire_server::session::SessionInfo::new();
         info.insert(NAME_FIELD.into(), name.clone().into());
         // The session hook has refreshed presence when this returns.
         conn.create_session(info).await?;

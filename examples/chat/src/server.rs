@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use tower_http::services::ServeDir;
-use webwire_server::{FileSessionManager, Server, ServerError};
+use webwire_server::{session::FileSessionManager, Server, ServerError};
 
 use crate::room::{self, Room};
 

@@ -23,9 +23,12 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use webwire_server::{
-    Concurrency, Connection, ConnectionId, Encoding, FileSessionManager, Handler, HandlerError,
-    MessageRouter, OriginPolicy, Payload, ReplyError, Request, Server, ServerBuilder, ServerError,
-    SessionInfo, Signal,
+    connection::ConnectionId,
+    options::{Concurrency, OriginPolicy},
+    proto::Encoding,
+    session::{FileSessionManager, SessionInfo},
+    Connection, Handler, HandlerError, MessageRouter, Payload, ReplyError, Request, Server,
+    ServerBuilder, ServerError, Signal,
 };
 
 /// The address `serve` listens on unless told otherwise.

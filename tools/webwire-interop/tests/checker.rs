@@ -8,7 +8,8 @@ use std::time::Duration;
 use webwire_interop::check::{self, CheckOptions, Summary};
 use webwire_interop::serve::{self, ServeOptions};
 use webwire_server::{
-    Connection, DisconnectReason, Handler, HandlerError, MessageRouter, Payload, Request, Signal,
+    error::DisconnectReason, Connection, Handler, HandlerError, MessageRouter, Payload, Request,
+    Signal,
 };
 
 async fn run_checker(url: &str, options: &CheckOptions) -> Summary {

@@ -39,7 +39,7 @@ pub(crate) fn is_valid_key(key: &str) -> bool {
 ///   disk and renamed over the session's file. A reader never sees half a
 ///   file.
 /// - Only keys of 1 to 255 bytes of `A-Z a-z 0-9 _ -` (every key of the
-///   [`DefaultKeyGenerator`](crate::DefaultKeyGenerator)) are accepted; they
+///   [`DefaultKeyGenerator`](crate::session::DefaultKeyGenerator)) are accepted; they
 ///   are checked before any path is built. Storing a session with another
 ///   key fails; looking one up finds nothing. A file whose stored key differs
 ///   from the requested one (as on case-insensitive file systems) is not
@@ -56,7 +56,7 @@ pub(crate) fn is_valid_key(key: &str) -> bool {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use webwire_server::{FileSessionManager, Session, SessionManager};
+/// use webwire_server::{session::{FileSessionManager, Session, SessionManager}};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -98,7 +98,7 @@ impl FileSessionManager {
     ///
     /// ```
     /// use std::path::Path;
-    /// use webwire_server::FileSessionManager;
+    /// use webwire_server::session::FileSessionManager;
     ///
     /// let manager = FileSessionManager::new("sessions");
     /// assert_eq!(manager.dir(), Path::new("sessions"));
@@ -117,7 +117,7 @@ impl FileSessionManager {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use webwire_server::FileSessionManager;
+    /// use webwire_server::session::FileSessionManager;
     ///
     /// let week = Duration::from_secs(7 * 24 * 3600);
     /// let manager = FileSessionManager::new("sessions").with_max_age(week);
@@ -132,7 +132,7 @@ impl FileSessionManager {
     ///
     /// ```
     /// use std::path::Path;
-    /// use webwire_server::FileSessionManager;
+    /// use webwire_server::session::FileSessionManager;
     ///
     /// assert_eq!(FileSessionManager::new("/var/lib/app/sessions").dir(), Path::new("/var/lib/app/sessions"));
     /// ```
@@ -143,7 +143,7 @@ impl FileSessionManager {
     /// The maximum age, if any.
     ///
     /// ```
-    /// use webwire_server::FileSessionManager;
+    /// use webwire_server::session::FileSessionManager;
     ///
     /// assert_eq!(FileSessionManager::new("sessions").max_age(), None);
     /// ```
@@ -157,7 +157,7 @@ impl FileSessionManager {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use webwire_server::{FileSessionManager, Session, SessionManager};
+    /// use webwire_server::{session::{FileSessionManager, Session, SessionManager}};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -15,10 +15,10 @@ use super::{age, SessionLookup, SessionManager, SessionStoreError};
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use webwire_server::{MemorySessionManager, Session, SessionManager};
+/// use webwire_server::{session::{MemorySessionManager, Session, SessionManager}};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), webwire_server::SessionStoreError> {
+/// # async fn main() -> Result<(), webwire_server::session::SessionStoreError> {
 /// let manager = MemorySessionManager::new();
 /// manager.on_session_created(&Session::new("key", SystemTime::now(), None)).await?;
 /// let found = manager.on_session_lookup("key").await?.expect("stored");
@@ -48,7 +48,7 @@ impl MemorySessionManager {
     /// An empty store without a maximum age.
     ///
     /// ```
-    /// use webwire_server::MemorySessionManager;
+    /// use webwire_server::session::MemorySessionManager;
     ///
     /// assert_eq!(MemorySessionManager::new().len(), 0);
     /// ```
@@ -61,7 +61,7 @@ impl MemorySessionManager {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use webwire_server::MemorySessionManager;
+    /// use webwire_server::session::MemorySessionManager;
     ///
     /// let manager = MemorySessionManager::new().with_max_age(Duration::from_secs(24 * 3600));
     /// assert_eq!(manager.max_age(), Some(Duration::from_secs(24 * 3600)));
@@ -74,7 +74,7 @@ impl MemorySessionManager {
     /// The maximum age, if any.
     ///
     /// ```
-    /// use webwire_server::MemorySessionManager;
+    /// use webwire_server::session::MemorySessionManager;
     ///
     /// assert_eq!(MemorySessionManager::new().max_age(), None);
     /// ```
@@ -86,7 +86,7 @@ impl MemorySessionManager {
     /// looked up or [removed](Self::remove_expired).
     ///
     /// ```
-    /// use webwire_server::MemorySessionManager;
+    /// use webwire_server::session::MemorySessionManager;
     ///
     /// assert_eq!(MemorySessionManager::new().len(), 0);
     /// ```
@@ -97,7 +97,7 @@ impl MemorySessionManager {
     /// Whether no session is stored.
     ///
     /// ```
-    /// use webwire_server::MemorySessionManager;
+    /// use webwire_server::session::MemorySessionManager;
     ///
     /// assert!(MemorySessionManager::new().is_empty());
     /// ```
@@ -110,10 +110,10 @@ impl MemorySessionManager {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use webwire_server::{MemorySessionManager, Session, SessionManager};
+    /// use webwire_server::{session::{MemorySessionManager, Session, SessionManager}};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), webwire_server::SessionStoreError> {
+    /// # async fn main() -> Result<(), webwire_server::session::SessionStoreError> {
     /// let manager = MemorySessionManager::new().with_max_age(Duration::from_secs(60));
     /// let old = SystemTime::now() - Duration::from_secs(120);
     /// manager.on_session_created(&Session::new("old", old, None)).await?;

@@ -23,9 +23,10 @@ use webwire_proto::{ErrorCode, ErrorReply, Payload, Reply, RequestId, ServerMess
 use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlot, Ticket};
 use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
 use crate::connection::CLOSED;
+use crate::error::SessionError;
 use crate::handler::SessionHooks;
 use crate::wire::Outbound;
-use crate::{Connection, SessionError};
+use crate::Connection;
 
 /// The error code of a restore on a connection that has a session.
 pub(crate) const SESSION_ACTIVE: &str = "SESSION_ACTIVE";
@@ -604,14 +605,14 @@ pub struct ClosedSession {
     store_error: Option<SessionStoreError>,
     destroyed: bool,
     /// What the other nodes of a cluster answered.
-    pub(crate) remote: Option<crate::ClusterReply>,
+    pub(crate) remote: Option<crate::cluster::ClusterReply>,
 }
 
 impl ClosedSession {
     /// The connections that held the session: each has none now.
     ///
     /// ```
-    /// assert!(webwire_server::ClosedSession::default().connections().is_empty());
+    /// assert!(webwire_server::session::ClosedSession::default().connections().is_empty());
     /// ```
     pub fn connections(&self) -> &[Connection] {
         &self.connections
@@ -622,7 +623,7 @@ impl ClosedSession {
     /// anyway.
     ///
     /// ```
-    /// assert!(webwire_server::ClosedSession::default().errors().is_empty());
+    /// assert!(webwire_server::session::ClosedSession::default().errors().is_empty());
     /// ```
     pub fn errors(&self) -> &[(Connection, SessionError)] {
         &self.errors
@@ -631,7 +632,7 @@ impl ClosedSession {
     /// Why the session manager failed to delete the session, if it did.
     ///
     /// ```
-    /// assert!(webwire_server::ClosedSession::default().store_error().is_none());
+    /// assert!(webwire_server::session::ClosedSession::default().store_error().is_none());
     /// ```
     pub fn store_error(&self) -> Option<&SessionStoreError> {
         self.store_error.as_ref()
@@ -642,7 +643,7 @@ impl ClosedSession {
     /// a session key, or another close is destroying it already.
     ///
     /// ```
-    /// assert!(!webwire_server::ClosedSession::default().destroyed());
+    /// assert!(!webwire_server::session::ClosedSession::default().destroyed());
     /// ```
     pub fn destroyed(&self) -> bool {
         self.destroyed
@@ -653,9 +654,9 @@ impl ClosedSession {
     /// which nodes did not answer.
     ///
     /// ```
-    /// assert!(webwire_server::ClosedSession::default().remote().is_none());
+    /// assert!(webwire_server::session::ClosedSession::default().remote().is_none());
     /// ```
-    pub fn remote(&self) -> Option<&crate::ClusterReply> {
+    pub fn remote(&self) -> Option<&crate::cluster::ClusterReply> {
         self.remote.as_ref()
     }
 
@@ -664,7 +665,7 @@ impl ClosedSession {
     /// nodes reported.
     ///
     /// ```
-    /// assert_eq!(webwire_server::ClosedSession::default().affected(), 0);
+    /// assert_eq!(webwire_server::session::ClosedSession::default().affected(), 0);
     /// ```
     pub fn affected(&self) -> usize {
         self.connections.len() + self.remote.as_ref().map_or(0, |remote| remote.affected)
@@ -674,7 +675,7 @@ impl ClosedSession {
     /// was nothing to do), and every other node answered.
     ///
     /// ```
-    /// assert!(webwire_server::ClosedSession::default().is_ok());
+    /// assert!(webwire_server::session::ClosedSession::default().is_ok());
     /// ```
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
@@ -682,7 +683,7 @@ impl ClosedSession {
             && self
                 .remote
                 .as_ref()
-                .is_none_or(crate::ClusterReply::is_complete)
+                .is_none_or(crate::cluster::ClusterReply::is_complete)
     }
 }
 

@@ -596,7 +596,7 @@ mod tests {
                 "{debug}"
             );
         }
-        let event = crate::ClusterEvent::Session {
+        let event = crate::cluster::ClusterEvent::Session {
             key: "secret-key".into(),
             frame: bytes::Bytes::new(),
         };

@@ -144,7 +144,7 @@ impl TestClient {
     /// A connection to `server` over an in-memory pipe (no socket; under
     /// paused time its timeouts run in virtual time).
     pub async fn in_memory(server: &Server) -> Self {
-        Self::in_memory_with(server, webwire_server::DEFAULT_PIPE_CAPACITY).await
+        Self::in_memory_with(server, webwire_server::in_memory::DEFAULT_PIPE_CAPACITY).await
     }
 
     /// Like [`in_memory`](Self::in_memory), with a pipe that holds
