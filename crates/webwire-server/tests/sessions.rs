@@ -832,7 +832,10 @@ impl Racer {
             ),
             // Nothing to close: the client knew it held none (or was told
             // meanwhile).
-            "false" => assert!(!self.holds, "the client thinks it holds a session the server lost"),
+            "false" => assert!(
+                !self.holds,
+                "the client thinks it holds a session the server lost"
+            ),
             other => panic!("unexpected logout reply {other:?}"),
         }
     }
