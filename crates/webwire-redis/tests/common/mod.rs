@@ -2,7 +2,8 @@
 //!
 //! [`RedisServer::start`] runs `redis-server --save '' --appendonly no
 //! --port N --bind 127.0.0.1` (no persistence: a restart comes back empty),
-//! waits until it answers PING and kills it when dropped. It can be stopped
+//! waits until it answers (its own process, not another Redis on the port)
+//! and kills it when dropped. It can be stopped
 //! (SIGKILL, as in a crash) and restarted on the same port, or paused
 //! (SIGSTOP: connections stay open, commands wait unanswered) and resumed.
 //!
