@@ -274,12 +274,8 @@ async fn the_checker_catches_requests_handled_two_at_a_time() {
         "requests on one connection are not handled concurrently",
     );
     // Pairs of sleeps end in 1.8 s, within the bound: the order of the
-    // replies tells.
-    assert_fails(
-        &lines,
-        "100-requests",
-        "the shortest sleep (60 ms, sent last) was answered after the longest (600 ms, sent first)",
-    );
+    // replies tells (on a very slow machine the bound may tell first).
+    assert_fails(&lines, "100-requests", "requests on one connection are not");
     assert_passes(&lines, "concurrent-signals");
 }
 
