@@ -44,7 +44,7 @@ async fn every_check_passes_against_the_interop_server() {
     server.shutdown().await.unwrap();
 }
 
-/// How a [`Faulty`] server deviates from INTEROP.md.
+/// How a [`Faulty`] server deviates from docs/interop.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     /// `echo` changes the payload, `login` answers a key without making a

@@ -195,7 +195,7 @@ pub(super) async fn bad_sleep(ctx: Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// How long `sleep` waits at most (INTEROP.md).
+/// How long `sleep` waits at most (docs/interop.md).
 const SLEEP_CAP: Duration = Duration::from_millis(10_000);
 
 /// The generous upper bound for something that should take `expected`
