@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use webwire_proto::{AcceptConf, ClientMessage, Name, Payload, Request, RequestId, Signal};
 
 use crate::config::Config;
-use crate::connection::{lock, Driver, Shared};
+use crate::connection::{lock, ConnectionTask, Shared};
 use crate::dial::dial;
 use crate::error::{ConnectError, RequestError};
 use crate::request::{CancelOnDrop, Command, Kind, Outgoing};
@@ -112,9 +112,10 @@ impl Client {
         let (events, _) = broadcast::channel(config.options.event_capacity);
         let shared = Arc::new(Shared::new(events.clone()));
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let mut driver = Driver::new(Arc::clone(&config), Arc::clone(&shared), command_rx, events);
-        driver.connected(&conn.conf);
-        tokio::spawn(driver.run(conn));
+        let mut task =
+            ConnectionTask::new(Arc::clone(&config), Arc::clone(&shared), command_rx, events);
+        task.connected(&conn.conf);
+        tokio::spawn(task.run(conn));
         Ok(Self {
             inner: Arc::new(Inner {
                 commands,

@@ -1,7 +1,7 @@
 //! The connection task: the one owner of the connection and of the
 //! client's state.
 //!
-//! [`Driver::run`] serves a connection, and when it is lost reconnects
+//! [`ConnectionTask::run`] serves a connection, and when it is lost reconnects
 //! (with backoff, restoring the session) or waits to be told to. While
 //! connected it reads server messages and [`Command`]s from the `Client`
 //! handles; a writer task per connection owns the WebSocket's sending half,
@@ -31,7 +31,7 @@ use tokio_websockets::{CloseCode, Message};
 use webwire_proto::{AcceptConf, ClientMessage, Payload, RequestId, ServerMessage};
 
 use crate::config::Config;
-use crate::dial::{dial, Connection, Ws};
+use crate::dial::{dial, Dialed, Ws};
 use crate::error::{ConnectError, RequestError};
 use crate::request::{result_of, Command, Kind, Pending, Queued};
 use crate::{ClientEvent, Session, Status};
@@ -43,7 +43,7 @@ const MAX_BATCH: usize = 256;
 /// The shortest wait between reconnection attempts.
 const MIN_RECONNECT_INTERVAL: Duration = Duration::from_millis(10);
 /// Pong bytes the stream may hold before the reader waits for the writer
-/// to have flushed them (see `Driver::serve`).
+/// to have flushed them (see `ConnectionTask::serve`).
 const PONG_BUDGET: usize = 16 * 1024;
 /// A client pong's header and mask.
 const PONG_OVERHEAD: usize = 6;
@@ -134,7 +134,7 @@ enum WriterItem {
 }
 
 /// The connection task.
-pub(crate) struct Driver {
+pub(crate) struct ConnectionTask {
     config: Arc<Config>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -153,7 +153,7 @@ pub(crate) struct Driver {
     handles_gone: bool,
 }
 
-impl Driver {
+impl ConnectionTask {
     pub(crate) fn new(
         config: Arc<Config>,
         shared: Arc<Shared>,
@@ -177,7 +177,7 @@ impl Driver {
 
     /// Serves `first` (already announced with [`connected`](Self::connected)),
     /// then every following connection, until the client is closed.
-    pub(crate) async fn run(mut self, first: Connection) {
+    pub(crate) async fn run(mut self, first: Dialed) {
         let mut conn = first;
         loop {
             if let Served::Closed = self.serve(conn).await {
@@ -264,8 +264,8 @@ impl Driver {
     }
 
     /// Runs one connection until it is lost or closed on purpose.
-    async fn serve(&mut self, conn: Connection) -> Served {
-        let Connection { ws, conf } = conn;
+    async fn serve(&mut self, conn: Dialed) -> Served {
+        let Dialed { ws, conf } = conn;
         let max = usize::try_from(conf.buffer_size).unwrap_or(usize::MAX);
         let (sink, mut stream) = ws.split();
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
@@ -475,7 +475,7 @@ impl Driver {
     }
 
     /// Reconnects with backoff until it works or the client is closed.
-    async fn reconnect(&mut self) -> Option<Connection> {
+    async fn reconnect(&mut self) -> Option<Dialed> {
         self.shared.set_status(Status::Connecting);
         self.queue_offline = true;
         let options = &self.config.options;
@@ -509,7 +509,7 @@ impl Driver {
     }
 
     /// Without automatic reconnection: calls fail until `Client::reconnect`.
-    async fn stay_disconnected(&mut self) -> Option<Connection> {
+    async fn stay_disconnected(&mut self) -> Option<Dialed> {
         loop {
             self.shared.set_status(Status::Disconnected);
             self.queue_offline = false;
@@ -593,9 +593,9 @@ impl Driver {
     }
 }
 
-impl std::fmt::Debug for Driver {
+impl std::fmt::Debug for ConnectionTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver")
+        f.debug_struct("ConnectionTask")
             .field("pending", &self.pending.len())
             .field("queued", &self.queued.len())
             .finish_non_exhaustive()
@@ -663,7 +663,7 @@ async fn connect_and_restore(
     config: Arc<Config>,
     shared: Arc<Shared>,
     events: broadcast::Sender<ClientEvent>,
-) -> Result<Connection, ConnectError> {
+) -> Result<Dialed, ConnectError> {
     let mut conn = dial(&config).await?;
     let key = shared.session().as_ref().map(|session| session.key.clone());
     if let Some(key) = key {
@@ -680,7 +680,7 @@ async fn restore(
     config: &Config,
     shared: &Shared,
     events: &broadcast::Sender<ClientEvent>,
-    conn: &mut Connection,
+    conn: &mut Dialed,
     key: String,
 ) -> Result<(), ConnectError> {
     let id = shared.next_id();

@@ -27,28 +27,28 @@ const FLUSH_THRESHOLD: usize = 64 * 1024;
 const MIN_MESSAGE_LIMIT: usize = 32;
 
 /// An open connection whose accept configuration has been checked.
-pub(crate) struct Connection {
+pub(crate) struct Dialed {
     pub(crate) ws: Ws,
     pub(crate) conf: AcceptConf,
 }
 
-impl std::fmt::Debug for Connection {
+impl std::fmt::Debug for Dialed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
+        f.debug_struct("Dialed")
             .field("conf", &self.conf)
             .finish_non_exhaustive()
     }
 }
 
 /// Opens a connection within the dial timeout.
-pub(crate) async fn dial(config: &Config) -> Result<Connection, ConnectError> {
+pub(crate) async fn dial(config: &Config) -> Result<Dialed, ConnectError> {
     let timeout = config.options.dial_timeout;
     tokio::time::timeout(timeout, dial_unbounded(config))
         .await
         .map_err(|_| ConnectError::TimedOut(timeout))?
 }
 
-async fn dial_unbounded(config: &Config) -> Result<Connection, ConnectError> {
+async fn dial_unbounded(config: &Config) -> Result<Dialed, ConnectError> {
     let target = &config.target;
     let tcp = TcpStream::connect((target.host.as_str(), target.port))
         .await
@@ -98,7 +98,7 @@ async fn dial_unbounded(config: &Config) -> Result<Connection, ConnectError> {
         buffer_size = conf.buffer_size,
         "connected"
     );
-    Ok(Connection { ws, conf })
+    Ok(Dialed { ws, conf })
 }
 
 /// Reads the first message, which must be the accept configuration; on

@@ -15,11 +15,9 @@ use webwire_client::{
     ClientEvent, ConnectError, Encoding, Payload, RequestError, Status, TlsConfig,
 };
 use webwire_server::{
-    Concurrency, Connection, DisconnectReason, FileSessionManager, MemorySessionManager, Request,
-    Router, Server, ServerBuilder, ServerError, SessionManager,
+    Concurrency, Connection, DisconnectReason, FileSessionManager, MemorySessionManager,
+    MessageRouter, ReplyError, Request, Server, ServerBuilder, ServerError, SessionManager,
 };
-
-type ServerRequestError = webwire_server::RequestError;
 
 /// A running server and what its handlers saw.
 struct TestServer {
@@ -33,13 +31,15 @@ struct TestServer {
 }
 
 impl TestServer {
-    async fn start(configure: impl FnOnce(ServerBuilder<Router>) -> ServerBuilder<Router>) -> Self {
+    async fn start(
+        configure: impl FnOnce(ServerBuilder<MessageRouter>) -> ServerBuilder<MessageRouter>,
+    ) -> Self {
         Self::start_on("127.0.0.1:0", configure).await
     }
 
     async fn start_on(
         addr: &str,
-        configure: impl FnOnce(ServerBuilder<Router>) -> ServerBuilder<Router>,
+        configure: impl FnOnce(ServerBuilder<MessageRouter>) -> ServerBuilder<MessageRouter>,
     ) -> Self {
         let handled = Arc::new(AtomicUsize::new(0));
         let (tx, disconnects) = mpsc::unbounded_channel();
@@ -83,22 +83,19 @@ impl TestServer {
 fn router(
     handled: Arc<AtomicUsize>,
     disconnects: mpsc::UnboundedSender<DisconnectReason>,
-) -> Router {
+) -> MessageRouter {
     let count = move || {
         handled.fetch_add(1, Ordering::Relaxed);
     };
     let echo = count.clone();
     let sleep = count.clone();
-    Router::new()
+    MessageRouter::new()
         .request("echo", move |req: Request| {
             echo();
-            async move { Ok::<_, ServerRequestError>(req.payload().clone()) }
+            async move { Ok::<_, ReplyError>(req.payload().clone()) }
         })
         .request("error", |text: String| async move {
-            Err::<Payload, _>(ServerRequestError::from_static(
-                "BAD",
-                format!("bad {text}"),
-            ))
+            Err::<Payload, _>(ReplyError::from_static("BAD", format!("bad {text}")))
         })
         .request("internal", |_: Payload| async move {
             Err::<Payload, _>(std::io::Error::other("secret cause"))
@@ -108,19 +105,19 @@ fn router(
             async move {
                 let ms: u64 = ms.parse().unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok::<_, ServerRequestError>(Payload::utf8("slept"))
+                Ok::<_, ReplyError>(Payload::utf8("slept"))
             }
         })
         .request(
             "signal-me",
             |conn: Connection, payload: Payload| async move {
                 conn.signal("notice", payload).await.unwrap();
-                Ok::<_, ServerRequestError>(Payload::utf8("ok"))
+                Ok::<_, ReplyError>(Payload::utf8("ok"))
             },
         )
         .request("disconnect-me", |conn: Connection, _: Payload| async move {
             conn.close();
-            Ok::<_, ServerRequestError>(Payload::utf8("ok"))
+            Ok::<_, ReplyError>(Payload::utf8("ok"))
         })
         .request("login", |conn: Connection, user: String| async move {
             let info = serde_json::json!({ "user": user }).as_object().cloned();
@@ -146,7 +143,7 @@ fn router(
         })
 }
 
-fn unlimited(builder: ServerBuilder<Router>) -> ServerBuilder<Router> {
+fn unlimited(builder: ServerBuilder<MessageRouter>) -> ServerBuilder<MessageRouter> {
     builder.concurrency(Concurrency::Unlimited)
 }
 
@@ -629,8 +626,9 @@ async fn session_is_restored_after_the_server_drops_the_connection() {
 #[tokio::test]
 async fn session_comes_back_after_a_server_restart_with_the_file_manager() {
     let dir = tempfile::tempdir().unwrap();
-    let files =
-        |b: ServerBuilder<Router>| b.session_manager(Arc::new(FileSessionManager::new(dir.path())));
+    let files = |b: ServerBuilder<MessageRouter>| {
+        b.session_manager(Arc::new(FileSessionManager::new(dir.path())))
+    };
     let server = TestServer::start(files).await;
     let addr = server.addr.to_string();
     let client = builder(&server.url()).connect().await.unwrap();

@@ -17,8 +17,8 @@ use webwire_redis::{
     redis, RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager,
 };
 use webwire_server::{
-    Cluster as _, Connection, MemorySessionManager, Payload, Router, Server, ServerError, Session,
-    SessionJoin, SessionLookup, SessionManager, SessionStoreError,
+    Cluster as _, Connection, MemorySessionManager, MessageRouter, Payload, Server, ServerError,
+    Session, SessionJoin, SessionLookup, SessionManager, SessionStoreError,
 };
 
 /// The longest any wait in these tests may take.
@@ -44,8 +44,8 @@ struct Node {
     run: JoinHandle<Result<(), ServerError>>,
 }
 
-fn router() -> Router {
-    Router::new()
+fn router() -> MessageRouter {
+    MessageRouter::new()
         .request("login", |conn: Connection, _: Payload| async move {
             let session = conn.create_session(None).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session.key)

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use webwire_client::{Client, ClientEvent, Events};
 use webwire_redis::{RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager};
-use webwire_server::{Connection, Payload, Router, Server};
+use webwire_server::{Connection, MessageRouter, Payload, Server};
 
 const THROUGHPUT_SIGNALS: usize = 50_000;
 const LATENCY_SAMPLES: usize = 2_000;
@@ -29,10 +29,11 @@ const WINDOW: usize = 1024;
 
 /// A node of the cluster on `redis_url`, or a server alone (`None`).
 async fn node(redis_url: Option<&str>, id: &str) -> (Server, String) {
-    let router = Router::new().request("join", |conn: Connection, room: String| async move {
-        conn.join_room(&room)?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
-    });
+    let router =
+        MessageRouter::new().request("join", |conn: Connection, room: String| async move {
+            conn.join_room(&room)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
+        });
     let mut builder = Server::builder(router).queue_capacity(8192);
     if let Some(redis_url) = redis_url {
         let sessions = RedisSessionManager::connect(redis_url, RedisSessionConfig::new())

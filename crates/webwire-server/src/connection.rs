@@ -16,7 +16,7 @@ use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 use crate::headers::StoredHeaders;
 use crate::room::Membership;
 use crate::session::ops::Sessions;
-use crate::session::registry::Slot;
+use crate::session::registry::SessionSlot;
 use crate::wire::{Outbound, Outbox};
 use crate::{ConnectionOptions, Session, SessionError, SessionInfo, SessionJsonError, SignalError};
 
@@ -199,7 +199,7 @@ pub(crate) struct ConnectionInner {
     /// The server's sessions.
     pub(crate) sessions: Arc<Sessions>,
     /// The connection's session (see `session::registry`).
-    pub(crate) session: Mutex<Slot>,
+    pub(crate) session: Mutex<SessionSlot>,
     /// The rooms it is in (see `room`).
     pub(crate) rooms: Membership,
     /// The application's data (see [`Connection::extensions`]).
@@ -299,21 +299,21 @@ impl Connection {
     ///
     /// ```
     /// use std::collections::BTreeSet;
-    /// use webwire_server::{Connection, Payload, RequestError, Router};
+    /// use webwire_server::{Connection, Payload, ReplyError, MessageRouter};
     ///
     /// #[derive(Clone, Default)]
     /// struct Topics(BTreeSet<String>);
     ///
-    /// let router = Router::new()
+    /// let router = MessageRouter::new()
     ///     .request("subscribe", |conn: Connection, topic: String| async move {
     ///         let mut ext = conn.extensions();
     ///         let topics = ext.get_or_insert_default::<Topics>();
     ///         topics.0.insert(topic);
-    ///         Ok::<_, RequestError>(topics.0.len().to_string())
+    ///         Ok::<_, ReplyError>(topics.0.len().to_string())
     ///     })
     ///     .request("topics", |conn: Connection, _: Payload| async move {
     ///         let topics = conn.extensions().get::<Topics>().cloned().unwrap_or_default();
-    ///         Ok::<_, RequestError>(topics.0.into_iter().collect::<Vec<_>>().join(","))
+    ///         Ok::<_, ReplyError>(topics.0.into_iter().collect::<Vec<_>>().join(","))
     ///     });
     /// ```
     pub fn extensions(&self) -> MutexGuard<'_, http::Extensions> {
@@ -455,9 +455,9 @@ impl Connection {
     ///
     /// ```
     /// use serde_json::json;
-    /// use webwire_server::{Connection, Router};
+    /// use webwire_server::{Connection, MessageRouter};
     ///
-    /// let router = Router::new().request("login", |conn: Connection, user: String| async move {
+    /// let router = MessageRouter::new().request("login", |conn: Connection, user: String| async move {
     ///     // Check the user's credentials here.
     ///     let info = json!({ "user": user }).as_object().cloned();
     ///     let session = conn.create_session(info).await?;
@@ -481,9 +481,9 @@ impl Connection {
     /// [`SessionError::Store`] that the session manager failed to delete it.
     ///
     /// ```
-    /// use webwire_server::{Connection, Payload, Router};
+    /// use webwire_server::{Connection, Payload, MessageRouter};
     ///
-    /// let router = Router::new().request("logout", |conn: Connection, _: Payload| async move {
+    /// let router = MessageRouter::new().request("logout", |conn: Connection, _: Payload| async move {
     ///     conn.close_session().await?;
     ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
     /// });
@@ -503,7 +503,7 @@ impl Connection {
     /// # }
     /// ```
     pub fn has_session(&self) -> bool {
-        self.slot().session().is_some()
+        self.session_slot().session().is_some()
     }
 
     /// A copy of the connection's session, if it has one (after it ended:
@@ -531,7 +531,9 @@ impl Connection {
     /// # }
     /// ```
     pub fn session_key(&self) -> Option<String> {
-        self.slot().session().map(|session| session.key.clone())
+        self.session_slot()
+            .session()
+            .map(|session| session.key.clone())
     }
 
     /// When the connection's session was created, if it has one.
@@ -542,7 +544,9 @@ impl Connection {
     /// # }
     /// ```
     pub fn session_creation(&self) -> Option<SystemTime> {
-        self.slot().session().map(|session| session.creation)
+        self.session_slot()
+            .session()
+            .map(|session| session.creation)
     }
 
     /// The info field `field` of the connection's session, deserialized as
@@ -550,9 +554,9 @@ impl Connection {
     /// field; an error when the field is not a `T`.
     ///
     /// ```
-    /// use webwire_server::{Connection, Payload, Router};
+    /// use webwire_server::{Connection, Payload, MessageRouter};
     ///
-    /// let router = Router::new().request("whoami", |conn: Connection, _: Payload| async move {
+    /// let router = MessageRouter::new().request("whoami", |conn: Connection, _: Payload| async move {
     ///     let user: Option<String> = conn.session_info("user")?;
     ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(user.unwrap_or_else(|| "anonymous".into()))
     /// });
@@ -568,11 +572,11 @@ impl Connection {
     }
 
     fn session_arc(&self) -> Option<Arc<Session>> {
-        self.slot().session().cloned()
+        self.session_slot().session().cloned()
     }
 
     /// The session slot; the registry's lock, if needed, is taken first.
-    pub(crate) fn slot(&self) -> MutexGuard<'_, Slot> {
+    pub(crate) fn session_slot(&self) -> MutexGuard<'_, SessionSlot> {
         // Every change of a slot is a single assignment.
         self.inner
             .session
@@ -612,7 +616,7 @@ impl Connection {
                 Arc::new(crate::DefaultKeyGenerator),
                 None,
             )),
-            session: Mutex::new(Slot::Empty),
+            session: Mutex::new(SessionSlot::Empty),
             rooms: Membership::new(rooms),
             extensions: Mutex::default(),
         });

@@ -6,7 +6,7 @@
 //! writing waits while the socket is full; with limit 1 the handler runs in
 //! this task, so the next message is read only after it returned; with a
 //! limit N the task takes a semaphore permit before it reads; a handler
-//! still pending after its first poll holds a reply slot in the queue. A
+//! still pending after its first poll holds a reply reservation in the queue. A
 //! client that sends faster than the handlers or its own reading allow
 //! makes this task wait, not grow.
 
@@ -40,11 +40,11 @@ use webwire_proto::{
 
 use crate::connection::{ConnectionInner, Counters, Done, ACTIVE, CLOSED, CLOSING};
 use crate::server::Shared;
-use crate::session::registry::Slot;
+use crate::session::registry::SessionSlot;
 use crate::wire::{Outbound, Outbox, Wire, WireError, FLUSH_THRESHOLD};
 use crate::{
     Concurrency, Connection, ConnectionId, ConnectionInfo, ConnectionOptions, DisconnectReason,
-    Handler, HandlerError, RequestError,
+    Handler, HandlerError, ReplyError,
 };
 
 /// What the upgrade decided for a connection, handed to its task.
@@ -53,7 +53,7 @@ pub(crate) struct Accepted {
     pub(crate) info: ConnectionInfo,
     pub(crate) options: ConnectionOptions,
     /// The connection's place under the server's connection limit.
-    pub(crate) slot: Option<OwnedSemaphorePermit>,
+    pub(crate) limit_permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Waits for the upgrade, then starts the connection's own task.
@@ -135,7 +135,7 @@ where
     let Accepted {
         info,
         options,
-        slot,
+        limit_permit,
     } = accepted;
     let config = &shared.config;
     let ws = tokio_websockets::ServerBuilder::new()
@@ -162,7 +162,7 @@ where
         state: ACTIVE.into(),
         counters: Counters::default(),
         sessions: shared.sessions.clone(),
-        session: Mutex::new(Slot::Empty),
+        session: Mutex::new(SessionSlot::Empty),
         rooms: crate::room::Membership::new(shared.rooms.clone()),
         extensions: Mutex::default(),
     });
@@ -207,7 +207,7 @@ where
         // before the connection leaves the registry. It leaves its session
         // (which stays stored, to be restored later) before the disconnect
         // hook, which can still read it.
-        drop(slot);
+        drop(limit_permit);
         Box::pin(shared.sessions.disconnected(&conn)).await;
         conn.leave_all_rooms();
         shared.unregister(&conn);
@@ -231,7 +231,7 @@ enum Mode {
     /// after its first poll runs on in a task of its own.
     Limited(Arc<Semaphore>),
     /// As limit N without permits; pending requests are bounded by their
-    /// reply slots, pending signals by the queue capacity.
+    /// reply reservations, pending signals by the queue capacity.
     Unlimited,
 }
 
@@ -306,7 +306,7 @@ struct Task<H, Io> {
     last_activity: Instant,
     draining: bool,
     /// Unlimited concurrency: bounds the signal handlers still running in
-    /// tasks (requests are bounded by their reply slots) to the queue
+    /// tasks (requests are bounded by their reply reservations) to the queue
     /// capacity; created when the first one is needed.
     pending_signals: Option<Arc<Semaphore>>,
 }
@@ -669,7 +669,7 @@ where
 
     /// A request handler still pending after its first poll runs on in
     /// this task at limit 1 (reading waits), and otherwise in a task of its
-    /// own, with a reply slot in the queue and its permit (limit N).
+    /// own, with a reply reservation in the queue and its permit (limit N).
     async fn pending_request(
         &mut self,
         pending: Pending<RequestFuture>,
@@ -695,8 +695,8 @@ where
         let Ok(tx) = self.conn.sender() else {
             return Err(ReadEnd::Reason(self.drained_reason()));
         };
-        let slot = match tx.clone().try_reserve_owned() {
-            Ok(slot) => slot,
+        let reply_reservation = match tx.clone().try_reserve_owned() {
+            Ok(reservation) => reservation,
             Err(mpsc::error::TrySendError::Full(tx)) => self
                 .wire
                 .drive(tx.reserve_owned())
@@ -716,7 +716,7 @@ where
                 Some(outcome) => reply_for(&conn, id, &name, outcome, max),
                 None => ServerMessage::Shutdown(id),
             };
-            slot.send(Outbound::Message(Box::new(reply)));
+            reply_reservation.send(Outbound::Message(Box::new(reply)));
             conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -960,7 +960,7 @@ fn reply_for(
 ) -> ServerMessage {
     let message = match outcome {
         Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
-        Ok(Err(err)) => match err.downcast::<RequestError>() {
+        Ok(Err(err)) => match err.downcast::<ReplyError>() {
             Ok(err) => {
                 let (code, message) = err.into_parts();
                 ServerMessage::Error(ErrorReply::new(id, code, message))
@@ -1021,7 +1021,7 @@ mod tests {
         Accepted {
             info: ConnectionInfo::new("/".parse().unwrap(), http::HeaderMap::new(), None),
             options: ConnectionOptions::new(),
-            slot: None,
+            limit_permit: None,
         }
     }
 
@@ -1032,14 +1032,14 @@ mod tests {
     /// connection holds one.
     #[tokio::test]
     async fn the_connection_task_stays_small() {
-        let server = crate::Server::builder(crate::Router::new())
+        let server = crate::Server::builder(crate::MessageRouter::new())
             .build()
             .unwrap();
         let mut request = http::Request::new(());
         let upgrade = hyper::upgrade::on(&mut request);
         let task = run(
             server.shared.clone(),
-            Arc::new(crate::Router::new()),
+            Arc::new(crate::MessageRouter::new()),
             upgrade,
             accepted(),
         );
@@ -1051,7 +1051,7 @@ mod tests {
         let (io, _peer) = tokio::io::duplex(64);
         let connection = serve(
             server.shared.clone(),
-            Arc::new(crate::Router::new()),
+            Arc::new(crate::MessageRouter::new()),
             io,
             accepted(),
         );

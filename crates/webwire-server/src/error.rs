@@ -1,6 +1,6 @@
 //! The error types, one per layer: building and running the server
 //! ([`ServerError`]), signalling a client ([`SignalError`]), failing a
-//! request on purpose ([`RequestError`]), creating or closing a session
+//! request on purpose ([`ReplyError`]), creating or closing a session
 //! ([`SessionError`]), and why a connection ended ([`DisconnectReason`]).
 
 use std::fmt;
@@ -13,18 +13,18 @@ use crate::SessionStoreError;
 
 /// What a request or signal handler may fail with: any error.
 ///
-/// A [`RequestError`] (returned as is, or boxed into this type) is sent to
+/// A [`ReplyError`] (returned as is, or boxed into this type) is sent to
 /// the client as an error reply with its code and message. Any other error
 /// is logged on the server and answered with an internal-error reply; its
 /// text never reaches the client.
 ///
 /// ```
-/// use webwire_server::{HandlerError, RequestError};
+/// use webwire_server::{HandlerError, ReplyError};
 ///
-/// let err: HandlerError = RequestError::from_static("NOT_FOUND", "no such user").into();
-/// assert!(err.downcast_ref::<RequestError>().is_some());
+/// let err: HandlerError = ReplyError::from_static("NOT_FOUND", "no such user").into();
+/// assert!(err.downcast_ref::<ReplyError>().is_some());
 /// let err: HandlerError = std::io::Error::other("disk full").into();
-/// assert!(err.downcast_ref::<RequestError>().is_none());
+/// assert!(err.downcast_ref::<ReplyError>().is_none());
 /// ```
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -32,9 +32,9 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use webwire_server::{Router, Server, ServerError};
+/// use webwire_server::{MessageRouter, Server, ServerError};
 ///
-/// let err = Server::builder(Router::new())
+/// let err = Server::builder(MessageRouter::new())
 ///     .read_timeout(Duration::from_millis(10))
 ///     .build()
 ///     .unwrap_err();
@@ -157,31 +157,36 @@ pub enum SessionError {
     Store(#[source] SessionStoreError),
 }
 
-/// A request error chosen by the application: the client gets an error
-/// reply with this code and message.
+/// A handler's failure chosen by the application: it becomes the
+/// protocol's ReplyError message (docs/protocol.md 5.5;
+/// [`webwire_proto::ErrorReply`] on the wire), so the client gets this
+/// code and message as the answer to its request.
+///
+/// (On the client, the call then fails with `webwire_client::RequestError`,
+/// which also covers timeouts, closed connections and the like.)
 ///
 /// ```
-/// use webwire_server::RequestError;
+/// use webwire_server::ReplyError;
 ///
-/// let err = RequestError::from_static("BAD_SLEEP", "not a number");
+/// let err = ReplyError::from_static("BAD_SLEEP", "not a number");
 /// assert_eq!(err.code(), "BAD_SLEEP");
 /// assert_eq!(err.message(), "not a number");
 /// assert_eq!(err.to_string(), "BAD_SLEEP: not a number");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestError {
+pub struct ReplyError {
     code: ErrorCode,
     message: String,
 }
 
-impl RequestError {
+impl ReplyError {
     /// The code used when a payload cannot be read as the handler's type
     /// (see [`Json`](crate::Json)).
     pub const INVALID_PAYLOAD: &'static str = "INVALID_PAYLOAD";
-    /// The code the [`Router`](crate::Router) answers unknown request names with.
+    /// The code the [`MessageRouter`](crate::MessageRouter) answers unknown request names with.
     pub const UNKNOWN_REQUEST: &'static str = "UNKNOWN_REQUEST";
 
-    /// A request error with a validated code.
+    /// A reply error with a validated code.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -189,7 +194,7 @@ impl RequestError {
         }
     }
 
-    /// A request error whose code is a string literal.
+    /// A reply error whose code is a string literal.
     ///
     /// # Panics
     ///
@@ -200,7 +205,7 @@ impl RequestError {
         Self::new(ErrorCode::from_static(code), message)
     }
 
-    /// A request error with a code from a string, refused if the code is invalid.
+    /// A reply error with a code from a string, refused if the code is invalid.
     pub fn try_new(code: &str, message: impl Into<String>) -> Result<Self, ValueError> {
         Ok(Self::new(ErrorCode::try_from(code)?, message))
     }
@@ -220,13 +225,13 @@ impl RequestError {
     }
 }
 
-impl fmt::Display for RequestError {
+impl fmt::Display for ReplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
     }
 }
 
-impl std::error::Error for RequestError {}
+impl std::error::Error for ReplyError {}
 
 /// Why a connection ended, given to
 /// [`Handler::on_disconnected`](crate::Handler::on_disconnected).

@@ -6,26 +6,26 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use webwire_proto::{Payload, Request, Signal};
 
-use crate::{HandlerError, RequestError};
+use crate::{HandlerError, ReplyError};
 
 /// A typed payload, read from and written as UTF-8 JSON (serde).
 ///
 /// As a handler argument, the payload (of any encoding: binary, UTF-8 or
 /// UTF-16) is parsed as JSON; a payload that does not parse is answered
-/// with an error reply, code [`RequestError::INVALID_PAYLOAD`]. As a reply,
+/// with an error reply, code [`ReplyError::INVALID_PAYLOAD`]. As a reply,
 /// the value is serialized into a UTF-8 payload.
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
-/// use webwire_server::{Connection, Json, RequestError, Router};
+/// use webwire_server::{Connection, Json, ReplyError, MessageRouter};
 ///
 /// #[derive(Deserialize)]
 /// struct Add { a: i64, b: i64 }
 /// #[derive(Serialize)]
 /// struct Sum { sum: i64 }
 ///
-/// let router = Router::new().request("add", |_conn: Connection, Json(add): Json<Add>| async move {
-///     Ok::<_, RequestError>(Json(Sum { sum: add.a + add.b }))
+/// let router = MessageRouter::new().request("add", |_conn: Connection, Json(add): Json<Add>| async move {
+///     Ok::<_, ReplyError>(Json(Sum { sum: add.a + add.b }))
 /// });
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,60 +35,58 @@ pub struct Json<T>(pub T);
 /// with a request error (sent to the client as an error reply).
 pub trait FromRequest: Sized {
     /// Extracts the value.
-    fn from_request(request: Request) -> Result<Self, RequestError>;
+    fn from_request(request: Request) -> Result<Self, ReplyError>;
 }
 
 /// A value a signal handler can take: made from the signal, or refused
 /// (the signal is then dropped and the refusal logged).
 pub trait FromSignal: Sized {
     /// Extracts the value.
-    fn from_signal(signal: Signal) -> Result<Self, RequestError>;
+    fn from_signal(signal: Signal) -> Result<Self, ReplyError>;
 }
 
 impl FromRequest for Request {
-    fn from_request(request: Request) -> Result<Self, RequestError> {
+    fn from_request(request: Request) -> Result<Self, ReplyError> {
         Ok(request)
     }
 }
 
 impl FromSignal for Signal {
-    fn from_signal(signal: Signal) -> Result<Self, RequestError> {
+    fn from_signal(signal: Signal) -> Result<Self, ReplyError> {
         Ok(signal)
     }
 }
 
 /// Values made from the payload alone, for requests and signals alike.
 trait FromPayload: Sized {
-    fn from_payload(payload: Payload) -> Result<Self, RequestError>;
+    fn from_payload(payload: Payload) -> Result<Self, ReplyError>;
 }
 
 impl FromPayload for Payload {
-    fn from_payload(payload: Payload) -> Result<Self, RequestError> {
+    fn from_payload(payload: Payload) -> Result<Self, ReplyError> {
         Ok(payload)
     }
 }
 
 impl FromPayload for Bytes {
-    fn from_payload(payload: Payload) -> Result<Self, RequestError> {
+    fn from_payload(payload: Payload) -> Result<Self, ReplyError> {
         Ok(payload.into_bytes())
     }
 }
 
 impl FromPayload for String {
-    fn from_payload(payload: Payload) -> Result<Self, RequestError> {
+    fn from_payload(payload: Payload) -> Result<Self, ReplyError> {
         payload
             .to_text()
             .map(|text| text.into_owned())
-            .map_err(|err| {
-                RequestError::from_static(RequestError::INVALID_PAYLOAD, err.to_string())
-            })
+            .map_err(|err| ReplyError::from_static(ReplyError::INVALID_PAYLOAD, err.to_string()))
     }
 }
 
 impl<T: DeserializeOwned> FromPayload for Json<T> {
-    fn from_payload(payload: Payload) -> Result<Self, RequestError> {
+    fn from_payload(payload: Payload) -> Result<Self, ReplyError> {
         let invalid = |err: &dyn std::fmt::Display| {
-            RequestError::from_static(RequestError::INVALID_PAYLOAD, err.to_string())
+            ReplyError::from_static(ReplyError::INVALID_PAYLOAD, err.to_string())
         };
         let value = match payload.encoding() {
             webwire_proto::Encoding::Utf16 => {
@@ -105,12 +103,12 @@ macro_rules! from_payload {
     ($($ty:ty),*) => {
         $(
             impl FromRequest for $ty {
-                fn from_request(request: Request) -> Result<Self, RequestError> {
+                fn from_request(request: Request) -> Result<Self, ReplyError> {
                     FromPayload::from_payload(request.into_parts().2)
                 }
             }
             impl FromSignal for $ty {
-                fn from_signal(signal: Signal) -> Result<Self, RequestError> {
+                fn from_signal(signal: Signal) -> Result<Self, ReplyError> {
                     FromPayload::from_payload(signal.into_parts().1)
                 }
             }
@@ -121,13 +119,13 @@ macro_rules! from_payload {
 from_payload!(Payload, Bytes, String);
 
 impl<T: DeserializeOwned> FromRequest for Json<T> {
-    fn from_request(request: Request) -> Result<Self, RequestError> {
+    fn from_request(request: Request) -> Result<Self, ReplyError> {
         FromPayload::from_payload(request.into_parts().2)
     }
 }
 
 impl<T: DeserializeOwned> FromSignal for Json<T> {
-    fn from_signal(signal: Signal) -> Result<Self, RequestError> {
+    fn from_signal(signal: Signal) -> Result<Self, ReplyError> {
         FromPayload::from_payload(signal.into_parts().1)
     }
 }
@@ -186,7 +184,7 @@ impl<T: Serialize> IntoPayload for Json<T> {
 
 /// What a request handler's future resolves to: `Result<T, E>` with a
 /// reply value `T` ([`IntoPayload`]) and any error `E` (a
-/// [`RequestError`] becomes an error reply; anything else an internal
+/// [`ReplyError`] becomes an error reply; anything else an internal
 /// error).
 pub trait IntoReply {
     /// The reply's payload or the handler's error.
@@ -227,13 +225,13 @@ mod tests {
             assert_eq!(value, A { a: 1 });
         }
         let err = Json::<A>::from_request(request(Payload::utf8("{"))).unwrap_err();
-        assert_eq!(err.code(), RequestError::INVALID_PAYLOAD);
+        assert_eq!(err.code(), ReplyError::INVALID_PAYLOAD);
     }
 
     #[test]
     fn text_refuses_invalid_utf8() {
         let err = String::from_request(request(Payload::binary(vec![0xff]))).unwrap_err();
-        assert_eq!(err.code(), RequestError::INVALID_PAYLOAD);
+        assert_eq!(err.code(), ReplyError::INVALID_PAYLOAD);
         assert_eq!(
             String::from_request(request(Payload::utf16("hé"))).unwrap(),
             "hé"
@@ -242,10 +240,10 @@ mod tests {
 
     #[test]
     fn replies() {
-        let reply: Result<Json<u8>, RequestError> = Ok(Json(3));
+        let reply: Result<Json<u8>, ReplyError> = Ok(Json(3));
         assert_eq!(reply.into_reply().unwrap(), Payload::utf8("3"));
-        let reply: Result<(), RequestError> = Err(RequestError::from_static("E", "m"));
+        let reply: Result<(), ReplyError> = Err(ReplyError::from_static("E", "m"));
         let err = reply.into_reply().unwrap_err();
-        assert!(err.downcast_ref::<RequestError>().is_some());
+        assert!(err.downcast_ref::<ReplyError>().is_some());
     }
 }

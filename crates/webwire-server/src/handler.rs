@@ -11,7 +11,7 @@ use crate::{Connection, DisconnectReason, HandlerError};
 
 /// The application plugged into a server.
 ///
-/// Implement it directly for full control, or use a [`Router`](crate::Router),
+/// Implement it directly for full control, or use a [`MessageRouter`](crate::MessageRouter),
 /// which dispatches by message name. Only [`on_request`](Handler::on_request)
 /// is required; the other hooks do nothing by default.
 ///
@@ -21,19 +21,19 @@ use crate::{Connection, DisconnectReason, HandlerError};
 /// connection's [`Concurrency`](crate::Concurrency).
 ///
 /// A request hook returns the reply's payload, or an error: a
-/// [`RequestError`](crate::RequestError) becomes an error reply with its
+/// [`ReplyError`](crate::ReplyError) becomes an error reply with its
 /// code and message; any other error, or a panic, becomes an
 /// internal-error reply and is logged with `tracing`, never sent.
 ///
 /// ```
-/// use webwire_server::{Connection, Handler, HandlerError, Payload, Request, RequestError};
+/// use webwire_server::{Connection, Handler, HandlerError, Payload, Request, ReplyError};
 ///
 /// struct Echo;
 ///
 /// impl Handler for Echo {
 ///     async fn on_request(&self, _conn: &Connection, request: Request) -> Result<Payload, HandlerError> {
 ///         if request.name() == "fail" {
-///             return Err(RequestError::from_static("FAILED", "as asked").into());
+///             return Err(ReplyError::from_static("FAILED", "as asked").into());
 ///         }
 ///         Ok(request.payload().clone())
 ///     }

@@ -28,11 +28,11 @@ impl Server {
     ///
     /// ```
     /// use tokio_websockets::ClientBuilder;
-    /// use webwire_server::{Router, Server};
+    /// use webwire_server::{MessageRouter, Server};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = Server::builder(Router::new()).build()?;
+    /// let server = Server::builder(MessageRouter::new()).build()?;
     /// let pipe = server.connect_in_memory();
     /// let (_ws, response) = ClientBuilder::new()
     ///     .uri("ws://localhost/")?

@@ -2,7 +2,7 @@
 //! and signals over WebSocket, byte-compatible with the original Go and
 //! JavaScript clients.
 //!
-//! The application plugs in a [`Handler`] (or a [`Router`] that dispatches
+//! The application plugs in a [`Handler`] (or a [`MessageRouter`] that dispatches
 //! by message name); the server runs standalone on its own port
 //! ([`Server::bind`], optionally with TLS) or mounts into an existing axum
 //! or hyper application as a tower service ([`Server::service`]).
@@ -42,9 +42,9 @@
 //!   [`ServerBuilder::cluster`]): broadcasts, room and session signals,
 //!   close everywhere and the per-session limit across nodes.
 //! - `handler`, `router`, `extract`: the application's side: [`Handler`]
-//!   hooks (messages, connections, session events), the [`Router`] with its
+//!   hooks (messages, connections, session events), the [`MessageRouter`] with its
 //!   optional [`State`], typed arguments and replies.
-//! - `error`: [`ServerError`], [`SignalError`], [`RequestError`],
+//! - `error`: [`ServerError`], [`SignalError`], [`ReplyError`],
 //!   [`SessionError`], [`DisconnectReason`].
 //! - `session`: [`SessionManager`] (the application's session storage, with
 //!   [`FileSessionManager`], the default, and [`MemorySessionManager`]),
@@ -62,15 +62,15 @@
 //! # Example
 //!
 //! ```no_run
-//! use webwire_server::{Connection, Json, Request, RequestError, Router, Server};
+//! use webwire_server::{Connection, Json, Request, ReplyError, MessageRouter, Server};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let router = Router::new()
+//! let router = MessageRouter::new()
 //!     .request("echo", |_conn: Connection, req: Request| async move {
-//!         Ok::<_, RequestError>(req.payload().clone())
+//!         Ok::<_, ReplyError>(req.payload().clone())
 //!     })
 //!     .request("sum", |Json(numbers): Json<Vec<i64>>| async move {
-//!         Ok::<_, RequestError>(Json(numbers.iter().sum::<i64>()))
+//!         Ok::<_, ReplyError>(Json(numbers.iter().sum::<i64>()))
 //!     });
 //! let server = Server::builder(router).build()?;
 //! let listener = server.bind("127.0.0.1:8080").await?;
@@ -112,7 +112,7 @@ mod wire;
 pub use cluster::{Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, SessionJoin};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, ConnectionStats, IntoName};
 pub use error::{
-    DisconnectReason, HandlerError, RequestError, ServerError, SessionError, SignalError,
+    DisconnectReason, HandlerError, ReplyError, ServerError, SessionError, SignalError,
 };
 pub use extract::{FromRequest, FromSignal, IntoPayload, IntoReply, Json};
 pub use handler::Handler;
@@ -122,7 +122,7 @@ pub use listener::Listener;
 pub use options::{Concurrency, ConnectionOptions, Refusal};
 pub use origin::OriginPolicy;
 pub use room::{RoomError, MAX_ROOM_NAME_LEN};
-pub use router::{RequestHandler, Router, SessionHook, SignalHandler, State};
+pub use router::{MessageRouter, RequestHandler, SessionHook, SignalHandler, State};
 pub use server::{Server, ServerBuilder};
 pub use service::WebwireService;
 pub use session::{

@@ -32,11 +32,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// read [`local_addr`](Self::local_addr), and spawn [`run`](Self::run):
 ///
 /// ```
-/// use webwire_server::{Router, Server};
+/// use webwire_server::{MessageRouter, Server};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::builder(Router::new()).build()?;
+/// let server = Server::builder(MessageRouter::new()).build()?;
 /// let listener = server.bind("127.0.0.1:0").await?;
 /// let addr = listener.local_addr();
 /// assert_ne!(addr.port(), 0);

@@ -185,9 +185,9 @@ impl Connection {
     /// when it closes.
     ///
     /// ```
-    /// use webwire_server::{Connection, Payload, Router};
+    /// use webwire_server::{Connection, Payload, MessageRouter};
     ///
-    /// let router = Router::new().request("join", |conn: Connection, room: String| async move {
+    /// let router = MessageRouter::new().request("join", |conn: Connection, room: String| async move {
     ///     conn.join_room(&room)?;
     ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
     /// });

@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use webwire_proto::{Name, Payload, Request, Session, Signal};
 
 use crate::extract::{FromRequest, FromSignal, IntoReply};
-use crate::{Connection, DisconnectReason, Handler, HandlerError, RequestError};
+use crate::{Connection, DisconnectReason, Handler, HandlerError, ReplyError};
 
 type ErasedRequest = Arc<
     dyn Fn(Connection, Request) -> BoxFuture<'static, Result<Payload, HandlerError>> + Send + Sync,
@@ -25,7 +25,7 @@ type DisconnectHook =
 type ErasedSessionHook<A> = Arc<dyn Fn(Connection, A) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// The router's state, as a handler argument: a clone of the value given
-/// to [`Router::with_state`].
+/// to [`MessageRouter::with_state`].
 ///
 /// Request and signal handlers take it first
 /// (`Fn(State<S>, Connection, X)` or `Fn(State<S>, X)`), and so do session
@@ -34,16 +34,16 @@ type ErasedSessionHook<A> = Arc<dyn Fn(Connection, A) -> BoxFuture<'static, ()> 
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;
-/// use webwire_server::{Connection, Payload, RequestError, Router, State};
+/// use webwire_server::{Connection, Payload, ReplyError, MessageRouter, State};
 ///
 /// #[derive(Clone, Default)]
 /// struct App {
 ///     hits: Arc<AtomicU64>,
 /// }
 ///
-/// let router = Router::with_state(App::default())
+/// let router = MessageRouter::with_state(App::default())
 ///     .request("hit", |State(app): State<App>, _: Payload| async move {
-///         Ok::<_, RequestError>((app.hits.fetch_add(1, Ordering::Relaxed) + 1).to_string())
+///         Ok::<_, ReplyError>((app.hits.fetch_add(1, Ordering::Relaxed) + 1).to_string())
 ///     })
 ///     .signal("reset", |State(app): State<App>, _conn: Connection, _: Payload| async move {
 ///         app.hits.store(0, Ordering::Relaxed);
@@ -58,7 +58,7 @@ pub struct State<S>(pub S);
 /// the future resolves to a `Result` whose value is a reply
 /// ([`IntoReply`]).
 ///
-/// With a router state `S` ([`Router::with_state`]), the function may
+/// With a router state `S` ([`MessageRouter::with_state`]), the function may
 /// also take the [`State<S>`] first: `Fn(State<S>, Connection, X)` or
 /// `Fn(State<S>, X)`.
 ///
@@ -240,7 +240,7 @@ where
 }
 
 /// An async function that can handle a session event (see
-/// [`Router::on_session_created`]): `Fn(Connection, A)` or, with a router
+/// [`MessageRouter::on_session_created`]): `Fn(Connection, A)` or, with a router
 /// state `S`, `Fn(State<S>, Connection, A)`, where `A` is the event's
 /// value (the [`Session`], or the closed session's key).
 pub trait SessionHook<T, A, S = ()>: Send + Sync + 'static {
@@ -269,42 +269,44 @@ where
     }
 }
 
-/// A [`Handler`] that dispatches requests and signals by name.
+/// A [`Handler`] that dispatches webwire requests and signals by message
+/// name. (Not an HTTP router: mounted in an axum app, it sits behind an
+/// `axum::Router` route, see [`Server::service`](crate::Server::service).)
 ///
 /// Unknown request names go to the request fallback, by default an error
-/// reply with code [`RequestError::UNKNOWN_REQUEST`]; unknown signals go to
+/// reply with code [`ReplyError::UNKNOWN_REQUEST`]; unknown signals go to
 /// the signal fallback, by default ignored. The empty name is a name like
 /// any other (`request("", ...)`).
 ///
 /// ```
-/// use webwire_server::{Connection, Json, Payload, Request, RequestError, Router, Signal};
+/// use webwire_server::{Connection, Json, Payload, Request, ReplyError, MessageRouter, Signal};
 ///
-/// let router = Router::new()
+/// let router = MessageRouter::new()
 ///     // The raw request: name, id and payload with its encoding.
 ///     .request("echo", |_conn: Connection, req: Request| async move {
-///         Ok::<_, RequestError>(req.payload().clone())
+///         Ok::<_, ReplyError>(req.payload().clone())
 ///     })
 ///     // The payload as text (UTF-8 or UTF-16); a `String` reply is UTF-8.
 ///     .request("greet", |name: String| async move {
-///         Ok::<_, RequestError>(format!("hello, {name}"))
+///         Ok::<_, ReplyError>(format!("hello, {name}"))
 ///     })
 ///     // Typed JSON in and out.
 ///     .request("double", |Json(n): Json<i64>| async move {
-///         Ok::<_, RequestError>(Json(n * 2))
+///         Ok::<_, ReplyError>(Json(n * 2))
 ///     })
 ///     .signal("typing", |conn: Connection, _: Payload| async move {
 ///         println!("{} is typing", conn.id());
 ///     })
 ///     .request_fallback(|req: Request| async move {
-///         Err::<(), _>(RequestError::from_static("NOPE", format!("no {}", req.name())))
+///         Err::<(), _>(ReplyError::from_static("NOPE", format!("no {}", req.name())))
 ///     });
 /// ```
 ///
 /// A router may carry a state `S` shared by its handlers
-/// ([`Router::with_state`], taken with [`State<S>`]); `Router` alone is a
-/// router without state (`Router<()>`).
+/// ([`MessageRouter::with_state`], taken with [`State<S>`]); `MessageRouter` alone is a
+/// router without state (`MessageRouter<()>`).
 #[derive(Clone, Default)]
-pub struct Router<S = ()> {
+pub struct MessageRouter<S = ()> {
     state: S,
     requests: Routes<ErasedRequest>,
     signals: Routes<ErasedSignal>,
@@ -329,35 +331,35 @@ fn route_name(name: &str) -> Name {
     }
 }
 
-impl Router {
+impl MessageRouter {
     /// A router without routes and without state.
     pub fn new() -> Self {
         Self::default()
     }
 }
 
-impl<S: Clone + Send + Sync + 'static> Router<S> {
+impl<S: Clone + Send + Sync + 'static> MessageRouter<S> {
     /// A router without routes whose handlers and session hooks can take
     /// `state` (a clone of it per call: share what changes behind an
     /// `Arc`) as their first argument, [`State<S>`]. Handlers without a
-    /// `State` argument work as with [`Router::new`].
+    /// `State` argument work as with [`MessageRouter::new`].
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// use webwire_server::{Connection, Payload, RequestError, Router, Session, State};
+    /// use webwire_server::{Connection, Payload, ReplyError, MessageRouter, Session, State};
     ///
     /// #[derive(Clone, Default)]
     /// struct App {
     ///     log: Arc<Mutex<Vec<String>>>,
     /// }
     ///
-    /// let router = Router::with_state(App::default())
+    /// let router = MessageRouter::with_state(App::default())
     ///     .request("say", |State(app): State<App>, text: String| async move {
     ///         app.log.lock().unwrap().push(text);
-    ///         Ok::<_, RequestError>("ok")
+    ///         Ok::<_, ReplyError>("ok")
     ///     })
     ///     .request("echo", |_conn: Connection, payload: Payload| async move {
-    ///         Ok::<_, RequestError>(payload)
+    ///         Ok::<_, ReplyError>(payload)
     ///     })
     ///     .on_session_created(|State(app): State<App>, conn: Connection, _: Session| async move {
     ///         app.log.lock().unwrap().push(format!("{} signed in", conn.id()));
@@ -381,7 +383,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// The router's state.
     ///
     /// ```
-    /// let router = webwire_server::Router::with_state(7_u32);
+    /// let router = webwire_server::MessageRouter::with_state(7_u32);
     /// assert_eq!(*router.state(), 7);
     /// ```
     pub fn state(&self) -> &S {
@@ -448,9 +450,9 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// ([`Handler::on_session_created`]), with a copy of the session.
     ///
     /// ```
-    /// use webwire_server::{Connection, Router, Session};
+    /// use webwire_server::{Connection, MessageRouter, Session};
     ///
-    /// let router = Router::new().on_session_created(|conn: Connection, session: Session| async move {
+    /// let router = MessageRouter::new().on_session_created(|conn: Connection, session: Session| async move {
     ///     println!("{} signed in ({:?})", conn.id(), session.info);
     /// });
     /// ```
@@ -463,9 +465,9 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// ([`Handler::on_session_restored`]), with a copy of the session.
     ///
     /// ```
-    /// use webwire_server::{Connection, Router, Session};
+    /// use webwire_server::{Connection, MessageRouter, Session};
     ///
-    /// let router = Router::new().on_session_restored(|conn: Connection, session: Session| async move {
+    /// let router = MessageRouter::new().on_session_restored(|conn: Connection, session: Session| async move {
     ///     println!("{} is back ({:?})", conn.id(), session.info);
     /// });
     /// ```
@@ -479,9 +481,9 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// the session's key. Not called when the connection ends.
     ///
     /// ```
-    /// use webwire_server::{Connection, Router};
+    /// use webwire_server::{Connection, MessageRouter};
     ///
-    /// let router = Router::new().on_session_closed(|conn: Connection, _key: String| async move {
+    /// let router = MessageRouter::new().on_session_closed(|conn: Connection, _key: String| async move {
     ///     println!("{} signed out", conn.id());
     /// });
     /// ```
@@ -517,9 +519,9 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
     /// use std::sync::Arc;
-    /// use webwire_server::{Router, State};
+    /// use webwire_server::{MessageRouter, State};
     ///
-    /// let router = Router::with_state(Arc::new(AtomicUsize::new(0)))
+    /// let router = MessageRouter::with_state(Arc::new(AtomicUsize::new(0)))
     ///     .on_connect_with_state(|State(online): State<Arc<AtomicUsize>>, _conn| async move {
     ///         online.fetch_add(1, Ordering::Relaxed);
     ///     })
@@ -554,7 +556,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     }
 }
 
-impl<S: Clone + Send + Sync + 'static> Handler for Router<S> {
+impl<S: Clone + Send + Sync + 'static> Handler for MessageRouter<S> {
     fn on_connected(&self, conn: &Connection) -> impl Future<Output = ()> + Send {
         let hook = self.on_connect.as_ref().map(|hook| hook(conn.clone()));
         async move {
@@ -626,8 +628,8 @@ impl<S: Clone + Send + Sync + 'static> Handler for Router<S> {
         {
             Some(handler) => handler(conn.clone(), request),
             None => {
-                let err = RequestError::from_static(
-                    RequestError::UNKNOWN_REQUEST,
+                let err = ReplyError::from_static(
+                    ReplyError::UNKNOWN_REQUEST,
                     format!("no handler for request {:?}", request.name().as_str()),
                 );
                 futures_util::future::ready(Err(err.into())).boxed()
@@ -650,13 +652,13 @@ fn run_hook<A>(
     }
 }
 
-impl<S> fmt::Debug for Router<S> {
+impl<S> fmt::Debug for MessageRouter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut requests: Vec<_> = self.requests.keys().map(Name::as_str).collect();
         requests.sort_unstable();
         let mut signals: Vec<_> = self.signals.keys().map(Name::as_str).collect();
         signals.sort_unstable();
-        f.debug_struct("Router")
+        f.debug_struct("MessageRouter")
             .field("requests", &requests)
             .field("signals", &signals)
             .field("request_fallback", &self.request_fallback.is_some())

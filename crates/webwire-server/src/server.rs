@@ -107,11 +107,11 @@ impl Shared {
 /// them all and shut the server down.
 ///
 /// ```no_run
-/// use webwire_server::{Connection, Payload, Request, Router, RequestError, Server};
+/// use webwire_server::{Connection, Payload, Request, MessageRouter, ReplyError, Server};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let router = Router::new().request("echo", |_conn: Connection, req: Request| async move {
-///     Ok::<_, RequestError>(req.payload().clone())
+/// let router = MessageRouter::new().request("echo", |_conn: Connection, req: Request| async move {
+///     Ok::<_, ReplyError>(req.payload().clone())
 /// });
 /// let server = Server::builder(router).build()?;
 /// let listener = server.bind("127.0.0.1:0").await?;
@@ -297,7 +297,7 @@ impl Server {
     /// Fails only when the signal itself is invalid or too large.
     ///
     /// ```
-    /// use webwire_server::{Connection, Payload, Router, Server};
+    /// use webwire_server::{Connection, Payload, MessageRouter, Server};
     ///
     /// # fn f(server: Server, sender: Connection) -> Result<(), webwire_server::SignalError> {
     /// // Everybody in the lobby but the sender.
@@ -493,9 +493,9 @@ impl fmt::Debug for Server {
 ///
 /// ```
 /// use std::time::Duration;
-/// use webwire_server::{Concurrency, OriginPolicy, Router, Server};
+/// use webwire_server::{Concurrency, OriginPolicy, MessageRouter, Server};
 ///
-/// let server = Server::builder(Router::new())
+/// let server = Server::builder(MessageRouter::new())
 ///     .read_timeout(Duration::from_secs(30))
 ///     .message_buffer_size(64 * 1024)
 ///     .sub_protocol("chat")
@@ -521,9 +521,9 @@ impl<H: Handler> ServerBuilder<H> {
     ///
     /// ```no_run
     /// # fn f(cluster: std::sync::Arc<dyn webwire_server::Cluster>) -> Result<(), webwire_server::ServerError> {
-    /// use webwire_server::{Router, Server};
+    /// use webwire_server::{MessageRouter, Server};
     ///
-    /// let server = Server::builder(Router::new()).cluster(cluster).build()?;
+    /// let server = Server::builder(MessageRouter::new()).cluster(cluster).build()?;
     /// # Ok(())
     /// # }
     /// ```
@@ -620,9 +620,9 @@ impl<H: Handler> ServerBuilder<H> {
     /// [`Server::service`] refuses heads past this one all the same.
     ///
     /// ```
-    /// use webwire_server::{Router, Server};
+    /// use webwire_server::{MessageRouter, Server};
     ///
-    /// let server = Server::builder(Router::new()).max_header_bytes(32 * 1024).build()?;
+    /// let server = Server::builder(MessageRouter::new()).max_header_bytes(32 * 1024).build()?;
     /// # Ok::<(), webwire_server::ServerError>(())
     /// ```
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
@@ -641,9 +641,9 @@ impl<H: Handler> ServerBuilder<H> {
     /// accept it with per-connection options.
     ///
     /// ```
-    /// use webwire_server::{Concurrency, ConnectionOptions, Refusal, Router, Server};
+    /// use webwire_server::{Concurrency, ConnectionOptions, Refusal, MessageRouter, Server};
     ///
-    /// let server = Server::builder(Router::new())
+    /// let server = Server::builder(MessageRouter::new())
     ///     .before_upgrade(|info| {
     ///         if info.headers().contains_key("x-api-key") {
     ///             Ok(ConnectionOptions::new().concurrency(Concurrency::Unlimited))
@@ -667,9 +667,9 @@ impl<H: Handler> ServerBuilder<H> {
     /// session requests are answered with ReplySessionsDisabled.
     ///
     /// ```
-    /// use webwire_server::{Router, Server};
+    /// use webwire_server::{MessageRouter, Server};
     ///
-    /// let server = Server::builder(Router::new()).sessions_enabled(false).build()?;
+    /// let server = Server::builder(MessageRouter::new()).sessions_enabled(false).build()?;
     /// # Ok::<(), webwire_server::ServerError>(())
     /// ```
     pub fn sessions_enabled(mut self, enabled: bool) -> Self {
@@ -682,9 +682,9 @@ impl<H: Handler> ServerBuilder<H> {
     /// ReplyMaxSessConnsReached. Default 0: no limit.
     ///
     /// ```
-    /// use webwire_server::{Router, Server};
+    /// use webwire_server::{MessageRouter, Server};
     ///
-    /// let server = Server::builder(Router::new()).max_session_connections(3).build()?;
+    /// let server = Server::builder(MessageRouter::new()).max_session_connections(3).build()?;
     /// # Ok::<(), webwire_server::ServerError>(())
     /// ```
     pub fn max_session_connections(mut self, max: usize) -> Self {
@@ -699,9 +699,9 @@ impl<H: Handler> ServerBuilder<H> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use webwire_server::{FileSessionManager, Router, Server};
+    /// use webwire_server::{FileSessionManager, MessageRouter, Server};
     ///
-    /// let server = Server::builder(Router::new())
+    /// let server = Server::builder(MessageRouter::new())
     ///     .session_manager(Arc::new(FileSessionManager::new("/var/lib/app/sessions")))
     ///     .build()?;
     /// # Ok::<(), webwire_server::ServerError>(())
@@ -717,9 +717,9 @@ impl<H: Handler> ServerBuilder<H> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use webwire_server::{DefaultKeyGenerator, Router, Server};
+    /// use webwire_server::{DefaultKeyGenerator, MessageRouter, Server};
     ///
-    /// let server = Server::builder(Router::new())
+    /// let server = Server::builder(MessageRouter::new())
     ///     .session_key_generator(Arc::new(DefaultKeyGenerator))
     ///     .build()?;
     /// # Ok::<(), webwire_server::ServerError>(())

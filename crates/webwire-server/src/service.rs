@@ -20,10 +20,10 @@ use crate::Server;
 ///
 /// ```no_run
 /// use axum::routing::get;
-/// use webwire_server::{Router, Server};
+/// use webwire_server::{MessageRouter, Server};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let webwire = Server::builder(Router::new()).build()?;
+/// let webwire = Server::builder(MessageRouter::new()).build()?;
 /// let app = axum::Router::new()
 ///     .route("/", get(|| async { "hello" }))
 ///     .route_service("/ws", webwire.service());

@@ -13,11 +13,11 @@ use crate::ServerError;
 /// The certificate and key a [`Listener`](crate::Listener) serves `wss://` with.
 ///
 /// ```no_run
-/// use webwire_server::{Router, Server, TlsConfig};
+/// use webwire_server::{MessageRouter, Server, TlsConfig};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
-/// let server = Server::builder(Router::new()).build()?;
+/// let server = Server::builder(MessageRouter::new()).build()?;
 /// let listener = server.bind_tls("0.0.0.0:443", tls).await?;
 /// listener.run().await?;
 /// # Ok(())

@@ -57,9 +57,9 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
         tracing::debug!(origin = ?request.headers().get(http::header::ORIGIN), "upgrade refused: origin not allowed");
         return status(StatusCode::FORBIDDEN, "origin not allowed");
     }
-    let slot = match &shared.connection_limit {
+    let limit_permit = match &shared.connection_limit {
         Some(limit) => match limit.clone().try_acquire_owned() {
-            Ok(slot) => Some(slot),
+            Ok(permit) => Some(permit),
             Err(_) => {
                 tracing::debug!("upgrade refused: connection limit reached");
                 return status(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
@@ -97,7 +97,7 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
         Accepted {
             info,
             options,
-            slot,
+            limit_permit,
         },
     );
 

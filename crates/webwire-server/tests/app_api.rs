@@ -12,8 +12,8 @@ use common::{eventually, reply_text, within, TestClient, TestServer};
 use serde_json::json;
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
 use webwire_server::{
-    Connection, ConnectionId, Handler, HandlerError, MemorySessionManager, Request, RequestError,
-    Router, Server, Session, State,
+    Connection, ConnectionId, Handler, HandlerError, MemorySessionManager, MessageRouter,
+    ReplyError, Request, Server, Session, State,
 };
 
 /// The application's state: what the hooks saw, in order.
@@ -46,22 +46,22 @@ fn user(session: &Session) -> String {
 
 /// `login` creates a session for the user named by the payload, `logout`
 /// closes it on this connection; every session hook records itself.
-fn router(app: App) -> Router<App> {
-    Router::with_state(app)
+fn router(app: App) -> MessageRouter<App> {
+    MessageRouter::with_state(app)
         .request("login", |conn: Connection, user: String| async move {
             let info = json!({ "user": user }).as_object().cloned();
             let session = conn
                 .create_session(info)
                 .await
-                .map_err(|err| RequestError::from_static("CREATE", err.to_string()))?;
-            Ok::<_, RequestError>(session.key)
+                .map_err(|err| ReplyError::from_static("CREATE", err.to_string()))?;
+            Ok::<_, ReplyError>(session.key)
         })
         .request("logout", |conn: Connection, _: Payload| async move {
             let had = conn
                 .close_session()
                 .await
-                .map_err(|err| RequestError::from_static("CLOSE", err.to_string()))?;
-            Ok::<_, RequestError>(had.to_string())
+                .map_err(|err| ReplyError::from_static("CLOSE", err.to_string()))?;
+            Ok::<_, ReplyError>(had.to_string())
         })
         .on_session_created(
             |State(app): State<App>, conn: Connection, session: Session| async move {
@@ -214,7 +214,7 @@ async fn session_hooks_see_create_restore_and_every_close() {
 }
 
 /// A handler implementing the hooks itself (the trait's defaults are
-/// no-ops: the router test above covers them through `Router`).
+/// no-ops: the router test above covers them through `MessageRouter`).
 struct Direct(App);
 
 impl Handler for Direct {
@@ -262,23 +262,21 @@ async fn state_reaches_handlers_and_ids_travel_as_numbers() {
     struct Counter(Arc<Mutex<u64>>, Arc<Mutex<u64>>);
 
     let counter = Counter(Arc::default(), Arc::default());
-    let router = Router::with_state(counter.clone())
+    let router = MessageRouter::with_state(counter.clone())
         .request("add", |State(c): State<Counter>, n: String| async move {
-            let n: u64 = n
-                .parse()
-                .map_err(|_| RequestError::from_static("NAN", "n"))?;
+            let n: u64 = n.parse().map_err(|_| ReplyError::from_static("NAN", "n"))?;
             let mut total = c.0.lock().unwrap();
             *total += n;
-            Ok::<_, RequestError>(total.to_string())
+            Ok::<_, ReplyError>(total.to_string())
         })
         .request(
             "id",
             |State(_): State<Counter>, conn: Connection, _: Payload| async move {
-                Ok::<_, RequestError>(conn.id().get().to_string())
+                Ok::<_, ReplyError>(conn.id().get().to_string())
             },
         )
         .request("plain", |_conn: Connection, text: String| async move {
-            Ok::<_, RequestError>(text)
+            Ok::<_, ReplyError>(text)
         })
         .signal(
             "bump",
@@ -343,16 +341,16 @@ async fn data_kept_on_a_connection() {
     #[derive(Clone, Default)]
     struct Topics(Vec<String>);
 
-    let router = Router::new()
+    let router = MessageRouter::new()
         .request("subscribe", |conn: Connection, topic: String| async move {
             let mut ext = conn.extensions();
             let topics = ext.get_or_insert_default::<Topics>();
             topics.0.push(topic);
-            Ok::<_, RequestError>(topics.0.join(","))
+            Ok::<_, ReplyError>(topics.0.join(","))
         })
         .request("topics", |conn: Connection, _: Payload| async move {
             let topics = conn.extensions().get::<Topics>().cloned();
-            Ok::<_, RequestError>(topics.map_or_else(|| "none".into(), |t| t.0.join(",")))
+            Ok::<_, ReplyError>(topics.map_or_else(|| "none".into(), |t| t.0.join(",")))
         });
     let server = TestServer::start(Server::builder(router)).await;
     let mut a = server.connect().await;

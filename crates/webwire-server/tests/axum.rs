@@ -12,18 +12,19 @@ use common::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use webwire_proto::Payload;
-use webwire_server::{Connection, Request, RequestError, Router, Server};
+use webwire_server::{Connection, MessageRouter, ReplyError, Request, Server};
 
 #[tokio::test]
 async fn mounted_in_an_axum_app_beside_an_http_route() {
     common::init_logs();
-    let router = Router::new().request("whoami", |conn: Connection, _: Request| async move {
-        Ok::<_, RequestError>(format!(
-            "{} {}",
-            conn.info().uri().path(),
-            conn.remote_addr().is_some()
-        ))
-    });
+    let router =
+        MessageRouter::new().request("whoami", |conn: Connection, _: Request| async move {
+            Ok::<_, ReplyError>(format!(
+                "{} {}",
+                conn.info().uri().path(),
+                conn.remote_addr().is_some()
+            ))
+        });
     let webwire = Server::builder(router).build().unwrap();
     let app = axum::Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -105,7 +106,7 @@ async fn serve_app(
 /// the webwire service itself answers 431).
 #[tokio::test]
 async fn headless_client_mistakes_get_4xx_and_no_error_log() {
-    let webwire = Server::builder(Router::new()).build().unwrap();
+    let webwire = Server::builder(MessageRouter::new()).build().unwrap();
     let (addr, stop_app, serving) = serve_app(&webwire).await;
     check_bad_handshakes(addr, "/ws").await;
     within("webwire shutdown", webwire.shutdown()).await;
@@ -117,7 +118,7 @@ async fn headless_client_mistakes_get_4xx_and_no_error_log() {
 #[tokio::test]
 async fn headless_upgrade_headers_are_bounded_with_431() {
     for (limit, set) in [(16 * 1024, None), (4096, Some(4096))] {
-        let mut builder = Server::builder(Router::new());
+        let mut builder = Server::builder(MessageRouter::new());
         if let Some(limit) = set {
             builder = builder.max_header_bytes(limit);
         }
@@ -140,7 +141,7 @@ async fn an_http_server_without_upgrades_is_a_server_fault() {
     use tower::ServiceExt as _;
 
     let (logs, _guard) = LogCapture::start();
-    let webwire = Server::builder(Router::new()).build().unwrap();
+    let webwire = Server::builder(MessageRouter::new()).build().unwrap();
     let mut request = http::Request::get("/ws");
     for line in upgrade_headers() {
         let (name, value) = line.split_once(": ").unwrap();

@@ -14,14 +14,14 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_websockets::Message;
 use webwire_proto::{ParseError, Payload, ServerMessage};
 use webwire_server::{
-    Concurrency, Connection, DisconnectReason, Request, RequestError, Router, Server,
+    Concurrency, Connection, DisconnectReason, MessageRouter, ReplyError, Request, Server,
 };
 
 /// A router that echoes, and reports every disconnect reason.
-fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> Router {
-    Router::new()
+fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
+    MessageRouter::new()
         .request("echo", |req: Request| async move {
-            Ok::<_, RequestError>(req.payload().clone())
+            Ok::<_, ReplyError>(req.payload().clone())
         })
         .on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
             let reasons = reasons.clone();
@@ -218,9 +218,9 @@ async fn requests_arriving_with_the_close_frame_still_end_with_a_clean_close() {
 
 #[tokio::test]
 async fn a_thousand_requests_in_flight_with_limit_one_are_answered_in_order() {
-    let router = Router::new().request("slow-echo", |req: Request| async move {
+    let router = MessageRouter::new().request("slow-echo", |req: Request| async move {
         tokio::task::yield_now().await;
-        Ok::<_, RequestError>(req.payload().clone())
+        Ok::<_, ReplyError>(req.payload().clone())
     });
     let server = TestServer::start(Server::builder(router)).await;
     let mut client = server.connect().await;
@@ -261,7 +261,7 @@ async fn a_signal_flood_never_runs_more_handlers_than_the_limit() {
     let gate = Arc::new(Semaphore::new(0));
     let router = {
         let (gauge, gate) = (gauge.clone(), gate.clone());
-        Router::new().signal("work", move |_: Payload| {
+        MessageRouter::new().signal("work", move |_: Payload| {
             let (gauge, gate) = (gauge.clone(), gate.clone());
             async move {
                 let now = gauge.running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -330,7 +330,7 @@ async fn a_client_that_does_not_read_cannot_grow_the_server() {
     const REQUESTS: usize = 2000;
     let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
     let router = echo_router(reasons_tx).request("big", |_: Payload| async move {
-        Ok::<_, RequestError>(vec![0u8; 60 * 1024])
+        Ok::<_, ReplyError>(vec![0u8; 60 * 1024])
     });
     let server = TestServer::start(
         Server::builder(router)
@@ -388,13 +388,14 @@ async fn a_client_that_does_not_read_cannot_grow_the_server() {
 #[tokio::test]
 async fn signals_queued_by_a_handler_go_before_its_reply_and_are_counted() {
     for concurrency in [Concurrency::limited(1), Concurrency::Unlimited] {
-        let router = Router::new().request("five", |conn: Connection, _: Payload| async move {
-            for i in 0..5 {
-                conn.try_signal("progress", Payload::utf8(i.to_string()))
-                    .unwrap();
-            }
-            Ok::<_, RequestError>("done")
-        });
+        let router =
+            MessageRouter::new().request("five", |conn: Connection, _: Payload| async move {
+                for i in 0..5 {
+                    conn.try_signal("progress", Payload::utf8(i.to_string()))
+                        .unwrap();
+                }
+                Ok::<_, ReplyError>("done")
+            });
         let server = TestServer::start(Server::builder(router).concurrency(concurrency)).await;
         let mut client = server.connect().await;
         eventually("connected", || server.server.connection_count() == 1).await;

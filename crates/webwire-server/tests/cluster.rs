@@ -15,7 +15,7 @@ use common::{eventually, reply_text, within, TestClient, TestServer};
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
 use webwire_server::{
     Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, Connection,
-    MemorySessionManager, Router, Server, SessionJoin,
+    MemorySessionManager, MessageRouter, Server, SessionJoin,
 };
 
 /// What the fake cluster answers to a restore's request for a place.
@@ -100,8 +100,8 @@ impl Cluster for Fake {
     }
 }
 
-fn router() -> Router {
-    Router::new()
+fn router() -> MessageRouter {
+    MessageRouter::new()
         .request("login", |conn: Connection, _: Payload| async move {
             let session = conn.create_session(None).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session.key)

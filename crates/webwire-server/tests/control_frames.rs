@@ -14,10 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Name, Payload, Request, RequestId};
-use webwire_server::{Connection, DisconnectReason, RequestError, Router, Server};
+use webwire_server::{Connection, DisconnectReason, MessageRouter, ReplyError, Server};
 
-fn reporting_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> Router {
-    Router::new().on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
+fn reporting_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
+    MessageRouter::new().on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
         let reasons = reasons.clone();
         async move {
             let _ = reasons.send(reason);
@@ -180,7 +180,7 @@ async fn a_client_sending_past_the_size_limit_receives_the_close_frame_not_a_res
     const SENT: usize = 256 * 1024;
     let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
     let router = reporting_router(reasons_tx).request("fill", |_: Payload| async move {
-        Ok::<_, RequestError>(vec![b'r'; BUFFER - 1024])
+        Ok::<_, ReplyError>(vec![b'r'; BUFFER - 1024])
     });
     // The linger lasts at most the close timeout: longer than any wait here.
     let server = TestServer::start(

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use webwire_server::{MemorySessionManager, Router, Server};
+use webwire_server::{MemorySessionManager, MessageRouter, Server};
 
 /// Log lines written while `f` runs, at INFO and above.
 fn logs_of(f: impl FnOnce()) -> String {
@@ -34,7 +34,7 @@ fn logs_of(f: impl FnOnce()) -> String {
 #[test]
 fn the_default_session_folder_is_logged_when_the_server_is_built() {
     let logs = logs_of(|| {
-        Server::builder(Router::new()).build().unwrap();
+        Server::builder(MessageRouter::new()).build().unwrap();
     });
     let folder = std::env::current_dir().unwrap().join("webwire-sessions");
     assert!(
@@ -51,14 +51,14 @@ fn the_default_session_folder_is_logged_when_the_server_is_built() {
 #[test]
 fn no_folder_is_logged_with_another_store_or_without_sessions() {
     let chosen = logs_of(|| {
-        Server::builder(Router::new())
+        Server::builder(MessageRouter::new())
             .session_manager(Arc::new(MemorySessionManager::new()))
             .build()
             .unwrap();
     });
     assert!(!chosen.contains("webwire-sessions"), "{chosen}");
     let disabled = logs_of(|| {
-        Server::builder(Router::new())
+        Server::builder(MessageRouter::new())
             .sessions_enabled(false)
             .build()
             .unwrap();

@@ -12,13 +12,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_websockets::Message;
 use webwire_proto::{ClientMessage, Payload};
-use webwire_server::{Connection, DisconnectReason, Request, RequestError, Router, Server};
+use webwire_server::{Connection, DisconnectReason, MessageRouter, ReplyError, Request, Server};
 
 /// A router that echoes and reports every disconnect reason.
-fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> Router {
-    Router::new()
+fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
+    MessageRouter::new()
         .request("echo", |req: Request| async move {
-            Ok::<_, RequestError>(req.payload().clone())
+            Ok::<_, ReplyError>(req.payload().clone())
         })
         .on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
             let reasons = reasons.clone();
@@ -117,7 +117,7 @@ async fn a_client_that_stops_reading_is_closed_as_stalled_after_the_queue_timeou
     const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
     let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
     let router = echo_router(reasons_tx).request("big", |_: Payload| async move {
-        Ok::<_, RequestError>(vec![0u8; 16 * 1024])
+        Ok::<_, ReplyError>(vec![0u8; 16 * 1024])
     });
     let server = Server::builder(router)
         .message_buffer_size(64 * 1024)

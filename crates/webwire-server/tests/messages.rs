@@ -7,28 +7,28 @@ use std::time::Duration;
 
 use common::{reply_text, within, TestServer};
 use webwire_proto::{ClientMessage, Encoding, Name, Payload, Reply, ServerMessage};
-use webwire_server::{Connection, Request, RequestError, Router, Server, Signal};
+use webwire_server::{Connection, MessageRouter, ReplyError, Request, Server, Signal};
 
-fn router() -> Router {
-    Router::new()
+fn router() -> MessageRouter {
+    MessageRouter::new()
         .request("echo", |req: Request| async move {
-            Ok::<_, RequestError>(req.payload().clone())
+            Ok::<_, ReplyError>(req.payload().clone())
         })
         .request("", |req: Request| async move {
-            Ok::<_, RequestError>(req.payload().clone())
+            Ok::<_, ReplyError>(req.payload().clone())
         })
         .request("abc", |req: Request| async move {
-            Ok::<_, RequestError>(req.payload().clone())
+            Ok::<_, ReplyError>(req.payload().clone())
         })
         .request("error", |text: String| async move {
-            Err::<(), _>(RequestError::from_static("E1", format!("bad {text}")))
+            Err::<(), _>(ReplyError::from_static("E1", format!("bad {text}")))
         })
         .request("internal", |_: Payload| async move {
             Err::<(), _>(std::io::Error::other("secret detail"))
         })
         .request("panic", panics)
         .request("too-big", |_: Payload| async move {
-            Ok::<_, RequestError>(vec![7u8; 100])
+            Ok::<_, ReplyError>(vec![7u8; 100])
         })
         .request(
             "signal-me",
@@ -42,7 +42,7 @@ fn router() -> Router {
         })
 }
 
-async fn panics(_: Payload) -> Result<(), RequestError> {
+async fn panics(_: Payload) -> Result<(), ReplyError> {
     panic!("handler panicked on purpose")
 }
 
@@ -118,7 +118,7 @@ async fn every_reply_type() {
 
     // A request to an unknown name: the router's default fallback.
     match client.request("nope", Payload::utf8("x")).await {
-        ServerMessage::Error(err) => assert_eq!(err.code, RequestError::UNKNOWN_REQUEST),
+        ServerMessage::Error(err) => assert_eq!(err.code, ReplyError::UNKNOWN_REQUEST),
         other => panic!("expected an error reply, got {other:?}"),
     }
     client.close().await;

@@ -5,10 +5,10 @@ mod common;
 
 use common::{eventually, reply_text, within, TestServer};
 use webwire_proto::{Payload, ServerMessage};
-use webwire_server::{Connection, Router, Server, SignalError};
+use webwire_server::{Connection, MessageRouter, Server, SignalError};
 
-fn router() -> Router {
-    Router::new()
+fn router() -> MessageRouter {
+    MessageRouter::new()
         .request("join", |conn: Connection, room: String| async move {
             conn.join_room(&room)?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(conn.id().to_string())

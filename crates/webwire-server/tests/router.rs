@@ -9,7 +9,7 @@ use common::{eventually, reply_text, within, TestServer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use webwire_proto::{Encoding, Payload, ServerMessage};
-use webwire_server::{Connection, Json, Request, RequestError, Router, Server, Signal};
+use webwire_server::{Connection, Json, MessageRouter, ReplyError, Request, Server, Signal};
 
 #[derive(Deserialize)]
 struct Add {
@@ -28,9 +28,9 @@ async fn raw_typed_and_fallback_handlers() {
     let router = {
         let seen_signals = seen.clone();
         let seen_fallback = seen.clone();
-        Router::new()
+        MessageRouter::new()
             .request("raw", |conn: Connection, req: Request| async move {
-                Ok::<_, RequestError>(format!(
+                Ok::<_, ReplyError>(format!(
                     "{} {} {:?} {}",
                     conn.is_active(),
                     req.name(),
@@ -39,18 +39,15 @@ async fn raw_typed_and_fallback_handlers() {
                 ))
             })
             .request("bytes", |bytes: Bytes| async move {
-                Ok::<_, RequestError>(bytes.iter().rev().copied().collect::<Vec<u8>>())
+                Ok::<_, ReplyError>(bytes.iter().rev().copied().collect::<Vec<u8>>())
             })
             .request("text", |text: String| async move {
-                Ok::<_, RequestError>(text.to_uppercase())
+                Ok::<_, ReplyError>(text.to_uppercase())
             })
             .request("add", |Json(add): Json<Add>| async move {
-                Ok::<_, RequestError>(Json(Sum { sum: add.a + add.b }))
+                Ok::<_, ReplyError>(Json(Sum { sum: add.a + add.b }))
             })
-            .request(
-                "unit",
-                |_: Payload| async move { Ok::<_, RequestError>(()) },
-            )
+            .request("unit", |_: Payload| async move { Ok::<_, ReplyError>(()) })
             .signal("note", move |signal: Signal| {
                 let seen = seen_signals.clone();
                 async move {
@@ -68,7 +65,7 @@ async fn raw_typed_and_fallback_handlers() {
                 }
             })
             .request_fallback(|req: Request| async move {
-                Err::<(), _>(RequestError::from_static(
+                Err::<(), _>(ReplyError::from_static(
                     "NO_ROUTE",
                     format!("nothing at {}", req.name()),
                 ))
@@ -101,7 +98,7 @@ async fn raw_typed_and_fallback_handlers() {
     }
     // Invalid text is a request error, not a crash.
     match client.request("text", Payload::binary(vec![0xff])).await {
-        ServerMessage::Error(err) => assert_eq!(err.code, RequestError::INVALID_PAYLOAD),
+        ServerMessage::Error(err) => assert_eq!(err.code, ReplyError::INVALID_PAYLOAD),
         other => panic!("expected an error reply, got {other:?}"),
     }
 
@@ -118,7 +115,7 @@ async fn raw_typed_and_fallback_handlers() {
     );
     assert_eq!(serde_json::from_str::<Sum>(&sum).unwrap(), Sum { sum: 2 });
     match client.request("add", Payload::utf8(r#"{"a":"x"}"#)).await {
-        ServerMessage::Error(err) => assert_eq!(err.code, RequestError::INVALID_PAYLOAD),
+        ServerMessage::Error(err) => assert_eq!(err.code, ReplyError::INVALID_PAYLOAD),
         other => panic!("expected an error reply, got {other:?}"),
     }
     match client.request("unit", Payload::utf8("x")).await {
@@ -148,7 +145,7 @@ async fn connect_and_disconnect_hooks() {
     let router = {
         let on_connect = events.clone();
         let on_disconnect = events.clone();
-        Router::new()
+        MessageRouter::new()
             .on_connect(move |conn: Connection| {
                 let events = on_connect.clone();
                 async move {
@@ -188,15 +185,15 @@ async fn connect_and_disconnect_hooks() {
 #[test]
 #[should_panic(expected = "routed twice")]
 fn a_name_routed_twice_panics() {
-    let handler = |_: Payload| async move { Ok::<_, RequestError>(()) };
-    let _ = Router::new().request("x", handler).request("x", handler);
+    let handler = |_: Payload| async move { Ok::<_, ReplyError>(()) };
+    let _ = MessageRouter::new()
+        .request("x", handler)
+        .request("x", handler);
 }
 
 #[test]
 #[should_panic(expected = "invalid webwire route name")]
 fn an_invalid_route_name_panics() {
-    let _ = Router::new().request(
-        "tab\t",
-        |_: Payload| async move { Ok::<_, RequestError>(()) },
-    );
+    let _ =
+        MessageRouter::new().request("tab\t", |_: Payload| async move { Ok::<_, ReplyError>(()) });
 }

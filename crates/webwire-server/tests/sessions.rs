@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Encoding, Payload, ServerMessage};
 use webwire_server::{
-    Concurrency, Connection, FileSessionManager, MemorySessionManager, RequestError, Router,
+    Concurrency, Connection, FileSessionManager, MemorySessionManager, MessageRouter, ReplyError,
     Server, ServerBuilder, Session, SessionError, SessionKeyGenerator, SessionLookup,
     SessionManager, SessionStoreError,
 };
@@ -197,16 +197,16 @@ impl SessionManager for CountingFiles {
     }
 }
 
-fn failed(code: &'static str, err: impl std::fmt::Display) -> RequestError {
-    RequestError::from_static(code, err.to_string())
+fn failed(code: &'static str, err: impl std::fmt::Display) -> ReplyError {
+    ReplyError::from_static(code, err.to_string())
 }
 
 /// `login` creates a session with info `{"user": payload}` and answers its
 /// key; `logout` closes the session on this connection (server side) and
 /// answers whether there was one; `whoami` answers the user, or
 /// `anonymous`.
-fn router() -> Router {
-    Router::new()
+fn router() -> MessageRouter {
+    MessageRouter::new()
         .request("login", |conn: Connection, user: String| async move {
             let info = json!({ "user": user }).as_object().cloned();
             match conn.create_session(info).await {
@@ -224,7 +224,7 @@ fn router() -> Router {
             let user: Option<String> = conn
                 .session_info("user")
                 .map_err(|err| failed("BAD_INFO", err))?;
-            Ok::<_, RequestError>(user.unwrap_or_else(|| "anonymous".into()))
+            Ok::<_, ReplyError>(user.unwrap_or_else(|| "anonymous".into()))
         })
 }
 
@@ -329,11 +329,11 @@ impl std::io::Write for Logs {
 
 /// A server builder whose connections do not wait long for the close
 /// frames of idle test clients when the server stops.
-fn builder(router: Router) -> ServerBuilder<Router> {
+fn builder(router: MessageRouter) -> ServerBuilder<MessageRouter> {
     Server::builder(router).close_timeout(Duration::from_millis(100))
 }
 
-async fn start_with(store: &Arc<Store>, router: Router) -> TestServer {
+async fn start_with(store: &Arc<Store>, router: MessageRouter) -> TestServer {
     TestServer::start(builder(router).session_manager(store.clone())).await
 }
 

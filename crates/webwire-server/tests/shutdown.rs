@@ -11,25 +11,25 @@ use std::time::Duration;
 use common::{eventually, within, ClientOptions, TestClient, TestServer};
 use tokio::sync::Semaphore;
 use webwire_proto::{Payload, ServerMessage};
-use webwire_server::{Concurrency, Connection, Request, RequestError, Router, Server};
+use webwire_server::{Concurrency, Connection, MessageRouter, ReplyError, Request, Server};
 
 /// Requests to `gated` wait until the test adds permits; `stuck` never returns.
-fn router(gate: Arc<Semaphore>, signals: Arc<AtomicUsize>) -> Router {
-    Router::new()
+fn router(gate: Arc<Semaphore>, signals: Arc<AtomicUsize>) -> MessageRouter {
+    MessageRouter::new()
         .request("gated", move |req: Request| {
             let gate = gate.clone();
             async move {
                 gate.acquire().await.unwrap().forget();
-                Ok::<_, RequestError>(req.payload().clone())
+                Ok::<_, ReplyError>(req.payload().clone())
             }
         })
         .request("sleep", |req: Request| async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok::<_, RequestError>(req.payload().clone())
+            Ok::<_, ReplyError>(req.payload().clone())
         })
         .request("stuck", |_: Payload| async move {
             std::future::pending::<()>().await;
-            Ok::<_, RequestError>(())
+            Ok::<_, ReplyError>(())
         })
         .signal("count", move |_: Payload| {
             let signals = signals.clone();
@@ -221,7 +221,7 @@ async fn closing_a_connection_while_its_handlers_run() {
 
 #[tokio::test]
 async fn shutdown_without_connections_and_run_until() {
-    let server = Server::builder(Router::new()).build().unwrap();
+    let server = Server::builder(MessageRouter::new()).build().unwrap();
     let listener = server.bind("127.0.0.1:0").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(listener.run_until(async move {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use common::{reply_text, within, ClientOptions, TestClient};
 use rustls::pki_types::ServerName;
 use webwire_proto::Payload;
-use webwire_server::{Request, RequestError, Router, Server, ServerError, TlsConfig};
+use webwire_server::{MessageRouter, ReplyError, Request, Server, ServerError, TlsConfig};
 
 #[tokio::test]
 async fn wss_with_a_self_signed_certificate() {
@@ -20,8 +20,8 @@ async fn wss_with_a_self_signed_certificate() {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
 
     let tls = TlsConfig::from_pem_files(&cert_path, &key_path).unwrap();
-    let router = Router::new().request("echo", |req: Request| async move {
-        Ok::<_, RequestError>(req.payload().clone())
+    let router = MessageRouter::new().request("echo", |req: Request| async move {
+        Ok::<_, ReplyError>(req.payload().clone())
     });
     let server = Server::builder(router).build().unwrap();
     let listener = server.bind_tls("127.0.0.1:0", tls).await.unwrap();

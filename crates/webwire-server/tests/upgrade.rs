@@ -17,13 +17,13 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use webwire_proto::Payload;
 use webwire_server::{
-    Concurrency, Connection, ConnectionOptions, OriginPolicy, Refusal, Request, RequestError,
-    Router, Server,
+    Concurrency, Connection, ConnectionOptions, MessageRouter, OriginPolicy, Refusal, ReplyError,
+    Request, Server,
 };
 
-fn router() -> Router {
-    Router::new().request("info", |conn: Connection, _: Payload| async move {
-        Ok::<_, RequestError>(format!(
+fn router() -> MessageRouter {
+    MessageRouter::new().request("info", |conn: Connection, _: Payload| async move {
+        Ok::<_, ReplyError>(format!(
             "{} {} {:?} {}",
             conn.info().uri(),
             conn.info()
@@ -173,9 +173,11 @@ async fn the_before_upgrade_hook_refuses_or_sets_options() {
 #[tokio::test]
 async fn the_path_option_and_plain_http() {
     let server = TestServer::start(
-        Server::builder(Router::new().request("echo", |req: Request| async move {
-            Ok::<_, RequestError>(req.payload().clone())
-        }))
+        Server::builder(
+            MessageRouter::new().request("echo", |req: Request| async move {
+                Ok::<_, ReplyError>(req.payload().clone())
+            }),
+        )
         .path("/ws"),
     )
     .await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use webwire_client::{Client, Payload};
-use webwire_server::{Json, Listener, RequestError, Router, Server};
+use webwire_server::{Json, Listener, MessageRouter, ReplyError, Server};
 
 use crate::{describe, from_json, json_payload};
 
@@ -35,23 +35,23 @@ pub struct SumReply {
 }
 
 /// The server's routes.
-pub fn router() -> Router {
-    Router::new()
+pub fn router() -> MessageRouter {
+    MessageRouter::new()
         // Taking the `Payload` (not a `String`) keeps its encoding: a UTF-16
         // request gets a UTF-16 reply, a binary one a binary reply.
         .request("echo", |payload: Payload| async move {
-            Ok::<_, RequestError>(payload)
+            Ok::<_, ReplyError>(payload)
         })
         // `Json<T>` parses the payload with serde; a payload that does not
         // parse is answered with an `INVALID_PAYLOAD` error before the
-        // handler runs. A `RequestError` is sent to the client as is.
+        // handler runs. A `ReplyError` is sent to the client as is.
         .request("sum", |Json(request): Json<SumRequest>| async move {
             let sum = request
                 .numbers
                 .iter()
                 .try_fold(0i64, |sum, n| sum.checked_add(*n))
-                .ok_or_else(|| RequestError::from_static("OVERFLOW", "the sum overflows an i64"))?;
-            Ok::<_, RequestError>(Json(SumReply {
+                .ok_or_else(|| ReplyError::from_static("OVERFLOW", "the sum overflows an i64"))?;
+            Ok::<_, ReplyError>(Json(SumReply {
                 sum,
                 count: request.numbers.len(),
             }))

@@ -1,6 +1,6 @@
 //! Runnable examples of `webwire-server` and `webwire-client`.
 //!
-//! Each example is a module with the server side (a [`Router`]) and the
+//! Each example is a module with the server side (a [`MessageRouter`]) and the
 //! client side, and a `run_demo` that starts both in one process on
 //! 127.0.0.1 and returns what the clients got: the example binaries in
 //! `examples/` print it, the tests in `tests/` check it.
@@ -9,7 +9,7 @@
 //! - [`pubsub`]: the server signals the subscribers of a topic.
 //!   `cargo run -p webwire-examples --example pubsub`
 //!
-//! [`Router`]: webwire_server::Router
+//! [`MessageRouter`]: webwire_server::MessageRouter
 
 // The repository's README: its Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

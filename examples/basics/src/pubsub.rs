@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, Payload};
 use webwire_server::{
-    Connection, ConnectionId, DisconnectReason, Json, Listener, Name, RequestError, Router, Server,
-    State,
+    Connection, ConnectionId, DisconnectReason, Json, Listener, MessageRouter, Name, ReplyError,
+    Server, State,
 };
 
 use crate::{from_json, json_payload};
@@ -146,8 +146,8 @@ impl Topics {
 
 /// A topic as given by a client, checked: it becomes the signals' name, so
 /// it is 1 to 255 bytes of printable ASCII, and does not start with `$`.
-fn topic_name(topic: String) -> Result<Name, RequestError> {
-    let invalid = |why: &str| RequestError::from_static("INVALID_TOPIC", why);
+fn topic_name(topic: String) -> Result<Name, ReplyError> {
+    let invalid = |why: &str| ReplyError::from_static("INVALID_TOPIC", why);
     if topic.is_empty() || topic.starts_with('$') {
         return Err(invalid("a topic must not be empty or start with '$'"));
     }
@@ -156,8 +156,8 @@ fn topic_name(topic: String) -> Result<Name, RequestError> {
 
 /// The server's routes and hooks, sharing `topics` (the router's state:
 /// handlers and hooks take a clone of it with [`State`]).
-pub fn router(topics: Topics) -> Router<Topics> {
-    Router::with_state(topics)
+pub fn router(topics: Topics) -> MessageRouter<Topics> {
+    MessageRouter::with_state(topics)
         .on_connect(|conn: Connection| async move {
             // Runs before the connection's first message is read, so this
             // is the first signal the client gets.
@@ -171,7 +171,7 @@ pub fn router(topics: Topics) -> Router<Topics> {
             |State(topics): State<Topics>, conn: Connection, topic: String| async move {
                 let name = topic_name(topic)?;
                 let subscribers = topics.subscribe(name.clone(), &conn);
-                Ok::<_, RequestError>(Json(Subscribed {
+                Ok::<_, ReplyError>(Json(Subscribed {
                     topic: name.to_string(),
                     subscribers,
                 }))
@@ -182,7 +182,7 @@ pub fn router(topics: Topics) -> Router<Topics> {
             |State(topics): State<Topics>, conn: Connection, topic: String| async move {
                 let name = topic_name(topic)?;
                 let was_subscribed = topics.unsubscribe(&name, conn.id());
-                Ok::<_, RequestError>(Json(Unsubscribed {
+                Ok::<_, ReplyError>(Json(Unsubscribed {
                     topic: name.to_string(),
                     was_subscribed,
                 }))
@@ -206,7 +206,7 @@ pub fn router(topics: Topics) -> Router<Topics> {
                         }
                     }
                 }
-                Ok::<_, RequestError>(Json(Published { delivered }))
+                Ok::<_, ReplyError>(Json(Published { delivered }))
             },
         )
         // Called once per connection, after it ended for whatever reason

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use webwire_server::{
-    Connection, HandlerError, Json, Payload, RequestError, Router, Server, Session, State,
+    Connection, HandlerError, Json, MessageRouter, Payload, ReplyError, Server, Session, State,
 };
 
 use crate::protocol::{
@@ -114,10 +114,10 @@ impl Room {
 
     async fn login(&self, conn: Connection, login: Login) -> Result<Json<LoggedIn>, HandlerError> {
         let name = protocol::check_name(&login.name).map_err(|err| {
-            RequestError::from_static(codes::INVALID_NAME, format!("the name {err}"))
+            ReplyError::from_static(codes::INVALID_NAME, format!("the name {err}"))
         })?;
         if let Some(current) = signed_in_name(&conn) {
-            return Err(RequestError::from_static(
+            return Err(ReplyError::from_static(
                 codes::ALREADY_LOGGED_IN,
                 format!("signed in as {current:?} already; log out first"),
             )
@@ -147,7 +147,7 @@ impl Room {
     fn say(&self, conn: &Connection, say: Say) -> Result<Json<ChatMessage>, HandlerError> {
         let from = require_name(conn)?;
         let text = protocol::check_text(&say.text).map_err(|err| {
-            RequestError::from_static(codes::INVALID_TEXT, format!("the text {err}"))
+            ReplyError::from_static(codes::INVALID_TEXT, format!("the text {err}"))
         })?;
         let mut state = self.state();
         state.next_seq += 1;
@@ -197,15 +197,15 @@ fn signed_in_name(conn: &Connection) -> Option<String> {
     conn.session_info::<String>(NAME_FIELD).ok().flatten()
 }
 
-fn require_name(conn: &Connection) -> Result<String, RequestError> {
+fn require_name(conn: &Connection) -> Result<String, ReplyError> {
     signed_in_name(conn)
-        .ok_or_else(|| RequestError::from_static(codes::NOT_LOGGED_IN, "log in first"))
+        .ok_or_else(|| ReplyError::from_static(codes::NOT_LOGGED_IN, "log in first"))
 }
 
 /// Reads an optional JSON payload, refusing what does not parse.
-fn query<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, RequestError> {
+fn query<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, ReplyError> {
     protocol::json_or_default(text.as_bytes())
-        .map_err(|err| RequestError::from_static(RequestError::INVALID_PAYLOAD, err.to_string()))
+        .map_err(|err| ReplyError::from_static(ReplyError::INVALID_PAYLOAD, err.to_string()))
 }
 
 /// The room as the router's state.
@@ -214,8 +214,8 @@ type RoomState = State<Arc<Room>>;
 /// The webwire router of the room. Presence is refreshed by the hooks of
 /// every change: a session created (`login`), restored (a reconnection) or
 /// closed (`logout`), and a connection ended.
-pub(crate) fn router(room: Arc<Room>) -> Router<Arc<Room>> {
-    Router::with_state(room)
+pub(crate) fn router(room: Arc<Room>) -> MessageRouter<Arc<Room>> {
+    MessageRouter::with_state(room)
         .request(
             protocol::LOGIN,
             |State(room): RoomState, conn: Connection, Json(login): Json<Login>| async move {

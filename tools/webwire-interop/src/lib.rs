@@ -5,7 +5,7 @@
 //! that page can be tested by any client. This crate is both sides:
 //!
 //! - [`serve`]: the server, on this project's `webwire-server` and its
-//!   [`Router`](webwire_server::Router); [`serve::start`] runs it in-process
+//!   [`MessageRouter`](webwire_server::MessageRouter); [`serve::start`] runs it in-process
 //!   (port 0 for tests), the `webwire-interop serve` command runs it alone.
 //! - [`check`]: the checker, which drives every row of docs/interop.md through
 //!   this project's Rust client (`webwire-client`) against a server at a

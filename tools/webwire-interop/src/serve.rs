@@ -1,4 +1,4 @@
-//! The interop server of docs/interop.md: its options, its [`Router`] (one small
+//! The interop server of docs/interop.md: its options, its [`MessageRouter`] (one small
 //! handler per row of the page) and [`start`], which runs it on a port.
 //!
 //! ```no_run
@@ -24,7 +24,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use webwire_server::{
     Concurrency, Connection, ConnectionId, Encoding, FileSessionManager, Handler, HandlerError,
-    OriginPolicy, Payload, Request, RequestError, Router, Server, ServerBuilder, ServerError,
+    MessageRouter, OriginPolicy, Payload, ReplyError, Request, Server, ServerBuilder, ServerError,
     SessionInfo, Signal,
 };
 
@@ -189,7 +189,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     start_with(options, |router| router).await
 }
 
-/// Like [`start`], with the interop [`Router`] wrapped into another
+/// Like [`start`], with the interop [`MessageRouter`] wrapped into another
 /// [`Handler`] first: for tests that need a server that deviates from
 /// docs/interop.md in chosen ways (the wrapper answers some requests itself and
 /// passes the rest on to the router).
@@ -205,7 +205,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
 pub async fn start_with<H, F>(options: ServeOptions, wrap: F) -> Result<Running, ServeError>
 where
     H: Handler,
-    F: FnOnce(Router) -> H,
+    F: FnOnce(MessageRouter) -> H,
 {
     let (session_dir, temp_dir) = match options.session_dir {
         Some(dir) => {
@@ -298,14 +298,14 @@ impl State {
 }
 
 /// The interop router: requests and signals by name, as docs/interop.md lists them.
-fn router(state: State) -> Router {
+fn router(state: State) -> MessageRouter {
     let broadcast_state = state.clone();
     let connections_state = state.clone();
     let everywhere_state = state.clone();
     let record_state = state.clone();
     let recorded_state = state.clone();
     let disconnect_state = state;
-    Router::new()
+    MessageRouter::new()
         .request("", echo)
         .request("echo", echo)
         .request("error", error)
@@ -363,13 +363,13 @@ fn text_lossy(payload: &Payload) -> Cow<'_, str> {
 }
 
 /// `echo` and the nameless request: the payload, in its encoding.
-async fn echo(request: Request) -> Result<Payload, RequestError> {
+async fn echo(request: Request) -> Result<Payload, ReplyError> {
     Ok(request.into_parts().2)
 }
 
 /// `error`: a request error with the payload in its message.
-async fn error(payload: Payload) -> Result<(), RequestError> {
-    Err(RequestError::from_static(
+async fn error(payload: Payload) -> Result<(), ReplyError> {
+    Err(ReplyError::from_static(
         INTEROP_ERROR,
         format!("interop error: {}", text_lossy(&payload)),
     ))
@@ -453,10 +453,10 @@ fn sleep_duration(text: &str) -> Option<Duration> {
 }
 
 /// `sleep`: waits the payload's milliseconds.
-async fn sleep(payload: Payload) -> Result<&'static str, RequestError> {
+async fn sleep(payload: Payload) -> Result<&'static str, ReplyError> {
     let text = text_lossy(&payload);
     let duration = sleep_duration(&text).ok_or_else(|| {
-        RequestError::from_static(
+        ReplyError::from_static(
             BAD_SLEEP,
             format!("sleep takes a non-negative decimal number of milliseconds, not {text:?}"),
         )
@@ -473,14 +473,14 @@ async fn broadcast(state: State, payload: Payload) -> Result<&'static str, Handl
 }
 
 /// `disconnect-me`: the connection closes once this reply is sent.
-async fn disconnect_me(conn: Connection, _: Payload) -> Result<&'static str, RequestError> {
+async fn disconnect_me(conn: Connection, _: Payload) -> Result<&'static str, ReplyError> {
     // A graceful close: running handlers, this one included, are answered first.
     conn.close();
     Ok("ok")
 }
 
 /// `recorded`: how many `record` signals this connection sent.
-async fn recorded(state: State, conn: Connection) -> Result<String, RequestError> {
+async fn recorded(state: State, conn: Connection) -> Result<String, ReplyError> {
     let count = state.records().get(&conn.id()).copied().unwrap_or(0);
     Ok(count.to_string())
 }

@@ -15,8 +15,8 @@ use webwire_interop::check::{self, CheckOptions, Summary};
 use webwire_interop::serve::{self, ServeOptions};
 use webwire_proto::{AcceptConf, ServerMessage};
 use webwire_server::{
-    Connection, ConnectionId, DisconnectReason, Handler, HandlerError, Payload, Request, Router,
-    Server, Signal,
+    Connection, ConnectionId, DisconnectReason, Handler, HandlerError, MessageRouter, Payload,
+    Request, Server, Signal,
 };
 
 async fn run_checker(url: &str, options: &CheckOptions) -> Summary {
@@ -68,7 +68,7 @@ enum Fault {
 
 /// The interop router with a [`Fault`].
 struct Faulty {
-    inner: Router,
+    inner: MessageRouter,
     fault: Fault,
     /// Per connection: requests take it shared or exclusively, signals
     /// exclusively, as the fault asks.
@@ -78,7 +78,7 @@ struct Faulty {
 }
 
 impl Faulty {
-    fn new(inner: Router, fault: Fault) -> Self {
+    fn new(inner: MessageRouter, fault: Fault) -> Self {
         Self {
             inner,
             fault,
@@ -419,8 +419,8 @@ async fn accept_conf_takes_any_minor_version_of_2() {
 
 async fn the_checker_catches_a_server_that_refuses_foreign_origins() {
     // webwire-rs's default origin policy: the server's own origin only.
-    let router = Router::new().request("echo", |payload: Payload| async move {
-        Ok::<_, webwire_server::RequestError>(payload)
+    let router = MessageRouter::new().request("echo", |payload: Payload| async move {
+        Ok::<_, webwire_server::ReplyError>(payload)
     });
     let server = Server::builder(router)
         .sub_protocol("interop")

@@ -200,14 +200,14 @@ return now
 /// ```no_run
 /// use std::sync::Arc;
 /// use webwire_redis::{RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager};
-/// use webwire_server::{Router, Server};
+/// use webwire_server::{MessageRouter, Server};
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let url = "redis://127.0.0.1:6379/";
 /// let sessions = RedisSessionManager::connect(url, RedisSessionConfig::new()).await?;
 /// let cluster = RedisCluster::connect(url, RedisClusterConfig::new("node-a")).await?;
-/// let server = Server::builder(Router::new())
+/// let server = Server::builder(MessageRouter::new())
 ///     .session_manager(Arc::new(sessions))
 ///     .cluster(Arc::new(cluster))
 ///     .max_session_connections(3)

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use webwire_proto::{ErrorCode, ErrorReply, Payload, Reply, RequestId, ServerMessage, Session};
 
-use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, Slot, Ticket};
+use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlot, Ticket};
 use super::{redacted, SessionInfo, SessionKeyGenerator, SessionManager, SessionStoreError};
 use crate::connection::CLOSED;
 use crate::handler::SessionHooks;
@@ -477,11 +477,11 @@ impl Drop for Saving {
 
 /// Fails early, without waiting for queue room, when `conn` cannot get a session.
 fn precheck(conn: &Connection) -> Result<(), SessionError> {
-    match &*conn.slot() {
-        Slot::Active(_) | Slot::Busy => Err(SessionError::AlreadyActive),
-        Slot::Ended(_) => Err(SessionError::ConnectionClosed),
-        Slot::Empty if !conn.is_active() => Err(SessionError::ConnectionClosed),
-        Slot::Empty => Ok(()),
+    match &*conn.session_slot() {
+        SessionSlot::Active(_) | SessionSlot::Busy => Err(SessionError::AlreadyActive),
+        SessionSlot::Ended(_) => Err(SessionError::ConnectionClosed),
+        SessionSlot::Empty if !conn.is_active() => Err(SessionError::ConnectionClosed),
+        SessionSlot::Empty => Ok(()),
     }
 }
 
@@ -523,7 +523,7 @@ fn chain(err: &dyn Error) -> String {
     text
 }
 
-/// A connection's slot made [`Slot::Busy`] for one create or restore; made
+/// A connection's slot made [`SessionSlot::Busy`] for one create or restore; made
 /// empty again when dropped, unless [settled](Self::settle) (the registry
 /// made it active) or the connection ended meanwhile.
 struct Claim<'a> {
@@ -533,13 +533,13 @@ struct Claim<'a> {
 
 impl<'a> Claim<'a> {
     fn new(conn: &'a Connection) -> Result<Self, SessionError> {
-        let mut slot = conn.slot();
+        let mut slot = conn.session_slot();
         match &*slot {
-            Slot::Active(_) | Slot::Busy => Err(SessionError::AlreadyActive),
-            Slot::Ended(_) => Err(SessionError::ConnectionClosed),
-            Slot::Empty if !conn.is_active() => Err(SessionError::ConnectionClosed),
-            Slot::Empty => {
-                *slot = Slot::Busy;
+            SessionSlot::Active(_) | SessionSlot::Busy => Err(SessionError::AlreadyActive),
+            SessionSlot::Ended(_) => Err(SessionError::ConnectionClosed),
+            SessionSlot::Empty if !conn.is_active() => Err(SessionError::ConnectionClosed),
+            SessionSlot::Empty => {
+                *slot = SessionSlot::Busy;
                 Ok(Self {
                     conn,
                     settled: false,
@@ -559,9 +559,9 @@ impl Drop for Claim<'_> {
         if self.settled {
             return;
         }
-        let mut slot = self.conn.slot();
-        if matches!(*slot, Slot::Busy) {
-            *slot = Slot::Empty;
+        let mut slot = self.conn.session_slot();
+        if matches!(*slot, SessionSlot::Busy) {
+            *slot = SessionSlot::Empty;
         }
     }
 }

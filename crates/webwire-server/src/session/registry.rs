@@ -3,12 +3,12 @@
 //!
 //! Two places hold the state, and they change together:
 //!
-//! - each connection's [`Slot`] (in its shared state) says whether it has a
+//! - each connection's [`SessionSlot`] (in its shared state) says whether it has a
 //!   session, and which;
 //! - the registry maps every active key to the connections holding it.
 //!
 //! A connection is in a key's list exactly when its slot is
-//! [`Slot::Active`] with that key. Both are changed under the registry's
+//! [`SessionSlot::Active`] with that key. Both are changed under the registry's
 //! lock, the slot's lock taken inside it (never the other way round);
 //! reading a connection's session takes only the slot's lock. The lock is
 //! a `std::sync::Mutex` held for a few map operations, never across an
@@ -36,7 +36,7 @@ use crate::Connection;
 
 /// A connection's session slot.
 #[derive(Debug, Default)]
-pub(crate) enum Slot {
+pub(crate) enum SessionSlot {
     /// No session.
     #[default]
     Empty,
@@ -49,7 +49,7 @@ pub(crate) enum Slot {
     Ended(Option<Arc<Session>>),
 }
 
-impl Slot {
+impl SessionSlot {
     /// The session held, or held when the connection ended.
     pub(crate) fn session(&self) -> Option<&Arc<Session>> {
         match self {
@@ -126,14 +126,14 @@ impl fmt::Debug for Left {
 #[async_trait]
 pub(crate) trait SessionRegistry: Send + Sync + fmt::Debug {
     /// Registers a new session held by `conn`, whose slot the caller has
-    /// made [`Slot::Busy`].
+    /// made [`SessionSlot::Busy`].
     async fn create(&self, conn: &Connection, session: Arc<Session>) -> Result<(), Refused>;
 
     /// Starts a restore of `key`: refused at once when the session is full
     /// or being destroyed.
     async fn begin_restore(&self, key: &str) -> Result<Ticket, Refused>;
 
-    /// Finishes a restore: `conn` (slot [`Slot::Busy`]) joins the session
+    /// Finishes a restore: `conn` (slot [`SessionSlot::Busy`]) joins the session
     /// the manager found, if it has room and was not destroyed meanwhile.
     async fn join(
         &self,
@@ -230,21 +230,21 @@ impl LocalRegistry {
         let mut state = self.state();
         let state = &mut *state;
         let session = {
-            let mut slot = conn.slot();
+            let mut slot = conn.session_slot();
             match (how, &*slot) {
-                (Leave::Close, Slot::Active(_)) => match std::mem::take(&mut *slot) {
-                    Slot::Active(session) => session,
+                (Leave::Close, SessionSlot::Active(_)) => match std::mem::take(&mut *slot) {
+                    SessionSlot::Active(session) => session,
                     _ => unreachable!("matched above"),
                 },
                 (Leave::Close, _) => return None,
-                (Leave::Disconnect, Slot::Active(session)) => {
+                (Leave::Disconnect, SessionSlot::Active(session)) => {
                     let session = session.clone();
-                    *slot = Slot::Ended(Some(session.clone()));
+                    *slot = SessionSlot::Ended(Some(session.clone()));
                     session
                 }
-                (Leave::Disconnect, Slot::Ended(_)) => return None,
-                (Leave::Disconnect, Slot::Empty | Slot::Busy) => {
-                    *slot = Slot::Ended(None);
+                (Leave::Disconnect, SessionSlot::Ended(_)) => return None,
+                (Leave::Disconnect, SessionSlot::Empty | SessionSlot::Busy) => {
+                    *slot = SessionSlot::Ended(None);
                     return None;
                 }
             }
@@ -310,11 +310,11 @@ impl SessionRegistry for LocalRegistry {
         }
         let key = session.key.clone();
         {
-            let mut slot = conn.slot();
-            if !matches!(*slot, Slot::Busy) {
+            let mut slot = conn.session_slot();
+            if !matches!(*slot, SessionSlot::Busy) {
                 return Err(Refused::Closed);
             }
-            *slot = Slot::Active(session);
+            *slot = SessionSlot::Active(session);
         }
         state.entries.insert(
             key,
@@ -364,9 +364,9 @@ impl SessionRegistry for LocalRegistry {
         } else if entry.is_full(max) {
             Err(Refused::Full)
         } else {
-            let mut slot = conn.slot();
-            if matches!(*slot, Slot::Busy) {
-                *slot = Slot::Active(session);
+            let mut slot = conn.session_slot();
+            if matches!(*slot, SessionSlot::Busy) {
+                *slot = SessionSlot::Active(session);
                 drop(slot);
                 if entry.connections.is_empty() {
                     state.active += 1;
@@ -402,9 +402,9 @@ impl SessionRegistry for LocalRegistry {
         }
         let connections = std::mem::take(&mut entry.connections);
         for conn in &connections {
-            let mut slot = conn.slot();
-            if matches!(&*slot, Slot::Active(session) if session.key == key) {
-                *slot = Slot::Empty;
+            let mut slot = conn.session_slot();
+            if matches!(&*slot, SessionSlot::Active(session) if session.key == key) {
+                *slot = SessionSlot::Empty;
             }
         }
         if !connections.is_empty() {
@@ -463,7 +463,7 @@ mod tests {
     }
 
     fn busy(conn: &Connection) {
-        *conn.slot() = Slot::Busy;
+        *conn.session_slot() = SessionSlot::Busy;
     }
 
     fn entries(registry: &LocalRegistry) -> usize {
@@ -516,7 +516,7 @@ mod tests {
             registry.join(&ticket, &b, session("k")).await,
             Err(Refused::Gone)
         );
-        assert!(matches!(*b.slot(), Slot::Busy));
+        assert!(matches!(*b.session_slot(), SessionSlot::Busy));
         assert_eq!(entries(&registry), 0);
     }
 
@@ -554,7 +554,7 @@ mod tests {
         let ticket = registry.begin_restore("k").await.unwrap();
         let left = registry.leave(&a, Leave::Disconnect).await.unwrap();
         assert!(!left.destroy);
-        assert_eq!(a.slot().session().unwrap().key, "k");
+        assert_eq!(a.session_slot().session().unwrap().key, "k");
         // b ends while its lookup runs: it does not join.
         assert!(registry.leave(&b, Leave::Disconnect).await.is_none());
         assert_eq!(
@@ -572,7 +572,7 @@ mod tests {
         registry.join(&ticket, &b, session("k")).await.unwrap();
         let taken = registry.close_everywhere("k").await.unwrap();
         assert_eq!(taken.len(), 2);
-        assert!(matches!(*a.slot(), Slot::Empty));
+        assert!(matches!(*a.session_slot(), SessionSlot::Empty));
         assert!(registry.close_everywhere("k").await.is_none());
         assert!(registry.leave(&a, Leave::Close).await.is_none());
         registry.destroyed("k");
