@@ -77,22 +77,80 @@ cargo test --workspace --locked
 ran+=("rust")
 
 if [ -f tools/webwire-interop/Cargo.toml ]; then
-    section "interop: the checker against the interop server"
+    section "interop: the release binary, alone and as two nodes sharing a Redis"
     cargo build --release --locked -q -p webwire-interop
     # An absolute path, wherever cargo puts its target directory.
     interop=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/webwire-interop
-    out=$(mktemp)
-    "$interop" serve --addr 127.0.0.1:0 >"$out" &
-    pids+=($!)
-    url=""
-    for _ in $(seq 1 100); do
-        url=$(sed -n 's/^listening on //p' "$out")
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    [ -n "$url" ] || { echo "interop server did not start"; exit 1; }
-    "$interop" check "$url"
+    # Starts `webwire-interop serve --addr 127.0.0.1:0 ARGS...` in the
+    # background and sets $started to the URL it prints.
+    start_interop() {
+        local out
+        out=$(mktemp)
+        "$interop" serve --addr 127.0.0.1:0 "$@" >"$out" &
+        pids+=($!)
+        started=""
+        for _ in $(seq 1 100); do
+            started=$(sed -n 's/^listening on //p' "$out")
+            [ -n "$started" ] && return 0
+            sleep 0.1
+        done
+        echo "interop server ($*) did not start"
+        exit 1
+    }
+    # The full checker run is in `cargo test` (tools/webwire-interop/tests/
+    # checker.rs, in-process); here the release binary gets a few checks.
+    # This server also serves the load and TypeScript tests below.
+    start_interop
+    url=$started
+    "$interop" check "$url" --only accept-conf,any-origin,echo-utf8
     export WEBWIRE_INTEROP_BIN="$interop"
+
+    # --redis: two nodes on one redis-server of our own (a free loopback
+    # port, no persistence), each checked on what Redis changes: sessions
+    # and broadcast.
+    # Whether a Redis answers PING on this loopback port (bash's /dev/tcp:
+    # redis-cli need not be installed).
+    redis_ping() {
+        (
+            exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+            printf 'PING\r\n' >&3
+            read -r -t 1 reply <&3 || exit 1
+            [ "${reply%$'\r'}" = "+PONG" ]
+        ) 2>/dev/null
+    }
+    if command -v redis-server >/dev/null 2>&1; then
+        redis_dir=$(mktemp -d)
+        redis_port=""
+        for _ in 1 2 3 4 5; do
+            port=$((20000 + RANDOM % 40000))
+            # Taken if something answers there.
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+            redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+                --dir "$redis_dir" >"$redis_dir/log" 2>&1 &
+            pids+=($!)
+            for _ in $(seq 1 50); do
+                if redis_ping "$port"; then
+                    redis_port=$port
+                    break 2
+                fi
+                sleep 0.1
+            done
+        done
+        [ -n "$redis_port" ] || { echo "redis-server did not start:"; cat "$redis_dir/log"; exit 1; }
+        redis_checks=login,logout,whoami,restore,session,broadcast
+        for node in a b; do
+            start_interop --redis "redis://127.0.0.1:$redis_port/" --node-id "$node"
+            echo "node $node ($started):"
+            "$interop" check "$started" --only "$redis_checks"
+        done
+        ran+=("interop-redis")
+    elif [ "${CI:-}" = "true" ]; then
+        echo "redis-server is missing: the interop server's --redis mode cannot be tested"
+        exit 1
+    else
+        echo "redis-server is not installed: skipping the interop server's --redis mode"
+        skipped+=("interop-redis (no redis-server)")
+    fi
     ran+=("interop")
 else
     skipped+=("interop (no tools/webwire-interop)")

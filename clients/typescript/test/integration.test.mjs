@@ -169,15 +169,31 @@ if (!skipReason && startError === null) describe('interop server (docs/interop.m
 
   const unique = (prefix) => `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
+  // The heartbeat test's client connects first and stays idle while the
+  // other tests run; the last test checks it is still connected more than
+  // one read timeout later, so the wait costs (almost) nothing.
+  let idle;
+  before(async () => {
+    const c = client();
+    idle = { client: c, log: recorder(c) };
+    await c.connect();
+    idle.connectedAt = Date.now();
+  });
+
   after(async () => {
     await Promise.all(clients.map((c) => c.close({ force: true })));
     if (server) await stopServer(server);
   });
 
-  test('accept-conf: protocol 2.0, read timeout 3000 ms, buffer 1 MiB, sub-protocol interop', async () => {
+  test('accept-conf: protocol 2.x, read timeout 3000 ms, buffer 1 MiB, sub-protocol interop', async () => {
     const c = client();
     await c.connect();
-    assert.deepEqual(c.serverInfo(), { major: 2, minor: 0, readTimeoutMs: 3000, bufferSize: 1048576, subProtocol: 'interop' });
+    // Any 2.x: a server announces the extensions it speaks in the minor
+    // version (docs/protocol.md 14).
+    const info = c.serverInfo();
+    assert.equal(info.major, 2);
+    assert.ok(Number.isInteger(info.minor) && info.minor >= 0, `minor ${info.minor}`);
+    assert.deepEqual({ ...info, minor: 0 }, { major: 2, minor: 0, readTimeoutMs: 3000, bufferSize: 1048576, subProtocol: 'interop' });
   });
 
   test('a client expecting another sub-protocol refuses the server and stays closed', async () => {
@@ -311,27 +327,42 @@ if (!skipReason && startError === null) describe('interop server (docs/interop.m
   test('sleep: a client timeout fires, the connection stays usable; bad input is a request error', async () => {
     const c = client();
     const started = Date.now();
-    await assert.rejects(c.request('sleep', '1500', { timeout: 200 }), TimeoutError);
-    assert.ok(Date.now() - started < 1500, 'the timeout did not wait for the reply');
+    await assert.rejects(c.request('sleep', '600', { timeout: 200 }), TimeoutError);
+    assert.ok(Date.now() - started < 600, 'the timeout did not wait for the reply');
     assert.equal((await c.request('echo', 'alive')).text, 'alive');
     assert.equal((await c.request('sleep', '10')).text, 'ok');
     await assert.rejects(c.request('sleep', 'soon'), (e) => e instanceof RequestError && e.code === 'BAD_SLEEP');
     await assert.rejects(c.request('sleep', '-5'), (e) => e instanceof RequestError && e.code === 'BAD_SLEEP');
-    // The late reply to the timed-out request (after 1.5 s) is ignored.
-    await sleep(1500);
+    // The late reply to the timed-out request (after 0.6 s) is ignored.
+    await sleep(Math.max(0, started + 800 - Date.now()));
     assert.equal(c.status(), 'connected');
     assert.equal((await c.request('echo', 'still')).text, 'still');
   });
 
-  test('many requests in flight on one connection', async () => {
+  test('many requests in flight on one connection, handled at once, answered as they complete', async () => {
     const c = client();
+    await c.connect();
     const calls = [];
+    // The order in which the sleeps' replies arrive, by index.
+    const order = [];
+    const started = Date.now();
     for (let i = 0; i < 50; i++) {
-      // Longer sleeps first: replies come back in another order than sent.
-      calls.push(i % 5 === 0 ? c.request('sleep', String(100 - i)) : c.request('echo', `n${i}`, { encoding: i % 2 ? 'utf16' : 'utf8' }));
+      if (i % 5 === 0) {
+        // Shorter and shorter: 600, 540, ... 60 ms (3.3 s one at a time).
+        const ms = 600 - (i / 5) * 60;
+        calls.push(c.request('sleep', String(ms)).then((r) => (order.push(i), r)));
+      } else {
+        calls.push(c.request('echo', `n${i}`, { encoding: i % 2 ? 'utf16' : 'utf8' }));
+      }
     }
     const replies = await Promise.all(calls);
+    const took = Date.now() - started;
     replies.forEach((r, i) => assert.equal(r.text, i % 5 === 0 ? 'ok' : `n${i}`));
+    // All at once: about 600 ms; a generous bound well below 3.3 s.
+    assert.ok(took < 2200, `50 requests with sleeps of 600 down to 60 ms took ${took} ms: not handled at once`);
+    const sent = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45];
+    assert.notDeepEqual(order, sent, 'the sleeps were answered in the order sent, although the later ones were shorter');
+    assert.ok(order.indexOf(45) < order.indexOf(0), `the 60 ms sleep (sent last) was answered after the 600 ms one (sent first): ${order}`);
   });
 
   test('broadcast reaches every connected client, the caller included', async () => {
@@ -435,11 +466,11 @@ if (!skipReason && startError === null) describe('interop server (docs/interop.m
     assert.equal(c.status(), 'connected');
   });
 
+  // Last: its client connected before the first test (see `before`).
   test('heartbeats keep an idle connection open beyond the 3 s read timeout', async () => {
-    const c = client();
-    const log = recorder(c);
-    await c.connect();
-    await sleep(4500);
+    const { client: c, log, connectedAt } = idle;
+    // 1.25 read timeouts since it connected, of which the other tests took most.
+    await sleep(Math.max(0, connectedAt + 3750 - Date.now()));
     assert.equal(c.status(), 'connected');
     assert.ok(!log.statuses.includes('disconnected'), 'never disconnected');
     assert.equal((await c.request('echo', 'awake')).text, 'awake');

@@ -209,15 +209,16 @@ async fn signals_both_ways() {
     server.stop().await;
 }
 
-#[tokio::test]
+/// On paused time: server and client are in this process, on loopback.
+#[tokio::test(start_paused = true)]
 async fn heartbeats_keep_an_idle_client_connected() {
     let mut server = TestServer::start(|b| b.read_timeout(Duration::from_secs(1))).await;
     let client = builder(&server.url()).connect().await.unwrap();
     assert_eq!(client.server_config().unwrap().read_timeout_ms, 1000);
     let mut events = client.events();
     assert_eq!(events.recv().await, Some(ClientEvent::Connected));
-    // Idle for three read timeouts.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Idle for ten read timeouts (virtual time).
+    tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(client.status(), Status::Connected);
     assert_eq!(events.try_recv(), None, "no disconnection meanwhile");
     assert_eq!(
@@ -229,10 +230,14 @@ async fn heartbeats_keep_an_idle_client_connected() {
     assert_eq!(server.next_disconnect().await, DisconnectReason::Shutdown);
 }
 
-#[tokio::test]
+/// On paused time, so that the late replies (after 300 ms and 2 s) are
+/// really written by the server before the test ends.
+#[tokio::test(start_paused = true)]
 async fn timeouts_and_cancellation() {
     let server = TestServer::start(unlimited).await;
     let client = builder(&server.url()).connect().await.unwrap();
+    let mut events = client.events();
+    assert_eq!(events.recv().await, Some(ClientEvent::Connected));
     assert_eq!(
         client
             .request_timeout("sleep", "2000", Duration::from_millis(100))
@@ -249,14 +254,25 @@ async fn timeouts_and_cancellation() {
     task.abort();
     eventually("the cancel", || client.pending_requests() == 0).await;
     // The late replies (after 300 ms and 2 s) are discarded; the
-    // connection keeps working meanwhile.
-    for _ in 0..5 {
+    // connection keeps working meanwhile and after them.
+    let conn = server.server.connections().remove(0);
+    assert_eq!(conn.stats().handlers_running, 2, "both sleeps still run");
+    for _ in 0..25 {
         assert_eq!(
             client.request("echo", "x").await.unwrap(),
             Payload::utf8("x")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // 2.5 s later: both handlers returned and their replies were written.
+    assert_eq!(conn.stats().handlers_running, 0);
+    assert_eq!(client.pending_requests(), 0);
+    assert_eq!(client.status(), Status::Connected);
+    assert_eq!(
+        events.try_recv(),
+        None,
+        "nothing surfaced from the late replies"
+    );
     server.stop().await;
 }
 

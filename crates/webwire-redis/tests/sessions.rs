@@ -519,3 +519,19 @@ async fn concurrent_use_of_clones() {
         assert_eq!(found.is_some(), i % 2 == 1, "k{i}");
     }
 }
+
+/// The test helper never shares a Redis: a port on which another Redis
+/// answers is refused (its own child exits or the pid differs), so that two
+/// tests never see each other's keys.
+#[test]
+fn the_test_helper_refuses_a_port_another_redis_answers_on() {
+    let Some(first) = common::RedisServer::start() else {
+        return;
+    };
+    let second = common::RedisServer::try_start_on(first.port());
+    assert!(
+        second.is_err(),
+        "a second server shared port {}",
+        first.port()
+    );
+}

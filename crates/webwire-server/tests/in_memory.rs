@@ -154,3 +154,47 @@ async fn a_client_that_stops_reading_is_closed_as_stalled_after_the_queue_timeou
     drop(client);
     within("shutdown", server.shutdown()).await;
 }
+
+/// Requests and the client's close frame in one read: the server's replies
+/// for that batch are not yet written when the close frame is read (a
+/// closing stream takes no more data frames), but the close handshake
+/// still completes: the client gets its close code back, not an abrupt end.
+#[tokio::test(start_paused = true)]
+async fn requests_arriving_with_the_close_frame_still_end_with_a_clean_close() {
+    let (reasons_tx, mut reasons) = mpsc::unbounded_channel();
+    let server = Server::builder(echo_router(reasons_tx)).build().unwrap();
+    for round in 0..20 {
+        let mut client = TestClient::in_memory(&server).await;
+        let mut messages = Vec::new();
+        for _ in 0..8 {
+            let id = client.next_id();
+            let request =
+                webwire_proto::Request::new(id, "echo".try_into().unwrap(), Payload::utf8("x"))
+                    .unwrap();
+            messages.push(Message::binary(
+                webwire_proto::ClientMessage::Request(request).to_bytes(),
+            ));
+        }
+        messages.push(Message::close(
+            Some(tokio_websockets::CloseCode::NORMAL_CLOSURE),
+            "bye",
+        ));
+        client.send_together(messages).await;
+        assert_eq!(client.closed().await, Some(1000), "round {round}");
+        assert!(matches!(
+            within("reason", reasons.recv()).await,
+            Some(DisconnectReason::ClientClosed {
+                code: Some(1000),
+                ..
+            })
+        ));
+    }
+    // The server goes on.
+    let mut client = TestClient::in_memory(&server).await;
+    assert_eq!(
+        reply_text(&client.request("echo", Payload::utf8("still")).await),
+        "still"
+    );
+    client.close().await;
+    within("shutdown", server.shutdown()).await;
+}

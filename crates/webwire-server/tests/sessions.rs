@@ -485,26 +485,30 @@ async fn close_on_one_connection_versus_everywhere() {
     }
 
     // Everywhere: every remaining connection told, the store emptied once.
+    // Exactly the connections that hold it now: b and c, not a.
+    let mut expected: Vec<_> = server
+        .server
+        .connections()
+        .into_iter()
+        .filter(|conn| conn.has_session())
+        .map(|conn| conn.id())
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 2);
     let closed = within("close everywhere", server.server.close_session(&key)).await;
     assert!(closed.destroyed());
     assert!(closed.is_ok(), "{closed:?}");
     let mut affected: Vec<_> = closed.connections().iter().map(Connection::id).collect();
     affected.sort();
-    let mut expected: Vec<_> = server
-        .server
-        .connections()
-        .into_iter()
-        .filter(|conn| !conn.has_session())
-        .map(|conn| conn.id())
-        .collect();
-    expected.sort();
-    assert_eq!(affected.len(), 2);
-    assert!(affected.iter().all(|id| expected.contains(id)));
+    assert_eq!(affected, expected);
     for client in [&mut b, &mut c] {
         assert_eq!(client.recv().await, ServerMessage::SessionClosed);
         assert_eq!(whoami(client).await, "anonymous");
     }
-    assert!(a.take_pending().is_empty(), "a had left already");
+    // a had left already: a round trip on it shows that no notice came
+    // (one would be ordered before the reply).
+    assert_eq!(whoami(&mut a).await, "anonymous");
+    assert!(a.take_pending().is_empty(), "a was told again");
     assert_eq!(count(&store.closed), 1);
     assert_eq!(store.deletions(&key), 1);
     assert!(!store.contains(&key));
@@ -750,6 +754,8 @@ async fn the_file_manager_survives_a_server_restart() {
 struct Racer {
     client: TestClient,
     holds: bool,
+    /// NotifySessionClosed messages received so far.
+    closed_notices: usize,
 }
 
 impl Racer {
@@ -764,7 +770,10 @@ impl Racer {
         loop {
             let message = self.client.recv().await;
             match &message {
-                ServerMessage::SessionClosed => self.holds = false,
+                ServerMessage::SessionClosed => {
+                    self.holds = false;
+                    self.closed_notices += 1;
+                }
                 ServerMessage::SessionCreated(_) => self.holds = true,
                 _ if message.request_id() == Some(id) => return message,
                 other => panic!("unexpected {other:?}"),
@@ -812,10 +821,23 @@ impl Racer {
             Payload::utf8(""),
         )
         .unwrap();
+        let notices = self.closed_notices;
         let reply = self.call(ClientMessage::Request(request), id).await;
-        assert!(["true", "false"].contains(&reply_text(&reply).as_str()));
-        // A NotifySessionClosed came before the reply if there was a session.
-        self.holds = false;
+        match reply_text(&reply).as_str() {
+            // It closed this connection's session: the NotifySessionClosed
+            // came before the reply.
+            "true" => assert!(
+                self.closed_notices > notices,
+                "a logout closed a session without telling the client first"
+            ),
+            // Nothing to close: the client knew it held none (or was told
+            // meanwhile).
+            "false" => assert!(
+                !self.holds,
+                "the client thinks it holds a session the server lost"
+            ),
+            other => panic!("unexpected logout reply {other:?}"),
+        }
     }
 
     /// What the server thinks: whether this connection has the session.
@@ -901,6 +923,7 @@ async fn concurrent_restores_and_closes_stay_consistent() {
         racers.push(Racer {
             client: server.connect().await,
             holds: false,
+            closed_notices: 0,
         });
     }
 

@@ -42,7 +42,8 @@ enum Command {
         /// Seconds each check may take before it fails.
         #[arg(long, default_value_t = check::DEFAULT_TIMEOUT.as_secs())]
         timeout: u64,
-        /// Run only the checks whose name contains this text.
+        /// Run only the checks whose name contains this text (or one of
+        /// several texts separated by commas).
         #[arg(long)]
         only: Option<String>,
     },

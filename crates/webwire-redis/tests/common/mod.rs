@@ -2,7 +2,8 @@
 //!
 //! [`RedisServer::start`] runs `redis-server --save '' --appendonly no
 //! --port N --bind 127.0.0.1` (no persistence: a restart comes back empty),
-//! waits until it answers PING and kills it when dropped. It can be stopped
+//! waits until it answers (its own process, not another Redis on the port)
+//! and kills it when dropped. It can be stopped
 //! (SIGKILL, as in a crash) and restarted on the same port, or paused
 //! (SIGSTOP: connections stay open, commands wait unanswered) and resumed.
 //!
@@ -82,6 +83,20 @@ impl RedisServer {
             }
         }
         panic!("redis-server did not start: {last_err}");
+    }
+
+    /// Starts one on `port`, which must be free: an error if it cannot
+    /// listen there or another Redis answers on it.
+    pub fn try_start_on(port: u16) -> Result<Self, String> {
+        let bin = find_binary().ok_or("redis-server not found")?;
+        let mut server = Self {
+            bin,
+            port,
+            child: None,
+            dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+        };
+        server.spawn_and_wait()?;
+        Ok(server)
     }
 
     /// The port it listens on (127.0.0.1).
@@ -179,9 +194,23 @@ impl RedisServer {
             .map_err(|e| format!("spawning {}: {e}", self.bin.display()))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if ping(self.port) {
-                self.child = Some(child);
-                return Ok(());
+            // Our own child must be the one answering: another test's
+            // redis-server may have taken the port between the probe and
+            // the start, and sharing it would mix their keys.
+            match server_pid(self.port) {
+                Some(pid) if pid == child.id() => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Some(other) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "port {} is taken by another redis-server (pid {other})",
+                        self.port
+                    ));
+                }
+                None => {}
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("exited with {status}: {}", read_log(&log_path)));
@@ -246,4 +275,35 @@ fn ping(port: u16) -> bool {
 
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The process id of the Redis answering on this port (`INFO server`), if
+/// one answers.
+fn server_pid(port: u16) -> Option<u32> {
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The reply is one bulk string of a few KiB; read until its pid line.
+    while reply.len() < 64 * 1024 {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(line) = text
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+        {
+            if text.contains(&format!("process_id:{line}\r\n")) {
+                return line.trim().parse().ok();
+            }
+        }
+    }
+    None
 }

@@ -3,6 +3,7 @@
 
 use webwire_client::{Client, ConnectError, Payload, RequestError};
 
+use super::raw::Raw;
 use super::support::{
     describe, ensure, expect_code, expect_error, expect_text, request, same, Context, Ctx, Failure,
 };
@@ -45,19 +46,22 @@ async fn expect_interop_error(
     Ok(())
 }
 
-/// The accept configuration: protocol 2.0, read timeout 3000 ms, buffer
-/// 1048576 bytes, sub-protocol `interop`.
+/// The accept configuration: protocol 2.x (the checker tests what 2.0
+/// defines; later minor versions only add to it), read timeout 3000 ms,
+/// buffer 1048576 bytes, sub-protocol `interop`. The note shows the
+/// version announced.
 pub(super) async fn accept_conf(ctx: Ctx) -> Result<(), Failure> {
     let (client, _) = ctx.client().await?;
     let conf = client
         .server_config()
         .ok_or_else(|| Failure::new("connected, but no accept configuration known"))?;
     ensure!(
-        (conf.major, conf.minor) == (2, 0),
-        "protocol version {}.{}, expected 2.0",
+        conf.major == 2,
+        "protocol version {}.{}, expected 2.x",
         conf.major,
         conf.minor
     );
+    ctx.note(format!("version {}.{}", conf.major, conf.minor));
     ensure!(
         conf.read_timeout_ms == 3000,
         "read timeout {} ms, expected 3000",
@@ -118,6 +122,23 @@ pub(super) async fn any_path(ctx: Ctx) -> Result<(), Failure> {
         .context(format_args!("connecting to {url}"))?;
     expect_text(&client, "echo", "path", "path").await?;
     client.close().await;
+    Ok(())
+}
+
+/// The `Origin` of a page on another site, which the interop server must
+/// accept (browsers send it; the webwire client never does).
+pub(super) const FOREIGN_ORIGIN: &str = "https://foreign.example";
+
+/// Upgrades with the `Origin` of a foreign site are accepted: the
+/// connection gets the interop server's AcceptConf.
+pub(super) async fn any_origin(ctx: Ctx) -> Result<(), Failure> {
+    let raw = Raw::connect(ctx.url(), Some(FOREIGN_ORIGIN)).await?;
+    ensure!(
+        raw.conf.sub_protocol.as_ref() == b"interop",
+        "with Origin {FOREIGN_ORIGIN}: sub-protocol {:?}, expected \"interop\"",
+        String::from_utf8_lossy(&raw.conf.sub_protocol)
+    );
+    raw.close().await;
     Ok(())
 }
 

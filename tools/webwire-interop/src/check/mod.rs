@@ -5,7 +5,9 @@
 //! fails with a one-line reason ([`Failure`]). The runner ([`run`]) runs
 //! them one after the other, each within [`CheckOptions::timeout`] (a check
 //! that hangs is a failure, not a hang), and reports every result as it
-//! comes.
+//! comes. The few checks that mostly wait on the server's clocks (the read
+//! timeout, the cap of `sleep`) start first and run alongside the others,
+//! so that a full run costs the longest of those waits, not their sum.
 //!
 //! - `support`: what the checks share (connecting, comparing payloads,
 //!   waiting for events).
@@ -13,6 +15,8 @@
 //! - `signals`: signals both ways, sleep, concurrency, broadcast,
 //!   disconnection.
 //! - `sessions`: login, whoami, logout, restore, limits, close everywhere.
+//! - `raw`: a bare WebSocket, for what the client never does (stay silent,
+//!   send a foreign `Origin`).
 //!
 //! ```no_run
 //! use webwire_interop::check::{run, CheckOptions};
@@ -27,6 +31,7 @@
 //! ```
 
 mod basic;
+mod raw;
 mod sessions;
 mod signals;
 mod support;
@@ -35,7 +40,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 pub use support::Failure;
 
@@ -58,7 +64,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct CheckOptions {
     /// Each check fails if it takes longer than this.
     pub timeout: Duration,
-    /// Run only the checks whose name contains this text.
+    /// Run only the checks whose name contains this text, or one of
+    /// several texts separated by commas.
     pub only: Option<String>,
 }
 
@@ -78,7 +85,8 @@ impl CheckOptions {
         self
     }
 
-    /// Runs only the checks whose name contains `text`.
+    /// Runs only the checks whose name contains `text` (or one of the
+    /// comma-separated parts of `text`).
     pub fn only(mut self, text: impl Into<String>) -> Self {
         self.only = Some(text.into());
         self
@@ -87,13 +95,19 @@ impl CheckOptions {
 
 /// The result of one check.
 ///
-/// Displayed as the checker prints it: `PASS name` or `FAIL name: reason`.
+/// Displayed as the checker prints it: `PASS name`, `PASS name (note)` or
+/// `FAIL name: reason`.
 ///
 /// ```
 /// use std::time::Duration;
 /// use webwire_interop::check::CheckResult;
 ///
-/// let result = CheckResult { name: "echo-utf8", failure: None, elapsed: Duration::ZERO };
+/// let result = CheckResult {
+///     name: "echo-utf8",
+///     failure: None,
+///     note: None,
+///     elapsed: Duration::ZERO,
+/// };
 /// assert_eq!(result.to_string(), "PASS echo-utf8");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +116,9 @@ pub struct CheckResult {
     pub name: &'static str,
     /// Why it failed (one line), `None` if it passed.
     pub failure: Option<String>,
+    /// What a passing check measured or saw (the announced version, a
+    /// timing), shown in parentheses.
+    pub note: Option<String>,
     /// How long it took.
     pub elapsed: Duration,
 }
@@ -115,9 +132,10 @@ impl CheckResult {
 
 impl fmt::Display for CheckResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.failure {
-            None => write!(f, "PASS {}", self.name),
-            Some(reason) => write!(f, "FAIL {}: {reason}", self.name),
+        match (&self.failure, &self.note) {
+            (None, None) => write!(f, "PASS {}", self.name),
+            (None, Some(note)) => write!(f, "PASS {} ({note})", self.name),
+            (Some(reason), _) => write!(f, "FAIL {}: {reason}", self.name),
         }
     }
 }
@@ -191,6 +209,7 @@ checks! {
     "accept-conf" => basic::accept_conf,
     "sub-protocol-mismatch" => basic::sub_protocol_mismatch,
     "any-path" => basic::any_path,
+    "any-origin" => basic::any_origin,
     "echo-utf8" => basic::echo_utf8,
     "echo-utf16" => basic::echo_utf16,
     "echo-binary" => basic::echo_binary,
@@ -207,8 +226,10 @@ checks! {
     "sleep" => signals::sleep,
     "sleep-timeout" => signals::sleep_timeout,
     "bad-sleep" => signals::bad_sleep,
+    "sleep-cap" => signals::sleep_cap,
     "concurrent-requests" => signals::concurrent_requests,
     "100-requests" => signals::hundred_requests,
+    "concurrent-signals" => signals::concurrent_signals,
     "broadcast" => signals::broadcast,
     "disconnect-me" => signals::disconnect_me,
     "heartbeat" => signals::heartbeat,
@@ -225,6 +246,11 @@ checks! {
     "close-session-everywhere" => sessions::close_session_everywhere,
     "disconnect-keeps-session" => sessions::disconnect_keeps_session,
 }
+
+/// The checks that start before the others and run alongside them: they
+/// spend seconds waiting on the server's clocks and nothing else, so they
+/// disturb no other check.
+const BACKGROUND: &[&str] = &["heartbeat", "sleep-cap"];
 
 /// The names of every check, in the order they run.
 ///
@@ -249,36 +275,92 @@ async fn run_table(
     options: &CheckOptions,
     mut report: impl FnMut(&CheckResult),
 ) -> Summary {
+    let selected = checks
+        .iter()
+        .filter(|(name, _)| selected(name, options.only.as_deref()));
+    let (background, foreground): (Vec<_>, Vec<_>) =
+        selected.partition(|(name, _)| BACKGROUND.contains(name));
+    let mut running: FuturesUnordered<_> = background
+        .into_iter()
+        .map(|&(name, check)| {
+            // A task of its own, so that it runs while the others are awaited.
+            let task = tokio::spawn(run_one(name, check, url.to_owned(), options.timeout));
+            async move { (name, task.await) }
+        })
+        .collect();
     let mut summary = Summary::default();
-    for &(name, check) in checks {
-        if let Some(only) = &options.only {
-            if !name.contains(only.as_str()) {
-                continue;
-            }
-        }
-        let started = Instant::now();
-        // Spawned, so that a check that panics is a failure too; dropping
-        // a check that runs too long drops its clients, which disconnects them.
-        let mut task = tokio::spawn(check(Ctx::new(url)));
-        let outcome = tokio::select! {
-            joined = &mut task => match joined {
-                Ok(outcome) => outcome,
-                Err(err) => Err(Failure::new(format!("the check panicked: {err}"))),
-            },
-            () = tokio::time::sleep(options.timeout) => {
-                task.abort();
-                Err(Failure::new(format!("did not finish within {:?}", options.timeout)))
-            }
-        };
-        let result = CheckResult {
-            name,
-            failure: outcome.err().map(|failure| failure.to_string()),
-            elapsed: started.elapsed(),
-        };
+    let mut done = |result: CheckResult, summary: &mut Summary| {
         report(&result);
         summary.results.push(result);
+    };
+    for &(name, check) in foreground {
+        let result = run_one(name, check, url.to_owned(), options.timeout).await;
+        done(result, &mut summary);
+        // Background checks that ended meanwhile are reported now.
+        while let Some(Some((name, joined))) = running.next().now_or_never() {
+            done(background_result(name, joined), &mut summary);
+        }
+    }
+    while let Some((name, joined)) = running.next().await {
+        done(background_result(name, joined), &mut summary);
     }
     summary
+}
+
+/// Whether the check `name` runs with `--only only`.
+fn selected(name: &str, only: Option<&str>) -> bool {
+    match only {
+        None => true,
+        Some(only) => only
+            .split(',')
+            .map(str::trim)
+            .any(|part| !part.is_empty() && name.contains(part)),
+    }
+}
+
+/// The result of a background check's task (which does not panic: the check
+/// runs in a task of its own inside).
+fn background_result(
+    name: &'static str,
+    joined: Result<CheckResult, tokio::task::JoinError>,
+) -> CheckResult {
+    joined.unwrap_or_else(|err| CheckResult {
+        name,
+        failure: Some(format!("the check's task was lost: {err}")),
+        note: None,
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// Runs one check within `timeout`.
+async fn run_one(
+    name: &'static str,
+    check: CheckFn,
+    url: String,
+    timeout: Duration,
+) -> CheckResult {
+    let started = Instant::now();
+    let ctx = Ctx::new(&url);
+    // Spawned, so that a check that panics is a failure too; dropping
+    // a check that runs too long drops its clients, which disconnects them.
+    let mut task = tokio::spawn(check(ctx.clone()));
+    let outcome = tokio::select! {
+        joined = &mut task => match joined {
+            Ok(outcome) => outcome,
+            Err(err) => Err(Failure::new(format!("the check panicked: {err}"))),
+        },
+        () = tokio::time::sleep(timeout) => {
+            task.abort();
+            Err(Failure::new(format!("did not finish within {timeout:?}")))
+        }
+    };
+    let note = ctx.take_note();
+    CheckResult {
+        name,
+        failure: outcome.err().map(|failure| failure.to_string()),
+        note,
+        elapsed: started.elapsed(),
+    }
 }
 
 #[cfg(test)]
@@ -355,10 +437,48 @@ mod tests {
     }
 
     #[test]
+    fn only_takes_several_parts() {
+        assert!(selected("restore-unknown", None));
+        assert!(selected("restore-unknown", Some("restore")));
+        assert!(selected("broadcast", Some("login, broadcast")));
+        assert!(!selected("echo-utf8", Some("login,broadcast")));
+        assert!(!selected("echo-utf8", Some(",")));
+        for name in BACKGROUND {
+            assert!(names().contains(name), "{name}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_checks_run_alongside_the_others() {
+        async fn slow(_: Ctx) -> Result<(), Failure> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        }
+        async fn slower(_: Ctx) -> Result<(), Failure> {
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            Ok(())
+        }
+        // "heartbeat" is a background name: it starts first, ends during
+        // "two", and is reported after it.
+        let table: &[(&str, CheckFn)] = &[
+            ("heartbeat", |ctx| boxed(slower, ctx)),
+            ("one", |ctx| boxed(slow, ctx)),
+            ("two", |ctx| boxed(slow, ctx)),
+        ];
+        let started = tokio::time::Instant::now();
+        let summary = run_table(table, "ws://127.0.0.1:1/", &CheckOptions::default(), |_| {}).await;
+        let names: Vec<_> = summary.results.iter().map(|r| r.name).collect();
+        assert_eq!(names, ["one", "two", "heartbeat"]);
+        // 600 ms, not 1050: the background check overlapped the others.
+        assert_eq!(started.elapsed(), Duration::from_millis(600));
+    }
+
+    #[test]
     fn lines() {
         let failed = CheckResult {
             name: "x",
             failure: Some("why".into()),
+            note: None,
             elapsed: Duration::ZERO,
         };
         assert_eq!(failed.to_string(), "FAIL x: why");

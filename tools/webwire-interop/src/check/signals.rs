@@ -1,10 +1,14 @@
 //! Signals both ways, `sleep`, concurrency, `broadcast`, `disconnect-me`
 //! and heartbeats.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use webwire_client::{ClientEvent, Payload, RequestError, Signal, Status};
 
+use super::raw::{Ended, Raw};
 use super::support::{
     describe, drain, ensure, expect_code, expect_text, request, same, unique, wait_event, Context,
     Ctx, Failure, EVENT_TIMEOUT,
@@ -191,47 +195,141 @@ pub(super) async fn bad_sleep(ctx: Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Requests on one connection are handled concurrently: an `echo` sent
-/// after a `sleep` of 1000 ms is answered first.
-pub(super) async fn concurrent_requests(ctx: Ctx) -> Result<(), Failure> {
+/// How long `sleep` waits at most (docs/interop.md).
+const SLEEP_CAP: Duration = Duration::from_millis(10_000);
+
+/// The generous upper bound for something that should take `expected`
+/// on an idle server: twice as long plus a second, for a loaded machine.
+fn generous(expected: Duration) -> Duration {
+    expected * 2 + Duration::from_secs(1)
+}
+
+/// Seconds with two decimals, for notes and reasons.
+fn secs(duration: Duration) -> String {
+    format!("{:.2} s", duration.as_secs_f64())
+}
+
+/// `sleep` is capped at 10000 ms: `10001` and a number too large for 64
+/// bits both answer `ok` after about 10 s (not at once, not never, not
+/// an error). Runs in the background.
+pub(super) async fn sleep_cap(ctx: Ctx) -> Result<(), Failure> {
     let (client, _) = ctx.client().await?;
-    let sleep = client.request("sleep", "1000");
-    let echo = client.request("echo", "quick");
-    tokio::pin!(sleep, echo);
-    // Biased: the sleep is sent first, and if both replies are there, the
-    // sleep is seen first.
-    let first = tokio::select! {
-        biased;
-        result = &mut sleep => ("sleep", result),
-        result = &mut echo => ("echo", result),
-    };
-    match first {
-        ("echo", result) => {
-            let reply = result.context("request \"echo\"")?;
-            same("reply to echo", &reply, &Payload::utf8("quick"))?;
-            let reply = sleep.await.context("request \"sleep\"")?;
-            same("reply to sleep", &reply, &Payload::utf8("ok"))?;
+    let earliest = SLEEP_CAP.mul_f64(0.9);
+    let latest = SLEEP_CAP + Duration::from_secs(5);
+    let started = Instant::now();
+    let mut replies: FuturesUnordered<_> = ["10001", "99999999999999999999999"]
+        .into_iter()
+        .map(|ms| {
+            let client = &client;
+            async move { (ms, client.request_timeout("sleep", ms, latest).await) }
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    while let Some((ms, result)) = replies.next().await {
+        let took = started.elapsed();
+        match result {
+            Err(RequestError::TimedOut) => {
+                return Err(Failure::new(format!(
+                    "sleep {ms}: no reply within {}: sleep is not capped at 10000 ms",
+                    secs(latest)
+                )))
+            }
+            result => {
+                let reply = result.context(format_args!("request \"sleep\" with {ms}"))?;
+                same(
+                    &format!("reply to sleep {ms}"),
+                    &reply,
+                    &Payload::utf8("ok"),
+                )?;
+            }
         }
-        (_, result) => {
-            result.context("request \"sleep\"")?;
-            return Err(Failure::new(
-                "an echo sent after a sleep of 1000 ms was answered after it: \
-                 requests on one connection are not handled concurrently",
-            ));
-        }
+        ensure!(
+            took >= earliest,
+            "sleep {ms} answered after {}, expected about 10 s (the cap)",
+            secs(took)
+        );
+        slowest = slowest.max(took);
     }
+    ctx.note(format!("answered after {}", secs(slowest)));
+    client.close().await;
+    Ok(())
+}
+
+/// Requests on one connection are handled concurrently: ten `sleep`s of
+/// 800 ms sent at once are all answered within about 800 ms (not 8 s), and
+/// an `echo` sent after them is answered first.
+pub(super) async fn concurrent_requests(ctx: Ctx) -> Result<(), Failure> {
+    const SLEEPS: u32 = 10;
+    const SLEEP: Duration = Duration::from_millis(800);
+    let (client, _) = ctx.client().await?;
+    let answered = AtomicUsize::new(0);
+    let started = Instant::now();
+    let sleeps = futures_util::future::join_all((0..SLEEPS).map(|_| async {
+        let result = client.request("sleep", SLEEP.as_millis().to_string()).await;
+        (
+            result,
+            answered.fetch_add(1, Ordering::SeqCst),
+            started.elapsed(),
+        )
+    }));
+    let echo = async {
+        let result = client.request("echo", "quick").await;
+        (result, answered.fetch_add(1, Ordering::SeqCst))
+    };
+    // Polled in this order: the sleeps are sent before the echo.
+    let bound = generous(SLEEP);
+    let Ok((sleeps, (echo, echo_rank))) =
+        tokio::time::timeout(bound, futures_util::future::join(sleeps, echo)).await
+    else {
+        return Err(Failure::new(format!(
+            "of {SLEEPS} sleeps of {} ms sent at once, {} were answered within {}: requests \
+             on one connection are not handled concurrently (one at a time takes {})",
+            SLEEP.as_millis(),
+            answered.load(Ordering::SeqCst).min(SLEEPS as usize),
+            secs(bound),
+            secs(SLEEP * SLEEPS)
+        )));
+    };
+    let reply = echo.context("request \"echo\"")?;
+    same("reply to echo", &reply, &Payload::utf8("quick"))?;
+    ensure!(
+        echo_rank == 0,
+        "an echo sent after {SLEEPS} sleeps of {} ms was answered after {echo_rank} of them",
+        SLEEP.as_millis()
+    );
+    let mut slowest = Duration::ZERO;
+    for (result, _, took) in sleeps {
+        let reply = result.context("request \"sleep\"")?;
+        same("reply to sleep", &reply, &Payload::utf8("ok"))?;
+        ensure!(
+            took >= SLEEP.mul_f64(0.9),
+            "a sleep of {} ms was answered after {}",
+            SLEEP.as_millis(),
+            secs(took)
+        );
+        slowest = slowest.max(took);
+    }
+    ctx.note(format!(
+        "{SLEEPS} sleeps of {} ms answered within {}",
+        SLEEP.as_millis(),
+        secs(slowest)
+    ));
     client.close().await;
     Ok(())
 }
 
 /// 100 requests in flight at once on one connection, in mixed encodings,
-/// with sleeps so that replies come back out of order.
+/// ten of them sleeps of decreasing length (600 ms down to 60 ms): each gets
+/// its own correct reply, all within about 600 ms (one at a time takes
+/// 3.3 s), and the sleeps' replies come in another order than they were
+/// sent (the shortest, sent last, before the longest, sent first).
 pub(super) async fn hundred_requests(ctx: Ctx) -> Result<(), Failure> {
+    const LONGEST: u64 = 600;
     let (client, _) = ctx.client().await?;
-    let expected: Vec<(&str, Payload, Payload)> = (0..100)
+    let expected: Vec<(&str, Payload, Payload)> = (0..100u64)
         .map(|i| {
             if i % 10 == 0 {
-                let ms = (100 - i).to_string();
+                let ms = (LONGEST - i / 10 * LONGEST / 10).to_string();
                 ("sleep", Payload::utf8(ms), Payload::utf8("ok"))
             } else {
                 let text = format!("n{i}");
@@ -244,16 +342,95 @@ pub(super) async fn hundred_requests(ctx: Ctx) -> Result<(), Failure> {
             }
         })
         .collect();
-    let replies = futures_util::future::join_all(
-        expected
-            .iter()
-            .map(|(name, payload, _)| client.request(name, payload.clone())),
-    )
-    .await;
+    let sleep_total: u64 = (0..10).map(|k| LONGEST - k * LONGEST / 10).sum();
+    // The order in which the sleeps' replies arrive, by index.
+    let order = Mutex::new(Vec::new());
+    let all = futures_util::future::join_all(expected.iter().enumerate().map(
+        |(i, (name, payload, _))| {
+            let (client, order) = (&client, &order);
+            async move {
+                let result = client.request(name, payload.clone()).await;
+                if *name == "sleep" {
+                    order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                }
+                result
+            }
+        },
+    ));
+    let bound = generous(Duration::from_millis(LONGEST));
+    let Ok(replies) = tokio::time::timeout(bound, all).await else {
+        return Err(Failure::new(format!(
+            "100 requests with sleeps of {LONGEST} down to {} ms were not all answered within \
+             {}: requests on one connection are not handled concurrently (one at a time \
+             takes {} ms)",
+            LONGEST / 10,
+            secs(bound),
+            sleep_total
+        )));
+    };
     for (i, (reply, (name, _, want))) in replies.into_iter().zip(&expected).enumerate() {
         let reply = reply.context(format_args!("request {i} ({name:?})"))?;
         same(&format!("reply to request {i} ({name:?})"), &reply, want)?;
     }
+    let order = order.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let sent: Vec<usize> = (0..100).step_by(10).collect();
+    let position = |i: usize| order.iter().position(|&at| at == i);
+    ensure!(
+        order != sent,
+        "the sleeps' replies came in the order they were sent, although the later ones were \
+         shorter: requests on one connection are not all handled at once, or replies wait \
+         for earlier ones"
+    );
+    ensure!(
+        position(90) < position(0),
+        "the shortest sleep ({} ms, sent last) was answered after the longest ({LONGEST} ms, \
+         sent first), reply order {order:?}: requests on one connection are not all handled \
+         at once",
+        LONGEST / 10
+    );
+    client.close().await;
+    Ok(())
+}
+
+/// Signals are handled concurrently with requests: a `ping` sent while a
+/// `sleep` of 500 ms runs on the same connection is answered (`pong`)
+/// before the sleep. (No signal of the interop server takes time, so
+/// whether signals run concurrently with each other cannot be seen.)
+pub(super) async fn concurrent_signals(ctx: Ctx) -> Result<(), Failure> {
+    let (client, mut events) = ctx.client().await?;
+    let payload = Payload::utf8(unique("ping-while-sleeping"));
+    let sleep = client.request("sleep", "500");
+    tokio::pin!(sleep);
+    // Sends the sleep.
+    ensure!(
+        futures_util::poll!(&mut sleep).is_pending(),
+        "a sleep of 500 ms was answered at once"
+    );
+    client
+        .signal("ping", payload.clone())
+        .await
+        .context("sending a ping signal")?;
+    let pong = async {
+        wait_event(&mut events, "a pong signal", |event| {
+            signal_named(event, "pong").filter(|signal| signal.payload() == &payload)
+        })
+        .await
+    };
+    tokio::select! {
+        biased;
+        result = &mut sleep => {
+            result.context("request \"sleep\"")?;
+            return Err(Failure::new(
+                "a ping sent while a sleep of 500 ms ran was not answered before the sleep: \
+                 signals wait for the requests of their connection",
+            ));
+        }
+        found = pong => {
+            found?;
+        }
+    }
+    let reply = sleep.await.context("request \"sleep\"")?;
+    same("reply to sleep", &reply, &Payload::utf8("ok"))?;
     client.close().await;
     Ok(())
 }
@@ -306,16 +483,55 @@ pub(super) async fn disconnect_me(ctx: Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Heartbeats keep an idle connection open beyond the 3 s read timeout.
+/// The server enforces the read timeout it announces: a bare connection
+/// that sends nothing at all (no heartbeats, no pings) is closed after
+/// between 0.9 and 2 times the read timeout (plus 1 s); a client that sends
+/// heartbeats stays connected as long, and beyond the read timeout, and
+/// still answers. Both run at once, so this costs about one read timeout.
+/// Runs in the background.
 pub(super) async fn heartbeat(ctx: Ctx) -> Result<(), Failure> {
     let (client, mut events) = ctx.client().await?;
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let connected = Instant::now();
+    let silent = Raw::connect(ctx.url(), None).await?;
+    let read_timeout = Duration::from_millis(silent.conf.read_timeout_ms.into());
+    let earliest = read_timeout.mul_f64(0.9);
+    let latest = generous(read_timeout);
+    let ms = read_timeout.as_millis();
+    match silent.wait_closed(Instant::now() + latest).await {
+        Ended::Closed(after) => {
+            ensure!(
+                after >= earliest,
+                "a silent connection was closed after {}, before the announced read timeout \
+                 of {ms} ms",
+                secs(after)
+            );
+            ctx.note(format!(
+                "a silent connection was closed after {}, read timeout {ms} ms",
+                secs(after)
+            ));
+        }
+        Ended::Open => {
+            return Err(Failure::new(format!(
+                "a silent connection (no heartbeats, no pings) was still open {} after \
+                 connecting: the announced read timeout of {ms} ms is not enforced",
+                secs(latest)
+            )))
+        }
+        Ended::Message(message) => {
+            return Err(Failure::new(format!(
+                "the server sent {message} on a silent connection that asked for nothing"
+            )))
+        }
+    }
+    // Idle (but for heartbeats) for longer than the read timeout.
+    tokio::time::sleep_until((connected + read_timeout + read_timeout / 4).into()).await;
     let lost = drain(&mut events)
         .iter()
         .any(|event| matches!(event, ClientEvent::Disconnected));
     ensure!(
-        !lost,
-        "an idle connection was closed within 4.5 s although the client sent heartbeats"
+        !lost && client.status() == Status::Connected,
+        "a client sending heartbeats was disconnected within {} (read timeout {ms} ms)",
+        secs(connected.elapsed())
     );
     expect_text(&client, "echo", "awake", "awake").await?;
     client.close().await;

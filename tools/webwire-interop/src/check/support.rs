@@ -2,6 +2,7 @@
 //! requests with readable failures, payload comparison, waiting for events.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use webwire_client::{Client, ClientBuilder, ClientEvent, Encoding, Events, Payload, RequestError};
@@ -70,17 +71,39 @@ impl<T, E: fmt::Display> Context<T> for Result<T, E> {
     }
 }
 
-/// What a check gets: the server's URL.
+/// What a check gets: the server's URL, and where it leaves a note for
+/// its result line.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     url: String,
+    note: Arc<Mutex<Option<String>>>,
 }
 
 impl Ctx {
     pub(crate) fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
+            note: Arc::default(),
         }
+    }
+
+    /// The server's URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What the check measured or saw, shown after its result
+    /// (`PASS name (note)`); a later note replaces an earlier one.
+    pub(crate) fn note(&self, note: impl Into<String>) {
+        *self.note.lock().unwrap_or_else(PoisonError::into_inner) = Some(note.into());
+    }
+
+    /// The note left by the check, if any.
+    pub(crate) fn take_note(&self) -> Option<String> {
+        self.note
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// A client builder with the interop sub-protocol and short timeouts.
