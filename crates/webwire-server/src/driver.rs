@@ -966,7 +966,15 @@ fn reply_for(
                 ServerMessage::Error(ErrorReply::new(id, code, message))
             }
             Err(err) => {
-                tracing::error!(connection = %conn.id(), request = %name, error = %err, "request handler failed");
+                let client_caused = err
+                    .downcast_ref::<crate::error::SessionError>()
+                    .is_some_and(crate::error::SessionError::is_client_caused);
+                let error = crate::session::ops::chain(&*err);
+                if client_caused {
+                    tracing::warn!(connection = %conn.id(), request = %name, %error, "request handler failed on the client's doing");
+                } else {
+                    tracing::error!(connection = %conn.id(), request = %name, %error, "request handler failed");
+                }
                 return ServerMessage::InternalError(id);
             }
         },

@@ -149,15 +149,27 @@ pub enum SessionError {
         max: usize,
     },
     /// The session cannot be written as JSON (a time out of range).
-    #[error("the session cannot be encoded: {0}")]
+    #[error("the session cannot be encoded")]
     Json(#[from] SessionJsonError),
     /// The connection's outbound queue stayed full: the client was not told.
     #[error("the connection's outbound queue is full (the client is not reading)")]
     QueueFull,
     /// The session left the connection, but the session manager failed to
     /// delete it.
-    #[error("the session manager failed: {0}")]
+    #[error("the session manager failed")]
     Store(#[source] SessionStoreError),
+}
+
+impl SessionError {
+    /// Whether the client's own doing explains it (a second login, a
+    /// connection it closed, a queue it does not read), not a fault of the
+    /// server: logged below ERROR when a handler fails with it.
+    pub(crate) fn is_client_caused(&self) -> bool {
+        matches!(
+            self,
+            Self::AlreadyActive | Self::ConnectionClosed | Self::QueueFull
+        )
+    }
 }
 
 /// A handler's failure chosen by the application: it becomes the

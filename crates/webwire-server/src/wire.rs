@@ -492,7 +492,7 @@ where
         let mut buf = vec![0; LINGER_CHUNK];
         let mut left = max;
         while left > 0 {
-            match tokio::time::timeout(idle, io.read(&mut buf)).await {
+            match tokio::time::timeout(idle, io.read(&mut buf[..left.min(LINGER_CHUNK)])).await {
                 Ok(Ok(0) | Err(_)) | Err(_) => return,
                 Ok(Ok(n)) => left = left.saturating_sub(n),
             }

@@ -1414,3 +1414,56 @@ async fn the_file_and_memory_managers_show_no_key() {
     let err = files.on_session_created(&bad).await.unwrap_err();
     assert_no_key("a refused key's error", &format!("{err} {err:?}"));
 }
+
+/// A handler that fails because of what the client did (a second login on
+/// a connection that has a session) is logged at WARN, not ERROR; one that
+/// fails on its own is ERROR, with the error's sources.
+#[tokio::test]
+async fn a_handler_failing_on_the_clients_doing_is_not_an_error_line() {
+    let (logs, _guard) = common::LogCapture::start();
+    let router = MessageRouter::new()
+        .request("login", |conn: Connection, _: Payload| async move {
+            let session = conn.create_session(None).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session.key)
+        })
+        .request("broken", |_: Payload| async move {
+            let cause = std::io::Error::other("the disk is gone");
+            Err::<Payload, _>(SessionError::Store(SessionStoreError::new(
+                "writing failed",
+                cause,
+            )))
+        });
+    let server = TestServer::start(
+        Server::builder(router).session_manager(Arc::new(MemorySessionManager::new())),
+    )
+    .await;
+    let mut client = server.connect().await;
+    let first = client.request("login", Payload::utf8("")).await;
+    assert!(matches!(first, ServerMessage::Reply(_)), "{first:?}");
+    let second = client.request("login", Payload::utf8("")).await;
+    assert!(
+        matches!(second, ServerMessage::InternalError(_)),
+        "{second:?}"
+    );
+    let broken = client.request("broken", Payload::utf8("")).await;
+    assert!(
+        matches!(broken, ServerMessage::InternalError(_)),
+        "{broken:?}"
+    );
+    client.close().await;
+    server.stop().await;
+
+    let warned = logs.lines_at("WARN");
+    assert!(
+        warned
+            .iter()
+            .any(|line| line.contains("already has a session") && line.contains("login")),
+        "{warned:?}"
+    );
+    let errors = logs.lines_at("ERROR");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("broken") && errors[0].contains("the disk is gone"),
+        "the failure with its sources: {errors:?}"
+    );
+}

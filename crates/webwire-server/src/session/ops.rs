@@ -513,7 +513,7 @@ async fn send_closed(conn: &Connection) -> Result<(), SessionError> {
 }
 
 /// An error with its sources, for the log.
-fn chain(err: &dyn Error) -> String {
+pub(crate) fn chain(err: &dyn Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(err) = source {
