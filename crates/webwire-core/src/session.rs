@@ -35,8 +35,16 @@ pub use webwire_proto::{KeyDigest, Session, SessionInfo, SessionJsonError};
 /// use std::time::SystemTime;
 /// use webwire_core::session::{Session, SessionLookup, SessionManager, SessionStoreError};
 ///
-/// #[derive(Debug, Default)]
+/// #[derive(Default)]
 /// struct Sessions(Mutex<HashMap<String, Session>>);
+///
+/// // Keys are bearer credentials: Debug shows how many, never which.
+/// impl std::fmt::Debug for Sessions {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         let count = self.0.lock().map(|map| map.len()).unwrap_or(0);
+///         f.debug_struct("Sessions").field("count", &count).finish()
+///     }
+/// }
 ///
 /// impl SessionManager for Sessions {
 ///     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
