@@ -43,7 +43,12 @@ trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true' INT TERM
 pid=$!
 
 url=""
+deadline=$((SECONDS + 60))
 while [ -z "$url" ]; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "demo.sh: the chat server printed no listening line within 60 s" >&2
+        exit 1
+    fi
     url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$out")
     [ -n "$url" ] && break
     if ! kill -0 "$pid" 2>/dev/null; then

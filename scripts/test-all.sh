@@ -11,15 +11,27 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 section() { printf '\n==> %s\n' "$*"; }
 
-# Background processes started here, stopped on exit whatever happens.
+# Background processes and temporary files made here, stopped and removed
+# on exit whatever happens; a failed run still says which suites ran.
 pids=()
+temps=()
+ran=()
+skipped=()
 cleanup() {
+    local status=$?
     for pid in "${pids[@]:-}"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
     for pid in "${pids[@]:-}"; do
         [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
     done
+    for temp in "${temps[@]:-}"; do
+        [ -n "$temp" ] && rm -rf "$temp"
+    done
+    if [ "$status" -ne 0 ]; then
+        summary
+        echo "FAILED (exit status $status)"
+    fi
 }
 trap cleanup EXIT
 
@@ -47,8 +59,6 @@ apt_install() {
 }
 
 # What ran and what did not, printed at the end.
-ran=()
-skipped=()
 summary() {
     echo
     echo "==> suites run: ${ran[*]:-none}"
@@ -86,6 +96,7 @@ if [ -f tools/webwire-interop/Cargo.toml ]; then
     start_interop() {
         local out
         out=$(mktemp)
+        temps+=("$out")
         "$interop" serve --addr 127.0.0.1:0 "$@" >"$out" &
         pids+=($!)
         started=""
@@ -94,7 +105,8 @@ if [ -f tools/webwire-interop/Cargo.toml ]; then
             [ -n "$started" ] && return 0
             sleep 0.1
         done
-        echo "interop server ($*) did not start"
+        echo "interop server ($*) did not start:"
+        cat "$out"
         exit 1
     }
     # The full checker run is in `cargo test` (tools/webwire-interop/tests/
@@ -120,6 +132,7 @@ if [ -f tools/webwire-interop/Cargo.toml ]; then
     }
     if command -v redis-server >/dev/null 2>&1; then
         redis_dir=$(mktemp -d)
+        temps+=("$redis_dir")
         redis_port=""
         for _ in 1 2 3 4 5; do
             port=$((20000 + RANDOM % 40000))
