@@ -1316,8 +1316,9 @@ fn assert_no_key(what: &str, text: &str) {
 #[tokio::test]
 async fn no_log_line_or_error_shows_a_session_key() {
     // Every path that logs about a session, at TRACE, on this thread (the
-    // current-thread runtime runs the server here too).
-    let (logs, _guard) = Logs::capture_from(tracing::Level::TRACE);
+    // current-thread runtime runs the server here too), through the global
+    // subscriber so that no event is missed.
+    let (logs, _guard) = common::LogCapture::start();
     let store = Arc::new(Store::default());
     let server = TestServer::start(
         builder(router())
@@ -1379,7 +1380,7 @@ async fn no_log_line_or_error_shows_a_session_key() {
 
 #[tokio::test]
 async fn the_file_and_memory_managers_show_no_key() {
-    let (logs, _guard) = Logs::capture_from(tracing::Level::TRACE);
+    let (logs, _guard) = common::LogCapture::start();
     let dir = tempfile::tempdir().unwrap();
     let files = Arc::new(FileSessionManager::new(dir.path()));
     let server = TestServer::start(

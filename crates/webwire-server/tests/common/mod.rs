@@ -64,7 +64,7 @@ pub fn init_logs() {
                 .with_ansi(false)
                 .without_time()
                 .with_writer(|| CaptureWriter)
-                .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
+                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
         )
         .try_init();
 }
@@ -371,7 +371,7 @@ impl std::io::Write for CaptureWriter {
     }
 }
 
-/// Collects what the server logs on this thread, every level from DEBUG
+/// Collects what the server logs on this thread, every level from TRACE
 /// (tests on the current-thread runtime run the server on their thread).
 #[derive(Clone, Default)]
 pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
