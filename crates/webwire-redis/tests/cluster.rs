@@ -514,6 +514,46 @@ async fn a_close_while_redis_is_paused_deletes_nothing() {
     b.stop().await;
 }
 
+/// A close on a node's last connection while Redis is paused keeps the
+/// session (whether another node holds it cannot be known), but only until
+/// Redis answers again: then it is decided again, and no node holding it,
+/// it is deleted.
+#[tokio::test]
+async fn a_last_close_while_redis_is_paused_is_decided_once_it_answers() {
+    let redis = redis_or_skip!();
+    let a = Node::start(&redis.url(), "a").await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+
+    redis.pause();
+    let closed = within("close while paused", c1.close_session()).await;
+    redis.resume();
+    closed.expect("the client's close is answered");
+
+    // The counts are written again every second once Redis answers; the
+    // undecided close with them. A generous bound: a loaded machine.
+    let store = RedisSessionManager::connect(&redis.url(), RedisSessionConfig::new())
+        .await
+        .expect("session manager");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(None) = store.on_session_lookup(&key).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session closed on its last connection is still stored after Redis answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (c2, _e2) = a.client().await;
+    assert_eq!(
+        restore_when_redis_answers(&c2, &key).await.unwrap_err(),
+        RequestError::SessionNotFound
+    );
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn a_join_answered_after_its_timeout_is_given_back() {
     let redis = redis_or_skip!();
