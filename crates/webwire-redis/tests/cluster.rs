@@ -708,6 +708,63 @@ async fn a_restore_that_looked_up_a_session_before_its_last_close_does_not_hold_
     b.stop().await;
 }
 
+/// A restore of the session under way on the node whose last holder
+/// closes it: the close destroys the session (the restore holds nothing
+/// yet), the restore answers SessionNotFound and leaves no count behind.
+#[tokio::test]
+async fn a_restore_under_way_on_the_closing_node_does_not_keep_the_session() {
+    let redis = redis_or_skip!();
+    let held = Arc::new(HeldLookup {
+        sessions: RedisSessionManager::connect(
+            &redis.url(),
+            RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
+        )
+        .await
+        .expect("session manager"),
+        armed: AtomicBool::new(false),
+        looked_up: Notify::new(),
+        release: Notify::new(),
+    });
+    let a = Node::start_with(&redis.url(), "a", held.clone()).await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+
+    held.armed.store(true, AtomicOrdering::SeqCst);
+    let (c2, _e2) = a.client().await;
+    let restoring = tokio::spawn({
+        let c2 = c2.clone();
+        let key = key.clone();
+        async move { c2.restore_session(&key).await }
+    });
+    within("the lookup on a", held.looked_up.notified()).await;
+    within("close on a", c1.close_session()).await.unwrap();
+    held.release.notify_one();
+    let restored = within("the restore", restoring).await.unwrap();
+    assert!(
+        matches!(restored, Err(RequestError::SessionNotFound)),
+        "the restore of the closed session: {:?}",
+        restored.map(drop)
+    );
+    assert!(held
+        .sessions
+        .on_session_lookup(&key)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        a.cluster.join_session(&key, 3).await.unwrap(),
+        SessionJoin::Destroyed
+    );
+    a.stop().await;
+}
+
 /// Keys that start with [`SECRET`], numbered.
 #[derive(Debug, Default)]
 struct KnownKeys(std::sync::atomic::AtomicUsize);
