@@ -277,8 +277,9 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     fn clear_session(&self, key: &str) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// A connection closed the session `key` and no other connection of
-    /// this node holds it: sets this node's count to `count` (places taken
-    /// by restores still under way) and returns the session's connections
+    /// this node holds it: sets this node's count to `count` (its
+    /// connections: the server passes 0, restores of this node still under
+    /// way having been refused) and returns the session's connections
     /// on all live nodes, this one included, in one atomic step. The server
     /// destroys the session only when that is 0; the adapter then marks it
     /// destroyed in the same step (see [`join_session`](Self::join_session)).

@@ -514,6 +514,46 @@ async fn a_close_while_redis_is_paused_deletes_nothing() {
     b.stop().await;
 }
 
+/// A close on a node's last connection while Redis is paused keeps the
+/// session (whether another node holds it cannot be known), but only until
+/// Redis answers again: then it is decided again, and no node holding it,
+/// it is deleted.
+#[tokio::test]
+async fn a_last_close_while_redis_is_paused_is_decided_once_it_answers() {
+    let redis = redis_or_skip!();
+    let a = Node::start(&redis.url(), "a").await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+
+    redis.pause();
+    let closed = within("close while paused", c1.close_session()).await;
+    redis.resume();
+    closed.expect("the client's close is answered");
+
+    // The counts are written again every second once Redis answers; the
+    // undecided close with them. A generous bound: a loaded machine.
+    let store = RedisSessionManager::connect(&redis.url(), RedisSessionConfig::new())
+        .await
+        .expect("session manager");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(None) = store.on_session_lookup(&key).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session closed on its last connection is still stored after Redis answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (c2, _e2) = a.client().await;
+    assert_eq!(
+        restore_when_redis_answers(&c2, &key).await.unwrap_err(),
+        RequestError::SessionNotFound
+    );
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn a_join_answered_after_its_timeout_is_given_back() {
     let redis = redis_or_skip!();
@@ -666,6 +706,63 @@ async fn a_restore_that_looked_up_a_session_before_its_last_close_does_not_hold_
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// A restore of the session under way on the node whose last holder
+/// closes it: the close destroys the session (the restore holds nothing
+/// yet), the restore answers SessionNotFound and leaves no count behind.
+#[tokio::test]
+async fn a_restore_under_way_on_the_closing_node_does_not_keep_the_session() {
+    let redis = redis_or_skip!();
+    let held = Arc::new(HeldLookup {
+        sessions: RedisSessionManager::connect(
+            &redis.url(),
+            RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
+        )
+        .await
+        .expect("session manager"),
+        armed: AtomicBool::new(false),
+        looked_up: Notify::new(),
+        release: Notify::new(),
+    });
+    let a = Node::start_with(&redis.url(), "a", held.clone()).await;
+    let (c1, _e1) = a.client().await;
+    let key = login(&c1).await;
+
+    held.armed.store(true, AtomicOrdering::SeqCst);
+    let (c2, _e2) = a.client().await;
+    let restoring = tokio::spawn({
+        let c2 = c2.clone();
+        let key = key.clone();
+        async move { c2.restore_session(&key).await }
+    });
+    within("the lookup on a", held.looked_up.notified()).await;
+    within("close on a", c1.close_session()).await.unwrap();
+    held.release.notify_one();
+    let restored = within("the restore", restoring).await.unwrap();
+    assert!(
+        matches!(restored, Err(RequestError::SessionNotFound)),
+        "the restore of the closed session: {:?}",
+        restored.map(drop)
+    );
+    assert!(held
+        .sessions
+        .on_session_lookup(&key)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        a.server
+            .session_connection_count_everywhere(&key)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        a.cluster.join_session(&key, 3).await.unwrap(),
+        SessionJoin::Destroyed
+    );
+    a.stop().await;
 }
 
 /// Keys that start with [`SECRET`], numbered.

@@ -19,8 +19,15 @@
 //! then the other changes are only noted (a long outage leaves one value
 //! per session to write, not a backlog of calls), and restores fail at
 //! once for a moment after a failure rather than each waiting for Redis.
+//!
+//! A last close is decided in the task: it claims the session locally
+//! (so a restore of this node still under way answers SessionNotFound if
+//! it is destroyed) and asks the cluster for the total of the other
+//! nodes, this node counting only its connections. A last close the
+//! cluster did not answer is kept undecided (bounded) and decided again
+//! once the cluster answers; the task then deletes the session itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -30,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use webwire_proto::Session;
 
+use super::ops::Deleter;
 use super::redacted;
 use super::registry::{Leave, Left, LocalRegistry, Refused, SessionRegistry, Ticket};
 use crate::cluster::{ClusterError, ErasedCluster, SessionJoin};
@@ -39,10 +47,16 @@ use crate::Connection;
 /// once, and the marked counts are written again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// Most last closes kept undecided while the cluster does not answer;
+/// beyond, the oldest is forgotten (its session kept until its store TTL).
+const MAX_UNDECIDED: usize = 4096;
+
 /// A [`LocalRegistry`] whose per-session limit spans the cluster.
 pub(crate) struct ClusteredRegistry {
-    local: LocalRegistry,
+    local: Arc<LocalRegistry>,
     cluster: Arc<dyn ErasedCluster>,
+    /// Deletes sessions whose close the count task decided.
+    deleter: Deleter,
     max: usize,
     /// The queue of count changes; its task starts with the first change.
     updates: OnceLock<mpsc::UnboundedSender<Update>>,
@@ -61,14 +75,29 @@ enum Update {
     },
     /// One less.
     Leave(String),
-    /// One less, the last of this node: the answer is the session's count
-    /// on all nodes after it.
+    /// One less, the last of this node: the answer is whether the session
+    /// is destroyed (claimed locally: the closer deletes it).
     LeaveLast {
         key: String,
-        answer: oneshot::Sender<Result<Option<usize>, ClusterError>>,
+        answer: oneshot::Sender<Decision>,
     },
     /// None any more.
     Clear(String),
+}
+
+/// What became of a session closed on this node's last connection.
+#[derive(Debug)]
+enum Decision {
+    /// No node holds it: claimed locally and tombstoned in the cluster;
+    /// to be deleted from the store.
+    Destroy,
+    /// A connection of this node joined it meanwhile (or it is being
+    /// destroyed already).
+    HeldHere,
+    /// Connections of other nodes hold it.
+    HeldElsewhere(usize),
+    /// The cluster did not answer: kept, decided again later.
+    Unknown(ClusterError),
 }
 
 /// A change nobody waits for.
@@ -82,6 +111,13 @@ enum Change {
 /// The task's state: what this node's counts should be in the cluster.
 struct Counter {
     cluster: Arc<dyn ErasedCluster>,
+    local: Arc<LocalRegistry>,
+    deleter: Deleter,
+    /// Sessions closed on this node's last connection while the cluster
+    /// did not answer, oldest first: decided again once it answers.
+    undecided: VecDeque<String>,
+    /// Whether the oldest undecided closes were forgotten (logged once).
+    overflowed: bool,
     /// This node's count of each session, as the cluster should hold it:
     /// its connections, and places taken by restores still under way.
     counts: HashMap<String, usize>,
@@ -205,46 +241,152 @@ impl Counter {
             }
             Update::LeaveLast { key, answer } => {
                 self.remove(&key);
-                if self.holding_off() {
-                    self.dirty.insert(key);
-                    let _ = answer.send(Err(ClusterError::msg(
-                        "the cluster did not answer a moment ago",
-                    )));
-                    return;
+                // This close decides now, whatever an earlier one left.
+                self.undecided.retain(|other| *other != key);
+                let decision = self.decide(&key, true).await;
+                if matches!(decision, Decision::Unknown(_)) {
+                    self.keep_undecided(key.clone());
                 }
-                let count = self.counts.get(&key).copied().unwrap_or(0);
-                let result = self.cluster.leave_session_last(&key, count).await;
-                match &result {
-                    // The value was written: the count is right again.
-                    Ok(_) => {
-                        self.dirty.remove(&key);
-                        if self.dirty.is_empty() {
-                            self.failed = None;
-                        }
-                    }
-                    Err(err) => self.fail(&key, err),
+                if let Err(Decision::Destroy) = answer.send(decision) {
+                    // The close was dropped: nobody else deletes it.
+                    delete_later(self.local.clone(), self.deleter.clone(), key);
                 }
-                let _ = answer.send(result);
             }
         }
     }
+
+    /// Decides a close of this node's last connection of `key`: the session
+    /// is claimed locally first, so that a restore of this node under way
+    /// cannot join it any more (it answers SessionNotFound if the session
+    /// is destroyed); the cluster is given this node's count without such
+    /// restores' places, and answers the other nodes' total. `left`: the
+    /// close's place is still to be given back in the cluster (a decision
+    /// taken again has given it back already).
+    async fn decide(&mut self, key: &str, left: bool) -> Decision {
+        if self.holding_off() {
+            self.dirty.insert(key.to_owned());
+            return Decision::Unknown(ClusterError::msg("the cluster did not answer a moment ago"));
+        }
+        let count = self.counts.get(key).copied().unwrap_or(0);
+        if !self.local.claim_destroy(key) {
+            // Held here after all: a plain leave (or, while counts are
+            // dirty, only noted).
+            if left && !self.dirty.is_empty() {
+                self.dirty.insert(key.to_owned());
+            } else if left {
+                if let Err(err) = self.cluster.leave_session(key).await {
+                    self.fail(key, &err);
+                }
+            }
+            return Decision::HeldHere;
+        }
+        let result = self.cluster.leave_session_last(key, 0).await;
+        let decision = match result {
+            Ok(None | Some(0)) => Decision::Destroy,
+            Ok(Some(total)) => {
+                // Not destroyed: the claim is given up (the restores it
+                // refused were too early), and the places of restores
+                // still under way are counted again until they end.
+                self.local.destroyed(key);
+                if count > 0 {
+                    if let Err(err) = self
+                        .cluster
+                        .set_session_counts(&[(key.to_owned(), count)])
+                        .await
+                    {
+                        self.fail(key, &err);
+                        return Decision::HeldElsewhere(total);
+                    }
+                }
+                Decision::HeldElsewhere(total)
+            }
+            Err(err) => {
+                self.local.destroyed(key);
+                self.fail(key, &err);
+                return Decision::Unknown(err);
+            }
+        };
+        // The value was written: the count is right again.
+        self.dirty.remove(key);
+        if self.dirty.is_empty() {
+            self.failed = None;
+        }
+        decision
+    }
+
+    /// Keeps a last close the cluster did not answer, to decide it again;
+    /// beyond [`MAX_UNDECIDED`] the oldest is forgotten.
+    fn keep_undecided(&mut self, key: String) {
+        if self.undecided.len() >= MAX_UNDECIDED {
+            self.undecided.pop_front();
+            if !self.overflowed {
+                self.overflowed = true;
+                tracing::warn!(
+                    max = MAX_UNDECIDED,
+                    "too many sessions closed while the cluster did not answer; the oldest stay stored until their store TTL"
+                );
+            }
+        }
+        self.undecided.push_back(key);
+    }
+
+    /// Decides again the last closes the cluster did not answer; a session
+    /// no node holds is deleted here.
+    async fn decide_again(&mut self) {
+        while let Some(key) = self.undecided.pop_front() {
+            match self.decide(&key, false).await {
+                Decision::Destroy => {
+                    tracing::debug!(
+                        "a session closed while the cluster did not answer is held nowhere; it is deleted"
+                    );
+                    delete_later(self.local.clone(), self.deleter.clone(), key);
+                }
+                Decision::HeldHere | Decision::HeldElsewhere(_) => {}
+                Decision::Unknown(_) => {
+                    self.undecided.push_front(key);
+                    return;
+                }
+            }
+        }
+        self.overflowed = false;
+    }
 }
+
+/// Deletes a session claimed for destruction from the store, in a task of
+/// its own, then tells the local registry.
+fn delete_later(local: Arc<LocalRegistry>, deleter: Deleter, key: String) {
+    tokio::spawn(async move {
+        let _ = deleter.delete(&key).await;
+        local.destroyed(&key);
+    });
+}
+
 /// Tells the cluster about count changes, one after the other, and writes
 /// dirty counts again every [`RETRY`] until the cluster takes them.
 async fn run_updates(
     cluster: Arc<dyn ErasedCluster>,
+    local: Arc<LocalRegistry>,
+    deleter: Deleter,
     mut updates: mpsc::UnboundedReceiver<Update>,
 ) {
     let mut counter = Counter {
         cluster,
+        local,
+        deleter,
+        undecided: VecDeque::new(),
+        overflowed: false,
         counts: HashMap::new(),
         dirty: HashSet::new(),
         failed: None,
     };
     loop {
+        // Once the counts are right again, the undecided closes.
+        if !counter.undecided.is_empty() && counter.dirty.is_empty() && !counter.holding_off() {
+            counter.decide_again().await;
+        }
         let retry_at = counter
             .failed
-            .filter(|_| !counter.dirty.is_empty())
+            .filter(|_| !counter.dirty.is_empty() || !counter.undecided.is_empty())
             .map(|at| at + RETRY);
         let update = match retry_at {
             None => updates.recv().await,
@@ -264,10 +406,11 @@ async fn run_updates(
 }
 
 impl ClusteredRegistry {
-    pub(crate) fn new(max: usize, cluster: Arc<dyn ErasedCluster>) -> Self {
+    pub(crate) fn new(max: usize, cluster: Arc<dyn ErasedCluster>, deleter: Deleter) -> Self {
         Self {
-            local: LocalRegistry::new(max),
+            local: Arc::new(LocalRegistry::new(max)),
             cluster,
+            deleter,
             max,
             updates: OnceLock::new(),
         }
@@ -277,7 +420,12 @@ impl ClusteredRegistry {
     fn update(&self, update: Update) {
         let updates = self.updates.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run_updates(self.cluster.clone(), rx));
+            tokio::spawn(run_updates(
+                self.cluster.clone(),
+                self.local.clone(),
+                self.deleter.clone(),
+                rx,
+            ));
             tx
         });
         let _ = updates.send(update);
@@ -295,6 +443,29 @@ impl fmt::Debug for ClusteredRegistry {
             .field("local", &self.local)
             .field("cluster", &self.cluster)
             .finish()
+    }
+}
+
+/// The answer to a last close: if the close is dropped before reading a
+/// decision to destroy, the session is deleted anyway (it is claimed).
+struct Answered<'a> {
+    answered: Option<oneshot::Receiver<Decision>>,
+    local: &'a Arc<LocalRegistry>,
+    deleter: &'a Deleter,
+    key: String,
+}
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        if let Some(mut answered) = self.answered.take() {
+            if let Ok(Decision::Destroy) = answered.try_recv() {
+                delete_later(
+                    self.local.clone(),
+                    self.deleter.clone(),
+                    std::mem::take(&mut self.key),
+                );
+            }
+        }
     }
 }
 
@@ -384,23 +555,42 @@ impl SessionRegistry for ClusteredRegistry {
             key: left.key.clone(),
             answer,
         });
-        let held_elsewhere = match answered.await {
-            Ok(Ok(None | Some(0))) => false,
-            Ok(Ok(Some(connections))) => {
+        // If this close is dropped after the decision was sent, the
+        // guard deletes a destroyed session.
+        let mut answered = Answered {
+            answered: Some(answered),
+            local: &self.local,
+            deleter: &self.deleter,
+            key: left.key.clone(),
+        };
+        let decision = match answered.answered.as_mut() {
+            Some(rx) => rx.await,
+            None => return Some(left),
+        };
+        answered.answered = None;
+        left.destroy = match decision {
+            Ok(Decision::Destroy) => true,
+            Ok(Decision::HeldHere) => {
+                tracing::debug!(
+                    "a session closed on this node's last connection was restored on it meanwhile; it stays"
+                );
+                false
+            }
+            Ok(Decision::HeldElsewhere(connections)) => {
                 tracing::debug!(
                     connections,
                     "a session closed on this node's last connection is held on other nodes; it stays"
                 );
-                true
+                false
             }
-            // Whether other nodes hold it cannot be known: keep it.
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "the cluster could not count a closed session's connections; it is not deleted");
-                true
+            // Whether other nodes hold it cannot be known: kept for now,
+            // decided again once the cluster answers.
+            Ok(Decision::Unknown(err)) => {
+                tracing::warn!(error = %err, "the cluster could not count a closed session's connections; it is not deleted until the cluster answers");
+                false
             }
-            Err(_) => true,
+            Err(_) => false,
         };
-        left.destroy = !held_elsewhere && self.local.claim_destroy(&left.key);
         Some(left)
     }
 
@@ -430,5 +620,163 @@ impl SessionRegistry for ClusteredRegistry {
 
     fn session_counts(&self) -> Vec<(String, usize)> {
         self.local.session_counts()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::SystemTime;
+
+    use tokio::sync::Notify;
+    use webwire_core::cluster::{Cluster, ClusterNode};
+
+    use super::*;
+    use crate::cluster::{ClusterEvent, ClusterReply};
+    use crate::session::registry::SessionSlot;
+    use crate::session::{MemorySessionManager, SessionManager};
+
+    /// One node's counts, as the Redis scripts keep them, with a join that
+    /// can be held after it took its place.
+    #[derive(Debug, Default)]
+    struct HeldJoin {
+        counts: Mutex<HashMap<String, usize>>,
+        destroyed: Mutex<HashSet<String>>,
+        armed: AtomicBool,
+        joined: Notify,
+        release: Notify,
+    }
+
+    impl HeldJoin {
+        fn count(&self, key: &str) -> usize {
+            self.counts.lock().unwrap().get(key).copied().unwrap_or(0)
+        }
+    }
+
+    impl Cluster for HeldJoin {
+        fn attach(&self, _node: ClusterNode) {}
+        fn publish(&self, _event: ClusterEvent) {}
+        async fn close_session(&self, _key: &str) -> ClusterReply {
+            ClusterReply::default()
+        }
+        async fn join_session(&self, key: &str, _max: usize) -> Result<SessionJoin, ClusterError> {
+            if self.destroyed.lock().unwrap().contains(key) {
+                return Ok(SessionJoin::Destroyed);
+            }
+            *self
+                .counts
+                .lock()
+                .unwrap()
+                .entry(key.to_owned())
+                .or_default() += 1;
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.joined.notify_one();
+                self.release.notified().await;
+            }
+            Ok(SessionJoin::Counted)
+        }
+        async fn leave_session(&self, key: &str) -> Result<(), ClusterError> {
+            let mut counts = self.counts.lock().unwrap();
+            if let Some(n) = counts.get_mut(key) {
+                *n = n.saturating_sub(1);
+            }
+            Ok(())
+        }
+        async fn clear_session(&self, key: &str) -> Result<(), ClusterError> {
+            self.counts.lock().unwrap().remove(key);
+            Ok(())
+        }
+        async fn leave_session_last(
+            &self,
+            key: &str,
+            count: usize,
+        ) -> Result<Option<usize>, ClusterError> {
+            self.counts.lock().unwrap().insert(key.to_owned(), count);
+            if count == 0 {
+                self.destroyed.lock().unwrap().insert(key.to_owned());
+            }
+            Ok(Some(count))
+        }
+        async fn set_session_counts(&self, counts: &[(String, usize)]) -> Result<(), ClusterError> {
+            for (key, n) in counts {
+                if !self.destroyed.lock().unwrap().contains(key) {
+                    self.counts.lock().unwrap().insert(key.clone(), *n);
+                }
+            }
+            Ok(())
+        }
+        async fn session_connections(&self, key: &str) -> Result<Option<usize>, ClusterError> {
+            Ok(Some(self.count(key)))
+        }
+    }
+
+    fn busy(conn: &Connection) {
+        *conn.session_slot() = SessionSlot::Busy;
+    }
+
+    /// A restore that took its place in the cluster's count but then fails
+    /// (its connection ended) must not make the close of the session's
+    /// last connection keep it: nobody would delete it afterwards.
+    #[tokio::test]
+    async fn a_restore_under_way_does_not_keep_a_closed_session() {
+        let store = Arc::new(MemorySessionManager::new());
+        let cluster = Arc::new(HeldJoin::default());
+        let registry = Arc::new(ClusteredRegistry::new(
+            3,
+            cluster.clone(),
+            Deleter::new(store.clone()),
+        ));
+        let session = Arc::new(Session::new("k", SystemTime::now(), None));
+        store.on_session_created(&session).await.unwrap();
+        let (a, b) = (Connection::detached(), Connection::detached());
+        busy(&a);
+        registry.create(&a, session.clone()).await.unwrap();
+
+        // b's restore takes its place in the cluster's count, then waits.
+        busy(&b);
+        let ticket = registry.begin_restore("k").await.unwrap();
+        cluster.armed.store(true, Ordering::SeqCst);
+        let joining = tokio::spawn({
+            let (registry, b, session) = (registry.clone(), b.clone(), session.clone());
+            async move { registry.join(&ticket, &b, session).await }
+        });
+        cluster.joined.notified().await;
+
+        // a, the only holder, closes it; b ends before its restore joins.
+        let closing = tokio::spawn({
+            let (registry, a) = (registry.clone(), a.clone());
+            async move { registry.leave(&a, Leave::Close).await }
+        });
+        while registry.connection_count("k") > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(registry.leave(&b, Leave::Disconnect).await.is_none());
+        cluster.release.notify_one();
+
+        assert!(joining.await.unwrap().is_err(), "b's restore failed");
+        let left = closing.await.unwrap().unwrap();
+        assert!(
+            left.destroy,
+            "no connection holds the session: the close destroys it"
+        );
+        // The restore's place is given back; nothing joins it any more.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cluster.count("k") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the restore's place is given back"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            Cluster::join_session(&*cluster, "k", 3).await.unwrap(),
+            SessionJoin::Destroyed
+        );
+        assert_eq!(
+            registry.begin_restore("k").await.unwrap_err(),
+            Refused::Gone,
+            "being destroyed until the closer deleted it"
+        );
     }
 }

@@ -80,10 +80,15 @@ impl Sessions {
         keys: Arc<dyn SessionKeyGenerator>,
         cluster: Option<Arc<dyn crate::cluster::ErasedCluster>>,
     ) -> Self {
+        let saves = Arc::<Saves>::default();
         let registry: Arc<dyn SessionRegistry> = match cluster {
             Some(cluster) => Arc::new(super::clustered::ClusteredRegistry::new(
                 max_connections,
                 cluster,
+                Deleter {
+                    manager: manager.clone(),
+                    saves: saves.clone(),
+                },
             )),
             None => Arc::new(LocalRegistry::new(max_connections)),
         };
@@ -93,7 +98,7 @@ impl Sessions {
             keys,
             registry,
             hooks: None,
-            saves: Arc::default(),
+            saves,
         }
     }
 
@@ -386,25 +391,14 @@ impl Sessions {
     /// that it finishes (and the registry hears of it) even if the caller
     /// stops waiting.
     async fn destroy(&self, key: String) -> Result<(), SessionStoreError> {
-        let manager = self.manager.clone();
+        let deleter = Deleter {
+            manager: self.manager.clone(),
+            saves: self.saves.clone(),
+        };
         let registry = self.registry.clone();
-        let saves = self.saves.clone();
         let task = tokio::spawn(async move {
-            // A store of this session still running would write it back
-            // after the delete: the delete comes after it.
-            saves.finished(&key).await;
-            let deleted = AssertUnwindSafe(manager.on_session_closed(&key))
-                .catch_unwind()
-                .await;
+            let result = deleter.delete(&key).await;
             registry.destroyed(&key);
-            let result = deleted.unwrap_or_else(|_| {
-                Err(SessionStoreError::msg(
-                    "the session manager panicked while deleting a session",
-                ))
-            });
-            if let Err(err) = &result {
-                tracing::error!(session = %redacted(&key), error = %chain(err), "the session manager failed to delete a closed session");
-            }
             result
         });
         task.await.unwrap_or_else(|err| {
@@ -413,6 +407,45 @@ impl Sessions {
                 err,
             ))
         })
+    }
+}
+
+/// What deletes a destroyed session from the store: the session manager,
+/// after any store of the same session still running. The clustered
+/// registry keeps one to destroy a session whose close it decides later.
+#[derive(Clone)]
+pub(crate) struct Deleter {
+    manager: Arc<dyn ErasedSessionManager>,
+    saves: Arc<Saves>,
+}
+
+impl Deleter {
+    /// A deleter of its own (no store of a new session waits), for unit tests.
+    #[cfg(test)]
+    pub(crate) fn new(manager: Arc<dyn ErasedSessionManager>) -> Self {
+        Self {
+            manager,
+            saves: Arc::default(),
+        }
+    }
+
+    /// Deletes `key` from the store; a failure is logged (without the key).
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), SessionStoreError> {
+        // A store of this session still running would write it back
+        // after the delete: the delete comes after it.
+        self.saves.finished(key).await;
+        let deleted = AssertUnwindSafe(self.manager.on_session_closed(key))
+            .catch_unwind()
+            .await;
+        let result = deleted.unwrap_or_else(|_| {
+            Err(SessionStoreError::msg(
+                "the session manager panicked while deleting a session",
+            ))
+        });
+        if let Err(err) = &result {
+            tracing::error!(session = %redacted(key), error = %chain(err), "the session manager failed to delete a closed session");
+        }
+        result
     }
 }
 
