@@ -524,7 +524,9 @@ impl SessionRegistry for ClusteredRegistry {
             // found it: deleted from the store, or about to be.
             Ok(Ok(SessionJoin::Destroyed)) => return Err(Refused::Gone),
             Ok(Err(err)) => {
-                tracing::error!(session = %redacted(&key), error = %err, "the cluster could not count a restored session's connections");
+                // The outage itself is logged once (WARN) by the count task;
+                // every restore refused meanwhile would flood the log.
+                tracing::debug!(session = %redacted(&key), error = %err, "the cluster could not count a restored session's connections");
                 return Err(Refused::Unavailable);
             }
             Err(_) => return Err(Refused::Unavailable),
