@@ -5,7 +5,7 @@ pub use crate::room::MAX_ROOM_NAME_LEN;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +18,7 @@ use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 
 use crate::error::{SessionError, SignalError};
 use crate::headers::StoredHeaders;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::options::ConnectionOptions;
 use crate::room::Membership;
 use crate::session::ops::Sessions;
@@ -168,12 +169,6 @@ pub struct ConnectionStats {
     pub messages_sent: u64,
 }
 
-pub(crate) const ACTIVE: u8 = 0;
-/// Closing gracefully: no new work, running handlers finish, signals still go out.
-pub(crate) const CLOSING: u8 = 1;
-/// The close frame is queued or the connection is gone.
-pub(crate) const CLOSED: u8 = 2;
-
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
@@ -199,7 +194,8 @@ pub(crate) struct ConnectionInner {
     /// disconnect hook returned (inline: a cancellation token would be
     /// one more allocation per connection).
     pub(crate) done: Done,
-    pub(crate) state: AtomicU8,
+    /// Active, closing or closed (see [`Lifecycle`]).
+    pub(crate) lifecycle: Lifecycle,
     pub(crate) counters: Counters,
     /// The server's sessions.
     pub(crate) sessions: Arc<Sessions>,
@@ -270,7 +266,7 @@ impl Connection {
     /// Whether the connection takes new messages: false once it is closing
     /// or closed.
     pub fn is_active(&self) -> bool {
-        self.inner.state.load(Ordering::Acquire) == ACTIVE
+        self.inner.lifecycle.is_active()
     }
 
     /// The client's address, when known.
@@ -389,7 +385,7 @@ impl Connection {
     /// meanwhile are answered with a shutdown reply. Returns at once; see
     /// [`closed`](Self::closed) to wait.
     pub fn close(&self) {
-        self.set_state(CLOSING);
+        self.inner.lifecycle.advance(Phase::Closing);
         self.inner.attention.wake();
     }
 
@@ -403,7 +399,7 @@ impl Connection {
         name: impl IntoName,
         payload: Payload,
     ) -> Result<Outbound, SignalError> {
-        if self.inner.state.load(Ordering::Acquire) == CLOSED {
+        if self.inner.lifecycle.is_closed() {
             return Err(SignalError::Closed);
         }
         let signal = Signal::new(name.into_name()?, payload)?;
@@ -419,7 +415,7 @@ impl Connection {
 
     /// Queues an encoded or prepared message without waiting.
     pub(crate) fn try_send(&self, message: Outbound) -> Result<(), SignalError> {
-        if self.inner.state.load(Ordering::Acquire) == CLOSED {
+        if self.inner.lifecycle.is_closed() {
             return Err(SignalError::Closed);
         }
         self.sender()?.try_send(message).map_err(|err| match err {
@@ -434,10 +430,6 @@ impl Connection {
             .outbox
             .sender(&self.inner.attention)
             .ok_or(SignalError::Closed)
-    }
-
-    pub(crate) fn set_state(&self, state: u8) {
-        self.inner.state.fetch_max(state, Ordering::AcqRel);
     }
 
     /// Creates a session for this connection (docs/protocol.md 8): a new key
@@ -612,7 +604,7 @@ impl Connection {
             queue_timeout: Duration::from_secs(1),
             attention: AtomicWaker::new(),
             done: Done::default(),
-            state: ACTIVE.into(),
+            lifecycle: Lifecycle::default(),
             counters: Counters::default(),
             sessions: Arc::new(Sessions::new(
                 true,

@@ -39,8 +39,9 @@ use webwire_proto::{
 };
 
 use crate::connection::{ConnectionId, ConnectionInfo};
-use crate::connection::{ConnectionInner, Counters, Done, ACTIVE, CLOSED, CLOSING};
+use crate::connection::{ConnectionInner, Counters, Done};
 use crate::error::DisconnectReason;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::options::{Concurrency, ConnectionOptions};
 use crate::server::Shared;
 use crate::session::registry::SessionSlot;
@@ -159,7 +160,7 @@ where
         queue_timeout: config.queue_timeout,
         attention: AtomicWaker::new(),
         done: Done::default(),
-        state: ACTIVE.into(),
+        lifecycle: Lifecycle::default(),
         counters: Counters::default(),
         sessions: shared.sessions.clone(),
         session: Mutex::new(SessionSlot::Empty),
@@ -350,7 +351,7 @@ where
             // Cheap checks first: with messages waiting, the stream is read
             // before anything else is looked at.
             if !self.draining
-                && (self.conn.inner.state.load(Ordering::Acquire) != ACTIVE
+                && (!self.conn.inner.lifecycle.is_active()
                     || self.shared.shutting_down.load(Ordering::Acquire))
             {
                 self.start_draining();
@@ -520,7 +521,7 @@ where
 
     fn start_draining(&mut self) {
         self.draining = true;
-        self.conn.set_state(CLOSING);
+        self.conn.inner.lifecycle.advance(Phase::Closing);
         if let Some(tasks) = &self.tasks {
             tasks.close();
         }
@@ -800,7 +801,7 @@ where
     /// Sends the close frame for `end` after what is queued, waits for the
     /// client's close frame and for the handlers still running.
     async fn finish(mut self, end: ReadEnd) -> DisconnectReason {
-        self.conn.set_state(CLOSED);
+        self.conn.inner.lifecycle.advance(Phase::Closed);
         let close_timeout = self.shared.config.close_timeout;
         let mut wire_end = None;
         if let ReadEnd::Reason(reason) = &end {
@@ -869,8 +870,7 @@ fn attention<'a>(
     std::future::poll_fn(move |cx| {
         inner.attention.register(cx.waker());
         let wanted = !draining
-            && (inner.state.load(Ordering::Acquire) != ACTIVE
-                || shared.shutting_down.load(Ordering::Acquire));
+            && (!inner.lifecycle.is_active() || shared.shutting_down.load(Ordering::Acquire));
         if wanted {
             std::task::Poll::Ready(())
         } else {

@@ -133,6 +133,7 @@ mod handler;
 mod headers;
 #[cfg(feature = "test-util")]
 pub mod in_memory;
+mod lifecycle;
 mod listener;
 pub mod options;
 mod origin;

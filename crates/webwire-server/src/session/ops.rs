@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -22,7 +21,6 @@ use webwire_proto::{ErrorCode, ErrorReply, Payload, Reply, RequestId, ServerMess
 
 use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlot, Ticket};
 use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
-use crate::connection::CLOSED;
 use crate::error::SessionError;
 use crate::handler::SessionHooks;
 use crate::wire::Outbound;
@@ -532,7 +530,7 @@ fn refusal(id: RequestId, refused: Refused) -> ServerMessage {
 /// Tells a client its session was closed; a connection that is gone needs
 /// no telling.
 async fn send_closed(conn: &Connection) -> Result<(), SessionError> {
-    if conn.inner.state.load(Ordering::Acquire) == CLOSED {
+    if conn.inner.lifecycle.is_closed() {
         return Ok(());
     }
     let message = Outbound::Message(Box::new(ServerMessage::SessionClosed));
