@@ -9,6 +9,14 @@
 //! still pending after its first poll holds a reply reservation in the queue. A
 //! client that sends faster than the handlers or its own reading allow
 //! makes this task wait, not grow.
+//!
+//! - this module: the task's state and its read loop (what arrives, the
+//!   read timeout, closes and shutdowns asked for, draining);
+//! - `transport`: taking the transport back from hyper after the upgrade;
+//! - `dispatch`: running handlers, one path for requests and signals, and
+//!   the reply for an outcome;
+//! - `session_request`: a client's restore and close requests;
+//! - `closing`: the close frame, the close handshake, the lingering close.
 
 use std::any::Any;
 use std::future::Future;
@@ -48,6 +56,15 @@ use crate::session::registry::SessionSlot;
 use crate::wire::{Outbound, Outbox, Wire, WireError, FLUSH_THRESHOLD};
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
+mod closing;
+mod dispatch;
+mod session_request;
+mod transport;
+
+use closing::stream_error;
+use dispatch::panic_message;
+use transport::spawn_connection;
+
 /// What the upgrade decided for a connection, handed to its task.
 #[derive(Debug)]
 pub(crate) struct Accepted {
@@ -72,49 +89,6 @@ pub(crate) async fn run<H: Handler>(
         }
     };
     spawn_connection(shared, handler, upgraded, accepted);
-}
-
-/// Spawns the connection's task on its transport, its future held by the
-/// task itself (no box, and a plain TCP connection does not carry the size
-/// of a TLS one). The transports the server itself creates are taken back
-/// from hyper, so that reads and writes go to the socket without hyper's
-/// boxed, type-erased layer; anything else stays behind it.
-fn spawn_connection<H: Handler>(
-    shared: Arc<Shared>,
-    handler: Arc<H>,
-    upgraded: Upgraded,
-    accepted: Accepted,
-) {
-    // Tracked like the upgrade's task, which it outlives: the server's
-    // count of connection tasks never drops to zero in between.
-    let tasks = shared.connections.clone();
-    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let io = parts.io.into_inner();
-            if parts.read_buf.is_empty() {
-                tasks.spawn(serve(shared, handler, io, accepted));
-            } else {
-                let io = Prefixed::new(parts.read_buf, io);
-                tasks.spawn(serve(shared, handler, io, accepted));
-            }
-            return;
-        }
-        Err(upgraded) => upgraded,
-    };
-    match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-        Ok(parts) => {
-            let io = parts.io.into_inner();
-            if parts.read_buf.is_empty() {
-                tasks.spawn(serve(shared, handler, io, accepted));
-            } else {
-                let io = Prefixed::new(parts.read_buf, io);
-                tasks.spawn(serve(shared, handler, io, accepted));
-            }
-        }
-        Err(upgraded) => {
-            tasks.spawn(serve(shared, handler, TokioIo::new(upgraded), accepted));
-        }
-    }
 }
 
 /// Runs one connection on its upgraded transport.
@@ -583,280 +557,9 @@ where
         }
     }
 
-    /// Answers a session request (docs/protocol.md 8). It runs here, in the
-    /// connection task, whatever the concurrency limit: messages that follow
-    /// it are handled with its outcome (a request after a restore sees the
-    /// session), as the original server did.
-    async fn session_request(
-        &mut self,
-        id: RequestId,
-        request: SessionRequest,
-    ) -> Result<(), ReadEnd> {
-        let sessions = self.shared.sessions.clone();
-        let (conn, abort) = (&self.conn, &self.ctx.abort);
-        let work = async {
-            match request {
-                SessionRequest::Restore(key) => sessions.restore(conn, id, key).await,
-                SessionRequest::Close if !sessions.enabled() => {
-                    (ServerMessage::SessionsDisabled(id), None)
-                }
-                SessionRequest::Close => {
-                    // The session has left the connection even if the
-                    // manager failed to delete it (that is logged): the
-                    // client is told it has none.
-                    let (event, _) = sessions.close(conn, false).await;
-                    (
-                        ServerMessage::Reply(Reply::new(id, Payload::default())),
-                        event,
-                    )
-                }
-            }
-        };
-        let work = async {
-            tokio::select! {
-                biased;
-                out = AssertUnwindSafe(work).catch_unwind() => out.unwrap_or_else(|panic| {
-                    tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "session request panicked");
-                    (ServerMessage::InternalError(id), None)
-                }),
-                () = abort.cancelled() => (ServerMessage::Shutdown(id), None),
-            }
-        };
-        let ((reply, event), failed) = self.wire.drive_to_end(work).await;
-        if let Some(err) = failed {
-            return Err(ReadEnd::Wire(err));
-        }
-        self.wire.send(reply).await.map_err(ReadEnd::Wire)?;
-        // The application hears of it once the reply is written.
-        if let Some(event) = event {
-            let notify = async {
-                tokio::select! {
-                    biased;
-                    () = sessions.notify(conn, &event) => {}
-                    () = abort.cancelled() => {}
-                }
-            };
-            if let ((), Some(err)) = self.wire.drive_to_end(notify).await {
-                return Err(ReadEnd::Wire(err));
-            }
-        }
-        Ok(())
-    }
-
     /// Writes one of the task's own messages, after what is queued.
     async fn send(&mut self, message: ServerMessage) -> Result<(), ReadEnd> {
         self.wire.send(message).await.map_err(ReadEnd::Wire)
-    }
-
-    /// Runs a request's handler: its future is boxed and polled once
-    /// here. Most handlers finish at their first poll: no task, no queue,
-    /// no wake-up; the reply goes straight to the socket. One still pending
-    /// is left to [`pending_request`](Self::pending_request).
-    fn dispatch_request(&mut self, request: Request) -> Then {
-        let (id, name) = (request.id(), request.name().clone());
-        let ctx = self.ctx.clone();
-        let mut future = Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
-        match poll_once(&mut future) {
-            Some(outcome) => Then::Reply(reply_for(
-                &self.conn,
-                id,
-                &name,
-                outcome,
-                self.shared.config.buffer_size,
-            )),
-            None => Then::Request(Pending { id, name, future }),
-        }
-    }
-
-    /// A request handler still pending after its first poll runs on in
-    /// this task at limit 1 (reading waits), and otherwise in a task of its
-    /// own, with a reply reservation in the queue and its permit (limit N).
-    async fn pending_request(
-        &mut self,
-        pending: Pending<RequestFuture>,
-        permit: &mut Option<OwnedSemaphorePermit>,
-    ) -> Result<(), ReadEnd> {
-        let Pending { id, name, future } = pending;
-        let max = self.shared.config.buffer_size;
-        if let Mode::Inline = self.mode {
-            let counters = &self.conn.inner.counters;
-            counters.handlers.store(1, Ordering::Relaxed);
-            let handler = abortable(AssertUnwindSafe(future).catch_unwind(), &self.ctx.abort);
-            let (outcome, failed) = self.wire.drive_to_end(handler).await;
-            counters.handlers.store(0, Ordering::Relaxed);
-            if let Some(err) = failed {
-                return Err(ReadEnd::Wire(err));
-            }
-            let reply = match outcome {
-                Some(outcome) => reply_for(&self.conn, id, &name, outcome, max),
-                None => ServerMessage::Shutdown(id),
-            };
-            return self.send(reply).await;
-        }
-        let Ok(tx) = self.conn.sender() else {
-            return Err(ReadEnd::Reason(self.drained_reason()));
-        };
-        let reply_reservation = match tx.clone().try_reserve_owned() {
-            Ok(reservation) => reservation,
-            Err(mpsc::error::TrySendError::Full(tx)) => self
-                .wire
-                .drive(tx.reserve_owned())
-                .await
-                .map_err(ReadEnd::Wire)?
-                .map_err(|_| ReadEnd::Reason(self.drained_reason()))?,
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(ReadEnd::Reason(self.drained_reason()))
-            }
-        };
-        let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
-        let permit = permit.take();
-        conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
-        self.spawn(async move {
-            let outcome = abortable(AssertUnwindSafe(future).catch_unwind(), &abort).await;
-            let reply = match outcome {
-                Some(outcome) => reply_for(&conn, id, &name, outcome, max),
-                None => ServerMessage::Shutdown(id),
-            };
-            reply_reservation.send(Outbound::Message(Box::new(reply)));
-            conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
-        Ok(())
-    }
-
-    /// Runs a signal's handler, as [`dispatch_request`](Self::dispatch_request).
-    fn dispatch_signal(&mut self, signal: Signal) -> Then {
-        let name = signal.name().clone();
-        let ctx = self.ctx.clone();
-        let mut future = Box::pin(async move { ctx.handler.on_signal(&ctx.conn, signal).await });
-        match poll_once(&mut future) {
-            Some(outcome) => {
-                log_signal_panic(&self.conn, &name, outcome);
-                Then::Nothing
-            }
-            None => Then::Signal(Pending {
-                id: RequestId::default(),
-                name,
-                future,
-            }),
-        }
-    }
-
-    /// As [`pending_request`](Self::pending_request), for a signal.
-    async fn pending_signal(
-        &mut self,
-        pending: Pending<SignalFuture>,
-        permit: &mut Option<OwnedSemaphorePermit>,
-    ) -> Result<(), ReadEnd> {
-        let Pending { name, future, .. } = pending;
-        if let Mode::Inline = self.mode {
-            let counters = &self.conn.inner.counters;
-            counters.handlers.store(1, Ordering::Relaxed);
-            let handler = abortable(AssertUnwindSafe(future).catch_unwind(), &self.ctx.abort);
-            let (outcome, failed) = self.wire.drive_to_end(handler).await;
-            counters.handlers.store(0, Ordering::Relaxed);
-            log_signal_panic(&self.conn, &name, outcome.unwrap_or(Ok(())));
-            return failed.map_or(Ok(()), |err| Err(ReadEnd::Wire(err)));
-        }
-        let mut permit = permit.take();
-        if let Mode::Unlimited = self.mode {
-            // Without a bound, a client flooding signals whose handlers wait
-            // (for room in its own full queue) grows the server without
-            // limit: the reader waits here instead, and stops reading.
-            let capacity = self.shared.config.queue_capacity;
-            let bound = self
-                .pending_signals
-                .get_or_insert_with(|| Arc::new(Semaphore::new(capacity)))
-                .clone();
-            permit = self
-                .wire
-                .drive(bound.acquire_owned())
-                .await
-                .map_err(ReadEnd::Wire)?
-                .ok();
-        }
-        let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
-        conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
-        self.spawn(async move {
-            let outcome = abortable(AssertUnwindSafe(future).catch_unwind(), &abort).await;
-            log_signal_panic(&conn, &name, outcome.unwrap_or(Ok(())));
-            conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
-        Ok(())
-    }
-
-    /// Runs a pending handler on in a task of its own.
-    fn spawn(&mut self, future: impl Future<Output = ()> + Send + 'static) {
-        let tasks = self.tasks.get_or_insert_with(|| {
-            let tasks = TaskTracker::new();
-            if self.draining {
-                tasks.close();
-            }
-            tasks
-        });
-        tasks.spawn(future);
-    }
-
-    /// Sends the close frame for `end` after what is queued, waits for the
-    /// client's close frame and for the handlers still running.
-    async fn finish(mut self, end: ReadEnd) -> DisconnectReason {
-        self.conn.inner.lifecycle.advance(Phase::Closed);
-        let close_timeout = self.shared.config.close_timeout;
-        let mut wire_end = None;
-        if let ReadEnd::Reason(reason) = &end {
-            // Reasons without a close code of ours: the WebSocket stream
-            // has queued its own close frame already (or the client is
-            // gone); it only has to be written.
-            let closed = match close_frame(reason) {
-                Some((code, text)) => {
-                    tokio::time::timeout(close_timeout, self.wire.close(code, text)).await
-                }
-                None => tokio::time::timeout(close_timeout, self.wire.flush()).await,
-            };
-            match closed {
-                Ok(Ok(())) => {
-                    // Until the client's close frame (or the end of the
-                    // stream), so that the socket closes cleanly; messages
-                    // are not handled now.
-                    let deadline = Instant::now() + close_timeout;
-                    let handshake = tokio::time::timeout_at(deadline, self.wire.read_to_end())
-                        .await
-                        .unwrap_or(false);
-                    // A client closed for a violation may still be sending
-                    // (the rest of an oversized message, which the stream
-                    // cannot read past) if its close frame did not come:
-                    // what it sends is read and dropped, within the same
-                    // time, so that the close frame is not lost in a reset.
-                    if !handshake && lingers(reason) {
-                        let linger = self.wire.linger(LINGER_BYTES, LINGER_IDLE);
-                        let _ = tokio::time::timeout_at(deadline, linger).await;
-                    }
-                }
-                Ok(Err(err)) => wire_end = Some(err),
-                Err(_) => {}
-            }
-        }
-        self.wire.close_queue();
-        tracing::trace!(connection = %self.conn.id(), ?wire_end, "closing");
-        // Close the socket, then wait for the handlers still running (their
-        // replies have nowhere to go now).
-        let Self { wire, tasks, .. } = self;
-        drop(wire);
-        if let Some(tasks) = tasks {
-            tasks.close();
-            tasks.wait().await;
-        }
-        match end {
-            ReadEnd::Reason(reason) => reason,
-            ReadEnd::Wire(WireError::Stalled) => DisconnectReason::QueueStalled,
-            ReadEnd::Wire(WireError::Failed(err)) => {
-                DisconnectReason::ConnectionLost(err.to_string())
-            }
-            ReadEnd::Wire(WireError::Closed) => {
-                DisconnectReason::ConnectionLost("the stream closed".into())
-            }
-        }
     }
 }
 
@@ -877,148 +580,6 @@ fn attention<'a>(
             std::task::Poll::Pending
         }
     })
-}
-
-/// What a lingering close reads and drops at most (within the close
-/// timeout): far more than a client has in flight when it is refused.
-const LINGER_BYTES: usize = 1 << 20;
-
-/// A lingering close ends when the client sent nothing for this long (it
-/// has stopped sending; the close frame is not lost once nothing is left
-/// unread).
-const LINGER_IDLE: Duration = Duration::from_secs(1);
-
-/// Whether the connection's close lingers (see `Wire::linger`): after a
-/// violation, when the client may still be sending.
-fn lingers(reason: &DisconnectReason) -> bool {
-    matches!(
-        reason,
-        DisconnectReason::ProtocolViolation(_)
-            | DisconnectReason::TextMessage
-            | DisconnectReason::MessageTooBig { .. }
-            | DisconnectReason::WebSocketError(_)
-    )
-}
-
-/// The close frame the server sends for a reason, if it sends its own.
-fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'static str)> {
-    Some(match reason {
-        DisconnectReason::ClosedByServer => (CloseCode::NORMAL_CLOSURE, ""),
-        DisconnectReason::Shutdown => (CloseCode::GOING_AWAY, "server shutdown"),
-        DisconnectReason::ReadTimeout => (CloseCode::GOING_AWAY, "read timeout"),
-        DisconnectReason::ProtocolViolation(_) => (CloseCode::PROTOCOL_ERROR, "protocol violation"),
-        DisconnectReason::TextMessage => (
-            CloseCode::UNSUPPORTED_DATA,
-            "text messages are not supported",
-        ),
-        // The WebSocket stream sends this itself for a single frame, not for
-        // fragments adding up to too much; ours is refused when it did.
-        DisconnectReason::MessageTooBig { .. } => (CloseCode::MESSAGE_TOO_BIG, "message too big"),
-        _ => return None,
-    })
-}
-
-/// The disconnect reason for an error of the WebSocket stream.
-fn stream_error(err: tokio_websockets::Error) -> DisconnectReason {
-    match err {
-        tokio_websockets::Error::PayloadTooLong { len, max_len } => {
-            DisconnectReason::MessageTooBig { len, max: max_len }
-        }
-        tokio_websockets::Error::Protocol(err) => DisconnectReason::WebSocketError(err.to_string()),
-        err => DisconnectReason::ConnectionLost(err.to_string()),
-    }
-}
-
-/// Polls a handler's future once, catching a panic: `None` while it is
-/// pending (it may be polled again).
-fn poll_once<T>(
-    future: &mut Pin<Box<impl Future<Output = T>>>,
-) -> Option<Result<T, Box<dyn Any + Send>>> {
-    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        future
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-    }));
-    match polled {
-        Ok(Poll::Ready(out)) => Some(Ok(out)),
-        Ok(Poll::Pending) => None,
-        Err(panic) => Some(Err(panic)),
-    }
-}
-
-/// What a request handler returned, or its panic.
-type Outcome = Result<Result<Payload, HandlerError>, Box<dyn Any + Send>>;
-
-/// The reply for a handler's outcome: a reply, an error reply, or an
-/// internal-error reply (the cause logged).
-fn reply_for(
-    conn: &Connection,
-    id: RequestId,
-    name: &Name,
-    outcome: Outcome,
-    max: usize,
-) -> ServerMessage {
-    let message = match outcome {
-        Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
-        Ok(Err(err)) => match err.downcast::<ReplyError>() {
-            Ok(err) => {
-                let (code, message) = err.into_parts();
-                ServerMessage::Error(ErrorReply::new(id, code, message))
-            }
-            Err(err) => {
-                let client_caused = err
-                    .downcast_ref::<crate::error::SessionError>()
-                    .is_some_and(crate::error::SessionError::is_client_caused);
-                let error = crate::session::ops::chain(&*err);
-                if client_caused {
-                    tracing::warn!(connection = %conn.id(), request = %name, %error, "request handler failed on the client's doing");
-                } else {
-                    tracing::error!(connection = %conn.id(), request = %name, %error, "request handler failed");
-                }
-                return ServerMessage::InternalError(id);
-            }
-        },
-        Err(panic) => {
-            tracing::error!(connection = %conn.id(), request = %name, panic = panic_message(&*panic), "request handler panicked");
-            return ServerMessage::InternalError(id);
-        }
-    };
-    let len = message.encoded_len();
-    if len > max {
-        tracing::error!(connection = %conn.id(), request = %name, len, max, "reply exceeds the message buffer size");
-        return ServerMessage::InternalError(id);
-    }
-    message
-}
-
-/// Logs a signal handler's panic.
-fn log_signal_panic(conn: &Connection, name: &Name, outcome: Result<(), Box<dyn Any + Send>>) {
-    if let Err(panic) = outcome {
-        tracing::error!(connection = %conn.id(), signal = %name, panic = panic_message(&*panic), "signal handler panicked");
-    }
-}
-
-/// Runs `future` until it completes (`Some`) or `abort` is cancelled
-/// (`None`, the future dropped). A future that completes at its first poll
-/// (most handlers) never touches the token.
-async fn abortable<F: Future>(future: F, abort: &CancellationToken) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    if let Some(out) = (&mut future).now_or_never() {
-        return Some(out);
-    }
-    tokio::select! {
-        biased;
-        out = future => Some(out),
-        () = abort.cancelled() => None,
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not a string)")
 }
 
 #[cfg(test)]

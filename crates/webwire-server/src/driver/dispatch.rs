@@ -1,0 +1,288 @@
+//! Running the application's handlers: each handler's future is polled
+//! once where the message was read; one still pending runs on inline at
+//! limit 1, or in a task of its own with a reply reservation and its
+//! permit. The reply for an outcome, panics included.
+
+use super::*;
+
+impl<H, Io> Task<H, Io>
+where
+    H: Handler,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Runs a request's handler: its future is boxed and polled once
+    /// here. Most handlers finish at their first poll: no task, no queue,
+    /// no wake-up; the reply goes straight to the socket. One still pending
+    /// is left to [`pending_request`](Self::pending_request).
+    pub(super) fn dispatch_request(&mut self, request: Request) -> Then {
+        let (id, name) = (request.id(), request.name().clone());
+        let ctx = self.ctx.clone();
+        let mut future = Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
+        match poll_once(&mut future) {
+            Some(outcome) => Then::Reply(reply_for(
+                &self.conn,
+                id,
+                &name,
+                outcome,
+                self.shared.config.buffer_size,
+            )),
+            None => Then::Request(Pending { id, name, future }),
+        }
+    }
+
+    /// A request handler still pending after its first poll runs on in
+    /// this task at limit 1 (reading waits), and otherwise in a task of its
+    /// own, with a reply reservation in the queue and its permit (limit N).
+    pub(super) async fn pending_request(
+        &mut self,
+        pending: Pending<RequestFuture>,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ReadEnd> {
+        let Pending { id, name, future } = pending;
+        let max = self.shared.config.buffer_size;
+        if let Mode::Inline = self.mode {
+            let (outcome, written) = self.run_inline(future).await;
+            written?;
+            let reply = match outcome {
+                Some(outcome) => reply_for(&self.conn, id, &name, outcome, max),
+                None => ServerMessage::Shutdown(id),
+            };
+            return self.send(reply).await;
+        }
+        let Ok(tx) = self.conn.sender() else {
+            return Err(ReadEnd::Reason(self.drained_reason()));
+        };
+        let reply_reservation = match tx.clone().try_reserve_owned() {
+            Ok(reservation) => reservation,
+            Err(mpsc::error::TrySendError::Full(tx)) => self
+                .wire
+                .drive(tx.reserve_owned())
+                .await
+                .map_err(ReadEnd::Wire)?
+                .map_err(|_| ReadEnd::Reason(self.drained_reason()))?,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(ReadEnd::Reason(self.drained_reason()))
+            }
+        };
+        let conn = self.conn.clone();
+        self.spawn_pending(future, permit.take(), move |outcome| {
+            let reply = match outcome {
+                Some(outcome) => reply_for(&conn, id, &name, outcome, max),
+                None => ServerMessage::Shutdown(id),
+            };
+            reply_reservation.send(Outbound::Message(Box::new(reply)));
+        });
+        Ok(())
+    }
+
+    /// Runs a signal's handler, as [`dispatch_request`](Self::dispatch_request).
+    pub(super) fn dispatch_signal(&mut self, signal: Signal) -> Then {
+        let name = signal.name().clone();
+        let ctx = self.ctx.clone();
+        let mut future = Box::pin(async move { ctx.handler.on_signal(&ctx.conn, signal).await });
+        match poll_once(&mut future) {
+            Some(outcome) => {
+                log_signal_panic(&self.conn, &name, outcome);
+                Then::Nothing
+            }
+            None => Then::Signal(Pending {
+                id: RequestId::default(),
+                name,
+                future,
+            }),
+        }
+    }
+
+    /// As [`pending_request`](Self::pending_request), for a signal.
+    pub(super) async fn pending_signal(
+        &mut self,
+        pending: Pending<SignalFuture>,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ReadEnd> {
+        let Pending { name, future, .. } = pending;
+        if let Mode::Inline = self.mode {
+            let (outcome, written) = self.run_inline(future).await;
+            log_signal_panic(&self.conn, &name, outcome.unwrap_or(Ok(())));
+            return written;
+        }
+        let mut permit = permit.take();
+        if let Mode::Unlimited = self.mode {
+            // Without a bound, a client flooding signals whose handlers wait
+            // (for room in its own full queue) grows the server without
+            // limit: the reader waits here instead, and stops reading.
+            let capacity = self.shared.config.queue_capacity;
+            let bound = self
+                .pending_signals
+                .get_or_insert_with(|| Arc::new(Semaphore::new(capacity)))
+                .clone();
+            permit = self
+                .wire
+                .drive(bound.acquire_owned())
+                .await
+                .map_err(ReadEnd::Wire)?
+                .ok();
+        }
+        let conn = self.conn.clone();
+        self.spawn_pending(future, permit, move |outcome| {
+            log_signal_panic(&conn, &name, outcome.unwrap_or(Ok(())));
+        });
+        Ok(())
+    }
+
+    /// Runs a handler still pending after its first poll in this task
+    /// (limit 1): reading waits for it while the queue keeps draining. Its
+    /// outcome (`None`: dropped at the shutdown deadline), and whether the
+    /// stream could be written meanwhile.
+    async fn run_inline<F: Future>(
+        &mut self,
+        future: F,
+    ) -> (Finished<F::Output>, Result<(), ReadEnd>) {
+        let counters = &self.conn.inner.counters;
+        counters.handlers.store(1, Ordering::Relaxed);
+        let handler = abortable(AssertUnwindSafe(future).catch_unwind(), &self.ctx.abort);
+        let (outcome, failed) = self.wire.drive_to_end(handler).await;
+        counters.handlers.store(0, Ordering::Relaxed);
+        (
+            outcome,
+            failed.map_or(Ok(()), |err| Err(ReadEnd::Wire(err))),
+        )
+    }
+
+    /// Runs a handler still pending after its first poll in a task of its
+    /// own (limit N, unlimited), holding `permit` until it has ended;
+    /// `finish` takes its outcome (`None`: dropped at the shutdown
+    /// deadline). One path for requests and signals.
+    fn spawn_pending<F>(
+        &mut self,
+        future: F,
+        permit: Option<OwnedSemaphorePermit>,
+        finish: impl FnOnce(Finished<F::Output>) + Send + 'static,
+    ) where
+        F: Future + Send + 'static,
+        F::Output: Send,
+    {
+        let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
+        conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
+            let outcome = abortable(AssertUnwindSafe(future).catch_unwind(), &abort).await;
+            finish(outcome);
+            conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+
+    /// Runs a pending handler on in a task of its own.
+    fn spawn(&mut self, future: impl Future<Output = ()> + Send + 'static) {
+        let tasks = self.tasks.get_or_insert_with(|| {
+            let tasks = TaskTracker::new();
+            if self.draining {
+                tasks.close();
+            }
+            tasks
+        });
+        tasks.spawn(future);
+    }
+}
+
+/// What a pending handler gave: its output or its panic; `None` when it was
+/// dropped at the shutdown deadline.
+type Finished<T> = Option<Result<T, Box<dyn Any + Send>>>;
+
+/// Polls a handler's future once, catching a panic: `None` while it is
+/// pending (it may be polled again).
+pub(super) fn poll_once<T>(
+    future: &mut Pin<Box<impl Future<Output = T>>>,
+) -> Option<Result<T, Box<dyn Any + Send>>> {
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    }));
+    match polled {
+        Ok(Poll::Ready(out)) => Some(Ok(out)),
+        Ok(Poll::Pending) => None,
+        Err(panic) => Some(Err(panic)),
+    }
+}
+
+/// What a request handler returned, or its panic.
+pub(super) type Outcome = Result<Result<Payload, HandlerError>, Box<dyn Any + Send>>;
+
+/// The reply for a handler's outcome: a reply, an error reply, or an
+/// internal-error reply (the cause logged).
+pub(super) fn reply_for(
+    conn: &Connection,
+    id: RequestId,
+    name: &Name,
+    outcome: Outcome,
+    max: usize,
+) -> ServerMessage {
+    let message = match outcome {
+        Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
+        Ok(Err(err)) => match err.downcast::<ReplyError>() {
+            Ok(err) => {
+                let (code, message) = err.into_parts();
+                ServerMessage::Error(ErrorReply::new(id, code, message))
+            }
+            Err(err) => {
+                let client_caused = err
+                    .downcast_ref::<crate::error::SessionError>()
+                    .is_some_and(crate::error::SessionError::is_client_caused);
+                let error = crate::session::ops::chain(&*err);
+                if client_caused {
+                    tracing::warn!(connection = %conn.id(), request = %name, %error, "request handler failed on the client's doing");
+                } else {
+                    tracing::error!(connection = %conn.id(), request = %name, %error, "request handler failed");
+                }
+                return ServerMessage::InternalError(id);
+            }
+        },
+        Err(panic) => {
+            tracing::error!(connection = %conn.id(), request = %name, panic = panic_message(&*panic), "request handler panicked");
+            return ServerMessage::InternalError(id);
+        }
+    };
+    let len = message.encoded_len();
+    if len > max {
+        tracing::error!(connection = %conn.id(), request = %name, len, max, "reply exceeds the message buffer size");
+        return ServerMessage::InternalError(id);
+    }
+    message
+}
+
+/// Logs a signal handler's panic.
+pub(super) fn log_signal_panic(
+    conn: &Connection,
+    name: &Name,
+    outcome: Result<(), Box<dyn Any + Send>>,
+) {
+    if let Err(panic) = outcome {
+        tracing::error!(connection = %conn.id(), signal = %name, panic = panic_message(&*panic), "signal handler panicked");
+    }
+}
+
+/// Runs `future` until it completes (`Some`) or `abort` is cancelled
+/// (`None`, the future dropped). A future that completes at its first poll
+/// (most handlers) never touches the token.
+pub(super) async fn abortable<F: Future>(
+    future: F,
+    abort: &CancellationToken,
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    if let Some(out) = (&mut future).now_or_never() {
+        return Some(out);
+    }
+    tokio::select! {
+        biased;
+        out = future => Some(out),
+        () = abort.cancelled() => None,
+    }
+}
+
+pub(super) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
+}
