@@ -283,6 +283,11 @@ impl ConnectionTask {
         // reader waits for the writer to have flushed them.
         let mut pong_bytes = 0;
         let mut pongs_flushed: Option<oneshot::Receiver<()>> = None;
+        // How long the reader waits for them: a server that takes none of
+        // our writes for its own read timeout has stopped reading (our
+        // heartbeats cannot reach it either), and the connection is lost.
+        let pong_stall = pong_stall_limit(conf.read_timeout());
+        let mut pongs_deadline: Option<Pin<Box<Sleep>>> = None;
         let served = loop {
             if closing.is_some() && self.pending.is_empty() {
                 break Served::Closed;
@@ -297,6 +302,7 @@ impl ConnectionTask {
                                 let (done, flushed) = oneshot::channel();
                                 let _ = writer_tx.send(WriterItem::Flushed(done));
                                 pongs_flushed = Some(flushed);
+                                pongs_deadline = Some(Box::pin(tokio::time::sleep(pong_stall)));
                             }
                         }
                         if let Err(code) = self.on_frame(message) {
@@ -329,7 +335,14 @@ impl ConnectionTask {
                 // Also when the writer is gone (then the branch below ends
                 // the connection).
                 _ = async { pongs_flushed.as_mut().expect("waiting").await },
-                    if pongs_flushed.is_some() => pongs_flushed = None,
+                    if pongs_flushed.is_some() => {
+                        pongs_flushed = None;
+                        pongs_deadline = None;
+                    }
+                () = until(&mut pongs_deadline) => {
+                    tracing::debug!(?pong_stall, "the server took none of our writes for its read timeout");
+                    break Served::Lost;
+                }
                 () = until(&mut closing) => {
                     tracing::debug!(unanswered = self.pending.len(), "close timeout reached");
                     break Served::Closed;
@@ -765,6 +778,17 @@ fn heartbeat_interval(read_timeout: Duration) -> Option<Duration> {
 }
 
 /// Completes when the close timeout (if closing) is reached.
+/// How long the reader waits for its pongs to be written before it takes
+/// the connection as lost: the server's read timeout (the server would
+/// close a connection silent that long), or 30 s when it announces none.
+fn pong_stall_limit(read_timeout: Duration) -> Duration {
+    if read_timeout.is_zero() {
+        Duration::from_secs(30)
+    } else {
+        read_timeout
+    }
+}
+
 async fn until(deadline: &mut Option<Pin<Box<Sleep>>>) {
     match deadline {
         Some(sleep) => sleep.as_mut().await,

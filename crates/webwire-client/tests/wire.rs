@@ -763,3 +763,34 @@ async fn a_server_flooding_pings_without_reading_cannot_grow_the_client() {
         .expect("closed in time");
     drop(conn);
 }
+
+/// A server that pings and takes none of the client's writes for its own
+/// read timeout has stopped reading: the client takes the connection as
+/// lost (and would reconnect) instead of waiting for its pongs forever.
+#[tokio::test]
+async fn a_server_that_takes_no_writes_for_its_read_timeout_is_left() {
+    let mut peer = Peer::start().await;
+    let conf = AcceptConf::new(Duration::from_secs(2), 8192, "");
+    let (client, mut conn) = tokio::join!(builder(&peer.url).connect(), peer.accept_with(conf));
+    let client = client.unwrap();
+    let mut events = client.events();
+    let started = Instant::now();
+    // The flood ends when the client drops the connection (a write error)
+    // or, on the old code, after 8 s of the client not reading.
+    let (sent, event) = tokio::join!(
+        conn.flood_pings(48 << 20, Duration::from_secs(8)),
+        wait_event(&mut events, |event| matches!(
+            event,
+            ClientEvent::Disconnected
+        ))
+    );
+    assert_eq!(event, ClientEvent::Disconnected);
+    assert!(sent < 48 << 20);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "left after {:?}",
+        started.elapsed()
+    );
+    drop(conn);
+    client.close().await;
+}
