@@ -10,27 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, reply_text, within, TestClient};
+use common::{echo_router, eventually, reply_text, within, TestClient};
 use tokio::sync::{mpsc, Semaphore};
 use webwire_proto::{Payload, ServerMessage};
 use webwire_server::{
     error::DisconnectReason, options::Concurrency, Connection, MessageRouter, ReplyError, Request,
     Server,
 };
-
-/// A router that echoes, and reports every disconnect reason.
-fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
-    MessageRouter::new()
-        .request("echo", |req: Request| async move {
-            Ok::<_, ReplyError>(req.payload().clone())
-        })
-        .on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
-            let reasons = reasons.clone();
-            async move {
-                let _ = reasons.send(reason);
-            }
-        })
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_thousand_requests_in_flight_with_limit_one_are_answered_in_order() {

@@ -6,27 +6,11 @@
 
 mod common;
 
-use common::{reply_text, within, ClientOptions, TestClient, TestServer};
+use common::{echo_router, reply_text, within, ClientOptions, TestClient, TestServer};
 use tokio::sync::mpsc;
 use tokio_websockets::Message;
 use webwire_proto::{ParseError, Payload};
-use webwire_server::{
-    error::DisconnectReason, Connection, MessageRouter, ReplyError, Request, Server,
-};
-
-/// A router that echoes, and reports every disconnect reason.
-fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
-    MessageRouter::new()
-        .request("echo", |req: Request| async move {
-            Ok::<_, ReplyError>(req.payload().clone())
-        })
-        .on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
-            let reasons = reasons.clone();
-            async move {
-                let _ = reasons.send(reason);
-            }
-        })
-}
+use webwire_server::{error::DisconnectReason, Server};
 
 #[tokio::test]
 async fn protocol_violations_close_only_that_connection() {

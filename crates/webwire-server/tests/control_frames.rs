@@ -9,21 +9,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{eventually, within, TestServer};
+use common::{eventually, reporting_router, within, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use webwire_proto::{ClientMessage, Name, Payload, Request, RequestId};
-use webwire_server::{error::DisconnectReason, Connection, MessageRouter, ReplyError, Server};
-
-fn reporting_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
-    MessageRouter::new().on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
-        let reasons = reasons.clone();
-        async move {
-            let _ = reasons.send(reason);
-        }
-    })
-}
+use webwire_server::{error::DisconnectReason, ReplyError, Server};
 
 /// Connects with a small receive buffer (so that the server's writes stall
 /// soon) and does the WebSocket upgrade by hand. What follows the

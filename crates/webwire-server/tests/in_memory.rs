@@ -7,28 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{reply_text, within, TestClient};
+use common::{echo_router, reply_text, within, TestClient};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_websockets::Message;
 use webwire_proto::{ClientMessage, Payload};
-use webwire_server::{
-    error::DisconnectReason, Connection, MessageRouter, ReplyError, Request, Server,
-};
-
-/// A router that echoes and reports every disconnect reason.
-fn echo_router(reasons: mpsc::UnboundedSender<DisconnectReason>) -> MessageRouter {
-    MessageRouter::new()
-        .request("echo", |req: Request| async move {
-            Ok::<_, ReplyError>(req.payload().clone())
-        })
-        .on_disconnect(move |_conn: Connection, reason: DisconnectReason| {
-            let reasons = reasons.clone();
-            async move {
-                let _ = reasons.send(reason);
-            }
-        })
-}
+use webwire_server::{error::DisconnectReason, ReplyError, Server};
 
 #[tokio::test(start_paused = true)]
 async fn an_in_memory_connection_is_served_like_a_socket() {

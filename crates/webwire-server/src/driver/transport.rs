@@ -16,34 +16,38 @@ pub(super) fn spawn_connection<H: Handler>(
     upgraded: Upgraded,
     accepted: Accepted,
 ) {
-    // Tracked like the upgrade's task, which it outlives: the server's
-    // count of connection tasks never drops to zero in between.
-    let tasks = shared.connections.clone();
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let io = parts.io.into_inner();
-            if parts.read_buf.is_empty() {
-                tasks.spawn(serve(shared, handler, io, accepted));
-            } else {
-                let io = Prefixed::new(parts.read_buf, io);
-                tasks.spawn(serve(shared, handler, io, accepted));
-            }
-            return;
-        }
+        Ok(parts) => return spawn_on(shared, handler, parts, accepted),
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-        Ok(parts) => {
-            let io = parts.io.into_inner();
-            if parts.read_buf.is_empty() {
-                tasks.spawn(serve(shared, handler, io, accepted));
-            } else {
-                let io = Prefixed::new(parts.read_buf, io);
-                tasks.spawn(serve(shared, handler, io, accepted));
-            }
-        }
+        Ok(parts) => spawn_on(shared, handler, parts, accepted),
         Err(upgraded) => {
+            let tasks = shared.connections.clone();
             tasks.spawn(serve(shared, handler, TokioIo::new(upgraded), accepted));
         }
+    }
+}
+
+/// Spawns the connection's task on a transport taken back from hyper, with
+/// the bytes hyper read ahead (if any) in front of it. Tracked like the
+/// upgrade's task, which it outlives: the server's count of connection
+/// tasks never drops to zero in between.
+fn spawn_on<H, Io>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    parts: hyper::upgrade::Parts<TokioIo<Io>>,
+    accepted: Accepted,
+) where
+    H: Handler,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let tasks = shared.connections.clone();
+    let io = parts.io.into_inner();
+    if parts.read_buf.is_empty() {
+        tasks.spawn(serve(shared, handler, io, accepted));
+    } else {
+        let io = Prefixed::new(parts.read_buf, io);
+        tasks.spawn(serve(shared, handler, io, accepted));
     }
 }

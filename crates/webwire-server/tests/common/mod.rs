@@ -597,3 +597,27 @@ pub async fn check_bad_handshakes(addr: SocketAddr, path: &str) {
     assert_eq!(status, 101, "{head}");
     assert!(logs.lines_at("ERROR").is_empty(), "{}", logs.text());
 }
+
+/// A router that reports every disconnect reason on `reasons`.
+pub fn reporting_router(
+    reasons: tokio::sync::mpsc::UnboundedSender<webwire_server::error::DisconnectReason>,
+) -> webwire_server::MessageRouter {
+    webwire_server::MessageRouter::new().on_disconnect(
+        move |_conn: webwire_server::Connection,
+              reason: webwire_server::error::DisconnectReason| {
+            let reasons = reasons.clone();
+            async move {
+                let _ = reasons.send(reason);
+            }
+        },
+    )
+}
+
+/// A [`reporting_router`] that also echoes `echo` requests.
+pub fn echo_router(
+    reasons: tokio::sync::mpsc::UnboundedSender<webwire_server::error::DisconnectReason>,
+) -> webwire_server::MessageRouter {
+    reporting_router(reasons).request("echo", |req: webwire_server::Request| async move {
+        Ok::<_, webwire_server::ReplyError>(req.payload().clone())
+    })
+}
