@@ -603,6 +603,24 @@ struct HeldLookup {
     release: Notify,
 }
 
+/// Starts a restore of `key` from a new client of `node` whose lookup
+/// finds the session in `held` and then waits there until released.
+async fn held_restore(
+    node: &Node,
+    held: &HeldLookup,
+    key: &str,
+) -> (Client, Events, JoinHandle<Result<Session, RequestError>>) {
+    held.armed.store(true, AtomicOrdering::SeqCst);
+    let (client, events) = node.client().await;
+    let restoring = tokio::spawn({
+        let client = client.clone();
+        let key = key.to_owned();
+        async move { client.restore_session(&key).await }
+    });
+    within("the held lookup", held.looked_up.notified()).await;
+    (client, events, restoring)
+}
+
 impl SessionManager for HeldLookup {
     async fn on_session_created(&self, session: &Session) -> Result<(), SessionStoreError> {
         self.sessions.on_session_created(session).await
@@ -649,14 +667,7 @@ async fn a_restore_that_looked_up_a_session_before_its_last_close_does_not_hold_
     let key = login(&c1).await;
 
     // B's restore finds the session in the store, then waits.
-    held.armed.store(true, AtomicOrdering::SeqCst);
-    let (c2, _e2) = b.client().await;
-    let restoring = tokio::spawn({
-        let c2 = c2.clone();
-        let key = key.clone();
-        async move { c2.restore_session(&key).await }
-    });
-    within("b's lookup", held.looked_up.notified()).await;
+    let (c2, _e2, restoring) = held_restore(&b, &held, &key).await;
 
     // Meanwhile A's only holder closes it: no node counts it, so A
     // destroys it.
@@ -729,14 +740,7 @@ async fn a_restore_under_way_on_the_closing_node_does_not_keep_the_session() {
     let (c1, _e1) = a.client().await;
     let key = login(&c1).await;
 
-    held.armed.store(true, AtomicOrdering::SeqCst);
-    let (c2, _e2) = a.client().await;
-    let restoring = tokio::spawn({
-        let c2 = c2.clone();
-        let key = key.clone();
-        async move { c2.restore_session(&key).await }
-    });
-    within("the lookup on a", held.looked_up.notified()).await;
+    let (_c2, _e2, restoring) = held_restore(&a, &held, &key).await;
     within("close on a", c1.close_session()).await.unwrap();
     held.release.notify_one();
     let restored = within("the restore", restoring).await.unwrap();
