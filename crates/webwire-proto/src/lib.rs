@@ -66,6 +66,8 @@ mod payload;
 mod rfc3339;
 mod session;
 
+pub mod connection;
+
 pub use error::{ParseError, ValueError};
 pub use message::{
     AcceptConf, ClientMessage, ErrorReply, Reply, Request, RequestId, ServerMessage, Signal,
