@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
+use webwire_proto::connection::server::ServerConnection;
 use webwire_proto::ServerMessage;
 
 use crate::connection::ConnectionInner;
@@ -184,6 +185,9 @@ pub(crate) struct Wire<Io> {
     /// Messages written (batched or given to the stream) since the last flush.
     unflushed: u64,
     stall: Stall,
+    /// The connection's rules: every message written passes them (nothing
+    /// after the close frame; a reply counts as its request's answer).
+    protocol: ServerConnection,
 }
 
 /// Watches a write that cannot proceed. The timer is made the first time
@@ -204,6 +208,7 @@ where
         ws: WebSocketStream<Io>,
         conn: Arc<ConnectionInner>,
         stall_timeout: Duration,
+        protocol: ServerConnection,
     ) -> Self {
         Self {
             ws,
@@ -220,7 +225,20 @@ where
                 armed: false,
                 urgent: false,
             },
+            protocol,
         }
+    }
+
+    /// The connection's rules, as far as they have been told.
+    #[inline]
+    pub(crate) fn protocol(&self) -> &ServerConnection {
+        &self.protocol
+    }
+
+    /// The connection's rules, to tell them what was read or asked for.
+    #[inline]
+    pub(crate) fn protocol_mut(&mut self) -> &mut ServerConnection {
+        &mut self.protocol
     }
 
     /// The next message from the client.
@@ -402,7 +420,9 @@ where
                 Err(WireError::Closed) => return self.flush().await,
                 Err(err) => return Err(err),
             }
-            match self.ws.start_send_unpin(Message::close(Some(code), reason)) {
+            let sent = self.ws.start_send_unpin(Message::close(Some(code), reason));
+            self.protocol.close_sent();
+            match sent {
                 Ok(()) => self.unflushed += 1,
                 Err(tokio_websockets::Error::AlreadyClosed) => {}
                 Err(err) => return Err(err.into()),
@@ -579,11 +599,18 @@ where
     fn feed(&mut self, item: Outbound) -> Result<(), WireError> {
         match item {
             Outbound::Message(message) => self.encode_and_feed(&message),
-            Outbound::Frame(frame) => self.push(Message::binary(frame)),
+            Outbound::Frame(frame) if self.protocol.may_send_frame() => {
+                self.push(Message::binary(frame))
+            }
+            Outbound::Frame(_) => Ok(()),
         }
     }
 
     fn encode_and_feed(&mut self, message: &ServerMessage) -> Result<(), WireError> {
+        if !self.protocol.send(message) {
+            // After the close frame: dropped (and counted, if a reply).
+            return Ok(());
+        }
         let len = message.encoded_len();
         if self.buf.capacity() < len {
             // Reuses the allocation in place once the frames cut from it

@@ -15,6 +15,10 @@ where
         self.conn.inner.lifecycle.advance(Phase::Closed);
         let close_timeout = self.shared.config.close_timeout;
         let mut wire_end = None;
+        let end = match end {
+            ReadEnd::Closing(closing) => ReadEnd::Reason(disconnect_reason(closing)),
+            end => end,
+        };
         if let ReadEnd::Reason(reason) = &end {
             // Reasons without a close code of ours: the WebSocket stream
             // has queued its own close frame already (or the client is
@@ -60,6 +64,7 @@ where
         }
         match end {
             ReadEnd::Reason(reason) => reason,
+            ReadEnd::Closing(closing) => disconnect_reason(closing),
             ReadEnd::Wire(WireError::Stalled) => DisconnectReason::QueueStalled,
             ReadEnd::Wire(WireError::Failed(err)) => {
                 DisconnectReason::ConnectionLost(err.to_string())
@@ -92,22 +97,37 @@ pub(super) fn lingers(reason: &DisconnectReason) -> bool {
     )
 }
 
-/// The close frame the server sends for a reason, if it sends its own.
+/// The close frame the server sends for a reason, if it sends its own:
+/// as the connection's rules say, and 1009 for a message the WebSocket
+/// layer found too big.
 pub(super) fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'static str)> {
-    Some(match reason {
-        DisconnectReason::ClosedByServer => (CloseCode::NORMAL_CLOSURE, ""),
-        DisconnectReason::Shutdown => (CloseCode::GOING_AWAY, "server shutdown"),
-        DisconnectReason::ReadTimeout => (CloseCode::GOING_AWAY, "read timeout"),
-        DisconnectReason::ProtocolViolation(_) => (CloseCode::PROTOCOL_ERROR, "protocol violation"),
-        DisconnectReason::TextMessage => (
-            CloseCode::UNSUPPORTED_DATA,
-            "text messages are not supported",
-        ),
+    let closing = match reason {
+        DisconnectReason::ClosedByServer => Closing::Drained(Drain::Close),
+        DisconnectReason::Shutdown => Closing::Drained(Drain::Shutdown),
+        DisconnectReason::ReadTimeout => Closing::ReadTimeout,
+        DisconnectReason::ProtocolViolation(err) => Closing::ProtocolViolation(err.clone()),
+        DisconnectReason::TextMessage => Closing::TextMessage,
         // The WebSocket stream sends this itself for a single frame, not for
         // fragments adding up to too much; ours is refused when it did.
-        DisconnectReason::MessageTooBig { .. } => (CloseCode::MESSAGE_TOO_BIG, "message too big"),
+        DisconnectReason::MessageTooBig { .. } => {
+            return Some((CloseCode::MESSAGE_TOO_BIG, "message too big"))
+        }
         _ => return None,
-    })
+    };
+    let (code, text) = closing.close_frame()?;
+    Some((CloseCode::try_from(code).ok()?, text))
+}
+
+/// What the application is told of a close the rules decided.
+fn disconnect_reason(closing: Closing) -> DisconnectReason {
+    match closing {
+        Closing::PeerClosed { code, reason } => DisconnectReason::ClientClosed { code, reason },
+        Closing::TextMessage => DisconnectReason::TextMessage,
+        Closing::ProtocolViolation(err) => DisconnectReason::ProtocolViolation(err),
+        Closing::ReadTimeout => DisconnectReason::ReadTimeout,
+        Closing::Drained(Drain::Close) => DisconnectReason::ClosedByServer,
+        Closing::Drained(Drain::Shutdown) => DisconnectReason::Shutdown,
+    }
 }
 
 /// The disconnect reason for an error of the WebSocket stream.

@@ -49,19 +49,23 @@ where
             };
             return self.send(reply).await;
         }
+        // A queue that takes nothing more belongs to a connection that is
+        // closing: the request is answered as in a shutdown (the handler's
+        // future is dropped unpolled again).
         let Ok(tx) = self.conn.sender() else {
-            return Err(ReadEnd::Reason(self.drained_reason()));
+            return self.send(ServerMessage::Shutdown(id)).await;
         };
         let reply_reservation = match tx.clone().try_reserve_owned() {
             Ok(reservation) => reservation,
-            Err(mpsc::error::TrySendError::Full(tx)) => self
-                .wire
-                .drive(tx.reserve_owned())
-                .await
-                .map_err(ReadEnd::Wire)?
-                .map_err(|_| ReadEnd::Reason(self.drained_reason()))?,
+            Err(mpsc::error::TrySendError::Full(tx)) => {
+                match self.wire.drive(tx.reserve_owned()).await {
+                    Ok(Ok(reservation)) => reservation,
+                    Ok(Err(_)) => return self.send(ServerMessage::Shutdown(id)).await,
+                    Err(err) => return Err(ReadEnd::Wire(err)),
+                }
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(ReadEnd::Reason(self.drained_reason()))
+                return self.send(ServerMessage::Shutdown(id)).await
             }
         };
         let conn = self.conn.clone();
@@ -175,7 +179,7 @@ where
     fn spawn(&mut self, future: impl Future<Output = ()> + Send + 'static) {
         let tasks = self.tasks.get_or_insert_with(|| {
             let tasks = TaskTracker::new();
-            if self.draining {
+            if self.wire.protocol().is_draining() {
                 tasks.close();
             }
             tasks

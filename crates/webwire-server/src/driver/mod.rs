@@ -42,9 +42,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_websockets::CloseCode;
-use webwire_proto::{
-    ClientMessage, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
-};
+use webwire_proto::connection::server::{Closing, Drain, Read, Received, ServerConnection, State};
+use webwire_proto::{ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal};
 
 use crate::connection::{ConnectionId, ConnectionInfo};
 use crate::connection::{ConnectionInner, Counters, Done};
@@ -141,7 +140,8 @@ where
         rooms: crate::room::Membership::new(shared.rooms.clone()),
         extensions: Mutex::default(),
     });
-    let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout);
+    let protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
+    let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout, protocol);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
     let _ = wire.send_frame_now(shared.accept_conf.clone());
@@ -166,8 +166,6 @@ where
         wire,
         mode,
         tasks: None,
-        last_activity: Instant::now(),
-        draining: false,
         pending_signals: None,
     };
     async move {
@@ -194,10 +192,6 @@ where
         conn.inner.done.set();
     }
 }
-
-/// Messages a closing connection still reads, once its handlers have
-/// returned, from what has already arrived.
-const MAX_LATE_READS: usize = 1024;
 
 enum Mode {
     /// Limit 1: handlers run in the connection task.
@@ -254,7 +248,11 @@ enum Next {
 
 /// How the read loop ended.
 enum ReadEnd {
-    /// For this reason; the close frame (if any) is still to be sent.
+    /// As the connection's rules decided; the close frame (if any) is
+    /// still to be sent.
+    Closing(Closing),
+    /// For this reason of the WebSocket layer; the close frame (if any) is
+    /// still to be sent.
     Reason(DisconnectReason),
     /// The socket could not be written.
     Wire(WireError),
@@ -278,8 +276,6 @@ struct Task<H, Io> {
     mode: Mode,
     /// Handlers still pending after their first poll; made for the first.
     tasks: Option<TaskTracker>,
-    last_activity: Instant,
-    draining: bool,
     /// Unlimited concurrency: bounds the signal handlers still running in
     /// tasks (requests are bounded by their reply reservations) to the queue
     /// capacity; created when the first one is needed.
@@ -307,107 +303,90 @@ where
         if let Some(err) = failed {
             return ReadEnd::Wire(err);
         }
-        self.last_activity = Instant::now();
+        // The read timeout counts from here.
+        self.wire.protocol_mut().handle_control();
         self.read_loop().await
     }
 
     async fn read_loop(&mut self) -> ReadEnd {
-        let read_timeout = self.shared.config.read_timeout;
-        let timer = tokio::time::sleep_until(self.last_activity + read_timeout);
+        let first_deadline = self.read_deadline();
+        let timer = tokio::time::sleep_until(first_deadline);
         tokio::pin!(timer);
         let mut permit: Option<OwnedSemaphorePermit> = None;
-        let mut late_reads = 0;
-        // Whether messages arrived since `last_activity` was taken.
-        let mut active = false;
-        // Only this task writes the counter: a store, not a read-modify-write.
-        let mut received = 0;
         loop {
             // Cheap checks first: with messages waiting, the stream is read
             // before anything else is looked at.
-            if !self.draining
-                && (!self.conn.inner.lifecycle.is_active()
-                    || self.shared.shutting_down.load(Ordering::Acquire))
-            {
-                self.start_draining();
-            }
-            let message = if self.draining && self.no_tasks() {
+            self.check_closing();
+            let handlers_running = !self.no_tasks();
+            let message = match self.wire.protocol_mut().next_read(handlers_running) {
+                Read::Close(closing) => return ReadEnd::Closing(closing),
                 // Every handler has returned. Answer what has arrived already
                 // (a bounded number of messages), then close.
-                late_reads += 1;
-                if late_reads > MAX_LATE_READS {
-                    return ReadEnd::Reason(self.drained_reason());
-                }
-                match self.wire.arrived() {
+                Read::Arrived => match self.wire.arrived() {
                     // Handled below (the end of the stream too).
                     Some(message) => message,
-                    None => return ReadEnd::Reason(self.drained_reason()),
-                }
-            } else {
-                if let (Mode::Limited(semaphore), None, false) =
-                    (&self.mode, &permit, self.draining)
-                {
-                    match semaphore.clone().try_acquire_owned() {
-                        Ok(p) => permit = Some(p),
-                        Err(_) => {
-                            let semaphore = semaphore.clone();
-                            let (wire, inner) = (&mut self.wire, &self.conn.inner);
-                            // Boxed: waiting for a permit is the rarer case.
-                            let acquired = Box::pin(async {
-                                tokio::select! {
-                                    biased;
-                                    p = wire.drive(semaphore.acquire_owned()) => Some(p),
-                                    () = attention(inner, &self.shared, false) => None,
+                    None => return ReadEnd::Closing(self.wire.protocol_mut().nothing_arrived()),
+                },
+                Read::Wait => {
+                    if let (Mode::Limited(semaphore), None, true) =
+                        (&self.mode, &permit, self.wire.protocol().is_open())
+                    {
+                        match semaphore.clone().try_acquire_owned() {
+                            Ok(p) => permit = Some(p),
+                            Err(_) => {
+                                let semaphore = semaphore.clone();
+                                let (wire, inner) = (&mut self.wire, &self.conn.inner);
+                                // Boxed: waiting for a permit is the rarer case.
+                                let acquired = Box::pin(async {
+                                    tokio::select! {
+                                        biased;
+                                        p = wire.drive(semaphore.acquire_owned()) => Some(p),
+                                        () = attention(inner, &self.shared, false) => None,
+                                    }
+                                })
+                                .await;
+                                match acquired {
+                                    Some(Ok(p)) => permit = p.ok(),
+                                    Some(Err(err)) => return ReadEnd::Wire(err),
+                                    None => {}
                                 }
-                            })
-                            .await;
-                            match acquired {
-                                Some(Ok(p)) => permit = p.ok(),
-                                Some(Err(err)) => return ReadEnd::Wire(err),
-                                None => {}
+                                continue;
                             }
-                            continue;
                         }
                     }
-                }
-                // Fast path: a message has arrived already (under load, the
-                // usual case); nothing else is polled and no clock is read.
-                // The socket's cooperative budget makes this miss now and
-                // then, so the branches below are still seen.
-                if let Some(message) = self.wire.arrived() {
-                    message
-                } else {
-                    // About to wait: the clock is read once per wait, not per message.
-                    if active {
-                        self.last_activity = Instant::now();
-                        active = false;
-                    }
-                    match self.wait_message(&mut timer).await {
-                        Ok(Next::Message(message)) => message,
-                        Ok(Next::Again) => continue,
-                        Err(end) => return end,
+                    // A message has arrived already (under load, the usual
+                    // case): nothing else is polled and no clock is read.
+                    // The socket's cooperative budget makes this miss now
+                    // and then, so the branches below are still seen.
+                    if let Some(message) = self.wire.arrived() {
+                        message
+                    } else {
+                        match self.wait_message(&mut timer).await {
+                            Ok(Next::Message(message)) => message,
+                            Ok(Next::Again) => continue,
+                            Err(end) => return end,
+                        }
                     }
                 }
             };
             let message = match message {
                 Some(Ok(message)) => message,
-                Some(Err(err)) => return ReadEnd::Reason(stream_error(err)),
-                None => {
-                    return ReadEnd::Reason(DisconnectReason::ClientClosed {
-                        code: None,
-                        reason: String::new(),
-                    })
+                Some(Err(err)) => {
+                    self.wire.protocol_mut().handle_transport_error();
+                    return ReadEnd::Reason(stream_error(err));
                 }
+                None => return ReadEnd::Closing(self.wire.protocol_mut().handle_end()),
             };
-            active = true;
             if message.is_binary() {
-                received += 1;
+                let data = Bytes::from(message.into_payload());
+                let received = self.wire.protocol_mut().handle_message(data);
+                // Only this task writes the counter: a store, not a read-modify-write.
                 self.conn
                     .inner
                     .counters
                     .received
-                    .store(received, Ordering::Relaxed);
-                let data = Bytes::from(message.into_payload());
-                let done = match self.on_message(data) {
+                    .store(self.wire.protocol().received(), Ordering::Relaxed);
+                let done = match self.on_message(received) {
                     // The usual case: a handler that finished at once, its
                     // reply written without waiting; the rare wait is boxed,
                     // so that its future does not make every idle
@@ -431,30 +410,46 @@ where
                     return end;
                 }
             } else if message.is_text() {
+                let closing = self.wire.protocol_mut().handle_text();
                 self.conn
                     .inner
                     .counters
                     .received
-                    .store(received + 1, Ordering::Relaxed);
-                return ReadEnd::Reason(DisconnectReason::TextMessage);
+                    .store(self.wire.protocol().received(), Ordering::Relaxed);
+                return ReadEnd::Closing(closing);
             } else if let Some((code, reason)) = message.as_close() {
-                return ReadEnd::Reason(DisconnectReason::ClientClosed {
-                    code: Some(code.into()),
-                    reason: reason.to_owned(),
-                });
-            } else if message.is_ping() && !self.wire.has_room() {
-                // The stream answered with a pong it queued itself: like a
-                // reply, it counts toward the write budget, and the next
-                // message is read once the stream has room again (a client
-                // that pings and never reads is closed as stalled instead
-                // of growing the stream). Boxed: the rare wait.
-                if let Err(err) = Box::pin(self.wire.wait_room()).await {
-                    return ReadEnd::Wire(err);
+                let closing = self
+                    .wire
+                    .protocol_mut()
+                    .handle_close_frame(code.into(), reason);
+                return ReadEnd::Closing(closing);
+            } else {
+                // Pings (answered by the WebSocket stream) and pongs only
+                // count as activity.
+                self.wire.protocol_mut().handle_control();
+                if message.is_ping() && !self.wire.has_room() {
+                    // The stream answered with a pong it queued itself: like
+                    // a reply, it counts toward the write budget, and the
+                    // next message is read once the stream has room again
+                    // (a client that pings and never reads is closed as
+                    // stalled instead of growing the stream). Boxed: the
+                    // rare wait.
+                    if let Err(err) = Box::pin(self.wire.wait_room()).await {
+                        return ReadEnd::Wire(err);
+                    }
                 }
             }
-            // Otherwise pings (answered by the WebSocket stream) and pongs
-            // only count as activity.
         }
+    }
+
+    /// When the read timeout ends if nothing arrives; the clock is read
+    /// once per wait, not per message, and only after messages arrived.
+    fn read_deadline(&mut self) -> Instant {
+        let deadline = self
+            .wire
+            .protocol_mut()
+            .read_deadline(|| Instant::now().into_std());
+        Instant::from_std(deadline)
     }
 
     /// Writes what is queued, flushes the batch, and waits for the next
@@ -464,7 +459,12 @@ where
         &mut self,
         timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Result<Next, ReadEnd> {
-        let read_timeout = self.shared.config.read_timeout;
+        // About to wait: the deadline moves on if messages arrived.
+        let deadline = self.read_deadline();
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let draining = self.wire.protocol().is_draining();
         let wire = &mut self.wire;
         let next = std::future::poll_fn(|cx| {
             if let Poll::Ready(Err(err)) = wire.poll_pump(cx) {
@@ -472,17 +472,18 @@ where
             }
             wire.poll_next(cx).map(Ok)
         });
-        let tasks = self.tasks.as_ref().filter(|_| self.draining);
+        let tasks = self.tasks.as_ref().filter(|_| draining);
         Ok(tokio::select! {
             biased;
             message = next => Next::Message(message.map_err(ReadEnd::Wire)?),
-            () = attention(&self.conn.inner, &self.shared, self.draining) => Next::Again,
+            () = attention(&self.conn.inner, &self.shared, draining) => Next::Again,
             () = async { tasks.unwrap().wait().await }, if tasks.is_some() => Next::Again,
             () = timer.as_mut() => {
-                let deadline = self.last_activity + read_timeout;
-                if Instant::now() >= deadline {
-                    return Err(ReadEnd::Reason(DisconnectReason::ReadTimeout));
+                let protocol = self.wire.protocol_mut();
+                if let Some(closing) = protocol.handle_timeout(Instant::now().into_std()) {
+                    return Err(ReadEnd::Closing(closing));
                 }
+                let deadline = self.read_deadline();
                 timer.as_mut().reset(deadline);
                 Next::Again
             }
@@ -493,50 +494,38 @@ where
         self.tasks.as_ref().is_none_or(TaskTracker::is_empty)
     }
 
-    fn start_draining(&mut self) {
-        self.draining = true;
-        self.conn.inner.lifecycle.advance(Phase::Closing);
-        if let Some(tasks) = &self.tasks {
-            tasks.close();
-        }
-    }
-
-    fn drained_reason(&self) -> DisconnectReason {
-        if self.shared.shutdown.is_cancelled() {
-            DisconnectReason::Shutdown
-        } else {
-            DisconnectReason::ClosedByServer
-        }
-    }
-
-    /// Handles one binary message as far as it can without waiting, and
-    /// says what is left to do.
-    fn on_message(&mut self, data: Bytes) -> Result<Then, ReadEnd> {
-        let message = match ClientMessage::parse(data) {
-            Ok(message) => message,
-            Err(err) => {
-                return Err(ReadEnd::Reason(DisconnectReason::ProtocolViolation(err)));
-            }
+    /// Tells the rules of a close or shutdown asked for since they last
+    /// looked (a shutdown also while the connection drains for a close).
+    #[inline]
+    fn check_closing(&mut self) {
+        let shutting_down = self.shared.shutting_down.load(Ordering::Acquire);
+        let state = self.wire.protocol().state();
+        let drain = match state {
+            State::Open if shutting_down => Drain::Shutdown,
+            State::Open if !self.conn.inner.lifecycle.is_active() => Drain::Close,
+            State::Draining(Drain::Close) if shutting_down => Drain::Shutdown,
+            _ => return,
         };
-        Ok(match message {
-            ClientMessage::Heartbeat => Then::Nothing,
-            ClientMessage::Request(request) if self.draining => {
-                Then::Reply(ServerMessage::Shutdown(request.id()))
+        self.wire.protocol_mut().close(drain);
+        if state == State::Open {
+            self.conn.inner.lifecycle.advance(Phase::Closing);
+            if let Some(tasks) = &self.tasks {
+                tasks.close();
             }
-            ClientMessage::Request(request) => self.dispatch_request(request),
-            ClientMessage::Signal(_) if self.draining => Then::Nothing,
-            ClientMessage::Signal(signal) => self.dispatch_signal(signal),
-            ClientMessage::RestoreSession { id, .. } | ClientMessage::CloseSession(id)
-                if self.draining =>
-            {
-                Then::Reply(ServerMessage::Shutdown(id))
-            }
-            ClientMessage::RestoreSession { id, key } => {
-                Then::Session(id, SessionRequest::Restore(key))
-            }
-            ClientMessage::CloseSession(id) => Then::Session(id, SessionRequest::Close),
-            // A message type this server does not know yet.
-            _ => Then::Nothing,
+        }
+    }
+
+    /// Does for a binary message what the rules answered, as far as it can
+    /// without waiting, and says what is left to do.
+    fn on_message(&mut self, received: Received) -> Result<Then, ReadEnd> {
+        Ok(match received {
+            Received::Request(request) => self.dispatch_request(request),
+            Received::Signal(signal) => self.dispatch_signal(signal),
+            Received::Answer(answer) => Then::Reply(answer),
+            Received::Nothing => Then::Nothing,
+            Received::RestoreSession { id, key } => Then::Session(id, SessionRequest::Restore(key)),
+            Received::CloseSession(id) => Then::Session(id, SessionRequest::Close),
+            Received::Close(closing) => return Err(ReadEnd::Closing(closing)),
         })
     }
 
