@@ -353,7 +353,9 @@ impl Connection {
         name: impl IntoName,
         payload: impl Into<Payload>,
     ) -> Result<(), SignalError> {
-        let message = self.signal_message(name, payload.into())?;
+        let Some(message) = self.signal_message(name, payload.into())? else {
+            return Ok(());
+        };
         let tx = self.sender()?;
         // Room in the queue (the usual case): no timer, no clock read.
         let message = match tx.try_send(message) {
@@ -375,8 +377,10 @@ impl Connection {
         name: impl IntoName,
         payload: impl Into<Payload>,
     ) -> Result<(), SignalError> {
-        let message = self.signal_message(name, payload.into())?;
-        self.try_send(message)
+        match self.signal_message(name, payload.into())? {
+            Some(message) => self.try_send(message),
+            None => Ok(()),
+        }
     }
 
     /// Closes the connection gracefully (docs/protocol.md 9.2): it takes no new
@@ -394,11 +398,14 @@ impl Connection {
         self.inner.done.wait().await;
     }
 
+    /// The signal checked and ready to queue; `None` when the connection
+    /// task took it at once (a handler of this connection it is polling
+    /// sent it: it goes straight into the task's batch).
     fn signal_message(
         &self,
         name: impl IntoName,
         payload: Payload,
-    ) -> Result<Outbound, SignalError> {
+    ) -> Result<Option<Outbound>, SignalError> {
         if self.inner.lifecycle.is_closed() {
             return Err(SignalError::Closed);
         }
@@ -410,7 +417,12 @@ impl Connection {
                 max: self.inner.buffer_size,
             });
         }
-        Ok(Outbound::Message(Box::new(ServerMessage::Signal(signal))))
+        match crate::own_signals::offer(self.id(), signal) {
+            Ok(()) => Ok(None),
+            Err(signal) => Ok(Some(Outbound::Message(Box::new(ServerMessage::Signal(
+                signal,
+            ))))),
+        }
     }
 
     /// Queues an encoded or prepared message without waiting.

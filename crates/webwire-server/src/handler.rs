@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use webwire_proto::{Payload, Request, Session, Signal};
+use webwire_proto::{Name, Payload, Request, Session, Signal};
 
 use crate::error::DisconnectReason;
 use crate::{Connection, HandlerError};
@@ -128,6 +128,54 @@ pub trait Handler: Send + Sync + 'static {
     fn on_session_closed(&self, conn: &Connection, key: &str) -> impl Future<Output = ()> + Send {
         let _ = (conn, key);
         async {}
+    }
+
+    /// Routes a request to a future that is boxed already and owns what
+    /// it needs, with the name of the route that took it; `Err` gives the
+    /// request back, and the server calls [`on_request`](Self::on_request).
+    ///
+    /// A router that boxes its routes' futures anyway (as
+    /// [`MessageRouter`](crate::MessageRouter) does, to keep routes of
+    /// different types in one table) implements this so that a request
+    /// costs one allocation instead of two (the server boxes
+    /// `on_request`'s future otherwise) and its name is not copied for the
+    /// log. Most handlers leave it alone.
+    fn route_request(
+        &self,
+        conn: &Connection,
+        request: Request,
+    ) -> Result<Routed<'_, Result<Payload, HandlerError>>, Request> {
+        let _ = conn;
+        Err(request)
+    }
+
+    /// As [`route_request`](Self::route_request), for a signal.
+    fn route_signal(&self, conn: &Connection, signal: Signal) -> Result<Routed<'_, ()>, Signal> {
+        let _ = conn;
+        Err(signal)
+    }
+}
+
+/// A handler's future as a router made it (see
+/// [`Handler::route_request`]): boxed once, owning what it needs, and the
+/// name of the route that took the message, for the server's log.
+pub struct Routed<'a, T> {
+    pub(crate) future: BoxFuture<'static, T>,
+    pub(crate) route: &'a Name,
+}
+
+impl<'a, T> Routed<'a, T> {
+    /// The future that handles the message, taken by the route named `route`.
+    pub fn new(future: BoxFuture<'static, T>, route: &'a Name) -> Self {
+        Self { future, route }
+    }
+}
+
+impl<T> std::fmt::Debug for Routed<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routed")
+            .field("route", self.route)
+            .finish_non_exhaustive()
     }
 }
 

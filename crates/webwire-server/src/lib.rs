@@ -137,6 +137,7 @@ mod lifecycle;
 mod listener;
 pub mod options;
 mod origin;
+mod own_signals;
 mod prefixed;
 mod room;
 mod router;
@@ -150,6 +151,7 @@ mod wire;
 /// The [`MessageRouter`] and the handler and hook traits it takes; what
 /// handlers take and return is in [`extract`].
 pub mod routing {
+    pub use crate::handler::Routed;
     pub use crate::router::{MessageRouter, RequestHandler, SessionHook, SignalHandler, State};
 }
 

@@ -14,6 +14,7 @@ use webwire_proto::{Name, Payload, Request, Session, Signal};
 
 use crate::error::DisconnectReason;
 use crate::extract::{FromRequest, FromSignal, IntoReply};
+use crate::handler::Routed;
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
 type ErasedRequest = Arc<
@@ -603,6 +604,26 @@ impl<S: Clone + Send + Sync + 'static> Handler for MessageRouter<S> {
 
     fn on_session_closed(&self, conn: &Connection, key: &str) -> impl Future<Output = ()> + Send {
         run_hook(&self.on_session_closed, conn, || key.to_owned())
+    }
+
+    fn route_request(
+        &self,
+        conn: &Connection,
+        request: Request,
+    ) -> Result<Routed<'_, Result<Payload, HandlerError>>, Request> {
+        // The key the route was registered with names it in the log: the
+        // request's own name is not copied.
+        match self.requests.get_key_value(request.name()) {
+            Some((route, handler)) => Ok(Routed::new(handler(conn.clone(), request), route)),
+            None => Err(request),
+        }
+    }
+
+    fn route_signal(&self, conn: &Connection, signal: Signal) -> Result<Routed<'_, ()>, Signal> {
+        match self.signals.get_key_value(signal.name()) {
+            Some((route, handler)) => Ok(Routed::new(handler(conn.clone(), signal), route)),
+            None => Err(signal),
+        }
     }
 
     fn on_signal(&self, conn: &Connection, signal: Signal) -> impl Future<Output = ()> + Send {

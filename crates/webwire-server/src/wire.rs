@@ -595,6 +595,13 @@ where
         Ok(())
     }
 
+    /// Adds one of the task's own messages to the batch at once, whatever
+    /// the stream's room: for a handler's signals to its own connection,
+    /// bounded by the queue's capacity per poll as if they were queued.
+    pub(crate) fn push_own(&mut self, message: ServerMessage) -> Result<(), WireError> {
+        self.encode_and_feed(&message)
+    }
+
     /// Gives the stream one queued entry (it has room).
     fn feed(&mut self, item: Outbound) -> Result<(), WireError> {
         match item {

@@ -3,7 +3,10 @@
 //! limit 1, or in a task of its own with a reply reservation and its
 //! permit. The reply for an outcome, panics included.
 
+use std::borrow::Cow;
+
 use super::*;
+use crate::own_signals::PollingScope;
 
 impl<H, Io> Task<H, Io>
 where
@@ -14,11 +17,27 @@ where
     /// here. Most handlers finish at their first poll: no task, no queue,
     /// no wake-up; the reply goes straight to the socket. One still pending
     /// is left to [`pending_request`](Self::pending_request).
+    ///
+    /// A router's future (see [`Handler::route_request`]) is taken as it
+    /// is: one allocation per request, and the route's name for the log
+    /// instead of a copy of the request's.
     pub(super) fn dispatch_request(&mut self, request: Request) -> Then {
-        let (id, name) = (request.id(), request.name().clone());
-        let ctx = self.ctx.clone();
-        let mut future = Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
-        match poll_once(&mut future) {
+        let id = request.id();
+        let ctx = &self.ctx;
+        let (mut future, name): (RequestFuture, Cow<'_, Name>) =
+            match ctx.handler.route_request(&ctx.conn, request) {
+                Ok(routed) => (routed.future, Cow::Borrowed(routed.route)),
+                Err(request) => {
+                    let name = Cow::Owned(request.name().clone());
+                    let ctx = ctx.clone();
+                    let future =
+                        Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
+                    (future, name)
+                }
+            };
+        let room = self.shared.config.queue_capacity;
+        let outcome = Self::poll_first(&mut self.wire, &self.conn, room, &mut future);
+        match outcome {
             Some(outcome) => Then::Reply(reply_for(
                 &self.conn,
                 id,
@@ -26,8 +45,30 @@ where
                 outcome,
                 self.shared.config.buffer_size,
             )),
-            None => Then::Request(Pending { id, name, future }),
+            None => Then::Request(Pending {
+                id,
+                name: name.into_owned(),
+                future,
+            }),
         }
+    }
+
+    /// Polls a handler's future for the first time, in this task: the
+    /// signals it sends its own connection meanwhile go straight into the
+    /// batch, ahead of its reply (see `own_signals`).
+    fn poll_first<T>(
+        wire: &mut Wire<Io>,
+        conn: &Connection,
+        room: usize,
+        future: &mut Pin<Box<dyn Future<Output = T> + Send>>,
+    ) -> Option<Result<T, Box<dyn Any + Send>>> {
+        let scope = PollingScope::enter(conn.id(), room);
+        let outcome = poll_once(future);
+        if let Err(err) = scope.finish(|signal| wire.push_own(ServerMessage::Signal(signal))) {
+            // The stream refused a frame: the next write or read shows why.
+            tracing::trace!(connection = %conn.id(), ?err, "a handler's signal was not written");
+        }
+        outcome
     }
 
     /// A request handler still pending after its first poll runs on in
@@ -81,17 +122,28 @@ where
 
     /// Runs a signal's handler, as [`dispatch_request`](Self::dispatch_request).
     pub(super) fn dispatch_signal(&mut self, signal: Signal) -> Then {
-        let name = signal.name().clone();
-        let ctx = self.ctx.clone();
-        let mut future = Box::pin(async move { ctx.handler.on_signal(&ctx.conn, signal).await });
-        match poll_once(&mut future) {
+        let ctx = &self.ctx;
+        let (mut future, name): (SignalFuture, Cow<'_, Name>) =
+            match ctx.handler.route_signal(&ctx.conn, signal) {
+                Ok(routed) => (routed.future, Cow::Borrowed(routed.route)),
+                Err(signal) => {
+                    let name = Cow::Owned(signal.name().clone());
+                    let ctx = ctx.clone();
+                    let future =
+                        Box::pin(async move { ctx.handler.on_signal(&ctx.conn, signal).await });
+                    (future, name)
+                }
+            };
+        let room = self.shared.config.queue_capacity;
+        let outcome = Self::poll_first(&mut self.wire, &self.conn, room, &mut future);
+        match outcome {
             Some(outcome) => {
                 log_signal_panic(&self.conn, &name, outcome);
                 Then::Nothing
             }
             None => Then::Signal(Pending {
                 id: RequestId::default(),
-                name,
+                name: name.into_owned(),
                 future,
             }),
         }
@@ -195,7 +247,7 @@ type Finished<T> = Option<Result<T, Box<dyn Any + Send>>>;
 /// Polls a handler's future once, catching a panic: `None` while it is
 /// pending (it may be polled again).
 pub(super) fn poll_once<T>(
-    future: &mut Pin<Box<impl Future<Output = T>>>,
+    future: &mut Pin<Box<impl Future<Output = T> + ?Sized>>,
 ) -> Option<Result<T, Box<dyn Any + Send>>> {
     let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
         future
