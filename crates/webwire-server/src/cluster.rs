@@ -30,8 +30,8 @@ pub use webwire_core::cluster::{
     Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, LocalNode, SessionJoin,
 };
 
+use crate::outbox::Outbound;
 use crate::server::Shared;
-use crate::wire::Outbound;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -20,11 +20,11 @@ use crate::error::{SessionError, SignalError};
 use crate::headers::StoredHeaders;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::options::ConnectionOptions;
+use crate::outbox::{Outbound, Outbox};
 use crate::room::Membership;
 use crate::session::ops::Sessions;
 use crate::session::registry::SessionSlot;
 use crate::session::{Session, SessionInfo, SessionJsonError};
-use crate::wire::{Outbound, Outbox};
 
 /// A connection's number, unique within its server.
 ///

@@ -137,6 +137,7 @@ mod lifecycle;
 mod listener;
 pub mod options;
 mod origin;
+mod outbox;
 mod prefixed;
 mod room;
 mod router;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 
 use crate::connection::ConnectionId;
-use crate::wire::Outbound;
+use crate::outbox::Outbound;
 use crate::Connection;
 
 /// The longest room name, in bytes.

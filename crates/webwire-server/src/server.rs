@@ -25,6 +25,7 @@ use crate::error::SignalError;
 use crate::handler::HandlerHooks;
 use crate::listener::Listener;
 use crate::options::{Concurrency, ConnectionOptions, OriginPolicy, Refusal};
+use crate::outbox::Outbound;
 use crate::room::Rooms;
 use crate::service::WebwireService;
 use crate::session::ops::{is_valid_key, Sessions};
@@ -32,7 +33,6 @@ use crate::session::ErasedSessionManager;
 use crate::session::{
     ClosedSession, DefaultKeyGenerator, FileSessionManager, SessionKeyGenerator, SessionManager,
 };
-use crate::wire::Outbound;
 use crate::{Connection, Handler, ServerError, TlsConfig};
 
 /// The before-upgrade hook.

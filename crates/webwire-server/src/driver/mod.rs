@@ -51,9 +51,10 @@ use crate::connection::{ConnectionInner, Counters, Done};
 use crate::error::DisconnectReason;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::options::{Concurrency, ConnectionOptions};
+use crate::outbox::{Outbound, Outbox};
 use crate::server::Shared;
 use crate::session::registry::SessionSlot;
-use crate::wire::{Outbound, Outbox, Wire, WireError, FLUSH_THRESHOLD};
+use crate::wire::{Wire, WireError, FLUSH_THRESHOLD};
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
 mod closing;

@@ -23,7 +23,7 @@ use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlo
 use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
 use crate::error::SessionError;
 use crate::handler::SessionHooks;
-use crate::wire::Outbound;
+use crate::outbox::Outbound;
 use crate::Connection;
 
 /// The error code of a restore on a connection that has a session.
