@@ -466,7 +466,7 @@ impl Server {
         shared.shutdown.cancel();
         // Connections registered from now on see the flag before they read.
         for conn in self.connections() {
-            conn.inner.attention.wake();
+            conn.inner.wake_task();
         }
         shared.connections.close();
         match deadline {

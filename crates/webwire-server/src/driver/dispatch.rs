@@ -137,11 +137,11 @@ where
         &mut self,
         future: F,
     ) -> (Finished<F::Output>, Result<(), ReadEnd>) {
-        let counters = &self.conn.inner.counters;
-        counters.handlers.store(1, Ordering::Relaxed);
+        let counters = self.conn.inner.counters();
+        counters.set_inline_handler(true);
         let handler = abortable(AssertUnwindSafe(future).catch_unwind(), &self.ctx.abort);
         let (outcome, failed) = self.wire.drive_to_end(handler).await;
-        counters.handlers.store(0, Ordering::Relaxed);
+        counters.set_inline_handler(false);
         (
             outcome,
             failed.map_or(Ok(()), |err| Err(ReadEnd::Wire(err))),
@@ -162,11 +162,11 @@ where
         F::Output: Send,
     {
         let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
-        conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
+        conn.inner.counters().handler_started();
         self.spawn(async move {
             let outcome = abortable(AssertUnwindSafe(future).catch_unwind(), &abort).await;
             finish(outcome);
-            conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
+            conn.inner.counters().handler_ended();
             drop(permit);
         });
     }

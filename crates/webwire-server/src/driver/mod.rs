@@ -23,12 +23,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -46,14 +45,13 @@ use webwire_proto::{
     ClientMessage, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
+use crate::connection::ConnectionInner;
 use crate::connection::{ConnectionId, ConnectionInfo};
-use crate::connection::{ConnectionInner, Counters, Done};
 use crate::error::DisconnectReason;
-use crate::lifecycle::{Lifecycle, Phase};
+use crate::lifecycle::Phase;
 use crate::options::{Concurrency, ConnectionOptions};
-use crate::outbox::{Outbound, Outbox};
+use crate::outbox::Outbound;
 use crate::server::Shared;
-use crate::session::registry::SessionSlot;
 use crate::wire::{Wire, WireError, FLUSH_THRESHOLD};
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
@@ -125,23 +123,14 @@ where
         .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
         .serve(io);
 
-    let conn = Connection::new(ConnectionInner {
-        id: ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed)),
+    let conn = Connection::new(ConnectionInner::new(
+        ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed)),
         info,
         options,
-        created: SystemTime::now(),
-        outbox: Outbox::new(config.queue_capacity),
-        buffer_size: config.buffer_size,
-        queue_timeout: config.queue_timeout,
-        attention: AtomicWaker::new(),
-        done: Done::default(),
-        lifecycle: Lifecycle::default(),
-        counters: Counters::default(),
-        sessions: shared.sessions.clone(),
-        session: Mutex::new(SessionSlot::Empty),
-        rooms: crate::room::Membership::new(shared.rooms.clone()),
-        extensions: Mutex::default(),
-    });
+        config,
+        shared.sessions.clone(),
+        shared.rooms.clone(),
+    ));
     let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
@@ -192,7 +181,7 @@ where
         if let Err(panic) = Box::pin(hook).await {
             tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "disconnect hook panicked");
         }
-        conn.inner.done.set();
+        conn.inner.set_done();
     }
 }
 
@@ -326,7 +315,7 @@ where
             // Cheap checks first: with messages waiting, the stream is read
             // before anything else is looked at.
             if !self.draining
-                && (!self.conn.inner.lifecycle.is_active()
+                && (!self.conn.inner.lifecycle().is_active()
                     || self.shared.shutting_down.load(Ordering::Acquire))
             {
                 self.start_draining();
@@ -402,11 +391,7 @@ where
             active = true;
             if message.is_binary() {
                 received += 1;
-                self.conn
-                    .inner
-                    .counters
-                    .received
-                    .store(received, Ordering::Relaxed);
+                self.conn.inner.counters().set_received(received);
                 let data = Bytes::from(message.into_payload());
                 let done = match self.on_message(data) {
                     // The usual case: a handler that finished at once, its
@@ -432,11 +417,7 @@ where
                     return end;
                 }
             } else if message.is_text() {
-                self.conn
-                    .inner
-                    .counters
-                    .received
-                    .store(received + 1, Ordering::Relaxed);
+                self.conn.inner.counters().set_received(received + 1);
                 return ReadEnd::Reason(DisconnectReason::TextMessage);
             } else if let Some((code, reason)) = message.as_close() {
                 return ReadEnd::Reason(DisconnectReason::ClientClosed {
@@ -496,7 +477,7 @@ where
 
     fn start_draining(&mut self) {
         self.draining = true;
-        self.conn.inner.lifecycle.advance(Phase::Closing);
+        self.conn.inner.lifecycle().advance(Phase::Closing);
         if let Some(tasks) = &self.tasks {
             tasks.close();
         }
@@ -572,9 +553,9 @@ fn attention<'a>(
     draining: bool,
 ) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
-        inner.attention.register(cx.waker());
+        inner.register_task(cx.waker());
         let wanted = !draining
-            && (!inner.lifecycle.is_active() || shared.shutting_down.load(Ordering::Acquire));
+            && (!inner.lifecycle().is_active() || shared.shutting_down.load(Ordering::Acquire));
         if wanted {
             std::task::Poll::Ready(())
         } else {

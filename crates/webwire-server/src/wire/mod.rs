@@ -11,7 +11,6 @@
 //! proceed is timed by `stall`.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
@@ -137,14 +136,14 @@ where
     /// The queue's receiver, if the channel was made.
     fn receiver(&mut self) -> Option<&mut mpsc::Receiver<Outbound>> {
         if self.rx.is_none() {
-            self.rx = self.conn.outbox.take_receiver();
+            self.rx = self.conn.outbox().take_receiver();
         }
         self.rx.as_mut()
     }
 
     /// Stops taking queued messages: senders fail from now on.
     pub(crate) fn close_queue(&mut self) {
-        self.conn.outbox.close();
+        self.conn.outbox().close();
         if let Some(rx) = &mut self.rx {
             rx.close();
         }
@@ -156,7 +155,7 @@ where
     pub(crate) fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WireError>> {
         if self.receiver().is_none() {
             // Woken when the channel is made.
-            self.conn.attention.register(cx.waker());
+            self.conn.register_task(cx.waker());
         }
         let mut first = true;
         while self.receiver().is_some() {
@@ -167,10 +166,7 @@ where
                     if first {
                         first = false;
                         let depth = 1 + rx.len();
-                        self.conn
-                            .counters
-                            .max_queued
-                            .fetch_max(depth, Ordering::Relaxed);
+                        self.conn.counters().note_queue_depth(depth);
                     }
                     self.feed(item)?;
                 }
@@ -224,10 +220,7 @@ where
     pub(crate) async fn send_queued(&mut self) -> Result<(), WireError> {
         if let Some(rx) = self.receiver() {
             let depth = rx.len();
-            self.conn
-                .counters
-                .max_queued
-                .fetch_max(depth, Ordering::Relaxed);
+            self.conn.counters().note_queue_depth(depth);
         }
         loop {
             std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
@@ -411,10 +404,7 @@ where
         }
         match self.ws.poll_flush_unpin(cx) {
             Poll::Ready(Ok(())) => {
-                self.conn
-                    .counters
-                    .sent
-                    .fetch_add(self.unflushed, Ordering::Relaxed);
+                self.conn.counters().add_sent(self.unflushed);
                 self.unflushed = 0;
                 self.stall.disarm();
                 // An idle connection keeps no large buffer (a split-off
