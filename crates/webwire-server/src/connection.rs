@@ -47,7 +47,7 @@ use crate::session::{Session, SessionInfo, SessionJsonError};
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub(crate) u64);
+pub struct ConnectionId(u64);
 
 impl ConnectionId {
     /// The id numbered `number` (as [`get`](Self::get) returned it). An id

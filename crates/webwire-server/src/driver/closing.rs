@@ -13,7 +13,7 @@ where
     /// client's close frame and for the handlers still running.
     pub(super) async fn finish(mut self, end: ReadEnd) -> DisconnectReason {
         self.conn.inner.lifecycle().advance(Phase::Closed);
-        let close_timeout = self.shared.config.close_timeout;
+        let close_timeout = self.shared.config().close_timeout;
         let mut wire_end = None;
         if let ReadEnd::Reason(reason) = &end {
             // Reasons without a close code of ours: the WebSocket stream

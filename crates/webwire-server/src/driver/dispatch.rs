@@ -24,7 +24,7 @@ where
                 id,
                 &name,
                 outcome,
-                self.shared.config.buffer_size,
+                self.shared.config().buffer_size,
             )),
             None => Then::Request(Pending { id, name, future }),
         }
@@ -39,7 +39,7 @@ where
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadEnd> {
         let Pending { id, name, future } = pending;
-        let max = self.shared.config.buffer_size;
+        let max = self.shared.config().buffer_size;
         if let Mode::Inline = self.mode {
             let (outcome, written) = self.run_inline(future).await;
             written?;
@@ -110,7 +110,7 @@ where
             // Without a bound, a client flooding signals whose handlers wait
             // (for room in its own full queue) grows the server without
             // limit: the reader waits here instead, and stops reading.
-            let capacity = self.shared.config.queue_capacity;
+            let capacity = self.shared.config().queue_capacity;
             let bound = self
                 .pending_signals
                 .get_or_insert_with(|| Arc::new(Semaphore::new(capacity)))

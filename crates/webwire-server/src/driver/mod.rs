@@ -22,7 +22,6 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -45,8 +44,7 @@ use webwire_proto::{
     ClientMessage, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
-use crate::connection::ConnectionInner;
-use crate::connection::{ConnectionId, ConnectionInfo};
+use crate::connection::{ConnectionInfo, ConnectionInner};
 use crate::error::DisconnectReason;
 use crate::lifecycle::Phase;
 use crate::options::{Concurrency, ConnectionOptions};
@@ -111,7 +109,7 @@ where
         options,
         limit_permit,
     } = accepted;
-    let config = &shared.config;
+    let config = shared.config();
     let ws = tokio_websockets::ServerBuilder::new()
         .config(
             tokio_websockets::Config::default()
@@ -124,17 +122,17 @@ where
         .serve(io);
 
     let conn = Connection::new(ConnectionInner::new(
-        ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed)),
+        shared.next_connection_id(),
         info,
         options,
         config,
-        shared.sessions.clone(),
-        shared.rooms.clone(),
+        shared.sessions().clone(),
+        shared.rooms().clone(),
     ));
     let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
-    let _ = wire.send_frame_now(shared.accept_conf.clone());
+    let _ = wire.send_frame_now(shared.accept_conf().clone());
     shared.register(&conn);
     tracing::debug!(connection = %conn.id(), remote = ?conn.remote_addr(), "connected");
 
@@ -149,7 +147,7 @@ where
         ctx: Arc::new(Ctx {
             handler,
             conn: conn.clone(),
-            abort: shared.abort.clone(),
+            abort: shared.abort_token(),
         }),
         shared: shared.clone(),
         conn: conn.clone(),
@@ -173,7 +171,7 @@ where
         // (which stays stored, to be restored later) before the disconnect
         // hook, which can still read it.
         drop(limit_permit);
-        Box::pin(shared.sessions.disconnected(&conn)).await;
+        Box::pin(shared.sessions().disconnected(&conn)).await;
         conn.leave_all_rooms();
         shared.unregister(&conn);
         tracing::debug!(connection = %conn.id(), %reason, "disconnected");
@@ -302,7 +300,7 @@ where
     }
 
     async fn read_loop(&mut self) -> ReadEnd {
-        let read_timeout = self.shared.config.read_timeout;
+        let read_timeout = self.shared.config().read_timeout;
         let timer = tokio::time::sleep_until(self.last_activity + read_timeout);
         tokio::pin!(timer);
         let mut permit: Option<OwnedSemaphorePermit> = None;
@@ -315,8 +313,7 @@ where
             // Cheap checks first: with messages waiting, the stream is read
             // before anything else is looked at.
             if !self.draining
-                && (!self.conn.inner.lifecycle().is_active()
-                    || self.shared.shutting_down.load(Ordering::Acquire))
+                && (!self.conn.inner.lifecycle().is_active() || self.shared.is_shutting_down())
             {
                 self.start_draining();
             }
@@ -446,7 +443,7 @@ where
         &mut self,
         timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Result<Next, ReadEnd> {
-        let read_timeout = self.shared.config.read_timeout;
+        let read_timeout = self.shared.config().read_timeout;
         let wire = &mut self.wire;
         let next = std::future::poll_fn(|cx| {
             if let Poll::Ready(Err(err)) = wire.poll_pump(cx) {
@@ -484,7 +481,7 @@ where
     }
 
     fn drained_reason(&self) -> DisconnectReason {
-        if self.shared.shutdown.is_cancelled() {
+        if self.shared.shutdown_started() {
             DisconnectReason::Shutdown
         } else {
             DisconnectReason::ClosedByServer
@@ -554,8 +551,7 @@ fn attention<'a>(
 ) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
         inner.register_task(cx.waker());
-        let wanted = !draining
-            && (!inner.lifecycle().is_active() || shared.shutting_down.load(Ordering::Acquire));
+        let wanted = !draining && (!inner.lifecycle().is_active() || shared.is_shutting_down());
         if wanted {
             std::task::Poll::Ready(())
         } else {
