@@ -548,7 +548,7 @@ impl Server {
 
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.shutting_down.load(Ordering::Acquire)
+        self.shared.is_shutting_down()
     }
 
     /// Shuts down gracefully (docs/protocol.md 9.3) and returns when it is done:
