@@ -30,8 +30,8 @@ pub use webwire_core::cluster::{
     Cluster, ClusterError, ClusterEvent, ClusterNode, ClusterReply, LocalNode, SessionJoin,
 };
 
+use crate::outbox::Outbound;
 use crate::server::Shared;
-use crate::wire::Outbound;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -128,7 +128,7 @@ impl LocalNode for Shared {
     /// A frame larger than this server's message buffer size is dropped.
     fn deliver(&self, event: &ClusterEvent) -> usize {
         let frame = event.frame();
-        let max = self.config.buffer_size;
+        let max = self.config().buffer_size;
         if frame.len() > max {
             tracing::warn!(
                 len = frame.len(),
@@ -139,10 +139,10 @@ impl LocalNode for Shared {
         }
         match event {
             ClusterEvent::Broadcast { frame } => self.send_all(frame),
-            ClusterEvent::Room { room, frame } => self.rooms.send(room, frame, None),
+            ClusterEvent::Room { room, frame } => self.rooms().send(room, frame, None),
             ClusterEvent::Session { key, frame } => {
                 let mut sent = 0;
-                for conn in self.sessions.registry().connections(key) {
+                for conn in self.sessions().registry().connections(key) {
                     if conn.try_send(Outbound::Frame(frame.clone())).is_ok() {
                         sent += 1;
                     }
@@ -156,7 +156,7 @@ impl LocalNode for Shared {
     }
 
     async fn close_session(&self, key: &str) -> usize {
-        self.sessions
+        self.sessions()
             .close_everywhere(key)
             .await
             .connections()
@@ -164,6 +164,6 @@ impl LocalNode for Shared {
     }
 
     fn session_counts(&self) -> Vec<(String, usize)> {
-        self.sessions.registry().session_counts()
+        self.sessions().registry().session_counts()
     }
 }

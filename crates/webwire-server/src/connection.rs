@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -16,15 +17,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
 
+use crate::config::Config;
 use crate::error::{SessionError, SignalError};
 use crate::headers::StoredHeaders;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::options::ConnectionOptions;
-use crate::room::Membership;
+use crate::outbox::{Outbound, Outbox};
+use crate::room::{Membership, Rooms};
 use crate::session::ops::Sessions;
 use crate::session::registry::SessionSlot;
 use crate::session::{Session, SessionInfo, SessionJsonError};
-use crate::wire::{Outbound, Outbox};
 
 /// A connection's number, unique within its server.
 ///
@@ -45,7 +47,7 @@ use crate::wire::{Outbound, Outbox};
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub(crate) u64);
+pub struct ConnectionId(u64);
 
 impl ConnectionId {
     /// The id numbered `number` (as [`get`](Self::get) returned it). An id
@@ -169,53 +171,201 @@ pub struct ConnectionStats {
     pub messages_sent: u64,
 }
 
+/// A connection's counters, read together by [`Connection::stats`]. Each
+/// is one relaxed atomic: they are written per message and only ever read
+/// as a snapshot.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) received: AtomicU64,
-    pub(crate) sent: AtomicU64,
-    pub(crate) max_queued: AtomicUsize,
-    pub(crate) handlers: AtomicUsize,
+    received: AtomicU64,
+    sent: AtomicU64,
+    max_queued: AtomicUsize,
+    handlers: AtomicUsize,
 }
 
-/// The state of one connection, shared by its handles, its task and its handler tasks.
+impl Counters {
+    /// The messages received so far, `total`: only the connection task
+    /// counts them, so it keeps the count and stores it (a store, not a
+    /// read-modify-write).
+    #[inline]
+    pub(crate) fn set_received(&self, total: u64) {
+        self.received.store(total, Ordering::Relaxed);
+    }
+
+    /// `n` more messages were written to the socket.
+    #[inline]
+    pub(crate) fn add_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The connection task found `depth` messages queued at once.
+    #[inline]
+    pub(crate) fn note_queue_depth(&self, depth: usize) {
+        self.max_queued.fetch_max(depth, Ordering::Relaxed);
+    }
+
+    /// A handler started in a task of its own.
+    #[inline]
+    pub(crate) fn handler_started(&self) {
+        self.handlers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handler running in a task of its own ended.
+    #[inline]
+    pub(crate) fn handler_ended(&self) {
+        self.handlers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether the one handler of a connection at limit 1 runs (in the
+    /// connection task, the only writer then: a store).
+    #[inline]
+    pub(crate) fn set_inline_handler(&self, running: bool) {
+        self.handlers.store(usize::from(running), Ordering::Relaxed);
+    }
+}
+
+/// The state of one connection, shared by its handles, its task and its
+/// handler tasks. Its parts are reached through methods: the outbound
+/// queue ([`Outbox`]), the phase ([`Lifecycle`]), the [`Counters`], the
+/// room memberships ([`Membership`]), the session slot
+/// ([`Connection::session_slot`]), and the task's wake-up.
 pub(crate) struct ConnectionInner {
-    pub(crate) id: ConnectionId,
-    pub(crate) info: ConnectionInfo,
-    pub(crate) options: ConnectionOptions,
-    pub(crate) created: SystemTime,
-    pub(crate) outbox: Outbox,
-    pub(crate) buffer_size: usize,
-    pub(crate) queue_timeout: Duration,
+    id: ConnectionId,
+    info: ConnectionInfo,
+    options: ConnectionOptions,
+    created: SystemTime,
+    outbox: Outbox,
+    buffer_size: usize,
+    queue_timeout: Duration,
     /// Wakes the connection task when the state changes (a close is asked
-    /// for, the server shuts down): cheaper than a cancellation token,
-    /// which takes a lock on every poll.
-    pub(crate) attention: AtomicWaker,
+    /// for, the server shuts down, the queue's channel is made): cheaper
+    /// than a cancellation token, which takes a lock on every poll.
+    attention: AtomicWaker,
     /// Set, and waiters woken, when the connection has ended and its
     /// disconnect hook returned (inline: a cancellation token would be
     /// one more allocation per connection).
-    pub(crate) done: Done,
+    done: Done,
     /// Active, closing or closed (see [`Lifecycle`]).
-    pub(crate) lifecycle: Lifecycle,
-    pub(crate) counters: Counters,
+    lifecycle: Lifecycle,
+    counters: Counters,
     /// The server's sessions.
-    pub(crate) sessions: Arc<Sessions>,
+    sessions: Arc<Sessions>,
     /// The connection's session (see `session::registry`).
-    pub(crate) session: Mutex<SessionSlot>,
+    session: Mutex<SessionSlot>,
     /// The rooms it is in (see `room`).
-    pub(crate) rooms: Membership,
+    rooms: Membership,
     /// The application's data (see [`Connection::extensions`]).
-    pub(crate) extensions: Mutex<http::Extensions>,
+    extensions: Mutex<http::Extensions>,
+}
+
+impl ConnectionInner {
+    /// A new connection's state: active, no session, in no room, its
+    /// outbound queue not made yet.
+    pub(crate) fn new(
+        id: ConnectionId,
+        info: ConnectionInfo,
+        options: ConnectionOptions,
+        config: &Config,
+        sessions: Arc<Sessions>,
+        rooms: Arc<Rooms>,
+    ) -> Self {
+        Self {
+            id,
+            info,
+            options,
+            created: SystemTime::now(),
+            outbox: Outbox::new(config.queue_capacity),
+            buffer_size: config.buffer_size,
+            queue_timeout: config.queue_timeout,
+            attention: AtomicWaker::new(),
+            done: Done::default(),
+            lifecycle: Lifecycle::default(),
+            counters: Counters::default(),
+            sessions,
+            session: Mutex::new(SessionSlot::Empty),
+            rooms: Membership::new(rooms),
+            extensions: Mutex::default(),
+        }
+    }
+
+    /// The largest message either side may send, in bytes.
+    #[inline]
+    pub(crate) fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    /// How long a sender waits for room in the outbound queue.
+    #[inline]
+    pub(crate) fn queue_timeout(&self) -> Duration {
+        self.queue_timeout
+    }
+
+    /// The outbound queue (its receiver is the connection task's).
+    #[inline]
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Where the connection is in its life.
+    #[inline]
+    pub(crate) fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// The counters behind [`Connection::stats`].
+    #[inline]
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The rooms the connection is in.
+    #[inline]
+    pub(crate) fn membership(&self) -> &Membership {
+        &self.rooms
+    }
+
+    /// Wakes the connection task to look at the state again.
+    #[inline]
+    pub(crate) fn wake_task(&self) {
+        self.attention.wake();
+    }
+
+    /// The connection task is woken through `waker` by
+    /// [`wake_task`](Self::wake_task) (the last waker registered).
+    #[inline]
+    pub(crate) fn register_task(&self, waker: &Waker) {
+        self.attention.register(waker);
+    }
+
+    /// The connection has ended and its disconnect hook returned: wakes
+    /// [`Connection::closed`].
+    pub(crate) fn set_done(&self) {
+        self.done.set();
+    }
+
+    fn stats(&self) -> ConnectionStats {
+        let (outbox, counters) = (&self.outbox, &self.counters);
+        ConnectionStats {
+            queued: outbox
+                .existing()
+                .map_or(0, |tx| tx.max_capacity() - tx.capacity()),
+            queue_capacity: outbox.capacity(),
+            max_queued: counters.max_queued.load(Ordering::Relaxed),
+            handlers_running: counters.handlers.load(Ordering::Relaxed),
+            messages_received: counters.received.load(Ordering::Relaxed),
+            messages_sent: counters.sent.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A flag set once, with waiters.
 #[derive(Debug, Default)]
-pub(crate) struct Done {
+struct Done {
     set: AtomicBool,
     waiters: tokio::sync::Notify,
 }
 
 impl Done {
-    pub(crate) fn set(&self) {
+    fn set(&self) {
         self.set.store(true, Ordering::Release);
         self.waiters.notify_waiters();
     }
@@ -327,18 +477,7 @@ impl Connection {
 
     /// A snapshot of the connection's counters.
     pub fn stats(&self) -> ConnectionStats {
-        let outbox = &self.inner.outbox;
-        let counters = &self.inner.counters;
-        ConnectionStats {
-            queued: outbox
-                .existing()
-                .map_or(0, |tx| tx.max_capacity() - tx.capacity()),
-            queue_capacity: outbox.capacity(),
-            max_queued: counters.max_queued.load(Ordering::Relaxed),
-            handlers_running: counters.handlers.load(Ordering::Relaxed),
-            messages_received: counters.received.load(Ordering::Relaxed),
-            messages_sent: counters.sent.load(Ordering::Relaxed),
-        }
+        self.inner.stats()
     }
 
     /// Sends the client a signal, waiting while the outbound queue is full,
@@ -390,7 +529,7 @@ impl Connection {
     /// [`closed`](Self::closed) to wait.
     pub fn close(&self) {
         self.inner.lifecycle.advance(Phase::Closing);
-        self.inner.attention.wake();
+        self.inner.wake_task();
     }
 
     /// Waits until the connection has ended and its disconnect hook returned.
@@ -606,29 +745,26 @@ impl Connection {
         rooms: Arc<crate::room::Rooms>,
         id: u64,
     ) -> (Self, mpsc::Receiver<Outbound>) {
-        let conn = Self::new(ConnectionInner {
-            id: ConnectionId(id),
-            info: ConnectionInfo::new(Uri::default(), HeaderMap::new(), None),
-            options: ConnectionOptions::new(),
-            created: SystemTime::now(),
-            outbox: Outbox::new(2),
-            buffer_size: 8192,
+        let config = Config {
+            queue_capacity: 2,
             queue_timeout: Duration::from_secs(1),
-            attention: AtomicWaker::new(),
-            done: Done::default(),
-            lifecycle: Lifecycle::default(),
-            counters: Counters::default(),
-            sessions: Arc::new(Sessions::new(
-                true,
-                0,
-                Arc::new(crate::session::MemorySessionManager::new()),
-                Arc::new(crate::session::DefaultKeyGenerator),
-                None,
-            )),
-            session: Mutex::new(SessionSlot::Empty),
-            rooms: Membership::new(rooms),
-            extensions: Mutex::default(),
-        });
+            ..Config::default()
+        };
+        let sessions = Arc::new(Sessions::new(
+            true,
+            0,
+            Arc::new(crate::session::MemorySessionManager::new()),
+            Arc::new(crate::session::DefaultKeyGenerator),
+            None,
+        ));
+        let conn = Self::new(ConnectionInner::new(
+            ConnectionId(id),
+            ConnectionInfo::new(Uri::default(), HeaderMap::new(), None),
+            ConnectionOptions::new(),
+            &config,
+            sessions,
+            rooms,
+        ));
         conn.sender().expect("a new connection takes messages");
         let rx = conn
             .inner
@@ -710,7 +846,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        conn.inner.done.set();
+        conn.inner.set_done();
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken")

@@ -71,11 +71,13 @@
 //!   hook.
 //! - `connection`: [`Connection`], the handle of one client, with its
 //!   session ([`Connection::create_session`], [`Connection::session`], ...).
-//! - `driver`, `wire`: a connection's one task, which reads, runs handlers
-//!   within the concurrency limit and writes: replies of handlers that
-//!   finish at once go straight to the socket, everything else through a
-//!   bounded queue the task drains, one flush per batch (`prefixed`:
-//!   bytes hyper read ahead, in front of the transport taken back from it).
+//! - `driver`, `wire`, `outbox`: a connection's one task, which reads, runs
+//!   handlers within the concurrency limit and writes: replies of handlers
+//!   that finish at once go straight to the socket, everything else through
+//!   a bounded queue (`outbox`) the task drains, one flush per batch
+//!   (`wire::stall`: a write that cannot proceed; `prefixed`: bytes hyper
+//!   read ahead, in front of the transport taken back from it;
+//!   `lifecycle`: the connection's phase).
 //! - `room`: rooms, named groups of connections signalled together
 //!   ([`Connection::join_room`], [`Server::room_signal`]).
 //! - `cluster`: the cluster interfaces of `webwire-core`, erased for the
@@ -137,6 +139,7 @@ mod lifecycle;
 mod listener;
 pub mod options;
 mod origin;
+mod outbox;
 mod own_signals;
 mod prefixed;
 mod room;

@@ -84,7 +84,7 @@ impl Listener {
     /// ([`Server::shutdown`], called from any clone), then closes the socket.
     pub async fn run(self) -> Result<(), ServerError> {
         let shared = self.server.shared.clone();
-        shared.listeners.track_future(self.accept_loop()).await
+        shared.track_listener(self.accept_loop()).await
     }
 
     /// Like [`run`](Self::run), and shuts the server down gracefully when
@@ -107,7 +107,7 @@ impl Listener {
         loop {
             let accepted = tokio::select! {
                 biased;
-                () = shared.stopped.cancelled() => break,
+                () = shared.stopped() => break,
                 accepted = self.tcp.accept() => accepted,
             };
             let (stream, addr) = match accepted {
@@ -125,7 +125,7 @@ impl Listener {
         }
         drop(self.tcp);
         http.close();
-        let _ = tokio::time::timeout(shared.config.close_timeout, http.wait()).await;
+        let _ = tokio::time::timeout(shared.config().close_timeout, http.wait()).await;
         Ok(())
     }
 }
@@ -175,7 +175,7 @@ where
     });
     // A connection made during a shutdown gets its one answer (503 for an
     // upgrade) and is closed.
-    let shutting_down = shared.shutdown.is_cancelled();
+    let shutting_down = shared.shutdown_started();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -183,7 +183,7 @@ where
         // A head that does not fit is answered with 431 by hyper before
         // it is read whole (hyper's default buffer is 400 KiB); one that
         // fits but is above the limit, by `upgrade::handle`.
-        .max_buf_size(shared.config.max_header_bytes.max(HYPER_MIN_BUF_SIZE))
+        .max_buf_size(shared.config().max_header_bytes.max(HYPER_MIN_BUF_SIZE))
         .keep_alive(!shutting_down);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
@@ -194,7 +194,7 @@ where
     } else {
         tokio::select! {
             result = conn.as_mut() => result,
-            () = shared.shutdown.cancelled() => {
+            () = shared.shutdown_signal() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }

@@ -14,7 +14,7 @@ use http::StatusCode;
 /// - `Limited(1)`, the default: handlers run one at a time, in order,
 ///   inline in the connection's task (no task is spawned per message).
 /// - `Limited(n)`: up to `n` at once, each in its own task; the connection
-///   reads its next message only when a slot is free.
+///   reads its next message only when fewer than `n` of its handlers run.
 /// - `Unlimited`: every message gets its own task. Requests are still
 ///   bounded: each running request holds its reply's place in the
 ///   outbound queue, so at most the queue's capacity run at once.

@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn only_the_polled_connection_within_its_room_is_taken() {
-        let (a, b) = (ConnectionId(1), ConnectionId(2));
+        let (a, b) = (ConnectionId::new(1), ConnectionId::new(2));
         assert!(offer(a, signal(0)).is_err(), "nothing is polled");
         let scope = PollingScope::enter(a, 2);
         assert!(offer(b, signal(1)).is_err(), "another connection");
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_scope_left_by_a_panic_takes_nothing_more() {
-        let a = ConnectionId(1);
+        let a = ConnectionId::new(1);
         let scope = PollingScope::enter(a, 8);
         offer(a, signal(1)).unwrap();
         drop(scope);
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn a_failed_feed_stops_feeding_and_clears_the_rest() {
-        let a = ConnectionId(1);
+        let a = ConnectionId::new(1);
         let scope = PollingScope::enter(a, 8);
         offer(a, signal(1)).unwrap();
         offer(a, signal(2)).unwrap();

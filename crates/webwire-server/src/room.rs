@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 
 use crate::connection::ConnectionId;
-use crate::wire::Outbound;
+use crate::outbox::Outbound;
 use crate::Connection;
 
 /// The longest room name, in bytes.
@@ -194,7 +194,7 @@ impl Connection {
     /// });
     /// ```
     pub fn join_room(&self, room: &str) -> Result<bool, RoomError> {
-        self.inner.rooms.join(self, room)
+        self.inner.membership().join(self, room)
     }
 
     /// Leaves the room `room`; returns whether the connection was in it.
@@ -205,7 +205,7 @@ impl Connection {
     /// # }
     /// ```
     pub fn leave_room(&self, room: &str) -> bool {
-        self.inner.rooms.leave(self, room)
+        self.inner.membership().leave(self, room)
     }
 
     /// The rooms this connection is in, sorted (none once it closed).
@@ -218,11 +218,11 @@ impl Connection {
     /// # }
     /// ```
     pub fn rooms(&self) -> Vec<String> {
-        self.inner.rooms.list()
+        self.inner.membership().list()
     }
 
     pub(crate) fn leave_all_rooms(&self) {
-        self.inner.rooms.leave_all(self.id());
+        self.inner.membership().leave_all(self.id());
     }
 }
 

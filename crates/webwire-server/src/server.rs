@@ -4,15 +4,18 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use hyper::upgrade::OnUpgrade;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::task_tracker::TrackedFuture;
 use tokio_util::task::TaskTracker;
 use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 
@@ -25,6 +28,7 @@ use crate::error::SignalError;
 use crate::handler::HandlerHooks;
 use crate::listener::Listener;
 use crate::options::{Concurrency, ConnectionOptions, OriginPolicy, Refusal};
+use crate::outbox::Outbound;
 use crate::room::Rooms;
 use crate::service::WebwireService;
 use crate::session::ops::{is_valid_key, Sessions};
@@ -32,7 +36,6 @@ use crate::session::ErasedSessionManager;
 use crate::session::{
     ClosedSession, DefaultKeyGenerator, FileSessionManager, SessionKeyGenerator, SessionManager,
 };
-use crate::wire::Outbound;
 use crate::{Connection, Handler, ServerError, TlsConfig};
 
 /// The before-upgrade hook.
@@ -55,39 +58,142 @@ impl<H: Handler> Runner for HandlerRunner<H> {
     }
 }
 
-/// What the server's handles, listeners and connections share.
+/// What the server's handles, listeners and connections share. Its fields
+/// are this module's; the listeners, the upgrade, the connection tasks
+/// and the cluster reach them through methods.
 pub(crate) struct Shared {
-    pub(crate) config: Config,
+    config: Config,
     /// The accept configuration, encoded once.
-    pub(crate) accept_conf: Bytes,
-    pub(crate) origin: OriginPolicy,
-    pub(crate) before_upgrade: Option<BeforeUpgrade>,
-    pub(crate) runner: Box<dyn Runner>,
+    accept_conf: Bytes,
+    origin: OriginPolicy,
+    before_upgrade: Option<BeforeUpgrade>,
+    runner: Box<dyn Runner>,
     registry: Mutex<HashMap<ConnectionId, Connection>>,
     /// Sessions: options, the session manager, and which connections hold
     /// which session.
-    pub(crate) sessions: Arc<Sessions>,
+    sessions: Arc<Sessions>,
     /// Rooms and their members on this server.
-    pub(crate) rooms: Arc<Rooms>,
+    rooms: Arc<Rooms>,
     /// The other nodes, if the server is one of several.
-    pub(crate) cluster: Option<Arc<dyn ErasedCluster>>,
-    pub(crate) next_id: AtomicU64,
-    pub(crate) connection_limit: Option<Arc<Semaphore>>,
+    cluster: Option<Arc<dyn ErasedCluster>>,
+    next_id: AtomicU64,
+    connection_limit: Option<Arc<Semaphore>>,
     /// Graceful shutdown started: upgrades get 503, connections drain.
-    pub(crate) shutdown: CancellationToken,
+    shutdown: CancellationToken,
     /// The same, read without a lock on every message.
-    pub(crate) shutting_down: AtomicBool,
+    shutting_down: AtomicBool,
     /// The shutdown deadline passed: running handlers are dropped.
-    pub(crate) abort: CancellationToken,
+    abort: CancellationToken,
     /// Every connection has ended: listeners stop.
-    pub(crate) stopped: CancellationToken,
+    stopped: CancellationToken,
     /// The connection tasks.
-    pub(crate) connections: TaskTracker,
+    connections: TaskTracker,
     /// The accept loops of standalone listeners.
-    pub(crate) listeners: TaskTracker,
+    listeners: TaskTracker,
 }
 
 impl Shared {
+    /// The server's options.
+    #[inline]
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The accept configuration, encoded once: every connection's first frame.
+    pub(crate) fn accept_conf(&self) -> &Bytes {
+        &self.accept_conf
+    }
+
+    /// Sessions: options, the session manager, and which connections hold
+    /// which session.
+    #[inline]
+    pub(crate) fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Rooms and their members on this server.
+    pub(crate) fn rooms(&self) -> &Arc<Rooms> {
+        &self.rooms
+    }
+
+    /// A number for a new connection, unique within the server.
+    pub(crate) fn next_connection_id(&self) -> ConnectionId {
+        ConnectionId::new(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether the origin policy lets an upgrade with these headers in.
+    pub(crate) fn allows_origin(&self, headers: &HeaderMap) -> bool {
+        self.origin.allows_request(headers)
+    }
+
+    /// A new connection's place under the connection limit (`None` without
+    /// a limit); fails when the limit is reached.
+    pub(crate) fn take_limit_permit(
+        &self,
+    ) -> Result<Option<OwnedSemaphorePermit>, TryAcquireError> {
+        match &self.connection_limit {
+            Some(limit) => limit.clone().try_acquire_owned().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The options of a new connection: the before-upgrade hook's answer,
+    /// or the server's concurrency limit without a hook.
+    pub(crate) fn connection_options(
+        &self,
+        info: &ConnectionInfo,
+    ) -> Result<ConnectionOptions, Refusal> {
+        match &self.before_upgrade {
+            Some(hook) => hook(info),
+            None => Ok(ConnectionOptions::new().concurrency(self.config.concurrency)),
+        }
+    }
+
+    /// Starts the task of an accepted connection, to run once the upgrade
+    /// completes.
+    pub(crate) fn start_connection(self: &Arc<Self>, upgrade: OnUpgrade, accepted: Accepted) {
+        self.runner.start(self.clone(), upgrade, accepted);
+    }
+
+    /// The connection tasks (a connection's task is spawned in it).
+    pub(crate) fn connection_tasks(&self) -> &TaskTracker {
+        &self.connections
+    }
+
+    /// Runs a listener's accept loop, tracked: the shutdown waits for it.
+    pub(crate) fn track_listener<F: Future>(&self, accept_loop: F) -> TrackedFuture<F> {
+        self.listeners.track_future(accept_loop)
+    }
+
+    /// Whether a graceful shutdown has started: a flag read without a lock,
+    /// on every message.
+    #[inline]
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Whether a graceful shutdown has started, as the shutdown token
+    /// tells (it takes a lock: for the rarer checks, such as an upgrade's).
+    pub(crate) fn shutdown_started(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Resolves when a graceful shutdown starts.
+    pub(crate) fn shutdown_signal(&self) -> WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
+    }
+
+    /// Cancelled when the shutdown deadline passed and running handlers
+    /// are to be dropped (each connection keeps a clone).
+    pub(crate) fn abort_token(&self) -> CancellationToken {
+        self.abort.clone()
+    }
+
+    /// Resolves when every connection has ended in a shutdown: listeners stop.
+    pub(crate) fn stopped(&self) -> WaitForCancellationFuture<'_> {
+        self.stopped.cancelled()
+    }
+
     fn registry(&self) -> MutexGuard<'_, HashMap<ConnectionId, Connection>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.registry
@@ -95,10 +201,12 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Lists an open connection (it can be found, signalled, shut down).
     pub(crate) fn register(&self, conn: &Connection) {
         self.registry().insert(conn.id(), conn.clone());
     }
 
+    /// Unlists a connection that has ended.
     pub(crate) fn unregister(&self, conn: &Connection) {
         self.registry().remove(&conn.id());
     }
@@ -440,7 +548,7 @@ impl Server {
 
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.shutting_down.load(Ordering::Acquire)
+        self.shared.is_shutting_down()
     }
 
     /// Shuts down gracefully (docs/protocol.md 9.3) and returns when it is done:
@@ -466,7 +574,7 @@ impl Server {
         shared.shutdown.cancel();
         // Connections registered from now on see the flag before they read.
         for conn in self.connections() {
-            conn.inner.attention.wake();
+            conn.inner.wake_task();
         }
         shared.connections.close();
         match deadline {

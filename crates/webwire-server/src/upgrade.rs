@@ -17,7 +17,6 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::connection::ConnectionInfo;
 use crate::driver::Accepted;
-use crate::options::ConnectionOptions;
 use crate::server::Shared;
 
 /// The body of the server's HTTP answers.
@@ -37,11 +36,11 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     // First: whatever the request is, a head past the limit is not read
     // further (in headless mode the application's server read it).
     let len = head_len(&request);
-    let max = shared.config.max_header_bytes;
+    let max = shared.config().max_header_bytes;
     if len > max {
         return refuse(NotUpgrade::TooLarge { len, max });
     }
-    if let Some(path) = &shared.config.path {
+    if let Some(path) = &shared.config().path {
         if request.uri().path() != path {
             tracing::debug!(path = %request.uri().path(), "upgrade refused: not the server's path");
             return status(StatusCode::NOT_FOUND, "not found");
@@ -51,22 +50,19 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
         Ok(key) => key,
         Err(not_upgrade) => return refuse(not_upgrade),
     };
-    if shared.shutdown.is_cancelled() {
+    if shared.shutdown_started() {
         return status(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
     }
-    if !shared.origin.allows_request(request.headers()) {
+    if !shared.allows_origin(request.headers()) {
         tracing::debug!(origin = ?request.headers().get(http::header::ORIGIN), "upgrade refused: origin not allowed");
         return status(StatusCode::FORBIDDEN, "origin not allowed");
     }
-    let limit_permit = match &shared.connection_limit {
-        Some(limit) => match limit.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                tracing::debug!("upgrade refused: connection limit reached");
-                return status(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
-            }
-        },
-        None => None,
+    let limit_permit = match shared.take_limit_permit() {
+        Ok(permit) => permit,
+        Err(_) => {
+            tracing::debug!("upgrade refused: connection limit reached");
+            return status(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        }
     };
     // Every HTTP/1.1 request with an Upgrade header has one (hyper); it is
     // missing only when the HTTP server does not do upgrades: a fault of
@@ -82,18 +78,14 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
         request.headers(),
         remote_addr(&request),
     );
-    let options = match &shared.before_upgrade {
-        Some(hook) => match hook(&info) {
-            Ok(options) => options,
-            Err(refusal) => {
-                tracing::debug!(status = %refusal.status(), "upgrade refused by the before-upgrade hook");
-                return status(refusal.status(), "refused");
-            }
-        },
-        None => ConnectionOptions::new().concurrency(shared.config.concurrency),
+    let options = match shared.connection_options(&info) {
+        Ok(options) => options,
+        Err(refusal) => {
+            tracing::debug!(status = %refusal.status(), "upgrade refused by the before-upgrade hook");
+            return status(refusal.status(), "refused");
+        }
     };
-    shared.runner.start(
-        shared.clone(),
+    shared.start_connection(
         on_upgrade,
         Accepted {
             info,

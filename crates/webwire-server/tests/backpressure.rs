@@ -92,9 +92,10 @@ async fn a_signal_flood_never_runs_more_handlers_than_the_limit() {
         client
     });
 
-    // With every slot taken, the server stops reading: it has read one
-    // message per slot, and at most one more is waiting for a slot.
-    eventually("all slots taken", || {
+    // With every concurrency permit taken, the server stops reading: it
+    // has read one message per permit, and at most one more is waiting
+    // for a permit.
+    eventually("all permits taken", || {
         gauge.running.load(Ordering::SeqCst) == LIMIT
     })
     .await;
@@ -103,7 +104,7 @@ async fn a_signal_flood_never_runs_more_handlers_than_the_limit() {
     assert_eq!(stats.handlers_running, LIMIT);
     assert!(
         stats.messages_received <= LIMIT as u64 + 1,
-        "read {} messages with {LIMIT} slots",
+        "read {} messages with {LIMIT} permits",
         stats.messages_received
     );
 

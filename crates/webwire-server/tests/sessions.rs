@@ -979,7 +979,8 @@ async fn concurrent_restores_and_closes_stay_consistent() {
         monitor.stop();
 
         // Quiet now. Each client's view matches the server's, the registry
-        // matches the slots, and the store matches the registry.
+        // matches the connections' session slots, and the store matches
+        // the registry.
         let mut holders = 0;
         for racer in &mut racers {
             let server_view = racer.server_view().await;

@@ -60,7 +60,7 @@ async fn the_connection_limit_answers_503() {
     let first = server.connect().await;
     let mut second = server.connect().await;
     assert_eq!(refused(server.addr, ClientOptions::default()).await, 503);
-    // A slot frees when a connection ends.
+    // A connection's limit permit is given back when it ends.
     first.close().await;
     eventually("first gone", || server.server.connection_count() == 1).await;
     let mut third = within(
@@ -68,7 +68,7 @@ async fn the_connection_limit_answers_503() {
         TestClient::try_connect(server.addr, ClientOptions::default()),
     )
     .await
-    .expect("a free slot");
+    .expect("a free limit permit");
     assert_eq!(
         reply_text(&third.request("info", Payload::utf8("")).await),
         "/ - Some(1) true"

@@ -12,8 +12,8 @@ where
     /// Sends the close frame for `end` after what is queued, waits for the
     /// client's close frame and for the handlers still running.
     pub(super) async fn finish(mut self, end: ReadEnd) -> DisconnectReason {
-        self.conn.inner.lifecycle.advance(Phase::Closed);
-        let close_timeout = self.shared.config.close_timeout;
+        self.conn.inner.lifecycle().advance(Phase::Closed);
+        let close_timeout = self.shared.config().close_timeout;
         let mut wire_end = None;
         let end = match end {
             ReadEnd::Closing(closing) => ReadEnd::Reason(disconnect_reason(closing)),

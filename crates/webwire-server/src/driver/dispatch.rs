@@ -35,7 +35,7 @@ where
                     (future, name)
                 }
             };
-        let room = self.shared.config.queue_capacity;
+        let room = self.shared.config().queue_capacity;
         let outcome = Self::poll_first(&mut self.wire, &self.conn, room, &mut future);
         match outcome {
             Some(outcome) => Then::Reply(reply_for(
@@ -43,7 +43,7 @@ where
                 id,
                 &name,
                 outcome,
-                self.shared.config.buffer_size,
+                self.shared.config().buffer_size,
             )),
             None => Then::Request(Pending {
                 id,
@@ -80,7 +80,7 @@ where
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadEnd> {
         let Pending { id, name, future } = pending;
-        let max = self.shared.config.buffer_size;
+        let max = self.shared.config().buffer_size;
         if let Mode::Inline = self.mode {
             let (outcome, written) = self.run_inline(future).await;
             written?;
@@ -134,7 +134,7 @@ where
                     (future, name)
                 }
             };
-        let room = self.shared.config.queue_capacity;
+        let room = self.shared.config().queue_capacity;
         let outcome = Self::poll_first(&mut self.wire, &self.conn, room, &mut future);
         match outcome {
             Some(outcome) => {
@@ -166,7 +166,7 @@ where
             // Without a bound, a client flooding signals whose handlers wait
             // (for room in its own full queue) grows the server without
             // limit: the reader waits here instead, and stops reading.
-            let capacity = self.shared.config.queue_capacity;
+            let capacity = self.shared.config().queue_capacity;
             let bound = self
                 .pending_signals
                 .get_or_insert_with(|| Arc::new(Semaphore::new(capacity)))
@@ -193,11 +193,11 @@ where
         &mut self,
         future: F,
     ) -> (Finished<F::Output>, Result<(), ReadEnd>) {
-        let counters = &self.conn.inner.counters;
-        counters.handlers.store(1, Ordering::Relaxed);
+        let counters = self.conn.inner.counters();
+        counters.set_inline_handler(true);
         let handler = abortable(AssertUnwindSafe(future).catch_unwind(), &self.ctx.abort);
         let (outcome, failed) = self.wire.drive_to_end(handler).await;
-        counters.handlers.store(0, Ordering::Relaxed);
+        counters.set_inline_handler(false);
         (
             outcome,
             failed.map_or(Ok(()), |err| Err(ReadEnd::Wire(err))),
@@ -218,11 +218,11 @@ where
         F::Output: Send,
     {
         let (conn, abort) = (self.conn.clone(), self.ctx.abort.clone());
-        conn.inner.counters.handlers.fetch_add(1, Ordering::Relaxed);
+        conn.inner.counters().handler_started();
         self.spawn(async move {
             let outcome = abortable(AssertUnwindSafe(future).catch_unwind(), &abort).await;
             finish(outcome);
-            conn.inner.counters.handlers.fetch_sub(1, Ordering::Relaxed);
+            conn.inner.counters().handler_ended();
             drop(permit);
         });
     }

@@ -22,13 +22,11 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -45,14 +43,13 @@ use tokio_websockets::CloseCode;
 use webwire_proto::connection::server::{Closing, Drain, Read, Received, ServerConnection, State};
 use webwire_proto::{ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal};
 
-use crate::connection::{ConnectionId, ConnectionInfo};
-use crate::connection::{ConnectionInner, Counters, Done};
+use crate::connection::{ConnectionInfo, ConnectionInner};
 use crate::error::DisconnectReason;
-use crate::lifecycle::{Lifecycle, Phase};
+use crate::lifecycle::Phase;
 use crate::options::{Concurrency, ConnectionOptions};
+use crate::outbox::Outbound;
 use crate::server::Shared;
-use crate::session::registry::SessionSlot;
-use crate::wire::{Outbound, Outbox, Wire, WireError, FLUSH_THRESHOLD};
+use crate::wire::{Wire, WireError, FLUSH_THRESHOLD};
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
 mod closing;
@@ -111,7 +108,7 @@ where
         options,
         limit_permit,
     } = accepted;
-    let config = &shared.config;
+    let config = shared.config();
     let ws = tokio_websockets::ServerBuilder::new()
         .config(
             tokio_websockets::Config::default()
@@ -123,28 +120,19 @@ where
         .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
         .serve(io);
 
-    let conn = Connection::new(ConnectionInner {
-        id: ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed)),
+    let conn = Connection::new(ConnectionInner::new(
+        shared.next_connection_id(),
         info,
         options,
-        created: SystemTime::now(),
-        outbox: Outbox::new(config.queue_capacity),
-        buffer_size: config.buffer_size,
-        queue_timeout: config.queue_timeout,
-        attention: AtomicWaker::new(),
-        done: Done::default(),
-        lifecycle: Lifecycle::default(),
-        counters: Counters::default(),
-        sessions: shared.sessions.clone(),
-        session: Mutex::new(SessionSlot::Empty),
-        rooms: crate::room::Membership::new(shared.rooms.clone()),
-        extensions: Mutex::default(),
-    });
+        config,
+        shared.sessions().clone(),
+        shared.rooms().clone(),
+    ));
     let protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
     let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout, protocol);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
-    let _ = wire.send_frame_now(shared.accept_conf.clone());
+    let _ = wire.send_frame_now(shared.accept_conf().clone());
     shared.register(&conn);
     tracing::debug!(connection = %conn.id(), remote = ?conn.remote_addr(), "connected");
 
@@ -159,7 +147,7 @@ where
         ctx: Arc::new(Ctx {
             handler,
             conn: conn.clone(),
-            abort: shared.abort.clone(),
+            abort: shared.abort_token(),
         }),
         shared: shared.clone(),
         conn: conn.clone(),
@@ -181,7 +169,7 @@ where
         // (which stays stored, to be restored later) before the disconnect
         // hook, which can still read it.
         drop(limit_permit);
-        Box::pin(shared.sessions.disconnected(&conn)).await;
+        Box::pin(shared.sessions().disconnected(&conn)).await;
         conn.leave_all_rooms();
         shared.unregister(&conn);
         tracing::debug!(connection = %conn.id(), %reason, "disconnected");
@@ -189,7 +177,7 @@ where
         if let Err(panic) = Box::pin(hook).await {
             tracing::error!(connection = %conn.id(), panic = panic_message(&*panic), "disconnect hook panicked");
         }
-        conn.inner.done.set();
+        conn.inner.set_done();
     }
 }
 
@@ -383,9 +371,8 @@ where
                 // Only this task writes the counter: a store, not a read-modify-write.
                 self.conn
                     .inner
-                    .counters
-                    .received
-                    .store(self.wire.protocol().received(), Ordering::Relaxed);
+                    .counters()
+                    .set_received(self.wire.protocol().received());
                 let done = match self.on_message(received) {
                     // The usual case: a handler that finished at once, its
                     // reply written without waiting; the rare wait is boxed,
@@ -413,9 +400,8 @@ where
                 let closing = self.wire.protocol_mut().handle_text();
                 self.conn
                     .inner
-                    .counters
-                    .received
-                    .store(self.wire.protocol().received(), Ordering::Relaxed);
+                    .counters()
+                    .set_received(self.wire.protocol().received());
                 return ReadEnd::Closing(closing);
             } else if let Some((code, reason)) = message.as_close() {
                 let closing = self
@@ -498,17 +484,17 @@ where
     /// looked (a shutdown also while the connection drains for a close).
     #[inline]
     fn check_closing(&mut self) {
-        let shutting_down = self.shared.shutting_down.load(Ordering::Acquire);
+        let shutting_down = self.shared.is_shutting_down();
         let state = self.wire.protocol().state();
         let drain = match state {
             State::Open if shutting_down => Drain::Shutdown,
-            State::Open if !self.conn.inner.lifecycle.is_active() => Drain::Close,
+            State::Open if !self.conn.inner.lifecycle().is_active() => Drain::Close,
             State::Draining(Drain::Close) if shutting_down => Drain::Shutdown,
             _ => return,
         };
         self.wire.protocol_mut().close(drain);
         if state == State::Open {
-            self.conn.inner.lifecycle.advance(Phase::Closing);
+            self.conn.inner.lifecycle().advance(Phase::Closing);
             if let Some(tasks) = &self.tasks {
                 tasks.close();
             }
@@ -560,9 +546,8 @@ fn attention<'a>(
     draining: bool,
 ) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
-        inner.attention.register(cx.waker());
-        let wanted = !draining
-            && (!inner.lifecycle.is_active() || shared.shutting_down.load(Ordering::Acquire));
+        inner.register_task(cx.waker());
+        let wanted = !draining && (!inner.lifecycle().is_active() || shared.is_shutting_down());
         if wanted {
             std::task::Poll::Ready(())
         } else {

@@ -18,7 +18,7 @@ where
         id: RequestId,
         request: SessionRequest,
     ) -> Result<(), ReadEnd> {
-        let sessions = self.shared.sessions.clone();
+        let sessions = self.shared.sessions().clone();
         let (conn, abort) = (&self.conn, &self.ctx.abort);
         let work = async {
             match request {

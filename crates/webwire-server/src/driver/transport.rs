@@ -23,7 +23,7 @@ pub(super) fn spawn_connection<H: Handler>(
     match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
         Ok(parts) => spawn_on(shared, handler, parts, accepted),
         Err(upgraded) => {
-            let tasks = shared.connections.clone();
+            let tasks = shared.connection_tasks().clone();
             tasks.spawn(serve(shared, handler, TokioIo::new(upgraded), accepted));
         }
     }
@@ -42,7 +42,7 @@ fn spawn_on<H, Io>(
     H: Handler,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let tasks = shared.connections.clone();
+    let tasks = shared.connection_tasks().clone();
     let io = parts.io.into_inner();
     if parts.read_buf.is_empty() {
         tasks.spawn(serve(shared, handler, io, accepted));

@@ -23,7 +23,7 @@ use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlo
 use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
 use crate::error::SessionError;
 use crate::handler::SessionHooks;
-use crate::wire::Outbound;
+use crate::outbox::Outbound;
 use crate::Connection;
 
 /// The error code of a restore on a connection that has a session.
@@ -144,7 +144,7 @@ impl Sessions {
         let Ok(tx) = conn.sender() else {
             return Err(SessionError::ConnectionClosed);
         };
-        let permit = match tokio::time::timeout(conn.inner.queue_timeout, tx.reserve()).await {
+        let permit = match tokio::time::timeout(conn.inner.queue_timeout(), tx.reserve()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(SessionError::ConnectionClosed),
             Err(_) => return Err(SessionError::QueueFull),
@@ -157,7 +157,7 @@ impl Sessions {
         let session = Arc::new(Session::new(key, SystemTime::now(), info));
         let json = session.to_json()?;
         let notification = ServerMessage::SessionCreated(Bytes::from(json));
-        let (len, max) = (notification.encoded_len(), conn.inner.buffer_size);
+        let (len, max) = (notification.encoded_len(), conn.inner.buffer_size());
         if len > max {
             return Err(SessionError::TooLarge { len, max });
         }
@@ -286,7 +286,7 @@ impl Sessions {
             }
         };
         let reply = ServerMessage::Reply(Reply::new(id, Payload::utf8(json)));
-        let (len, max) = (reply.encoded_len(), conn.inner.buffer_size);
+        let (len, max) = (reply.encoded_len(), conn.inner.buffer_size());
         if len > max {
             tracing::error!(connection = %conn.id(), session = %redacted(&session.key), len, max, "the restored session exceeds the message buffer size");
             return Err(ServerMessage::InternalError(id));
@@ -530,14 +530,14 @@ fn refusal(id: RequestId, refused: Refused) -> ServerMessage {
 /// Tells a client its session was closed; a connection that is gone needs
 /// no telling.
 async fn send_closed(conn: &Connection) -> Result<(), SessionError> {
-    if conn.inner.lifecycle.is_closed() {
+    if conn.inner.lifecycle().is_closed() {
         return Ok(());
     }
     let message = Outbound::Message(Box::new(ServerMessage::SessionClosed));
     let Ok(tx) = conn.sender() else {
         return Ok(());
     };
-    match tokio::time::timeout(conn.inner.queue_timeout, tx.send(message)).await {
+    match tokio::time::timeout(conn.inner.queue_timeout(), tx.send(message)).await {
         Ok(_) => Ok(()),
         Err(_) => Err(SessionError::QueueFull),
     }

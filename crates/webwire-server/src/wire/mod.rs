@@ -1,35 +1,34 @@
 //! A connection's socket, owned by its one task: the WebSocket stream,
-//! read and written without a lock, and the bounded outbound queue through
-//! which everybody else (handler tasks, other connections, the server)
-//! sends to it.
+//! read and written without a lock, and the receiving side of the
+//! outbound queue (see `outbox`) through which everybody else (handler
+//! tasks, other connections, the server) sends to it.
 //!
 //! The task writes its own messages (replies of handlers that finished at
 //! once, session replies, the close frame) straight into the stream, after
 //! whatever is queued, so a handler's signals still go before its reply.
 //! Frames pile up in the stream until the task runs out of arrived
-//! messages; then it flushes once for the whole batch.
+//! messages; then it flushes once for the whole batch. A write that cannot
+//! proceed is timed by `stall`.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, Sleep};
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
 use webwire_proto::connection::server::ServerConnection;
 use webwire_proto::ServerMessage;
 
 use crate::connection::ConnectionInner;
+use crate::outbox::Outbound;
 
-// The queue entry stays as small as a `Bytes`.
-const _: () = assert!(std::mem::size_of::<Outbound>() <= 32);
+mod stall;
+
+use stall::Stall;
 
 /// The encode buffer grows by at least this much, so that small messages
 /// share allocations.
@@ -41,105 +40,6 @@ pub(crate) const FLUSH_THRESHOLD: usize = 16 * 1024;
 
 /// What a lingering close reads at a time.
 const LINGER_CHUNK: usize = 8 * 1024;
-
-/// One entry of a connection's outbound queue.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// A message the connection task encodes (replies, signals). Boxed:
-    /// the queue's storage is allocated in blocks of 32 entries with the
-    /// channel, so every idle connection pays for the entry's size.
-    Message(Box<ServerMessage>),
-    /// A message already encoded (shared by many connections, or prepared once).
-    Frame(Bytes),
-}
-
-/// The sending side of a connection's outbound queue. The channel (tokio
-/// allocates its storage with it: 1.5 KiB with the entries' first block)
-/// is made when the first message is queued: a connection nobody sends to
-/// holds none.
-pub(crate) struct Outbox {
-    capacity: usize,
-    tx: OnceLock<mpsc::Sender<Outbound>>,
-    /// Made and closed under this lock, so that no channel is made once
-    /// the connection task has stopped taking from it.
-    state: Mutex<OutboxState>,
-}
-
-struct OutboxState {
-    /// The receiving side, until the connection task takes it.
-    rx: Option<mpsc::Receiver<Outbound>>,
-    closed: bool,
-}
-
-impl Outbox {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            tx: OnceLock::new(),
-            state: Mutex::new(OutboxState {
-                rx: None,
-                closed: false,
-            }),
-        }
-    }
-
-    /// The queue's sender, the channel made if need be (the connection
-    /// task, woken through `task`, takes its receiver); `None` once the
-    /// connection takes no more messages.
-    pub(crate) fn sender(&self, task: &AtomicWaker) -> Option<&mpsc::Sender<Outbound>> {
-        if let Some(tx) = self.tx.get() {
-            return Some(tx);
-        }
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.closed {
-            return None;
-        }
-        let tx = self.tx.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(self.capacity);
-            state.rx = Some(rx);
-            tx
-        });
-        drop(state);
-        task.wake();
-        Some(tx)
-    }
-
-    /// The sender, if the channel was made.
-    pub(crate) fn existing(&self) -> Option<&mpsc::Sender<Outbound>> {
-        self.tx.get()
-    }
-
-    /// The queue's capacity.
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// The receiver, for the connection task, once the channel exists.
-    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<Outbound>> {
-        self.tx.get()?;
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .rx
-            .take()
-    }
-
-    /// No channel is made from now on, and one not taken yet is closed.
-    fn close(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.closed = true;
-        state.rx = None;
-    }
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("capacity", &self.capacity)
-            .field("made", &self.tx.get().is_some())
-            .finish()
-    }
-}
 
 /// Why the socket can no longer be written.
 #[derive(Debug)]
@@ -190,16 +90,6 @@ pub(crate) struct Wire<Io> {
     protocol: ServerConnection,
 }
 
-/// Watches a write that cannot proceed. The timer is made the first time
-/// the socket is full, and only armed while it is.
-struct Stall {
-    timeout: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    armed: bool,
-    /// Armed while the task itself waited to write.
-    urgent: bool,
-}
-
 impl<Io> Wire<Io>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -219,12 +109,7 @@ where
             batch: Vec::new(),
             batch_bytes: 0,
             unflushed: 0,
-            stall: Stall {
-                timeout: stall_timeout,
-                timer: None,
-                armed: false,
-                urgent: false,
-            },
+            stall: Stall::new(stall_timeout),
             protocol,
         }
     }
@@ -269,14 +154,14 @@ where
     /// The queue's receiver, if the channel was made.
     fn receiver(&mut self) -> Option<&mut mpsc::Receiver<Outbound>> {
         if self.rx.is_none() {
-            self.rx = self.conn.outbox.take_receiver();
+            self.rx = self.conn.outbox().take_receiver();
         }
         self.rx.as_mut()
     }
 
     /// Stops taking queued messages: senders fail from now on.
     pub(crate) fn close_queue(&mut self) {
-        self.conn.outbox.close();
+        self.conn.outbox().close();
         if let Some(rx) = &mut self.rx {
             rx.close();
         }
@@ -288,7 +173,7 @@ where
     pub(crate) fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WireError>> {
         if self.receiver().is_none() {
             // Woken when the channel is made.
-            self.conn.attention.register(cx.waker());
+            self.conn.register_task(cx.waker());
         }
         let mut first = true;
         while self.receiver().is_some() {
@@ -299,10 +184,7 @@ where
                     if first {
                         first = false;
                         let depth = 1 + rx.len();
-                        self.conn
-                            .counters
-                            .max_queued
-                            .fetch_max(depth, Ordering::Relaxed);
+                        self.conn.counters().note_queue_depth(depth);
                     }
                     self.feed(item)?;
                 }
@@ -342,7 +224,7 @@ where
             .poll_ready_unpin(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(Ok(())) => {
-                self.stall.armed = false;
+                self.stall.disarm();
                 self.encode_and_feed(&message)?;
                 Ok(None)
             }
@@ -356,10 +238,7 @@ where
     pub(crate) async fn send_queued(&mut self) -> Result<(), WireError> {
         if let Some(rx) = self.receiver() {
             let depth = rx.len();
-            self.conn
-                .counters
-                .max_queued
-                .fetch_max(depth, Ordering::Relaxed);
+            self.conn.counters().note_queue_depth(depth);
         }
         loop {
             std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
@@ -381,7 +260,7 @@ where
             .poll_ready_unpin(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(Ok(())) => {
-                self.stall.armed = false;
+                self.stall.disarm();
                 true
             }
             // The error shows at the next read or write.
@@ -527,7 +406,7 @@ where
         }
         match self.ws.poll_ready_unpin(cx) {
             Poll::Ready(Ok(())) => {
-                self.stall.armed = false;
+                self.stall.disarm();
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
@@ -545,12 +424,9 @@ where
         }
         match self.ws.poll_flush_unpin(cx) {
             Poll::Ready(Ok(())) => {
-                self.conn
-                    .counters
-                    .sent
-                    .fetch_add(self.unflushed, Ordering::Relaxed);
+                self.conn.counters().add_sent(self.unflushed);
                 self.unflushed = 0;
-                self.stall.armed = false;
+                self.stall.disarm();
                 // An idle connection keeps no large buffer (a split-off
                 // buffer holds on to its whole allocation, however little
                 // is left).
@@ -571,28 +447,12 @@ where
         }
     }
 
-    /// The socket is full: fails once it has been so for the stall timeout
-    /// while the task itself waits to write (`urgent`) or the queue is full.
+    /// The socket is full: runs the stall timer (see [`Stall::poll`]).
     fn poll_stall(&mut self, cx: &mut Context<'_>, urgent: bool) -> Result<(), WireError> {
-        let timeout = self.stall.timeout;
-        let timer = self
-            .stall
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        // The timeout counts from when the task began to wait for this
-        // write, not from an earlier wait that was not its own.
-        if !self.stall.armed || (urgent && !self.stall.urgent) {
-            self.stall.armed = true;
-            self.stall.urgent = urgent;
-            timer.as_mut().reset(Instant::now() + timeout);
-        }
-        while timer.as_mut().poll(cx).is_ready() {
-            if urgent || self.rx.as_ref().is_some_and(|rx| rx.capacity() == 0) {
-                return Err(WireError::Stalled);
-            }
-            timer.as_mut().reset(Instant::now() + timeout);
-        }
-        Ok(())
+        let rx = &self.rx;
+        self.stall.poll(cx, urgent, || {
+            rx.as_ref().is_some_and(|rx| rx.capacity() == 0)
+        })
     }
 
     /// Adds one of the task's own messages to the batch at once, whatever
@@ -654,48 +514,5 @@ where
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_channel_is_made_on_first_use_and_never_after_closing() {
-        let task = AtomicWaker::new();
-        let outbox = Outbox::new(4);
-        assert!(outbox.existing().is_none());
-        assert!(outbox.take_receiver().is_none());
-
-        let tx = outbox.sender(&task).expect("open");
-        tx.try_send(Outbound::Frame(Bytes::from_static(b"x")))
-            .unwrap();
-        assert!(outbox.existing().is_some());
-        let mut rx = outbox.take_receiver().expect("made");
-        assert!(outbox.take_receiver().is_none(), "taken once");
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(_))));
-
-        // Closing while the receiver was taken: the task closes it.
-        outbox.close();
-        rx.close();
-        assert!(outbox.sender(&task).unwrap().try_send(frame()).is_err());
-
-        // Closed before anything was sent: no channel is made at all.
-        let outbox = Outbox::new(4);
-        outbox.close();
-        assert!(outbox.sender(&task).is_none());
-        assert!(outbox.existing().is_none());
-
-        // Made but not taken when closed: its receiver is dropped.
-        let outbox = Outbox::new(4);
-        let tx = outbox.sender(&task).unwrap().clone();
-        outbox.close();
-        assert!(tx.try_send(frame()).is_err());
-        assert!(outbox.take_receiver().is_none());
-    }
-
-    fn frame() -> Outbound {
-        Outbound::Frame(Bytes::from_static(b"x"))
     }
 }
