@@ -26,6 +26,7 @@ use webwire_proto::ServerMessage;
 use crate::connection::ConnectionInner;
 use crate::outbox::Outbound;
 
+mod batch_pool;
 mod stall;
 
 use stall::Stall;
@@ -434,9 +435,9 @@ where
                     self.buf = BytesMut::new();
                     self.big = false;
                 }
-                // Nor the batch's vector: a few hundred bytes, taken again
-                // for the next batch.
-                self.batch = Vec::new();
+                // Nor the batch's vector: it goes back to the thread's
+                // pool, for this connection's next batch or another's.
+                batch_pool::give_back(std::mem::take(&mut self.batch));
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
@@ -494,6 +495,9 @@ where
     /// to the stream at once (whose `poll_ready` then writes it).
     fn push(&mut self, message: Message) -> Result<(), WireError> {
         self.batch_bytes += message.as_payload().len();
+        if self.batch.capacity() == 0 {
+            self.batch = batch_pool::take();
+        }
         self.batch.push(message);
         self.unflushed += 1;
         if self.batch_bytes >= FLUSH_THRESHOLD {
