@@ -367,7 +367,8 @@ impl ConnectionTask {
         let mut pongs_deadline: Option<Pin<Box<Sleep>>> = None;
         let end = loop {
             // Do what the machine asks for.
-            while let Some(transmit) = machine.poll_transmit(now()) {
+            let at = now();
+            while let Some(transmit) = machine.poll_transmit(at) {
                 let item = match transmit {
                     Transmit::Message { frame, signal } => {
                         let done = match signal {
@@ -409,10 +410,12 @@ impl ConnectionTask {
                 continue;
             }
             self.count_pending(machine.in_flight());
-            let deadline = machine.poll_timeout();
-            if deadline != armed {
-                armed = deadline;
-                if let Some(deadline) = deadline {
+            // Re-armed only for an earlier deadline: the heartbeat's moves
+            // with every frame sent, and a timer that fires early only
+            // makes the machine find nothing due and ask again.
+            if let Some(deadline) = machine.poll_timeout() {
+                if armed.is_none_or(|armed| deadline < armed) {
+                    armed = Some(deadline);
                     timer.as_mut().reset(Instant::from_std(deadline));
                 }
             }
