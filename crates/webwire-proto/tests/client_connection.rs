@@ -337,6 +337,27 @@ fn a_restore_times_out_is_lost_with_the_connection_or_is_too_large() {
 }
 
 #[test]
+fn what_is_sent_never_shows_a_session_key_in_debug() {
+    let now = Instant::now();
+    let (mut conn, _) = machine(now);
+    conn.restore_session(Bytes::from_static(b"secret-key"), now + HEARTBEAT);
+    let transmit = conn.poll_transmit(now).unwrap();
+    let shown = format!("{transmit:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(shown.contains("RequestRestoreSession"), "{shown}");
+    let (mut conn, _) = machine(now);
+    conn.close(now, Duration::ZERO);
+    let frame = ClientMessage::RestoreSession {
+        id: RequestId::from(3),
+        key: Bytes::from_static(b"secret-key"),
+    }
+    .to_bytes();
+    let refused = conn.send_request(3, frame, None, 3).unwrap_err();
+    let shown = format!("{refused:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+}
+
+#[test]
 fn session_notifications_and_signals_become_events() {
     let now = Instant::now();
     let (mut conn, _) = machine(now);

@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::{
-    AcceptConf, ClientMessage, ParseError, Payload, RequestId, ServerMessage, Session,
+    AcceptConf, ClientMessage, MessageType, ParseError, Payload, RequestId, ServerMessage, Session,
     SessionJsonError, Signal, TextError,
 };
 
@@ -173,7 +173,10 @@ fn heartbeat_interval(read_timeout: Duration) -> Option<Duration> {
 }
 
 /// Something to write on the connection, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its [`Debug`](fmt::Debug) shows a message's type and length, never its
+/// bytes (a session restore carries a session key).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Transmit<T> {
     /// One binary WebSocket message: a request, a signal or a heartbeat.
     Message {
@@ -185,6 +188,31 @@ pub enum Transmit<T> {
     },
     /// A close frame with this code; nothing follows it.
     Close(u16),
+}
+
+impl<T: fmt::Debug> fmt::Debug for Transmit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Message { frame, signal } => f
+                .debug_struct("Message")
+                .field("frame", &FrameSummary(frame))
+                .field("signal", signal)
+                .finish(),
+            Self::Close(code) => f.debug_tuple("Close").field(code).finish(),
+        }
+    }
+}
+
+/// An encoded message's type and length, for `Debug`.
+struct FrameSummary<'a>(&'a Bytes);
+
+impl fmt::Debug for FrameSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.first().copied().and_then(MessageType::from_byte) {
+            Some(kind) => write!(f, "{kind} ({} bytes)", self.0.len()),
+            None => write!(f, "{} bytes", self.0.len()),
+        }
+    }
 }
 
 /// Why a request, signal or restore was not taken.
@@ -212,7 +240,9 @@ pub enum Refusal {
 }
 
 /// A request or signal the machine did not take, handed back.
-#[derive(Debug)]
+///
+/// Its [`Debug`](fmt::Debug) shows the message's type and length, never
+/// its bytes.
 pub struct Refused<T> {
     /// Why.
     pub reason: Refusal,
@@ -220,6 +250,16 @@ pub struct Refused<T> {
     pub frame: Bytes,
     /// Its token.
     pub token: T,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Refused<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refused")
+            .field("reason", &self.reason)
+            .field("frame", &FrameSummary(&self.frame))
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 /// The outcome of a request.
