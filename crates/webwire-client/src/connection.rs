@@ -42,7 +42,7 @@ use webwire_proto::{AcceptConf, Payload};
 use crate::config::{Config, Options};
 use crate::dial::{dial, Dialed, Ws};
 use crate::error::{ConnectError, RequestError};
-use crate::request::{result_of, Command, Kind, Outgoing, Queued, Token};
+use crate::request::{result_of, Command, Kind, Outgoing, Queued, ReplyTx, Token};
 use crate::{ClientEvent, Session, Status};
 
 /// How long a graceful close waits for the server's close frame.
@@ -673,12 +673,7 @@ impl ConnectionTask {
     }
 
     /// Gives a request its result.
-    fn answer(
-        &mut self,
-        kind: Kind,
-        reply: crate::request::ReplyTx,
-        result: Result<Payload, RequestError>,
-    ) {
+    fn answer(&mut self, kind: Kind, reply: ReplyTx, result: Result<Payload, RequestError>) {
         let result = match kind {
             Kind::Request => result,
             Kind::RestoreSession => result.and_then(|payload| {
