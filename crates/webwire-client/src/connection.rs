@@ -1,12 +1,17 @@
 //! The connection task: the one owner of the connection and of the
 //! client's state.
 //!
-//! [`ConnectionTask::run`] serves a connection, and when it is lost reconnects
-//! (with backoff, restoring the session) or waits to be told to. While
-//! connected it reads server messages and [`Command`]s from the `Client`
-//! handles; a writer task per connection owns the WebSocket's sending half,
-//! writes the frames that are ready in one batch with one flush, and sends
-//! a heartbeat when nothing was sent for 3/4 of the server's read timeout.
+//! The rules of a connection (requests in flight and their outcomes,
+//! session notifications, the session restore after a reconnection,
+//! heartbeats, the close handshake) are webwire-proto's
+//! [`ClientConnection`], a state machine without I/O; this task is its I/O
+//! loop. [`ConnectionTask::run`] serves a connection, and when it is lost
+//! reconnects (with backoff) or waits to be told to. While connected it
+//! feeds the machine the server's messages, the [`Command`]s of the
+//! `Client` handles and the timers it asks for, and does what it answers:
+//! frames go to a writer task per connection, which owns the WebSocket's
+//! sending half and writes the frames that are ready in one batch with one
+//! flush; outcomes go to the callers, events to [`ClientEvent`]s.
 //!
 //! The queue to the writer is unbounded so that the reading side never
 //! waits for the writing side (a client that stops reading while its
@@ -15,10 +20,10 @@
 //! own answer or write, so there are at most as many frames as calls in
 //! progress.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,12 +33,16 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_websockets::{CloseCode, Message};
-use webwire_proto::{AcceptConf, ClientMessage, Payload, RequestId, ServerMessage};
+use webwire_proto::connection::client::{
+    session_of_reply, ClientConnection, ConnectionConfig, End, Event, Ignored, Outcome, Refusal,
+    RequestIds, RestoreOutcome, Transmit,
+};
+use webwire_proto::{AcceptConf, Payload};
 
-use crate::config::Config;
+use crate::config::{Config, Options};
 use crate::dial::{dial, Dialed, Ws};
 use crate::error::{ConnectError, RequestError};
-use crate::request::{result_of, Command, Kind, Pending, Queued};
+use crate::request::{result_of, Command, Kind, Outgoing, Queued, ReplyTx, Token};
 use crate::{ClientEvent, Session, Status};
 
 /// How long a graceful close waits for the server's close frame.
@@ -47,8 +56,9 @@ const MIN_RECONNECT_INTERVAL: Duration = Duration::from_millis(10);
 const PONG_BUDGET: usize = 16 * 1024;
 /// A client pong's header and mask.
 const PONG_OVERHEAD: usize = 6;
-/// The heartbeat message (type 33).
-const HEARTBEAT: &[u8] = &[33];
+
+/// The connection's rules, holding a [`Token`] per call.
+type Machine = ClientConnection<Token>;
 
 /// State shared by the `Client` handles and the connection task.
 #[derive(Debug)]
@@ -63,7 +73,7 @@ pub(crate) struct Shared {
     pub(crate) first_events: Mutex<Option<broadcast::Receiver<ClientEvent>>>,
     pub(crate) server_conf: Mutex<Option<AcceptConf>>,
     pub(crate) pending: AtomicUsize,
-    next_id: AtomicU64,
+    ids: RequestIds,
 }
 
 impl Shared {
@@ -76,14 +86,14 @@ impl Shared {
             first_events: Mutex::new(Some(first)),
             server_conf: Mutex::new(None),
             pending: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
+            ids: RequestIds::new(),
         }
     }
 
     /// A request id never used before on this client (ids are never
     /// reused, so a late reply can never be taken for another request's).
     pub(crate) fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.ids.next()
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -120,6 +130,17 @@ enum Served {
     Lost,
     /// Closed on purpose: the client is done.
     Closed,
+    /// The session restore of a reconnection failed in a way that fails the
+    /// reconnection (the server shuts down, no answer in time, the
+    /// connection broke): try again like after a failed dial.
+    RestoreFailed(ConnectError),
+}
+
+/// What the task does after the machine's events.
+enum Step {
+    Continue,
+    RestoreFailed(ConnectError),
+    Ended(End),
 }
 
 /// What the writer task is given.
@@ -133,15 +154,44 @@ enum WriterItem {
     Flushed(oneshot::Sender<()>),
 }
 
+/// The waits between reconnection attempts: none before the first, then
+/// doubling up to the maximum.
+struct Backoff {
+    attempt: u32,
+    delay: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(options: &Options) -> Self {
+        let delay = options.reconnect_interval.max(MIN_RECONNECT_INTERVAL);
+        Self {
+            attempt: 0,
+            delay,
+            max: options.max_reconnect_interval.max(delay),
+        }
+    }
+
+    /// Counts an attempt; the wait before it.
+    fn next(&mut self) -> Option<Duration> {
+        self.attempt += 1;
+        if self.attempt == 1 {
+            return None;
+        }
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(self.max);
+        Some(delay)
+    }
+}
+
 /// The connection task.
 pub(crate) struct ConnectionTask {
     config: Arc<Config>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     events: broadcast::Sender<ClientEvent>,
-    /// Sent requests waiting for their answer, by id.
-    pending: HashMap<u64, Pending>,
-    /// Requests and signals waiting for a connection.
+    /// Requests and signals waiting for a connection (or for its session
+    /// restore).
     queued: VecDeque<Queued>,
     /// Queue length at which abandoned entries are dropped.
     prune_at: usize,
@@ -151,6 +201,8 @@ pub(crate) struct ConnectionTask {
     close_waiters: Vec<oneshot::Sender<()>>,
     /// Every `Client` handle is gone.
     handles_gone: bool,
+    /// Closing on purpose: the client is done once the connection is.
+    closing: bool,
 }
 
 impl ConnectionTask {
@@ -165,13 +217,13 @@ impl ConnectionTask {
             shared,
             commands,
             events,
-            pending: HashMap::new(),
             queued: VecDeque::new(),
             prune_at: 64,
             queue_offline: false,
             connect_waiters: Vec::new(),
             close_waiters: Vec::new(),
             handles_gone: false,
+            closing: false,
         }
     }
 
@@ -179,20 +231,26 @@ impl ConnectionTask {
     /// then every following connection, until the client is closed.
     pub(crate) async fn run(mut self, first: Dialed) {
         let mut conn = first;
+        let mut reconnected = false;
+        let mut backoff = Backoff::new(&self.config.options);
         loop {
-            if let Served::Closed = self.serve(conn).await {
-                break;
+            match self.serve(conn, reconnected).await {
+                Served::Closed => break,
+                Served::Lost => {
+                    self.lost();
+                    backoff = Backoff::new(&self.config.options);
+                }
+                Served::RestoreFailed(err) => self.attempt_failed(&err, &backoff),
             }
-            self.lost();
             let next = if self.config.options.auto_reconnect {
-                self.reconnect().await
+                self.reconnect(&mut backoff).await
             } else {
                 self.stay_disconnected().await
             };
             match next {
                 Some(next) => {
-                    self.connected(&next.conf);
                     conn = next;
+                    reconnected = true;
                 }
                 None => break,
             }
@@ -200,7 +258,8 @@ impl ConnectionTask {
         self.finish();
     }
 
-    /// Records a new connection.
+    /// Records a new connection (after a reconnection, once its session is
+    /// restored).
     pub(crate) fn connected(&mut self, conf: &AcceptConf) {
         *lock(&self.shared.server_conf) = Some(conf.clone());
         self.shared.set_status(Status::Connected);
@@ -210,7 +269,8 @@ impl ConnectionTask {
         }
     }
 
-    /// Records the loss of the connection.
+    /// Records the loss of the connection (its requests in flight have
+    /// failed already).
     fn lost(&mut self) {
         *lock(&self.shared.server_conf) = None;
         self.shared
@@ -219,11 +279,16 @@ impl ConnectionTask {
             } else {
                 Status::Disconnected
             });
-        for (_, pending) in self.pending.drain() {
-            let _ = pending.reply.send(Err(RequestError::Disconnected));
-        }
-        self.count_pending();
+        self.count_pending(0);
         self.emit(ClientEvent::Disconnected);
+    }
+
+    /// A reconnection attempt failed.
+    fn attempt_failed(&mut self, err: &ConnectError, backoff: &Backoff) {
+        tracing::warn!(attempt = backoff.attempt, error = %err, retry_in = ?backoff.delay, "reconnecting failed");
+        for waiter in self.connect_waiters.drain(..) {
+            let _ = waiter.send(Err(err.clone()));
+        }
     }
 
     /// Ends the client: everything still waiting fails with `Closed`.
@@ -237,10 +302,7 @@ impl ConnectionTask {
         for queued in self.queued.drain(..) {
             queued.fail(RequestError::Closed);
         }
-        for (_, pending) in self.pending.drain() {
-            let _ = pending.reply.send(Err(RequestError::Closed));
-        }
-        self.count_pending();
+        self.count_pending(0);
         for waiter in self.connect_waiters.drain(..) {
             let _ = waiter.send(Err(ConnectError::Closed));
         }
@@ -257,26 +319,41 @@ impl ConnectionTask {
         let _ = self.events.send(event);
     }
 
-    fn count_pending(&self) {
-        self.shared
-            .pending
-            .store(self.pending.len(), Ordering::Relaxed);
+    fn count_pending(&self, in_flight: usize) {
+        self.shared.pending.store(in_flight, Ordering::Relaxed);
     }
 
-    /// Runs one connection until it is lost or closed on purpose.
-    async fn serve(&mut self, conn: Dialed) -> Served {
+    /// Runs one connection until it is lost or closed on purpose. A
+    /// reconnection first restores the session, through the same message
+    /// path as everything else; it is announced once that is answered, and
+    /// what waits for the connection is sent only then.
+    async fn serve(&mut self, conn: Dialed, reconnected: bool) -> Served {
         let Dialed { ws, conf } = conn;
-        let max = usize::try_from(conf.buffer_size).unwrap_or(usize::MAX);
         let (sink, mut stream) = ws.split();
         let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-        let heartbeat = heartbeat_interval(conf.read_timeout());
-        let mut writer = tokio::spawn(write_loop(sink, writer_rx, heartbeat));
-        for queued in std::mem::take(&mut self.queued) {
-            self.send(queued, &writer_tx, max);
+        let mut writer = tokio::spawn(write_loop(sink, writer_rx));
+        let mut writer_done = false;
+        let config = ConnectionConfig::from_accept_conf(&conf)
+            .with_close_handshake_timeout(CLOSE_HANDSHAKE_TIMEOUT);
+        let mut machine = Machine::new(config, self.shared.ids.clone(), now());
+        let key = reconnected
+            .then(|| {
+                self.shared
+                    .session()
+                    .as_ref()
+                    .map(|session| session.key.clone())
+            })
+            .flatten();
+        if let Some(key) = key {
+            let deadline = now() + self.config.options.request_timeout;
+            machine.restore_session(Bytes::from(key), deadline);
         }
-        self.count_pending();
+        let mut announced = !reconnected;
+        let mut restore_lost = false;
 
-        let mut closing: Option<Pin<Box<Sleep>>> = None;
+        // The machine's next deadline and the timer armed for it.
+        let mut timer = Box::pin(tokio::time::sleep_until(Instant::now()));
+        let mut armed: Option<std::time::Instant> = None;
         // The stream answers every ping with a pong it queues itself; while
         // the writer cannot write (a server that pings and does not read),
         // reading on would queue pongs without end. Past `PONG_BUDGET`, the
@@ -288,10 +365,61 @@ impl ConnectionTask {
         // heartbeats cannot reach it either), and the connection is lost.
         let pong_stall = pong_stall_limit(conf.read_timeout());
         let mut pongs_deadline: Option<Pin<Box<Sleep>>> = None;
-        let served = loop {
-            if closing.is_some() && self.pending.is_empty() {
-                break Served::Closed;
+        let end = loop {
+            // Do what the machine asks for.
+            let at = now();
+            while let Some(transmit) = machine.poll_transmit(at) {
+                let item = match transmit {
+                    Transmit::Message { frame, signal } => {
+                        let done = match signal {
+                            Some(Token::Signal(done)) => Some(done),
+                            _ => None,
+                        };
+                        WriterItem::Frame(frame, done)
+                    }
+                    Transmit::Close(code) => WriterItem::Close(
+                        CloseCode::try_from(code).unwrap_or(CloseCode::NORMAL_CLOSURE),
+                    ),
+                };
+                // If the writer is gone the connection is being lost: a
+                // signal's `done` is dropped, a request fails with the others.
+                let _ = writer_tx.send(item);
             }
+            let mut step = Step::Continue;
+            while let Some(event) = machine.poll_event() {
+                step = self.on_event(event, &mut restore_lost);
+                if !matches!(step, Step::Continue) {
+                    break;
+                }
+            }
+            match step {
+                Step::Continue => {}
+                Step::RestoreFailed(err) => {
+                    writer.abort();
+                    return Served::RestoreFailed(err);
+                }
+                Step::Ended(end) => break end,
+            }
+            if !announced && !machine.is_restoring() && !self.closing {
+                announced = true;
+                self.connected(&conf);
+                for queued in std::mem::take(&mut self.queued) {
+                    self.send(queued, &mut machine);
+                }
+                // To write what was waiting.
+                continue;
+            }
+            self.count_pending(machine.in_flight());
+            // Re-armed only for an earlier deadline: the heartbeat's moves
+            // with every frame sent, and a timer that fires early only
+            // makes the machine find nothing due and ask again.
+            if let Some(deadline) = machine.poll_timeout() {
+                if armed.is_none_or(|armed| deadline < armed) {
+                    armed = Some(deadline);
+                    timer.as_mut().reset(Instant::from_std(deadline));
+                }
+            }
+
             tokio::select! {
                 message = stream.next(), if pongs_flushed.is_none() => match message {
                     Some(Ok(message)) => {
@@ -305,35 +433,35 @@ impl ConnectionTask {
                                 pongs_deadline = Some(Box::pin(tokio::time::sleep(pong_stall)));
                             }
                         }
-                        if let Err(code) = self.on_frame(message) {
-                            let _ = writer_tx.send(WriterItem::Close(code));
-                            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, &mut writer).await;
-                            break Served::Lost;
+                        if message.is_binary() {
+                            machine.handle_frame(Bytes::from(message.into_payload()));
+                        } else if message.is_text() {
+                            machine.handle_text();
                         }
+                        // Ping, pong, close: tokio-websockets answers them.
                     }
                     Some(Err(err)) => {
                         tracing::debug!(error = %err, "connection lost");
-                        break Served::Lost;
+                        machine.peer_closed();
                     }
                     None => {
                         tracing::debug!("the server closed the connection");
-                        break Served::Lost;
+                        machine.peer_closed();
                     }
                 },
                 command = self.commands.recv(), if !self.handles_gone => match command {
                     None => {
                         self.handles_gone = true;
-                        self.start_closing(&mut closing, Duration::ZERO);
+                        self.start_closing(&mut machine, Duration::ZERO);
                     }
                     Some(Command::Close(done)) => {
                         self.close_waiters.push(done);
-                        self.start_closing(&mut closing, self.config.options.close_timeout);
+                        self.start_closing(&mut machine, self.config.options.close_timeout);
                     }
-                    Some(command) if closing.is_some() => reject(command, RequestError::Closed),
-                    Some(command) => self.online(command, &writer_tx, max),
+                    Some(command) if self.closing => reject(command, RequestError::Closed),
+                    Some(command) => self.online(command, &mut machine, announced),
                 },
-                // Also when the writer is gone (then the branch below ends
-                // the connection).
+                // Also when the writer is gone.
                 _ = async { pongs_flushed.as_mut().expect("waiting").await },
                     if pongs_flushed.is_some() => {
                         pongs_flushed = None;
@@ -341,139 +469,216 @@ impl ConnectionTask {
                     }
                 () = until(&mut pongs_deadline) => {
                     tracing::debug!(?pong_stall, "the server took none of our writes for its read timeout");
-                    break Served::Lost;
+                    pongs_deadline = None;
+                    machine.peer_closed();
                 }
-                () = until(&mut closing) => {
-                    tracing::debug!(unanswered = self.pending.len(), "close timeout reached");
-                    break Served::Closed;
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    machine.handle_timeout(now());
                 }
-                result = &mut writer => {
-                    if let Ok(Err(err)) = result {
-                        tracing::debug!(error = %err, "writing failed");
+                result = &mut writer, if !writer_done => {
+                    writer_done = true;
+                    // Done after writing our close frame: the machine waits
+                    // for the server's. Anything else broke the connection.
+                    if !matches!(result, Ok(Ok(()))) {
+                        if let Ok(Err(err)) = result {
+                            tracing::debug!(error = %err, "writing failed");
+                        }
+                        machine.peer_closed();
                     }
-                    break Served::Lost;
                 }
             }
         };
-        if closing.is_none() {
-            writer.abort();
-            return served;
-        }
-        // Closing on purpose (even if the connection broke meanwhile).
-        let _ = writer_tx.send(WriterItem::Close(CloseCode::NORMAL_CLOSURE));
-        let drain = async {
-            while let Some(Ok(message)) = stream.next().await {
-                if message.is_ping() {
-                    // No waiting for the writer here: the drain ends instead.
-                    pong_bytes += message.as_payload().len() + PONG_OVERHEAD;
-                    if pong_bytes >= PONG_BUDGET {
-                        break;
+        let served = match end {
+            End::Violation { code, error } => {
+                match &error {
+                    Some(err) => {
+                        tracing::warn!(error = %err, "malformed message from the server; closing");
                     }
+                    None => tracing::warn!("text message from the server; closing"),
                 }
-                let _ = self.on_frame(message);
+                tracing::debug!(code, "closing after a protocol violation");
+                if !writer_done {
+                    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, &mut writer).await;
+                }
+                if restore_lost && !self.closing {
+                    Served::RestoreFailed(match error {
+                        Some(err) => ConnectError::Protocol(err),
+                        None => ConnectError::handshake("text message from the server"),
+                    })
+                } else {
+                    Served::Lost
+                }
             }
+            End::Lost if restore_lost && !self.closing => {
+                Served::RestoreFailed(ConnectError::handshake(
+                    "the server closed the connection during session restoration",
+                ))
+            }
+            _ => Served::Lost,
         };
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, drain).await;
         writer.abort();
-        Served::Closed
+        // Closing on purpose ends the client whatever ended the connection.
+        if self.closing {
+            Served::Closed
+        } else {
+            served
+        }
     }
 
-    fn start_closing(&mut self, closing: &mut Option<Pin<Box<Sleep>>>, grace: Duration) {
-        self.shared.set_status(Status::Closed);
-        if closing.is_none() {
-            *closing = Some(Box::pin(tokio::time::sleep(grace)));
+    /// Acts on one event of the machine.
+    fn on_event(&mut self, event: Event<Token>, restore_lost: &mut bool) -> Step {
+        match event {
+            Event::Answer { token, outcome, .. } => {
+                let result = match outcome {
+                    // An answer always carries the request's id.
+                    Outcome::Answered(answer) => {
+                        result_of(answer).map_or(Err(RequestError::InternalError), |(_, r)| r)
+                    }
+                    Outcome::TimedOut => Err(RequestError::TimedOut),
+                    Outcome::Lost => Err(RequestError::Disconnected),
+                    Outcome::Closed => Err(RequestError::Closed),
+                };
+                match token {
+                    Token::Request { kind, reply } => self.answer(kind, reply, result),
+                    // Signals are never answered.
+                    Token::Signal(_) => {}
+                }
+            }
+            Event::Signal(signal) => self.emit(ClientEvent::Signal(signal)),
+            Event::SessionCreated(session) => {
+                *self.shared.session() = Some(session.clone());
+                self.emit(ClientEvent::SessionCreated(session));
+            }
+            Event::SessionClosed => {
+                *self.shared.session() = None;
+                self.emit(ClientEvent::SessionClosed);
+            }
+            Event::Restore(outcome) => return self.restored(outcome, restore_lost),
+            Event::Ignored(Ignored::UnknownReply(id)) => {
+                tracing::debug!(
+                    id,
+                    "discarding the answer to an unknown or cancelled request"
+                );
+            }
+            Event::Ignored(Ignored::InvalidSession(err)) => {
+                tracing::warn!(error = %err, "ignoring an invalid session from the server");
+            }
+            Event::Ignored(Ignored::AcceptConf) => {
+                tracing::warn!("ignoring a second accept configuration from the server");
+            }
+            Event::Ended(end) => return Step::Ended(end),
+            other => tracing::debug!(?other, "ignoring an unknown connection event"),
         }
+        Step::Continue
+    }
+
+    /// The outcome of the session restore after a reconnection. If the
+    /// server refuses, the client has no session any more (and says so with
+    /// [`ClientEvent::SessionClosed`]); if the server shuts down, does not
+    /// answer in time or the connection fails meanwhile, reconnecting failed.
+    fn restored(&mut self, outcome: RestoreOutcome, restore_lost: &mut bool) -> Step {
+        let refused = match outcome {
+            RestoreOutcome::Restored(session) => {
+                *self.shared.session() = Some(session);
+                tracing::debug!("session restored");
+                return Step::Continue;
+            }
+            RestoreOutcome::Shutdown if !self.closing => {
+                return Step::RestoreFailed(ConnectError::handshake("the server is shutting down"));
+            }
+            RestoreOutcome::TimedOut if !self.closing => {
+                return Step::RestoreFailed(ConnectError::TimedOut(
+                    self.config.options.request_timeout,
+                ));
+            }
+            RestoreOutcome::Lost => {
+                *restore_lost = true;
+                return Step::Continue;
+            }
+            RestoreOutcome::InvalidSession(err) => {
+                tracing::warn!(error = %err, "the server answered the session restoration with an invalid session");
+                None
+            }
+            RestoreOutcome::NotFound => Some(RequestError::SessionNotFound),
+            RestoreOutcome::TooLarge { size, max } => {
+                Some(RequestError::MessageTooLarge { size, max })
+            }
+            RestoreOutcome::Refused(answer) => result_of(answer).and_then(|(_, r)| r.err()),
+            // Closing anyway.
+            _ => return Step::Continue,
+        };
+        if let Some(err) = refused {
+            tracing::warn!(error = %err, "the session could not be restored");
+        }
+        *self.shared.session() = None;
+        self.emit(ClientEvent::SessionClosed);
+        Step::Continue
+    }
+
+    fn start_closing(&mut self, machine: &mut Machine, grace: Duration) {
+        self.shared.set_status(Status::Closed);
+        self.closing = true;
+        machine.close(now(), grace);
     }
 
     /// Handles a command while connected.
-    fn online(&mut self, command: Command, writer: &mpsc::UnboundedSender<WriterItem>, max: usize) {
+    fn online(&mut self, command: Command, machine: &mut Machine, announced: bool) {
         match command {
-            Command::Request(outgoing) => self.send(Queued::Request(outgoing), writer, max),
-            Command::Signal { frame, done } => {
-                self.send(Queued::Signal { frame, done }, writer, max)
-            }
+            Command::Request(outgoing) => self.send(Queued::Request(outgoing), machine),
+            Command::Signal { frame, done } => self.send(Queued::Signal { frame, done }, machine),
             Command::Cancel(id) => {
-                if self.pending.remove(&id).is_some() {
+                if machine.cancel(id).is_some() {
                     tracing::trace!(id, "request cancelled");
                 }
             }
-            Command::Connect(done) => {
+            Command::Connect(done) if announced => {
                 let _ = done.send(Ok(()));
             }
+            // Answered once the session is restored.
+            Command::Connect(done) => self.connect_waiters.push(done),
             // Handled by `serve`.
             Command::Close(done) => self.close_waiters.push(done),
         }
-        self.count_pending();
     }
 
-    /// Hands a request or signal to the writer, unless it is abandoned or
-    /// larger than the server accepts.
-    fn send(&mut self, queued: Queued, writer: &mpsc::UnboundedSender<WriterItem>, max: usize) {
+    /// Hands a request or signal to the machine, unless it is abandoned;
+    /// while the session restore waits for its answer, it waits too.
+    fn send(&mut self, queued: Queued, machine: &mut Machine) {
         if queued.is_abandoned() {
             return;
         }
-        let size = match &queued {
-            Queued::Request(outgoing) => outgoing.frame.len(),
-            Queued::Signal { frame, .. } => frame.len(),
-        };
-        if size > max {
-            queued.fail(RequestError::MessageTooLarge { size, max });
+        if machine.is_restoring() {
+            self.queued.push_back(queued);
             return;
         }
-        // If the writer is gone the connection is being lost: the request
-        // fails with the others, the signal's `done` is dropped.
-        match queued {
-            Queued::Request(outgoing) => {
-                self.pending.insert(
-                    outgoing.id,
-                    Pending {
-                        kind: outgoing.kind,
-                        reply: outgoing.reply,
-                    },
-                );
-                let _ = writer.send(WriterItem::Frame(outgoing.frame, None));
-            }
-            Queued::Signal { frame, done } => {
-                let _ = writer.send(WriterItem::Frame(frame, Some(done)));
-            }
-        }
-    }
-
-    /// Handles one WebSocket message; a protocol violation gives the close code.
-    fn on_frame(&mut self, message: Message) -> Result<(), CloseCode> {
-        if message.is_binary() {
-            let message =
-                ServerMessage::parse(Bytes::from(message.into_payload())).map_err(|err| {
-                    tracing::warn!(error = %err, "malformed message from the server; closing");
-                    CloseCode::PROTOCOL_ERROR
-                })?;
-            if let Some((id, result)) = apply(&self.shared, &self.events, message) {
-                self.answer(id, result);
-            }
-            Ok(())
-        } else if message.is_text() {
-            tracing::warn!("text message from the server; closing");
-            Err(CloseCode::UNSUPPORTED_DATA)
-        } else {
-            // Ping, pong, close: tokio-websockets answers them.
-            Ok(())
-        }
-    }
-
-    /// Gives a request its answer.
-    fn answer(&mut self, id: u64, result: Result<Payload, RequestError>) {
-        let Some(pending) = self.pending.remove(&id) else {
-            tracing::debug!(
+        let refused = match queued {
+            Queued::Request(Outgoing {
                 id,
-                "discarding the answer to an unknown or cancelled request"
-            );
-            return;
+                kind,
+                frame,
+                reply,
+            }) => machine.send_request(id, frame, None, Token::Request { kind, reply }),
+            Queued::Signal { frame, done } => machine.send_signal(frame, Token::Signal(done)),
         };
-        self.count_pending();
-        let result = match pending.kind {
+        if let Err(refused) = refused {
+            let err = match refused.reason {
+                Refusal::TooLarge { size, max } => RequestError::MessageTooLarge { size, max },
+                Refusal::Closed => RequestError::Closed,
+                // Ids are never reused and the restore was checked above.
+                _ => RequestError::Disconnected,
+            };
+            refused.token.fail(err);
+        }
+    }
+
+    /// Gives a request its result.
+    fn answer(&mut self, kind: Kind, reply: ReplyTx, result: Result<Payload, RequestError>) {
+        let result = match kind {
             Kind::Request => result,
             Kind::RestoreSession => result.and_then(|payload| {
-                let session = parse_session(&payload)?;
+                let session = session_of_reply(&payload)
+                    .map_err(|err| RequestError::InvalidSession(err.to_string()))?;
                 *self.shared.session() = Some(session);
                 Ok(payload)
             }),
@@ -484,39 +689,24 @@ impl ConnectionTask {
                 result
             }
         };
-        let _ = pending.reply.send(result);
+        let _ = reply.send(result);
     }
 
     /// Reconnects with backoff until it works or the client is closed.
-    async fn reconnect(&mut self) -> Option<Dialed> {
+    async fn reconnect(&mut self, backoff: &mut Backoff) -> Option<Dialed> {
         self.shared.set_status(Status::Connecting);
         self.queue_offline = true;
-        let options = &self.config.options;
-        let mut delay = options.reconnect_interval.max(MIN_RECONNECT_INTERVAL);
-        let max_delay = options.max_reconnect_interval.max(delay);
-        let mut attempt = 0u32;
         loop {
-            if attempt > 0 {
+            if let Some(delay) = backoff.next() {
                 self.offline(tokio::time::sleep(delay)).await?;
-                delay = (delay * 2).min(max_delay);
             }
-            attempt += 1;
-            let connecting = connect_and_restore(
-                Arc::clone(&self.config),
-                Arc::clone(&self.shared),
-                self.events.clone(),
-            );
-            match self.offline(connecting).await? {
+            let config = Arc::clone(&self.config);
+            match self.offline(async move { dial(&config).await }).await? {
                 Ok(conn) => {
-                    tracing::info!(attempt, "reconnected");
+                    tracing::info!(attempt = backoff.attempt, "reconnected");
                     return Some(conn);
                 }
-                Err(err) => {
-                    tracing::warn!(attempt, error = %err, retry_in = ?delay, "reconnecting failed");
-                    for waiter in self.connect_waiters.drain(..) {
-                        let _ = waiter.send(Err(err.clone()));
-                    }
-                }
+                Err(err) => self.attempt_failed(&err, backoff),
             }
         }
     }
@@ -534,12 +724,8 @@ impl ConnectionTask {
                     self.connect_waiters.push(done);
                     self.shared.set_status(Status::Connecting);
                     self.queue_offline = true;
-                    let connecting = connect_and_restore(
-                        Arc::clone(&self.config),
-                        Arc::clone(&self.shared),
-                        self.events.clone(),
-                    );
-                    match self.offline(connecting).await? {
+                    let config = Arc::clone(&self.config);
+                    match self.offline(async move { dial(&config).await }).await? {
                         Ok(conn) => return Some(conn),
                         Err(err) => {
                             for waiter in self.connect_waiters.drain(..) {
@@ -609,8 +795,8 @@ impl ConnectionTask {
 impl std::fmt::Debug for ConnectionTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectionTask")
-            .field("pending", &self.pending.len())
             .field("queued", &self.queued.len())
+            .field("closing", &self.closing)
             .finish_non_exhaustive()
     }
 }
@@ -634,150 +820,11 @@ fn reject(command: Command, err: RequestError) {
     }
 }
 
-/// Applies a server message to the shared state and the events; returns
-/// the result for a request if the message answers one.
-fn apply(
-    shared: &Shared,
-    events: &broadcast::Sender<ClientEvent>,
-    message: ServerMessage,
-) -> Option<(u64, Result<Payload, RequestError>)> {
-    match message {
-        ServerMessage::Signal(signal) => {
-            let _ = events.send(ClientEvent::Signal(signal));
-        }
-        ServerMessage::SessionCreated(json) => match Session::from_json(&json) {
-            Ok(session) => {
-                *shared.session() = Some(session.clone());
-                let _ = events.send(ClientEvent::SessionCreated(session));
-            }
-            Err(err) => tracing::warn!(error = %err, "ignoring an invalid session from the server"),
-        },
-        ServerMessage::SessionClosed => {
-            *shared.session() = None;
-            let _ = events.send(ClientEvent::SessionClosed);
-        }
-        ServerMessage::AcceptConf(_) => {
-            tracing::warn!("ignoring a second accept configuration from the server");
-        }
-        answer => return result_of(answer),
-    }
-    None
+/// The clock the machine is told about (tokio's, so paused in tests).
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
-fn parse_session(payload: &Payload) -> Result<Session, RequestError> {
-    let text = payload
-        .to_text()
-        .map_err(|err| RequestError::InvalidSession(err.to_string()))?;
-    Session::from_json(text.as_bytes()).map_err(|err| RequestError::InvalidSession(err.to_string()))
-}
-
-/// Dials, then restores the session the client had, if any.
-async fn connect_and_restore(
-    config: Arc<Config>,
-    shared: Arc<Shared>,
-    events: broadcast::Sender<ClientEvent>,
-) -> Result<Dialed, ConnectError> {
-    let mut conn = dial(&config).await?;
-    let key = shared.session().as_ref().map(|session| session.key.clone());
-    if let Some(key) = key {
-        restore(&config, &shared, &events, &mut conn, key).await?;
-    }
-    Ok(conn)
-}
-
-/// Restores the session `key` on a new connection before anything else is
-/// sent on it. If the server refuses, the client has no session any more
-/// (and says so with [`ClientEvent::SessionClosed`]); if the connection
-/// fails meanwhile, reconnecting failed.
-async fn restore(
-    config: &Config,
-    shared: &Shared,
-    events: &broadcast::Sender<ClientEvent>,
-    conn: &mut Dialed,
-    key: String,
-) -> Result<(), ConnectError> {
-    let id = shared.next_id();
-    let frame = ClientMessage::RestoreSession {
-        id: RequestId::from(id),
-        key: Bytes::from(key),
-    }
-    .to_bytes();
-    let max = usize::try_from(conn.conf.buffer_size).unwrap_or(usize::MAX);
-    let result = if frame.len() > max {
-        Err(RequestError::MessageTooLarge {
-            size: frame.len(),
-            max,
-        })
-    } else {
-        conn.ws
-            .send(Message::binary(frame))
-            .await
-            .map_err(ConnectError::handshake)?;
-        let timeout = config.options.request_timeout;
-        tokio::time::timeout(timeout, restore_answer(shared, events, &mut conn.ws, id))
-            .await
-            .map_err(|_| ConnectError::TimedOut(timeout))??
-    };
-    match result {
-        Ok(payload) => {
-            let session = parse_session(&payload);
-            let restored = session.is_ok();
-            *shared.session() = session.ok();
-            if restored {
-                tracing::debug!("session restored");
-                return Ok(());
-            }
-            tracing::warn!("the server answered the session restoration with an invalid session");
-        }
-        Err(RequestError::ServerShutdown) => {
-            return Err(ConnectError::handshake("the server is shutting down"));
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "the session could not be restored");
-            *shared.session() = None;
-        }
-    }
-    let _ = events.send(ClientEvent::SessionClosed);
-    Ok(())
-}
-
-/// Reads until the answer to request `id`.
-async fn restore_answer(
-    shared: &Shared,
-    events: &broadcast::Sender<ClientEvent>,
-    ws: &mut Ws,
-    id: u64,
-) -> Result<Result<Payload, RequestError>, ConnectError> {
-    loop {
-        let message = match ws.next().await {
-            Some(Ok(message)) => message,
-            Some(Err(err)) => return Err(ConnectError::handshake(err)),
-            None => {
-                return Err(ConnectError::handshake(
-                    "the server closed the connection during session restoration",
-                ))
-            }
-        };
-        if !message.is_binary() {
-            continue;
-        }
-        let message = ServerMessage::parse(Bytes::from(message.into_payload()))
-            .map_err(ConnectError::Protocol)?;
-        if let Some((answered, result)) = apply(shared, events, message) {
-            if answered == id {
-                return Ok(result);
-            }
-        }
-    }
-}
-
-/// Heartbeats every 3/4 of the server's read timeout of sending silence, as
-/// the original clients do; none if the server announces no timeout.
-fn heartbeat_interval(read_timeout: Duration) -> Option<Duration> {
-    (!read_timeout.is_zero()).then(|| read_timeout * 3 / 4)
-}
-
-/// Completes when the close timeout (if closing) is reached.
 /// How long the reader waits for its pongs to be written before it takes
 /// the connection as lost: the server's read timeout (the server would
 /// close a connection silent that long), or 30 s when it announces none.
@@ -789,6 +836,7 @@ fn pong_stall_limit(read_timeout: Duration) -> Duration {
     }
 }
 
+/// Completes when `deadline` (if any) is reached.
 async fn until(deadline: &mut Option<Pin<Box<Sleep>>>) {
     match deadline {
         Some(sleep) => sleep.as_mut().await,
@@ -796,31 +844,14 @@ async fn until(deadline: &mut Option<Pin<Box<Sleep>>>) {
     }
 }
 
-/// The writer task: writes what is ready, flushes once per batch, and sends
-/// a heartbeat after `heartbeat` without sending anything.
+/// The writer task: writes what is ready and flushes once per batch.
 async fn write_loop(
     mut sink: SplitSink<Ws, Message>,
     mut items: mpsc::UnboundedReceiver<WriterItem>,
-    heartbeat: Option<Duration>,
 ) -> Result<(), tokio_websockets::Error> {
-    // Without a heartbeat the timer is never armed.
-    let period = heartbeat.unwrap_or(Duration::MAX);
-    let timer = tokio::time::sleep_until(deadline_after(period));
-    tokio::pin!(timer);
     let mut written = Vec::new();
     let mut flushed = None;
-    loop {
-        let first = tokio::select! {
-            biased;
-            item = items.recv() => match item {
-                Some(item) => item,
-                None => return Ok(()),
-            },
-            () = &mut timer, if heartbeat.is_some() => {
-                tracing::trace!("heartbeat");
-                WriterItem::Frame(Bytes::from_static(HEARTBEAT), None)
-            }
-        };
+    while let Some(first) = items.recv().await {
         let mut next = Some(first);
         let mut batch = 0;
         while let Some(item) = next.take() {
@@ -850,31 +881,6 @@ async fn write_loop(
         if let Some(done) = flushed.take() {
             let _ = done.send(());
         }
-        timer.as_mut().reset(deadline_after(period));
     }
-}
-
-/// `now + period`, saturating far in the future.
-fn deadline_after(period: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(period)
-        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heartbeat_is_three_quarters_of_the_read_timeout() {
-        assert_eq!(
-            heartbeat_interval(Duration::from_secs(60)),
-            Some(Duration::from_secs(45))
-        );
-        assert_eq!(
-            heartbeat_interval(Duration::from_millis(1000)),
-            Some(Duration::from_millis(750))
-        );
-        assert_eq!(heartbeat_interval(Duration::ZERO), None);
-    }
+    Ok(())
 }

@@ -43,13 +43,15 @@
 //! - `client`: [`Client`], the cheap-to-clone handle, and [`Status`]. Each
 //!   call sends a command with a oneshot channel for its answer to...
 //! - `connection`: the connection task, the one owner of the connection:
-//!   pending requests by id, reconnection with backoff and session
-//!   restoration, graceful close; and the writer task per connection that
-//!   batches frames, flushes once per batch and sends heartbeats.
+//!   the I/O loop around the connection's rules
+//!   ([`webwire_proto::connection::client::ClientConnection`]: requests in
+//!   flight by id, session notifications and restoration, heartbeats, the
+//!   close handshake), reconnection with backoff; and the writer task per
+//!   connection that batches frames and flushes once per batch.
 //! - `dial`: one connection attempt (TCP, TLS, WebSocket upgrade) and the
 //!   check of the server's accept configuration.
-//! - `request`: the commands, the pending-request entries and how server
-//!   answers become results.
+//! - `request`: the commands, the tokens the state machine holds for each
+//!   call and how server answers become results.
 //! - `event`: [`ClientEvent`] and the [`Events`] receiver.
 //! - `tls`: [`TlsConfig`] (rustls with the ring provider).
 //! - `error`: [`ConnectError`], [`RequestError`], [`TlsError`].

@@ -1,5 +1,6 @@
 //! What the [`Client`](crate::Client) handle sends to the connection task,
-//! and how a server answer becomes a request's result.
+//! what the task's state machine holds for each call, and how a server
+//! answer becomes a request's result.
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -49,11 +50,26 @@ pub(crate) struct Outgoing {
     pub(crate) reply: ReplyTx,
 }
 
-/// A request that was sent and waits for its answer.
+/// What the connection's state machine holds for a caller: handed back
+/// with the request's outcome, or with the signal when it is to be written.
 #[derive(Debug)]
-pub(crate) struct Pending {
-    pub(crate) kind: Kind,
-    pub(crate) reply: ReplyTx,
+pub(crate) enum Token {
+    Request { kind: Kind, reply: ReplyTx },
+    Signal(oneshot::Sender<Result<(), RequestError>>),
+}
+
+impl Token {
+    /// Fails the call with `err`.
+    pub(crate) fn fail(self, err: RequestError) {
+        match self {
+            Self::Request { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Self::Signal(done) => {
+                let _ = done.send(Err(err));
+            }
+        }
+    }
 }
 
 /// A request or signal that waits for a connection.

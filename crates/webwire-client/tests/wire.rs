@@ -515,6 +515,90 @@ async fn refused_restoration_after_reconnect_drops_the_session() {
     assert_eq!(client.session(), None);
 }
 
+/// The session restore after a reconnection goes through the connection's
+/// main message path: while the server is slow to answer it, heartbeats
+/// keep the connection within the server's read timeout (the restore used
+/// to read the socket on its own, and nothing else was sent meanwhile).
+#[tokio::test(start_paused = true)]
+async fn heartbeats_go_out_while_the_session_restore_waits() {
+    const HEARTBEAT: Duration = Duration::from_millis(750);
+    let mut peer = Peer::start().await;
+    let conf = AcceptConf::new(Duration::from_millis(1000), 8192, "");
+    let (client, mut conn) =
+        tokio::join!(builder(&peer.url).connect(), peer.accept_with(conf.clone()));
+    let client = client.unwrap();
+    let mut events = client.events();
+    conn.send(ServerMessage::SessionCreated(session_json("key-1", "{}")))
+        .await;
+    wait_event(&mut events, |e| matches!(e, ClientEvent::SessionCreated(_))).await;
+    drop(conn);
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+
+    let mut conn = peer.accept_with(conf).await;
+    let ClientMessage::RestoreSession { id, key } = conn.recv().await else {
+        panic!("expected the session restoration")
+    };
+    assert_eq!(key, "key-1");
+    let asked = tokio::time::Instant::now();
+    assert_eq!(conn.recv().await, ClientMessage::Heartbeat);
+    let elapsed = asked.elapsed();
+    assert!(
+        elapsed >= HEARTBEAT && elapsed < HEARTBEAT + Duration::from_millis(10),
+        "a heartbeat after {elapsed:?} of silence"
+    );
+    assert_eq!(client.status(), Status::Connecting);
+    conn.reply(
+        id,
+        Payload::utf8(String::from_utf8(session_json("key-1", "{}").to_vec()).unwrap()),
+    )
+    .await;
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    assert_eq!(client.session().unwrap().key, "key-1");
+}
+
+/// Closing while the session restore of a reconnection waits for its
+/// answer is a graceful close like any other: the restore is answered,
+/// then close code 1000 (the connection used to be dropped without a
+/// close frame).
+#[tokio::test]
+async fn close_during_the_session_restore_waits_for_its_answer_then_closes_with_1000() {
+    let mut peer = Peer::start().await;
+    let (client, mut conn) = peer.connect_default().await;
+    let mut events = client.events();
+    conn.send(ServerMessage::SessionCreated(session_json("key-1", "{}")))
+        .await;
+    wait_event(&mut events, |e| matches!(e, ClientEvent::SessionCreated(_))).await;
+    drop(conn);
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+
+    let mut conn = peer.accept_with(default_conf()).await;
+    let ClientMessage::RestoreSession { id, .. } = conn.recv().await else {
+        panic!("expected the session restoration")
+    };
+    let closing = tokio::spawn({
+        let client = client.clone();
+        async move { client.close().await }
+    });
+    eventually("closing", || client.status() == Status::Closed).await;
+    assert!(conn.read_within(Duration::from_millis(100)).await.is_none());
+    conn.send(ServerMessage::SessionNotFound(id)).await;
+    match conn.read().await {
+        Read::Close(code) => assert_eq!(code, Some(1000)),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    conn.close(CloseCode::NORMAL_CLOSURE).await;
+    closing.await.unwrap();
+    let mut rest = Vec::new();
+    while let Some(event) = events.recv().await {
+        rest.push(event);
+    }
+    assert_eq!(
+        rest,
+        [ClientEvent::SessionClosed],
+        "never announced as connected"
+    );
+}
+
 #[tokio::test]
 async fn without_auto_reconnect_calls_fail_until_reconnect() {
     let mut peer = Peer::start().await;

@@ -24,6 +24,10 @@
 //!   session stores that keep times as text.
 //! - [`ParseError`] (a received message is malformed) and [`ValueError`]
 //!   (a value the protocol forbids was given to a constructor).
+//! - [`connection`]: the rules of a connection as state machines without
+//!   I/O ([`connection::server::ServerConnection`] under the server's
+//!   connection task, [`connection::client::ClientConnection`] under the
+//!   client's).
 //!
 //! Parsing is zero-copy: names and payloads of a parsed message are slices
 //! of the frame's [`Bytes`], so they can be kept after the frame is gone
@@ -58,6 +62,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod connection;
 mod error;
 mod message;
 mod message_type;
@@ -65,8 +70,6 @@ mod name;
 mod payload;
 mod rfc3339;
 mod session;
-
-pub mod connection;
 
 pub use error::{ParseError, ValueError};
 pub use message::{
