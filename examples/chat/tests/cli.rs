@@ -32,12 +32,23 @@ struct Running {
 
 impl Running {
     fn spawn(command: &mut Command) -> Self {
-        let mut child = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+            .stderr(Stdio::piped());
+        // A binary copied a moment ago can be "busy": another test thread
+        // that forked while the copy's file was open for writing holds it
+        // until that child execs. It clears within milliseconds.
+        let mut tries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                spawned => break spawned.expect("spawn"),
+            }
+        };
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
