@@ -153,8 +153,12 @@ pub(crate) struct Admission {
     handshakes_per_ip: Option<(Gcra, Mutex<HashMap<IpAddr, u64>>)>,
     handshakes: Option<(Gcra, Bucket)>,
     messages_per_connection: Option<Gcra>,
-    messages_per_session: Option<(Gcra, Mutex<HashMap<Arc<str>, Weak<Bucket>>>)>,
+    messages_per_session: Option<(Gcra, SessionBuckets)>,
 }
+
+/// The buckets of the sessions on this node, by key; a bucket lives as
+/// long as a connection of its session holds it.
+type SessionBuckets = Mutex<HashMap<Arc<str>, Weak<Bucket>>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each critical section leaves its map consistent.
