@@ -22,6 +22,11 @@
 //! every tracked address is still limited, a new address is not tracked
 //! (its handshakes pass that limit; the server-wide rate still holds), so
 //! a client with many addresses cannot grow the server's memory.
+//!
+//! The per-address limits need the peer's address: always there in
+//! standalone mode; in an axum app, serve it with
+//! `into_make_service_with_connect_info::<SocketAddr>()`, or the
+//! per-address limits do not apply (the server-wide ones still do).
 
 use std::fmt;
 use std::net::IpAddr;
