@@ -19,6 +19,7 @@ import {
   ShutdownError,
   SubProtocolMismatch,
   TimeoutError,
+  UpgradeRefusedError,
 } from './errors.js';
 import { Payload, Reply, Signal, decodeUtf8, encodeUtf8, type PayloadInput, type TextEncoding } from './payload.js';
 import { copySession, defaultSessionStore, parseSessionJson, type Session, type SessionStore } from './session.js';
@@ -158,6 +159,26 @@ interface Connection {
   lastSent: number;
   heartbeatTimer: ReturnType<typeof setTimeout> | null;
   handshakeTimer: ReturnType<typeof setTimeout> | null;
+  /** The server refused the upgrade (seen only with the `ws` package). */
+  refused: UpgradeRefusedError | null;
+}
+
+/** The part of the `ws` package's WebSocket that shows a refused upgrade. */
+interface WsEmitter {
+  on(event: 'unexpected-response', listener: (request: unknown, response: { statusCode?: number; headers?: Record<string, string | string[] | undefined> }) => void): unknown;
+  terminate(): void;
+}
+
+function isWsEmitter(ws: unknown): ws is WsEmitter {
+  const candidate = ws as { on?: unknown; terminate?: unknown };
+  return typeof candidate.on === 'function' && typeof candidate.terminate === 'function';
+}
+
+/** `Retry-After` in milliseconds: whole seconds only (a date is not read). */
+function parseRetryAfter(value: string | string[] | undefined): number | null {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined || !/^\s*\d+\s*$/.test(text)) return null;
+  return Number.parseInt(text, 10) * 1000;
 }
 
 interface Waiter {
@@ -627,8 +648,17 @@ export class WebwireClient {
       return;
     }
     ws.binaryType = 'arraybuffer';
-    const conn: Connection = { ws, accept: null, ready: false, lastSent: now(), heartbeatTimer: null, handshakeTimer: null };
+    const conn: Connection = { ws, accept: null, ready: false, lastSent: now(), heartbeatTimer: null, handshakeTimer: null, refused: null };
     this.conn = conn;
+    if (isWsEmitter(ws)) {
+      // The `ws` package shows a refused upgrade's response to a listener
+      // (browsers show nothing): its status and Retry-After are kept, then
+      // the attempt is ended as ws would end it (error, then close).
+      ws.on('unexpected-response', (_request, response) => {
+        conn.refused = new UpgradeRefusedError(response.statusCode ?? 0, parseRetryAfter(response.headers?.['retry-after']));
+        ws.terminate();
+      });
+    }
     this.setStatus('connecting');
     ws.onopen = () => {
       conn.lastSent = now();
@@ -638,7 +668,7 @@ export class WebwireClient {
       if (this.conn !== conn) return;
       const code = event?.code ?? 1006;
       const reason = event?.reason ? `: ${event.reason}` : '';
-      this.lostConnection(conn, new DisconnectedError(`connection closed (code ${code}${reason})`));
+      this.lostConnection(conn, conn.refused ?? new DisconnectedError(`connection closed (code ${code}${reason})`));
     };
     ws.onerror = () => {
       // A close event follows.
@@ -860,7 +890,8 @@ export class WebwireClient {
     const { initialDelay, maxDelay, factor, jitter } = this.reconnect;
     // The first retry after a working connection waits initialDelay; each failed attempt multiplies it.
     const base = Math.min(maxDelay, initialDelay * factor ** (this.failedAttempts - 1));
-    const delay = base * (1 - jitter * Math.random());
+    // A server that refused with Retry-After (429, 503) is not asked again sooner.
+    const delay = Math.max(base * (1 - jitter * Math.random()), conn.refused?.retryAfterMs ?? 0);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this.currentStatus !== 'closed' && this.conn === null) this.openSocket();

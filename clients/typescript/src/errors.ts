@@ -92,6 +92,32 @@ export class DisconnectedError extends WebwireError {
 }
 
 /**
+ * The server answered the WebSocket upgrade with an HTTP status instead of
+ * switching protocols: 429 (a limit of this client's address), 503 (the
+ * server shuts down or paces new connections), and so on. Reconnecting
+ * waits at least {@link UpgradeRefusedError.retryAfterMs} before the next
+ * attempt.
+ *
+ * Only WebSocket implementations that show a refused upgrade's response
+ * produce it: the `ws` package under Node does; browsers and Node's
+ * built-in `WebSocket` do not (they report a closed connection, code 1006,
+ * and the client backs off as after any failed attempt).
+ */
+export class UpgradeRefusedError extends DisconnectedError {
+  override name = 'UpgradeRefusedError';
+  /** The HTTP status. */
+  readonly status: number;
+  /** The server's `Retry-After`, in milliseconds (`null` without one; a date is not read). */
+  readonly retryAfterMs: number | null;
+
+  constructor(status: number, retryAfterMs: number | null) {
+    super(`the server refused the connection with HTTP ${status}${retryAfterMs === null ? '' : ` (retry after ${retryAfterMs / 1000} s)`}`);
+    this.status = status;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
  * The message is larger than the server's announced message buffer size; it
  * was refused before sending.
  */

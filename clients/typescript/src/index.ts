@@ -55,6 +55,7 @@ export {
   ShutdownError,
   SubProtocolMismatch,
   TimeoutError,
+  UpgradeRefusedError,
   WebwireError,
 } from './errors.js';
 export {

@@ -12,6 +12,7 @@ import {
   MaxSessConnsReached,
   SessionsDisabled,
   TimeoutError,
+  UpgradeRefusedError,
   DisconnectedError,
   MessageTooLargeError,
   ProtocolError,
@@ -227,6 +228,34 @@ test('failed attempts back off', async (t) => {
   await sleep(300);
   assert.ok(server.sockets.length >= 2, `retried (${server.sockets.length})`);
   assert.ok(server.sockets.length <= 5, `backed off (${server.sockets.length} attempts)`);
+});
+
+test('a refused upgrade (ws package) is an UpgradeRefusedError, and reconnecting waits its Retry-After', async (t) => {
+  const server = new FakeServer({ refuseWith: { status: 503, retryAfter: '1' } });
+  const errors = [];
+  const client = makeClient(t, server, { reconnect: { initialDelay: 10, maxDelay: 40, jitter: 0 } });
+  client.on('error', (e) => errors.push(e));
+  const connected = client.connect();
+  await until(() => server.sockets.length === 1);
+  const first = Date.now();
+  // The backoff alone would have tried again after 10 ms, then every 40 ms.
+  await sleep(500);
+  assert.equal(server.sockets.length, 1, 'no attempt before Retry-After');
+  server.refuseWith = null;
+  await connected;
+  assert.equal(server.sockets.length, 2);
+  assert.ok(Date.now() - first >= 950, `the second attempt after ${Date.now() - first} ms`);
+  await client.close();
+
+  const once = new FakeServer({ refuseWith: { status: 429, retryAfter: '2' } });
+  const manual = makeClient(t, once, { reconnect: false });
+  await assert.rejects(
+    manual.connect(),
+    (e) => e instanceof UpgradeRefusedError && e instanceof DisconnectedError && e.status === 429 && e.retryAfterMs === 2000,
+  );
+  const noHeader = new FakeServer({ refuseWith: { status: 403 } });
+  const refusedPlain = makeClient(t, noHeader, { reconnect: false });
+  await assert.rejects(refusedPlain.connect(), (e) => e instanceof UpgradeRefusedError && e.status === 403 && e.retryAfterMs === null);
 });
 
 test('reconnect disabled: no retry, calls fail fast while disconnected', async (t) => {

@@ -34,6 +34,12 @@ export class FakeServer {
     };
     /** When true, connection attempts fail (error + close 1006). */
     this.refuse = options.refuse ?? false;
+    /**
+     * When set ({ status, retryAfter }), upgrades are refused with this HTTP
+     * status, shown as the `ws` package shows it: an 'unexpected-response'
+     * event to a listener, else error + close 1006.
+     */
+    this.refuseWith = options.refuseWith ?? null;
     /** When false, the server does not send AcceptConf by itself. */
     this.autoAccept = options.autoAccept ?? true;
     this.handler = options.handler ?? defaultHandler;
@@ -81,9 +87,16 @@ export class FakeSocket {
     /** Parsed messages the client sent. */
     this.received = [];
     this.closeCode = null;
+    this.listeners = {};
     server.sockets.push(this);
     setImmediate(() => {
-      if (server.refuse) {
+      const refusal = server.refuseWith;
+      if (refusal !== null && this.listeners['unexpected-response']) {
+        const headers = refusal.retryAfter === undefined ? {} : { 'retry-after': refusal.retryAfter };
+        this.listeners['unexpected-response']({}, { statusCode: refusal.status, headers });
+        return;
+      }
+      if (server.refuse || refusal !== null) {
         this.readyState = 3;
         this.onerror?.({ type: 'error' });
         this.onclose?.({ code: 1006, reason: '' });
@@ -96,6 +109,22 @@ export class FakeSocket {
   }
 
   // ---- client side (the API the client uses)
+  /** The `ws` package's event listeners (only 'unexpected-response' is used). */
+  on(event, listener) {
+    this.listeners[event] = listener;
+    return this;
+  }
+
+  /** The `ws` package's abrupt end: error, then close 1006. */
+  terminate() {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    setImmediate(() => {
+      this.onerror?.({ type: 'error' });
+      this.onclose?.({ code: 1006, reason: '' });
+    });
+  }
+
   send(data) {
     if (this.readyState !== 1) throw new Error('InvalidStateError');
     const bytes = Uint8Array.from(data);

@@ -160,6 +160,9 @@ struct Backoff {
     attempt: u32,
     delay: Duration,
     max: Duration,
+    /// The server's `Retry-After` of the last attempt: the next wait is
+    /// at least this.
+    at_least: Option<Duration>,
 }
 
 impl Backoff {
@@ -169,18 +172,26 @@ impl Backoff {
             attempt: 0,
             delay,
             max: options.max_reconnect_interval.max(delay),
+            at_least: None,
         }
     }
 
     /// Counts an attempt; the wait before it.
     fn next(&mut self) -> Option<Duration> {
         self.attempt += 1;
+        let at_least = self.at_least.take();
         if self.attempt == 1 {
-            return None;
+            return at_least;
         }
         let delay = self.delay;
         self.delay = (self.delay * 2).min(self.max);
-        Some(delay)
+        Some(at_least.map_or(delay, |at_least| delay.max(at_least)))
+    }
+
+    /// The server asked to wait this long (429 or 503 with `Retry-After`)
+    /// before the next attempt.
+    fn retry_after(&mut self, wait: Duration) {
+        self.at_least = Some(wait);
     }
 }
 
@@ -240,7 +251,7 @@ impl ConnectionTask {
                     self.lost();
                     backoff = Backoff::new(&self.config.options);
                 }
-                Served::RestoreFailed(err) => self.attempt_failed(&err, &backoff),
+                Served::RestoreFailed(err) => self.attempt_failed(&err, &mut backoff),
             }
             let next = if self.config.options.auto_reconnect {
                 self.reconnect(&mut backoff).await
@@ -284,8 +295,11 @@ impl ConnectionTask {
     }
 
     /// A reconnection attempt failed.
-    fn attempt_failed(&mut self, err: &ConnectError, backoff: &Backoff) {
-        tracing::warn!(attempt = backoff.attempt, error = %err, retry_in = ?backoff.delay, "reconnecting failed");
+    fn attempt_failed(&mut self, err: &ConnectError, backoff: &mut Backoff) {
+        if let Some(wait) = err.retry_after() {
+            backoff.retry_after(wait);
+        }
+        tracing::warn!(attempt = backoff.attempt, error = %err, retry_in = ?backoff.delay.max(err.retry_after().unwrap_or_default()), "reconnecting failed");
         for waiter in self.connect_waiters.drain(..) {
             let _ = waiter.send(Err(err.clone()));
         }

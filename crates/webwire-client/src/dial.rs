@@ -1,9 +1,15 @@
 //! Opening one connection: TCP, TLS, WebSocket upgrade, then the server's
 //! accept configuration, checked.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
 use webwire_proto::{AcceptConf, ServerMessage, PROTOCOL_MAJOR};
@@ -63,7 +69,14 @@ async fn dial_unbounded(config: &Config) -> Result<Dialed, ConnectError> {
         Some(tls) if target.secure => Box::new(tls.connect(&target.host, tcp).await?),
         _ => Box::new(tcp),
     };
-    let (mut ws, _response) = tokio_websockets::ClientBuilder::from_uri(target.uri.clone())
+    // The WebSocket layer tells only the status of a refused upgrade: the
+    // head is kept on the side for its Retry-After.
+    let head = HeadRecorder::default();
+    let io: Box<dyn Io> = Box::new(Recording {
+        inner: io,
+        head: head.clone(),
+    });
+    let connected = tokio_websockets::ClientBuilder::from_uri(target.uri.clone())
         .limits(Limits::default().max_payload_len(Some(MAX_ACCEPT_CONF)))
         // One frame per message, as the original clients send; the writer
         // flushes once per batch, this only bounds a batch's buffer.
@@ -73,8 +86,17 @@ async fn dial_unbounded(config: &Config) -> Result<Dialed, ConnectError> {
                 .flush_threshold(FLUSH_THRESHOLD),
         )
         .connect_on(io)
-        .await
-        .map_err(ConnectError::handshake)?;
+        .await;
+    head.stop();
+    let (mut ws, _response) = connected.map_err(|err| match err {
+        tokio_websockets::Error::Upgrade(
+            tokio_websockets::upgrade::Error::DidNotSwitchProtocols(status),
+        ) => ConnectError::Refused {
+            status,
+            retry_after: head.retry_after(),
+        },
+        err => ConnectError::handshake(err),
+    })?;
 
     let conf = match read_accept_conf(&mut ws).await {
         Ok(conf) => conf,
@@ -160,7 +182,121 @@ fn check(config: &Config, conf: &AcceptConf) -> Result<(), ConnectError> {
     Ok(())
 }
 
+/// The response head of an upgrade as read, until told to stop.
+#[derive(Debug, Clone, Default)]
+struct HeadRecorder {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    stopped: Arc<AtomicBool>,
+}
+
+/// What a head recorder keeps at most: a refusal's head is short.
+const MAX_RECORDED_HEAD: usize = 8 * 1024;
+
+impl HeadRecorder {
+    fn record(&self, data: &[u8]) {
+        if self.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = MAX_RECORDED_HEAD.saturating_sub(bytes.len());
+        bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// The handshake is over: reads are no longer kept (one relaxed load
+    /// per read from now on).
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        let bytes = self.bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        retry_after(&bytes)
+    }
+}
+
+/// `Retry-After` in seconds from a response head (a date is not read).
+fn retry_after(head: &[u8]) -> Option<Duration> {
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&head[..end]).ok()?;
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("retry-after") {
+            return None;
+        }
+        value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    })
+}
+
+/// A stream whose first bytes read are kept by a [`HeadRecorder`].
+struct Recording {
+    inner: Box<dyn Io>,
+    head: HeadRecorder,
+}
+
+impl AsyncRead for Recording {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            self.head.record(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Recording {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Sends a close frame, best effort: the connection is given up anyway.
 async fn close_quietly(ws: &mut Ws, code: CloseCode) {
     let _ = ws.send(Message::close(Some(code), "")).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_from_the_head_in_seconds() {
+        let head = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\nRetry-After: 7\r\n\r\nbody";
+        assert_eq!(retry_after(head), Some(Duration::from_secs(7)));
+        let date = b"HTTP/1.1 503 x\r\nretry-after: Fri, 31 Dec 1999 23:59:59 GMT\r\n\r\n";
+        assert_eq!(retry_after(date), None);
+        assert_eq!(
+            retry_after(b"HTTP/1.1 503 x\r\n"),
+            None,
+            "an unfinished head"
+        );
+    }
 }

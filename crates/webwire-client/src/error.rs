@@ -84,6 +84,17 @@ pub enum ConnectError {
         /// The name the server announced (lossy UTF-8).
         announced: String,
     },
+    /// The server answered the upgrade with an HTTP status instead of
+    /// switching to WebSocket: 429 (a limit of this client's address), 503
+    /// (shutting down, or pacing new connections), 403 (origin), and so on.
+    /// Reconnecting waits at least `retry_after` before the next attempt.
+    #[error("the server refused the connection with HTTP {status}{}", retry_after.map(|d| format!(" (retry after {} s)", d.as_secs())).unwrap_or_default())]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The server's `Retry-After` (in seconds; a date is not read).
+        retry_after: Option<Duration>,
+    },
     /// The client was closed with [`Client::close`](crate::Client::close).
     #[error("the client is closed")]
     Closed,
@@ -92,6 +103,24 @@ pub enum ConnectError {
 impl ConnectError {
     pub(crate) fn handshake(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Handshake(Arc::from(err.into()))
+    }
+
+    /// How long the server asked the client to wait before it tries again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webwire_client::ConnectError;
+    ///
+    /// let err = ConnectError::Refused { status: 429, retry_after: Some(Duration::from_secs(3)) };
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    /// assert_eq!(err.to_string(), "the server refused the connection with HTTP 429 (retry after 3 s)");
+    /// assert_eq!(ConnectError::Closed.retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Refused { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     pub(crate) fn tls(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {

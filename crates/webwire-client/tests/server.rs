@@ -668,3 +668,50 @@ async fn session_lost_in_a_restart_is_reported() {
     assert_eq!(whoami(&client).await, "anonymous");
     server.stop().await;
 }
+
+/// A server pacing new connections answers 503 with Retry-After: a first
+/// connect fails with the status and the wait; a reconnection waits at
+/// least that long before its next attempt (its backoff alone would have
+/// tried at 1 s, 3 s, 7 s and then 15 s). On paused time.
+#[tokio::test(start_paused = true)]
+async fn reconnecting_honours_retry_after() {
+    use webwire_server::limits::Rate;
+
+    let server = TestServer::start(|b| b.handshake_rate(Rate::per_minute(6).burst(1))).await;
+    let client = builder(&server.url())
+        .reconnect_interval(Duration::from_secs(1))
+        .max_reconnect_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+
+    let refused = builder(&server.url()).connect().await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ConnectError::Refused {
+                status: 503,
+                retry_after: Some(wait)
+            } if wait == Duration::from_secs(10)
+        ),
+        "{refused:?}"
+    );
+
+    client.request("disconnect-me", "").await.unwrap();
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    let lost = tokio::time::Instant::now();
+    // Longer than `wait_event`'s patience: the server asks for 10 s.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while events.recv().await != Some(ClientEvent::Connected) {}
+    })
+    .await
+    .expect("reconnected");
+    let waited = lost.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(11),
+        "reconnected after {waited:?}"
+    );
+    server.stop().await;
+}

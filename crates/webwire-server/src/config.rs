@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admission::{LimitsConfig, DEFAULT_CLOSE_AFTER, DEFAULT_MAX_TRACKED_ADDRESSES};
 use crate::options::Concurrency;
 use crate::session::ErasedSessionManager;
 use crate::session::SessionKeyGenerator;
@@ -31,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) session_manager: Option<Arc<dyn ErasedSessionManager>>,
     /// `None`: the [`DefaultKeyGenerator`](crate::session::DefaultKeyGenerator).
     pub(crate) session_keys: Option<Arc<dyn SessionKeyGenerator>>,
+    /// The abuse limits (all off by default).
+    pub(crate) limits: LimitsConfig,
 }
 
 /// The original server's read timeout.
@@ -83,6 +86,11 @@ impl Default for Config {
             max_session_connections: 0,
             session_manager: None,
             session_keys: None,
+            limits: LimitsConfig {
+                close_after: DEFAULT_CLOSE_AFTER,
+                max_tracked_addresses: DEFAULT_MAX_TRACKED_ADDRESSES,
+                ..LimitsConfig::default()
+            },
         }
     }
 }
@@ -167,6 +175,18 @@ impl Config {
         if self.close_timeout.is_zero() {
             return Err(invalid("close_timeout", "must not be zero".into()));
         }
+        if self.limits.connections_per_ip == Some(0) {
+            return Err(invalid(
+                "max_connections_per_ip",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.limits.max_tracked_addresses == 0 {
+            return Err(invalid(
+                "max_tracked_addresses",
+                "must be at least 1".into(),
+            ));
+        }
         if let Some(path) = &self.path {
             if !path.starts_with('/') {
                 return Err(invalid("path", format!("{path:?} does not start with '/'")));
@@ -217,6 +237,14 @@ mod tests {
         assert_eq!(check(|c| c.queue_capacity = 1), "queue_capacity");
         assert_eq!(check(|c| c.path = Some("ws".into())), "path");
         assert_eq!(check(|c| c.max_header_bytes = 1023), "max_header_bytes");
+        assert_eq!(
+            check(|c| c.limits.connections_per_ip = Some(0)),
+            "max_connections_per_ip"
+        );
+        assert_eq!(
+            check(|c| c.limits.max_tracked_addresses = 0),
+            "max_tracked_addresses"
+        );
         let ok = Config {
             read_timeout: Duration::from_secs(1),
             buffer_size: 32,

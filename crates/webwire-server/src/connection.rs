@@ -4,7 +4,7 @@
 pub use crate::room::MAX_ROOM_NAME_LEN;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -100,6 +100,7 @@ pub struct ConnectionInfo {
     uri: Uri,
     headers: StoredHeaders,
     remote_addr: Option<SocketAddr>,
+    client_ip: Option<IpAddr>,
 }
 
 impl ConnectionInfo {
@@ -109,7 +110,15 @@ impl ConnectionInfo {
             uri,
             headers: StoredHeaders::from_map(headers),
             remote_addr,
+            client_ip: remote_addr.map(|addr| addr.ip()),
         }
+    }
+
+    /// The same, with the client's address as a trusted proxy named it
+    /// (see [`client_ip`](Self::client_ip)).
+    pub fn with_client_ip(mut self, ip: IpAddr) -> Self {
+        self.client_ip = Some(ip);
+        self
     }
 
     /// Information kept from an upgrade request: the headers packed in one
@@ -118,11 +127,13 @@ impl ConnectionInfo {
         uri: Uri,
         headers: &HeaderMap,
         remote_addr: Option<SocketAddr>,
+        client_ip: Option<IpAddr>,
     ) -> Self {
         Self {
             uri,
             headers: StoredHeaders::packed(headers),
             remote_addr,
+            client_ip,
         }
     }
 
@@ -138,8 +149,20 @@ impl ConnectionInfo {
 
     /// The client's address, when known (always in standalone mode; in an
     /// axum app when it is served with `into_make_service_with_connect_info`).
+    ///
+    /// This is the TCP peer: behind a reverse proxy, the proxy's address.
+    /// See [`client_ip`](Self::client_ip) for the client's.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
+    }
+
+    /// The client's address: the peer's ([`remote_addr`](Self::remote_addr)),
+    /// or, when the peer is one of the server's
+    /// [trusted proxies](crate::ServerBuilder::trusted_proxies), the one its
+    /// `Forwarded` / `X-Forwarded-For` header names. The abuse limits count
+    /// by this address.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
     }
 }
 
@@ -169,6 +192,10 @@ pub struct ConnectionStats {
     pub messages_received: u64,
     /// WebSocket messages written to the socket.
     pub messages_sent: u64,
+    /// Messages over the connection's or its session's rate limit (see
+    /// [`ServerBuilder::message_rate_per_connection`](crate::ServerBuilder::message_rate_per_connection)):
+    /// requests answered with `RATE_LIMITED`, and signals dropped.
+    pub rate_limited: u64,
 }
 
 /// A connection's counters, read together by [`Connection::stats`]. Each
@@ -180,6 +207,7 @@ pub(crate) struct Counters {
     sent: AtomicU64,
     max_queued: AtomicUsize,
     handlers: AtomicUsize,
+    rate_limited: AtomicU64,
 }
 
 impl Counters {
@@ -201,6 +229,12 @@ impl Counters {
     #[inline]
     pub(crate) fn note_queue_depth(&self, depth: usize) {
         self.max_queued.fetch_max(depth, Ordering::Relaxed);
+    }
+
+    /// A message was over the rate limit (only the connection task counts).
+    #[inline]
+    pub(crate) fn add_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A handler started in a task of its own.
@@ -353,6 +387,7 @@ impl ConnectionInner {
             handlers_running: counters.handlers.load(Ordering::Relaxed),
             messages_received: counters.received.load(Ordering::Relaxed),
             messages_sent: counters.sent.load(Ordering::Relaxed),
+            rate_limited: counters.rate_limited.load(Ordering::Relaxed),
         }
     }
 }
@@ -719,7 +754,7 @@ impl Connection {
         }
     }
 
-    fn session_arc(&self) -> Option<Arc<Session>> {
+    pub(crate) fn session_arc(&self) -> Option<Arc<Session>> {
         self.session_slot().session().cloned()
     }
 

@@ -293,6 +293,10 @@ pub enum DisconnectReason {
     QueueStalled,
     /// The transport failed (reset, broken pipe, TLS error).
     ConnectionLost(String),
+    /// The client kept sending over its message rate limit for longer
+    /// than allowed (see `ServerBuilder::rate_limit_close_after`); closed
+    /// with 1008 (policy violation).
+    RateLimited,
 }
 
 impl DisconnectReason {
@@ -303,6 +307,7 @@ impl DisconnectReason {
             Self::Shutdown | Self::ReadTimeout => Some(1001),
             Self::ProtocolViolation(_) => Some(1002),
             Self::TextMessage => Some(1003),
+            Self::RateLimited => Some(1008),
             Self::MessageTooBig { .. } => Some(1009),
             Self::ClientClosed { .. }
             | Self::WebSocketError(_)
@@ -341,6 +346,7 @@ impl fmt::Display for DisconnectReason {
                 "the client stopped reading (a write did not complete within the queue timeout)",
             ),
             Self::ConnectionLost(err) => write!(f, "connection lost: {err}"),
+            Self::RateLimited => f.write_str("the client kept exceeding its message rate limit"),
         }
     }
 }

@@ -125,6 +125,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod admission;
 pub mod cluster;
 mod config;
 pub mod connection;
@@ -136,6 +137,7 @@ mod headers;
 #[cfg(feature = "test-util")]
 pub mod in_memory;
 mod lifecycle;
+pub mod limits;
 mod listener;
 pub mod options;
 mod origin;

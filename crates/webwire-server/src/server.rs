@@ -19,6 +19,7 @@ use tokio_util::task::task_tracker::TrackedFuture;
 use tokio_util::task::TaskTracker;
 use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 
+use crate::admission::{Admission, IpSlot, MessageLimiter, Refused as NotAdmitted};
 use crate::cluster::ErasedCluster;
 use crate::cluster::{Cluster, ClusterEvent, ClusterNode};
 use crate::config::{default_session_dir, Config};
@@ -26,6 +27,7 @@ use crate::connection::{ConnectionId, ConnectionInfo, IntoName};
 use crate::driver::{self, Accepted};
 use crate::error::SignalError;
 use crate::handler::HandlerHooks;
+use crate::limits::{IpNet, Rate};
 use crate::listener::Listener;
 use crate::options::{Concurrency, ConnectionOptions, OriginPolicy, Refusal};
 use crate::outbox::Outbound;
@@ -78,6 +80,8 @@ pub(crate) struct Shared {
     cluster: Option<Arc<dyn ErasedCluster>>,
     next_id: AtomicU64,
     connection_limit: Option<Arc<Semaphore>>,
+    /// The abuse limits.
+    admission: Arc<Admission>,
     /// Graceful shutdown started: upgrades get 503, connections drain.
     shutdown: CancellationToken,
     /// The same, read without a lock on every message.
@@ -135,6 +139,29 @@ impl Shared {
             Some(limit) => limit.clone().try_acquire_owned().map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The client's address: the peer's, or the one a trusted proxy names.
+    pub(crate) fn client_ip(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        self.admission.client_ip(peer, headers)
+    }
+
+    /// Admits an upgrade from `ip` under the abuse limits: its place under
+    /// the per-address connection limit, or why not.
+    pub(crate) fn admit(
+        &self,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<Option<IpSlot>, NotAdmitted> {
+        self.admission.admit(ip)
+    }
+
+    /// A new connection's message limiter (`None` without message limits).
+    pub(crate) fn message_limiter(&self) -> Option<Box<MessageLimiter>> {
+        self.admission.message_limiter()
     }
 
     /// The options of a new connection: the before-upgrade hook's answer,
@@ -750,6 +777,108 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
+    /// At most this many connections from one client address at once (an
+    /// IPv6 address counts by its /64 prefix); past it, upgrades get 429
+    /// Too Many Requests with `Retry-After: 1`. Default: no limit. See
+    /// [`limits`](crate::limits) for all abuse limits, and
+    /// [`trusted_proxies`](Self::trusted_proxies) for clients behind a
+    /// reverse proxy.
+    ///
+    /// ```
+    /// use webwire_server::{limits::Rate, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .max_connections_per_ip(50)
+    ///     .handshake_rate_per_ip(Rate::per_second(5).burst(20))
+    ///     .handshake_rate(Rate::per_second(500))
+    ///     .message_rate_per_connection(Rate::per_second(100).burst(200))
+    ///     .message_rate_per_session(Rate::per_second(300))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.config.limits.connections_per_ip = Some(max);
+        self
+    }
+
+    /// New connections (upgrade requests) one client address may open, as
+    /// a token bucket; past it, upgrades get 429 Too Many Requests with
+    /// `Retry-After` (the seconds until the bucket has a token again).
+    /// Default: no limit. The buckets of at most
+    /// [`max_tracked_addresses`](Self::max_tracked_addresses) addresses are kept.
+    pub fn handshake_rate_per_ip(mut self, rate: Rate) -> Self {
+        self.config.limits.handshakes_per_ip = Some(rate);
+        self
+    }
+
+    /// New connections the whole server takes, as a token bucket: it paces
+    /// a reconnect storm (after a deploy, say) instead of taking every
+    /// client at once; past it, upgrades get 503 Service Unavailable with
+    /// `Retry-After`, and the clients (both of this project's) come back
+    /// after that. Default: no limit.
+    pub fn handshake_rate(mut self, rate: Rate) -> Self {
+        self.config.limits.handshakes = Some(rate);
+        self
+    }
+
+    /// Messages (requests and signals) one connection may send, as a token
+    /// bucket. Over it, a request is answered with an error reply of code
+    /// `RATE_LIMITED` without running its handler, and a signal is dropped
+    /// (counted in [`ConnectionStats::rate_limited`](crate::connection::ConnectionStats::rate_limited));
+    /// a client that keeps exceeding is closed with 1008 (see
+    /// [`rate_limit_close_after`](Self::rate_limit_close_after)). Session
+    /// requests and heartbeats are not counted. Default: no limit.
+    pub fn message_rate_per_connection(mut self, rate: Rate) -> Self {
+        self.config.limits.messages_per_connection = Some(rate);
+        self
+    }
+
+    /// Messages all the connections of one session on this server may
+    /// send together (several tabs of one user, say), as a token bucket,
+    /// with the outcomes of
+    /// [`message_rate_per_connection`](Self::message_rate_per_connection).
+    /// Messages of a connection without a session are not counted here.
+    /// Default: no limit.
+    pub fn message_rate_per_session(mut self, rate: Rate) -> Self {
+        self.config.limits.messages_per_session = Some(rate);
+        self
+    }
+
+    /// A client that keeps sending over its message rate limit for this
+    /// long (messages over the limit no more than a second apart) is closed
+    /// with 1008 (policy violation). Default 10 s.
+    pub fn rate_limit_close_after(mut self, duration: Duration) -> Self {
+        self.config.limits.close_after = duration;
+        self
+    }
+
+    /// The client addresses whose handshake buckets are kept at most
+    /// (default 65 536, at least 1): see [`limits`](crate::limits).
+    pub fn max_tracked_addresses(mut self, max: usize) -> Self {
+        self.config.limits.max_tracked_addresses = max;
+        self
+    }
+
+    /// The reverse proxies in front of the server. When a connection comes
+    /// from one of these, its client address (for the limits and
+    /// [`ConnectionInfo::client_ip`]) is the right-most address of the
+    /// `Forwarded` header (or, without it, `X-Forwarded-For`) that is not
+    /// itself a trusted proxy; from any other peer these headers are
+    /// ignored, since anyone can send them. Default: none.
+    ///
+    /// ```
+    /// use webwire_server::{MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .trusted_proxies(["10.0.0.0/8".parse()?, "::1".parse()?])
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.config.limits.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
     /// Which browser origins may connect. Default: same origin only.
     pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
         self.origin = policy;
@@ -878,6 +1007,7 @@ impl<H: Handler> ServerBuilder<H> {
         ))
         .to_bytes();
         let connection_limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let admission = Arc::new(Admission::new(config.limits.clone()));
         let server = Server {
             shared: Arc::new(Shared {
                 config,
@@ -891,6 +1021,7 @@ impl<H: Handler> ServerBuilder<H> {
                 cluster: self.cluster.clone(),
                 next_id: AtomicU64::new(1),
                 connection_limit,
+                admission,
                 shutdown: CancellationToken::new(),
                 shutting_down: AtomicBool::new(false),
                 abort: CancellationToken::new(),

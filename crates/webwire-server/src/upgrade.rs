@@ -1,6 +1,7 @@
 //! The HTTP side of a connection: checking a WebSocket upgrade request
-//! (RFC 6455 4.2), the server's state, the origin, the connection limit
-//! and the application's before-upgrade hook, then answering 101 and
+//! (RFC 6455 4.2), the server's state, the abuse limits (see
+//! `admission`), the origin, the connection limit and the application's
+//! before-upgrade hook, then answering 101 and
 //! handing the upgraded stream to a connection task.
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Versio
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 
+use crate::admission::Refused as NotAdmitted;
 use crate::connection::ConnectionInfo;
 use crate::driver::Accepted;
 use crate::server::Shared;
@@ -53,6 +55,15 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     if shared.shutdown_started() {
         return status(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
     }
+    let remote_addr = remote_addr(&request);
+    let client_ip = shared.client_ip(remote_addr, request.headers());
+    let ip_slot = match shared.admit(client_ip) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            tracing::debug!(client = ?client_ip, error = %refused, "upgrade refused: over a limit");
+            return not_admitted(refused);
+        }
+    };
     if !shared.allows_origin(request.headers()) {
         tracing::debug!(origin = ?request.headers().get(http::header::ORIGIN), "upgrade refused: origin not allowed");
         return status(StatusCode::FORBIDDEN, "origin not allowed");
@@ -76,7 +87,8 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     let info = ConnectionInfo::from_upgrade(
         detach_uri(request.uri()),
         request.headers(),
-        remote_addr(&request),
+        remote_addr,
+        client_ip,
     );
     let options = match shared.connection_options(&info) {
         Ok(options) => options,
@@ -91,6 +103,7 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
             info,
             options,
             limit_permit,
+            ip_slot,
         },
     );
 
@@ -293,6 +306,31 @@ fn remote_addr<B>(request: &Request<B>) -> Option<SocketAddr> {
         return Some(*addr);
     }
     None
+}
+
+/// The answer to an upgrade over an abuse limit: 429 for one client's
+/// excess, 503 for the server's pacing of new connections, each with
+/// `Retry-After` in seconds.
+fn not_admitted(refused: NotAdmitted) -> Response<Body> {
+    let mut response = match refused {
+        NotAdmitted::ConnectionsPerIp => status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address",
+        ),
+        NotAdmitted::HandshakesPerIp { .. } => status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many new connections from this address",
+        ),
+        NotAdmitted::Handshakes { .. } => status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many new connections, come back later",
+        ),
+    };
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(refused.retry_after_secs()),
+    );
+    response
 }
 
 /// A short plain-text answer.

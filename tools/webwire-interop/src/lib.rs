@@ -30,4 +30,5 @@
 //! ```
 
 pub mod check;
+pub mod limits;
 pub mod serve;

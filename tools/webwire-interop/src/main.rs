@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use webwire_interop::limits::{parse_rate, LimitOptions};
 use webwire_interop::{check, serve};
+use webwire_server::limits::{IpNet, Rate};
 
 /// The webwire interop server and checker (docs/interop.md).
 #[derive(Debug, Parser)]
@@ -34,6 +36,8 @@ enum Command {
         /// This node's id in the cluster [default: node-PID].
         #[arg(long, requires = "redis")]
         node_id: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Tests the server at URL (ws://HOST:PORT/) against docs/interop.md.
     Check {
@@ -47,6 +51,49 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+}
+
+/// The abuse limits of `serve`, all off by default (docs/interop.md 1.1).
+/// RATE is `N/s` or `N/m`, optionally `:BURST` (default N), e.g. `5/s:20`.
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// At most N connections per client address (IPv6: per /64); past it 429.
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// New connections per client address; past it 429 with Retry-After.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    handshakes_per_ip: Option<Rate>,
+    /// New connections on the whole server; past it 503 with Retry-After.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    handshake_rate: Option<Rate>,
+    /// Requests and signals per connection; over it RATE_LIMITED / dropped.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    message_rate: Option<Rate>,
+    /// Requests and signals per session (all its connections on this server).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    session_message_rate: Option<Rate>,
+    /// Close with 1008 a client that keeps exceeding a message rate this
+    /// many seconds [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    rate_limit_close_after: Option<u64>,
+    /// A reverse proxy (address or network, e.g. 10.0.0.0/8) whose
+    /// Forwarded / X-Forwarded-For headers name the client; repeatable.
+    #[arg(long, value_name = "NET")]
+    trusted_proxy: Vec<IpNet>,
+}
+
+impl From<LimitArgs> for LimitOptions {
+    fn from(args: LimitArgs) -> Self {
+        let mut limits = LimitOptions::default();
+        limits.max_connections_per_ip = args.max_connections_per_ip;
+        limits.handshakes_per_ip = args.handshakes_per_ip;
+        limits.handshake_rate = args.handshake_rate;
+        limits.message_rate = args.message_rate;
+        limits.session_message_rate = args.session_message_rate;
+        limits.rate_limit_close_after = args.rate_limit_close_after.map(Duration::from_secs);
+        limits.trusted_proxies = args.trusted_proxy;
+        limits
+    }
 }
 
 fn main() -> ExitCode {
@@ -79,7 +126,8 @@ fn main() -> ExitCode {
                 session_dir,
                 redis,
                 node_id,
-            } => run_serve(addr, session_dir, redis, node_id).await,
+                limits,
+            } => run_serve(addr, session_dir, redis, node_id, limits.into()).await,
             Command::Check { url, timeout, only } => run_check(&url, timeout, only).await,
         }
     })
@@ -90,6 +138,7 @@ async fn run_serve(
     session_dir: Option<PathBuf>,
     redis: Option<String>,
     node_id: Option<String>,
+    limits: LimitOptions,
 ) -> ExitCode {
     // Listen for the signals before anybody can learn the address, so that
     // a signal sent right after the line stops the server gracefully.
@@ -104,6 +153,7 @@ async fn run_serve(
     options.session_dir = session_dir;
     options.redis = redis;
     options.node_id = node_id;
+    options.limits = limits;
     let running = match serve::start(options).await {
         Ok(running) => running,
         Err(err) => {

@@ -75,6 +75,9 @@ pub struct ServeOptions {
     pub redis: Option<String>,
     /// This node's id in the cluster (`--node-id`); default `node-PID`.
     pub node_id: Option<String>,
+    /// The abuse limits (`--max-connections-per-ip` and the others); all
+    /// off by default.
+    pub limits: crate::limits::LimitOptions,
 }
 
 impl Default for ServeOptions {
@@ -91,6 +94,7 @@ impl ServeOptions {
             session_dir: None,
             redis: None,
             node_id: None,
+            limits: crate::limits::LimitOptions::default(),
         }
     }
 
@@ -231,7 +235,9 @@ where
     };
     let state = State::default();
     let handler = wrap(router(state.clone()));
-    let mut builder = configure(Server::builder(handler), &session_dir);
+    let mut builder = options
+        .limits
+        .apply(configure(Server::builder(handler), &session_dir));
     if let Some(url) = &options.redis {
         let node_id = options
             .node_id

@@ -186,3 +186,71 @@ fn serve_reports_an_address_it_cannot_bind() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&addr), "{stderr}");
 }
+
+/// The limit flags reach the server: a second connection from the same
+/// address is refused with 429, and requests past the message rate are
+/// answered with RATE_LIMITED.
+#[test]
+fn serve_applies_the_limit_flags() {
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--max-connections-per-ip",
+            "1",
+            "--message-rate",
+            "1/m:3",
+            "--handshake-rate",
+            "100/s",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let (line, _reader) = first_line(&mut server.0);
+    let url = line
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let builder = || webwire_client::Client::builder(&url).sub_protocol("interop");
+        let client = builder().connect().await.unwrap();
+        match builder().connect().await {
+            Err(webwire_client::ConnectError::Refused {
+                status: 429,
+                retry_after: Some(_),
+            }) => {}
+            other => panic!("expected 429, got {other:?}"),
+        }
+        for _ in 0..3 {
+            client.request("echo", "x").await.unwrap();
+        }
+        match client.request("echo", "x").await {
+            Err(webwire_client::RequestError::Request { code, .. }) => {
+                assert_eq!(code, "RATE_LIMITED")
+            }
+            other => panic!("expected RATE_LIMITED, got {other:?}"),
+        }
+        client.close().await;
+    });
+    let out = Command::new(BIN)
+        .args(["serve", "--message-rate", "5/h"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a rate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -75,7 +75,15 @@ pub struct ServerConnection {
     received: u64,
     unanswered: u64,
     discarded: u64,
+    /// The first and the last time a message was over the rate limit in
+    /// the current run of such messages (see [`over_limit`](ServerConnection::over_limit)).
+    over_limit: Option<(Instant, Instant)>,
 }
+
+/// The longest quiet time between messages over the rate limit that still
+/// counts as one run of them: a client that goes over the limit at least
+/// this often keeps exceeding it.
+pub const OVER_LIMIT_GAP: Duration = Duration::from_secs(1);
 
 /// Where a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +130,9 @@ pub enum Closing {
     ReadTimeout,
     /// The connection drained after a close or a shutdown was asked for.
     Drained(Drain),
+    /// The client kept sending over its rate limit (see
+    /// [`ServerConnection::over_limit`]).
+    PolicyViolation,
 }
 
 impl Closing {
@@ -136,6 +147,7 @@ impl Closing {
             Self::ReadTimeout => (1001, "read timeout"),
             Self::Drained(Drain::Close) => (1000, ""),
             Self::Drained(Drain::Shutdown) => (1001, "server shutdown"),
+            Self::PolicyViolation => (1008, "rate limit exceeded"),
         })
     }
 }
@@ -193,6 +205,7 @@ impl ServerConnection {
             received: 0,
             unanswered: 0,
             discarded: 0,
+            over_limit: None,
         }
     }
 
@@ -310,6 +323,26 @@ impl ServerConnection {
     /// nothing more is written.
     pub fn handle_transport_error(&mut self) {
         self.state = State::Closed;
+    }
+
+    /// The message just handled was over the client's rate limit at `now`
+    /// (the server answered a request with an error reply, or dropped a
+    /// signal): the connection closes with [`Closing::PolicyViolation`]
+    /// once the client has kept exceeding the limit for `close_after`,
+    /// that is, once messages over the limit have come no more than
+    /// [`OVER_LIMIT_GAP`] apart for that long. The answer to the message
+    /// may still be written before the close frame.
+    pub fn over_limit(&mut self, now: Instant, close_after: Duration) -> Option<Closing> {
+        let first = match self.over_limit {
+            Some((first, last)) if now.saturating_duration_since(last) <= OVER_LIMIT_GAP => first,
+            _ => now,
+        };
+        self.over_limit = Some((first, now));
+        if self.state == State::Open && now.saturating_duration_since(first) >= close_after {
+            Some(self.closing_now(Closing::PolicyViolation))
+        } else {
+            None
+        }
     }
 
     /// A close or a shutdown was asked for: the connection drains (a

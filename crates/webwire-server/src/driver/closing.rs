@@ -92,6 +92,7 @@ pub(super) fn lingers(reason: &DisconnectReason) -> bool {
         reason,
         DisconnectReason::ProtocolViolation(_)
             | DisconnectReason::TextMessage
+            | DisconnectReason::RateLimited
             | DisconnectReason::MessageTooBig { .. }
             | DisconnectReason::WebSocketError(_)
     )
@@ -107,6 +108,7 @@ pub(super) fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'sta
         DisconnectReason::ReadTimeout => Closing::ReadTimeout,
         DisconnectReason::ProtocolViolation(err) => Closing::ProtocolViolation(err.clone()),
         DisconnectReason::TextMessage => Closing::TextMessage,
+        DisconnectReason::RateLimited => Closing::PolicyViolation,
         // The WebSocket stream sends this itself for a single frame, not for
         // fragments adding up to too much; ours is refused when it did.
         DisconnectReason::MessageTooBig { .. } => {
@@ -127,6 +129,7 @@ fn disconnect_reason(closing: Closing) -> DisconnectReason {
         Closing::ReadTimeout => DisconnectReason::ReadTimeout,
         Closing::Drained(Drain::Close) => DisconnectReason::ClosedByServer,
         Closing::Drained(Drain::Shutdown) => DisconnectReason::Shutdown,
+        Closing::PolicyViolation => DisconnectReason::RateLimited,
     }
 }
 

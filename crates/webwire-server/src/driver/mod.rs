@@ -41,11 +41,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_websockets::CloseCode;
 use webwire_proto::connection::server::{Closing, Drain, Read, Received, ServerConnection, State};
-use webwire_proto::{ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal};
+use webwire_proto::{
+    ErrorCode, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
+};
 
+use crate::admission::{IpSlot, MessageLimiter};
 use crate::connection::{ConnectionInfo, ConnectionInner};
 use crate::error::DisconnectReason;
 use crate::lifecycle::Phase;
+use crate::limits::RATE_LIMITED;
 use crate::options::{Concurrency, ConnectionOptions};
 use crate::outbox::Outbound;
 use crate::server::Shared;
@@ -68,6 +72,8 @@ pub(crate) struct Accepted {
     pub(crate) options: ConnectionOptions,
     /// The connection's place under the server's connection limit.
     pub(crate) limit_permit: Option<OwnedSemaphorePermit>,
+    /// Its place under the per-address connection limit.
+    pub(crate) ip_slot: Option<IpSlot>,
 }
 
 /// Waits for the upgrade, then starts the connection's own task.
@@ -107,6 +113,7 @@ where
         info,
         options,
         limit_permit,
+        ip_slot,
     } = accepted;
     let config = shared.config();
     let ws = tokio_websockets::ServerBuilder::new()
@@ -155,6 +162,7 @@ where
         mode,
         tasks: None,
         pending_signals: None,
+        limiter: shared.message_limiter(),
     };
     async move {
         let end = task.run().await;
@@ -169,6 +177,7 @@ where
         // (which stays stored, to be restored later) before the disconnect
         // hook, which can still read it.
         drop(limit_permit);
+        drop(ip_slot);
         Box::pin(shared.sessions().disconnected(&conn)).await;
         conn.leave_all_rooms();
         shared.unregister(&conn);
@@ -268,6 +277,8 @@ struct Task<H, Io> {
     /// tasks (requests are bounded by their reply reservations) to the queue
     /// capacity; created when the first one is needed.
     pending_signals: Option<Arc<Semaphore>>,
+    /// The message rate limits, `None` without any (one branch per message).
+    limiter: Option<Box<MessageLimiter>>,
 }
 
 impl<H, Io> Task<H, Io>
@@ -505,14 +516,65 @@ where
     /// without waiting, and says what is left to do.
     fn on_message(&mut self, received: Received) -> Result<Then, ReadEnd> {
         Ok(match received {
-            Received::Request(request) => self.dispatch_request(request),
-            Received::Signal(signal) => self.dispatch_signal(signal),
+            Received::Request(request) => {
+                if let Some(limiter) = &mut self.limiter {
+                    if !limiter.allow(|| self.conn.session_arc()) {
+                        return self.over_limit(Some(request.id()));
+                    }
+                }
+                self.dispatch_request(request)
+            }
+            Received::Signal(signal) => {
+                if let Some(limiter) = &mut self.limiter {
+                    if !limiter.allow(|| self.conn.session_arc()) {
+                        return self.over_limit(None);
+                    }
+                }
+                self.dispatch_signal(signal)
+            }
             Received::Answer(answer) => Then::Reply(answer),
             Received::Nothing => Then::Nothing,
             Received::RestoreSession { id, key } => Then::Session(id, SessionRequest::Restore(key)),
             Received::CloseSession(id) => Then::Session(id, SessionRequest::Close),
             Received::Close(closing) => return Err(ReadEnd::Closing(closing)),
         })
+    }
+
+    /// A message over the rate limit: a request (`id`) is answered with
+    /// `RATE_LIMITED`, a signal dropped; a client that keeps at it is
+    /// closed with 1008, after the answer.
+    #[cold]
+    fn over_limit(&mut self, id: Option<RequestId>) -> Result<Then, ReadEnd> {
+        self.conn.inner.counters().add_rate_limited();
+        let close_after = self
+            .limiter
+            .as_ref()
+            .map_or(Duration::MAX, |l| l.close_after());
+        let closing = self
+            .wire
+            .protocol_mut()
+            .over_limit(Instant::now().into_std(), close_after);
+        tracing::trace!(connection = %self.conn.id(), request = ?id, "message over the rate limit");
+        let reply = id.map(|id| {
+            ServerMessage::Error(ErrorReply::new(
+                id,
+                ErrorCode::from_static(RATE_LIMITED),
+                "message rate limit exceeded",
+            ))
+        });
+        match (closing, reply) {
+            (None, Some(reply)) => Ok(Then::Reply(reply)),
+            (None, None) => Ok(Then::Nothing),
+            (Some(closing), reply) => {
+                tracing::debug!(connection = %self.conn.id(), "closing: the client kept exceeding its message rate limit");
+                if let Some(reply) = reply {
+                    if let Err(err) = self.wire.push_own(reply) {
+                        return Err(ReadEnd::Wire(err));
+                    }
+                }
+                Err(ReadEnd::Closing(closing))
+            }
+        }
     }
 
     /// What a message left to do that may wait; boxed by the caller, so
@@ -565,6 +627,7 @@ mod tests {
             info: ConnectionInfo::new("/".parse().unwrap(), http::HeaderMap::new(), None),
             options: ConnectionOptions::new(),
             limit_permit: None,
+            ip_slot: None,
         }
     }
 

@@ -10,7 +10,7 @@
  * @module
  */
 import { encodeMessage, parseMessage } from './codec.js';
-import { DisconnectedError, InternalError, MaxSessConnsReached, MessageTooLargeError, ProtocolError, RequestError, SessionNotFound, SessionsDisabled, ShutdownError, SubProtocolMismatch, TimeoutError, } from './errors.js';
+import { DisconnectedError, InternalError, MaxSessConnsReached, MessageTooLargeError, ProtocolError, RequestError, SessionNotFound, SessionsDisabled, ShutdownError, SubProtocolMismatch, TimeoutError, UpgradeRefusedError, } from './errors.js';
 import { Payload, Reply, Signal, decodeUtf8, encodeUtf8 } from './payload.js';
 import { copySession, defaultSessionStore, parseSessionJson } from './session.js';
 /** The protocol major version this client speaks. */
@@ -18,6 +18,17 @@ export const PROTOCOL_MAJOR = 2;
 /** The readyState of an open WebSocket. */
 const WS_OPEN = 1;
 const MAX_TIMER = 2 ** 31 - 1;
+function isWsEmitter(ws) {
+    const candidate = ws;
+    return typeof candidate.on === 'function' && typeof candidate.terminate === 'function';
+}
+/** `Retry-After` in milliseconds: whole seconds only (a date is not read). */
+function parseRetryAfter(value) {
+    const text = Array.isArray(value) ? value[0] : value;
+    if (text === undefined || !/^\s*\d+\s*$/.test(text))
+        return null;
+    return Number.parseInt(text, 10) * 1000;
+}
 function now() {
     return typeof performance !== 'undefined' ? performance.now() : Date.now();
 }
@@ -469,8 +480,17 @@ export class WebwireClient {
             return;
         }
         ws.binaryType = 'arraybuffer';
-        const conn = { ws, accept: null, ready: false, lastSent: now(), heartbeatTimer: null, handshakeTimer: null };
+        const conn = { ws, accept: null, ready: false, lastSent: now(), heartbeatTimer: null, handshakeTimer: null, refused: null };
         this.conn = conn;
+        if (isWsEmitter(ws)) {
+            // The `ws` package shows a refused upgrade's response to a listener
+            // (browsers show nothing): its status and Retry-After are kept, then
+            // the attempt is ended as ws would end it (error, then close).
+            ws.on('unexpected-response', (_request, response) => {
+                conn.refused = new UpgradeRefusedError(response.statusCode ?? 0, parseRetryAfter(response.headers?.['retry-after']));
+                ws.terminate();
+            });
+        }
         this.setStatus('connecting');
         ws.onopen = () => {
             conn.lastSent = now();
@@ -481,7 +501,7 @@ export class WebwireClient {
                 return;
             const code = event?.code ?? 1006;
             const reason = event?.reason ? `: ${event.reason}` : '';
-            this.lostConnection(conn, new DisconnectedError(`connection closed (code ${code}${reason})`));
+            this.lostConnection(conn, conn.refused ?? new DisconnectedError(`connection closed (code ${code}${reason})`));
         };
         ws.onerror = () => {
             // A close event follows.
@@ -718,7 +738,8 @@ export class WebwireClient {
         const { initialDelay, maxDelay, factor, jitter } = this.reconnect;
         // The first retry after a working connection waits initialDelay; each failed attempt multiplies it.
         const base = Math.min(maxDelay, initialDelay * factor ** (this.failedAttempts - 1));
-        const delay = base * (1 - jitter * Math.random());
+        // A server that refused with Retry-After (429, 503) is not asked again sooner.
+        const delay = Math.max(base * (1 - jitter * Math.random()), conn.refused?.retryAfterMs ?? 0);
         this.reconnectTimer = setTimeout(() => {
             this.reconnectTimer = null;
             if (this.currentStatus !== 'closed' && this.conn === null)

@@ -17,6 +17,6 @@
  */
 export { WebwireClient, PROTOCOL_MAJOR, } from './client.js';
 export { MessageType, encodeMessage, parseMessage, } from './codec.js';
-export { DisconnectedError, InternalError, MaxSessConnsReached, MessageTooLargeError, ProtocolError, RequestError, SessionNotFound, SessionsDisabled, ShutdownError, SubProtocolMismatch, TimeoutError, WebwireError, } from './errors.js';
+export { DisconnectedError, InternalError, MaxSessConnsReached, MessageTooLargeError, ProtocolError, RequestError, SessionNotFound, SessionsDisabled, ShutdownError, SubProtocolMismatch, TimeoutError, UpgradeRefusedError, WebwireError, } from './errors.js';
 export { Payload, Reply, Signal, decodeUtf16, decodeUtf8, encodeUtf16, encodeUtf8, } from './payload.js';
 export { LocalStorageSessionStore, MemorySessionStore, defaultSessionStore, parseSessionJson, } from './session.js';

@@ -6,6 +6,10 @@ use super::*;
 use crate::{ErrorReply, Name, Payload, Reply};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the model's client may keep exceeding its rate limit.
+const CLOSE_AFTER: Duration = Duration::from_secs(1);
+/// Marks a model message the server's limiter refuses.
+const OVER_LIMIT: u8 = 2;
 
 fn request(id: u64) -> Bytes {
     let request = Request::new(
@@ -178,6 +182,43 @@ fn the_read_timeout_counts_from_the_last_activity_the_task_saw() {
 }
 
 #[test]
+fn a_client_that_keeps_exceeding_its_rate_limit_is_closed_with_1008() {
+    let start = Instant::now();
+    let mut conn = ServerConnection::new(TIMEOUT, start);
+    let close_after = Duration::from_secs(5);
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    // Over the limit every 900 ms: one run, closed once it lasted 5 s.
+    for ms in (0..5000).step_by(900) {
+        assert_eq!(conn.over_limit(at(ms), close_after), None, "at {ms} ms");
+    }
+    // A quiet second ends the run: the next message over the limit starts anew.
+    assert_eq!(conn.over_limit(at(6500), close_after), None);
+    assert_eq!(conn.over_limit(at(11_000), close_after), None);
+    assert!(conn.is_open());
+    for ms in (11_000..=11_500).step_by(100) {
+        assert_eq!(conn.over_limit(at(ms), close_after), None);
+    }
+    for ms in (11_500..=16_500).step_by(500) {
+        if let Some(closing) = conn.over_limit(at(ms), close_after) {
+            assert_eq!(ms, 16_000, "closed 5 s after the run began");
+            assert_eq!(closing, Closing::PolicyViolation);
+            break;
+        }
+    }
+    assert_eq!(conn.state(), State::Closing);
+    assert_eq!(
+        Closing::PolicyViolation.close_frame(),
+        Some((1008, "rate limit exceeded"))
+    );
+    // The answer to the last message is still written, then the close frame.
+    assert!(conn.send(&ServerMessage::Signal(
+        Signal::new(Name::from_static("s"), Payload::binary(Bytes::new())).unwrap()
+    )));
+    // A connection that is closing already is not closed again.
+    assert_eq!(conn.over_limit(at(30_000), close_after), None);
+}
+
+#[test]
 fn heartbeats_and_unknown_signals_ask_for_nothing() {
     let mut conn = ServerConnection::new(TIMEOUT, Instant::now());
     assert!(matches!(
@@ -233,6 +274,10 @@ enum Incoming {
     CloseSession,
     Garbage,
     Text,
+    /// A request over the rate limit: answered with an error reply at once.
+    RequestOverLimit,
+    /// A signal over the rate limit: dropped.
+    SignalOverLimit,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -244,6 +289,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Incoming::CloseSession),
         1 => Just(Incoming::Garbage),
         1 => Just(Incoming::Text),
+        2 => Just(Incoming::RequestOverLimit),
+        2 => Just(Incoming::SignalOverLimit),
     ];
     prop_oneof![
         8 => incoming.prop_map(Step::Arrive),
@@ -253,7 +300,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::AskClose),
         1 => Just(Step::AskShutdown),
         1 => Just(Step::PeerClose),
-        1 => (0u64..90).prop_map(Step::Timer),
+        // Short steps too, so that runs over the rate limit last long enough.
+        1 => prop_oneof![0u64..2, 0u64..90].prop_map(Step::Timer),
     ]
 }
 
@@ -320,7 +368,17 @@ impl Model {
                 *frame.last_mut().unwrap() = u8::from(at_once);
                 Bytes::from(frame)
             }
+            Incoming::RequestOverLimit => {
+                let mut frame = request(id.to_u64()).to_vec();
+                *frame.last_mut().unwrap() = OVER_LIMIT;
+                Bytes::from(frame)
+            }
             Incoming::Signal => signal(),
+            Incoming::SignalOverLimit => {
+                let mut frame = signal().to_vec();
+                frame.push(OVER_LIMIT);
+                Bytes::from(frame)
+            }
             Incoming::Heartbeat => Bytes::from_static(&[33]),
             Incoming::Restore => ClientMessage::RestoreSession {
                 id,
@@ -370,6 +428,19 @@ impl Model {
             }
         }
         match received {
+            // The server's limiter said no: an error reply at once, and
+            // maybe the close for keeping on.
+            Received::Request(request) if request.payload().as_bytes()[0] == OVER_LIMIT => {
+                self.send(ServerMessage::Error(ErrorReply::new(
+                    request.id(),
+                    crate::ErrorCode::from_static("RATE_LIMITED"),
+                    "",
+                )));
+                self.over_limit();
+            }
+            Received::Signal(signal) if signal.payload().as_bytes()[..] == [OVER_LIMIT] => {
+                self.over_limit();
+            }
             Received::Request(request) if request.payload().as_bytes()[0] == 1 => {
                 self.send(reply(request.id()));
             }
@@ -380,6 +451,13 @@ impl Model {
             Received::Answer(answer) => self.send(answer),
             Received::Signal(_) | Received::Nothing => {}
             Received::Close(closing) => self.end(closing),
+        }
+    }
+
+    /// The task tells the rules that a message was over the rate limit.
+    fn over_limit(&mut self) {
+        if let Some(closing) = self.conn.over_limit(self.now, CLOSE_AFTER) {
+            self.end(closing);
         }
     }
 
@@ -500,6 +578,9 @@ proptest! {
             prop_assert_eq!(at, model.written.len() - 1, "written after the close frame");
         }
 
+        if let Some(Closing::PolicyViolation) = model.ended {
+            prop_assert!(matches!(model.written.last(), Some(Written::CloseFrame(1008))));
+        }
         if let Some(Closing::Drained(_)) = model.ended {
             prop_assert!(model.dropped.is_empty(), "a drained connection answers everything");
             prop_assert!(matches!(model.written.last(), Some(Written::CloseFrame(1000 | 1001))));
