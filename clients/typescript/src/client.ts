@@ -52,17 +52,35 @@ export interface WebSocketLike {
 /** A WebSocket class: `globalThis.WebSocket` in browsers, `WebSocket` from the `ws` package in Node. */
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
-/** Backoff of the automatic reconnection. */
+/**
+ * Backoff of the automatic reconnection. The n-th retry (from 1) waits
+ * `min(maxDelay, initialDelay * factor^(n-1))` reduced by a random fraction
+ * up to `jitter`; with the default jitter of 1 that is "full jitter", a random
+ * wait between zero and the ceiling, so that clients that lost a server
+ * together do not come back together.
+ *
+ * After the server closed the connection with code 1012 (service restart: a
+ * server draining for a deploy), the first retry waits a random time between
+ * `restartDelayMin` and `restartDelayMax` instead, so that the clients move to
+ * other nodes gradually.
+ */
 export interface ReconnectOptions {
-  /** Delay before the first retry, in ms (default 500). */
+  /** Ceiling of the first retry's delay, in ms (default 500). */
   initialDelay?: number;
   /** Largest delay between retries, in ms (default 30000). */
   maxDelay?: number;
-  /** Growth of the delay per failed attempt (default 2). */
+  /** Growth of the delay ceiling per failed attempt (default 2). */
   factor?: number;
-  /** Random reduction of each delay, as a fraction 0..1 (default 0.2). */
+  /** Random reduction of each delay, as a fraction 0..1 (default 1: full jitter). */
   jitter?: number;
+  /** Shortest wait before reconnecting after close code 1012, in ms (default 0). */
+  restartDelayMin?: number;
+  /** Longest wait before reconnecting after close code 1012, in ms (default 5000). */
+  restartDelayMax?: number;
 }
+
+/** The close code of a server that drains for a restart or a deploy. */
+const SERVICE_RESTART = 1012;
 
 /** Options of {@link WebwireClient}. */
 export interface ClientOptions {
@@ -320,7 +338,9 @@ export class WebwireClient {
             initialDelay: ro.initialDelay ?? 500,
             maxDelay: ro.maxDelay ?? 30_000,
             factor: ro.factor ?? 2,
-            jitter: Math.min(1, Math.max(0, ro.jitter ?? 0.2)),
+            jitter: Math.min(1, Math.max(0, ro.jitter ?? 1)),
+            restartDelayMin: Math.max(0, ro.restartDelayMin ?? 0),
+            restartDelayMax: Math.max(0, ro.restartDelayMin ?? 0, ro.restartDelayMax ?? 5000),
           };
     this.store = options.sessionStore ?? defaultSessionStore(url);
     this.autoRestore = options.autoRestore ?? true;
@@ -668,7 +688,7 @@ export class WebwireClient {
       if (this.conn !== conn) return;
       const code = event?.code ?? 1006;
       const reason = event?.reason ? `: ${event.reason}` : '';
-      this.lostConnection(conn, conn.refused ?? new DisconnectedError(`connection closed (code ${code}${reason})`));
+      this.lostConnection(conn, conn.refused ?? new DisconnectedError(`connection closed (code ${code}${reason})`), code);
     };
     ws.onerror = () => {
       // A close event follows.
@@ -871,7 +891,7 @@ export class WebwireClient {
   }
 
   /** The connection (or attempt) is over; fail the calls in flight and maybe reconnect. */
-  private lostConnection(conn: Connection, error: Error): void {
+  private lostConnection(conn: Connection, error: Error, closeCode?: number): void {
     if (this.conn !== conn) return;
     this.stopTimers(conn);
     detach(conn.ws);
@@ -887,11 +907,18 @@ export class WebwireClient {
       return;
     }
     this.setStatus('disconnected');
-    const { initialDelay, maxDelay, factor, jitter } = this.reconnect;
-    // The first retry after a working connection waits initialDelay; each failed attempt multiplies it.
-    const base = Math.min(maxDelay, initialDelay * factor ** (this.failedAttempts - 1));
+    const { initialDelay, maxDelay, factor, jitter, restartDelayMin, restartDelayMax } = this.reconnect;
+    let delay: number;
+    if (closeCode === SERVICE_RESTART) {
+      // The server drains: come back to another node after a random wait.
+      delay = restartDelayMin + (restartDelayMax - restartDelayMin) * Math.random();
+    } else {
+      // The first retry after a working connection waits up to initialDelay; each failed attempt multiplies it.
+      const base = Math.min(maxDelay, initialDelay * factor ** (this.failedAttempts - 1));
+      delay = base * (1 - jitter * Math.random());
+    }
     // A server that refused with Retry-After (429, 503) is not asked again sooner.
-    const delay = Math.max(base * (1 - jitter * Math.random()), conn.refused?.retryAfterMs ?? 0);
+    delay = Math.max(delay, conn.refused?.retryAfterMs ?? 0);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this.currentStatus !== 'closed' && this.conn === null) this.openSocket();

@@ -258,6 +258,34 @@ test('a refused upgrade (ws package) is an UpgradeRefusedError, and reconnecting
   await assert.rejects(refusedPlain.connect(), (e) => e instanceof UpgradeRefusedError && e.status === 403 && e.retryAfterMs === null);
 });
 
+test('backoff uses full jitter by default: a delay anywhere from zero to the ceiling', async (t) => {
+  const server = new FakeServer();
+  // A ceiling of 10 s, and a random draw at its top: the wait is next to nothing.
+  const client = makeClient(t, server, { reconnect: { initialDelay: 10_000 } });
+  await client.connect();
+  t.mock.method(Math, 'random', () => 0.9999);
+  server.last.drop();
+  await until(() => server.sockets.length === 2, 1000, 'reconnected at once (full jitter)');
+  await client.close();
+});
+
+test('after close code 1012 the client waits a random time in the restart range', async (t) => {
+  const server = new FakeServer();
+  const client = makeClient(t, server, { reconnect: { initialDelay: 10, maxDelay: 40, restartDelayMin: 150, restartDelayMax: 250 } });
+  await client.connect();
+  const start = performance.now();
+  server.last.drop(1012);
+  await sleep(100);
+  assert.equal(server.sockets.length, 1, 'no reconnection before the restart delay');
+  await until(() => server.sockets.length === 2 && client.status() === 'connected', 2000, 'reconnected');
+  const waited = performance.now() - start;
+  assert.ok(waited >= 145, `waited ${waited} ms`);
+  // Other close codes keep the short backoff.
+  server.last.drop(1001);
+  await until(() => server.sockets.length === 3, 100, 'reconnected at once after 1001');
+  await client.close();
+});
+
 test('reconnect disabled: no retry, calls fail fast while disconnected', async (t) => {
   const server = new FakeServer();
   const client = makeClient(t, server, { reconnect: false });

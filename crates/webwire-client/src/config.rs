@@ -17,6 +17,8 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_millis(500);
 /// Default for [`ClientBuilder::max_reconnect_interval`].
 const DEFAULT_MAX_RECONNECT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default for [`ClientBuilder::restart_reconnect_delay`]: up to 5 s.
+const DEFAULT_RESTART_DELAY: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(5));
 /// Default for [`ClientBuilder::close_timeout`].
 const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ClientBuilder::event_capacity`].
@@ -54,6 +56,9 @@ pub(crate) struct Options {
     pub(crate) auto_reconnect: bool,
     pub(crate) reconnect_interval: Duration,
     pub(crate) max_reconnect_interval: Duration,
+    /// The range of the random wait before reconnecting after close code
+    /// 1012, as (min, max).
+    pub(crate) restart_delay: (Duration, Duration),
     pub(crate) close_timeout: Duration,
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) event_capacity: usize,
@@ -90,6 +95,7 @@ impl ClientBuilder {
                 auto_reconnect: true,
                 reconnect_interval: DEFAULT_RECONNECT_INTERVAL,
                 max_reconnect_interval: DEFAULT_MAX_RECONNECT_INTERVAL,
+                restart_delay: DEFAULT_RESTART_DELAY,
                 close_timeout: DEFAULT_CLOSE_TIMEOUT,
                 tls: None,
                 event_capacity: DEFAULT_EVENT_CAPACITY,
@@ -130,18 +136,44 @@ impl ClientBuilder {
         self
     }
 
-    /// The wait after the first failed reconnection attempt; it doubles
-    /// after each further failure up to
-    /// [`max_reconnect_interval`](Self::max_reconnect_interval). The first
-    /// attempt after a loss is immediate. Default 500 ms.
+    /// The base of the reconnection backoff. The first attempt after a
+    /// loss is immediate (after a server restart, see
+    /// [`restart_reconnect_delay`](Self::restart_reconnect_delay)); after
+    /// the `n`-th failed attempt (from 1) the client waits a random time
+    /// between zero and `min(max_reconnect_interval, reconnect_interval *
+    /// 2^(n-1))` ("full jitter"), so that clients that lost a server
+    /// together do not come back together. Default 500 ms.
     pub fn reconnect_interval(mut self, interval: Duration) -> Self {
         self.config.reconnect_interval = interval;
         self
     }
 
-    /// The longest wait between reconnection attempts. Default 30 s.
+    /// The cap of the reconnection backoff (see
+    /// [`reconnect_interval`](Self::reconnect_interval)). Default 30 s.
     pub fn max_reconnect_interval(mut self, interval: Duration) -> Self {
         self.config.max_reconnect_interval = interval;
+        self
+    }
+
+    /// The range of the random wait before reconnecting after the server
+    /// closed the connection with code 1012 (service restart: a server
+    /// draining for a deploy, `webwire_server::Server::drain`), so that
+    /// its clients move to other nodes gradually. Default from zero up to
+    /// 5 s. A `max` below `min` is taken as `min`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use webwire_client::Client;
+    ///
+    /// # async fn run() -> Result<(), webwire_client::ConnectError> {
+    /// let client = Client::builder("ws://127.0.0.1:9090/")
+    ///     .restart_reconnect_delay(Duration::from_secs(1), Duration::from_secs(10))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn restart_reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.config.restart_delay = (min, max.max(min));
         self
     }
 
@@ -181,6 +213,14 @@ impl ClientBuilder {
             tls,
         });
         Client::start(config).await
+    }
+}
+
+#[cfg(test)]
+impl ClientBuilder {
+    /// The options as set so far.
+    pub(crate) fn options(&self) -> &Options {
+        &self.config
     }
 }
 

@@ -126,8 +126,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// How a connection ended.
 enum Served {
-    /// Lost: reconnect (or wait to be told to).
-    Lost,
+    /// Lost: reconnect (or wait to be told to); `restart` when the server
+    /// closed with 1012 (service restart).
+    Lost { restart: bool },
     /// Closed on purpose: the client is done.
     Closed,
     /// The session restore of a reconnection failed in a way that fails the
@@ -154,38 +155,67 @@ enum WriterItem {
     Flushed(oneshot::Sender<()>),
 }
 
-/// The waits between reconnection attempts: none before the first, then
-/// doubling up to the maximum.
+/// The close code of a server that drains for a restart or a deploy.
+const SERVICE_RESTART: u16 = 1012;
+
+/// The waits between reconnection attempts, with full jitter: none before
+/// the first (a random one in the restart range after close code 1012),
+/// then a random wait up to a ceiling that doubles up to the maximum.
 struct Backoff {
     attempt: u32,
-    delay: Duration,
+    /// The ceiling of the next wait.
+    ceiling: Duration,
     max: Duration,
     /// The server's `Retry-After` of the last attempt: the next wait is
     /// at least this.
     at_least: Option<Duration>,
+    /// The wait before the first attempt, as (min, max).
+    first: Option<(Duration, Duration)>,
 }
 
 impl Backoff {
     fn new(options: &Options) -> Self {
-        let delay = options.reconnect_interval.max(MIN_RECONNECT_INTERVAL);
+        let ceiling = options.reconnect_interval.max(MIN_RECONNECT_INTERVAL);
         Self {
             attempt: 0,
-            delay,
-            max: options.max_reconnect_interval.max(delay),
+            ceiling,
+            max: options.max_reconnect_interval.max(ceiling),
+            first: None,
             at_least: None,
+        }
+    }
+
+    /// After the server closed with 1012: the first attempt waits a random
+    /// time in the configured range.
+    fn after_restart(options: &Options) -> Self {
+        Self {
+            first: Some(options.restart_delay),
+            ..Self::new(options)
         }
     }
 
     /// Counts an attempt; the wait before it.
     fn next(&mut self) -> Option<Duration> {
+        self.next_with(random_fraction)
+    }
+
+    /// [`next`](Self::next) with `random` giving a number in [0, 1].
+    fn next_with(&mut self, random: impl FnOnce() -> f64) -> Option<Duration> {
         self.attempt += 1;
         let at_least = self.at_least.take();
         if self.attempt == 1 {
-            return at_least;
+            let first = self
+                .first
+                .map(|(min, max)| min + (max - min).mul_f64(random()));
+            return match (first, at_least) {
+                (Some(first), Some(at_least)) => Some(first.max(at_least)),
+                (first, at_least) => first.or(at_least),
+            };
         }
-        let delay = self.delay;
-        self.delay = (self.delay * 2).min(self.max);
-        Some(at_least.map_or(delay, |at_least| delay.max(at_least)))
+        let ceiling = self.ceiling;
+        self.ceiling = (self.ceiling * 2).min(self.max);
+        let wait = ceiling.mul_f64(random());
+        Some(at_least.map_or(wait, |at_least| wait.max(at_least)))
     }
 
     /// The server asked to wait this long (429 or 503 with `Retry-After`)
@@ -193,6 +223,12 @@ impl Backoff {
     fn retry_after(&mut self, wait: Duration) {
         self.at_least = Some(wait);
     }
+}
+
+/// A random number in [0, 1] (0.5 if the system has no randomness to give).
+fn random_fraction() -> f64 {
+    // 53 bits: the precision of an f64 in [0, 1).
+    getrandom::u64().map_or(0.5, |bits| (bits >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 /// The connection task.
@@ -247,9 +283,13 @@ impl ConnectionTask {
         loop {
             match self.serve(conn, reconnected).await {
                 Served::Closed => break,
-                Served::Lost => {
+                Served::Lost { restart } => {
                     self.lost();
-                    backoff = Backoff::new(&self.config.options);
+                    backoff = if restart {
+                        Backoff::after_restart(&self.config.options)
+                    } else {
+                        Backoff::new(&self.config.options)
+                    };
                 }
                 Served::RestoreFailed(err) => self.attempt_failed(&err, &mut backoff),
             }
@@ -299,7 +339,7 @@ impl ConnectionTask {
         if let Some(wait) = err.retry_after() {
             backoff.retry_after(wait);
         }
-        tracing::warn!(attempt = backoff.attempt, error = %err, retry_in = ?backoff.delay.max(err.retry_after().unwrap_or_default()), "reconnecting failed");
+        tracing::warn!(attempt = backoff.attempt, error = %err, retry_up_to = ?backoff.ceiling.max(err.retry_after().unwrap_or_default()), "reconnecting failed");
         for waiter in self.connect_waiters.drain(..) {
             let _ = waiter.send(Err(err.clone()));
         }
@@ -364,6 +404,8 @@ impl ConnectionTask {
         }
         let mut announced = !reconnected;
         let mut restore_lost = false;
+        // The server's close code, once its close frame is read.
+        let mut close_code: Option<u16> = None;
 
         // The machine's next deadline and the timer armed for it.
         let mut timer = Box::pin(tokio::time::sleep_until(Instant::now()));
@@ -451,6 +493,8 @@ impl ConnectionTask {
                             machine.handle_frame(Bytes::from(message.into_payload()));
                         } else if message.is_text() {
                             machine.handle_text();
+                        } else if let Some((code, _)) = message.as_close() {
+                            close_code = Some(code.into());
                         }
                         // Ping, pong, close: tokio-websockets answers them.
                     }
@@ -521,7 +565,7 @@ impl ConnectionTask {
                         None => ConnectError::handshake("text message from the server"),
                     })
                 } else {
-                    Served::Lost
+                    Served::Lost { restart: false }
                 }
             }
             End::Lost if restore_lost && !self.closing => {
@@ -529,7 +573,9 @@ impl ConnectionTask {
                     "the server closed the connection during session restoration",
                 ))
             }
-            _ => Served::Lost,
+            _ => Served::Lost {
+                restart: close_code == Some(SERVICE_RESTART),
+            },
         };
         writer.abort();
         // Closing on purpose ends the client whatever ended the connection.
@@ -897,4 +943,58 @@ async fn write_loop(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Client;
+
+    fn options() -> Options {
+        Client::builder("ws://127.0.0.1:1/")
+            .reconnect_interval(Duration::from_millis(100))
+            .max_reconnect_interval(Duration::from_millis(1000))
+            .restart_reconnect_delay(Duration::from_secs(1), Duration::from_secs(5))
+            .options()
+            .clone()
+    }
+
+    #[test]
+    fn backoff_waits_a_random_part_of_a_doubling_ceiling() {
+        let mut backoff = Backoff::new(&options());
+        assert_eq!(backoff.next_with(|| 1.0), None, "the first attempt at once");
+        let ceilings: Vec<Duration> = (0..6).map(|_| backoff.next_with(|| 1.0).unwrap()).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            ceilings,
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        assert_eq!(
+            backoff.next_with(|| 0.0),
+            Some(Duration::ZERO),
+            "full jitter: from zero"
+        );
+        assert_eq!(backoff.next_with(|| 0.25), Some(ms(250)));
+    }
+
+    #[test]
+    fn after_a_restart_the_first_attempt_waits_within_the_range() {
+        let options = options();
+        let mut backoff = Backoff::after_restart(&options);
+        assert_eq!(backoff.next_with(|| 0.0), Some(Duration::from_secs(1)));
+        let mut backoff = Backoff::after_restart(&options);
+        assert_eq!(backoff.next_with(|| 1.0), Some(Duration::from_secs(5)));
+        assert_eq!(backoff.next_with(|| 1.0), Some(Duration::from_millis(100)));
+        for _ in 0..100 {
+            let wait = Backoff::after_restart(&options).next().unwrap();
+            assert!((Duration::from_secs(1)..=Duration::from_secs(5)).contains(&wait));
+        }
+    }
+
+    #[test]
+    fn random_fractions_are_within_zero_and_one_and_vary() {
+        let values: Vec<f64> = (0..64).map(|_| random_fraction()).collect();
+        assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(values.iter().any(|v| (v - values[0]).abs() > f64::EPSILON));
+    }
 }

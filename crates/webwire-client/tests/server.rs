@@ -349,6 +349,46 @@ async fn reconnects_after_the_server_drops_the_connection() {
     server.stop().await;
 }
 
+/// On paused time: after close code 1012 (the server drains), the client
+/// waits a random time in the restart range before it reconnects.
+#[tokio::test(start_paused = true)]
+async fn reconnects_after_a_random_delay_when_the_server_drains() {
+    const MIN: Duration = Duration::from_secs(2);
+    const MAX: Duration = Duration::from_secs(3);
+    let mut server = TestServer::start(unlimited).await;
+    let addr = server.addr;
+    let client = builder(&server.url())
+        .restart_reconnect_delay(MIN, MAX)
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    let start = tokio::time::Instant::now();
+    tokio::time::timeout(PATIENCE, server.server.drain(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.next_disconnect().await,
+        DisconnectReason::ServiceRestart
+    );
+    server.stop().await;
+    // The next node, at once (here: a new server on the same port).
+    let server = TestServer::start_on(&addr.to_string(), unlimited).await;
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    let waited = start.elapsed();
+    assert!(
+        (MIN..=MAX).contains(&waited),
+        "reconnected after {waited:?}, not within {MIN:?}..={MAX:?}"
+    );
+    assert_eq!(
+        client.request("echo", "back").await.unwrap(),
+        Payload::utf8("back")
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn requests_wait_across_a_server_restart() {
     let server = TestServer::start(unlimited).await;

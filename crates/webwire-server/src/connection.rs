@@ -280,6 +280,9 @@ pub(crate) struct ConnectionInner {
     done: Done,
     /// Active, closing or closed (see [`Lifecycle`]).
     lifecycle: Lifecycle,
+    /// The close asked for is a drain's ([`Server::drain`](crate::Server::drain)):
+    /// close code 1012. Set before the lifecycle moves to closing.
+    restart: AtomicBool,
     counters: Counters,
     /// The server's sessions.
     sessions: Arc<Sessions>,
@@ -313,6 +316,7 @@ impl ConnectionInner {
             attention: AtomicWaker::new(),
             done: Done::default(),
             lifecycle: Lifecycle::default(),
+            restart: AtomicBool::new(false),
             counters: Counters::default(),
             sessions,
             session: Mutex::new(SessionSlot::Empty),
@@ -343,6 +347,11 @@ impl ConnectionInner {
     #[inline]
     pub(crate) fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle
+    }
+
+    /// Whether the close asked for is a drain's (close code 1012).
+    pub(crate) fn restart_asked(&self) -> bool {
+        self.restart.load(Ordering::Acquire)
     }
 
     /// The counters behind [`Connection::stats`].
@@ -565,6 +574,15 @@ impl Connection {
     pub fn close(&self) {
         self.inner.lifecycle.advance(Phase::Closing);
         self.inner.wake_task();
+    }
+
+    /// Like [`close`](Self::close), with close code 1012 (service
+    /// restart): the close of a [`Server::drain`](crate::Server::drain),
+    /// after which clients reconnect after a random delay.
+    pub(crate) fn close_for_restart(&self) {
+        // Before the phase moves, so that the task sees it with the phase.
+        self.inner.restart.store(true, Ordering::Release);
+        self.close();
     }
 
     /// Waits until the connection has ended and its disconnect hook returned.

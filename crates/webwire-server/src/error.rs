@@ -272,6 +272,10 @@ pub enum DisconnectReason {
     ClosedByServer,
     /// The server shut down.
     Shutdown,
+    /// The server drained for a restart or a deploy
+    /// ([`Server::drain`](crate::Server::drain)): close code 1012, after
+    /// which clients reconnect, after a random delay, to another node.
+    ServiceRestart,
     /// Nothing arrived within the read timeout.
     ReadTimeout,
     /// The client sent a message that breaks the webwire protocol.
@@ -309,6 +313,7 @@ impl DisconnectReason {
             Self::TextMessage => Some(1003),
             Self::RateLimited => Some(1008),
             Self::MessageTooBig { .. } => Some(1009),
+            Self::ServiceRestart => Some(1012),
             Self::ClientClosed { .. }
             | Self::WebSocketError(_)
             | Self::QueueStalled
@@ -334,6 +339,7 @@ impl fmt::Display for DisconnectReason {
             Self::ClientClosed { code: None, .. } => f.write_str("closed by the client"),
             Self::ClosedByServer => f.write_str("closed by the server"),
             Self::Shutdown => f.write_str("server shutdown"),
+            Self::ServiceRestart => f.write_str("service restart (the server drains)"),
             Self::ReadTimeout => f.write_str("nothing received within the read timeout"),
             Self::ProtocolViolation(err) => write!(f, "protocol violation: {err}"),
             Self::TextMessage => f.write_str("protocol violation: text message"),

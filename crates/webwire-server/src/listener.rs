@@ -167,6 +167,9 @@ where
 {
     let service_shared = shared.clone();
     let service = hyper::service::service_fn(move |mut request| {
+        if let Some(answer) = upgrade::health_check(&service_shared, &request) {
+            return ready(Ok::<_, Infallible>(answer));
+        }
         request.extensions_mut().insert(RemoteAddr(addr));
         ready(Ok::<_, Infallible>(upgrade::handle(
             &service_shared,

@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     /// The same, read without a lock on every message.
     shutting_down: AtomicBool,
+    /// A drain ([`Server::drain`]) started: upgrades get 503, the server
+    /// is not ready, connections are closed one by one with 1012.
+    draining: AtomicBool,
     /// The shutdown deadline passed: running handlers are dropped.
     abort: CancellationToken,
     /// Every connection has ended: listeners stop.
@@ -203,6 +206,17 @@ impl Shared {
     /// tells (it takes a lock: for the rarer checks, such as an upgrade's).
     pub(crate) fn shutdown_started(&self) -> bool {
         self.shutdown.is_cancelled()
+    }
+
+    /// Whether the server takes new connections: no shutdown and no drain
+    /// has started.
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Acquire) && !self.shutdown_started()
+    }
+
+    /// Whether a drain has started.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Resolves when a graceful shutdown starts.
@@ -576,6 +590,107 @@ impl Server {
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.is_shutting_down()
+    }
+
+    /// Whether the server is ready for new connections: `false` once a
+    /// [`drain`](Self::drain) or a shutdown has started. A standalone
+    /// [`Listener`] answers `GET /readyz` with it; in headless mode, route
+    /// it yourself, for a load balancer's readiness probe:
+    ///
+    /// ```
+    /// use axum::{http::StatusCode, routing::get};
+    /// use webwire_server::{MessageRouter, Server};
+    ///
+    /// # fn f() -> Result<(), webwire_server::ServerError> {
+    /// let webwire = Server::builder(MessageRouter::new()).build()?;
+    /// let ready = webwire.clone();
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route("/healthz", get(|| async { "ok" }))
+    ///     .route(
+    ///         "/readyz",
+    ///         get(move || async move {
+    ///             if ready.is_ready() {
+    ///                 (StatusCode::OK, "ready")
+    ///             } else {
+    ///                 (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    ///             }
+    ///         }),
+    ///     )
+    ///     .route_service("/ws", webwire.service());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_ready()
+    }
+
+    /// Whether a [`drain`](Self::drain) has started.
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
+    }
+
+    /// Drains the server for a deploy or a restart, and returns when every
+    /// connection has closed: new upgrades get 503 and the server is no
+    /// longer [ready](Self::is_ready); then the open connections are closed
+    /// gracefully, as [`Connection::close`] does (running handlers finish
+    /// and their replies are sent, requests that arrive meanwhile get a
+    /// shutdown reply) but with WebSocket close code 1012 (service
+    /// restart), spread evenly over `window`: of `n` connections, the
+    /// `i`-th (from 0, oldest first) is closed `i * window / n` after the
+    /// start. Clients reconnect after a random delay (the webwire clients
+    /// do), so they move to other nodes gradually instead of all at once.
+    ///
+    /// The server still runs afterwards (listeners answer health checks,
+    /// upgrades get 503); call [`shutdown`](Self::shutdown) to end it. A
+    /// shutdown during the drain closes the remaining connections at once
+    /// with 1001.
+    ///
+    /// ```no_run
+    /// # async fn f(server: webwire_server::Server) {
+    /// use std::time::Duration;
+    ///
+    /// server.drain(Duration::from_secs(30)).await;
+    /// server.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn drain(&self, window: Duration) {
+        let shared = &self.shared;
+        shared.draining.store(true, Ordering::Release);
+        let start = tokio::time::Instant::now();
+        let mut connections = self.connections();
+        connections.sort_by_key(Connection::id);
+        let n = u32::try_from(connections.len()).unwrap_or(u32::MAX);
+        tracing::info!(connections = n, window = ?window, "draining");
+        for (i, conn) in (0..n).zip(&connections) {
+            let at = window.checked_mul(i).map_or(window, |spread| spread / n);
+            tokio::select! {
+                () = tokio::time::sleep_until(start + at) => conn.close_for_restart(),
+                // The shutdown closes the rest itself.
+                () = shared.shutdown_signal() => break,
+            }
+        }
+        // An upgrade that passed its check just before the drain started
+        // may have registered after the list was taken.
+        loop {
+            let late: Vec<Connection> = self
+                .connections()
+                .into_iter()
+                .filter(|conn| conn.is_active())
+                .collect();
+            if late.is_empty() {
+                break;
+            }
+            for conn in &late {
+                conn.close_for_restart();
+            }
+            for conn in &late {
+                conn.closed().await;
+            }
+        }
+        for conn in &connections {
+            conn.closed().await;
+        }
+        tracing::info!("drained");
     }
 
     /// Shuts down gracefully (docs/protocol.md 9.3) and returns when it is done:
@@ -1024,6 +1139,7 @@ impl<H: Handler> ServerBuilder<H> {
                 admission,
                 shutdown: CancellationToken::new(),
                 shutting_down: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
                 abort: CancellationToken::new(),
                 stopped: CancellationToken::new(),
                 connections: TaskTracker::new(),

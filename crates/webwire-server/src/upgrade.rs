@@ -55,6 +55,9 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     if shared.shutdown_started() {
         return status(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
     }
+    if shared.is_draining() {
+        return status(StatusCode::SERVICE_UNAVAILABLE, "server draining");
+    }
     let remote_addr = remote_addr(&request);
     let client_ip = shared.client_ip(remote_addr, request.headers());
     let ip_slot = match shared.admit(client_ip) {
@@ -114,6 +117,31 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(SEC_WEBSOCKET_ACCEPT, accept_key(key.as_bytes()));
     response
+}
+
+/// The path of the liveness check (standalone mode): 200 while the
+/// process serves.
+pub(crate) const HEALTHZ: &str = "/healthz";
+/// The path of the readiness check (standalone mode): 200 while the
+/// server takes new connections, 503 once a drain or a shutdown started.
+pub(crate) const READYZ: &str = "/readyz";
+
+/// Answers a plain `GET` (or `HEAD`) of [`HEALTHZ`] or [`READYZ`] in
+/// standalone mode; `None` for anything else, upgrade requests included
+/// (they upgrade on any path the server's path option allows).
+pub(crate) fn health_check<B>(shared: &Shared, request: &Request<B>) -> Option<Response<Body>> {
+    if !matches!(*request.method(), Method::GET | Method::HEAD)
+        || request.headers().contains_key(UPGRADE)
+    {
+        return None;
+    }
+    match request.uri().path() {
+        HEALTHZ => Some(status(StatusCode::OK, "ok")),
+        READYZ if shared.is_ready() => Some(status(StatusCode::OK, "ready")),
+        READYZ if shared.is_draining() => Some(status(StatusCode::SERVICE_UNAVAILABLE, "draining")),
+        READYZ => Some(status(StatusCode::SERVICE_UNAVAILABLE, "shutting down")),
+        _ => None,
+    }
 }
 
 /// Why a request is not a WebSocket upgrade this server takes: each is

@@ -3,7 +3,7 @@
 //! exactly one reply; nothing is written after the close frame), here over
 //! in-memory connections on paused time, for any interleaving of requests
 //! whose handlers finish at once or later, signals, signals queued by
-//! other tasks, closes and shutdowns, at each concurrency mode.
+//! other tasks, closes, drains and shutdowns, at each concurrency mode.
 
 mod common;
 
@@ -31,6 +31,8 @@ enum Act {
     Sleep(u8),
     /// The application closes the connection.
     Close,
+    /// The server drains (close code 1012).
+    Drain,
     /// The server shuts down.
     Shutdown,
 }
@@ -42,6 +44,7 @@ fn act() -> impl Strategy<Value = Act> {
         2 => Just(Act::QueueSignal),
         3 => (0u8..30).prop_map(Act::Sleep),
         1 => Just(Act::Close),
+        1 => Just(Act::Drain),
         1 => Just(Act::Shutdown),
     ]
 }
@@ -79,6 +82,7 @@ async fn run_case(concurrency: Concurrency, acts: Vec<Act>) -> Result<(), TestCa
     // ones may arrive after the connection closed.
     let (mut sent, mut sent_late) = (Vec::new(), Vec::new());
     let mut shutdown = None;
+    let mut drain = None;
     let mut closed = false;
     for act in acts {
         match act {
@@ -98,6 +102,15 @@ async fn run_case(concurrency: Concurrency, acts: Vec<Act>) -> Result<(), TestCa
             Act::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms.into())).await,
             Act::Close => {
                 conn.close();
+                closed = true;
+            }
+            Act::Drain => {
+                if drain.is_none() {
+                    let server = server.clone();
+                    drain = Some(tokio::spawn(async move {
+                        server.drain(Duration::from_millis(20)).await
+                    }));
+                }
                 closed = true;
             }
             Act::Shutdown => {
@@ -144,7 +157,14 @@ async fn run_case(concurrency: Concurrency, acts: Vec<Act>) -> Result<(), TestCa
             prop_assert!(!message.is_binary(), "a message after the close frame");
         }
     }
-    prop_assert!(matches!(code, Some(1000 | 1001)), "closed with {code:?}");
+    prop_assert!(
+        matches!(code, Some(1000 | 1001 | 1012)),
+        "closed with {code:?}"
+    );
+    prop_assert!(
+        code != Some(1012) || drain.is_some(),
+        "1012 without a drain"
+    );
     for id in &sent {
         prop_assert_eq!(replies.remove(id), Some(1), "request {:?}", id);
     }
@@ -152,6 +172,9 @@ async fn run_case(concurrency: Concurrency, acts: Vec<Act>) -> Result<(), TestCa
         prop_assert!(replies.remove(id).unwrap_or(0) <= 1, "request {:?}", id);
     }
     prop_assert!(replies.is_empty(), "replies to no request: {replies:?}");
+    if let Some(drain) = drain {
+        drain.await.unwrap();
+    }
     if let Some(shutdown) = shutdown {
         shutdown.await.unwrap();
     } else {

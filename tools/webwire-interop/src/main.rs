@@ -19,6 +19,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the interop server until SIGINT or SIGTERM.
@@ -38,6 +40,12 @@ enum Command {
         node_id: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// On SIGTERM, drain first: refuse new connections, close the open
+        /// ones with code 1012 (service restart) spread over this many
+        /// seconds, then shut down. SIGINT, or a second signal, shuts down
+        /// at once.
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        drain_window: Option<Duration>,
     },
     /// Tests the server at URL (ws://HOST:PORT/) against docs/interop.md.
     Check {
@@ -127,7 +135,18 @@ fn main() -> ExitCode {
                 redis,
                 node_id,
                 limits,
-            } => run_serve(addr, session_dir, redis, node_id, limits.into()).await,
+                drain_window,
+            } => {
+                run_serve(
+                    addr,
+                    session_dir,
+                    redis,
+                    node_id,
+                    limits.into(),
+                    drain_window,
+                )
+                .await
+            }
             Command::Check { url, timeout, only } => run_check(&url, timeout, only).await,
         }
     })
@@ -139,10 +158,11 @@ async fn run_serve(
     redis: Option<String>,
     node_id: Option<String>,
     limits: LimitOptions,
+    drain_window: Option<Duration>,
 ) -> ExitCode {
     // Listen for the signals before anybody can learn the address, so that
     // a signal sent right after the line stops the server gracefully.
-    let shutdown = match ShutdownSignal::install() {
+    let mut shutdown = match ShutdownSignal::install() {
         Ok(shutdown) => shutdown,
         Err(err) => {
             eprintln!("webwire-interop: cannot listen for signals: {err}");
@@ -170,7 +190,14 @@ async fn run_serve(
         tracing::warn!("could not write the address to standard output");
     }
     drop(stdout);
-    shutdown.recv().await;
+    let stop = shutdown.recv().await;
+    if let (Some(window), Stop::Terminate) = (drain_window, stop) {
+        tracing::info!(window = ?window, "SIGTERM: draining");
+        tokio::select! {
+            () = running.server().drain(window) => {}
+            _ = shutdown.recv() => tracing::info!("second signal: the drain is cut short"),
+        }
+    }
     tracing::info!("shutting down");
     match running.shutdown().await {
         Ok(()) => {
@@ -182,6 +209,21 @@ async fn run_serve(
             ExitCode::FAILURE
         }
     }
+}
+
+/// A duration in seconds, possibly fractional (`0.5`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|err| format!("{err}"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|err| format!("{err}"))
+}
+
+/// Which signal asked the server to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (what process managers and orchestrators send).
+    Terminate,
 }
 
 /// SIGINT or SIGTERM (Ctrl-C where there are no Unix signals).
@@ -209,22 +251,19 @@ impl ShutdownSignal {
         }
     }
 
-    /// Waits for the first of them.
-    async fn recv(self) {
+    /// Waits for the next of them.
+    async fn recv(&mut self) -> Stop {
         #[cfg(unix)]
         {
-            let Self {
-                mut interrupt,
-                mut terminate,
-            } = self;
             tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
+                _ = self.interrupt.recv() => Stop::Interrupt,
+                _ = self.terminate.recv() => Stop::Terminate,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            Stop::Interrupt
         }
     }
 }

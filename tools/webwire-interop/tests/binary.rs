@@ -254,3 +254,54 @@ fn serve_applies_the_limit_flags() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With `--drain-window`, SIGTERM drains: the open connection is closed
+/// with 1012 (service restart), then the server shuts down with exit code 0.
+#[tokio::test]
+async fn sigterm_with_a_drain_window_closes_connections_with_1012() {
+    use futures_util::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server(
+        Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--drain-window", "0.2"])
+            .arg("--session-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (line, _rest) = first_line(&mut server.0);
+    let url = line
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let (mut ws, _) = tokio_websockets::ClientBuilder::new()
+        .uri(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(message) = ws.next().await {
+            let message = message.expect("a clean close");
+            if let Some((code, _)) = message.as_close() {
+                return Some(u16::from(code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(code, Some(1012));
+    let status = wait_for(&mut server.0, Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}");
+}

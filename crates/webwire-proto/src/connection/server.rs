@@ -102,12 +102,18 @@ pub enum State {
     Closed,
 }
 
-/// Why a connection drains.
+/// Why a connection drains. Ordered: when several are asked for, the
+/// greatest wins (a shutdown over a restart over a close).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Drain {
     /// The application closed the connection.
     Close,
-    /// The server shuts down (it wins over a close asked for before).
+    /// The server drains for a restart or a deploy: close code 1012
+    /// (service restart), which tells clients to reconnect, after a random
+    /// delay, to another node (it wins over a close asked for before).
+    Restart,
+    /// The server shuts down (it wins over a close or a restart asked for
+    /// before).
     Shutdown,
 }
 
@@ -146,6 +152,7 @@ impl Closing {
             Self::ProtocolViolation(_) => (1002, "protocol violation"),
             Self::ReadTimeout => (1001, "read timeout"),
             Self::Drained(Drain::Close) => (1000, ""),
+            Self::Drained(Drain::Restart) => (1012, "service restart"),
             Self::Drained(Drain::Shutdown) => (1001, "server shutdown"),
             Self::PolicyViolation => (1008, "rate limit exceeded"),
         })
@@ -345,8 +352,8 @@ impl ServerConnection {
         }
     }
 
-    /// A close or a shutdown was asked for: the connection drains (a
-    /// shutdown wins over a close asked for before it).
+    /// A close, a restart or a shutdown was asked for: the connection
+    /// drains (the greatest [`Drain`] asked for wins).
     pub fn close(&mut self, drain: Drain) {
         self.state = match self.state {
             State::Open => State::Draining(drain),

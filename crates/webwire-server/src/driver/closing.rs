@@ -104,6 +104,7 @@ pub(super) fn lingers(reason: &DisconnectReason) -> bool {
 pub(super) fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'static str)> {
     let closing = match reason {
         DisconnectReason::ClosedByServer => Closing::Drained(Drain::Close),
+        DisconnectReason::ServiceRestart => Closing::Drained(Drain::Restart),
         DisconnectReason::Shutdown => Closing::Drained(Drain::Shutdown),
         DisconnectReason::ReadTimeout => Closing::ReadTimeout,
         DisconnectReason::ProtocolViolation(err) => Closing::ProtocolViolation(err.clone()),
@@ -128,6 +129,7 @@ fn disconnect_reason(closing: Closing) -> DisconnectReason {
         Closing::ProtocolViolation(err) => DisconnectReason::ProtocolViolation(err),
         Closing::ReadTimeout => DisconnectReason::ReadTimeout,
         Closing::Drained(Drain::Close) => DisconnectReason::ClosedByServer,
+        Closing::Drained(Drain::Restart) => DisconnectReason::ServiceRestart,
         Closing::Drained(Drain::Shutdown) => DisconnectReason::Shutdown,
         Closing::PolicyViolation => DisconnectReason::RateLimited,
     }

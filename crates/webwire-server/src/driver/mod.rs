@@ -499,8 +499,9 @@ where
         let state = self.wire.protocol().state();
         let drain = match state {
             State::Open if shutting_down => Drain::Shutdown,
-            State::Open if !self.conn.inner.lifecycle().is_active() => Drain::Close,
-            State::Draining(Drain::Close) if shutting_down => Drain::Shutdown,
+            State::Open if !self.conn.inner.lifecycle().is_active() => self.close_asked(),
+            State::Draining(Drain::Close | Drain::Restart) if shutting_down => Drain::Shutdown,
+            State::Draining(Drain::Close) if self.conn.inner.restart_asked() => Drain::Restart,
             _ => return,
         };
         self.wire.protocol_mut().close(drain);
@@ -509,6 +510,15 @@ where
             if let Some(tasks) = &self.tasks {
                 tasks.close();
             }
+        }
+    }
+
+    /// The drain of a close the application or a server drain asked for.
+    fn close_asked(&self) -> Drain {
+        if self.conn.inner.restart_asked() {
+            Drain::Restart
+        } else {
+            Drain::Close
         }
     }
 

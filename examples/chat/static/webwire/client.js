@@ -15,6 +15,8 @@ import { Payload, Reply, Signal, decodeUtf8, encodeUtf8 } from './payload.js';
 import { copySession, defaultSessionStore, parseSessionJson } from './session.js';
 /** The protocol major version this client speaks. */
 export const PROTOCOL_MAJOR = 2;
+/** The close code of a server that drains for a restart or a deploy. */
+const SERVICE_RESTART = 1012;
 /** The readyState of an open WebSocket. */
 const WS_OPEN = 1;
 const MAX_TIMER = 2 ** 31 - 1;
@@ -156,7 +158,9 @@ export class WebwireClient {
                     initialDelay: ro.initialDelay ?? 500,
                     maxDelay: ro.maxDelay ?? 30_000,
                     factor: ro.factor ?? 2,
-                    jitter: Math.min(1, Math.max(0, ro.jitter ?? 0.2)),
+                    jitter: Math.min(1, Math.max(0, ro.jitter ?? 1)),
+                    restartDelayMin: Math.max(0, ro.restartDelayMin ?? 0),
+                    restartDelayMax: Math.max(0, ro.restartDelayMin ?? 0, ro.restartDelayMax ?? 5000),
                 };
         this.store = options.sessionStore ?? defaultSessionStore(url);
         this.autoRestore = options.autoRestore ?? true;
@@ -501,7 +505,7 @@ export class WebwireClient {
                 return;
             const code = event?.code ?? 1006;
             const reason = event?.reason ? `: ${event.reason}` : '';
-            this.lostConnection(conn, conn.refused ?? new DisconnectedError(`connection closed (code ${code}${reason})`));
+            this.lostConnection(conn, conn.refused ?? new DisconnectedError(`connection closed (code ${code}${reason})`), code);
         };
         ws.onerror = () => {
             // A close event follows.
@@ -714,7 +718,7 @@ export class WebwireClient {
         this.lostConnection(conn, error);
     }
     /** The connection (or attempt) is over; fail the calls in flight and maybe reconnect. */
-    lostConnection(conn, error) {
+    lostConnection(conn, error, closeCode) {
         if (this.conn !== conn)
             return;
         this.stopTimers(conn);
@@ -735,11 +739,19 @@ export class WebwireClient {
             return;
         }
         this.setStatus('disconnected');
-        const { initialDelay, maxDelay, factor, jitter } = this.reconnect;
-        // The first retry after a working connection waits initialDelay; each failed attempt multiplies it.
-        const base = Math.min(maxDelay, initialDelay * factor ** (this.failedAttempts - 1));
+        const { initialDelay, maxDelay, factor, jitter, restartDelayMin, restartDelayMax } = this.reconnect;
+        let delay;
+        if (closeCode === SERVICE_RESTART) {
+            // The server drains: come back to another node after a random wait.
+            delay = restartDelayMin + (restartDelayMax - restartDelayMin) * Math.random();
+        }
+        else {
+            // The first retry after a working connection waits up to initialDelay; each failed attempt multiplies it.
+            const base = Math.min(maxDelay, initialDelay * factor ** (this.failedAttempts - 1));
+            delay = base * (1 - jitter * Math.random());
+        }
         // A server that refused with Retry-After (429, 503) is not asked again sooner.
-        const delay = Math.max(base * (1 - jitter * Math.random()), conn.refused?.retryAfterMs ?? 0);
+        delay = Math.max(delay, conn.refused?.retryAfterMs ?? 0);
         this.reconnectTimer = setTimeout(() => {
             this.reconnectTimer = null;
             if (this.currentStatus !== 'closed' && this.conn === null)

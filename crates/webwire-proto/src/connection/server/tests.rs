@@ -134,6 +134,33 @@ fn a_shutdown_wins_over_a_close_asked_for_before_but_not_the_other_way() {
 }
 
 #[test]
+fn a_restart_closes_with_1012_and_wins_over_a_close_but_not_over_a_shutdown() {
+    let mut conn = ServerConnection::new(TIMEOUT, Instant::now());
+    conn.handle_message(request(1));
+    conn.close(Drain::Close);
+    conn.close(Drain::Restart);
+    assert_eq!(conn.state(), State::Draining(Drain::Restart));
+    conn.close(Drain::Close);
+    assert_eq!(conn.state(), State::Draining(Drain::Restart));
+    assert!(matches!(
+        conn.handle_message(request(2)),
+        Received::Answer(ServerMessage::Shutdown(_))
+    ));
+    assert!(matches!(conn.next_read(false), Read::Arrived));
+    assert_eq!(
+        conn.nothing_arrived().close_frame(),
+        Some((1012, "service restart"))
+    );
+
+    let mut conn = ServerConnection::new(TIMEOUT, Instant::now());
+    conn.close(Drain::Restart);
+    conn.close(Drain::Shutdown);
+    assert_eq!(conn.state(), State::Draining(Drain::Shutdown));
+    conn.close(Drain::Restart);
+    assert_eq!(conn.state(), State::Draining(Drain::Shutdown));
+}
+
+#[test]
 fn a_drained_connection_reads_a_bounded_number_of_late_messages() {
     let mut conn = ServerConnection::new(TIMEOUT, Instant::now());
     conn.close(Drain::Close);
@@ -256,6 +283,8 @@ enum Step {
     QueueSignal,
     /// The application closes the connection.
     AskClose,
+    /// The server drains for a restart.
+    AskRestart,
     /// The server shuts down.
     AskShutdown,
     /// The client's close frame is read.
@@ -298,6 +327,7 @@ fn step() -> impl Strategy<Value = Step> {
         5 => (0usize..8).prop_map(Step::Finish),
         2 => Just(Step::QueueSignal),
         1 => Just(Step::AskClose),
+        1 => Just(Step::AskRestart),
         1 => Just(Step::AskShutdown),
         1 => Just(Step::PeerClose),
         // Short steps too, so that runs over the rate limit last long enough.
@@ -495,6 +525,7 @@ impl Model {
             Step::Finish(n) => self.finish(n),
             Step::QueueSignal => self.send(server_signal()),
             Step::AskClose => self.conn.close(Drain::Close),
+            Step::AskRestart => self.conn.close(Drain::Restart),
             Step::AskShutdown => self.conn.close(Drain::Shutdown),
             Step::PeerClose => {
                 let closing = self.conn.handle_close_frame(1000, "");
@@ -583,7 +614,7 @@ proptest! {
         }
         if let Some(Closing::Drained(_)) = model.ended {
             prop_assert!(model.dropped.is_empty(), "a drained connection answers everything");
-            prop_assert!(matches!(model.written.last(), Some(Written::CloseFrame(1000 | 1001))));
+            prop_assert!(matches!(model.written.last(), Some(Written::CloseFrame(1000 | 1001 | 1012))));
         }
         for id in &model.read_draining {
             prop_assert!(model.written.contains(&Written::Reply(*id)) || model.dropped.contains(id));
