@@ -1,8 +1,13 @@
 //! Opening one connection: TCP, TLS, WebSocket upgrade, then the server's
 //! accept configuration, checked.
 
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
@@ -17,6 +22,41 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A WebSocket over plain TCP or TLS.
 pub(crate) type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// A custom way to open the byte stream under the WebSocket, called once
+/// per connection attempt (`ClientBuilder::transport`).
+#[derive(Clone)]
+pub(crate) struct Transport(Arc<OpenStream>);
+
+/// Opens one byte stream.
+type OpenStream = dyn Fn() -> BoxFuture<'static, std::io::Result<Box<dyn Io>>> + Send + Sync;
+
+impl Transport {
+    // Only the `test-util` builder method makes one.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn new<F, Fut, S>(open: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::io::Result<S>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Self(Arc::new(move || {
+            open()
+                .map(|stream| stream.map(|stream| Box::new(stream) as Box<dyn Io>))
+                .boxed()
+        }))
+    }
+
+    async fn open(&self) -> std::io::Result<Box<dyn Io>> {
+        (self.0)().await
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Transport(..)")
+    }
+}
 
 /// The largest message accepted before the server's buffer size is known:
 /// enough for any accept configuration with a sub-protocol name.
@@ -50,20 +90,32 @@ pub(crate) async fn dial(config: &Config) -> Result<Dialed, ConnectError> {
 
 async fn dial_unbounded(config: &Config) -> Result<Dialed, ConnectError> {
     let target = &config.target;
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| ConnectError::Io {
-            addr: target.addr(),
-            source: source.into(),
-        })?;
-    // Requests are small and latency matters more than packet count; the
-    // writer batches frames itself.
-    let _ = tcp.set_nodelay(true);
-    let io: Box<dyn Io> = match &config.tls {
-        Some(tls) if target.secure => Box::new(tls.connect(&target.host, tcp).await?),
-        _ => Box::new(tcp),
+    let io_error = |source: std::io::Error| ConnectError::Io {
+        addr: target.addr(),
+        source: source.into(),
     };
-    let (mut ws, _response) = tokio_websockets::ClientBuilder::from_uri(target.uri.clone())
+    let io: Box<dyn Io> = if let Some(transport) = &config.options.transport {
+        transport.open().await.map_err(io_error)?
+    } else {
+        let tcp = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(io_error)?;
+        // Requests are small and latency matters more than packet count; the
+        // writer batches frames itself.
+        let _ = tcp.set_nodelay(true);
+        match &config.tls {
+            Some(tls) if target.secure => Box::new(tls.connect(&target.host, tcp).await?),
+            _ => Box::new(tcp),
+        }
+    };
+    let mut builder = tokio_websockets::ClientBuilder::from_uri(target.uri.clone());
+    for (name, value) in &config.headers {
+        // Checked when the client was built.
+        builder = builder
+            .add_header(name.clone(), value.clone())
+            .map_err(ConnectError::handshake)?;
+    }
+    let (mut ws, _response) = builder
         .limits(Limits::default().max_payload_len(Some(MAX_ACCEPT_CONF)))
         // One frame per message, as the original clients send; the writer
         // flushes once per batch, this only bounds a batch's buffer.
