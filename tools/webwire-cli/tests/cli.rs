@@ -472,3 +472,48 @@ async fn listen_until_interrupted() {
     assert_eq!(status.code(), Some(0));
     server.stop().await;
 }
+
+/// `wss://`: a self-signed certificate is refused unless given with --ca,
+/// or unless --insecure.
+#[tokio::test]
+async fn wss_with_ca_or_insecure() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = webwire_server::TlsConfig::from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let router = MessageRouter::new().request("echo", |req: Request| async move {
+        Ok::<_, webwire_server::ReplyError>(req.payload().clone())
+    });
+    let server = webwire_server::Server::builder(router).build().unwrap();
+    let listener = server.bind_tls("127.0.0.1:0", tls).await.unwrap();
+    let url = format!("wss://localhost:{}/", listener.local_addr().port());
+    let running = tokio::spawn(listener.run());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+
+    let out = webwire(&[
+        "request",
+        &url,
+        "echo",
+        "over tls",
+        "--ca",
+        ca.to_str().unwrap(),
+    ])
+    .await;
+    assert_status(&out, 0);
+    assert_eq!(stdout(&out), "over tls\n");
+    let out = webwire(&["request", &url, "echo", "x", "--insecure"]).await;
+    assert_status(&out, 0);
+    // Neither: the platform's roots do not know this certificate.
+    let out = webwire(&["request", &url, "echo", "x"]).await;
+    assert_status(&out, 2);
+    assert!(stderr(&out).contains("TLS"), "{}", stderr(&out));
+    let out = webwire(&["request", &url, "echo", "--ca", "/no/such/file.pem"]).await;
+    assert_status(&out, 64);
+
+    server.shutdown().await;
+    running.await.unwrap().unwrap();
+}
