@@ -430,6 +430,7 @@ async fn listen_prints_json_lines_and_sessions_carry_over() {
 }
 
 /// Without --count, listening lasts until Ctrl-C (SIGINT), then exits 0.
+#[cfg(unix)]
 #[tokio::test]
 async fn listen_until_interrupted() {
     let server = TestServer::start().await;
