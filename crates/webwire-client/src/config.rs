@@ -1,11 +1,13 @@
 //! [`ClientBuilder`]: the client's options, and the checked configuration
 //! the connection task runs with.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Uri;
+use http::{HeaderName, HeaderValue, Uri};
 
+use crate::dial::Transport;
 use crate::error::ConnectError;
 use crate::{Client, TlsConfig};
 
@@ -62,6 +64,11 @@ pub(crate) struct Options {
     pub(crate) close_timeout: Duration,
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) event_capacity: usize,
+    /// Extra upgrade request headers, as given (checked in `connect`).
+    pub(crate) headers: Vec<(String, String)>,
+    /// Opens the byte stream instead of TCP (and TLS); see
+    /// `ClientBuilder::transport`.
+    pub(crate) transport: Option<Transport>,
 }
 
 /// A checked `ws://` or `wss://` URL.
@@ -82,6 +89,8 @@ pub(crate) struct Config {
     pub(crate) options: Options,
     /// The TLS configuration for `wss://` URLs (resolved at build time).
     pub(crate) tls: Option<TlsConfig>,
+    /// The extra upgrade request headers, checked.
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ClientBuilder {
@@ -99,6 +108,8 @@ impl ClientBuilder {
                 close_timeout: DEFAULT_CLOSE_TIMEOUT,
                 tls: None,
                 event_capacity: DEFAULT_EVENT_CAPACITY,
+                headers: Vec::new(),
+                transport: None,
             },
         }
     }
@@ -197,12 +208,92 @@ impl ClientBuilder {
         self
     }
 
+    /// Adds a header to the WebSocket upgrade request, on every connection
+    /// attempt (for example an `Authorization` token, or a cookie). A later
+    /// header with the same name replaces an earlier one.
+    ///
+    /// The name and value are checked by [`connect`](Self::connect), which
+    /// fails with [`ConnectError::InvalidHeader`] for a malformed one or for
+    /// a header the WebSocket handshake sets itself (`Host`, `Upgrade`,
+    /// `Connection`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), webwire_client::ConnectError> {
+    /// let client = webwire_client::Client::builder("wss://chat.example.com/ws")
+    ///     .header("Authorization", "Bearer 0123abcd")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends an `Origin` header with the upgrade request, as a browser
+    /// does: servers that check the origin accept only the ones they
+    /// allow. By default the client sends none. The same as
+    /// `.header("Origin", origin)`.
+    pub fn origin(self, origin: impl Into<String>) -> Self {
+        self.header("Origin", origin)
+    }
+
+    /// Opens each connection's byte stream with `transport` instead of a
+    /// TCP connection (feature `test-util`): the client then runs the
+    /// WebSocket upgrade and everything after it over that stream. It is
+    /// called once for the first connection and once per reconnection, so
+    /// a reconnection is a fresh stream. The URL still gives the upgrade
+    /// request's path and `Host` header; TLS is not used, whatever the
+    /// scheme.
+    ///
+    /// Made for testing an application's handlers without sockets: with
+    /// `webwire-server`'s `test-util` feature, `Server::connect_in_memory`
+    /// gives a stream to the server in the same process that goes through
+    /// the same upgrade path (hooks, connection info) as a TCP connection:
+    ///
+    /// ```
+    /// use webwire_client::Client;
+    /// use webwire_server::{Connection, MessageRouter, ReplyError, Request, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let router = MessageRouter::new().request("echo", |_conn: Connection, req: Request| async move {
+    ///     Ok::<_, ReplyError>(req.payload().clone())
+    /// });
+    /// let server = Server::builder(router).build()?;
+    /// let to_server = server.clone();
+    /// let client = Client::builder("ws://localhost/")
+    ///     .transport(move || {
+    ///         let stream = to_server.connect_in_memory();
+    ///         async move { Ok(stream) }
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// assert_eq!(client.request("echo", "hi").await?.to_text()?, "hi");
+    /// client.close().await;
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "test-util")]
+    pub fn transport<F, Fut, S>(mut self, transport: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::io::Result<S>> + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        self.config.transport = Some(Transport::new(transport));
+        self
+    }
+
     /// Connects, checks the server's accept configuration and starts the
     /// client. Fails if this first connection fails (there is no automatic
     /// retry for it).
     pub async fn connect(self) -> Result<Client, ConnectError> {
         let target = Target::parse(&self.url)?;
+        let headers = check_headers(&self.config.headers)?;
         let tls = match (&self.config.tls, target.secure) {
+            _ if self.config.transport.is_some() => None,
             (Some(tls), true) => Some(tls.clone()),
             (None, true) => Some(TlsConfig::native_roots().map_err(ConnectError::tls)?),
             (_, false) => None,
@@ -211,6 +302,7 @@ impl ClientBuilder {
             target,
             options: self.config,
             tls,
+            headers,
         });
         Client::start(config).await
     }
@@ -222,6 +314,27 @@ impl ClientBuilder {
     pub(crate) fn options(&self) -> &Options {
         &self.config
     }
+}
+
+/// Parses the extra headers, refusing those the handshake sets itself.
+fn check_headers(
+    headers: &[(String, String)],
+) -> Result<Vec<(HeaderName, HeaderValue)>, ConnectError> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let invalid = |reason: &dyn fmt::Display| ConnectError::InvalidHeader {
+                name: name.clone(),
+                reason: reason.to_string(),
+            };
+            let parsed = HeaderName::try_from(name.as_str()).map_err(|err| invalid(&err))?;
+            if tokio_websockets::client::DISALLOWED_HEADERS.contains(&parsed) {
+                return Err(invalid(&"the WebSocket handshake sets it itself"));
+            }
+            let value = HeaderValue::try_from(value.as_str()).map_err(|err| invalid(&err))?;
+            Ok((parsed, value))
+        })
+        .collect()
 }
 
 impl Target {
@@ -293,6 +406,19 @@ mod tests {
         let t = Target::parse("ws://[::1]:80/").unwrap();
         assert_eq!(t.host, "::1");
         assert_eq!(t.addr(), "[::1]:80");
+    }
+
+    #[test]
+    fn checks_headers() {
+        let ok = check_headers(&[("X-Token".into(), "abc".into())]).unwrap();
+        assert_eq!(ok[0].0.as_str(), "x-token");
+        for (name, value) in [("Bad Name", "v"), ("X-A", "line\nbreak"), ("Host", "a")] {
+            let err = check_headers(&[(name.into(), value.into())]).unwrap_err();
+            assert!(
+                matches!(&err, ConnectError::InvalidHeader { name: n, .. } if n == name),
+                "{name}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Opening one connection: TCP, TLS, WebSocket upgrade, then the server's
 //! accept configuration, checked.
 
+use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,7 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_websockets::{CloseCode, Limits, Message, WebSocketStream};
@@ -23,6 +26,41 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A WebSocket over plain TCP or TLS.
 pub(crate) type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// A custom way to open the byte stream under the WebSocket, called once
+/// per connection attempt (`ClientBuilder::transport`).
+#[derive(Clone)]
+pub(crate) struct Transport(Arc<OpenStream>);
+
+/// Opens one byte stream.
+type OpenStream = dyn Fn() -> BoxFuture<'static, std::io::Result<Box<dyn Io>>> + Send + Sync;
+
+impl Transport {
+    // Only the `test-util` builder method makes one.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn new<F, Fut, S>(open: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::io::Result<S>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Self(Arc::new(move || {
+            open()
+                .map(|stream| stream.map(|stream| Box::new(stream) as Box<dyn Io>))
+                .boxed()
+        }))
+    }
+
+    async fn open(&self) -> std::io::Result<Box<dyn Io>> {
+        (self.0)().await
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Transport(..)")
+    }
+}
 
 /// The largest message accepted before the server's buffer size is known:
 /// enough for any accept configuration with a sub-protocol name.
@@ -56,18 +94,23 @@ pub(crate) async fn dial(config: &Config) -> Result<Dialed, ConnectError> {
 
 async fn dial_unbounded(config: &Config) -> Result<Dialed, ConnectError> {
     let target = &config.target;
-    let tcp = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| ConnectError::Io {
-            addr: target.addr(),
-            source: source.into(),
-        })?;
-    // Requests are small and latency matters more than packet count; the
-    // writer batches frames itself.
-    let _ = tcp.set_nodelay(true);
-    let io: Box<dyn Io> = match &config.tls {
-        Some(tls) if target.secure => Box::new(tls.connect(&target.host, tcp).await?),
-        _ => Box::new(tcp),
+    let io_error = |source: std::io::Error| ConnectError::Io {
+        addr: target.addr(),
+        source: source.into(),
+    };
+    let io: Box<dyn Io> = if let Some(transport) = &config.options.transport {
+        transport.open().await.map_err(io_error)?
+    } else {
+        let tcp = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(io_error)?;
+        // Requests are small and latency matters more than packet count; the
+        // writer batches frames itself.
+        let _ = tcp.set_nodelay(true);
+        match &config.tls {
+            Some(tls) if target.secure => Box::new(tls.connect(&target.host, tcp).await?),
+            _ => Box::new(tcp),
+        }
     };
     // The WebSocket layer tells only the status of a refused upgrade: the
     // head is kept on the side for its Retry-After.
@@ -76,7 +119,14 @@ async fn dial_unbounded(config: &Config) -> Result<Dialed, ConnectError> {
         inner: io,
         head: head.clone(),
     });
-    let connected = tokio_websockets::ClientBuilder::from_uri(target.uri.clone())
+    let mut builder = tokio_websockets::ClientBuilder::from_uri(target.uri.clone());
+    for (name, value) in &config.headers {
+        // Checked when the client was built.
+        builder = builder
+            .add_header(name.clone(), value.clone())
+            .map_err(ConnectError::handshake)?;
+    }
+    let connected = builder
         .limits(Limits::default().max_payload_len(Some(MAX_ACCEPT_CONF)))
         // One frame per message, as the original clients send; the writer
         // flushes once per batch, this only bounds a batch's buffer.
@@ -121,65 +171,6 @@ async fn dial_unbounded(config: &Config) -> Result<Dialed, ConnectError> {
         "connected"
     );
     Ok(Dialed { ws, conf })
-}
-
-/// Reads the first message, which must be the accept configuration; on
-/// failure also says with which close code to close.
-async fn read_accept_conf(ws: &mut Ws) -> Result<AcceptConf, (ConnectError, CloseCode)> {
-    let message = loop {
-        match ws.next().await {
-            None => {
-                return Err((
-                    ConnectError::ClosedBeforeAcceptConf,
-                    CloseCode::NORMAL_CLOSURE,
-                ))
-            }
-            Some(Err(err)) => {
-                return Err((ConnectError::handshake(err), CloseCode::PROTOCOL_ERROR));
-            }
-            Some(Ok(message)) if message.is_ping() || message.is_pong() => continue,
-            Some(Ok(message)) if message.is_close() => {
-                return Err((
-                    ConnectError::ClosedBeforeAcceptConf,
-                    CloseCode::NORMAL_CLOSURE,
-                ));
-            }
-            Some(Ok(message)) => break message,
-        }
-    };
-    if !message.is_binary() {
-        return Err((
-            ConnectError::handshake("the server sent a text message instead of its configuration"),
-            CloseCode::UNSUPPORTED_DATA,
-        ));
-    }
-    match ServerMessage::parse(Bytes::from(message.into_payload())) {
-        Ok(ServerMessage::AcceptConf(conf)) => Ok(conf),
-        Ok(other) => Err((
-            ConnectError::UnexpectedFirstMessage(other.message_type()),
-            CloseCode::PROTOCOL_ERROR,
-        )),
-        Err(err) => Err((ConnectError::Protocol(err), CloseCode::PROTOCOL_ERROR)),
-    }
-}
-
-/// Checks the protocol version and the sub-protocol name.
-fn check(config: &Config, conf: &AcceptConf) -> Result<(), ConnectError> {
-    if conf.major != PROTOCOL_MAJOR {
-        return Err(ConnectError::IncompatibleVersion {
-            major: conf.major,
-            minor: conf.minor,
-        });
-    }
-    if let Some(expected) = &config.options.sub_protocol {
-        if expected.as_bytes() != conf.sub_protocol.as_ref() {
-            return Err(ConnectError::SubProtocolMismatch {
-                expected: expected.clone(),
-                announced: String::from_utf8_lossy(&conf.sub_protocol).into_owned(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The response head of an upgrade as read, until told to stop.
@@ -276,6 +267,65 @@ impl AsyncWrite for Recording {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Reads the first message, which must be the accept configuration; on
+/// failure also says with which close code to close.
+async fn read_accept_conf(ws: &mut Ws) -> Result<AcceptConf, (ConnectError, CloseCode)> {
+    let message = loop {
+        match ws.next().await {
+            None => {
+                return Err((
+                    ConnectError::ClosedBeforeAcceptConf,
+                    CloseCode::NORMAL_CLOSURE,
+                ))
+            }
+            Some(Err(err)) => {
+                return Err((ConnectError::handshake(err), CloseCode::PROTOCOL_ERROR));
+            }
+            Some(Ok(message)) if message.is_ping() || message.is_pong() => continue,
+            Some(Ok(message)) if message.is_close() => {
+                return Err((
+                    ConnectError::ClosedBeforeAcceptConf,
+                    CloseCode::NORMAL_CLOSURE,
+                ));
+            }
+            Some(Ok(message)) => break message,
+        }
+    };
+    if !message.is_binary() {
+        return Err((
+            ConnectError::handshake("the server sent a text message instead of its configuration"),
+            CloseCode::UNSUPPORTED_DATA,
+        ));
+    }
+    match ServerMessage::parse(Bytes::from(message.into_payload())) {
+        Ok(ServerMessage::AcceptConf(conf)) => Ok(conf),
+        Ok(other) => Err((
+            ConnectError::UnexpectedFirstMessage(other.message_type()),
+            CloseCode::PROTOCOL_ERROR,
+        )),
+        Err(err) => Err((ConnectError::Protocol(err), CloseCode::PROTOCOL_ERROR)),
+    }
+}
+
+/// Checks the protocol version and the sub-protocol name.
+fn check(config: &Config, conf: &AcceptConf) -> Result<(), ConnectError> {
+    if conf.major != PROTOCOL_MAJOR {
+        return Err(ConnectError::IncompatibleVersion {
+            major: conf.major,
+            minor: conf.minor,
+        });
+    }
+    if let Some(expected) = &config.options.sub_protocol {
+        if expected.as_bytes() != conf.sub_protocol.as_ref() {
+            return Err(ConnectError::SubProtocolMismatch {
+                expected: expected.clone(),
+                announced: String::from_utf8_lossy(&conf.sub_protocol).into_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Sends a close frame, best effort: the connection is given up anyway.

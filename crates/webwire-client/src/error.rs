@@ -38,7 +38,17 @@ pub enum ConnectError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Opening the TCP connection failed.
+    /// An extra upgrade request header (see
+    /// [`ClientBuilder::header`](crate::ClientBuilder::header)) is malformed
+    /// or one the WebSocket handshake sets itself.
+    #[error("invalid header {name:?}: {reason}")]
+    InvalidHeader {
+        /// The header's name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Opening the TCP connection failed (or the custom transport's stream).
     #[error("could not connect to {addr}: {source}")]
     Io {
         /// `host:port` that was dialled.

@@ -36,10 +36,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Testing handlers without sockets
+//!
+//! With the `test-util` feature, [`ClientBuilder::transport`] replaces TCP
+//! (and TLS) by any byte stream, opened anew for every connection and
+//! reconnection. With `webwire-server`'s `test-util` feature,
+//! `Server::connect_in_memory` gives such a stream to a server in the same
+//! process, through the same upgrade path (hooks, connection info) as a
+//! socket: an application tests its handlers with the real client, without
+//! a port, and under `#[tokio::test(start_paused = true)]` in virtual time.
+//! The example is on [`ClientBuilder::transport`].
+//!
 //! # Layout
 //!
 //! - `config`: [`ClientBuilder`], the options (timeouts, reconnection,
-//!   sub-protocol, TLS) and URL checking.
+//!   sub-protocol, upgrade headers, TLS, transport) and URL checking.
 //! - `client`: [`Client`], the cheap-to-clone handle, and [`Status`]. Each
 //!   call sends a command with a oneshot channel for its answer to...
 //! - `connection`: the connection task, the one owner of the connection:
@@ -48,8 +59,8 @@
 //!   flight by id, session notifications and restoration, heartbeats, the
 //!   close handshake), reconnection with backoff; and the writer task per
 //!   connection that batches frames and flushes once per batch.
-//! - `dial`: one connection attempt (TCP, TLS, WebSocket upgrade) and the
-//!   check of the server's accept configuration.
+//! - `dial`: one connection attempt (TCP and TLS, or the custom transport;
+//!   WebSocket upgrade) and the check of the server's accept configuration.
 //! - `request`: the commands, the tokens the state machine holds for each
 //!   call and how server answers become results.
 //! - `event`: [`ClientEvent`] and the [`Events`] receiver.

@@ -1,5 +1,6 @@
-//! The client against the project's own server (webwire-server) over
-//! 127.0.0.1.
+//! The client against the project's own server (webwire-server), over
+//! 127.0.0.1 or, where the socket does not matter, in memory through
+//! `ClientBuilder::transport` and `Server::connect_in_memory`.
 
 mod common;
 
@@ -25,7 +26,8 @@ use webwire_server::{
 struct TestServer {
     server: Server,
     addr: SocketAddr,
-    run: JoinHandle<Result<(), ServerError>>,
+    /// The listener's task; `None` in memory.
+    run: Option<JoinHandle<Result<(), ServerError>>>,
     /// Requests that reached a handler.
     handled: Arc<AtomicUsize>,
     /// Why connections ended.
@@ -43,19 +45,27 @@ impl TestServer {
         addr: &str,
         configure: impl FnOnce(ServerBuilder<MessageRouter>) -> ServerBuilder<MessageRouter>,
     ) -> Self {
+        let mut server = Self::in_memory(configure);
+        let listener = server.server.bind(addr).await.unwrap();
+        server.addr = listener.local_addr();
+        server.run = Some(tokio::spawn(listener.run()));
+        server
+    }
+
+    /// A server without a listener: clients reach it with [`client`](Self::client).
+    fn in_memory(
+        configure: impl FnOnce(ServerBuilder<MessageRouter>) -> ServerBuilder<MessageRouter>,
+    ) -> Self {
         let handled = Arc::new(AtomicUsize::new(0));
         let (tx, disconnects) = mpsc::unbounded_channel();
         // Sessions in memory unless a test configures another manager.
         let sessions = Arc::new(MemorySessionManager::new());
         let base = Server::builder(router(Arc::clone(&handled), tx)).session_manager(sessions);
         let server = configure(base).build().unwrap();
-        let listener = server.bind(addr).await.unwrap();
-        let addr = listener.local_addr();
-        let run = tokio::spawn(listener.run());
         Self {
             server,
-            addr,
-            run,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            run: None,
             handled,
             disconnects,
         }
@@ -65,11 +75,23 @@ impl TestServer {
         format!("ws://{}/", self.addr)
     }
 
+    /// A client builder whose every connection, reconnections too, is a
+    /// new in-memory connection to this server.
+    fn client(&self) -> webwire_client::ClientBuilder {
+        let server = self.server.clone();
+        builder("ws://webwire.test/").transport(move || {
+            let stream = server.connect_in_memory();
+            async move { Ok(stream) }
+        })
+    }
+
     async fn stop(self) {
         tokio::time::timeout(PATIENCE, self.server.shutdown())
             .await
             .unwrap();
-        let _ = tokio::time::timeout(PATIENCE, self.run).await.unwrap();
+        if let Some(run) = self.run {
+            let _ = tokio::time::timeout(PATIENCE, run).await.unwrap();
+        }
     }
 
     async fn next_disconnect(&mut self) -> DisconnectReason {
@@ -151,8 +173,8 @@ fn unlimited(builder: ServerBuilder<MessageRouter>) -> ServerBuilder<MessageRout
 
 #[tokio::test]
 async fn requests_and_typed_errors() {
-    let server = TestServer::start(unlimited).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let server = TestServer::in_memory(unlimited);
+    let client = server.client().connect().await.unwrap();
     for payload in [
         Payload::utf8("hello"),
         Payload::utf16("héllo 🌍"),
@@ -187,8 +209,8 @@ async fn requests_and_typed_errors() {
 
 #[tokio::test]
 async fn signals_both_ways() {
-    let server = TestServer::start(unlimited).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let server = TestServer::in_memory(unlimited);
+    let client = server.client().connect().await.unwrap();
     let mut events = client.events();
     client.signal("ping", Payload::utf16("p")).await.unwrap();
     let ClientEvent::Signal(pong) =
@@ -212,8 +234,8 @@ async fn signals_both_ways() {
 /// On paused time: server and client are in this process, on loopback.
 #[tokio::test(start_paused = true)]
 async fn heartbeats_keep_an_idle_client_connected() {
-    let mut server = TestServer::start(|b| b.read_timeout(Duration::from_secs(1))).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let mut server = TestServer::in_memory(|b| b.read_timeout(Duration::from_secs(1)));
+    let client = server.client().connect().await.unwrap();
     assert_eq!(client.server_config().unwrap().read_timeout_ms, 1000);
     let mut events = client.events();
     assert_eq!(events.recv().await, Some(ClientEvent::Connected));
@@ -234,8 +256,8 @@ async fn heartbeats_keep_an_idle_client_connected() {
 /// really written by the server before the test ends.
 #[tokio::test(start_paused = true)]
 async fn timeouts_and_cancellation() {
-    let server = TestServer::start(unlimited).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let server = TestServer::in_memory(unlimited);
+    let client = server.client().connect().await.unwrap();
     let mut events = client.events();
     assert_eq!(events.recv().await, Some(ClientEvent::Connected));
     assert_eq!(
@@ -318,8 +340,8 @@ async fn sub_protocol_must_match() {
 
 #[tokio::test]
 async fn reconnects_after_the_server_drops_the_connection() {
-    let mut server = TestServer::start(unlimited).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let mut server = TestServer::in_memory(unlimited);
+    let client = server.client().connect().await.unwrap();
     let mut events = client.events();
     wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
     assert_eq!(
@@ -349,44 +371,73 @@ async fn reconnects_after_the_server_drops_the_connection() {
     server.stop().await;
 }
 
-/// On paused time: after close code 1012 (the server drains), the client
-/// waits a random time in the restart range before it reconnects.
-#[tokio::test(start_paused = true)]
-async fn reconnects_after_a_random_delay_when_the_server_drains() {
-    const MIN: Duration = Duration::from_secs(2);
-    const MAX: Duration = Duration::from_secs(3);
-    let mut server = TestServer::start(unlimited).await;
-    let addr = server.addr;
-    let client = builder(&server.url())
-        .restart_reconnect_delay(MIN, MAX)
+/// The in-memory path is the upgrade path of a socket: the server's hooks
+/// see the request's headers (extra ones and `Origin` too) and the
+/// connection's remote address; each reconnection is a new connection.
+#[tokio::test]
+async fn in_memory_connections_go_through_the_upgrade_path() {
+    use webwire_server::options::OriginPolicy;
+
+    let server = TestServer::in_memory(|b| {
+        b.origin_policy(OriginPolicy::allow_list(["https://app.example"]))
+    });
+    let refused = server
+        .client()
+        .origin("https://evil.example")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ConnectError::Refused { status: 403, .. }),
+        "{refused:?}"
+    );
+
+    let client = server
+        .client()
+        .origin("https://app.example")
+        .header("X-Token", "t0k")
         .connect()
         .await
         .unwrap();
     let mut events = client.events();
     wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
-    let start = tokio::time::Instant::now();
-    tokio::time::timeout(PATIENCE, server.server.drain(Duration::ZERO))
-        .await
-        .unwrap();
+    let conn = server.server.connections().remove(0);
+    let headers = conn.info().headers();
+    assert_eq!(headers["x-token"], "t0k");
+    assert_eq!(headers["origin"], "https://app.example");
+    assert_eq!(headers["host"], "webwire.test");
     assert_eq!(
-        server.next_disconnect().await,
-        DisconnectReason::ServiceRestart
+        conn.remote_addr(),
+        Some(SocketAddr::from(([127, 0, 0, 1], 0)))
     );
-    server.stop().await;
-    // The next node, at once (here: a new server on the same port).
-    let server = TestServer::start_on(&addr.to_string(), unlimited).await;
-    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+
+    conn.close();
     wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
-    let waited = start.elapsed();
-    assert!(
-        (MIN..=MAX).contains(&waited),
-        "reconnected after {waited:?}, not within {MIN:?}..={MAX:?}"
-    );
+    let again = server.server.connections();
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].id(), conn.id(), "a new connection");
+    assert_eq!(again[0].info().headers()["x-token"], "t0k");
     assert_eq!(
         client.request("echo", "back").await.unwrap(),
         Payload::utf8("back")
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_headers_are_refused_before_connecting() {
+    let server = TestServer::in_memory(unlimited);
+    let err = server
+        .client()
+        .header("Sec-WebSocket-Key", "mine")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::InvalidHeader { name, .. } if name == "Sec-WebSocket-Key"),
+        "{err:?}"
+    );
+    assert_eq!(server.server.connection_count(), 0);
 }
 
 #[tokio::test]
@@ -541,8 +592,8 @@ async fn whoami(client: &webwire_client::Client) -> String {
 
 #[tokio::test]
 async fn sessions_created_and_closed_by_the_server() {
-    let server = TestServer::start(unlimited).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let server = TestServer::in_memory(unlimited);
+    let client = server.client().connect().await.unwrap();
     let mut events = client.events();
     assert_eq!(whoami(&client).await, "anonymous");
     let key = login(&client, "ann").await;
@@ -578,8 +629,8 @@ async fn sessions_created_and_closed_by_the_server() {
 
 #[tokio::test]
 async fn client_closes_its_session() {
-    let server = TestServer::start(unlimited).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let server = TestServer::in_memory(unlimited);
+    let client = server.client().connect().await.unwrap();
     let key = login(&client, "ann").await;
     client.close_session().await.unwrap();
     assert_eq!(client.session(), None);
@@ -595,11 +646,11 @@ async fn client_closes_its_session() {
 
 #[tokio::test]
 async fn another_client_restores_the_session() {
-    let server = TestServer::start(|b| b.max_session_connections(2)).await;
-    let first = builder(&server.url()).connect().await.unwrap();
+    let server = TestServer::in_memory(|b| b.max_session_connections(2));
+    let first = server.client().connect().await.unwrap();
     let key = login(&first, "ann").await;
 
-    let second = builder(&server.url()).connect().await.unwrap();
+    let second = server.client().connect().await.unwrap();
     let session = second.restore_session(&key).await.unwrap();
     assert_eq!(session.key, key);
     assert_eq!(
@@ -615,7 +666,7 @@ async fn another_client_restores_the_session() {
         Err(RequestError::Request { code, .. }) if code == "SESSION_ACTIVE"
     ));
     // A third connection is over the limit.
-    let third = builder(&server.url()).connect().await.unwrap();
+    let third = server.client().connect().await.unwrap();
     assert_eq!(
         third.restore_session(&key).await,
         Err(RequestError::MaxSessionConnsReached)
@@ -648,8 +699,8 @@ async fn sessions_disabled() {
 
 #[tokio::test]
 async fn session_is_restored_after_the_server_drops_the_connection() {
-    let server = TestServer::start(unlimited).await;
-    let client = builder(&server.url()).connect().await.unwrap();
+    let server = TestServer::in_memory(unlimited);
+    let client = server.client().connect().await.unwrap();
     let mut events = client.events();
     let key = login(&client, "ann").await;
     client.request("disconnect-me", "").await.unwrap();
@@ -706,6 +757,46 @@ async fn session_lost_in_a_restart_is_reported() {
     wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
     assert_eq!(client.session(), None);
     assert_eq!(whoami(&client).await, "anonymous");
+    server.stop().await;
+}
+
+/// On paused time: after close code 1012 (the server drains), the client
+/// waits a random time in the restart range before it reconnects.
+#[tokio::test(start_paused = true)]
+async fn reconnects_after_a_random_delay_when_the_server_drains() {
+    const MIN: Duration = Duration::from_secs(2);
+    const MAX: Duration = Duration::from_secs(3);
+    let mut server = TestServer::start(unlimited).await;
+    let addr = server.addr;
+    let client = builder(&server.url())
+        .restart_reconnect_delay(MIN, MAX)
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    let start = tokio::time::Instant::now();
+    tokio::time::timeout(PATIENCE, server.server.drain(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.next_disconnect().await,
+        DisconnectReason::ServiceRestart
+    );
+    server.stop().await;
+    // The next node, at once (here: a new server on the same port).
+    let server = TestServer::start_on(&addr.to_string(), unlimited).await;
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    let waited = start.elapsed();
+    assert!(
+        (MIN..=MAX).contains(&waited),
+        "reconnected after {waited:?}, not within {MIN:?}..={MAX:?}"
+    );
+    assert_eq!(
+        client.request("echo", "back").await.unwrap(),
+        Payload::utf8("back")
+    );
     server.stop().await;
 }
 

@@ -71,3 +71,21 @@ fn pem_without_certificates_is_refused() {
     )
     .is_err());
 }
+
+#[tokio::test]
+async fn wss_accepting_any_certificate_connects_to_an_unknown_ca() {
+    let (_, server) = ca_and_server();
+    let mut peer = Peer::start_tls(server).await;
+    let (client, mut conn) = tokio::join!(
+        builder(&peer.url)
+            .tls(TlsConfig::danger_accept_any_certificate())
+            .connect(),
+        peer.accept_with(default_conf())
+    );
+    let client = client.unwrap();
+    let (reply, ()) = tokio::join!(client.request("echo", "trusted anyway"), async {
+        let (id, _, payload) = conn.recv_request().await;
+        conn.reply(id, payload).await;
+    });
+    assert_eq!(reply.unwrap(), Payload::utf8("trusted anyway"));
+}
