@@ -496,16 +496,26 @@ impl Connection {
             return Ok(());
         };
         let tx = self.sender()?;
+        let metrics = self.inner.sessions.metrics();
         // Room in the queue (the usual case): no timer, no clock read.
         let message = match tx.try_send(message) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                metrics.signals_sent.increment(1);
+                return Ok(());
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(SignalError::Closed),
             Err(mpsc::error::TrySendError::Full(message)) => message,
         };
         match tokio::time::timeout(self.inner.queue_timeout, tx.send(message)).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                metrics.signals_sent.increment(1);
+                Ok(())
+            }
             Ok(Err(_)) => Err(SignalError::Closed),
-            Err(_) => Err(SignalError::QueueFull),
+            Err(_) => {
+                metrics.queue_full.increment(1);
+                Err(SignalError::QueueFull)
+            }
         }
     }
 
@@ -557,7 +567,10 @@ impl Connection {
             });
         }
         match crate::own_signals::offer(self.id(), signal) {
-            Ok(()) => Ok(None),
+            Ok(()) => {
+                self.inner.sessions.metrics().signals_sent.increment(1);
+                Ok(None)
+            }
             Err(signal) => Ok(Some(Outbound::Message(Box::new(ServerMessage::Signal(
                 signal,
             ))))),
@@ -569,10 +582,18 @@ impl Connection {
         if self.inner.lifecycle.is_closed() {
             return Err(SignalError::Closed);
         }
-        self.sender()?.try_send(message).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => SignalError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => SignalError::Closed,
-        })
+        let metrics = self.inner.sessions.metrics();
+        match self.sender()?.try_send(message) {
+            Ok(()) => {
+                metrics.signals_sent.increment(1);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics.queue_full.increment(1);
+                Err(SignalError::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SignalError::Closed),
+        }
     }
 
     /// The outbound queue's sender (the queue made on first use).

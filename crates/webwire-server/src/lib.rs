@@ -137,6 +137,7 @@ mod headers;
 pub mod in_memory;
 mod lifecycle;
 mod listener;
+pub mod metrics;
 pub mod options;
 mod origin;
 mod outbox;

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use super::*;
+use crate::metrics::{RequestOutcome, RouteMetrics};
 use crate::own_signals::PollingScope;
 
 impl<H, Io> Task<H, Io>
@@ -24,17 +25,25 @@ where
     pub(super) fn dispatch_request(&mut self, request: Request) -> Then {
         let id = request.id();
         let ctx = &self.ctx;
-        let (mut future, name): (RequestFuture, Cow<'_, Name>) =
+        let metrics = self.shared.metrics();
+        let (mut future, name, route): (RequestFuture, Cow<'_, Name>, &Arc<RouteMetrics>) =
             match ctx.handler.route_request(&ctx.conn, request) {
-                Ok(routed) => (routed.future, Cow::Borrowed(routed.route)),
+                Ok(routed) => {
+                    let route = match routed.metrics {
+                        Some(lazy) => lazy.get(routed.route.as_str()),
+                        None => metrics.unknown(),
+                    };
+                    (routed.future, Cow::Borrowed(routed.route), route)
+                }
                 Err(request) => {
                     let name = Cow::Owned(request.name().clone());
                     let ctx = ctx.clone();
                     let future =
                         Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
-                    (future, name)
+                    (future, name, metrics.unknown())
                 }
             };
+        let started = std::time::Instant::now();
         let room = self.shared.config().queue_capacity;
         let outcome = Self::poll_first(&mut self.wire, &self.conn, room, &mut future);
         match outcome {
@@ -44,11 +53,13 @@ where
                 &name,
                 outcome,
                 self.shared.config().buffer_size,
+                Timed::new(route, started),
             )),
             None => Then::Request(Pending {
                 id,
                 name: name.into_owned(),
                 future,
+                timed: Some(Timed::new(route, started).owned()),
             }),
         }
     }
@@ -79,14 +90,20 @@ where
         pending: Pending<RequestFuture>,
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadEnd> {
-        let Pending { id, name, future } = pending;
+        let Pending {
+            id,
+            name,
+            future,
+            timed,
+        } = pending;
+        let timed = timed.expect("a pending request is timed");
         let max = self.shared.config().buffer_size;
         if let Mode::Inline = self.mode {
             let (outcome, written) = self.run_inline(future).await;
             written?;
             let reply = match outcome {
-                Some(outcome) => reply_for(&self.conn, id, &name, outcome, max),
-                None => ServerMessage::Shutdown(id),
+                Some(outcome) => reply_for(&self.conn, id, &name, outcome, max, timed.borrow()),
+                None => timed.borrow().shutdown(id),
             };
             return self.send(reply).await;
         }
@@ -94,26 +111,26 @@ where
         // closing: the request is answered as in a shutdown (the handler's
         // future is dropped unpolled again).
         let Ok(tx) = self.conn.sender() else {
-            return self.send(ServerMessage::Shutdown(id)).await;
+            return self.send(timed.borrow().shutdown(id)).await;
         };
         let reply_reservation = match tx.clone().try_reserve_owned() {
             Ok(reservation) => reservation,
             Err(mpsc::error::TrySendError::Full(tx)) => {
                 match self.wire.drive(tx.reserve_owned()).await {
                     Ok(Ok(reservation)) => reservation,
-                    Ok(Err(_)) => return self.send(ServerMessage::Shutdown(id)).await,
+                    Ok(Err(_)) => return self.send(timed.borrow().shutdown(id)).await,
                     Err(err) => return Err(ReadEnd::Wire(err)),
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                return self.send(ServerMessage::Shutdown(id)).await
+                return self.send(timed.borrow().shutdown(id)).await
             }
         };
         let conn = self.conn.clone();
         self.spawn_pending(future, permit.take(), move |outcome| {
             let reply = match outcome {
-                Some(outcome) => reply_for(&conn, id, &name, outcome, max),
-                None => ServerMessage::Shutdown(id),
+                Some(outcome) => reply_for(&conn, id, &name, outcome, max, timed.borrow()),
+                None => timed.borrow().shutdown(id),
             };
             reply_reservation.send(Outbound::Message(Box::new(reply)));
         });
@@ -122,6 +139,7 @@ where
 
     /// Runs a signal's handler, as [`dispatch_request`](Self::dispatch_request).
     pub(super) fn dispatch_signal(&mut self, signal: Signal) -> Then {
+        self.shared.metrics().signals_received.increment(1);
         let ctx = &self.ctx;
         let (mut future, name): (SignalFuture, Cow<'_, Name>) =
             match ctx.handler.route_signal(&ctx.conn, signal) {
@@ -145,6 +163,7 @@ where
                 id: RequestId::default(),
                 name: name.into_owned(),
                 future,
+                timed: None,
             }),
         }
     }
@@ -272,6 +291,25 @@ pub(super) fn reply_for(
     name: &Name,
     outcome: Outcome,
     max: usize,
+    timed: Timed<'_>,
+) -> ServerMessage {
+    let reply = reply_message(conn, id, name, outcome, max);
+    let outcome = match reply {
+        ServerMessage::Reply(_) => RequestOutcome::Ok,
+        ServerMessage::Error(_) => RequestOutcome::Error,
+        _ => RequestOutcome::InternalError,
+    };
+    timed.route.finished(outcome, Some(timed.started));
+    reply
+}
+
+/// The reply for a handler's outcome, as [`reply_for`], uncounted.
+fn reply_message(
+    conn: &Connection,
+    id: RequestId,
+    name: &Name,
+    outcome: Outcome,
+    max: usize,
 ) -> ServerMessage {
     let message = match outcome {
         Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
@@ -304,6 +342,51 @@ pub(super) fn reply_for(
         return ServerMessage::InternalError(id);
     }
     message
+}
+
+/// A request's route handles and when its handler was first polled.
+#[derive(Clone, Copy)]
+pub(super) struct Timed<'a> {
+    route: &'a Arc<RouteMetrics>,
+    started: std::time::Instant,
+}
+
+impl<'a> Timed<'a> {
+    fn new(route: &'a Arc<RouteMetrics>, started: std::time::Instant) -> Self {
+        Self { route, started }
+    }
+
+    /// For a pending request, which outlives the router's borrow (a
+    /// reference count, no allocation).
+    fn owned(self) -> TimedOwned {
+        TimedOwned {
+            route: self.route.clone(),
+            started: self.started,
+        }
+    }
+
+    /// The shutdown reply of a request whose handler was dropped or whose
+    /// connection is closing, counted.
+    fn shutdown(self, id: RequestId) -> ServerMessage {
+        self.route
+            .finished(RequestOutcome::Shutdown, Some(self.started));
+        ServerMessage::Shutdown(id)
+    }
+}
+
+/// [`Timed`] owning its handles, for a request still pending.
+pub(super) struct TimedOwned {
+    route: Arc<RouteMetrics>,
+    started: std::time::Instant,
+}
+
+impl TimedOwned {
+    fn borrow(&self) -> Timed<'_> {
+        Timed {
+            route: &self.route,
+            started: self.started,
+        }
+    }
 }
 
 /// Logs a signal handler's panic.

@@ -134,6 +134,7 @@ where
     // flushed with the first batch.
     let _ = wire.send_frame_now(shared.accept_conf().clone());
     shared.register(&conn);
+    shared.metrics().connections.increment(1.0);
     tracing::debug!(connection = %conn.id(), remote = ?conn.remote_addr(), "connected");
 
     let mode = match conn.options().concurrency_limit() {
@@ -172,6 +173,8 @@ where
         Box::pin(shared.sessions().disconnected(&conn)).await;
         conn.leave_all_rooms();
         shared.unregister(&conn);
+        shared.metrics().connections.decrement(1.0);
+        shared.metrics().closed(&reason);
         tracing::debug!(connection = %conn.id(), %reason, "disconnected");
         let hook = AssertUnwindSafe(handler.on_disconnected(&conn, &reason)).catch_unwind();
         if let Err(panic) = Box::pin(hook).await {
@@ -216,6 +219,8 @@ struct Pending<F> {
     /// The request's or signal's name, for the log.
     name: Name,
     future: F,
+    /// A request's metric handles and start (`None` for signals).
+    timed: Option<dispatch::TimedOwned>,
 }
 
 /// A client's session request.
