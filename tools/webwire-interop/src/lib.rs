@@ -30,4 +30,5 @@
 //! ```
 
 pub mod check;
+pub mod metrics;
 pub mod serve;

@@ -34,6 +34,10 @@ enum Command {
         /// This node's id in the cluster [default: node-PID].
         #[arg(long, requires = "redis")]
         node_id: Option<String>,
+        /// Serve the metrics in the Prometheus text format at
+        /// http://HOST:PORT/metrics (port 0: any free port).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
     },
     /// Tests the server at URL (ws://HOST:PORT/) against docs/interop.md.
     Check {
@@ -79,18 +83,21 @@ fn main() -> ExitCode {
                 session_dir,
                 redis,
                 node_id,
-            } => run_serve(addr, session_dir, redis, node_id).await,
+                metrics_addr,
+            } => {
+                let mut options = serve::ServeOptions::new(addr);
+                options.session_dir = session_dir;
+                options.redis = redis;
+                options.node_id = node_id;
+                options.metrics_addr = metrics_addr;
+                run_serve(options).await
+            }
             Command::Check { url, timeout, only } => run_check(&url, timeout, only).await,
         }
     })
 }
 
-async fn run_serve(
-    addr: String,
-    session_dir: Option<PathBuf>,
-    redis: Option<String>,
-    node_id: Option<String>,
-) -> ExitCode {
+async fn run_serve(options: serve::ServeOptions) -> ExitCode {
     // Listen for the signals before anybody can learn the address, so that
     // a signal sent right after the line stops the server gracefully.
     let shutdown = match ShutdownSignal::install() {
@@ -100,10 +107,6 @@ async fn run_serve(
             return ExitCode::FAILURE;
         }
     };
-    let mut options = serve::ServeOptions::new(addr);
-    options.session_dir = session_dir;
-    options.redis = redis;
-    options.node_id = node_id;
     let running = match serve::start(options).await {
         Ok(running) => running,
         Err(err) => {
@@ -112,7 +115,12 @@ async fn run_serve(
         }
     };
     let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "listening on {}", running.url())
+    let metrics = match running.metrics_addr() {
+        Some(addr) => writeln!(stdout, "metrics on http://{addr}/metrics"),
+        None => Ok(()),
+    };
+    if metrics
+        .and_then(|()| writeln!(stdout, "listening on {}", running.url()))
         .and_then(|()| stdout.flush())
         .is_err()
     {

@@ -75,6 +75,10 @@ pub struct ServeOptions {
     pub redis: Option<String>,
     /// This node's id in the cluster (`--node-id`); default `node-PID`.
     pub node_id: Option<String>,
+    /// `HOST:PORT` to serve the metrics on, in the Prometheus text format
+    /// at `/metrics` (`--metrics-addr`). Installs the process's global
+    /// metrics recorder: once per process.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -91,6 +95,7 @@ impl ServeOptions {
             session_dir: None,
             redis: None,
             node_id: None,
+            metrics_addr: None,
         }
     }
 
@@ -118,6 +123,9 @@ pub enum ServeError {
     /// The server could not be built or could not listen.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The metrics (`--metrics-addr`) could not be served.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// Redis (`--redis`) could not be used.
     #[error("Redis: {0}")]
     Redis(#[from] webwire_redis::RedisSessionError),
@@ -139,6 +147,7 @@ pub enum ServeError {
 /// [`shutdown`](Self::shutdown) to stop it gracefully.
 pub struct Running {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     server: Server,
     task: JoinHandle<Result<(), ServerError>>,
     session_dir: PathBuf,
@@ -149,6 +158,11 @@ impl Running {
     /// The address it listens on (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the metrics are served (`http://ADDR/metrics`), if asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `ws://HOST:PORT/`.
@@ -229,6 +243,14 @@ where
             (temp.path().to_path_buf(), Some(temp))
         }
     };
+    // The recorder before the server: its handles are resolved when it is built.
+    let metrics_addr = match &options.metrics_addr {
+        Some(addr) => {
+            let handle = crate::metrics::install()?;
+            Some(crate::metrics::serve(addr, handle).await?)
+        }
+        None => None,
+    };
     let state = State::default();
     let handler = wrap(router(state.clone()));
     let mut builder = configure(Server::builder(handler), &session_dir);
@@ -256,6 +278,7 @@ where
     tracing::info!(%addr, session_dir = %session_dir.display(), "interop server listening");
     Ok(Running {
         addr,
+        metrics_addr,
         server,
         task,
         session_dir,
