@@ -115,12 +115,13 @@ async fn run_serve(options: serve::ServeOptions) -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    let metrics = match running.metrics_addr() {
-        Some(addr) => writeln!(stdout, "metrics on http://{addr}/metrics"),
-        None => Ok(()),
-    };
-    if metrics
-        .and_then(|()| writeln!(stdout, "listening on {}", running.url()))
+    // The address first: whoever reads one line learns it.
+    let metrics = running.metrics_addr();
+    if writeln!(stdout, "listening on {}", running.url())
+        .and_then(|()| match metrics {
+            Some(addr) => writeln!(stdout, "metrics on http://{addr}/metrics"),
+            None => Ok(()),
+        })
         .and_then(|()| stdout.flush())
         .is_err()
     {
