@@ -247,6 +247,9 @@ pub(crate) struct ConnectionInner {
     /// Active, closing or closed (see [`Lifecycle`]).
     lifecycle: Lifecycle,
     counters: Counters,
+    /// The connection's span (`webwire.connection`): its handlers' spans
+    /// are its children; the session's digest is recorded on it.
+    span: tracing::Span,
     /// The server's sessions.
     sessions: Arc<Sessions>,
     /// The connection's session (see `session::registry`).
@@ -280,6 +283,7 @@ impl ConnectionInner {
             done: Done::default(),
             lifecycle: Lifecycle::default(),
             counters: Counters::default(),
+            span: tracing::Span::none(),
             sessions,
             session: Mutex::new(SessionSlot::Empty),
             rooms: Membership::new(rooms),
@@ -312,6 +316,26 @@ impl ConnectionInner {
     }
 
     /// The counters behind [`Connection::stats`].
+    #[inline]
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Sets the connection's span, before the connection is shared.
+    pub(crate) fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// Records the digest of the session the connection joined on its
+    /// span (never the key).
+    pub(crate) fn record_session(&self, key: &str) {
+        self.span.record(
+            "session",
+            tracing::field::display(webwire_proto::KeyDigest::new(key)),
+        );
+    }
+
     #[inline]
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters

@@ -34,6 +34,18 @@ pub(crate) enum RequestOutcome {
     Shutdown,
 }
 
+impl RequestOutcome {
+    /// The label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::InternalError => "internal_error",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// A route's request handles, resolved once.
 #[derive(Debug)]
 pub(crate) struct RouteMetrics {
@@ -56,10 +68,10 @@ impl RouteMetrics {
         }
     }
 
-    /// Counts a request that ended with `outcome`; `started` is when its
-    /// handler was first polled (`None`: it never ran).
+    /// Counts a request that ended with `outcome`, `elapsed` after its
+    /// handler was first polled.
     #[inline]
-    pub(crate) fn finished(&self, outcome: RequestOutcome, started: Option<Instant>) {
+    pub(crate) fn finished(&self, outcome: RequestOutcome, elapsed: std::time::Duration) {
         match outcome {
             RequestOutcome::Ok => &self.ok,
             RequestOutcome::Error => &self.error,
@@ -67,9 +79,7 @@ impl RouteMetrics {
             RequestOutcome::Shutdown => &self.shutdown,
         }
         .increment(1);
-        if let Some(started) = started {
-            self.duration.record(started.elapsed().as_secs_f64());
-        }
+        self.duration.record(elapsed.as_secs_f64());
     }
 }
 

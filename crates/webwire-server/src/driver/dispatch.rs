@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use super::*;
 use crate::metrics::{RequestOutcome, RouteMetrics};
 use crate::own_signals::PollingScope;
+use tracing::Instrument;
 
 impl<H, Io> Task<H, Io>
 where
@@ -43,9 +44,13 @@ where
                     (future, name, metrics.unknown())
                 }
             };
+        let span = request_span(&name, id);
         let started = std::time::Instant::now();
         let room = self.shared.config().queue_capacity;
-        let outcome = Self::poll_first(&mut self.wire, &self.conn, room, &mut future);
+        let outcome = {
+            let _entered = span.enter();
+            Self::poll_first(&mut self.wire, &self.conn, room, &mut future)
+        };
         match outcome {
             Some(outcome) => Then::Reply(reply_for(
                 &self.conn,
@@ -53,13 +58,13 @@ where
                 &name,
                 outcome,
                 self.shared.config().buffer_size,
-                Timed::new(route, started),
+                Timed::new(route, started, &span),
             )),
             None => Then::Request(Pending {
                 id,
                 name: name.into_owned(),
                 future,
-                timed: Some(Timed::new(route, started).owned()),
+                timed: Some(Timed::new(route, started, &span).owned()),
             }),
         }
     }
@@ -98,6 +103,9 @@ where
         } = pending;
         let timed = timed.expect("a pending request is timed");
         let max = self.shared.config().buffer_size;
+        // The handler's later polls in its span too (no allocation: the
+        // future is wrapped, not boxed again).
+        let future = future.instrument(timed.span.clone());
         if let Mode::Inline = self.mode {
             let (outcome, written) = self.run_inline(future).await;
             written?;
@@ -198,6 +206,8 @@ where
                 .ok();
         }
         let conn = self.conn.clone();
+        // In a task of its own: in the connection's span still.
+        let future = future.instrument(conn.inner.span().clone());
         self.spawn_pending(future, permit, move |outcome| {
             log_signal_panic(&conn, &name, outcome.unwrap_or(Ok(())));
         });
@@ -299,8 +309,24 @@ pub(super) fn reply_for(
         ServerMessage::Error(_) => RequestOutcome::Error,
         _ => RequestOutcome::InternalError,
     };
-    timed.route.finished(outcome, Some(timed.started));
+    timed.finished(outcome);
     reply
+}
+
+/// The span of a request, at DEBUG: at the default INFO level it is
+/// disabled, and a disabled span costs a level check (see BENCHMARKS.md).
+/// `outcome` and `duration_s` are recorded when the request is answered;
+/// `otel.status_code` is `ERROR` for an internal error.
+fn request_span(name: &Name, id: RequestId) -> tracing::Span {
+    tracing::debug_span!(
+        "webwire.request",
+        otel.name = %name,
+        request.name = %name,
+        request.id = id.to_u64(),
+        outcome = tracing::field::Empty,
+        duration_s = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
 }
 
 /// The reply for a handler's outcome, as [`reply_for`], uncounted.
@@ -344,16 +370,26 @@ fn reply_message(
     message
 }
 
-/// A request's route handles and when its handler was first polled.
+/// A request's route handles, when its handler was first polled, and its
+/// span.
 #[derive(Clone, Copy)]
 pub(super) struct Timed<'a> {
     route: &'a Arc<RouteMetrics>,
     started: std::time::Instant,
+    span: &'a tracing::Span,
 }
 
 impl<'a> Timed<'a> {
-    fn new(route: &'a Arc<RouteMetrics>, started: std::time::Instant) -> Self {
-        Self { route, started }
+    fn new(
+        route: &'a Arc<RouteMetrics>,
+        started: std::time::Instant,
+        span: &'a tracing::Span,
+    ) -> Self {
+        Self {
+            route,
+            started,
+            span,
+        }
     }
 
     /// For a pending request, which outlives the router's borrow (a
@@ -362,14 +398,27 @@ impl<'a> Timed<'a> {
         TimedOwned {
             route: self.route.clone(),
             started: self.started,
+            span: self.span.clone(),
+        }
+    }
+
+    /// Counts the request and records its outcome on its span.
+    fn finished(self, outcome: RequestOutcome) {
+        let elapsed = self.started.elapsed();
+        self.route.finished(outcome, elapsed);
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome.as_str());
+            self.span.record("duration_s", elapsed.as_secs_f64());
+            if outcome == RequestOutcome::InternalError {
+                self.span.record("otel.status_code", "ERROR");
+            }
         }
     }
 
     /// The shutdown reply of a request whose handler was dropped or whose
     /// connection is closing, counted.
     fn shutdown(self, id: RequestId) -> ServerMessage {
-        self.route
-            .finished(RequestOutcome::Shutdown, Some(self.started));
+        self.finished(RequestOutcome::Shutdown);
         ServerMessage::Shutdown(id)
     }
 }
@@ -378,6 +427,7 @@ impl<'a> Timed<'a> {
 pub(super) struct TimedOwned {
     route: Arc<RouteMetrics>,
     started: std::time::Instant,
+    span: tracing::Span,
 }
 
 impl TimedOwned {
@@ -385,6 +435,7 @@ impl TimedOwned {
         Timed {
             route: &self.route,
             started: self.started,
+            span: &self.span,
         }
     }
 }

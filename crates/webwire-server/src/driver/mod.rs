@@ -32,6 +32,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
 
 use crate::prefixed::Prefixed;
 use hyper_util::rt::TokioIo;
@@ -120,14 +121,19 @@ where
         .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
         .serve(io);
 
-    let conn = Connection::new(ConnectionInner::new(
-        shared.next_connection_id(),
-        info,
-        options,
-        config,
-        shared.sessions().clone(),
-        shared.rooms().clone(),
-    ));
+    let id = shared.next_connection_id();
+    let span = connection_span(id, info.remote_addr());
+    let conn = Connection::new(
+        ConnectionInner::new(
+            id,
+            info,
+            options,
+            config,
+            shared.sessions().clone(),
+            shared.rooms().clone(),
+        )
+        .with_span(span.clone()),
+    );
     let protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
     let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout, protocol);
     // The accept configuration goes first, before anything else; it is
@@ -182,6 +188,29 @@ where
         }
         conn.inner.set_done();
     }
+    .instrument(span)
+}
+
+/// The span of a connection, at INFO (one per connection: cheap next to
+/// its handshake). Its fields follow OpenTelemetry's names, so that
+/// tracing-opentelemetry exports it as a server span; `session` is
+/// recorded when the connection joins a session (a short digest of the
+/// key, never the key).
+fn connection_span(
+    id: crate::connection::ConnectionId,
+    remote: Option<std::net::SocketAddr>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "webwire.connection",
+        otel.kind = "server",
+        connection.id = id.get(),
+        client.address = tracing::field::Empty,
+        session = tracing::field::Empty,
+    );
+    if let Some(remote) = remote {
+        span.record("client.address", tracing::field::display(remote));
+    }
+    span
 }
 
 enum Mode {

@@ -199,6 +199,7 @@ impl Sessions {
             })?;
         claim.settle();
         self.count_sessions();
+        conn.inner.record_session(&session.key);
         permit.send(Outbound::Message(Box::new(notification)));
         tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session created");
         // In a task of its own, like a deletion: the store runs to its end
@@ -331,6 +332,7 @@ impl Sessions {
         match outcome {
             Ok(()) => {
                 claim.settle();
+                conn.inner.record_session(&session.key);
                 tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session restored");
                 Ok((reply, session))
             }
