@@ -57,6 +57,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod metrics;
 mod cluster;
 mod config;
 mod error;

@@ -302,7 +302,7 @@ impl RedisCluster {
         config.validate()?;
         let client = resp3_client(url)?;
         let op = config.op_timeout();
-        let cmd = bounded(
+        let cmd = bounded("connect", 
             op,
             ConnectionManager::new_with_config(client.clone(), config.connection_manager_config()),
         )
@@ -312,12 +312,12 @@ impl RedisCluster {
             .connection_manager_config()
             .set_push_sender(push_tx)
             .set_automatic_resubscription();
-        let mut bus = bounded(op, ConnectionManager::new_with_config(client, bus_config)).await?;
+        let mut bus = bounded("connect", op, ConnectionManager::new_with_config(client, bus_config)).await?;
         let prefix = config.prefix();
         let all_channel = format!("{prefix}cluster:all");
         let node_channel_prefix = format!("{prefix}cluster:node:");
         let own_channel = format!("{node_channel_prefix}{}", config.node_id());
-        bounded(
+        bounded("subscribe", 
             op,
             bus.subscribe(&[all_channel.as_str(), own_channel.as_str()]),
         )
@@ -381,11 +381,14 @@ impl RedisCluster {
 }
 
 /// Runs one Redis call within `limit`.
+/// Runs one Redis call within `limit`, timed as `op`.
 async fn bounded<T>(
+    op: &'static str,
     limit: Duration,
     call: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, RedisSessionError> {
-    match tokio::time::timeout(limit, call).await {
+    let timed = crate::metrics::timed(op, tokio::time::timeout(limit, call)).await;
+    match timed {
         Ok(result) => Ok(result?),
         Err(_) => Err(RedisSessionError::Timeout(limit)),
     }
@@ -418,6 +421,7 @@ impl Inner {
     fn enqueue(&self, channel: String, message: Vec<u8>) {
         if let Err(err) = self.out.try_send((channel, message)) {
             if matches!(err, mpsc::error::TrySendError::Full(_)) {
+                crate::metrics::cluster_messages("dropped", 1);
                 tracing::warn!("cluster: the publish queue is full; a message is dropped");
             }
         }
@@ -438,7 +442,7 @@ impl Inner {
         let envelope = self.envelope(0, Body::Heartbeat { interval_ms });
         let forget = Self::ms(self.config.node_timeout()).saturating_mul(10);
         let mut cmd = self.cmd.clone();
-        bounded(
+        bounded("heartbeat", 
             self.config.op_timeout(),
             HEARTBEAT
                 .key(&self.members_key)
@@ -491,7 +495,7 @@ impl Inner {
         }
         let own = format!("{}{}", self.node_channel_prefix, self.config.node_id());
         let mut bus = self.bus.clone();
-        match bounded(
+        match bounded("subscribe", 
             self.config.op_timeout(),
             bus.subscribe(&[self.all_channel.as_str(), own.as_str()]),
         )
@@ -546,8 +550,11 @@ impl Inner {
             for (channel, message) in batch.drain(..) {
                 pipe.publish(channel, message).ignore();
             }
-            if let Err(err) = bounded(self.config.op_timeout(), pipe.exec_async(&mut cmd)).await {
+            if let Err(err) = bounded("publish", self.config.op_timeout(), pipe.exec_async(&mut cmd)).await {
+                crate::metrics::cluster_messages("dropped", n);
                 tracing::warn!(error = %err, messages = n, "cluster: publishing failed; the messages are lost");
+            } else {
+                crate::metrics::cluster_messages("published", n);
             }
         }
     }
@@ -613,10 +620,12 @@ impl Inner {
         let envelope = match Envelope::decode(&data) {
             Ok(envelope) => envelope,
             Err(err) => {
+                crate::metrics::cluster_messages("dropped", 1);
                 tracing::warn!(error = %err, "cluster: an unreadable message; dropped");
                 return;
             }
         };
+        crate::metrics::cluster_messages("received", 1);
         let from = (envelope.node, envelope.incarnation);
         if from.0 == self.config.node_id() && from.1 == self.incarnation {
             // Our own message, delivered locally when it was sent.
@@ -726,7 +735,7 @@ impl Inner {
                 script.key(self.conns_key(key)).arg(*n);
             }
             let mut cmd = self.cmd.clone();
-            bounded(
+            bounded("write_counts", 
                 self.config.op_timeout(),
                 script.invoke_async::<i64>(&mut cmd),
             )
@@ -742,7 +751,7 @@ impl Inner {
         max: usize,
     ) -> Result<i64, RedisSessionError> {
         let mut cmd = self.cmd.clone();
-        bounded(
+        bounded("count", 
             self.config.op_timeout(),
             script
                 .key(self.conns_key(key))
@@ -814,7 +823,7 @@ impl Cluster for RedisCluster {
             },
         );
         let mut cmd = inner.cmd.clone();
-        if let Err(err) = bounded(
+        if let Err(err) = bounded("publish", 
             inner.config.op_timeout(),
             cmd.publish::<_, _, usize>(&inner.all_channel, message),
         )
@@ -849,7 +858,7 @@ impl Cluster for RedisCluster {
 
     async fn leave_session(&self, key: &str) -> Result<(), ClusterError> {
         let mut cmd = self.inner.cmd.clone();
-        bounded(
+        bounded("leave", 
             self.inner.config.op_timeout(),
             LEAVE
                 .key(self.inner.conns_key(key))
@@ -863,7 +872,7 @@ impl Cluster for RedisCluster {
 
     async fn clear_session(&self, key: &str) -> Result<(), ClusterError> {
         let mut cmd = self.inner.cmd.clone();
-        bounded(
+        bounded("clear", 
             self.inner.config.op_timeout(),
             cmd.hdel::<_, _, usize>(self.inner.conns_key(key), &self.inner.member),
         )
@@ -910,8 +919,8 @@ impl Cluster for RedisCluster {
         let message = inner.envelope(0, Body::Leaving);
         let mut cmd = inner.cmd.clone();
         let op = inner.config.op_timeout();
-        let _ = bounded(op, cmd.publish::<_, _, usize>(&inner.all_channel, message)).await;
-        let _ = bounded(
+        let _ = bounded("publish", op, cmd.publish::<_, _, usize>(&inner.all_channel, message)).await;
+        let _ = bounded("leave_cluster", 
             op,
             cmd.hdel::<_, _, usize>(&inner.members_key, &inner.member),
         )
