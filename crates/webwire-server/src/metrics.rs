@@ -1,7 +1,23 @@
-//! The server's metrics, through the [`metrics`] facade: the application
-//! installs a recorder (an exporter) before it builds the server, and the
-//! handles are resolved once, not looked up per message. The list of
-//! metrics and their labels is in the crate docs (`docs/metrics.md`).
+//! The server's metrics, through the [`metrics`](https://docs.rs/metrics)
+//! facade: the application installs a recorder (an exporter) before it
+//! builds the server, and the handles are resolved once, not looked up per
+//! message.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `webwire_connections` (gauge) | |
+//! | `webwire_sessions_active` (gauge) | |
+//! | `webwire_requests_total` | `name`, `outcome` (`ok`, `error`, `internal_error`, `shutdown`) |
+//! | `webwire_request_duration_seconds` (histogram) | `name` |
+//! | `webwire_signals_received_total`, `webwire_signals_sent_total` | |
+//! | `webwire_queue_full_total` | |
+//! | `webwire_closes_total` | `reason` (one per `DisconnectReason`; `queue_stalled` is the stall close) |
+//! | `webwire_restores_total` | `outcome` |
+//! | `webwire_session_store_duration_seconds` (histogram) | `op` (`create`, `lookup`, `delete`) |
+//! | `webwire_redis_duration_seconds` (histogram, webwire-redis) | `op` |
+//! | `webwire_cluster_messages_total` (webwire-redis) | `direction` (`published`, `received`, `dropped`) |
+//!
+//! What each counts, every label value, and the spans: docs/metrics.md.
 //!
 //! Label values are bounded: request names come from the router's table
 //! (a route's handles are resolved at its first request), never from what
