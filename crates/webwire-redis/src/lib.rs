@@ -57,12 +57,12 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-mod metrics;
 mod cluster;
 mod config;
 mod error;
 mod key;
 mod manager;
+mod metrics;
 mod stored;
 
 pub use cluster::{RedisCluster, RedisClusterConfig};

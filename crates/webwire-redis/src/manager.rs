@@ -291,8 +291,9 @@ impl RedisSessionManager {
         let mut con = self.con.clone();
         let mut invocation = LOOKUP.key(&redis_key);
         invocation.arg(&now_text).arg(self.ttl_ms);
-        let found: Option<(String, Option<String>)> =
-            self.bounded("lookup", invocation.invoke_async(&mut con)).await?;
+        let found: Option<(String, Option<String>)> = self
+            .bounded("lookup", invocation.invoke_async(&mut con))
+            .await?;
         let Some((creation, info)) = found else {
             return Ok(None);
         };
@@ -309,7 +310,8 @@ impl RedisSessionManager {
             return Ok(());
         };
         let mut con = self.con.clone();
-        self.bounded("delete", con.del::<_, usize>(&redis_key)).await?;
+        self.bounded("delete", con.del::<_, usize>(&redis_key))
+            .await?;
         Ok(())
     }
 }

@@ -302,7 +302,8 @@ impl RedisCluster {
         config.validate()?;
         let client = resp3_client(url)?;
         let op = config.op_timeout();
-        let cmd = bounded("connect", 
+        let cmd = bounded(
+            "connect",
             op,
             ConnectionManager::new_with_config(client.clone(), config.connection_manager_config()),
         )
@@ -312,12 +313,18 @@ impl RedisCluster {
             .connection_manager_config()
             .set_push_sender(push_tx)
             .set_automatic_resubscription();
-        let mut bus = bounded("connect", op, ConnectionManager::new_with_config(client, bus_config)).await?;
+        let mut bus = bounded(
+            "connect",
+            op,
+            ConnectionManager::new_with_config(client, bus_config),
+        )
+        .await?;
         let prefix = config.prefix();
         let all_channel = format!("{prefix}cluster:all");
         let node_channel_prefix = format!("{prefix}cluster:node:");
         let own_channel = format!("{node_channel_prefix}{}", config.node_id());
-        bounded("subscribe", 
+        bounded(
+            "subscribe",
             op,
             bus.subscribe(&[all_channel.as_str(), own_channel.as_str()]),
         )
@@ -442,7 +449,8 @@ impl Inner {
         let envelope = self.envelope(0, Body::Heartbeat { interval_ms });
         let forget = Self::ms(self.config.node_timeout()).saturating_mul(10);
         let mut cmd = self.cmd.clone();
-        bounded("heartbeat", 
+        bounded(
+            "heartbeat",
             self.config.op_timeout(),
             HEARTBEAT
                 .key(&self.members_key)
@@ -495,7 +503,8 @@ impl Inner {
         }
         let own = format!("{}{}", self.node_channel_prefix, self.config.node_id());
         let mut bus = self.bus.clone();
-        match bounded("subscribe", 
+        match bounded(
+            "subscribe",
             self.config.op_timeout(),
             bus.subscribe(&[self.all_channel.as_str(), own.as_str()]),
         )
@@ -550,7 +559,13 @@ impl Inner {
             for (channel, message) in batch.drain(..) {
                 pipe.publish(channel, message).ignore();
             }
-            if let Err(err) = bounded("publish", self.config.op_timeout(), pipe.exec_async(&mut cmd)).await {
+            if let Err(err) = bounded(
+                "publish",
+                self.config.op_timeout(),
+                pipe.exec_async(&mut cmd),
+            )
+            .await
+            {
                 crate::metrics::cluster_messages("dropped", n);
                 tracing::warn!(error = %err, messages = n, "cluster: publishing failed; the messages are lost");
             } else {
@@ -735,7 +750,8 @@ impl Inner {
                 script.key(self.conns_key(key)).arg(*n);
             }
             let mut cmd = self.cmd.clone();
-            bounded("write_counts", 
+            bounded(
+                "write_counts",
                 self.config.op_timeout(),
                 script.invoke_async::<i64>(&mut cmd),
             )
@@ -751,7 +767,8 @@ impl Inner {
         max: usize,
     ) -> Result<i64, RedisSessionError> {
         let mut cmd = self.cmd.clone();
-        bounded("count", 
+        bounded(
+            "count",
             self.config.op_timeout(),
             script
                 .key(self.conns_key(key))
@@ -823,7 +840,8 @@ impl Cluster for RedisCluster {
             },
         );
         let mut cmd = inner.cmd.clone();
-        if let Err(err) = bounded("publish", 
+        if let Err(err) = bounded(
+            "publish",
             inner.config.op_timeout(),
             cmd.publish::<_, _, usize>(&inner.all_channel, message),
         )
@@ -858,7 +876,8 @@ impl Cluster for RedisCluster {
 
     async fn leave_session(&self, key: &str) -> Result<(), ClusterError> {
         let mut cmd = self.inner.cmd.clone();
-        bounded("leave", 
+        bounded(
+            "leave",
             self.inner.config.op_timeout(),
             LEAVE
                 .key(self.inner.conns_key(key))
@@ -872,7 +891,8 @@ impl Cluster for RedisCluster {
 
     async fn clear_session(&self, key: &str) -> Result<(), ClusterError> {
         let mut cmd = self.inner.cmd.clone();
-        bounded("clear", 
+        bounded(
+            "clear",
             self.inner.config.op_timeout(),
             cmd.hdel::<_, _, usize>(self.inner.conns_key(key), &self.inner.member),
         )
@@ -919,8 +939,14 @@ impl Cluster for RedisCluster {
         let message = inner.envelope(0, Body::Leaving);
         let mut cmd = inner.cmd.clone();
         let op = inner.config.op_timeout();
-        let _ = bounded("publish", op, cmd.publish::<_, _, usize>(&inner.all_channel, message)).await;
-        let _ = bounded("leave_cluster", 
+        let _ = bounded(
+            "publish",
+            op,
+            cmd.publish::<_, _, usize>(&inner.all_channel, message),
+        )
+        .await;
+        let _ = bounded(
+            "leave_cluster",
             op,
             cmd.hdel::<_, _, usize>(&inner.members_key, &inner.member),
         )
