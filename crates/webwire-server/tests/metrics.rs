@@ -8,10 +8,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use common::{within, TestClient};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use webwire_proto::{ClientMessage, Payload, ServerMessage};
+use webwire_server::options::Concurrency;
+use webwire_server::session::MemorySessionManager;
 use webwire_server::{Connection, MessageRouter, ReplyError, Server};
 
 /// The value of the sample `series` (name and labels as rendered) in the
@@ -43,10 +47,24 @@ async fn a_known_workload_shows_in_the_metrics() {
                 .map_err(|err| ReplyError::from_static("SESSION", err.to_string()))?;
             Ok::<_, ReplyError>(session.key)
         })
+        // Pending at their first poll: they finish in a task of their own
+        // (unlimited concurrency), or are dropped at the shutdown deadline.
+        .request("slow", |_: Payload| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, ReplyError>("done")
+        })
+        .request("stuck", |_: Payload| async move {
+            std::future::pending::<()>().await;
+            Ok::<_, ReplyError>("never")
+        })
         .signal("ping", |conn: Connection, _: Payload| async move {
             let _ = conn.signal("pong", Payload::utf8("")).await;
         });
-    let server = Server::builder(router).build().unwrap();
+    let server = Server::builder(router)
+        .session_manager(std::sync::Arc::new(MemorySessionManager::new()))
+        .concurrency(Concurrency::Unlimited)
+        .build()
+        .unwrap();
 
     let mut client = TestClient::in_memory(&server).await;
     for _ in 0..3 {
@@ -113,9 +131,26 @@ async fn a_known_workload_shows_in_the_metrics() {
             .await;
         again.reply_to(id).await;
     }
-    within("shutdown", server.shutdown()).await;
+    let slow = again.request("slow", Payload::utf8("")).await;
+    assert!(matches!(slow, ServerMessage::Reply(_)), "{slow:?}");
+    let stuck = again.send_request("stuck", Payload::utf8("")).await;
+    within(
+        "shutdown",
+        server.shutdown_with_deadline(Duration::from_secs(1)),
+    )
+    .await;
+    assert!(matches!(
+        again.reply_to(stuck).await,
+        ServerMessage::Shutdown(_)
+    ));
 
     let text = prometheus.render();
+    let total = |name: &str, outcome: &str| {
+        sample(
+            &text,
+            &format!("webwire_requests_total{{name=\"{name}\",outcome=\"{outcome}\"}}"),
+        )
+    };
     let restores = |outcome: &str| {
         sample(
             &text,
@@ -123,6 +158,16 @@ async fn a_known_workload_shows_in_the_metrics() {
         )
     };
     assert_eq!(restores("ok"), Some(1.0), "{text}");
+    assert_eq!(total("slow", "ok"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "webwire_request_duration_seconds_count{name=\"slow\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(total("stuck", "shutdown"), Some(1.0), "{text}");
     assert_eq!(restores("not_found"), Some(1.0), "{text}");
     assert_eq!(sample(&text, "webwire_connections"), Some(0.0), "{text}");
     assert_eq!(

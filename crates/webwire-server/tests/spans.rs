@@ -15,6 +15,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::Layer;
 use webwire_proto::{KeyDigest, Payload, ServerMessage};
+use webwire_server::session::MemorySessionManager;
 use webwire_server::{Connection, MessageRouter, ReplyError, Server};
 
 /// A span as the layer saw it: its name, its fields, its parent's name.
@@ -25,9 +26,13 @@ struct Seen {
     parent: Option<&'static str>,
 }
 
-/// Records every span with its fields, as recorded over its life.
+/// Records every span with its fields, as recorded over its life, and
+/// every event's message with the span it happened in.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<BTreeMap<u64, Seen>>>);
+struct Spans(Arc<Mutex<BTreeMap<u64, Seen>>>, Arc<Mutex<Vec<Event>>>);
+
+/// An event's message and the name of the span it happened in.
+type Event = (String, Option<&'static str>);
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
@@ -55,6 +60,14 @@ where
         };
         attrs.record(&mut Fields(&mut seen.fields));
         self.0.lock().unwrap().insert(id.into_u64(), seen);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        let message = fields.remove("message").unwrap_or_default();
+        let current = ctx.lookup_current().map(|span| span.name());
+        self.1.lock().unwrap().push((message, current));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
@@ -88,6 +101,12 @@ async fn connection_and_request_spans_carry_their_fields_and_no_key() {
         .request("echo", |payload: Payload| async move {
             Ok::<_, ReplyError>(payload)
         })
+        // Pending at its first poll: it runs on in a task of its own.
+        .request("slow", |_: Payload| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tracing::info!("slow handler done");
+            Ok::<_, ReplyError>("done")
+        })
         .request("panics", |_: Payload| async move {
             if true {
                 panic!("on purpose");
@@ -101,11 +120,16 @@ async fn connection_and_request_spans_carry_their_fields_and_no_key() {
                 .map_err(|err| ReplyError::from_static("SESSION", err.to_string()))?;
             Ok::<_, ReplyError>(session.key)
         });
-    let server = Server::builder(router).build().unwrap();
+    let server = Server::builder(router)
+        .session_manager(std::sync::Arc::new(MemorySessionManager::new()))
+        .concurrency(webwire_server::options::Concurrency::Unlimited)
+        .build()
+        .unwrap();
     let mut client = TestClient::in_memory(&server).await;
     let conn_id = server.connections()[0].id().get();
     client.request("echo", Payload::utf8("hi")).await;
     client.request("panics", Payload::utf8("")).await;
+    client.request("slow", Payload::utf8("")).await;
     let key = match client.request("login", Payload::utf8("")).await {
         ServerMessage::Reply(reply) => reply.payload.to_text().unwrap().into_owned(),
         other => panic!("{other:?}"),
@@ -136,6 +160,17 @@ async fn connection_and_request_spans_carry_their_fields_and_no_key() {
     assert!(echo.fields["duration_s"].parse::<f64>().unwrap() >= 0.0);
     assert!(echo.fields.contains_key("request.id"));
     assert!(!echo.fields.contains_key("otel.status_code"));
+    let slow = request("slow");
+    assert_eq!(slow.parent, Some("webwire.connection"));
+    assert_eq!(slow.fields["outcome"], "ok");
+    // Real time (std's clock), not the test's paused clock.
+    assert!(slow.fields["duration_s"].parse::<f64>().unwrap() >= 0.0);
+    // Its later polls, in a task of its own, are in its span.
+    let events = spans.1.lock().unwrap().clone();
+    assert!(
+        events.contains(&("slow handler done".to_owned(), Some("webwire.request"))),
+        "{events:?}"
+    );
     let panics = request("panics");
     assert_eq!(panics.fields["outcome"], "internal_error");
     assert_eq!(panics.fields["otel.status_code"], "ERROR");
