@@ -64,7 +64,7 @@ where
                 id,
                 name: name.into_owned(),
                 future,
-                timed: Some(Timed::new(route, started, &span).owned()),
+                timed: Timed::new(route, started, &span).owned(),
             }),
         }
     }
@@ -92,7 +92,7 @@ where
     /// own, with a reply reservation in the queue and its permit (limit N).
     pub(super) async fn pending_request(
         &mut self,
-        pending: Pending<RequestFuture>,
+        pending: Pending<RequestFuture, TimedOwned>,
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadEnd> {
         let Pending {
@@ -101,7 +101,6 @@ where
             future,
             timed,
         } = pending;
-        let timed = timed.expect("a pending request is timed");
         let max = self.shared.config().buffer_size;
         // The handler's later polls in its span too (no allocation: the
         // future is wrapped, not boxed again).
@@ -171,7 +170,7 @@ where
                 id: RequestId::default(),
                 name: name.into_owned(),
                 future,
-                timed: None,
+                timed: (),
             }),
         }
     }

@@ -231,7 +231,7 @@ enum Then {
     /// Write this reply.
     Reply(ServerMessage),
     /// A request handler still pending after its first poll.
-    Request(Pending<RequestFuture>),
+    Request(Pending<RequestFuture, dispatch::TimedOwned>),
     /// A signal handler still pending after its first poll.
     Signal(Pending<SignalFuture>),
     /// A session request, handled in this task.
@@ -242,14 +242,14 @@ type RequestFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> 
 type SignalFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A handler's future that did not finish at its first poll.
-struct Pending<F> {
+struct Pending<F, T = ()> {
     /// The request's id (unused for signals).
     id: RequestId,
     /// The request's or signal's name, for the log.
     name: Name,
     future: F,
-    /// A request's metric handles and start (`None` for signals).
-    timed: Option<dispatch::TimedOwned>,
+    /// A request's metric handles, start and span (nothing for signals).
+    timed: T,
 }
 
 /// A client's session request.
