@@ -106,7 +106,7 @@
 //! with OpenTelemetry's field names). Every metric with its labels, and
 //! every span with its fields, is listed in
 //! [docs/metrics.md](https://github.com/webwire-rs/webwire-rs/blob/main/docs/metrics.md);
-//! see also [`metrics`](crate::metrics).
+//! see also [`metrics`].
 //!
 //! # Example
 //!
