@@ -62,6 +62,7 @@ mod config;
 mod error;
 mod key;
 mod manager;
+mod metrics;
 mod stored;
 
 pub use cluster::{RedisCluster, RedisClusterConfig};

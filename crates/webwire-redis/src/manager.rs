@@ -247,10 +247,11 @@ impl RedisSessionManager {
     /// Runs one Redis call within the operation timeout.
     async fn bounded<T>(
         &self,
+        op: &'static str,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, RedisSessionError> {
         let op_timeout = self.config.op_timeout();
-        match tokio::time::timeout(op_timeout, call).await {
+        match crate::metrics::timed(op, tokio::time::timeout(op_timeout, call)).await {
             Ok(result) => result.map_err(RedisSessionError::Redis),
             Err(_) => Err(RedisSessionError::Timeout(op_timeout)),
         }
@@ -278,7 +279,7 @@ impl RedisSessionManager {
             pipe.pexpire(&redis_key, self.ttl_ms).ignore();
         }
         let mut con = self.con.clone();
-        self.bounded(pipe.exec_async(&mut con)).await
+        self.bounded("store", pipe.exec_async(&mut con)).await
     }
 
     async fn lookup(&self, key: &str) -> Result<Option<SessionLookup>, RedisSessionError> {
@@ -290,8 +291,9 @@ impl RedisSessionManager {
         let mut con = self.con.clone();
         let mut invocation = LOOKUP.key(&redis_key);
         invocation.arg(&now_text).arg(self.ttl_ms);
-        let found: Option<(String, Option<String>)> =
-            self.bounded(invocation.invoke_async(&mut con)).await?;
+        let found: Option<(String, Option<String>)> = self
+            .bounded("lookup", invocation.invoke_async(&mut con))
+            .await?;
         let Some((creation, info)) = found else {
             return Ok(None);
         };
@@ -308,7 +310,8 @@ impl RedisSessionManager {
             return Ok(());
         };
         let mut con = self.con.clone();
-        self.bounded(con.del::<_, usize>(&redis_key)).await?;
+        self.bounded("delete", con.del::<_, usize>(&redis_key))
+            .await?;
         Ok(())
     }
 }

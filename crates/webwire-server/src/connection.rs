@@ -284,6 +284,9 @@ pub(crate) struct ConnectionInner {
     /// close code 1012. Set before the lifecycle moves to closing.
     restart: AtomicBool,
     counters: Counters,
+    /// The connection's span (`webwire.connection`): its handlers' spans
+    /// are its children; the session's digest is recorded on it.
+    span: tracing::Span,
     /// The server's sessions.
     sessions: Arc<Sessions>,
     /// The connection's session (see `session::registry`).
@@ -318,6 +321,7 @@ impl ConnectionInner {
             lifecycle: Lifecycle::default(),
             restart: AtomicBool::new(false),
             counters: Counters::default(),
+            span: tracing::Span::none(),
             sessions,
             session: Mutex::new(SessionSlot::Empty),
             rooms: Membership::new(rooms),
@@ -355,6 +359,26 @@ impl ConnectionInner {
     }
 
     /// The counters behind [`Connection::stats`].
+    #[inline]
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Sets the connection's span, before the connection is shared.
+    pub(crate) fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// Records the digest of the session the connection joined on its
+    /// span (never the key).
+    pub(crate) fn record_session(&self, key: &str) {
+        self.span.record(
+            "session",
+            tracing::field::display(webwire_proto::KeyDigest::new(key)),
+        );
+    }
+
     #[inline]
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
@@ -540,16 +564,26 @@ impl Connection {
             return Ok(());
         };
         let tx = self.sender()?;
+        let metrics = self.inner.sessions.metrics();
         // Room in the queue (the usual case): no timer, no clock read.
         let message = match tx.try_send(message) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                metrics.signals_sent.increment(1);
+                return Ok(());
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(SignalError::Closed),
             Err(mpsc::error::TrySendError::Full(message)) => message,
         };
         match tokio::time::timeout(self.inner.queue_timeout, tx.send(message)).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                metrics.signals_sent.increment(1);
+                Ok(())
+            }
             Ok(Err(_)) => Err(SignalError::Closed),
-            Err(_) => Err(SignalError::QueueFull),
+            Err(_) => {
+                metrics.queue_full.increment(1);
+                Err(SignalError::QueueFull)
+            }
         }
     }
 
@@ -610,7 +644,10 @@ impl Connection {
             });
         }
         match crate::own_signals::offer(self.id(), signal) {
-            Ok(()) => Ok(None),
+            Ok(()) => {
+                self.inner.sessions.metrics().signals_sent.increment(1);
+                Ok(None)
+            }
             Err(signal) => Ok(Some(Outbound::Message(Box::new(ServerMessage::Signal(
                 signal,
             ))))),
@@ -622,10 +659,18 @@ impl Connection {
         if self.inner.lifecycle.is_closed() {
             return Err(SignalError::Closed);
         }
-        self.sender()?.try_send(message).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => SignalError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => SignalError::Closed,
-        })
+        let metrics = self.inner.sessions.metrics();
+        match self.sender()?.try_send(message) {
+            Ok(()) => {
+                metrics.signals_sent.increment(1);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics.queue_full.increment(1);
+                Err(SignalError::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SignalError::Closed),
+        }
     }
 
     /// The outbound queue's sender (the queue made on first use).

@@ -1,6 +1,7 @@
 //! The application's hooks: what the server calls when clients connect,
 //! send signals and requests, and disconnect.
 
+use crate::metrics::LazyRouteMetrics;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -162,12 +163,37 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Routed<'a, T> {
     pub(crate) future: BoxFuture<'static, T>,
     pub(crate) route: &'a Name,
+    /// The route's metric handles (a [`MessageRouter`](crate::MessageRouter)
+    /// route's); `None` counts the request under
+    /// [`UNKNOWN_ROUTE`](crate::metrics::UNKNOWN_ROUTE).
+    pub(crate) metrics: Option<&'a LazyRouteMetrics>,
 }
 
 impl<'a, T> Routed<'a, T> {
-    /// The future that handles the message, taken by the route named `route`.
+    /// The future that handles the message, taken by the route named
+    /// `route`. Its requests count in the metrics under
+    /// [`UNKNOWN_ROUTE`](crate::metrics::UNKNOWN_ROUTE): only a
+    /// [`MessageRouter`](crate::MessageRouter)'s routes have handles of
+    /// their own (label values stay bounded).
     pub fn new(future: BoxFuture<'static, T>, route: &'a Name) -> Self {
-        Self { future, route }
+        Self {
+            future,
+            route,
+            metrics: None,
+        }
+    }
+
+    /// As [`new`](Self::new), with the route's metric handles.
+    pub(crate) fn with_metrics(
+        future: BoxFuture<'static, T>,
+        route: &'a Name,
+        metrics: &'a LazyRouteMetrics,
+    ) -> Self {
+        Self {
+            future,
+            route,
+            metrics: Some(metrics),
+        }
     }
 }
 

@@ -98,6 +98,16 @@
 //! DESIGN.md at the repository root explains the tasks, where backpressure
 //! comes from, and the choices made.
 //!
+//! # Metrics and tracing
+//!
+//! The server reports through the `metrics` facade (install a recorder
+//! before building the server) and `tracing` (a `webwire.connection` span
+//! per connection at INFO, a `webwire.request` span per request at DEBUG,
+//! with OpenTelemetry's field names). Every metric with its labels, and
+//! every span with its fields, is listed in
+//! [docs/metrics.md](https://github.com/webwire-rs/webwire-rs/blob/main/docs/metrics.md);
+//! see also [`metrics`].
+//!
 //! # Example
 //!
 //! ```no_run
@@ -139,6 +149,7 @@ pub mod in_memory;
 mod lifecycle;
 pub mod limits;
 mod listener;
+pub mod metrics;
 pub mod options;
 mod origin;
 mod outbox;

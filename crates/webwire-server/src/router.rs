@@ -15,6 +15,7 @@ use webwire_proto::{Name, Payload, Request, Session, Signal};
 use crate::error::DisconnectReason;
 use crate::extract::{FromRequest, FromSignal, IntoReply};
 use crate::handler::Routed;
+use crate::metrics::LazyRouteMetrics;
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
 type ErasedRequest = Arc<
@@ -310,7 +311,7 @@ where
 #[derive(Clone, Default)]
 pub struct MessageRouter<S = ()> {
     state: S,
-    requests: Routes<ErasedRequest>,
+    requests: Routes<RequestRoute>,
     signals: Routes<ErasedSignal>,
     request_fallback: Option<ErasedRequest>,
     signal_fallback: Option<ErasedSignal>,
@@ -319,6 +320,13 @@ pub struct MessageRouter<S = ()> {
     on_session_created: Option<ErasedSessionHook<Session>>,
     on_session_restored: Option<ErasedSessionHook<Session>>,
     on_session_closed: Option<ErasedSessionHook<String>>,
+}
+
+/// A request route: its handler and its metric handles.
+#[derive(Clone)]
+struct RequestRoute {
+    handler: ErasedRequest,
+    metrics: LazyRouteMetrics,
 }
 
 /// Handlers by name. The table is the application's, fixed before the
@@ -406,7 +414,11 @@ impl<S: Clone + Send + Sync + 'static> MessageRouter<S> {
         let state = self.state.clone();
         let erased: ErasedRequest =
             Arc::new(move |conn, request| handler.call(&state, conn, request));
-        if self.requests.insert(name.clone(), erased).is_some() {
+        let route = RequestRoute {
+            handler: erased,
+            metrics: LazyRouteMetrics::default(),
+        };
+        if self.requests.insert(name.clone(), route).is_some() {
             panic!("request {name:?} is routed twice");
         }
         self
@@ -614,7 +626,11 @@ impl<S: Clone + Send + Sync + 'static> Handler for MessageRouter<S> {
         // The key the route was registered with names it in the log: the
         // request's own name is not copied.
         match self.requests.get_key_value(request.name()) {
-            Some((route, handler)) => Ok(Routed::new(handler(conn.clone(), request), route)),
+            Some((name, route)) => Ok(Routed::with_metrics(
+                (route.handler)(conn.clone(), request),
+                name,
+                &route.metrics,
+            )),
             None => Err(request),
         }
     }
@@ -648,6 +664,7 @@ impl<S: Clone + Send + Sync + 'static> Handler for MessageRouter<S> {
         match self
             .requests
             .get(request.name())
+            .map(|route| &route.handler)
             .or(self.request_fallback.as_ref())
         {
             Some(handler) => handler(conn.clone(), request),

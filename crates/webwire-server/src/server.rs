@@ -106,6 +106,12 @@ impl Shared {
         &self.config
     }
 
+    /// The server's metric handles.
+    #[inline]
+    pub(crate) fn metrics(&self) -> &crate::metrics::ServerMetrics {
+        self.sessions.metrics()
+    }
+
     /// The accept configuration, encoded once: every connection's first frame.
     pub(crate) fn accept_conf(&self) -> &Bytes {
         &self.accept_conf

@@ -31,4 +31,5 @@
 
 pub mod check;
 pub mod limits;
+pub mod metrics;
 pub mod serve;

@@ -46,6 +46,10 @@ enum Command {
         /// at once.
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         drain_window: Option<Duration>,
+        /// Serve the metrics in the Prometheus text format at
+        /// http://HOST:PORT/metrics (port 0: any free port).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
     },
     /// Tests the server at URL (ws://HOST:PORT/) against docs/interop.md.
     Check {
@@ -136,30 +140,22 @@ fn main() -> ExitCode {
                 node_id,
                 limits,
                 drain_window,
+                metrics_addr,
             } => {
-                run_serve(
-                    addr,
-                    session_dir,
-                    redis,
-                    node_id,
-                    limits.into(),
-                    drain_window,
-                )
-                .await
+                let mut options = serve::ServeOptions::new(addr);
+                options.session_dir = session_dir;
+                options.redis = redis;
+                options.node_id = node_id;
+                options.limits = limits.into();
+                options.metrics_addr = metrics_addr;
+                run_serve(options, drain_window).await
             }
             Command::Check { url, timeout, only } => run_check(&url, timeout, only).await,
         }
     })
 }
 
-async fn run_serve(
-    addr: String,
-    session_dir: Option<PathBuf>,
-    redis: Option<String>,
-    node_id: Option<String>,
-    limits: LimitOptions,
-    drain_window: Option<Duration>,
-) -> ExitCode {
+async fn run_serve(options: serve::ServeOptions, drain_window: Option<Duration>) -> ExitCode {
     // Listen for the signals before anybody can learn the address, so that
     // a signal sent right after the line stops the server gracefully.
     let mut shutdown = match ShutdownSignal::install() {
@@ -169,11 +165,6 @@ async fn run_serve(
             return ExitCode::FAILURE;
         }
     };
-    let mut options = serve::ServeOptions::new(addr);
-    options.session_dir = session_dir;
-    options.redis = redis;
-    options.node_id = node_id;
-    options.limits = limits;
     let running = match serve::start(options).await {
         Ok(running) => running,
         Err(err) => {
@@ -182,7 +173,13 @@ async fn run_serve(
         }
     };
     let mut stdout = std::io::stdout().lock();
+    // The address first: whoever reads one line learns it.
+    let metrics = running.metrics_addr();
     if writeln!(stdout, "listening on {}", running.url())
+        .and_then(|()| match metrics {
+            Some(addr) => writeln!(stdout, "metrics on http://{addr}/metrics"),
+            None => Ok(()),
+        })
         .and_then(|()| stdout.flush())
         .is_err()
     {

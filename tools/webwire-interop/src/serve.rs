@@ -78,6 +78,10 @@ pub struct ServeOptions {
     /// The abuse limits (`--max-connections-per-ip` and the others); all
     /// off by default.
     pub limits: crate::limits::LimitOptions,
+    /// `HOST:PORT` to serve the metrics on, in the Prometheus text format
+    /// at `/metrics` (`--metrics-addr`). Installs the process's global
+    /// metrics recorder: once per process.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -95,6 +99,7 @@ impl ServeOptions {
             redis: None,
             node_id: None,
             limits: crate::limits::LimitOptions::default(),
+            metrics_addr: None,
         }
     }
 
@@ -122,6 +127,9 @@ pub enum ServeError {
     /// The server could not be built or could not listen.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The metrics (`--metrics-addr`) could not be served.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// Redis (`--redis`) could not be used.
     #[error("Redis: {0}")]
     Redis(#[from] webwire_redis::RedisSessionError),
@@ -143,6 +151,7 @@ pub enum ServeError {
 /// [`shutdown`](Self::shutdown) to stop it gracefully.
 pub struct Running {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     server: Server,
     task: JoinHandle<Result<(), ServerError>>,
     session_dir: PathBuf,
@@ -153,6 +162,11 @@ impl Running {
     /// The address it listens on (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the metrics are served (`http://ADDR/metrics`), if asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `ws://HOST:PORT/`.
@@ -233,6 +247,14 @@ where
             (temp.path().to_path_buf(), Some(temp))
         }
     };
+    // The recorder before the server: its handles are resolved when it is built.
+    let metrics_addr = match &options.metrics_addr {
+        Some(addr) => {
+            let handle = crate::metrics::install()?;
+            Some(crate::metrics::serve(addr, handle).await?)
+        }
+        None => None,
+    };
     let state = State::default();
     let handler = wrap(router(state.clone()));
     let mut builder = options
@@ -262,6 +284,7 @@ where
     tracing::info!(%addr, session_dir = %session_dir.display(), "interop server listening");
     Ok(Running {
         addr,
+        metrics_addr,
         server,
         task,
         session_dir,

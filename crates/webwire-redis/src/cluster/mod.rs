@@ -303,6 +303,7 @@ impl RedisCluster {
         let client = resp3_client(url)?;
         let op = config.op_timeout();
         let cmd = bounded(
+            "connect",
             op,
             ConnectionManager::new_with_config(client.clone(), config.connection_manager_config()),
         )
@@ -312,12 +313,18 @@ impl RedisCluster {
             .connection_manager_config()
             .set_push_sender(push_tx)
             .set_automatic_resubscription();
-        let mut bus = bounded(op, ConnectionManager::new_with_config(client, bus_config)).await?;
+        let mut bus = bounded(
+            "connect",
+            op,
+            ConnectionManager::new_with_config(client, bus_config),
+        )
+        .await?;
         let prefix = config.prefix();
         let all_channel = format!("{prefix}cluster:all");
         let node_channel_prefix = format!("{prefix}cluster:node:");
         let own_channel = format!("{node_channel_prefix}{}", config.node_id());
         bounded(
+            "subscribe",
             op,
             bus.subscribe(&[all_channel.as_str(), own_channel.as_str()]),
         )
@@ -381,11 +388,14 @@ impl RedisCluster {
 }
 
 /// Runs one Redis call within `limit`.
+/// Runs one Redis call within `limit`, timed as `op`.
 async fn bounded<T>(
+    op: &'static str,
     limit: Duration,
     call: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, RedisSessionError> {
-    match tokio::time::timeout(limit, call).await {
+    let timed = crate::metrics::timed(op, tokio::time::timeout(limit, call)).await;
+    match timed {
         Ok(result) => Ok(result?),
         Err(_) => Err(RedisSessionError::Timeout(limit)),
     }
@@ -418,6 +428,7 @@ impl Inner {
     fn enqueue(&self, channel: String, message: Vec<u8>) {
         if let Err(err) = self.out.try_send((channel, message)) {
             if matches!(err, mpsc::error::TrySendError::Full(_)) {
+                crate::metrics::cluster_messages("dropped", 1);
                 tracing::warn!("cluster: the publish queue is full; a message is dropped");
             }
         }
@@ -439,6 +450,7 @@ impl Inner {
         let forget = Self::ms(self.config.node_timeout()).saturating_mul(10);
         let mut cmd = self.cmd.clone();
         bounded(
+            "heartbeat",
             self.config.op_timeout(),
             HEARTBEAT
                 .key(&self.members_key)
@@ -492,6 +504,7 @@ impl Inner {
         let own = format!("{}{}", self.node_channel_prefix, self.config.node_id());
         let mut bus = self.bus.clone();
         match bounded(
+            "subscribe",
             self.config.op_timeout(),
             bus.subscribe(&[self.all_channel.as_str(), own.as_str()]),
         )
@@ -546,8 +559,17 @@ impl Inner {
             for (channel, message) in batch.drain(..) {
                 pipe.publish(channel, message).ignore();
             }
-            if let Err(err) = bounded(self.config.op_timeout(), pipe.exec_async(&mut cmd)).await {
+            if let Err(err) = bounded(
+                "publish",
+                self.config.op_timeout(),
+                pipe.exec_async(&mut cmd),
+            )
+            .await
+            {
+                crate::metrics::cluster_messages("dropped", n);
                 tracing::warn!(error = %err, messages = n, "cluster: publishing failed; the messages are lost");
+            } else {
+                crate::metrics::cluster_messages("published", n);
             }
         }
     }
@@ -613,10 +635,12 @@ impl Inner {
         let envelope = match Envelope::decode(&data) {
             Ok(envelope) => envelope,
             Err(err) => {
+                crate::metrics::cluster_messages("dropped", 1);
                 tracing::warn!(error = %err, "cluster: an unreadable message; dropped");
                 return;
             }
         };
+        crate::metrics::cluster_messages("received", 1);
         let from = (envelope.node, envelope.incarnation);
         if from.0 == self.config.node_id() && from.1 == self.incarnation {
             // Our own message, delivered locally when it was sent.
@@ -727,6 +751,7 @@ impl Inner {
             }
             let mut cmd = self.cmd.clone();
             bounded(
+                "write_counts",
                 self.config.op_timeout(),
                 script.invoke_async::<i64>(&mut cmd),
             )
@@ -743,6 +768,7 @@ impl Inner {
     ) -> Result<i64, RedisSessionError> {
         let mut cmd = self.cmd.clone();
         bounded(
+            "count",
             self.config.op_timeout(),
             script
                 .key(self.conns_key(key))
@@ -815,6 +841,7 @@ impl Cluster for RedisCluster {
         );
         let mut cmd = inner.cmd.clone();
         if let Err(err) = bounded(
+            "publish",
             inner.config.op_timeout(),
             cmd.publish::<_, _, usize>(&inner.all_channel, message),
         )
@@ -850,6 +877,7 @@ impl Cluster for RedisCluster {
     async fn leave_session(&self, key: &str) -> Result<(), ClusterError> {
         let mut cmd = self.inner.cmd.clone();
         bounded(
+            "leave",
             self.inner.config.op_timeout(),
             LEAVE
                 .key(self.inner.conns_key(key))
@@ -864,6 +892,7 @@ impl Cluster for RedisCluster {
     async fn clear_session(&self, key: &str) -> Result<(), ClusterError> {
         let mut cmd = self.inner.cmd.clone();
         bounded(
+            "clear",
             self.inner.config.op_timeout(),
             cmd.hdel::<_, _, usize>(self.inner.conns_key(key), &self.inner.member),
         )
@@ -910,8 +939,14 @@ impl Cluster for RedisCluster {
         let message = inner.envelope(0, Body::Leaving);
         let mut cmd = inner.cmd.clone();
         let op = inner.config.op_timeout();
-        let _ = bounded(op, cmd.publish::<_, _, usize>(&inner.all_channel, message)).await;
         let _ = bounded(
+            "publish",
+            op,
+            cmd.publish::<_, _, usize>(&inner.all_channel, message),
+        )
+        .await;
+        let _ = bounded(
+            "leave_cluster",
             op,
             cmd.hdel::<_, _, usize>(&inner.members_key, &inner.member),
         )

@@ -6,7 +6,9 @@
 use std::borrow::Cow;
 
 use super::*;
+use crate::metrics::{RequestOutcome, RouteMetrics};
 use crate::own_signals::PollingScope;
+use tracing::Instrument;
 
 impl<H, Io> Task<H, Io>
 where
@@ -24,19 +26,31 @@ where
     pub(super) fn dispatch_request(&mut self, request: Request) -> Then {
         let id = request.id();
         let ctx = &self.ctx;
-        let (mut future, name): (RequestFuture, Cow<'_, Name>) =
+        let metrics = self.shared.metrics();
+        let (mut future, name, route): (RequestFuture, Cow<'_, Name>, &Arc<RouteMetrics>) =
             match ctx.handler.route_request(&ctx.conn, request) {
-                Ok(routed) => (routed.future, Cow::Borrowed(routed.route)),
+                Ok(routed) => {
+                    let route = match routed.metrics {
+                        Some(lazy) => lazy.get(routed.route.as_str()),
+                        None => metrics.unknown(),
+                    };
+                    (routed.future, Cow::Borrowed(routed.route), route)
+                }
                 Err(request) => {
                     let name = Cow::Owned(request.name().clone());
                     let ctx = ctx.clone();
                     let future =
                         Box::pin(async move { ctx.handler.on_request(&ctx.conn, request).await });
-                    (future, name)
+                    (future, name, metrics.unknown())
                 }
             };
+        let span = request_span(&name, id);
+        let started = std::time::Instant::now();
         let room = self.shared.config().queue_capacity;
-        let outcome = Self::poll_first(&mut self.wire, &self.conn, room, &mut future);
+        let outcome = {
+            let _entered = span.enter();
+            Self::poll_first(&mut self.wire, &self.conn, room, &mut future)
+        };
         match outcome {
             Some(outcome) => Then::Reply(reply_for(
                 &self.conn,
@@ -44,11 +58,13 @@ where
                 &name,
                 outcome,
                 self.shared.config().buffer_size,
+                Timed::new(route, started, &span),
             )),
             None => Then::Request(Pending {
                 id,
                 name: name.into_owned(),
                 future,
+                timed: Timed::new(route, started, &span).owned(),
             }),
         }
     }
@@ -76,17 +92,25 @@ where
     /// own, with a reply reservation in the queue and its permit (limit N).
     pub(super) async fn pending_request(
         &mut self,
-        pending: Pending<RequestFuture>,
+        pending: Pending<RequestFuture, TimedOwned>,
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadEnd> {
-        let Pending { id, name, future } = pending;
+        let Pending {
+            id,
+            name,
+            future,
+            timed,
+        } = pending;
         let max = self.shared.config().buffer_size;
+        // The handler's later polls in its span too (no allocation: the
+        // future is wrapped, not boxed again).
+        let future = future.instrument(timed.span.clone());
         if let Mode::Inline = self.mode {
             let (outcome, written) = self.run_inline(future).await;
             written?;
             let reply = match outcome {
-                Some(outcome) => reply_for(&self.conn, id, &name, outcome, max),
-                None => ServerMessage::Shutdown(id),
+                Some(outcome) => reply_for(&self.conn, id, &name, outcome, max, timed.borrow()),
+                None => timed.borrow().shutdown(id),
             };
             return self.send(reply).await;
         }
@@ -94,26 +118,26 @@ where
         // closing: the request is answered as in a shutdown (the handler's
         // future is dropped unpolled again).
         let Ok(tx) = self.conn.sender() else {
-            return self.send(ServerMessage::Shutdown(id)).await;
+            return self.send(timed.borrow().shutdown(id)).await;
         };
         let reply_reservation = match tx.clone().try_reserve_owned() {
             Ok(reservation) => reservation,
             Err(mpsc::error::TrySendError::Full(tx)) => {
                 match self.wire.drive(tx.reserve_owned()).await {
                     Ok(Ok(reservation)) => reservation,
-                    Ok(Err(_)) => return self.send(ServerMessage::Shutdown(id)).await,
+                    Ok(Err(_)) => return self.send(timed.borrow().shutdown(id)).await,
                     Err(err) => return Err(ReadEnd::Wire(err)),
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                return self.send(ServerMessage::Shutdown(id)).await
+                return self.send(timed.borrow().shutdown(id)).await
             }
         };
         let conn = self.conn.clone();
         self.spawn_pending(future, permit.take(), move |outcome| {
             let reply = match outcome {
-                Some(outcome) => reply_for(&conn, id, &name, outcome, max),
-                None => ServerMessage::Shutdown(id),
+                Some(outcome) => reply_for(&conn, id, &name, outcome, max, timed.borrow()),
+                None => timed.borrow().shutdown(id),
             };
             reply_reservation.send(Outbound::Message(Box::new(reply)));
         });
@@ -122,6 +146,7 @@ where
 
     /// Runs a signal's handler, as [`dispatch_request`](Self::dispatch_request).
     pub(super) fn dispatch_signal(&mut self, signal: Signal) -> Then {
+        self.shared.metrics().signals_received.increment(1);
         let ctx = &self.ctx;
         let (mut future, name): (SignalFuture, Cow<'_, Name>) =
             match ctx.handler.route_signal(&ctx.conn, signal) {
@@ -145,6 +170,7 @@ where
                 id: RequestId::default(),
                 name: name.into_owned(),
                 future,
+                timed: (),
             }),
         }
     }
@@ -179,6 +205,8 @@ where
                 .ok();
         }
         let conn = self.conn.clone();
+        // In a task of its own: in the connection's span still.
+        let future = future.instrument(conn.inner.span().clone());
         self.spawn_pending(future, permit, move |outcome| {
             log_signal_panic(&conn, &name, outcome.unwrap_or(Ok(())));
         });
@@ -272,6 +300,41 @@ pub(super) fn reply_for(
     name: &Name,
     outcome: Outcome,
     max: usize,
+    timed: Timed<'_>,
+) -> ServerMessage {
+    let reply = reply_message(conn, id, name, outcome, max);
+    let outcome = match reply {
+        ServerMessage::Reply(_) => RequestOutcome::Ok,
+        ServerMessage::Error(_) => RequestOutcome::Error,
+        _ => RequestOutcome::InternalError,
+    };
+    timed.finished(outcome);
+    reply
+}
+
+/// The span of a request, at DEBUG: at the default INFO level it is
+/// disabled, and a disabled span costs a level check (see BENCHMARKS.md).
+/// `outcome` and `duration_s` are recorded when the request is answered;
+/// `otel.status_code` is `ERROR` for an internal error.
+fn request_span(name: &Name, id: RequestId) -> tracing::Span {
+    tracing::debug_span!(
+        "webwire.request",
+        otel.name = %name,
+        request.name = %name,
+        request.id = id.to_u64(),
+        outcome = tracing::field::Empty,
+        duration_s = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// The reply for a handler's outcome, as [`reply_for`], uncounted.
+fn reply_message(
+    conn: &Connection,
+    id: RequestId,
+    name: &Name,
+    outcome: Outcome,
+    max: usize,
 ) -> ServerMessage {
     let message = match outcome {
         Ok(Ok(payload)) => ServerMessage::Reply(Reply::new(id, payload)),
@@ -304,6 +367,76 @@ pub(super) fn reply_for(
         return ServerMessage::InternalError(id);
     }
     message
+}
+
+/// A request's route handles, when its handler was first polled, and its
+/// span.
+#[derive(Clone, Copy)]
+pub(super) struct Timed<'a> {
+    route: &'a Arc<RouteMetrics>,
+    started: std::time::Instant,
+    span: &'a tracing::Span,
+}
+
+impl<'a> Timed<'a> {
+    fn new(
+        route: &'a Arc<RouteMetrics>,
+        started: std::time::Instant,
+        span: &'a tracing::Span,
+    ) -> Self {
+        Self {
+            route,
+            started,
+            span,
+        }
+    }
+
+    /// For a pending request, which outlives the router's borrow (a
+    /// reference count, no allocation).
+    fn owned(self) -> TimedOwned {
+        TimedOwned {
+            route: self.route.clone(),
+            started: self.started,
+            span: self.span.clone(),
+        }
+    }
+
+    /// Counts the request and records its outcome on its span.
+    fn finished(self, outcome: RequestOutcome) {
+        let elapsed = self.started.elapsed();
+        self.route.finished(outcome, elapsed);
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome.as_str());
+            self.span.record("duration_s", elapsed.as_secs_f64());
+            if outcome == RequestOutcome::InternalError {
+                self.span.record("otel.status_code", "ERROR");
+            }
+        }
+    }
+
+    /// The shutdown reply of a request whose handler was dropped or whose
+    /// connection is closing, counted.
+    fn shutdown(self, id: RequestId) -> ServerMessage {
+        self.finished(RequestOutcome::Shutdown);
+        ServerMessage::Shutdown(id)
+    }
+}
+
+/// [`Timed`] owning its handles, for a request still pending.
+pub(super) struct TimedOwned {
+    route: Arc<RouteMetrics>,
+    started: std::time::Instant,
+    span: tracing::Span,
+}
+
+impl TimedOwned {
+    fn borrow(&self) -> Timed<'_> {
+        Timed {
+            route: &self.route,
+            started: self.started,
+            span: &self.span,
+        }
+    }
 }
 
 /// Logs a signal handler's panic.

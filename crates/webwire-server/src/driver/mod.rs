@@ -32,6 +32,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
 
 use crate::prefixed::Prefixed;
 use hyper_util::rt::TokioIo;
@@ -127,20 +128,26 @@ where
         .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
         .serve(io);
 
-    let conn = Connection::new(ConnectionInner::new(
-        shared.next_connection_id(),
-        info,
-        options,
-        config,
-        shared.sessions().clone(),
-        shared.rooms().clone(),
-    ));
+    let id = shared.next_connection_id();
+    let span = connection_span(id, info.remote_addr());
+    let conn = Connection::new(
+        ConnectionInner::new(
+            id,
+            info,
+            options,
+            config,
+            shared.sessions().clone(),
+            shared.rooms().clone(),
+        )
+        .with_span(span.clone()),
+    );
     let protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
     let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout, protocol);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
     let _ = wire.send_frame_now(shared.accept_conf().clone());
     shared.register(&conn);
+    shared.metrics().connections.increment(1.0);
     tracing::debug!(connection = %conn.id(), remote = ?conn.remote_addr(), "connected");
 
     let mode = match conn.options().concurrency_limit() {
@@ -181,6 +188,8 @@ where
         Box::pin(shared.sessions().disconnected(&conn)).await;
         conn.leave_all_rooms();
         shared.unregister(&conn);
+        shared.metrics().connections.decrement(1.0);
+        shared.metrics().closed(&reason);
         tracing::debug!(connection = %conn.id(), %reason, "disconnected");
         let hook = AssertUnwindSafe(handler.on_disconnected(&conn, &reason)).catch_unwind();
         if let Err(panic) = Box::pin(hook).await {
@@ -188,6 +197,29 @@ where
         }
         conn.inner.set_done();
     }
+    .instrument(span)
+}
+
+/// The span of a connection, at INFO (one per connection: cheap next to
+/// its handshake). Its fields follow OpenTelemetry's names, so that
+/// tracing-opentelemetry exports it as a server span; `session` is
+/// recorded when the connection joins a session (a short digest of the
+/// key, never the key).
+fn connection_span(
+    id: crate::connection::ConnectionId,
+    remote: Option<std::net::SocketAddr>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "webwire.connection",
+        otel.kind = "server",
+        connection.id = id.get(),
+        client.address = tracing::field::Empty,
+        session = tracing::field::Empty,
+    );
+    if let Some(remote) = remote {
+        span.record("client.address", tracing::field::display(remote));
+    }
+    span
 }
 
 enum Mode {
@@ -208,7 +240,7 @@ enum Then {
     /// Write this reply.
     Reply(ServerMessage),
     /// A request handler still pending after its first poll.
-    Request(Pending<RequestFuture>),
+    Request(Pending<RequestFuture, dispatch::TimedOwned>),
     /// A signal handler still pending after its first poll.
     Signal(Pending<SignalFuture>),
     /// A session request, handled in this task.
@@ -219,12 +251,14 @@ type RequestFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> 
 type SignalFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A handler's future that did not finish at its first poll.
-struct Pending<F> {
+struct Pending<F, T = ()> {
     /// The request's id (unused for signals).
     id: RequestId,
     /// The request's or signal's name, for the log.
     name: Name,
     future: F,
+    /// A request's metric handles, start and span (nothing for signals).
+    timed: T,
 }
 
 /// A client's session request.

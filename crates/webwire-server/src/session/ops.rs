@@ -23,8 +23,22 @@ use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlo
 use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
 use crate::error::SessionError;
 use crate::handler::SessionHooks;
+use crate::metrics::{time_store, ServerMetrics};
 use crate::outbox::Outbound;
 use crate::Connection;
+
+/// The `outcome` label of a restore request's reply.
+fn restore_outcome(reply: &ServerMessage) -> &'static str {
+    match reply {
+        ServerMessage::Reply(_) => "ok",
+        ServerMessage::SessionNotFound(_) => "not_found",
+        ServerMessage::SessionsDisabled(_) => "disabled",
+        ServerMessage::MaxSessConnsReached(_) => "max_connections",
+        ServerMessage::Error(_) => "already_active",
+        ServerMessage::Shutdown(_) => "shutdown",
+        _ => "internal_error",
+    }
+}
 
 /// The error code of a restore on a connection that has a session.
 pub(crate) const SESSION_ACTIVE: &str = "SESSION_ACTIVE";
@@ -47,6 +61,8 @@ pub(crate) struct Sessions {
     hooks: Option<Arc<dyn SessionHooks>>,
     /// The stores of new sessions still running: a deletion waits for them.
     saves: Arc<Saves>,
+    /// The server's metric handles (see [`Sessions::metrics`]).
+    metrics: Arc<ServerMetrics>,
 }
 
 /// What a client's session request did, for the application's hook
@@ -97,6 +113,7 @@ impl Sessions {
             registry,
             hooks: None,
             saves,
+            metrics: Arc::new(ServerMetrics::new()),
         }
     }
 
@@ -118,6 +135,13 @@ impl Sessions {
         if AssertUnwindSafe(hook).catch_unwind().await.is_err() {
             tracing::error!(connection = %conn.id(), "session hook panicked");
         }
+    }
+
+    /// The server's metric handles. Kept here because every connection
+    /// holds the sessions already (no field more per connection).
+    #[inline]
+    pub(crate) fn metrics(&self) -> &ServerMetrics {
+        &self.metrics
     }
 
     /// Whether sessions are enabled.
@@ -174,6 +198,8 @@ impl Sessions {
                 _ => SessionError::ConnectionClosed,
             })?;
         claim.settle();
+        self.count_sessions();
+        conn.inner.record_session(&session.key);
         permit.send(Outbound::Message(Box::new(notification)));
         tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session created");
         // In a task of its own, like a deletion: the store runs to its end
@@ -183,7 +209,7 @@ impl Sessions {
         let stored = tokio::spawn({
             let session = session.clone();
             async move {
-                let result = manager.on_session_created(&session).await;
+                let result = time_store("create", manager.on_session_created(&session)).await;
                 drop(saving);
                 result
             }
@@ -223,10 +249,15 @@ impl Sessions {
         id: RequestId,
         key: Bytes,
     ) -> (ServerMessage, Option<SessionEvent>) {
-        match self.restore_reply(conn, id, key).await {
+        let (reply, event) = match self.restore_reply(conn, id, key).await {
             Ok((reply, session)) => (reply, Some(SessionEvent::Restored(session))),
             Err(reply) => (reply, None),
+        };
+        self.metrics.restore(restore_outcome(&reply));
+        if event.is_some() {
+            self.count_sessions();
         }
+        (reply, event)
     }
 
     /// The reply to a restore request: the session's, or a refusal.
@@ -262,9 +293,11 @@ impl Sessions {
             },
             Err(refused) => return Err(refusal(id, refused)),
         };
-        let lookup = AssertUnwindSafe(self.manager.on_session_lookup(&key))
-            .catch_unwind()
-            .await;
+        let lookup = time_store(
+            "lookup",
+            AssertUnwindSafe(self.manager.on_session_lookup(&key)).catch_unwind(),
+        )
+        .await;
         let found = match lookup {
             Ok(Ok(Some(found))) => found,
             Ok(Ok(None)) => return Err(ServerMessage::SessionNotFound(id)),
@@ -299,6 +332,7 @@ impl Sessions {
         match outcome {
             Ok(()) => {
                 claim.settle();
+                conn.inner.record_session(&session.key);
                 tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session restored");
                 Ok((reply, session))
             }
@@ -329,6 +363,7 @@ impl Sessions {
         let Some(left) = self.registry.leave(conn, Leave::Close).await else {
             return (None, Ok(()));
         };
+        self.count_sessions();
         tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), destroy = left.destroy, "session closed on a connection");
         let notified = if notify {
             send_closed(conn).await
@@ -353,6 +388,7 @@ impl Sessions {
         let Some(connections) = self.registry.close_everywhere(key).await else {
             return ClosedSession::default();
         };
+        self.count_sessions();
         tracing::debug!(
             session = %redacted(key),
             connections = connections.len(),
@@ -381,8 +417,18 @@ impl Sessions {
     /// The connection ended: it leaves its session, which stays stored.
     pub(crate) async fn disconnected(&self, conn: &Connection) {
         if let Some(left) = self.registry.leave(conn, Leave::Disconnect).await {
+            self.count_sessions();
             tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), "a connection left its session");
         }
+    }
+
+    /// Sets the sessions gauge after a session joined or left a connection
+    /// here (the registry counts them; a session event is rare next to
+    /// messages).
+    fn count_sessions(&self) {
+        self.metrics
+            .sessions_active
+            .set(self.registry.active_sessions() as f64);
     }
 
     /// Deletes a destroyed session from the store, in a task of its own so
@@ -432,9 +478,11 @@ impl Deleter {
         // A store of this session still running would write it back
         // after the delete: the delete comes after it.
         self.saves.finished(key).await;
-        let deleted = AssertUnwindSafe(self.manager.on_session_closed(key))
-            .catch_unwind()
-            .await;
+        let deleted = time_store(
+            "delete",
+            AssertUnwindSafe(self.manager.on_session_closed(key)).catch_unwind(),
+        )
+        .await;
         let result = deleted.unwrap_or_else(|_| {
             Err(SessionStoreError::msg(
                 "the session manager panicked while deleting a session",
