@@ -195,11 +195,14 @@ impl Admission {
     }
 
     /// Admits an upgrade from `ip`: its place under the per-address
-    /// connection limit (released when the slot is dropped), or why not.
-    pub(crate) fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Option<IpSlot>, Refused> {
+    /// connection limit (released when the permit is dropped), or why not.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<AddressPermit>, Refused> {
         let key = ip.map(ip_key);
         let now = self.clock.now();
-        let slot = match (&self.connections, key, self.config.connections_per_ip) {
+        let permit = match (&self.connections, key, self.config.connections_per_ip) {
             (Some(connections), Some(key), Some(max)) => {
                 let mut connections = lock(connections);
                 let count = connections.entry(key).or_default();
@@ -207,7 +210,7 @@ impl Admission {
                     return Err(Refused::ConnectionsPerIp);
                 }
                 *count += 1;
-                Some(IpSlot {
+                Some(AddressPermit {
                     admission: self.clone(),
                     key,
                 })
@@ -235,7 +238,7 @@ impl Admission {
             gcra.check(bucket, now)
                 .map_err(|retry_after| Refused::Handshakes { retry_after })?;
         }
-        Ok(slot)
+        Ok(permit)
     }
 
     fn release(&self, key: IpAddr) {
@@ -288,12 +291,12 @@ impl Admission {
 
 /// A connection's place under the per-address connection limit.
 #[derive(Debug)]
-pub(crate) struct IpSlot {
+pub(crate) struct AddressPermit {
     admission: Arc<Admission>,
     key: IpAddr,
 }
 
-impl Drop for IpSlot {
+impl Drop for AddressPermit {
     fn drop(&mut self) {
         self.admission.release(self.key);
     }

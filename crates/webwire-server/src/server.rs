@@ -19,7 +19,7 @@ use tokio_util::task::task_tracker::TrackedFuture;
 use tokio_util::task::TaskTracker;
 use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
 
-use crate::admission::{Admission, IpSlot, MessageLimiter, Refused as NotAdmitted};
+use crate::admission::{AddressPermit, Admission, MessageLimiter, Refused as NotAdmitted};
 use crate::cluster::ErasedCluster;
 use crate::cluster::{Cluster, ClusterEvent, ClusterNode};
 use crate::config::{default_session_dir, Config};
@@ -164,7 +164,7 @@ impl Shared {
     pub(crate) fn admit(
         &self,
         ip: Option<std::net::IpAddr>,
-    ) -> Result<Option<IpSlot>, NotAdmitted> {
+    ) -> Result<Option<AddressPermit>, NotAdmitted> {
         self.admission.admit(ip)
     }
 

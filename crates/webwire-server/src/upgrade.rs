@@ -60,8 +60,8 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     }
     let remote_addr = remote_addr(&request);
     let client_ip = shared.client_ip(remote_addr, request.headers());
-    let ip_slot = match shared.admit(client_ip) {
-        Ok(slot) => slot,
+    let address_permit = match shared.admit(client_ip) {
+        Ok(permit) => permit,
         Err(refused) => {
             tracing::debug!(client = ?client_ip, error = %refused, "upgrade refused: over a limit");
             return not_admitted(refused);
@@ -106,7 +106,7 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
             info,
             options,
             limit_permit,
-            ip_slot,
+            address_permit,
         },
     );
 

@@ -46,7 +46,7 @@ use webwire_proto::{
     ErrorCode, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
-use crate::admission::{IpSlot, MessageLimiter};
+use crate::admission::{AddressPermit, MessageLimiter};
 use crate::connection::{ConnectionInfo, ConnectionInner};
 use crate::error::DisconnectReason;
 use crate::lifecycle::Phase;
@@ -74,7 +74,7 @@ pub(crate) struct Accepted {
     /// The connection's place under the server's connection limit.
     pub(crate) limit_permit: Option<OwnedSemaphorePermit>,
     /// Its place under the per-address connection limit.
-    pub(crate) ip_slot: Option<IpSlot>,
+    pub(crate) address_permit: Option<AddressPermit>,
 }
 
 /// Waits for the upgrade, then starts the connection's own task.
@@ -114,7 +114,7 @@ where
         info,
         options,
         limit_permit,
-        ip_slot,
+        address_permit,
     } = accepted;
     let config = shared.config();
     let ws = tokio_websockets::ServerBuilder::new()
@@ -184,7 +184,7 @@ where
         // (which stays stored, to be restored later) before the disconnect
         // hook, which can still read it.
         drop(limit_permit);
-        drop(ip_slot);
+        drop(address_permit);
         Box::pin(shared.sessions().disconnected(&conn)).await;
         conn.leave_all_rooms();
         shared.unregister(&conn);
@@ -671,7 +671,7 @@ mod tests {
             info: ConnectionInfo::new("/".parse().unwrap(), http::HeaderMap::new(), None),
             options: ConnectionOptions::new(),
             limit_permit: None,
-            ip_slot: None,
+            address_permit: None,
         }
     }
 
