@@ -11,6 +11,7 @@
 //! | `webwire_request_duration_seconds` (histogram) | `name` |
 //! | `webwire_signals_received_total`, `webwire_signals_sent_total` | |
 //! | `webwire_queue_full_total` | |
+//! | `webwire_rate_limited_total` | `kind` (`request`, `signal`) |
 //! | `webwire_closes_total` | `reason` (one per `DisconnectReason`; `queue_stalled` is the stall close) |
 //! | `webwire_restores_total` | `outcome` |
 //! | `webwire_session_store_duration_seconds` (histogram) | `op` (`create`, `lookup`, `delete`) |
@@ -143,6 +144,12 @@ impl ServerMetrics {
     /// Counts a connection that ended for `reason` (rare: looked up).
     pub(crate) fn closed(&self, reason: &DisconnectReason) {
         counter!("webwire_closes_total", "reason" => close_reason(reason)).increment(1);
+    }
+
+    /// Counts a message over a rate limit (`kind`: `request`, answered with
+    /// `RATE_LIMITED`, or `signal`, dropped); rare: looked up.
+    pub(crate) fn rate_limited(&self, kind: &'static str) {
+        counter!("webwire_rate_limited_total", "kind" => kind).increment(1);
     }
 
     /// Counts a client's restore request that ended with `outcome`.

@@ -180,4 +180,43 @@ async fn a_known_workload_shows_in_the_metrics() {
         Some(1.0),
         "{text}"
     );
+
+    // Messages over a rate limit, by kind: the second request in the same
+    // instant is answered with RATE_LIMITED, the signal after it dropped.
+    let limited = Server::builder(
+        MessageRouter::new()
+            .request("echo", |payload: Payload| async move {
+                Ok::<_, ReplyError>(payload)
+            })
+            .signal("ping", |_: Payload| async {}),
+    )
+    .session_manager(std::sync::Arc::new(MemorySessionManager::new()))
+    .message_rate_per_connection(webwire_server::limits::Rate::per_second(1))
+    .build()
+    .unwrap();
+    let mut client = TestClient::in_memory(&limited).await;
+    assert!(matches!(
+        client.request("echo", Payload::utf8("a")).await,
+        ServerMessage::Reply(_)
+    ));
+    match client.request("echo", Payload::utf8("b")).await {
+        ServerMessage::Error(err) => assert_eq!(err.code.as_str(), "RATE_LIMITED"),
+        other => panic!("expected RATE_LIMITED, got {other:?}"),
+    }
+    client.signal("ping", Payload::utf8("c")).await;
+    let conn = limited.connections().remove(0);
+    common::eventually("the signal counted", || conn.stats().rate_limited == 2).await;
+    let text = prometheus.render();
+    for kind in ["request", "signal"] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("webwire_rate_limited_total{{kind=\"{kind}\"}}")
+            ),
+            Some(1.0),
+            "{text}"
+        );
+    }
+    client.close().await;
+    within("shutdown", limited.shutdown()).await;
 }

@@ -590,6 +590,8 @@ where
     #[cold]
     fn over_limit(&mut self, id: Option<RequestId>) -> Result<Then, ReadEnd> {
         self.conn.inner.counters().add_rate_limited();
+        let kind = if id.is_some() { "request" } else { "signal" };
+        self.shared.metrics().rate_limited(kind);
         let close_after = self
             .limiter
             .as_ref()
