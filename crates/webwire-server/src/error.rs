@@ -306,19 +306,32 @@ pub enum DisconnectReason {
 impl DisconnectReason {
     /// The WebSocket close code the server sent for this reason, if it sent one.
     pub fn close_code(&self) -> Option<u16> {
-        match self {
-            Self::ClosedByServer => Some(1000),
-            Self::Shutdown | Self::ReadTimeout => Some(1001),
-            Self::ProtocolViolation(_) => Some(1002),
-            Self::TextMessage => Some(1003),
-            Self::RateLimited => Some(1008),
-            Self::MessageTooBig { .. } => Some(1009),
-            Self::ServiceRestart => Some(1012),
+        self.close_frame().map(|(code, _)| code)
+    }
+
+    /// The close frame (code, reason) the server sends for this reason,
+    /// if it sends its own: as the connection's rules say
+    /// (`Closing::close_frame` in `webwire_proto::connection::server`), and
+    /// 1009 for a message the WebSocket layer found too big.
+    pub(crate) fn close_frame(&self) -> Option<(u16, &'static str)> {
+        use webwire_proto::connection::server::{Closing, Drain};
+        let closing = match self {
+            Self::ClosedByServer => Closing::Drained(Drain::Close),
+            Self::ServiceRestart => Closing::Drained(Drain::Restart),
+            Self::Shutdown => Closing::Drained(Drain::Shutdown),
+            Self::ReadTimeout => Closing::ReadTimeout,
+            Self::ProtocolViolation(err) => Closing::ProtocolViolation(err.clone()),
+            Self::TextMessage => Closing::TextMessage,
+            Self::RateLimited => Closing::PolicyViolation,
+            // The WebSocket stream sends this itself for a single frame, not
+            // for fragments adding up to too much; ours is refused when it did.
+            Self::MessageTooBig { .. } => return Some((1009, "message too big")),
             Self::ClientClosed { .. }
             | Self::WebSocketError(_)
             | Self::QueueStalled
-            | Self::ConnectionLost(_) => None,
-        }
+            | Self::ConnectionLost(_) => return None,
+        };
+        closing.close_frame()
     }
 }
 

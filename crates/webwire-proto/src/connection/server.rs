@@ -261,7 +261,7 @@ impl ServerConnection {
         self.received += 1;
         let message = match ClientMessage::parse(data) {
             Ok(message) => message,
-            Err(err) => return self.closing(Closing::ProtocolViolation(err)),
+            Err(err) => return Received::Close(self.closing_now(Closing::ProtocolViolation(err))),
         };
         let open = self.is_open();
         match message {
@@ -438,10 +438,6 @@ impl ServerConnection {
     /// The close frame was written: nothing more is.
     pub fn close_sent(&mut self) {
         self.state = State::Closed;
-    }
-
-    fn closing(&mut self, closing: Closing) -> Received {
-        Received::Close(self.closing_now(closing))
     }
 
     fn closing_now(&mut self, closing: Closing) -> Closing {

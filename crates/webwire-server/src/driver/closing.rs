@@ -15,15 +15,20 @@ where
         self.conn.inner.lifecycle().advance(Phase::Closed);
         let close_timeout = self.shared.config().close_timeout;
         let mut wire_end = None;
+        // A reason, or the write failure that ended the read loop.
         let end = match end {
-            ReadEnd::Closing(closing) => ReadEnd::Reason(disconnect_reason(closing)),
-            end => end,
+            ReadEnd::Closing(closing) => Ok(disconnect_reason(closing)),
+            ReadEnd::Reason(reason) => Ok(reason),
+            ReadEnd::Wire(err) => Err(err),
         };
-        if let ReadEnd::Reason(reason) = &end {
+        if let Ok(reason) = &end {
             // Reasons without a close code of ours: the WebSocket stream
             // has queued its own close frame already (or the client is
             // gone); it only has to be written.
-            let closed = match close_frame(reason) {
+            let frame = reason
+                .close_frame()
+                .and_then(|(code, text)| Some((CloseCode::try_from(code).ok()?, text)));
+            let closed = match frame {
                 Some((code, text)) => {
                     tokio::time::timeout(close_timeout, self.wire.close(code, text)).await
                 }
@@ -63,15 +68,10 @@ where
             tasks.wait().await;
         }
         match end {
-            ReadEnd::Reason(reason) => reason,
-            ReadEnd::Closing(closing) => disconnect_reason(closing),
-            ReadEnd::Wire(WireError::Stalled) => DisconnectReason::QueueStalled,
-            ReadEnd::Wire(WireError::Failed(err)) => {
-                DisconnectReason::ConnectionLost(err.to_string())
-            }
-            ReadEnd::Wire(WireError::Closed) => {
-                DisconnectReason::ConnectionLost("the stream closed".into())
-            }
+            Ok(reason) => reason,
+            Err(WireError::Stalled) => DisconnectReason::QueueStalled,
+            Err(WireError::Failed(err)) => DisconnectReason::ConnectionLost(err.to_string()),
+            Err(WireError::Closed) => DisconnectReason::ConnectionLost("the stream closed".into()),
         }
     }
 }
@@ -96,29 +96,6 @@ pub(super) fn lingers(reason: &DisconnectReason) -> bool {
             | DisconnectReason::MessageTooBig { .. }
             | DisconnectReason::WebSocketError(_)
     )
-}
-
-/// The close frame the server sends for a reason, if it sends its own:
-/// as the connection's rules say, and 1009 for a message the WebSocket
-/// layer found too big.
-pub(super) fn close_frame(reason: &DisconnectReason) -> Option<(CloseCode, &'static str)> {
-    let closing = match reason {
-        DisconnectReason::ClosedByServer => Closing::Drained(Drain::Close),
-        DisconnectReason::ServiceRestart => Closing::Drained(Drain::Restart),
-        DisconnectReason::Shutdown => Closing::Drained(Drain::Shutdown),
-        DisconnectReason::ReadTimeout => Closing::ReadTimeout,
-        DisconnectReason::ProtocolViolation(err) => Closing::ProtocolViolation(err.clone()),
-        DisconnectReason::TextMessage => Closing::TextMessage,
-        DisconnectReason::RateLimited => Closing::PolicyViolation,
-        // The WebSocket stream sends this itself for a single frame, not for
-        // fragments adding up to too much; ours is refused when it did.
-        DisconnectReason::MessageTooBig { .. } => {
-            return Some((CloseCode::MESSAGE_TOO_BIG, "message too big"))
-        }
-        _ => return None,
-    };
-    let (code, text) = closing.close_frame()?;
-    Some((CloseCode::try_from(code).ok()?, text))
 }
 
 /// What the application is told of a close the rules decided.
