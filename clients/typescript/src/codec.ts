@@ -79,7 +79,7 @@ export const MAX_INSTANCE_ID_LEN = 64;
 export const MIN_KEYED_INSTANCE_ID_LEN = 16;
 
 /** The most entries one StreamResume may carry. */
-export const MAX_RESUME_ENTRIES = 1024;
+export const MAX_RESUME_STREAMS = 1024;
 
 /** The longest room name of a room stream, in UTF-8 bytes. */
 export const MAX_ROOM_NAME_LEN = 255;
@@ -180,11 +180,11 @@ export interface HeartbeatMessage {
  * A stream (docs/protocol.md 14.2): the session stream of the connection's
  * session, or the stream of a room with history (its name, 1..=255 UTF-8 bytes).
  */
-export type StreamRef = { kind: 'session' } | { kind: 'room'; room: string };
+export type StreamId = { kind: 'session' } | { kind: 'room'; room: string };
 
 /** A position in a stream: the last offset held in an epoch (offset 0: none yet). */
 export interface StreamPosition {
-  stream: StreamRef;
+  stream: StreamId;
   /** u64 */
   epoch: bigint;
   /** u64 */
@@ -223,7 +223,7 @@ export interface ExtensionAcceptMessage {
 /** StreamSignal (66, 67, 68, v2.1): a signal of a stream with its position. */
 export interface StreamSignalMessage {
   kind: 'streamSignal';
-  stream: StreamRef;
+  stream: StreamId;
   /** u64, never 0 */
   epoch: bigint;
   /** u64, never 0 */
@@ -237,14 +237,14 @@ export interface StreamSignalMessage {
 export interface StreamResumeMessage {
   kind: 'streamResume';
   id: RequestId;
-  /** At most {@link MAX_RESUME_ENTRIES}, each stream at most once. */
+  /** At most {@link MAX_RESUME_STREAMS}, each stream at most once. */
   entries: StreamPosition[];
 }
 
 /** StreamLoss (24, v2.1): `lostFrom..=lostTo` of the stream will never arrive; it continues at `next`. */
 export interface StreamLossMessage {
   kind: 'streamLoss';
-  stream: StreamRef;
+  stream: StreamId;
   /** The stream's current epoch (u64); 0 for `unknownStream`. */
   epoch: bigint;
   /** u64; 0 means the start is unknown. */
@@ -260,7 +260,7 @@ export interface StreamLossMessage {
 export interface KeyedRequestMessage {
   kind: 'keyedRequest';
   id: RequestId;
-  /** u64, from 1 */
+  /** u64, from 1 (0 is a protocol violation) */
   seq: bigint;
   /** The ledger epoch the key was first sent under (u64). */
   epoch: bigint;
@@ -389,7 +389,7 @@ const STREAM_KIND_SESSION = 1;
 const STREAM_KIND_ROOM = 2;
 
 /** A stream reference as its wire fields: the kind byte and the name bytes. */
-function streamRefBytes(stream: StreamRef): { kind: number; name: Uint8Array } {
+function streamRefBytes(stream: StreamId): { kind: number; name: Uint8Array } {
   switch (stream.kind) {
     case 'session':
       return { kind: STREAM_KIND_SESSION, name: new Uint8Array(0) };
@@ -417,7 +417,7 @@ function writeStreamRef(out: Uint8Array, at: number, ref: { kind: number; name: 
   return at + 2 + ref.name.length;
 }
 
-function streamKey(stream: StreamRef): string {
+function streamKey(stream: StreamId): string {
   return stream.kind === 'room' ? `room:${stream.room}` : 'session';
 }
 
@@ -614,8 +614,8 @@ export function encodeMessage(msg: Message): Uint8Array<ArrayBuffer> {
     case 'streamResume': {
       checkId(msg.id);
       if (!Array.isArray(msg.entries)) throw new TypeError('stream-resume entries must be an array');
-      if (msg.entries.length > MAX_RESUME_ENTRIES) {
-        throw new RangeError(`a stream resume has at most ${MAX_RESUME_ENTRIES} entries, got ${msg.entries.length}`);
+      if (msg.entries.length > MAX_RESUME_STREAMS) {
+        throw new RangeError(`a stream resume has at most ${MAX_RESUME_STREAMS} entries, got ${msg.entries.length}`);
       }
       const seen = new Set<string>();
       const refs = msg.entries.map((entry) => {
@@ -662,8 +662,8 @@ export function encodeMessage(msg: Message): Uint8Array<ArrayBuffer> {
     }
     case 'keyedRequest': {
       checkId(msg.id);
-      // seq >= 1 and ack < seq are the server's to judge (BAD_KEY), not the layout's.
-      checkU64(msg.seq, 'seq');
+      // ack < seq is the server's to judge (BAD_KEY), not the layout's.
+      checkNonZeroU64(msg.seq, 'seq');
       checkU64(msg.epoch, 'ledger epoch');
       checkU64(msg.ack, 'ack');
       const name = nameBytes(msg.name, 'request name');
@@ -710,7 +710,7 @@ function parseName(bytes: Uint8Array, what: string): string {
  * Reads a stream reference (`[kind][sl][name]`) at `at`, followed by at
  * least `after` more bytes of `what`.
  */
-function parseStreamRef(bytes: Uint8Array, at: number, after: number, what: string): { stream: StreamRef; end: number } {
+function parseStreamRef(bytes: Uint8Array, at: number, after: number, what: string): { stream: StreamId; end: number } {
   if (bytes.length < at + 2 + after) throw violation(`${what} cut short`);
   const kind = bytes[at]!;
   const sl = bytes[at + 1]!;
@@ -922,7 +922,7 @@ export function parseMessage(bytes: Uint8Array): Message {
       if (len < 11) throw violation(`stream resume of ${len} bytes, at least 11 required`);
       const view = new DataView(bytes.buffer, bytes.byteOffset, len);
       const count = view.getUint16(9, true);
-      if (count > MAX_RESUME_ENTRIES) throw violation(`stream resume with ${count} entries, at most ${MAX_RESUME_ENTRIES} allowed`);
+      if (count > MAX_RESUME_STREAMS) throw violation(`stream resume with ${count} entries, at most ${MAX_RESUME_STREAMS} allowed`);
       const entries: StreamPosition[] = [];
       const seen = new Set<string>();
       let at = 11;
@@ -970,10 +970,12 @@ export function parseMessage(bytes: Uint8Array): Message {
         if (start !== header && bytes[header] !== 0) throw violation('UTF-16 keyed request with a non-zero padding byte');
       }
       const view = new DataView(bytes.buffer, bytes.byteOffset, len);
+      const seq = view.getBigUint64(9, true);
+      if (seq === 0n) throw violation('keyed request with seq 0 (sequence numbers start at 1)');
       return {
         kind: 'keyedRequest',
         id: bytes.subarray(1, 9),
-        seq: view.getBigUint64(9, true),
+        seq,
         epoch: view.getBigUint64(17, true),
         ack: view.getBigUint64(25, true),
         name: parseName(bytes.subarray(34, header), 'request name'),

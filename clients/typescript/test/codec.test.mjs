@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { encodeMessage, parseMessage, ProtocolError, MessageType } from '../dist/index.js';
 import {
   ExtensionFlags,
-  MAX_RESUME_ENTRIES,
+  MAX_RESUME_STREAMS,
   StreamLossReasonCode,
   extensionFeatureOf,
   sentByServer,
@@ -597,7 +597,7 @@ function generators(rand) {
       next: u64r(),
       reason: pick(['trimmed', 'epochChanged', 'ahead', 'unknownStream']),
     }),
-    keyedRequest: () => ({ kind: 'keyedRequest', id: id(), seq: u64r(), epoch: u64r(), ack: u64r(), ...namedPayload(false) }),
+    keyedRequest: () => ({ kind: 'keyedRequest', id: id(), seq: nonZero(), epoch: u64r(), ack: u64r(), ...namedPayload(false) }),
     replyOutcomeUnknown: () => ({ kind: 'replyOutcomeUnknown', id: id() }),
   };
 }
@@ -642,9 +642,9 @@ test('2.1 round trips: every proper prefix of a valid message is rejected or par
 });
 
 test('2.1 valid edge cases parse', () => {
-  // A keyed request's seq and ack are the server's to judge (BAD_KEY), not the parser's.
-  const bad = parseMessage(bytesOf(131, ID8, u64(0), u64(1), u64(9), 1, 'a'));
-  assert.equal(bad.seq, 0n);
+  // A keyed request's ack >= seq is the server's to judge (BAD_KEY), not the parser's.
+  const bad = parseMessage(bytesOf(131, ID8, u64(3), u64(1), u64(9), 1, 'a'));
+  assert.equal(bad.seq, 3n);
   assert.equal(bad.ack, 9n);
   assert.equal(bad.payload.length, 0);
   // UTF-16 keyed request with an even name and an empty payload; with an odd name, padding and nothing after.
@@ -665,7 +665,7 @@ test('2.1 valid edge cases parse', () => {
   // A stream signal with a name and no payload (binary, UTF-8).
   assert.equal(parseMessage(bytesOf(67, 1, 0, u64(1), u64(1), 1, 'a')).payload.length, 0);
   // A stream resume with the most entries it may have (1024 distinct rooms).
-  const entries = Array.from({ length: MAX_RESUME_ENTRIES }, (_, i) => ({ stream: { kind: 'room', room: `r${i}` }, epoch: 1n, offset: BigInt(i) }));
+  const entries = Array.from({ length: MAX_RESUME_STREAMS }, (_, i) => ({ stream: { kind: 'room', room: `r${i}` }, epoch: 1n, offset: BigInt(i) }));
   const resume = encodeMessage({ kind: 'streamResume', id: ID8, entries });
   assert.equal(parseMessage(resume).entries.length, 1024);
   // The same room name as a session and a room entry are two streams.
@@ -753,6 +753,7 @@ const MALFORMED_21 = [
   ['binary keyed request of 34 bytes (neither name nor payload)', bytesOf(130, ID8, E1, E1, u64(0), 0)],
   ['UTF-8 keyed request of 34 bytes', bytesOf(131, ID8, E1, E1, u64(0), 0)],
   ['keyed request of 20 bytes', bytesOf(131, ID8, E1, 1, 2, 3)],
+  ['keyed request with seq 0', bytesOf(131, ID8, u64(0), E1, u64(0), 1, 'a', 'x')],
   ['keyed request shorter than its name', bytesOf(131, ID8, E1, E1, u64(0), 4, 'abc')],
   ['keyed request name with a DEL byte', bytesOf(130, ID8, E1, E1, u64(0), 1, 127)],
   ['keyed request name with a non-ASCII byte', bytesOf(131, ID8, E1, E1, u64(0), 2, 'a', 0xe9, 'x')],
@@ -802,6 +803,7 @@ const ENCODE_ERRORS_21 = [
   ['keyed request: UTF-16 without name, 0 payload bytes', { ...okKeyed, name: '', encoding: 'utf16', payload: new Uint8Array(0) }, RangeError],
   ['keyed request: UTF-16 odd payload', { ...okKeyed, encoding: 'utf16', payload: Uint8Array.of(1) }, RangeError],
   ['keyed request: seq above u64', { ...okKeyed, seq: 2n ** 64n }, RangeError],
+  ['keyed request: seq 0', { ...okKeyed, seq: 0n }, RangeError],
   ['keyed request: ack a number', { ...okKeyed, ack: 0 }, RangeError],
   ['keyed request: name with a control character', { ...okKeyed, name: 'a\t' }, TypeError],
   ['outcome unknown: id of 9 bytes', { kind: 'replyOutcomeUnknown', id: new Uint8Array(9) }, TypeError],
@@ -813,7 +815,7 @@ for (const [what, msg, type] of ENCODE_ERRORS_21) {
   });
 }
 
-test('the encoder builds keys the server will refuse (seq 0, ack >= seq): the parser and server judge them', () => {
-  const bytes = encodeMessage({ ...okKeyed, seq: 0n, ack: 5n });
-  assert.equal(parseMessage(bytes).seq, 0n);
+test('the encoder builds a key the server will refuse (ack >= seq): the server judges it, not the layout', () => {
+  const bytes = encodeMessage({ ...okKeyed, seq: 5n, ack: 5n });
+  assert.deepEqual([parseMessage(bytes).seq, parseMessage(bytes).ack], [5n, 5n]);
 });
