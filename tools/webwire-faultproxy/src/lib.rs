@@ -27,7 +27,7 @@
 //! Tests in other languages run the `webwire-faultproxy` binary: it prints
 //! `LISTENING 127.0.0.1:PORT`, reads the commands `cut`, `calm`, `wild` and
 //! `stats` from stdin (one per line, each answered with one line), and on
-//! stdin EOF or SIGTERM prints the stats as one JSON line and exits.
+//! stdin EOF, SIGTERM or SIGINT prints the stats as one JSON line and exits.
 //!
 //! ```
 //! use webwire_faultproxy::FaultProxy;

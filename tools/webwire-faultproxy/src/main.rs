@@ -4,7 +4,13 @@
 //! Prints `LISTENING 127.0.0.1:PORT`, then answers one line per stdin
 //! command: `cut` (`OK cut N`, N connections cut), `calm` (`OK calm`),
 //! `wild` (`OK wild`), `stats` (the stats as one JSON line). On stdin EOF
-//! or SIGTERM it prints the stats as one JSON line and exits.
+//! SIGTERM or SIGINT it prints the stats as one JSON line and exits. The JSON
+//! object has the fields of `webwire_faultproxy::Stats`: `seed`,
+//! `connections`, `cuts`, `manual_cuts`, `cuts_with_requests_in_flight`,
+//! `cuts_with_signals_in_flight`, `cuts_mid_frame`, `bytes_client_to_server`,
+//! `bytes_server_to_client`, `bytes_discarded`, `requests_forwarded`,
+//! `replies_forwarded`, `signals_forwarded`, `unobserved_connections`,
+//! `upstream_failures`.
 
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -134,14 +140,20 @@ fn stats_json(proxy: &FaultProxy) -> String {
 #[cfg(unix)]
 async fn terminate() {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            term.recv().await;
+    let sigterm = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                eprintln!("webwire-faultproxy: no SIGTERM handler: {e}");
+                std::future::pending::<()>().await;
+            }
         }
-        Err(e) => {
-            eprintln!("webwire-faultproxy: no SIGTERM handler: {e}");
-            std::future::pending::<()>().await;
-        }
+    };
+    tokio::select! {
+        () = sigterm => {}
+        Ok(()) = tokio::signal::ctrl_c() => {}
     }
 }
 

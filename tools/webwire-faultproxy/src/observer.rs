@@ -72,6 +72,10 @@ pub struct Completed {
 }
 
 /// What the observer knew about the traffic at the moment of a cut.
+///
+/// It is the proxy's view: bytes still in the kernel's socket buffers (not
+/// yet read by the proxy, or written by it and not yet read by the peer)
+/// are invisible to it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CutObservation {
     /// False when the observer had stopped following this connection; the

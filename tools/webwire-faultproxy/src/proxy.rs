@@ -739,7 +739,9 @@ async fn forward(
         };
         match step {
             Step::Stop => return End::Stopped,
-            // The proxy dropped its handle: it is being dropped itself.
+            // The cut handle went away unused, which only happens while
+            // the proxy itself is going away; a finished oneshot must not
+            // be polled again, so stop here.
             Step::Cut(Err(_)) => return End::Stopped,
             Step::Cut(Ok(ack)) => return End::Cut(CutTrigger::Manual, Some(ack)),
             Step::Read(i, Ok(0)) => [&mut *to_server, &mut *to_client][i].eof = true,
