@@ -94,11 +94,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let terminate = terminate();
+    tokio::pin!(terminate);
     println!("LISTENING {}", proxy.local_addr());
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let terminate = terminate();
-    tokio::pin!(terminate);
     loop {
         let line = tokio::select! {
             () = &mut terminate => break,
@@ -137,27 +137,35 @@ fn stats_json(proxy: &FaultProxy) -> String {
     serde_json::to_string(&proxy.stats()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
+/// Resolves on SIGTERM or SIGINT. Installs the SIGTERM handler at once
+/// (not on the first poll), so a signal sent right after the LISTENING
+/// line is not fatal.
 #[cfg(unix)]
-async fn terminate() {
+fn terminate() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let sigterm = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+    let sigterm = signal(SignalKind::terminate());
+    async move {
+        let sigterm = async {
+            match sigterm {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(e) => {
+                    eprintln!("webwire-faultproxy: no SIGTERM handler: {e}");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(e) => {
-                eprintln!("webwire-faultproxy: no SIGTERM handler: {e}");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            () = sigterm => {}
+            Ok(()) = tokio::signal::ctrl_c() => {}
         }
-    };
-    tokio::select! {
-        () = sigterm => {}
-        Ok(()) = tokio::signal::ctrl_c() => {}
     }
 }
 
 #[cfg(not(unix))]
-async fn terminate() {
-    let _ = tokio::signal::ctrl_c().await;
+fn terminate() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

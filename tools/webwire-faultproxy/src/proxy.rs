@@ -624,8 +624,10 @@ async fn connection(
     let server = tokio::select! {
         () = shared.stop.cancelled() => return,
         cut = &mut cut_rx => {
-            drop(client);
+            // Counted before the socket closes, so whoever sees the close
+            // finds the cut in the stats.
             record_cut(shared, k, CutTrigger::Manual, &Observer::new(), [0, 0], 0);
+            drop(client);
             if let Ok(ack) = cut {
                 let _ = ack.send(());
             }
@@ -670,13 +672,15 @@ async fn connection(
         End::Closed | End::Stopped => {}
         End::Cut(trigger, ack) => {
             let observation = observer.at_cut(pipes[0].pending(), pipes[1].pending());
+            let discarded = (pipes[0].pending().len() + pipes[1].pending().len()) as u64;
+            let forwarded = [pipes[0].forwarded, pipes[1].forwarded];
+            // Counted before the sockets close, so whoever sees the close
+            // finds the cut in the stats.
+            record_cut_observed(shared, k, trigger, observation, forwarded, discarded);
             // Dropping the sockets is the cut; the held bytes go with the
             // pipes.
             drop(client);
             drop(server);
-            let discarded = (pipes[0].pending().len() + pipes[1].pending().len()) as u64;
-            let forwarded = [pipes[0].forwarded, pipes[1].forwarded];
-            record_cut_observed(shared, k, trigger, observation, forwarded, discarded);
             if let Some(ack) = ack {
                 let _ = ack.send(());
             }
