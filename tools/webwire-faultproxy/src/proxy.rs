@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::ReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -540,9 +541,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 #[derive(Debug)]
 struct Pipe {
     direction: Direction,
-    /// Read from the source, not yet written to the destination.
-    held: Vec<u8>,
+    /// `buf[start..end]` was read from the source and not yet written to
+    /// the destination. Allocated at the first read (one chunk), and read
+    /// into only when empty, so the proxy holds at most one chunk.
+    buf: Vec<u8>,
     start: usize,
+    end: usize,
     forwarded: u64,
     cuts: CutPoints,
     next_cut: u64,
@@ -558,8 +562,9 @@ impl Pipe {
         let next_cut = cuts.next().unwrap_or(u64::MAX);
         Self {
             direction,
-            held: Vec::new(),
+            buf: Vec::new(),
             start: 0,
+            end: 0,
             forwarded: 0,
             cuts,
             next_cut,
@@ -569,7 +574,20 @@ impl Pipe {
     }
 
     fn pending(&self) -> &[u8] {
-        &self.held[self.start..]
+        &self.buf[self.start..self.end]
+    }
+
+    /// Reads what the source has ready without waiting; `Ok(0)` at its
+    /// end, `WouldBlock` when the readiness was spurious.
+    fn fill(&mut self, source: &ReadHalf<'_>, chunk_size: usize) -> io::Result<usize> {
+        debug_assert!(self.pending().is_empty());
+        if self.buf.is_empty() {
+            self.buf = vec![0; chunk_size];
+        }
+        let n = source.try_read(&mut self.buf)?;
+        self.start = 0;
+        self.end = n;
+        Ok(n)
     }
 
     fn can_read(&self) -> bool {
@@ -597,10 +615,6 @@ impl Pipe {
     fn wrote(&mut self, n: usize) -> bool {
         self.start += n;
         self.forwarded += n as u64;
-        if self.start == self.held.len() {
-            self.held.clear();
-            self.start = 0;
-        }
         self.forwarded == self.next_cut
     }
 }
@@ -691,7 +705,7 @@ async fn connection(
 /// What woke the forwarding loop; the index is the pipe's (0 = to the
 /// server).
 enum Step {
-    Read(usize, io::Result<usize>),
+    Readable(usize, io::Result<()>),
     Wrote(usize, io::Result<usize>),
     Cut(Result<oneshot::Sender<()>, oneshot::error::RecvError>),
     Stop,
@@ -705,11 +719,9 @@ async fn forward(
     pipes: &mut [Pipe; 2],
     cut_rx: &mut oneshot::Receiver<oneshot::Sender<()>>,
 ) -> End {
-    let (mut client_read, mut client_write) = client.split();
-    let (mut server_read, mut server_write) = server.split();
-    let mut scratch = [vec![0; shared.chunk_size], vec![0; shared.chunk_size]];
+    let (client_read, mut client_write) = client.split();
+    let (server_read, mut server_write) = server.split();
     let [to_server, to_client] = pipes;
-    let [scratch_up, scratch_down] = &mut scratch;
     loop {
         // Pass a finished direction's end on once everything held is out.
         for (pipe, write) in [
@@ -736,8 +748,10 @@ async fn forward(
         let step = tokio::select! {
             () = shared.stop.cancelled() => Step::Stop,
             cut = &mut *cut_rx => Step::Cut(cut),
-            r = client_read.read(scratch_up), if can_read_up => Step::Read(0, r),
-            r = server_read.read(scratch_down), if can_read_down => Step::Read(1, r),
+            // Readiness only: the handler reads into the pipe's own buffer,
+            // which the write branches borrow here.
+            r = client_read.readable(), if can_read_up => Step::Readable(0, r),
+            r = server_read.readable(), if can_read_down => Step::Readable(1, r),
             r = server_write.write(up_out), if !up_out.is_empty() => Step::Wrote(0, r),
             r = client_write.write(down_out), if !down_out.is_empty() => Step::Wrote(1, r),
         };
@@ -748,16 +762,20 @@ async fn forward(
             // be polled again, so stop here.
             Step::Cut(Err(_)) => return End::Stopped,
             Step::Cut(Ok(ack)) => return End::Cut(CutTrigger::Manual, Some(ack)),
-            Step::Read(i, Ok(0)) => [&mut *to_server, &mut *to_client][i].eof = true,
-            Step::Read(i, Ok(n)) => {
-                let (pipe, scratch) = if i == 0 {
-                    (&mut *to_server, &scratch_up[..n])
+            Step::Readable(i, Ok(())) => {
+                let (pipe, source) = if i == 0 {
+                    (&mut *to_server, &client_read)
                 } else {
-                    (&mut *to_client, &scratch_down[..n])
+                    (&mut *to_client, &server_read)
                 };
-                pipe.held.extend_from_slice(scratch);
+                match pipe.fill(source, shared.chunk_size) {
+                    Ok(0) => pipe.eof = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return End::Closed,
+                }
             }
-            Step::Wrote(_, Ok(0)) | Step::Read(_, Err(_)) | Step::Wrote(_, Err(_)) => {
+            Step::Wrote(_, Ok(0)) | Step::Readable(_, Err(_)) | Step::Wrote(_, Err(_)) => {
                 return End::Closed;
             }
             Step::Wrote(i, Ok(n)) => {
@@ -844,6 +862,14 @@ mod tests {
         }
     }
 
+    impl Pipe {
+        fn hold(&mut self, bytes: &[u8]) {
+            self.buf = bytes.to_vec();
+            self.start = 0;
+            self.end = bytes.len();
+        }
+    }
+
     #[test]
     fn pipe_stops_at_the_cut_point_and_keeps_the_rest_held() {
         let s = shared(10..=20);
@@ -851,7 +877,7 @@ mod tests {
         let first = cut_points(3, 0, Direction::ClientToServer, 10..=20)
             .next()
             .unwrap();
-        pipe.held.extend_from_slice(&[7; 64]);
+        pipe.hold(&[7; 64]);
         let limit = pipe.write_limit(true);
         assert_eq!(limit as u64, first);
         // A short write first: not at the cut yet.
@@ -871,7 +897,7 @@ mod tests {
         let points: Vec<u64> = cut_points(3, 1, Direction::ServerToClient, 10..=20)
             .take(3)
             .collect();
-        pipe.held.extend_from_slice(&[1; 100]);
+        pipe.hold(&[1; 100]);
         let limit = pipe.write_limit(false);
         assert_eq!(limit, 100);
         // Stop just past the first point: it is skipped.
