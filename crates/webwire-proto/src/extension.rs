@@ -860,12 +860,6 @@ fn read_u32(frame: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes)
 }
 
-fn read_id(frame: &[u8]) -> RequestId {
-    let mut id = [0; 8];
-    id.copy_from_slice(&frame[1..9]);
-    RequestId(id)
-}
-
 pub(crate) fn parse_hello(frame: &Bytes) -> Result<ExtensionHello, ParseError> {
     let kind = MessageType::ExtensionHello;
     let flags = FeatureFlags::from_bits(read_u32(frame, 1));
@@ -916,7 +910,7 @@ pub(crate) fn parse_keyed_request(
     }
     let (name, payload) = parse_named(kind, frame, 33, payload_encoding(kind))?;
     Ok(KeyedRequest {
-        request: Request::from_checked(read_id(frame), name, payload),
+        request: Request::from_checked(RequestId::read(frame), name, payload),
         key,
         ack: read_u64(frame, 25),
     })
@@ -998,7 +992,7 @@ pub(crate) fn parse_resume(frame: &Bytes) -> Result<StreamResume, ParseError> {
         });
     }
     Ok(StreamResume {
-        id: read_id(frame),
+        id: RequestId::read(frame),
         positions,
     })
 }

@@ -38,7 +38,8 @@ impl RequestId {
         u64::from_le_bytes(self.0)
     }
 
-    fn read(frame: &[u8]) -> Self {
+    /// The id at bytes 1..9 of a frame at least 9 bytes long.
+    pub(crate) fn read(frame: &[u8]) -> Self {
         let mut id = [0; 8];
         id.copy_from_slice(&frame[1..9]);
         Self(id)
