@@ -1,12 +1,19 @@
-//! The messages of docs/protocol.md sections 4 and 5: their values, parsing and encoding.
+//! The messages of docs/protocol.md sections 4 and 5: their values, parsing and encoding
+//! (the 2.1 extension messages are in [`crate::extension`], parsed from here).
 
 use std::fmt;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::extension::{
+    parse_accept, parse_hello, parse_keyed_request, parse_loss, parse_resume, parse_stream_signal,
+};
 use crate::name::first_unprintable;
-use crate::{Encoding, ErrorCode, MessageType, Name, ParseError, Payload, ValueError};
+use crate::{
+    Encoding, ErrorCode, ExtensionAccept, ExtensionHello, KeyedRequest, MessageType, Name,
+    ParseError, Payload, StreamLoss, StreamResume, StreamSignal, ValueError,
+};
 
 /// The 8-byte identifier a client gives a request; the server copies it
 /// into the reply. Opaque to the server.
@@ -31,7 +38,8 @@ impl RequestId {
         u64::from_le_bytes(self.0)
     }
 
-    fn read(frame: &[u8]) -> Self {
+    /// The id at bytes 1..9 of a frame at least 9 bytes long.
+    pub(crate) fn read(frame: &[u8]) -> Self {
         let mut id = [0; 8];
         id.copy_from_slice(&frame[1..9]);
         Self(id)
@@ -79,6 +87,11 @@ impl Request {
             return Err(ValueError::NoNameNoPayload("request"));
         }
         Ok(Self { id, name, payload })
+    }
+
+    /// Wraps parts the parser has already checked.
+    pub(crate) fn from_checked(id: RequestId, name: Name, payload: Payload) -> Self {
+        Self { id, name, payload }
     }
 
     /// The id chosen by the client.
@@ -303,6 +316,11 @@ impl ErrorReply {
 /// let conf = AcceptConf::new(Duration::from_secs(60), 8192, "");
 /// assert_eq!((conf.major, conf.minor), (2, 0));
 /// assert_eq!(conf.read_timeout(), Duration::from_secs(60));
+/// assert!(!conf.offers_extensions());
+///
+/// // A server that speaks the 2.1 extensions announces minor version 1.
+/// let conf = conf.with_minor(webwire_proto::PROTOCOL_MINOR_EXTENSIONS);
+/// assert!(conf.offers_extensions());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptConf {
@@ -329,6 +347,20 @@ impl AcceptConf {
             buffer_size,
             sub_protocol: sub_protocol.into(),
         }
+    }
+
+    /// The same configuration announcing another minor version (1 for a
+    /// server that speaks the 2.1 extensions, see
+    /// [`PROTOCOL_MINOR_EXTENSIONS`](crate::PROTOCOL_MINOR_EXTENSIONS)).
+    pub fn with_minor(mut self, minor: u8) -> Self {
+        self.minor = minor;
+        self
+    }
+
+    /// Whether the server announces the 2.1 extensions: major version 2,
+    /// minor version 1 or more. Only then may a client opt in.
+    pub fn offers_extensions(&self) -> bool {
+        self.major == crate::PROTOCOL_MAJOR && self.minor >= crate::PROTOCOL_MINOR_EXTENSIONS
     }
 
     /// The read timeout as a duration.
@@ -388,6 +420,12 @@ pub enum ClientMessage {
     CloseSession(RequestId),
     /// Keeps the connection within the server's read timeout (type 33).
     Heartbeat,
+    /// 2.1: opts in to the extensions (type 34).
+    ExtensionHello(ExtensionHello),
+    /// 2.1: asks for the missed signals of streams (type 35).
+    StreamResume(StreamResume),
+    /// 2.1: a request run at most once per key (types 130, 131, 132).
+    KeyedRequest(KeyedRequest),
 }
 
 impl fmt::Debug for ClientMessage {
@@ -402,6 +440,9 @@ impl fmt::Debug for ClientMessage {
                 .finish(),
             Self::CloseSession(id) => f.debug_tuple("CloseSession").field(id).finish(),
             Self::Heartbeat => f.write_str("Heartbeat"),
+            Self::ExtensionHello(hello) => f.debug_tuple("ExtensionHello").field(hello).finish(),
+            Self::StreamResume(resume) => f.debug_tuple("StreamResume").field(resume).finish(),
+            Self::KeyedRequest(request) => f.debug_tuple("KeyedRequest").field(request).finish(),
         }
     }
 }
@@ -409,7 +450,9 @@ impl fmt::Debug for ClientMessage {
 impl ClientMessage {
     /// Parses one binary WebSocket message received from a client.
     ///
-    /// Zero-copy: names, payloads and keys are slices of `frame`.
+    /// Zero-copy: names, payloads and keys are slices of `frame`. The 2.1
+    /// extension messages are parsed too; whether one is allowed on the
+    /// connection is for [`crate::connection::server`] to judge.
     pub fn parse(frame: Bytes) -> Result<Self, ParseError> {
         let kind = message_type(&frame)?;
         if !kind.sent_by_client() {
@@ -430,12 +473,19 @@ impl ClientMessage {
                 Self::Signal(parse_signal(kind, frame)?)
             }
             MessageType::RequestBinary | MessageType::RequestUtf8 | MessageType::RequestUtf16 => {
-                let (name, payload) = parse_named(kind, &frame, 9, request_encoding(kind))?;
+                let (name, payload) = parse_named(kind, &frame, 9, payload_encoding(kind))?;
                 Self::Request(Request {
                     id: RequestId::read(&frame),
                     name,
                     payload,
                 })
+            }
+            MessageType::ExtensionHello => Self::ExtensionHello(parse_hello(&frame)?),
+            MessageType::StreamResume => Self::StreamResume(parse_resume(&frame)?),
+            MessageType::KeyedRequestBinary
+            | MessageType::KeyedRequestUtf8
+            | MessageType::KeyedRequestUtf16 => {
+                Self::KeyedRequest(parse_keyed_request(kind, &frame)?)
             }
             _ => unreachable_direction(kind)?,
         })
@@ -449,6 +499,27 @@ impl ClientMessage {
             Self::RestoreSession { .. } => MessageType::RequestRestoreSession,
             Self::CloseSession(_) => MessageType::RequestCloseSession,
             Self::Heartbeat => MessageType::Heartbeat,
+            Self::ExtensionHello(_) => MessageType::ExtensionHello,
+            Self::StreamResume(_) => MessageType::StreamResume,
+            Self::KeyedRequest(request) => request.message_type(),
+        }
+    }
+
+    /// The id of the request, for the messages that are answered by a reply.
+    ///
+    /// ```
+    /// use webwire_proto::{ClientMessage, RequestId};
+    ///
+    /// assert_eq!(ClientMessage::CloseSession(RequestId::from(3)).request_id(), Some(RequestId::from(3)));
+    /// assert_eq!(ClientMessage::Heartbeat.request_id(), None);
+    /// ```
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Self::Request(request) => Some(request.id()),
+            Self::RestoreSession { id, .. } | Self::CloseSession(id) => Some(*id),
+            Self::StreamResume(resume) => Some(resume.id()),
+            Self::KeyedRequest(request) => Some(request.id()),
+            Self::Signal(_) | Self::Heartbeat | Self::ExtensionHello(_) => None,
         }
     }
 
@@ -460,6 +531,9 @@ impl ClientMessage {
             Self::RestoreSession { key, .. } => 9 + key.len(),
             Self::CloseSession(_) => 9,
             Self::Heartbeat => 1,
+            Self::ExtensionHello(hello) => hello.encoded_len(),
+            Self::StreamResume(resume) => resume.encoded_len(),
+            Self::KeyedRequest(request) => request.encoded_len(),
         }
     }
 
@@ -476,6 +550,9 @@ impl ClientMessage {
             }
             Self::CloseSession(id) => encode_id_only(buf, MessageType::RequestCloseSession, *id),
             Self::Heartbeat => buf.put_u8(MessageType::Heartbeat.byte()),
+            Self::ExtensionHello(hello) => hello.encode(buf),
+            Self::StreamResume(resume) => resume.encode(buf),
+            Self::KeyedRequest(request) => request.encode(buf),
         }
     }
 
@@ -527,6 +604,14 @@ pub enum ServerMessage {
     AcceptConf(AcceptConf),
     /// A signal (types 63, 64, 65).
     Signal(Signal),
+    /// 2.1: the server cannot know whether the keyed request ran (type 6).
+    OutcomeUnknown(RequestId),
+    /// 2.1: signals of a stream the client will never get (type 24).
+    StreamLoss(StreamLoss),
+    /// 2.1: the answer to ExtensionHello (type 25).
+    ExtensionAccept(ExtensionAccept),
+    /// 2.1: a signal of a stream (types 66, 67, 68).
+    StreamSignal(StreamSignal),
 }
 
 impl fmt::Debug for ServerMessage {
@@ -548,6 +633,12 @@ impl fmt::Debug for ServerMessage {
             Self::SessionClosed => f.write_str("SessionClosed"),
             Self::AcceptConf(conf) => f.debug_tuple("AcceptConf").field(conf).finish(),
             Self::Signal(signal) => f.debug_tuple("Signal").field(signal).finish(),
+            Self::OutcomeUnknown(id) => f.debug_tuple("OutcomeUnknown").field(id).finish(),
+            Self::StreamLoss(loss) => f.debug_tuple("StreamLoss").field(loss).finish(),
+            Self::ExtensionAccept(accept) => {
+                f.debug_tuple("ExtensionAccept").field(accept).finish()
+            }
+            Self::StreamSignal(signal) => f.debug_tuple("StreamSignal").field(signal).finish(),
         }
     }
 }
@@ -555,7 +646,9 @@ impl fmt::Debug for ServerMessage {
 impl ServerMessage {
     /// Parses one binary WebSocket message received from a server.
     ///
-    /// Zero-copy: names, payloads and JSON are slices of `frame`.
+    /// Zero-copy: names, payloads and JSON are slices of `frame`. The 2.1
+    /// extension messages are parsed too; whether one is allowed on the
+    /// connection is for [`crate::connection::client`] to judge.
     pub fn parse(frame: Bytes) -> Result<Self, ParseError> {
         let kind = message_type(&frame)?;
         if !kind.sent_by_server() {
@@ -585,7 +678,7 @@ impl ServerMessage {
             MessageType::ReplyError => Self::Error(parse_error_reply(&frame)?),
             MessageType::ReplyBinary | MessageType::ReplyUtf8 => Self::Reply(Reply {
                 id: RequestId::read(&frame),
-                payload: Payload::from_checked(reply_encoding(kind), frame.slice(9..)),
+                payload: Payload::from_checked(payload_encoding(kind), frame.slice(9..)),
             }),
             MessageType::ReplyUtf16 => {
                 check_utf16_even(kind, &frame)?;
@@ -597,6 +690,14 @@ impl ServerMessage {
             }
             MessageType::SignalBinary | MessageType::SignalUtf8 | MessageType::SignalUtf16 => {
                 Self::Signal(parse_signal(kind, frame)?)
+            }
+            MessageType::ReplyOutcomeUnknown => Self::OutcomeUnknown(RequestId::read(&frame)),
+            MessageType::StreamLoss => Self::StreamLoss(parse_loss(&frame)?),
+            MessageType::ExtensionAccept => Self::ExtensionAccept(parse_accept(&frame)),
+            MessageType::StreamSignalBinary
+            | MessageType::StreamSignalUtf8
+            | MessageType::StreamSignalUtf16 => {
+                Self::StreamSignal(parse_stream_signal(kind, &frame)?)
             }
             _ => unreachable_direction(kind)?,
         })
@@ -616,6 +717,10 @@ impl ServerMessage {
             Self::SessionClosed => MessageType::NotifySessionClosed,
             Self::AcceptConf(_) => MessageType::AcceptConf,
             Self::Signal(signal) => signal.message_type(),
+            Self::OutcomeUnknown(_) => MessageType::ReplyOutcomeUnknown,
+            Self::StreamLoss(_) => MessageType::StreamLoss,
+            Self::ExtensionAccept(_) => MessageType::ExtensionAccept,
+            Self::StreamSignal(signal) => signal.message_type(),
         }
     }
 
@@ -628,11 +733,15 @@ impl ServerMessage {
             | Self::InternalError(id)
             | Self::SessionNotFound(id)
             | Self::MaxSessConnsReached(id)
-            | Self::SessionsDisabled(id) => Some(*id),
+            | Self::SessionsDisabled(id)
+            | Self::OutcomeUnknown(id) => Some(*id),
             Self::SessionCreated(_)
             | Self::SessionClosed
             | Self::AcceptConf(_)
-            | Self::Signal(_) => None,
+            | Self::Signal(_)
+            | Self::StreamLoss(_)
+            | Self::ExtensionAccept(_)
+            | Self::StreamSignal(_) => None,
         }
     }
 
@@ -645,11 +754,15 @@ impl ServerMessage {
             | Self::InternalError(_)
             | Self::SessionNotFound(_)
             | Self::MaxSessConnsReached(_)
-            | Self::SessionsDisabled(_) => 9,
+            | Self::SessionsDisabled(_)
+            | Self::OutcomeUnknown(_) => 9,
             Self::SessionCreated(json) => 1 + json.len(),
             Self::SessionClosed => 1,
             Self::AcceptConf(conf) => conf.encoded_len(),
             Self::Signal(signal) => signal.encoded_len(),
+            Self::StreamLoss(loss) => loss.encoded_len(),
+            Self::ExtensionAccept(_) => ExtensionAccept::ENCODED_LEN,
+            Self::StreamSignal(signal) => signal.encoded_len(),
         }
     }
 
@@ -662,7 +775,8 @@ impl ServerMessage {
             | Self::InternalError(id)
             | Self::SessionNotFound(id)
             | Self::MaxSessConnsReached(id)
-            | Self::SessionsDisabled(id) => encode_id_only(buf, self.message_type(), *id),
+            | Self::SessionsDisabled(id)
+            | Self::OutcomeUnknown(id) => encode_id_only(buf, self.message_type(), *id),
             Self::SessionCreated(json) => {
                 buf.reserve(1 + json.len());
                 buf.put_u8(MessageType::NotifySessionCreated.byte());
@@ -671,6 +785,9 @@ impl ServerMessage {
             Self::SessionClosed => buf.put_u8(MessageType::NotifySessionClosed.byte()),
             Self::AcceptConf(conf) => conf.encode(buf),
             Self::Signal(signal) => signal.encode(buf),
+            Self::StreamLoss(loss) => loss.encode(buf),
+            Self::ExtensionAccept(accept) => accept.encode(buf),
+            Self::StreamSignal(signal) => signal.encode(buf),
         }
     }
 
@@ -709,6 +826,7 @@ const fn layout_len(kind: MessageType) -> (usize, bool) {
         | MessageType::ReplySessionNotFound
         | MessageType::ReplyMaxSessConnsReached
         | MessageType::ReplySessionsDisabled
+        | MessageType::ReplyOutcomeUnknown
         | MessageType::RequestCloseSession => (9, true),
         MessageType::NotifySessionCreated => (2, false),
         MessageType::NotifySessionClosed | MessageType::Heartbeat => (1, true),
@@ -721,6 +839,21 @@ const fn layout_len(kind: MessageType) -> (usize, bool) {
         }
         MessageType::ReplyBinary | MessageType::ReplyUtf8 => (9, false),
         MessageType::ReplyUtf16 => (10, false),
+        // [24][kind][sl][epoch][lost_from][lost_to][next][reason], sl = 0.
+        MessageType::StreamLoss => (36, false),
+        MessageType::ExtensionAccept => (13, true),
+        // [34][flags u32][il], il = 0.
+        MessageType::ExtensionHello => (6, false),
+        // [35][id][count u16], count = 0.
+        MessageType::StreamResume => (11, false),
+        // A 20-byte header with sl = 0 and n = 0, and a byte of payload (two
+        // for UTF-16).
+        MessageType::StreamSignalBinary | MessageType::StreamSignalUtf8 => (21, false),
+        MessageType::StreamSignalUtf16 => (22, false),
+        // A 34-byte header with n = 0, and a byte of name or payload.
+        MessageType::KeyedRequestBinary
+        | MessageType::KeyedRequestUtf8
+        | MessageType::KeyedRequestUtf16 => (35, false),
     }
 }
 
@@ -762,33 +895,36 @@ fn check_padding(kind: MessageType, frame: &[u8], offset: usize) -> Result<(), P
     }
 }
 
-const fn request_encoding(kind: MessageType) -> Encoding {
+/// The payload encoding of the types that carry a payload (binary for the
+/// others).
+pub(crate) const fn payload_encoding(kind: MessageType) -> Encoding {
     match kind {
-        MessageType::RequestUtf8 => Encoding::Utf8,
-        MessageType::RequestUtf16 => Encoding::Utf16,
-        _ => Encoding::Binary,
-    }
-}
-
-const fn signal_encoding(kind: MessageType) -> Encoding {
-    match kind {
-        MessageType::SignalUtf8 => Encoding::Utf8,
-        MessageType::SignalUtf16 => Encoding::Utf16,
-        _ => Encoding::Binary,
-    }
-}
-
-const fn reply_encoding(kind: MessageType) -> Encoding {
-    match kind {
-        MessageType::ReplyUtf8 => Encoding::Utf8,
-        MessageType::ReplyUtf16 => Encoding::Utf16,
+        MessageType::RequestUtf8
+        | MessageType::SignalUtf8
+        | MessageType::ReplyUtf8
+        | MessageType::StreamSignalUtf8
+        | MessageType::KeyedRequestUtf8 => Encoding::Utf8,
+        MessageType::RequestUtf16
+        | MessageType::SignalUtf16
+        | MessageType::ReplyUtf16
+        | MessageType::StreamSignalUtf16
+        | MessageType::KeyedRequestUtf16 => Encoding::Utf16,
         _ => Encoding::Binary,
     }
 }
 
 fn parse_signal(kind: MessageType, frame: Bytes) -> Result<Signal, ParseError> {
-    let encoding = signal_encoding(kind);
-    let (name, payload) = parse_named(kind, &frame, 1, encoding)?;
+    parse_signal_at(kind, &frame, 1)
+}
+
+/// Parses a signal's name and payload, whose name length byte is at `len_at`.
+pub(crate) fn parse_signal_at(
+    kind: MessageType,
+    frame: &Bytes,
+    len_at: usize,
+) -> Result<Signal, ParseError> {
+    let encoding = payload_encoding(kind);
+    let (name, payload) = parse_named(kind, frame, len_at, encoding)?;
     if encoding == Encoding::Utf16 && payload.is_empty() {
         return Err(ParseError::TooShort {
             kind,
@@ -801,7 +937,7 @@ fn parse_signal(kind: MessageType, frame: Bytes) -> Result<Signal, ParseError> {
 
 /// Parses `[name length][name][padding if UTF-16 and needed][payload]`,
 /// where the name length byte is at `len_at`.
-fn parse_named(
+pub(crate) fn parse_named(
     kind: MessageType,
     frame: &Bytes,
     len_at: usize,
@@ -859,14 +995,14 @@ fn parse_error_reply(frame: &Bytes) -> Result<ErrorReply, ParseError> {
 }
 
 /// Bytes after the fixed header: name length byte excluded (`header` counts it).
-fn named_body_len(name: &Name, payload: &Payload, header: usize) -> usize {
+pub(crate) fn named_body_len(name: &Name, payload: &Payload, header: usize) -> usize {
     let padding = usize::from(
         payload.encoding() == Encoding::Utf16 && !(header + name.len()).is_multiple_of(2),
     );
     name.len() + padding + payload.len()
 }
 
-fn encode_named_body(buf: &mut BytesMut, name: &Name, payload: &Payload, header: usize) {
+pub(crate) fn encode_named_body(buf: &mut BytesMut, name: &Name, payload: &Payload, header: usize) {
     // Names are at most 255 bytes by construction.
     buf.put_u8(name.len() as u8);
     buf.put_slice(name.as_bytes());

@@ -11,8 +11,10 @@ use webwire_proto::connection::client::{
     RestoreOutcome, Transmit,
 };
 use webwire_proto::{
-    AcceptConf, ClientMessage, ErrorCode, ErrorReply, Name, Payload, Reply, Request, RequestId,
-    ServerMessage, Session, Signal,
+    AcceptConf, ClientMessage, ErrorCode, ErrorReply, ExtensionAccept, ExtensionHello,
+    ExtensionRule, FeatureFlags, InstanceId, KeyedRequest, LossReason, MessageType, Name,
+    ParseError, Payload, Reply, Request, RequestId, RequestKey, ServerMessage, Session, Signal,
+    StreamId, StreamLoss, StreamPosition, StreamResume, StreamSignal,
 };
 
 const HEARTBEAT: Duration = Duration::from_secs(45);
@@ -79,6 +81,331 @@ fn session_json(key: &str) -> String {
     Session::new(key, SystemTime::UNIX_EPOCH, None)
         .to_json()
         .unwrap()
+}
+
+// ---- 2.1: the opt-in --------------------------------------------------------
+
+/// A machine whose server announced 2.1.
+fn machine_2_1(now: Instant) -> (ClientConnection<u64>, RequestIds) {
+    let ids = RequestIds::new();
+    let conf = AcceptConf::new(Duration::from_secs(60), 1024, "").with_minor(1);
+    let config = ConnectionConfig::from_accept_conf(&conf);
+    assert!(config.extensions_offered);
+    (ClientConnection::new(config, ids.clone(), now), ids)
+}
+
+fn hello(flags: FeatureFlags) -> ExtensionHello {
+    ExtensionHello::new(flags, InstanceId::new("0123456789abcdef").unwrap()).unwrap()
+}
+
+fn accept(flags: FeatureFlags) -> Bytes {
+    ServerMessage::ExtensionAccept(ExtensionAccept {
+        flags,
+        ledger_epoch: 7,
+    })
+    .to_bytes()
+}
+
+fn keyed_frame(id: u64, seq: u64) -> Bytes {
+    let request = Request::new(
+        RequestId::from(id),
+        Name::from_static("k"),
+        Payload::utf8("p"),
+    )
+    .unwrap();
+    let keyed = KeyedRequest::new(request, RequestKey { seq, epoch: 7 }, seq - 1).unwrap();
+    ClientMessage::KeyedRequest(keyed).to_bytes()
+}
+
+fn resume_frame(id: u64) -> Bytes {
+    let position = StreamPosition {
+        stream: StreamId::Session,
+        epoch: 1,
+        offset: 3,
+    };
+    ClientMessage::StreamResume(StreamResume::new(RequestId::from(id), vec![position]).unwrap())
+        .to_bytes()
+}
+
+fn stream_signal() -> StreamSignal {
+    let signal = Signal::new(Name::from_static("s"), Payload::utf8("x")).unwrap();
+    StreamSignal::new(StreamId::Session, 1, 4, signal)
+}
+
+fn stream_loss() -> StreamLoss {
+    StreamLoss {
+        stream: StreamId::Session,
+        epoch: 2,
+        lost_from: 0,
+        lost_to: 9,
+        next: 10,
+        reason: LossReason::EpochChanged,
+    }
+}
+
+/// The close code and rule of the violation among `events`.
+fn violation(events: &[Event<u64>]) -> Option<(u16, MessageType, ExtensionRule)> {
+    events.iter().find_map(|event| match event {
+        Event::Ended(End::Violation {
+            code,
+            error: Some(ParseError::NotAllowed { kind, rule }),
+        }) => Some((*code, *kind, *rule)),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_hello_goes_first_and_holds_everything_until_the_accept() {
+    let now = Instant::now();
+    let (mut conn, ids) = machine_2_1(now);
+    conn.send_extension_hello(&hello(FeatureFlags::KNOWN))
+        .unwrap();
+    assert!(conn.is_opting_in());
+    assert_eq!(
+        conn.send_extension_hello(&hello(FeatureFlags::KNOWN)),
+        Err(Refusal::HelloNotFirst)
+    );
+    let id = ids.next();
+    let refused = conn
+        .send_request(id, request_frame(id, "p"), None, id)
+        .unwrap_err();
+    assert_eq!(refused.reason, Refusal::OptingIn);
+    assert_eq!(
+        conn.send_signal(signal_frame(), 0).unwrap_err().reason,
+        Refusal::OptingIn
+    );
+    let sent = transmits(&mut conn, now);
+    let [Transmit::Message { frame, .. }] = &sent[..] else {
+        panic!("only the hello: {sent:?}");
+    };
+    assert_eq!(frame[0], 34);
+    // No heartbeat while the server has not answered.
+    assert_eq!(conn.poll_timeout(), None);
+    conn.handle_timeout(now + Duration::from_secs(600));
+    assert!(transmits(&mut conn, now).is_empty());
+
+    conn.handle_frame(accept(FeatureFlags::KNOWN));
+    assert!(matches!(
+        &events(&mut conn)[..],
+        [Event::ExtensionAccepted(ExtensionAccept { flags, ledger_epoch: 7 })] if *flags == FeatureFlags::KNOWN
+    ));
+    assert!(!conn.is_opting_in());
+    assert_eq!(conn.granted(), Some(FeatureFlags::KNOWN));
+    assert!(conn.poll_timeout().is_some(), "heartbeats again");
+
+    // Now keyed requests and resumes go out; OutcomeUnknown answers.
+    let (keyed, resume) = (ids.next(), ids.next());
+    conn.send_request(keyed, keyed_frame(keyed, 1), None, keyed)
+        .unwrap();
+    conn.send_request(resume, resume_frame(resume), None, resume)
+        .unwrap();
+    assert_eq!(transmits(&mut conn, now).len(), 2);
+    conn.handle_frame(ServerMessage::OutcomeUnknown(RequestId::from(keyed)).to_bytes());
+    conn.handle_frame(ServerMessage::StreamSignal(stream_signal()).to_bytes());
+    conn.handle_frame(ServerMessage::StreamLoss(stream_loss()).to_bytes());
+    conn.handle_frame(reply(resume, ""));
+    let events = events(&mut conn);
+    assert_eq!(
+        outcomes(&events),
+        [
+            (
+                keyed,
+                Outcome::Answered(ServerMessage::OutcomeUnknown(RequestId::from(keyed)))
+            ),
+            (
+                resume,
+                Outcome::Answered(ServerMessage::Reply(Reply::new(
+                    RequestId::from(resume),
+                    Payload::utf8("")
+                )))
+            ),
+        ]
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::StreamSignal(s) if *s == stream_signal())));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::StreamLoss(l) if *l == stream_loss())));
+}
+
+#[test]
+fn the_hello_is_refused_to_a_2_0_server_after_another_message_and_when_too_large() {
+    let now = Instant::now();
+    let (mut conn, _) = machine(now);
+    assert_eq!(
+        conn.send_extension_hello(&hello(FeatureFlags::KNOWN)),
+        Err(Refusal::ExtensionsNotOffered)
+    );
+    let (mut conn, _) = machine_2_1(now);
+    send(&mut conn, 1, None);
+    assert_eq!(
+        conn.send_extension_hello(&hello(FeatureFlags::KNOWN)),
+        Err(Refusal::HelloNotFirst)
+    );
+    let (mut conn, _) = machine_2_1(now);
+    conn.handle_timeout(now + HEARTBEAT * 2);
+    assert_eq!(transmits(&mut conn, now).len(), 1, "a heartbeat");
+    assert_eq!(
+        conn.send_extension_hello(&hello(FeatureFlags::KNOWN)),
+        Err(Refusal::HelloNotFirst)
+    );
+    let conf = AcceptConf::new(Duration::from_secs(60), 10, "").with_minor(1);
+    let mut conn = ClientConnection::<u64>::new(
+        ConnectionConfig::from_accept_conf(&conf),
+        RequestIds::new(),
+        now,
+    );
+    assert_eq!(
+        conn.send_extension_hello(&hello(FeatureFlags::KNOWN)),
+        Err(Refusal::TooLarge { size: 22, max: 10 })
+    );
+}
+
+#[test]
+fn extension_messages_of_features_not_granted_are_not_sent() {
+    let now = Instant::now();
+    // A 2.0 connection.
+    let (mut conn, _) = machine_2_1(now);
+    for (frame, kind) in [
+        (keyed_frame(1, 1), MessageType::KeyedRequestUtf8),
+        (resume_frame(1), MessageType::StreamResume),
+    ] {
+        let refused = conn.send_request(1, frame, None, 1).unwrap_err();
+        assert_eq!(refused.reason, Refusal::NotGranted(kind));
+    }
+    // Only streams granted.
+    conn.send_extension_hello(&hello(FeatureFlags::KNOWN))
+        .unwrap();
+    conn.handle_frame(accept(FeatureFlags::STREAMS));
+    let refused = conn
+        .send_request(3, keyed_frame(3, 1), None, 3)
+        .unwrap_err();
+    assert_eq!(
+        refused.reason,
+        Refusal::NotGranted(MessageType::KeyedRequestUtf8)
+    );
+    conn.send_request(4, resume_frame(4), None, 4).unwrap();
+    // The hello has its own method.
+    let frame = ClientMessage::ExtensionHello(hello(FeatureFlags::STREAMS)).to_bytes();
+    assert_eq!(
+        conn.send_signal(frame, 0).unwrap_err().reason,
+        Refusal::NotGranted(MessageType::ExtensionHello)
+    );
+}
+
+#[test]
+fn extension_messages_without_the_opt_in_or_the_feature_are_violations() {
+    let now = Instant::now();
+    let outcome_unknown = ServerMessage::OutcomeUnknown(RequestId::from(1)).to_bytes();
+    let stream = ServerMessage::StreamSignal(stream_signal()).to_bytes();
+    let loss = ServerMessage::StreamLoss(stream_loss()).to_bytes();
+    type Setup = fn(&mut ClientConnection<u64>);
+    let plain: Setup = |_| {};
+    let asked: Setup = |conn| {
+        conn.send_extension_hello(&hello(FeatureFlags::STREAMS))
+            .unwrap()
+    };
+    let streams: Setup = |conn| {
+        conn.send_extension_hello(&hello(FeatureFlags::STREAMS))
+            .unwrap();
+        conn.handle_frame(accept(FeatureFlags::STREAMS));
+    };
+    let keyed: Setup = |conn| {
+        conn.send_extension_hello(&hello(FeatureFlags::KEYED_REQUESTS))
+            .unwrap();
+        conn.handle_frame(accept(FeatureFlags::KEYED_REQUESTS));
+    };
+    let cases: Vec<(&str, Setup, Bytes, MessageType, ExtensionRule)> = vec![
+        (
+            "2.0: stream signal",
+            plain,
+            stream.clone(),
+            MessageType::StreamSignalUtf8,
+            ExtensionRule::NotOptedIn,
+        ),
+        (
+            "2.0: stream loss",
+            plain,
+            loss.clone(),
+            MessageType::StreamLoss,
+            ExtensionRule::NotOptedIn,
+        ),
+        (
+            "2.0: outcome unknown",
+            plain,
+            outcome_unknown.clone(),
+            MessageType::ReplyOutcomeUnknown,
+            ExtensionRule::NotOptedIn,
+        ),
+        (
+            "2.0: accept",
+            plain,
+            accept(FeatureFlags::NONE),
+            MessageType::ExtensionAccept,
+            ExtensionRule::NotOptedIn,
+        ),
+        (
+            "before the accept: stream signal",
+            asked,
+            stream.clone(),
+            MessageType::StreamSignalUtf8,
+            ExtensionRule::NotOptedIn,
+        ),
+        (
+            "accept granting more than asked",
+            asked,
+            accept(FeatureFlags::KNOWN),
+            MessageType::ExtensionAccept,
+            ExtensionRule::NotAsked(FeatureFlags::KEYED_REQUESTS),
+        ),
+        (
+            "a second accept",
+            streams,
+            accept(FeatureFlags::STREAMS),
+            MessageType::ExtensionAccept,
+            ExtensionRule::Repeated,
+        ),
+        (
+            "outcome unknown, keyed not granted",
+            streams,
+            outcome_unknown,
+            MessageType::ReplyOutcomeUnknown,
+            ExtensionRule::NotGranted(FeatureFlags::KEYED_REQUESTS),
+        ),
+        (
+            "stream signal, streams not granted",
+            keyed,
+            stream,
+            MessageType::StreamSignalUtf8,
+            ExtensionRule::NotGranted(FeatureFlags::STREAMS),
+        ),
+        (
+            "stream loss, streams not granted",
+            keyed,
+            loss,
+            MessageType::StreamLoss,
+            ExtensionRule::NotGranted(FeatureFlags::STREAMS),
+        ),
+    ];
+    for (description, setup, frame, kind, rule) in cases {
+        let (mut conn, _) = machine_2_1(now);
+        setup(&mut conn);
+        transmits(&mut conn, now);
+        events(&mut conn);
+        conn.handle_frame(frame);
+        assert_eq!(
+            transmits(&mut conn, now),
+            [Transmit::Close(1002)],
+            "{description}"
+        );
+        assert_eq!(
+            violation(&events(&mut conn)),
+            Some((1002, kind, rule)),
+            "{description}"
+        );
+        assert!(conn.is_ended());
+    }
 }
 
 #[test]
@@ -484,6 +811,10 @@ enum Op {
     PeerClosed,
     Garbage,
     SessionClosed,
+    /// 2.1: the server sends an extension message: a stream signal, a
+    /// StreamLoss, OutcomeUnknown for the n-th request sent, or a second
+    /// ExtensionAccept.
+    Extension(u8, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -498,6 +829,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::PeerClosed),
         1 => Just(Op::Garbage),
         1 => Just(Op::SessionClosed),
+        2 => (0u8..4, any::<usize>()).prop_map(|(kind, n)| Op::Extension(kind, n)),
     ]
 }
 
@@ -510,6 +842,7 @@ struct Seen {
     ended: bool,
     restore_pending: bool,
     restore_id: Option<u64>,
+    end: Option<End>,
 }
 
 impl Seen {
@@ -546,7 +879,10 @@ impl Seen {
                     prop_assert!(self.restore_pending, "a second restore outcome");
                     self.restore_pending = false;
                 }
-                Event::Ended(_) => self.ended = true,
+                Event::Ended(end) => {
+                    self.ended = true;
+                    self.end = Some(end);
+                }
                 _ => {}
             }
         }
@@ -566,11 +902,17 @@ proptest! {
     fn every_request_gets_exactly_one_outcome(
         ops in proptest::collection::vec(op(), 0..60),
         restore in any::<bool>(),
+        opt_in in any::<bool>(),
     ) {
         let mut now = Instant::now();
-        let (mut conn, ids) = machine(now);
+        let (mut conn, ids) = if opt_in { machine_2_1(now) } else { machine(now) };
         let mut sent: Vec<u64> = Vec::new();
         let mut seen = Seen::default();
+        if opt_in {
+            conn.send_extension_hello(&hello(FeatureFlags::KNOWN)).unwrap();
+            conn.handle_frame(accept(FeatureFlags::KNOWN));
+            seen.drain(&mut conn, now)?;
+        }
         if restore {
             conn.restore_session(Bytes::from_static(b"key"), now + Duration::from_millis(1500));
             seen.restore_pending = true;
@@ -629,6 +971,37 @@ proptest! {
                 Op::PeerClosed => conn.peer_closed(),
                 Op::Garbage => conn.handle_frame(Bytes::from_static(&[7])),
                 Op::SessionClosed => conn.handle_frame(ServerMessage::SessionClosed.to_bytes()),
+                Op::Extension(kind, n) => {
+                    let message = match kind {
+                        0 => ServerMessage::StreamSignal(stream_signal()),
+                        1 => ServerMessage::StreamLoss(stream_loss()),
+                        2 => ServerMessage::OutcomeUnknown(RequestId::from(
+                            if sent.is_empty() { u64::MAX } else { sent[n % sent.len()] },
+                        )),
+                        _ => ServerMessage::ExtensionAccept(ExtensionAccept {
+                            flags: FeatureFlags::KNOWN,
+                            ledger_epoch: 1,
+                        }),
+                    };
+                    // A second accept is a violation on any connection;
+                    // the others only where the client did not opt in.
+                    let violates = !opt_in || kind == 3;
+                    let live = !seen.close_sent && !conn.is_ended();
+                    conn.handle_frame(message.to_bytes());
+                    seen.drain(&mut conn, now)?;
+                    if violates && live {
+                        prop_assert!(
+                            matches!(
+                                seen.end,
+                                Some(End::Violation { code: 1002, error: Some(ParseError::NotAllowed { .. }) })
+                            ),
+                            "an extension message the opt-in forbids ended {:?}", seen.end
+                        );
+                    }
+                    if !violates && live {
+                        prop_assert!(!conn.is_ended(), "a granted extension message ended the connection");
+                    }
+                }
             }
             seen.drain(&mut conn, now)?;
             for (id, count) in &seen.outcomes {

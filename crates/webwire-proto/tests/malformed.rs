@@ -1,17 +1,39 @@
 //! Malformed messages, each with the exact [`ParseError`] it must produce
-//! (docs/protocol.md sections 5 and 10: every one is a protocol violation).
+//! (docs/protocol.md sections 5, 10 and 14: every one is a protocol violation).
 
 use bytes::Bytes;
-use webwire_proto::{ClientMessage, MessageType as T, ParseError, RequestId, ServerMessage};
+use webwire_proto::{
+    ClientMessage, FeatureFlags, MessageType as T, ParseError, RequestId, ServerMessage, StreamId,
+};
 
 /// The request id used in the frames below.
 const ID: &[u8] = &[1, 2, 3, 4, 5, 6, 7, 8];
 
-/// Every type byte of protocol v2.0 (docs/protocol.md section 4),
-/// written out here rather than taken from the crate under test.
-const KNOWN_TYPES: [u8; 21] = [
-    0, 1, 2, 3, 4, 5, 21, 22, 23, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192, 193,
+/// Every type byte of protocol v2.0 (docs/protocol.md section 4) and of
+/// its 2.1 extensions (section 14), written out here rather than taken from
+/// the crate under test.
+const KNOWN_TYPES: [u8; 32] = [
+    0, 1, 2, 3, 4, 5, 6, 21, 22, 23, 24, 25, 31, 32, 33, 34, 35, 63, 64, 65, 66, 67, 68, 127, 128,
+    129, 130, 131, 132, 191, 192, 193,
 ];
+
+/// A u64 as it travels: little-endian.
+fn le(value: u64) -> Vec<u8> {
+    value.to_le_bytes().to_vec()
+}
+
+/// Sixteen bytes of epoch and offset (or lost_from and lost_to).
+const E16: &[u8] = &[7; 16];
+/// 33 bytes of a StreamLoss after its stream: epoch, lost_from, lost_to,
+/// next, and reason 1.
+fn loss_tail(reason: u8) -> Vec<u8> {
+    f(&[&[7; 32], &[reason]])
+}
+
+/// A keyed request's key and ack: seq `seq`, epoch 1, ack 0.
+fn key(seq: u64) -> Vec<u8> {
+    f(&[&le(seq), &le(1), &le(0)])
+}
 
 /// Which parser a row is fed to.
 #[derive(Debug, Clone, Copy)]
@@ -271,7 +293,7 @@ fn every_unknown_type_byte() {
             ParseError::UnknownType(byte),
         ));
     }
-    assert_eq!(rows.len(), 2 * (256 - 21));
+    assert_eq!(rows.len(), 2 * (256 - 32));
     check(rows);
 }
 
@@ -306,8 +328,189 @@ fn types_only_the_other_side_may_send() {
         ("binary Request from a server", Side::Server, f(&[&[127], ID, &[4], b"echo", &[1]]), to_server(T::RequestBinary)),
         ("UTF-8 Request from a server", Side::Server, f(&[&[128], ID, &[4], b"echo", b"hi"]), to_server(T::RequestUtf8)),
         ("UTF-16 Request from a server", Side::Server, f(&[&[129], ID, &[3], b"abc", &[0, b'h', 0]]), to_server(T::RequestUtf16)),
+        // 2.1.
+        ("ReplyOutcomeUnknown from a client", Side::Client, f(&[&[6], ID]), to_client(T::ReplyOutcomeUnknown)),
+        ("StreamLoss from a client", Side::Client, f(&[&[24, 1, 0], &loss_tail(1)]), to_client(T::StreamLoss)),
+        ("ExtensionAccept from a client", Side::Client, f(&[&[25, 3, 0, 0, 0], &le(9)]), to_client(T::ExtensionAccept)),
+        ("binary StreamSignal from a client", Side::Client, f(&[&[66, 1, 0], E16, &[1, b'n', 1]]), to_client(T::StreamSignalBinary)),
+        ("UTF-8 StreamSignal from a client", Side::Client, f(&[&[67, 1, 0], E16, &[0, b'x']]), to_client(T::StreamSignalUtf8)),
+        ("UTF-16 StreamSignal from a client", Side::Client, f(&[&[68, 1, 0], E16, &[0, b'x', 0]]), to_client(T::StreamSignalUtf16)),
+        ("ExtensionHello from a server", Side::Server, vec![34, 1, 0, 0, 0, 0], to_server(T::ExtensionHello)),
+        ("StreamResume from a server", Side::Server, f(&[&[35], ID, &[0, 0]]), to_server(T::StreamResume)),
+        ("binary KeyedRequest from a server", Side::Server, f(&[&[130], ID, &key(1), &[1, b'k']]), to_server(T::KeyedRequestBinary)),
+        ("UTF-8 KeyedRequest from a server", Side::Server, f(&[&[131], ID, &key(1), &[1, b'k']]), to_server(T::KeyedRequestUtf8)),
+        ("UTF-16 KeyedRequest from a server", Side::Server, f(&[&[132], ID, &key(1), &[0, b'h', 0]]), to_server(T::KeyedRequestUtf16)),
     ];
     check(rows);
+}
+
+// ---- 2.1: each rule of docs/protocol.md section 14 broken once. ----------
+
+#[test]
+fn extension_hello() {
+    #[rustfmt::skip]
+    let rows = vec![
+        ("5 bytes", Side::Client, vec![34, 1, 0, 0, 0], too_short(T::ExtensionHello, 5, 6)),
+        ("instance id length 65", Side::Client, f(&[&[34, 1, 0, 0, 0, 65], &[b'a'; 65]]), ParseError::InstanceIdTooLong { len: 65 }),
+        ("instance id length 255, nothing after", Side::Client, vec![34, 1, 0, 0, 0, 255], ParseError::InstanceIdTooLong { len: 255 }),
+        ("instance id length 3 with 2 bytes", Side::Client, vec![34, 1, 0, 0, 0, 3, b'a', b'b'], wrong_len(T::ExtensionHello, 8, 9)),
+        ("instance id length 1 with 2 bytes", Side::Client, vec![34, 1, 0, 0, 0, 1, b'a', b'b'], wrong_len(T::ExtensionHello, 8, 7)),
+        ("instance id byte 31", Side::Client, vec![34, 1, 0, 0, 0, 2, b'a', 31], ParseError::InvalidInstanceIdByte { offset: 1, byte: 31 }),
+        ("instance id byte 127", Side::Client, vec![34, 1, 0, 0, 0, 1, 127], ParseError::InvalidInstanceIdByte { offset: 0, byte: 127 }),
+        ("KEYED_REQUESTS with a 15-byte instance id", Side::Client, f(&[&[34, 2, 0, 0, 0, 15], &[b'i'; 15]]), ParseError::InstanceIdTooShort { len: 15, min: 16 }),
+        ("all flags with an empty instance id", Side::Client, vec![34, 255, 255, 255, 255, 0], ParseError::InstanceIdTooShort { len: 0, min: 16 }),
+    ];
+    check(rows);
+}
+
+#[test]
+fn fixed_length_server_extension_messages() {
+    #[rustfmt::skip]
+    let rows = vec![
+        ("ReplyOutcomeUnknown, 8 bytes", Side::Server, f(&[&[6], &ID[..7]]), wrong_len(T::ReplyOutcomeUnknown, 8, 9)),
+        ("ReplyOutcomeUnknown, 10 bytes", Side::Server, f(&[&[6], ID, &[0]]), wrong_len(T::ReplyOutcomeUnknown, 10, 9)),
+        ("ExtensionAccept, 12 bytes", Side::Server, f(&[&[25, 3, 0, 0, 0], &le(9)[..7]]), wrong_len(T::ExtensionAccept, 12, 13)),
+        ("ExtensionAccept, 14 bytes", Side::Server, f(&[&[25, 3, 0, 0, 0], &le(9), &[0]]), wrong_len(T::ExtensionAccept, 14, 13)),
+        ("ExtensionAccept, type byte only", Side::Server, vec![25], wrong_len(T::ExtensionAccept, 1, 13)),
+    ];
+    check(rows);
+}
+
+#[test]
+fn stream_resume() {
+    let session = f(&[&[1, 0], E16]);
+    #[rustfmt::skip]
+    let rows = vec![
+        ("10 bytes", Side::Client, f(&[&[35], ID, &[0]]), too_short(T::StreamResume, 10, 11)),
+        ("count 1025", Side::Client, f(&[&[35], ID, &[0x01, 0x04]]), ParseError::TooManyStreams { count: 1025, max: 1024 }),
+        ("count 1 without an entry", Side::Client, f(&[&[35], ID, &[1, 0]]), too_short(T::StreamResume, 11, 29)),
+        ("count 2 with one entry", Side::Client, f(&[&[35], ID, &[2, 0], &session]), too_short(T::StreamResume, 29, 47)),
+        ("entry one byte short", Side::Client, f(&[&[35], ID, &[1, 0], &session[..17]]), too_short(T::StreamResume, 28, 29)),
+        ("room name past the end", Side::Client, f(&[&[35], ID, &[1, 0], &[2, 5, b'a', b'b']]), too_short(T::StreamResume, 15, 34)),
+        ("stream kind 0", Side::Client, f(&[&[35], ID, &[1, 0], &[0, 0], E16]), ParseError::InvalidStreamKind { kind: T::StreamResume, stream_kind: 0 }),
+        ("stream kind 3", Side::Client, f(&[&[35], ID, &[1, 0], &[3, 0], E16]), ParseError::InvalidStreamKind { kind: T::StreamResume, stream_kind: 3 }),
+        ("session stream with a name", Side::Client, f(&[&[35], ID, &[1, 0], &[1, 2, b'a', b'b'], E16]), ParseError::SessionStreamWithName { kind: T::StreamResume, name_len: 2 }),
+        ("room stream without a name", Side::Client, f(&[&[35], ID, &[1, 0], &[2, 0], E16]), ParseError::EmptyRoomName { kind: T::StreamResume }),
+        ("room name not UTF-8", Side::Client, f(&[&[35], ID, &[1, 0], &[2, 3, b'a', 0xc3, 0x28], E16]), ParseError::InvalidRoomName { kind: T::StreamResume, valid_up_to: 1 }),
+        ("second entry bad after a good one", Side::Client, f(&[&[35], ID, &[2, 0], &session, &[9, 0], E16]), ParseError::InvalidStreamKind { kind: T::StreamResume, stream_kind: 9 }),
+        ("a byte after the last entry", Side::Client, f(&[&[35], ID, &[1, 0], &session, &[0]]), wrong_len(T::StreamResume, 30, 29)),
+        ("count 0 and a byte", Side::Client, f(&[&[35], ID, &[0, 0, 9]]), wrong_len(T::StreamResume, 12, 11)),
+    ];
+    check(rows);
+}
+
+#[test]
+fn stream_signal() {
+    #[rustfmt::skip]
+    let rows = vec![
+        ("binary, 20 bytes (neither name nor payload)", Side::Server, f(&[&[66, 1, 0], E16, &[0]]), too_short(T::StreamSignalBinary, 20, 21)),
+        ("UTF-8, type byte only", Side::Server, vec![67], too_short(T::StreamSignalUtf8, 1, 21)),
+        ("UTF-16, 21 bytes", Side::Server, f(&[&[68, 1, 0], E16, &[0, b'x']]), too_short(T::StreamSignalUtf16, 21, 22)),
+        ("stream kind 3", Side::Server, f(&[&[66, 3, 0], E16, &[0, b'x']]), ParseError::InvalidStreamKind { kind: T::StreamSignalBinary, stream_kind: 3 }),
+        ("session stream with a name", Side::Server, f(&[&[66, 1, 1, b'a'], E16, &[0, b'x']]), ParseError::SessionStreamWithName { kind: T::StreamSignalBinary, name_len: 1 }),
+        ("room stream without a name", Side::Server, f(&[&[67, 2, 0], E16, &[0, b'x']]), ParseError::EmptyRoomName { kind: T::StreamSignalUtf8 }),
+        ("room name not UTF-8", Side::Server, f(&[&[67, 2, 1, 0xff], E16, &[0, b'x']]), ParseError::InvalidRoomName { kind: T::StreamSignalUtf8, valid_up_to: 0 }),
+        ("room name past the end", Side::Server, f(&[&[66, 2, 200, b'a'], E16, &[0, b'x']]), too_short(T::StreamSignalBinary, 22, 221)),
+        ("room stream, no name or payload", Side::Server, f(&[&[66, 2, 2, b'a', b'b'], E16, &[0]]), too_short(T::StreamSignalBinary, 22, 23)),
+        ("name length past the end", Side::Server, f(&[&[66, 1, 0], E16, &[5, b'a', b'b']]), name_oob(T::StreamSignalBinary, 5, 22)),
+        ("name byte 127", Side::Server, f(&[&[67, 1, 0], E16, &[1, 127]]), name_byte(T::StreamSignalUtf8, 0, 127)),
+        ("UTF-16, odd length", Side::Server, f(&[&[68, 1, 0], E16, &[0, b'x', 0, b'y']]), odd(T::StreamSignalUtf16, 23)),
+        ("UTF-16, padding 7", Side::Server, f(&[&[68, 1, 0], E16, &[1, b'a', 7, b'h', 0]]), padding(T::StreamSignalUtf16, 21, 7)),
+        ("UTF-16, room name of 1 and name of 1: no padding needed, odd", Side::Server, f(&[&[68, 2, 1, b'r'], E16, &[1, b'a', 0, b'h', 0]]), odd(T::StreamSignalUtf16, 25)),
+        ("UTF-16, name but no payload", Side::Server, f(&[&[68, 1, 0], E16, &[2, b'a', b'b']]), too_short(T::StreamSignalUtf16, 22, 24)),
+    ];
+    check(rows);
+}
+
+#[test]
+fn stream_loss() {
+    #[rustfmt::skip]
+    let rows = vec![
+        ("35 bytes", Side::Server, f(&[&[24, 1, 0], &loss_tail(1)[..32]]), too_short(T::StreamLoss, 35, 36)),
+        ("stream kind 0", Side::Server, f(&[&[24, 0, 0], &loss_tail(1)]), ParseError::InvalidStreamKind { kind: T::StreamLoss, stream_kind: 0 }),
+        ("session stream with a name", Side::Server, f(&[&[24, 1, 1, b'a'], &loss_tail(1)]), ParseError::SessionStreamWithName { kind: T::StreamLoss, name_len: 1 }),
+        ("room stream without a name", Side::Server, f(&[&[24, 2, 0], &loss_tail(1)]), ParseError::EmptyRoomName { kind: T::StreamLoss }),
+        ("room name not UTF-8", Side::Server, f(&[&[24, 2, 1, 0x80], &loss_tail(1)]), ParseError::InvalidRoomName { kind: T::StreamLoss, valid_up_to: 0 }),
+        ("room name past the end", Side::Server, f(&[&[24, 2, 10, b'a'], &loss_tail(1)]), too_short(T::StreamLoss, 37, 46)),
+        ("a byte after the reason", Side::Server, f(&[&[24, 1, 0], &loss_tail(1), &[0]]), wrong_len(T::StreamLoss, 37, 36)),
+        ("reason 0", Side::Server, f(&[&[24, 1, 0], &loss_tail(0)]), ParseError::UnknownLossReason(0)),
+        ("reason 5", Side::Server, f(&[&[24, 1, 0], &loss_tail(5)]), ParseError::UnknownLossReason(5)),
+    ];
+    check(rows);
+}
+
+#[test]
+fn keyed_request() {
+    #[rustfmt::skip]
+    let rows = vec![
+        ("34 bytes (neither name nor payload)", Side::Client, f(&[&[130], ID, &key(1), &[0]]), too_short(T::KeyedRequestBinary, 34, 35)),
+        ("UTF-8, type byte only", Side::Client, vec![131], too_short(T::KeyedRequestUtf8, 1, 35)),
+        ("sequence number 0", Side::Client, f(&[&[130], ID, &key(0), &[0, b'x']]), ParseError::ZeroSequence { kind: T::KeyedRequestBinary }),
+        ("name length past the end", Side::Client, f(&[&[131], ID, &key(1), &[5, b'a']]), name_oob(T::KeyedRequestUtf8, 5, 35)),
+        ("name byte 31", Side::Client, f(&[&[130], ID, &key(1), &[1, 31]]), name_byte(T::KeyedRequestBinary, 0, 31)),
+        ("UTF-16, odd length", Side::Client, f(&[&[132], ID, &key(1), &[0, b'x']]), odd(T::KeyedRequestUtf16, 35)),
+        ("UTF-16, padding 9", Side::Client, f(&[&[132], ID, &key(1), &[1, b'a', 9]]), padding(T::KeyedRequestUtf16, 35, 9)),
+        ("UTF-16, padding missing", Side::Client, f(&[&[132], ID, &key(1), &[1, b'a', b'h', 0]]), odd(T::KeyedRequestUtf16, 37)),
+    ];
+    check(rows);
+}
+
+/// The edges the rules allow are accepted: the tables above are about
+/// crossing them, not about rejecting everything.
+#[test]
+fn extension_edges_that_are_accepted() {
+    let ok_client = |bytes: Vec<u8>| {
+        let frame = Bytes::from(bytes);
+        let message =
+            ClientMessage::parse(frame.clone()).unwrap_or_else(|err| panic!("{frame:?}: {err}"));
+        assert_eq!(message.to_bytes(), frame);
+        message
+    };
+    let ok_server = |bytes: Vec<u8>| {
+        let frame = Bytes::from(bytes);
+        let message =
+            ServerMessage::parse(frame.clone()).unwrap_or_else(|err| panic!("{frame:?}: {err}"));
+        assert_eq!(message.to_bytes(), frame);
+        message
+    };
+    // An empty instance id without keyed requests; 64 bytes; 16 with them;
+    // unknown flag bits are kept.
+    let ClientMessage::ExtensionHello(hello) = ok_client(vec![34, 1, 0, 0, 0x80, 0]) else {
+        panic!()
+    };
+    assert_eq!(hello.flags().bits(), 0x8000_0001);
+    assert!(hello.instance_id().is_empty());
+    ok_client(f(&[&[34, 1, 0, 0, 0, 64], &[b'~'; 64]]));
+    ok_client(f(&[&[34, 2, 0, 0, 0, 16], &[b' '; 16]]));
+    // A resume of no stream, and of 1024.
+    let ClientMessage::StreamResume(resume) = ok_client(f(&[&[35], ID, &[0, 0]])) else {
+        panic!()
+    };
+    assert!(resume.positions().is_empty());
+    let entries: Vec<u8> = (0..1024).flat_map(|_| f(&[&[1, 0], E16])).collect();
+    ok_client(f(&[&[35], ID, &[0x00, 0x04], &entries]));
+    // A 255-byte UTF-8 room name.
+    let room = "é".repeat(127) + "x";
+    assert_eq!(room.len(), 255);
+    let ServerMessage::StreamLoss(loss) =
+        ok_server(f(&[&[24, 2, 255], room.as_bytes(), &loss_tail(4)]))
+    else {
+        panic!()
+    };
+    assert!(matches!(&loss.stream, StreamId::Room(name) if name.as_str() == room));
+    // Stream signals with a name only, and UTF-16 after an odd room name
+    // and an even name (sl + n odd: padded).
+    ok_server(f(&[&[66, 1, 0], E16, &[1, b'n']]));
+    ok_server(f(&[&[68, 2, 1, b'r'], E16, &[2, b'a', b'b', 0, b'h', 0]]));
+    // A keyed request with a name only, whose ack is not below its seq
+    // (that is for the server to refuse, not the parser).
+    let ClientMessage::KeyedRequest(keyed) =
+        ok_client(f(&[&[131], ID, &le(2), &le(1), &le(5), &[1, b'k']]))
+    else {
+        panic!()
+    };
+    assert_eq!((keyed.key().seq, keyed.ack()), (2, 5));
+    assert!(FeatureFlags::KNOWN.contains(FeatureFlags::STREAMS));
 }
 
 /// The layouts' minimum lengths already leave no room for a request or

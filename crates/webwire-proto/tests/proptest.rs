@@ -7,13 +7,16 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 use webwire_proto::{
-    AcceptConf, ClientMessage, Encoding, ErrorCode, ErrorReply, Name, Payload, Reply, Request,
-    RequestId, ServerMessage, Signal,
+    AcceptConf, ClientMessage, Encoding, ErrorCode, ErrorReply, ExtensionAccept, ExtensionHello,
+    FeatureFlags, InstanceId, KeyedRequest, LossReason, Name, Payload, Reply, Request, RequestId,
+    RequestKey, RoomName, ServerMessage, Signal, StreamId, StreamLoss, StreamPosition,
+    StreamResume, StreamSignal,
 };
 
-/// Every type byte of protocol v2.0.
-const KNOWN_TYPES: [u8; 21] = [
-    0, 1, 2, 3, 4, 5, 21, 22, 23, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192, 193,
+/// Every type byte of protocol v2.0 and of its 2.1 extensions.
+const KNOWN_TYPES: [u8; 32] = [
+    0, 1, 2, 3, 4, 5, 6, 21, 22, 23, 24, 25, 31, 32, 33, 34, 35, 63, 64, 65, 66, 67, 68, 127, 128,
+    129, 130, 131, 132, 191, 192, 193,
 ];
 
 fn id() -> impl Strategy<Value = RequestId> {
@@ -78,6 +81,81 @@ fn signal() -> impl Strategy<Value = Signal> {
     })
 }
 
+fn flags() -> impl Strategy<Value = FeatureFlags> {
+    prop_oneof![
+        (0u32..4).prop_map(FeatureFlags::from_bits),
+        any::<u32>().prop_map(FeatureFlags::from_bits),
+    ]
+}
+
+fn extension_hello() -> impl Strategy<Value = ExtensionHello> {
+    (flags(), prop_oneof![printable(0..=64), printable(16..=64)])
+        .prop_filter_map("keyed requests with a short instance id", |(flags, id)| {
+            ExtensionHello::new(flags, InstanceId::new(id).expect("printable id")).ok()
+        })
+}
+
+fn keyed_request() -> impl Strategy<Value = KeyedRequest> {
+    (request(), 1..=u64::MAX, any::<u64>(), any::<u64>()).prop_map(|(request, seq, epoch, ack)| {
+        KeyedRequest::new(request, RequestKey { seq, epoch }, ack).expect("seq >= 1")
+    })
+}
+
+/// Room names of every length, ASCII and not.
+fn room_name() -> impl Strategy<Value = RoomName> {
+    prop_oneof![
+        "[a-z]{1,16}",
+        "\\PC{1,20}",
+        Just("x".repeat(255)),
+        Just("é".repeat(127) + "x"),
+    ]
+    .prop_filter_map("too long", |name| RoomName::new(name).ok())
+}
+
+fn stream_id() -> impl Strategy<Value = StreamId> {
+    prop_oneof![
+        1 => Just(StreamId::Session),
+        3 => room_name().prop_map(StreamId::Room),
+    ]
+}
+
+fn stream_resume() -> impl Strategy<Value = StreamResume> {
+    let position = (stream_id(), any::<u64>(), any::<u64>()).prop_map(|(stream, epoch, offset)| {
+        StreamPosition {
+            stream,
+            epoch,
+            offset,
+        }
+    });
+    (id(), vec(position, 0..=8))
+        .prop_map(|(id, positions)| StreamResume::new(id, positions).expect("few streams"))
+}
+
+fn stream_signal() -> impl Strategy<Value = StreamSignal> {
+    (stream_id(), any::<u64>(), any::<u64>(), signal()).prop_map(
+        |(stream, epoch, offset, signal)| StreamSignal::new(stream, epoch, offset, signal),
+    )
+}
+
+fn stream_loss() -> impl Strategy<Value = StreamLoss> {
+    let reason = prop_oneof![
+        Just(LossReason::Trimmed),
+        Just(LossReason::EpochChanged),
+        Just(LossReason::Ahead),
+        Just(LossReason::UnknownStream),
+    ];
+    (stream_id(), any::<[u64; 4]>(), reason).prop_map(
+        |(stream, [epoch, lost_from, lost_to, next], reason)| StreamLoss {
+            stream,
+            epoch,
+            lost_from,
+            lost_to,
+            next,
+            reason,
+        },
+    )
+}
+
 fn non_empty_bytes() -> impl Strategy<Value = Bytes> {
     vec(any::<u8>(), 1..=128).prop_map(Bytes::from)
 }
@@ -89,6 +167,9 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         1 => (id(), non_empty_bytes()).prop_map(|(id, key)| ClientMessage::RestoreSession { id, key }),
         1 => id().prop_map(ClientMessage::CloseSession),
         1 => Just(ClientMessage::Heartbeat),
+        2 => extension_hello().prop_map(ClientMessage::ExtensionHello),
+        2 => stream_resume().prop_map(ClientMessage::StreamResume),
+        4 => keyed_request().prop_map(ClientMessage::KeyedRequest),
     ]
 }
 
@@ -128,6 +209,12 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         1 => Just(ServerMessage::SessionClosed),
         2 => accept_conf().prop_map(ServerMessage::AcceptConf),
         4 => signal().prop_map(ServerMessage::Signal),
+        1 => id().prop_map(ServerMessage::OutcomeUnknown),
+        2 => stream_loss().prop_map(ServerMessage::StreamLoss),
+        1 => (flags(), any::<u64>()).prop_map(|(flags, ledger_epoch)| {
+            ServerMessage::ExtensionAccept(ExtensionAccept { flags, ledger_epoch })
+        }),
+        4 => stream_signal().prop_map(ServerMessage::StreamSignal),
     ]
 }
 
@@ -214,6 +301,16 @@ proptest! {
         if let ServerMessage::Signal(signal) = &message {
             prop_assert_eq!(ClientMessage::parse(buf.freeze())?, ClientMessage::Signal(signal.clone()));
         }
+    }
+
+    /// A stream signal carries a valid 2.0 signal: what a 2.0 connection
+    /// gets instead encodes and parses back to the same name and payload.
+    #[test]
+    fn a_stream_signals_plain_form_round_trips(message in stream_signal()) {
+        let plain = ServerMessage::Signal(message.signal().clone());
+        prop_assert_eq!(ServerMessage::parse(plain.to_bytes())?, plain);
+        prop_assert!(message.message_type().is_extension());
+        prop_assert_eq!(message.message_type().byte(), message.signal().message_type().byte() + 3);
     }
 
     /// Encoding appends: a reused buffer holds one message after another.

@@ -287,7 +287,9 @@ fn every_vector_encodes_and_parses_byte_exact() {
         check_decoded_by_original(&built, &vector["decoded_by_original"]);
         types_seen.insert(built.message_type());
     }
-    for kind in MessageType::ALL {
+    // The vectors come from the original implementation, which knows no
+    // 2.1 type; their byte-exact examples are in the crate's own tests.
+    for kind in MessageType::ALL.into_iter().filter(|k| !k.is_extension()) {
         assert!(types_seen.contains(&kind), "no vector of type {kind}");
     }
 }

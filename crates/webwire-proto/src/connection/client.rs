@@ -23,7 +23,14 @@
 //! - closing waits for the requests in flight (up to a grace period), then
 //!   sends close code 1000 and waits a short time for the server's close
 //!   frame; a protocol violation by the server sends 1002 (1003 for text)
-//!   at once. After its close frame the machine transmits nothing more.
+//!   at once. After its close frame the machine transmits nothing more;
+//! - the 2.1 opt-in ([`send_extension_hello`](ClientConnection::send_extension_hello)):
+//!   the ExtensionHello goes first, only to a server that announced 2.1,
+//!   and nothing else is sent until the ExtensionAccept arrives
+//!   ([`Event::ExtensionAccepted`]). The server's extension messages are
+//!   taken only after that, for a feature granted (a protocol violation
+//!   otherwise); [`ServerMessage::OutcomeUnknown`] answers a request like
+//!   any reply.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -64,8 +71,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::{
-    AcceptConf, ClientMessage, MessageType, ParseError, Payload, RequestId, ServerMessage, Session,
-    SessionJsonError, Signal, TextError,
+    AcceptConf, ClientMessage, ExtensionAccept, ExtensionHello, ExtensionRule, FeatureFlags,
+    MessageType, ParseError, Payload, RequestId, ServerMessage, Session, SessionJsonError, Signal,
+    StreamLoss, StreamSignal, TextError,
 };
 
 /// Close code of a graceful close (RFC 6455: normal closure).
@@ -126,6 +134,9 @@ pub struct ConnectionConfig {
     pub heartbeat: Option<Duration>,
     /// How long to wait for the server's close frame after ours.
     pub close_handshake_timeout: Duration,
+    /// Whether the server announced the 2.1 extensions (AcceptConf minor
+    /// version 1 or more): only then may the client opt in.
+    pub extensions_offered: bool,
 }
 
 impl ConnectionConfig {
@@ -135,13 +146,14 @@ impl ConnectionConfig {
             max_message_size,
             heartbeat,
             close_handshake_timeout: DEFAULT_CLOSE_HANDSHAKE_TIMEOUT,
+            extensions_offered: false,
         }
     }
 
     /// The configuration the server's accept configuration asks for: its
     /// buffer size, and a heartbeat every 3/4 of its read timeout of
     /// silence (as the original clients do; none if it announces no
-    /// timeout).
+    /// timeout), and whether it offers the 2.1 extensions.
     ///
     /// ```
     /// use std::time::Duration;
@@ -152,12 +164,15 @@ impl ConnectionConfig {
     /// let config = ConnectionConfig::from_accept_conf(&conf);
     /// assert_eq!(config.heartbeat, Some(Duration::from_secs(45)));
     /// assert_eq!(config.max_message_size, 4096);
+    /// assert!(!config.extensions_offered);
     /// ```
     pub fn from_accept_conf(conf: &AcceptConf) -> Self {
-        Self::new(
+        let mut config = Self::new(
             usize::try_from(conf.buffer_size).unwrap_or(usize::MAX),
             heartbeat_interval(conf.read_timeout()),
-        )
+        );
+        config.extensions_offered = conf.offers_extensions();
+        config
     }
 
     /// The same with another close handshake timeout.
@@ -237,6 +252,20 @@ pub enum Refusal {
     /// A request with this id is in flight already.
     #[error("request {0} is in flight already")]
     DuplicateId(u64),
+    /// The ExtensionHello is waiting for the server's ExtensionAccept:
+    /// nothing else may be sent before it.
+    #[error("the extension opt-in is waiting for the server's answer")]
+    OptingIn,
+    /// An ExtensionHello to a server that did not announce protocol 2.1.
+    #[error("the server does not offer the 2.1 extensions")]
+    ExtensionsNotOffered,
+    /// An ExtensionHello after another message, or a second one.
+    #[error("the ExtensionHello must be the first message, and only one")]
+    HelloNotFirst,
+    /// An extension message of a feature the server did not grant (or an
+    /// ExtensionHello given as a request or signal).
+    #[error("{0} is not allowed on this connection")]
+    NotGranted(MessageType),
 }
 
 /// A request or signal the machine did not take, handed back.
@@ -380,6 +409,13 @@ pub enum Event<T> {
     },
     /// The server sent a signal.
     Signal(Signal),
+    /// 2.1: the server accepted the ExtensionHello with these features and
+    /// its ledger epoch; requests and signals may be sent again.
+    ExtensionAccepted(ExtensionAccept),
+    /// 2.1: the server sent a signal of a stream.
+    StreamSignal(StreamSignal),
+    /// 2.1: the server says signals of a stream are lost.
+    StreamLoss(StreamLoss),
     /// The server created a session for this connection.
     SessionCreated(Session),
     /// The server closed this connection's session.
@@ -404,6 +440,17 @@ enum Waiter<T> {
 struct InFlight<T> {
     waiter: Waiter<T>,
     deadline: Option<Instant>,
+}
+
+/// Where the 2.1 opt-in of a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OptIn {
+    /// No ExtensionHello sent: a 2.0 connection.
+    No,
+    /// The ExtensionHello asking for these features is sent.
+    Asked(FeatureFlags),
+    /// The ExtensionAccept granting these features arrived.
+    Accepted(FeatureFlags),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +488,9 @@ pub struct ClientConnection<T> {
     /// When the last frame was taken: the heartbeat timer starts there.
     last_sent: Instant,
     ignored_replies: u64,
+    /// Whether any message was queued (the ExtensionHello must be first).
+    sent_any: bool,
+    opt_in: OptIn,
 }
 
 impl<T> ClientConnection<T> {
@@ -459,7 +509,70 @@ impl<T> ClientConnection<T> {
             events: VecDeque::new(),
             last_sent: now,
             ignored_replies: 0,
+            sent_any: false,
+            opt_in: OptIn::No,
         }
+    }
+
+    /// Opts in to the 2.1 extensions: queues the ExtensionHello, which must
+    /// be the connection's first message to a server that announced 2.1
+    /// ([`ConnectionConfig::extensions_offered`]). Until the
+    /// [`Event::ExtensionAccepted`], requests, signals and the session
+    /// restore are refused ([`Refusal::OptingIn`]).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use webwire_proto::connection::client::{ClientConnection, ConnectionConfig, Event, RequestIds};
+    /// use webwire_proto::{AcceptConf, ExtensionAccept, ExtensionHello, FeatureFlags, InstanceId, ServerMessage};
+    ///
+    /// let now = Instant::now();
+    /// let conf = AcceptConf::new(Duration::from_secs(60), 8192, "").with_minor(1);
+    /// let mut conn = ClientConnection::<()>::new(ConnectionConfig::from_accept_conf(&conf), RequestIds::new(), now);
+    /// let hello = ExtensionHello::new(FeatureFlags::KNOWN, InstanceId::new("0123456789abcdef")?)?;
+    /// conn.send_extension_hello(&hello)?;
+    /// assert!(conn.is_opting_in());
+    ///
+    /// let accept = ExtensionAccept { flags: FeatureFlags::STREAMS, ledger_epoch: 5 };
+    /// conn.handle_frame(ServerMessage::ExtensionAccept(accept).to_bytes());
+    /// assert!(matches!(conn.poll_event(), Some(Event::ExtensionAccepted(a)) if a == accept));
+    /// assert_eq!(conn.granted(), Some(FeatureFlags::STREAMS));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_extension_hello(&mut self, hello: &ExtensionHello) -> Result<(), Refusal> {
+        if self.state != State::Open {
+            return Err(Refusal::Closed);
+        }
+        if !self.config.extensions_offered {
+            return Err(Refusal::ExtensionsNotOffered);
+        }
+        if self.sent_any || self.opt_in != OptIn::No {
+            return Err(Refusal::HelloNotFirst);
+        }
+        let frame = ClientMessage::ExtensionHello(hello.clone()).to_bytes();
+        let max = self.config.max_message_size;
+        if frame.len() > max {
+            return Err(Refusal::TooLarge {
+                size: frame.len(),
+                max,
+            });
+        }
+        self.opt_in = OptIn::Asked(hello.flags());
+        self.queue(frame, None);
+        Ok(())
+    }
+
+    /// The 2.1 features the server granted, once its ExtensionAccept
+    /// arrived; `None` on a 2.0 connection (or before).
+    pub fn granted(&self) -> Option<FeatureFlags> {
+        match self.opt_in {
+            OptIn::Accepted(granted) => Some(granted),
+            OptIn::No | OptIn::Asked(_) => None,
+        }
+    }
+
+    /// Whether the ExtensionHello waits for the server's ExtensionAccept.
+    pub fn is_opting_in(&self) -> bool {
+        matches!(self.opt_in, OptIn::Asked(_))
     }
 
     /// Sends a request: `frame` is the encoded request (or session request)
@@ -476,7 +589,7 @@ impl<T> ClientConnection<T> {
             frame.get(1..9) == Some(&id.to_le_bytes()[..]),
             "the frame of request {id} carries another id"
         );
-        if let Err(reason) = self.may_send(frame.len()) {
+        if let Err(reason) = self.may_send_frame(&frame) {
             return Err(Refused {
                 reason,
                 frame,
@@ -491,34 +604,30 @@ impl<T> ClientConnection<T> {
             });
         }
         self.track(id, Waiter::Caller(token), deadline);
-        self.transmits.push_back(Transmit::Message {
-            frame,
-            signal: None,
-        });
+        self.queue(frame, None);
         Ok(())
     }
 
     /// Sends a signal: `frame` is the encoded signal. It comes back out of
     /// [`poll_transmit`](Self::poll_transmit) with `token`.
     pub fn send_signal(&mut self, frame: Bytes, token: T) -> Result<(), Refused<T>> {
-        if let Err(reason) = self.may_send(frame.len()) {
+        if let Err(reason) = self.may_send_frame(&frame) {
             return Err(Refused {
                 reason,
                 frame,
                 token,
             });
         }
-        self.transmits.push_back(Transmit::Message {
-            frame,
-            signal: Some(token),
-        });
+        self.queue(frame, Some(token));
         Ok(())
     }
 
     /// Restores the session `key` (after a reconnection): a request with an
     /// id of the machine's [`RequestIds`], answered by an
     /// [`Event::Restore`] (also when it cannot be sent). Until then requests
-    /// and signals are refused with [`Refusal::Restoring`].
+    /// and signals are refused with [`Refusal::Restoring`]. After an
+    /// ExtensionHello, call it once the ExtensionAccept has arrived (it is
+    /// lost before).
     pub fn restore_session(&mut self, key: Bytes, deadline: Instant) {
         let id = self.ids.next();
         let frame = ClientMessage::RestoreSession {
@@ -541,10 +650,7 @@ impl<T> ClientConnection<T> {
         }
         self.track(id, Waiter::Restore, Some(deadline));
         self.restore = Some(id);
-        self.transmits.push_back(Transmit::Message {
-            frame,
-            signal: None,
-        });
+        self.queue(frame, None);
     }
 
     /// The caller stopped waiting for request `id`: its token, if it was in
@@ -573,6 +679,9 @@ impl<T> ClientConnection<T> {
             Ok(message) => message,
             Err(err) => return self.violation(CLOSE_PROTOCOL_ERROR, Some(err)),
         };
+        if message.message_type().is_extension() {
+            return self.handle_extension(message);
+        }
         match message {
             ServerMessage::Signal(signal) => self.events.push_back(Event::Signal(signal)),
             ServerMessage::SessionCreated(json) => {
@@ -591,6 +700,55 @@ impl<T> ClientConnection<T> {
                 }
             }
         }
+    }
+
+    /// A 2.1 message of the server: taken only after the opt-in, for a
+    /// feature granted.
+    fn handle_extension(&mut self, message: ServerMessage) {
+        let kind = message.message_type();
+        let granted = match (self.opt_in, &message) {
+            (OptIn::Asked(asked), ServerMessage::ExtensionAccept(accept)) => {
+                let unasked = accept.flags.difference(asked);
+                if !unasked.is_empty() {
+                    return self.not_allowed(kind, ExtensionRule::NotAsked(unasked));
+                }
+                self.opt_in = OptIn::Accepted(accept.flags);
+                self.events.push_back(Event::ExtensionAccepted(*accept));
+                return;
+            }
+            (OptIn::Accepted(_), ServerMessage::ExtensionAccept(_)) => {
+                return self.not_allowed(kind, ExtensionRule::Repeated)
+            }
+            (OptIn::Accepted(granted), _) => granted,
+            (OptIn::No | OptIn::Asked(_), _) => {
+                return self.not_allowed(kind, ExtensionRule::NotOptedIn)
+            }
+        };
+        let needed = match message {
+            ServerMessage::OutcomeUnknown(_) => FeatureFlags::KEYED_REQUESTS,
+            _ => FeatureFlags::STREAMS,
+        };
+        if !granted.contains(needed) {
+            return self.not_allowed(kind, ExtensionRule::NotGranted(needed));
+        }
+        match message {
+            ServerMessage::StreamSignal(signal) => {
+                self.events.push_back(Event::StreamSignal(signal));
+            }
+            ServerMessage::StreamLoss(loss) => self.events.push_back(Event::StreamLoss(loss)),
+            answer => {
+                if let Some(id) = answer.request_id() {
+                    self.answer(id.to_u64(), answer);
+                }
+            }
+        }
+    }
+
+    fn not_allowed(&mut self, kind: MessageType, rule: ExtensionRule) {
+        self.violation(
+            CLOSE_PROTOCOL_ERROR,
+            Some(ParseError::NotAllowed { kind, rule }),
+        );
     }
 
     /// Takes a text WebSocket message from the server: a protocol violation.
@@ -629,10 +787,7 @@ impl<T> ClientConnection<T> {
         if let Some(heartbeat) = self.heartbeat_deadline() {
             let idle = self.transmits.is_empty();
             if heartbeat <= now && idle {
-                self.transmits.push_back(Transmit::Message {
-                    frame: Bytes::from_static(HEARTBEAT),
-                    signal: None,
-                });
+                self.queue(Bytes::from_static(HEARTBEAT), None);
             }
         }
     }
@@ -739,9 +894,41 @@ impl<T> ClientConnection<T> {
         self.ignored_replies
     }
 
+    fn queue(&mut self, frame: Bytes, signal: Option<T>) {
+        self.sent_any = true;
+        self.transmits
+            .push_back(Transmit::Message { frame, signal });
+    }
+
+    /// [`may_send`](Self::may_send), and an extension message only for a
+    /// feature granted.
+    fn may_send_frame(&self, frame: &[u8]) -> Result<(), Refusal> {
+        self.may_send(frame.len())?;
+        match frame.first().copied().and_then(MessageType::from_byte) {
+            Some(kind) if kind.is_extension() => {
+                let needed = match kind {
+                    MessageType::StreamResume => FeatureFlags::STREAMS,
+                    MessageType::KeyedRequestBinary
+                    | MessageType::KeyedRequestUtf8
+                    | MessageType::KeyedRequestUtf16 => FeatureFlags::KEYED_REQUESTS,
+                    // The ExtensionHello has its own method.
+                    _ => return Err(Refusal::NotGranted(kind)),
+                };
+                match self.granted() {
+                    Some(granted) if granted.contains(needed) => Ok(()),
+                    _ => Err(Refusal::NotGranted(kind)),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn may_send(&self, size: usize) -> Result<(), Refusal> {
         if self.state != State::Open {
             return Err(Refusal::Closed);
+        }
+        if self.is_opting_in() {
+            return Err(Refusal::OptingIn);
         }
         if self.restore.is_some() {
             return Err(Refusal::Restoring);
@@ -845,6 +1032,10 @@ impl<T> ClientConnection<T> {
     }
 
     fn heartbeat_deadline(&self) -> Option<Instant> {
+        if self.is_opting_in() {
+            // Nothing but the hello until the server's answer.
+            return None;
+        }
         match self.state {
             State::Open | State::Closing { .. } => {
                 self.last_sent.checked_add(self.config.heartbeat?)
@@ -860,6 +1051,7 @@ impl<T> fmt::Debug for ClientConnection<T> {
             .field("state", &self.state)
             .field("in_flight", &self.in_flight.len())
             .field("restoring", &self.restore.is_some())
+            .field("opt_in", &self.opt_in)
             .field("transmits", &self.transmits.len())
             .field("events", &self.events.len())
             .finish_non_exhaustive()

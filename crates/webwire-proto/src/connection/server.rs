@@ -15,6 +15,15 @@
 //! replies written for them, so that every request gets exactly one reply
 //! and nothing is written after the close frame.
 //!
+//! It also keeps the opt-in rules of the 2.1 extensions (docs/protocol.md
+//! section 14). A machine made [`with_extensions`](ServerConnection::with_extensions)
+//! (the server announced minor version 1) takes an ExtensionHello as the
+//! client's first message ([`Received::ExtensionHello`], answered with an
+//! [`ExtensionAccept`](crate::ExtensionAccept)); every other extension
+//! message from a client that did not opt in, or of a feature not granted,
+//! closes the connection with 1002 ([`ExtensionRule`]). It refuses to
+//! write an extension message to a connection that did not opt in.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use bytes::Bytes;
@@ -53,7 +62,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{ClientMessage, ParseError, Request, RequestId, ServerMessage, Signal};
+use crate::{
+    ClientMessage, ExtensionHello, ExtensionRule, FeatureFlags, KeyedRequest, MessageType,
+    ParseError, Request, RequestId, ServerMessage, Signal, StreamResume,
+};
 
 /// Messages a draining connection still reads, once its handlers have
 /// returned, from what has arrived already: requests among them are
@@ -78,6 +90,24 @@ pub struct ServerConnection {
     /// The first and the last time a message was over the rate limit in
     /// the current run of such messages (see [`over_limit`](ServerConnection::over_limit)).
     over_limit: Option<(Instant, Instant)>,
+    extensions: Extensions,
+}
+
+/// Where the 2.1 opt-in of a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extensions {
+    /// The server announced 2.0: no extension message either way.
+    NotAnnounced,
+    /// The server announced 2.1 and supports these features; the client's
+    /// first message has not been read yet.
+    Offered(FeatureFlags),
+    /// The client's first message was no ExtensionHello: a 2.0 connection.
+    Declined,
+    /// The ExtensionHello was read and these features granted; the
+    /// ExtensionAccept is not written yet.
+    Accepting(FeatureFlags),
+    /// The ExtensionAccept was written.
+    Accepted(FeatureFlags),
 }
 
 /// The longest quiet time between messages over the rate limit that still
@@ -178,6 +208,23 @@ pub enum Received {
     /// Close the connection's session; answer through
     /// [`ServerConnection::send`].
     CloseSession(RequestId),
+    /// 2.1: the client opted in. Answer with
+    /// [`ServerMessage::ExtensionAccept`] carrying exactly `granted` (and
+    /// the ledger epoch) through [`ServerConnection::send`], before any
+    /// other message: until it is written no other extension message may be.
+    ExtensionHello {
+        /// The client's hello: the features it asked for, its instance id.
+        hello: ExtensionHello,
+        /// The features granted: asked for and supported.
+        granted: FeatureFlags,
+    },
+    /// 2.1: run the keyed request (at most once per key); its reply, or
+    /// [`ServerMessage::OutcomeUnknown`], goes through
+    /// [`ServerConnection::send`].
+    KeyedRequest(KeyedRequest),
+    /// 2.1: resume the client's streams; the reply goes through
+    /// [`ServerConnection::send`].
+    StreamResume(StreamResume),
     /// Write this answer at once (through [`ServerConnection::send`]): a
     /// request read while the connection drains.
     Answer(ServerMessage),
@@ -213,6 +260,47 @@ impl ServerConnection {
             unanswered: 0,
             discarded: 0,
             over_limit: None,
+            extensions: Extensions::NotAnnounced,
+        }
+    }
+
+    /// The same machine for a connection whose AcceptConf announced
+    /// protocol 2.1 (minor version 1), by a server that supports the
+    /// features `supported` (bits this crate does not know are never
+    /// granted).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use bytes::Bytes;
+    /// use webwire_proto::connection::server::{Received, ServerConnection};
+    /// use webwire_proto::{ExtensionAccept, ExtensionHello, FeatureFlags, InstanceId, ClientMessage, ServerMessage};
+    ///
+    /// let mut conn = ServerConnection::new(Duration::from_secs(60), Instant::now())
+    ///     .with_extensions(FeatureFlags::STREAMS);
+    /// let hello = ExtensionHello::new(FeatureFlags::KNOWN, InstanceId::new("0123456789abcdef")?)?;
+    /// let Received::ExtensionHello { granted, .. } =
+    ///     conn.handle_message(ClientMessage::ExtensionHello(hello).to_bytes()) else { panic!() };
+    /// assert_eq!(granted, FeatureFlags::STREAMS);
+    /// assert_eq!(conn.granted(), None, "not before the ExtensionAccept is written");
+    /// assert!(conn.send(&ServerMessage::ExtensionAccept(ExtensionAccept { flags: granted, ledger_epoch: 1 })));
+    /// assert_eq!(conn.granted(), Some(FeatureFlags::STREAMS));
+    /// # Ok::<(), webwire_proto::ValueError>(())
+    /// ```
+    pub fn with_extensions(mut self, supported: FeatureFlags) -> Self {
+        self.extensions = Extensions::Offered(supported & FeatureFlags::KNOWN);
+        self
+    }
+
+    /// The 2.1 features granted to this connection, once its
+    /// ExtensionAccept was written; `None` for a 2.0 connection (or before
+    /// the ExtensionAccept). Stream signals go to a connection as
+    /// [`ServerMessage::StreamSignal`] only when this contains
+    /// [`FeatureFlags::STREAMS`], as plain signals otherwise.
+    #[inline]
+    pub fn granted(&self) -> Option<FeatureFlags> {
+        match self.extensions {
+            Extensions::Accepted(granted) => Some(granted),
+            _ => None,
         }
     }
 
@@ -263,6 +351,13 @@ impl ServerConnection {
             Ok(message) => message,
             Err(err) => return Received::Close(self.closing_now(Closing::ProtocolViolation(err))),
         };
+        if let Err(rule) = self.opt_in(&message) {
+            let err = ParseError::NotAllowed {
+                kind: message.message_type(),
+                rule,
+            };
+            return Received::Close(self.closing_now(Closing::ProtocolViolation(err)));
+        }
         let open = self.is_open();
         match message {
             ClientMessage::Request(request) => {
@@ -291,6 +386,98 @@ impl ServerConnection {
                     Received::Answer(ServerMessage::Shutdown(id))
                 }
             }
+            ClientMessage::ExtensionHello(hello) => {
+                let granted = match self.extensions {
+                    Extensions::Accepting(granted) => granted,
+                    // opt_in moved to Accepting or refused the hello.
+                    _ => FeatureFlags::NONE,
+                };
+                Received::ExtensionHello { hello, granted }
+            }
+            ClientMessage::KeyedRequest(request) => {
+                self.unanswered += 1;
+                if open {
+                    Received::KeyedRequest(request)
+                } else {
+                    Received::Answer(ServerMessage::Shutdown(request.id()))
+                }
+            }
+            ClientMessage::StreamResume(resume) => {
+                self.unanswered += 1;
+                if open {
+                    Received::StreamResume(resume)
+                } else {
+                    Received::Answer(ServerMessage::Shutdown(resume.id()))
+                }
+            }
+        }
+    }
+
+    /// The opt-in rules for a message the client sent (docs/protocol.md
+    /// section 14): an ExtensionHello only first and only once, and only
+    /// when 2.1 was announced; the other extension messages only on a
+    /// connection that opted in, for a feature granted.
+    #[inline]
+    fn opt_in(&mut self, message: &ClientMessage) -> Result<(), ExtensionRule> {
+        let needed = match message {
+            ClientMessage::ExtensionHello(hello) => {
+                return match self.extensions {
+                    Extensions::Offered(supported) => {
+                        self.extensions = Extensions::Accepting(hello.flags() & supported);
+                        Ok(())
+                    }
+                    Extensions::NotAnnounced => Err(ExtensionRule::NotAnnounced),
+                    Extensions::Declined => Err(ExtensionRule::HelloNotFirst),
+                    Extensions::Accepting(_) | Extensions::Accepted(_) => {
+                        Err(ExtensionRule::Repeated)
+                    }
+                };
+            }
+            ClientMessage::StreamResume(_) => FeatureFlags::STREAMS,
+            ClientMessage::KeyedRequest(_) => FeatureFlags::KEYED_REQUESTS,
+            ClientMessage::Request(_)
+            | ClientMessage::Signal(_)
+            | ClientMessage::RestoreSession { .. }
+            | ClientMessage::CloseSession(_)
+            | ClientMessage::Heartbeat => {
+                if let Extensions::Offered(_) = self.extensions {
+                    self.extensions = Extensions::Declined;
+                }
+                return Ok(());
+            }
+        };
+        match self.extensions {
+            // A client may not send before the accept arrives; a server
+            // cannot tell whether it did, so Accepting counts as opted in.
+            Extensions::Accepting(granted) | Extensions::Accepted(granted) => {
+                if granted.contains(needed) {
+                    Ok(())
+                } else {
+                    Err(ExtensionRule::NotGranted(needed))
+                }
+            }
+            Extensions::NotAnnounced => Err(ExtensionRule::NotAnnounced),
+            Extensions::Offered(_) | Extensions::Declined => Err(ExtensionRule::NotOptedIn),
+        }
+    }
+
+    /// Whether an extension message may be written: the ExtensionAccept
+    /// once, with the granted features, after the hello; the others once
+    /// it is written, for a feature granted. Moves to Accepted.
+    fn may_send_extension(&mut self, message: &ServerMessage) -> bool {
+        match (message, self.extensions) {
+            (ServerMessage::ExtensionAccept(accept), Extensions::Accepting(granted)) => {
+                let exact = accept.flags == granted;
+                if exact {
+                    self.extensions = Extensions::Accepted(granted);
+                }
+                exact
+            }
+            (ServerMessage::ExtensionAccept(_), _) => false,
+            (_, Extensions::Accepted(granted)) => {
+                granted.contains(extension_feature(message.message_type()))
+            }
+            _ => false,
         }
     }
 
@@ -415,8 +602,23 @@ impl ServerConnection {
     /// A message is about to be written: whether it may be (not after the
     /// close frame). A reply is counted as its request's answer, written
     /// or dropped.
+    ///
+    /// An extension message is refused (`false`, and not counted) unless
+    /// the connection opted in and was granted its feature, and the
+    /// ExtensionAccept was written first; the ExtensionAccept itself only
+    /// once, after the hello, with exactly the granted features. A refusal
+    /// is the driver's bug: the rules never ask for such a message.
     #[inline]
     pub fn send(&mut self, message: &ServerMessage) -> bool {
+        if let ServerMessage::OutcomeUnknown(_)
+        | ServerMessage::StreamLoss(_)
+        | ServerMessage::ExtensionAccept(_)
+        | ServerMessage::StreamSignal(_) = message
+        {
+            if !self.may_send_extension(message) {
+                return false;
+            }
+        }
         let reply = message.request_id().is_some();
         if reply {
             debug_assert!(self.unanswered > 0, "a reply for no request: {message:?}");
@@ -429,10 +631,28 @@ impl ServerConnection {
         true
     }
 
-    /// Whether a frame encoded already (a broadcast signal) may be written.
+    /// Whether a frame encoded already (a broadcast signal) may be
+    /// written: not after the close frame, and an extension message only
+    /// as [`send`](Self::send) allows it. Of those, only a stream signal or
+    /// a StreamLoss may come encoded already (replies and the
+    /// ExtensionAccept go through [`send`](Self::send)).
     #[inline]
-    pub fn may_send_frame(&self) -> bool {
-        self.state != State::Closed
+    pub fn may_send_frame(&self, frame: &[u8]) -> bool {
+        if self.state == State::Closed {
+            return false;
+        }
+        match frame.first().copied().and_then(MessageType::from_byte) {
+            Some(
+                kind @ (MessageType::StreamSignalBinary
+                | MessageType::StreamSignalUtf8
+                | MessageType::StreamSignalUtf16
+                | MessageType::StreamLoss),
+            ) => self
+                .granted()
+                .is_some_and(|granted| granted.contains(extension_feature(kind))),
+            Some(kind) => !kind.is_extension(),
+            None => true,
+        }
     }
 
     /// The close frame was written: nothing more is.
@@ -445,6 +665,19 @@ impl ServerConnection {
             self.state = State::Closing;
         }
         closing
+    }
+}
+
+/// The feature a server's extension message belongs to.
+fn extension_feature(kind: MessageType) -> FeatureFlags {
+    match kind {
+        MessageType::ReplyOutcomeUnknown => FeatureFlags::KEYED_REQUESTS,
+        MessageType::StreamLoss
+        | MessageType::StreamSignalBinary
+        | MessageType::StreamSignalUtf8
+        | MessageType::StreamSignalUtf16 => FeatureFlags::STREAMS,
+        // Never asked for: not a feature's message.
+        _ => FeatureFlags::from_bits(u32::MAX),
     }
 }
 

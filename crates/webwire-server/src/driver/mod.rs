@@ -43,7 +43,8 @@ use tokio_util::task::TaskTracker;
 use tokio_websockets::CloseCode;
 use webwire_proto::connection::server::{Closing, Drain, Read, Received, ServerConnection, State};
 use webwire_proto::{
-    ErrorCode, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
+    ErrorCode, ErrorReply, ExtensionRule, MessageType, Name, ParseError, Payload, Reply, Request,
+    RequestId, ServerMessage, Signal,
 };
 
 use crate::admission::{AddressPermit, MessageLimiter};
@@ -278,6 +279,15 @@ enum Next {
 }
 
 /// How the read loop ended.
+/// The end of a connection that sent a 2.1 message to a server that
+/// announced 2.0.
+fn not_announced(kind: MessageType) -> ReadEnd {
+    ReadEnd::Closing(Closing::ProtocolViolation(ParseError::NotAllowed {
+        kind,
+        rule: ExtensionRule::NotAnnounced,
+    }))
+}
+
 enum ReadEnd {
     /// As the connection's rules decided; the close frame (if any) is
     /// still to be sent.
@@ -581,6 +591,14 @@ where
             Received::RestoreSession { id, key } => Then::Session(id, SessionRequest::Restore(key)),
             Received::CloseSession(id) => Then::Session(id, SessionRequest::Close),
             Received::Close(closing) => return Err(ReadEnd::Closing(closing)),
+            // The rules yield these only on a connection made
+            // `with_extensions`, which this server does not make (it
+            // announces 2.0): should one come, it is a violation.
+            Received::ExtensionHello { .. } => {
+                return Err(not_announced(MessageType::ExtensionHello))
+            }
+            Received::KeyedRequest(request) => return Err(not_announced(request.message_type())),
+            Received::StreamResume(_) => return Err(not_announced(MessageType::StreamResume)),
         })
     }
 

@@ -467,7 +467,7 @@ where
     fn feed(&mut self, item: Outbound) -> Result<(), WireError> {
         match item {
             Outbound::Message(message) => self.encode_and_feed(&message),
-            Outbound::Frame(frame) if self.protocol.may_send_frame() => {
+            Outbound::Frame(frame) if self.protocol.may_send_frame(&frame) => {
                 self.push(Message::binary(frame))
             }
             Outbound::Frame(_) => Ok(()),
