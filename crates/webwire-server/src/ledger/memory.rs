@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -55,7 +55,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 pub struct MemoryLedger {
     epoch: u64,
     limits: LedgerLimits,
-    state: Arc<Mutex<State>>,
+    state: Mutex<State>,
 }
 
 struct State {
@@ -110,37 +110,11 @@ enum RunState {
     Lost,
 }
 
-/// Held by a [`Lease`] of this ledger: dropped without a finish, it gives
-/// the run up (the entry is removed, the waiters told).
-struct LeaseGuard {
-    sender: Option<watch::Sender<RunState>>,
-    state: Weak<Mutex<State>>,
-    scope: LedgerScope,
-    seq: u64,
-    token: u64,
-}
-
-impl LeaseGuard {
-    /// The sender, the guard no longer acting on drop.
-    fn disarm(mut self) -> Option<watch::Sender<RunState>> {
-        self.sender.take()
-    }
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        let Some(sender) = self.sender.take() else {
-            return;
-        };
-        if let Some(state) = self.state.upgrade() {
-            let mut state = lock(&state);
-            if let Some(scope) = state.scope_mut(&self.scope) {
-                scope.remove_run(self.seq, self.token);
-            }
-        }
-        sender.send_replace(RunState::Lost);
-    }
-}
+/// The guard of a [`Lease`] of this ledger: the sender of its run's state.
+/// Dropped without a finish (a panic, an abort), it closes the channel: the
+/// waiters get Unknown at once, and the entry counts as given up
+/// ([`run_is_live`]) and goes with the next access or sweep.
+type LeaseGuard = watch::Sender<RunState>;
 
 /// Shows its epoch and how many scopes it holds, not their keys.
 impl fmt::Debug for MemoryLedger {
@@ -355,11 +329,11 @@ impl MemoryLedger {
         Self {
             epoch: random_epoch(),
             limits,
-            state: Arc::new(Mutex::new(State {
+            state: Mutex::new(State {
                 sessions: HashMap::new(),
                 next_token: 1,
                 last_sweep: Instant::now(),
-            })),
+            }),
         }
     }
 
@@ -492,15 +466,7 @@ impl MemoryLedger {
         );
         state.next_token += 1;
         drop(state);
-        Begin::Run(
-            Lease::new(scope_key.clone(), request.seq, token).with_guard(LeaseGuard {
-                sender: Some(sender),
-                state: Arc::downgrade(&self.state),
-                scope: scope_key.clone(),
-                seq: request.seq,
-                token,
-            }),
-        )
+        Begin::Run(Lease::new(scope_key.clone(), request.seq, token).with_guard(sender))
     }
 
     fn lookup_now(&self, scope_key: &LedgerScope, request: &LedgerRequest) -> Lookup {
@@ -541,10 +507,7 @@ impl MemoryLedger {
         if !held {
             return false;
         }
-        let Some(sender) = lease
-            .guard::<LeaseGuard>()
-            .and_then(|guard| guard.sender.as_ref())
-        else {
+        let Some(sender) = lease.guard::<LeaseGuard>() else {
             return false;
         };
         sender.send_replace(RunState::Running {
@@ -554,10 +517,7 @@ impl MemoryLedger {
     }
 
     fn finish_now(&self, mut lease: Lease, reply: StoredReply) -> Finish {
-        // Disarmed before the lock is taken: the guard's drop locks too.
-        let sender = lease
-            .take_guard::<LeaseGuard>()
-            .and_then(LeaseGuard::disarm);
+        let sender = lease.take_guard::<LeaseGuard>();
         let now = Instant::now();
         let mut state = self.state(now);
         let outcome = match state.scope_mut(lease.scope()) {
@@ -835,17 +795,20 @@ mod tests {
             begin(&ledger, &request(&ledger, 3, 1)).await,
             Begin::Unknown
         ));
-        // Above the high-water mark but acknowledged: the client says it
-        // has it, so it never runs.
-        let acked = ledger
-            .begin(&scope(), &request(&ledger, 9, 7))
-            .await
-            .unwrap();
-        assert!(matches!(acked, Begin::Run(_)));
-        drop(acked);
+        // Above the high-water mark (4) but acknowledged (7): the client
+        // says it has it, so it never runs.
+        ledger.acknowledge(&scope(), 7).await.unwrap();
         assert!(matches!(
             begin(&ledger, &request(&ledger, 6, 5)).await,
             Begin::Unknown
+        ));
+        assert!(matches!(
+            lookup(&ledger, &request(&ledger, 7, 5)).await,
+            Lookup::Unknown
+        ));
+        assert!(matches!(
+            begin(&ledger, &request(&ledger, 8, 7)).await,
+            Begin::Run(_)
         ));
     }
 
@@ -1005,6 +968,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_late_finish_is_fenced_out() {
+        let ledger = MemoryLedger::new();
+        let pay = request(&ledger, 1, 0);
+        let lease = run(&ledger, &pay).await;
+        tokio::time::advance(ledger.limits().lease_ttl).await;
+        // Nothing looked at the entry since it lapsed: the finish itself
+        // must see that the lease is no longer held.
+        assert_eq!(
+            ledger.finish(lease, reply(b"late")).await.unwrap(),
+            Finish::LeaseLost
+        );
+        assert!(matches!(begin(&ledger, &pay).await, Begin::Unknown));
+        assert!(matches!(lookup(&ledger, &pay).await, Lookup::Unknown));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_renewed_lease_outlives_the_lease_time() {
         let ledger = MemoryLedger::new();
         let ttl = ledger.limits().lease_ttl;
@@ -1042,7 +1021,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_run_that_panics_or_is_aborted_answers_its_waiters_unknown() {
-        let ledger = Arc::new(MemoryLedger::new());
+        let ledger = MemoryLedger::new();
         for seq in [1, 2] {
             let pay = request(&ledger, seq, 0);
             let lease = run(&ledger, &pay).await;
@@ -1135,6 +1114,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_begins_of_one_key_run_it_once() {
+        use std::sync::Arc;
+
         let ledger = Arc::new(MemoryLedger::new());
         let pay = request(&ledger, 1, 0);
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
