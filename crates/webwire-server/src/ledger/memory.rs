@@ -954,10 +954,11 @@ mod tests {
         let Begin::Running(wait) = begin(&ledger, &pay).await else {
             panic!("running");
         };
-        let waiting = tokio::spawn(wait);
+        let waiting = tokio::spawn(tokio::time::timeout(ttl * 2, wait));
         tokio::time::advance(ttl).await;
-        // The waiter gives up at the lease's end, never hangs.
-        assert_eq!(waiting.await.unwrap(), RunOutcome::Unknown);
+        // The waiter gives up at the lease's end (before the timeout's),
+        // never hangs.
+        assert_eq!(waiting.await.unwrap(), Ok(RunOutcome::Unknown));
         assert!(!ledger.renew(&lease).await.unwrap());
         assert!(matches!(begin(&ledger, &pay).await, Begin::Unknown));
         assert_eq!(
@@ -969,7 +970,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_late_finish_is_fenced_out() {
-        let ledger = MemoryLedger::new();
+        // A lease shorter than the sweep interval: no sweep forgets the
+        // lapsed run before the finish comes.
+        let ledger = MemoryLedger::with_limits(LedgerLimits {
+            lease_ttl: SWEEP_EVERY / 2,
+            ..LedgerLimits::default()
+        });
         let pay = request(&ledger, 1, 0);
         let lease = run(&ledger, &pay).await;
         tokio::time::advance(ledger.limits().lease_ttl).await;
