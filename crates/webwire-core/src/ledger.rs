@@ -107,6 +107,14 @@ pub struct RequestDigest(pub [u8; 20]);
 impl RequestDigest {
     /// The digest of a request with this name, payload encoding and payload
     /// bytes (without the UTF-16 padding byte).
+    ///
+    /// ```
+    /// use webwire_core::ledger::RequestDigest;
+    /// use webwire_proto::Encoding;
+    ///
+    /// let digest = RequestDigest::new(b"logout", Encoding::Binary, b"");
+    /// assert_eq!(digest.0.len(), 20);
+    /// ```
     pub fn new(name: &[u8], encoding: Encoding, payload: &[u8]) -> Self {
         let mut hash = sha1_smol::Sha1::new();
         let encoding = match encoding {
@@ -480,6 +488,13 @@ pub struct RunWait(Pin<Box<dyn Future<Output = RunOutcome> + Send + 'static>>);
 impl RunWait {
     /// Waits for `outcome`. The store's future must end once the run ends,
     /// however it ends.
+    ///
+    /// ```
+    /// use webwire_core::ledger::{RunOutcome, RunWait};
+    ///
+    /// let wait = RunWait::new(std::future::ready(RunOutcome::Unknown));
+    /// assert_eq!(format!("{wait:?}"), "RunWait");
+    /// ```
     pub fn new(outcome: impl Future<Output = RunOutcome> + Send + 'static) -> Self {
         Self(Box::pin(outcome))
     }
