@@ -15,6 +15,12 @@
 //!   [`ClusterNode`](cluster::ClusterNode) through which the adapter hands
 //!   the other nodes' events to the local server
 //!   ([`LocalNode`](cluster::LocalNode), implemented by the server).
+//! - [`stream`] (webwire 2.1): stream history, the
+//!   [`StreamStore`](stream::StreamStore) that numbers history signals and
+//!   hands back what a reconnecting client missed, or the loss.
+//! - [`ledger`] (webwire 2.1): the
+//!   [`RequestLedger`](ledger::RequestLedger) that makes a keyed request
+//!   run at most once and answers its retries.
 //!
 //! The traits that applications and adapters implement are async traits
 //! without any macro: write `async fn` in the `impl`. `webwire-server`
@@ -29,4 +35,6 @@ struct ReadmeDoctests;
 
 pub mod cluster;
 mod key;
+pub mod ledger;
 pub mod session;
+pub mod stream;

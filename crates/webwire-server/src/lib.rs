@@ -49,6 +49,12 @@
 //!   and the [`Session`](session::Session) itself.
 //! - [`cluster`]: several servers as one
 //!   ([`Cluster`](cluster::Cluster), given to [`ServerBuilder::cluster`]).
+//! - [`stream`], [`ledger`] (webwire 2.1): stream history
+//!   ([`StreamStore`](stream::StreamStore), kept in memory by
+//!   [`MemoryStreamStore`](stream::MemoryStreamStore)) and the request
+//!   ledger that runs a keyed request at most once
+//!   ([`RequestLedger`](ledger::RequestLedger),
+//!   [`MemoryLedger`](ledger::MemoryLedger)).
 //! - [`service`]: the tower service of headless mode
 //!   ([`WebwireService`](service::WebwireService)).
 //! - [`proto`]: `webwire-proto`, for the wire types the root does not
@@ -146,6 +152,7 @@ mod handler;
 mod headers;
 #[cfg(feature = "test-util")]
 pub mod in_memory;
+pub mod ledger;
 mod lifecycle;
 pub mod limits;
 mod listener;
@@ -160,6 +167,7 @@ mod router;
 mod server;
 pub mod service;
 pub mod session;
+pub mod stream;
 mod tls;
 mod upgrade;
 mod wire;
