@@ -32,6 +32,7 @@ export {
 } from './client.js';
 export {
   ExtensionFlags,
+  MAX_RESUME_STREAMS,
   MessageType,
   encodeMessage,
   parseMessage,
