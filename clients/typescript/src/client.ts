@@ -285,8 +285,8 @@ interface Connection {
   granted: number;
   /** The server's keyed-request ledger epoch (0 without keyed requests). */
   ledgerEpoch: bigint;
-  /** A StreamResume to try again after the server could not read its history. */
-  resumeTimer: ReturnType<typeof setTimeout> | null;
+  /** StreamResumes to try again after the server could not read its history. */
+  resumeTimers: Set<ReturnType<typeof setTimeout>>;
   /** StreamResumes answered ReplyInternalError in a row (for the retry's backoff). */
   resumeFailures: number;
 }
@@ -473,8 +473,9 @@ export class WebwireClient {
     if (options.onOrphanedReply) this.on('orphanedReply', options.onOrphanedReply);
     this.extensions = options.extensions ?? true;
     this.maxQueued = Math.max(0, options.maxQueued ?? 1000);
-    const storage = options.resumeStorage === undefined ? defaultResumeStorage() : options.resumeStorage;
-    const lifecycle = options.pageLifecycle === undefined ? defaultPageLifecycle() : options.pageLifecycle;
+    // A 2.0-only client keeps nothing in the page's storage.
+    const storage = !this.extensions ? null : options.resumeStorage === undefined ? defaultResumeStorage() : options.resumeStorage;
+    const lifecycle = !this.extensions ? null : options.pageLifecycle === undefined ? defaultPageLifecycle() : options.pageLifecycle;
     this.resume = new ResumeState(storage, options.resumeItemName ?? `webwire-resume:${url}`, lifecycle, (e) => this.emit('error', e));
   }
 
@@ -828,10 +829,17 @@ export class WebwireClient {
             this.sendKeyed(conn, entry);
             return;
           }
-          // Never sent under another session, nor without one (14.4.3): it
-          // waits for a connection that restores its session.
-          if (requeue) this.waiting.add(call);
-          return;
+          const sessionHeld = this.currentSession !== null && this.currentSession.key === this.resume.session;
+          if (!sessionHeld || entry.written || (conn.granted & ExtensionFlags.KeyedRequests) !== 0) {
+            // Never sent under another session, nor without one (14.4.3): it
+            // waits for a connection that restores its session.
+            if (requeue) this.waiting.add(call);
+            return;
+          }
+          // Its session on a connection without keyed requests (a 2.0 server): a plain request (14.5 step 2).
+          this.resume.ledger.remove(entry.seq);
+          this.keyedOwners.delete(entry.seq);
+          this.resume.save();
         }
         delete call.seq;
       } else if (this.mayKey(conn)) {
@@ -1043,7 +1051,8 @@ export class WebwireClient {
       }
       return;
     }
-    for (const entry of [...plan.resend, ...plan.sendNew]) {
+    const inOrder = [...plan.resend, ...plan.sendNew].sort((a, b) => (a.seq < b.seq ? -1 : 1));
+    for (const entry of inOrder) {
       const owner = this.keyedOwners.get(entry.seq);
       if (owner !== undefined) this.waiting.delete(owner);
       this.sendKeyed(conn, entry);
@@ -1117,12 +1126,12 @@ export class WebwireClient {
   }
 
   private retryResume(conn: Connection, streams: StreamId[], full: boolean): void {
-    if (this.conn !== conn || conn.resumeTimer !== null) return;
+    if (this.conn !== conn) return;
     conn.resumeFailures++;
     const r = this.reconnect ?? { initialDelay: 500, maxDelay: 30_000, factor: 2 };
     const delay = Math.min(r.maxDelay, r.initialDelay * r.factor ** (conn.resumeFailures - 1));
-    conn.resumeTimer = setTimeout(() => {
-      conn.resumeTimer = null;
+    const timer = setTimeout(() => {
+      conn.resumeTimers.delete(timer);
       if (this.conn !== conn) return;
       if (full) {
         this.sendResume(conn, this.resume.streams.resumeAll(conn.accept!.bufferSize), true);
@@ -1131,6 +1140,7 @@ export class WebwireClient {
       const entries = this.resume.streams.resumeStreams(streams);
       if (entries.length > 0) this.sendResume(conn, entries, false);
     }, delay);
+    conn.resumeTimers.add(timer);
   }
 
   private sendRaw(conn: Connection, bytes: Uint8Array<ArrayBuffer>): void {
@@ -1196,7 +1206,7 @@ export class WebwireClient {
       helloPending: false,
       granted: 0,
       ledgerEpoch: 0n,
-      resumeTimer: null,
+      resumeTimers: new Set(),
       resumeFailures: 0,
     };
     this.conn = conn;
@@ -1499,10 +1509,10 @@ export class WebwireClient {
   private stopTimers(conn: Connection): void {
     if (conn.heartbeatTimer !== null) clearTimeout(conn.heartbeatTimer);
     if (conn.handshakeTimer !== null) clearTimeout(conn.handshakeTimer);
-    if (conn.resumeTimer !== null) clearTimeout(conn.resumeTimer);
+    for (const timer of conn.resumeTimers) clearTimeout(timer);
     conn.heartbeatTimer = null;
     conn.handshakeTimer = null;
-    conn.resumeTimer = null;
+    conn.resumeTimers.clear();
   }
 
   /** The server broke the protocol: close, fail what was in flight, reconnect with backoff. */
