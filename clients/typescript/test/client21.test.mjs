@@ -313,7 +313,7 @@ test('the ledger epoch changed (the server lost its state): a sent request fails
   await client.close();
 });
 
-test('ReplyOutcomeUnknown fails the call with OutcomeUnknownError; KEY_REUSED and BAD_KEY are request errors', async (t) => {
+test('ReplyOutcomeUnknown fails the call with OutcomeUnknownError; KEY_REUSED is a request error', async (t) => {
   const server = server21({
     onKeyed: (socket, msg) => {
       if (msg.name === 'unknown') socket.push({ kind: 'replyOutcomeUnknown', id: msg.id });
@@ -701,4 +701,76 @@ test('a duplicated tab gets a fresh instance id and does not resend the copied p
   assert.equal(got[0].instanceId, dup.instanceId);
   assert.deepEqual(got.map((m) => m.kind), ['extensionHello', 'requestRestoreSession', 'streamResume']);
   await dup.close();
+});
+
+test('after a reload onto a 2.0 server: a stored request never sent goes out plain, a sent one is reported outcome unknown, both through orphanedReply', async (t) => {
+  const storage = memoryStorage();
+  const page1 = new EventTarget();
+  const old = server21({ sessions: ['K'], onKeyed: () => {} });
+  const sessionStore = new MemorySessionStore();
+  const first = makeClient(t, old, { resumeStorage: storage, pageLifecycle: page1, sessionStore });
+  await first.connect();
+  old.login('K');
+  first.request('sent', 'a').catch(() => {});
+  await until(() => old.last.received.some((m) => m.kind === 'keyedRequest'));
+  old.refuse = true;
+  old.last.drop();
+  await until(() => first.status() === 'disconnected');
+  first.request('unsent', 'b').catch(() => {});
+  pageDies(old, page1);
+
+  const server = server21({ sessions: ['K'], minor: 0 });
+  const orphans = [];
+  const second = makeClient(t, server, { resumeStorage: storage, pageLifecycle: new EventTarget(), sessionStore, onOrphanedReply: (o) => orphans.push(o) });
+  await second.connect();
+  await until(() => orphans.length === 2);
+  const bySeq = Object.fromEntries(orphans.map((o) => [o.name, o]));
+  assert.ok(bySeq.sent.error instanceof OutcomeUnknownError);
+  assert.equal(bySeq.sent.reply, null);
+  assert.equal(bySeq.unsent.reply.text, 'b');
+  assert.deepEqual(kinds(server.last), ['requestRestoreSession', 'request']);
+  assert.deepEqual(second.pendingKeyed(), []);
+  await second.close();
+});
+
+test('a manual restoreSession (autoRestore off) is followed by a StreamResume, and the pending keyed requests of that session are resent', async (t) => {
+  const server = server21({ sessions: ['K'] });
+  let first = true;
+  server.state.onKeyed = (socket, msg) => {
+    if (first) {
+      first = false;
+      socket.drop();
+      return;
+    }
+    socket.push({ kind: 'reply', id: msg.id, encoding: 'utf8', payload: enc.encode('ok') });
+  };
+  const client = makeClient(t, server, { autoRestore: false });
+  await client.connect();
+  server.login('K');
+  server.last.push(signal(SESSION, 3));
+  const p = client.request('x', 'y');
+  await until(() => server.sockets.length === 2 && client.status() === 'connected');
+  assert.deepEqual(kinds(server.last), ['extensionHello'], 'no automatic restore');
+  await client.restoreSession('K');
+  assert.equal((await p).text, 'ok');
+  const got = server.last.received;
+  assert.deepEqual(got.map((m) => m.kind), ['extensionHello', 'requestRestoreSession', 'streamResume', 'keyedRequest']);
+  assert.deepEqual(got[2].entries, [{ stream: SESSION, epoch: E, offset: 3n }]);
+  assert.equal(got[3].seq, 1n);
+  await client.close();
+});
+
+test('STREAMS granted without KEYED_REQUESTS: stream signals with positions, plain requests', async (t) => {
+  const server = server21({ granted: 1 });
+  const seen = [];
+  const client = makeClient(t, server, { onSignal: (s) => seen.push(s.offset) });
+  await client.connect();
+  server.login('K');
+  server.last.push(signal(SESSION, 1));
+  server.last.push(signal(SESSION, 1));
+  await client.request('echo', 'x');
+  assert.deepEqual(kinds(server.last), ['extensionHello', 'request']);
+  assert.deepEqual(seen, [1n]);
+  assert.deepEqual(client.extensionInfo(), { flags: 1, ledgerEpoch: 0n });
+  await client.close();
 });
