@@ -132,6 +132,22 @@ test('2.1 server: ExtensionHello first (both features, a printable instance id),
   await client.close();
 });
 
+test('no heartbeat while ExtensionAccept is awaited, heartbeats again after it', async (t) => {
+  let held = null;
+  const server = server21({ minor: 1 });
+  server.accept.readTimeoutMs = 40; // a heartbeat after 30 ms of silence
+  server.handler = ((inner) => (socket, msg) => (msg.kind === 'extensionHello' ? (held = [socket, msg]) : inner(socket, msg)))(server.handler);
+  const client = makeClient(t, server);
+  const connected = client.connect();
+  await until(() => held !== null);
+  await sleep(120);
+  assert.deepEqual(kinds(server.last), ['extensionHello']);
+  held[0].push({ kind: 'extensionAccept', flags: 3, ledgerEpoch: LEDGER });
+  await connected;
+  await until(() => kinds(server.last).includes('heartbeat'), 2000, 'a heartbeat');
+  await client.close();
+});
+
 test('2.0 server: no ExtensionHello, requests stay plain with a session', async (t) => {
   const server = server21({ minor: 0 });
   const client = makeClient(t, server);
