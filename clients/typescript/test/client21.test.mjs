@@ -790,3 +790,27 @@ test('STREAMS granted without KEYED_REQUESTS: stream signals with positions, pla
   assert.deepEqual(client.extensionInfo(), { flags: 1, ledgerEpoch: 0n });
   await client.close();
 });
+
+test('reconnect: false: a keyed request in flight when the connection drops waits for connect(), which sends it again', async (t) => {
+  const server = server21({ sessions: ['K'] });
+  let first = true;
+  server.state.onKeyed = (socket, msg) => {
+    if (first) {
+      first = false;
+      socket.drop();
+      return;
+    }
+    socket.push({ kind: 'reply', id: msg.id, encoding: 'utf8', payload: enc.encode('once') });
+  };
+  const client = makeClient(t, server, { reconnect: false });
+  await client.connect();
+  server.login('K');
+  const p = client.request('x', 'y');
+  await until(() => client.status() === 'disconnected');
+  await sleep(20);
+  assert.equal(server.sockets.length, 1);
+  await client.connect();
+  assert.equal((await p).text, 'once');
+  assert.deepEqual(kinds(server.last), ['extensionHello', 'requestRestoreSession', 'streamResume', 'keyedRequest']);
+  await client.close();
+});
