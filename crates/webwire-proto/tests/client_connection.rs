@@ -129,7 +129,7 @@ fn resume_frame(id: u64) -> Bytes {
 
 fn stream_signal() -> StreamSignal {
     let signal = Signal::new(Name::from_static("s"), Payload::utf8("x")).unwrap();
-    StreamSignal::new(StreamId::Session, 1, 4, signal)
+    StreamSignal::new(StreamId::Session, 1, 4, signal).unwrap()
 }
 
 fn stream_loss() -> StreamLoss {
