@@ -93,6 +93,6 @@ pub use error::{ConnectError, RequestError, TlsError};
 pub use event::{ClientEvent, Events};
 pub use tls::TlsConfig;
 pub use webwire_proto::{
-    AcceptConf, Encoding, KeyDigest, Name, Payload, Session, SessionInfo, SessionJsonError, Signal,
-    TextError,
+    AcceptConf, Encoding, KeyDigest, LossReason, Name, Payload, RoomName, Session, SessionInfo,
+    SessionJsonError, Signal, StreamId, StreamLoss, StreamSignal, TextError,
 };
