@@ -511,24 +511,7 @@ impl ConnectionTask {
         let mut pongs_deadline: Option<Pin<Box<Sleep>>> = None;
         let end = loop {
             // Do what the machine asks for.
-            let at = now();
-            while let Some(transmit) = machine.poll_transmit(at) {
-                let item = match transmit {
-                    Transmit::Message { frame, signal } => {
-                        let done = match signal {
-                            Some(Token::Signal(done)) => Some(done),
-                            _ => None,
-                        };
-                        WriterItem::Frame(frame, done)
-                    }
-                    Transmit::Close(code) => WriterItem::Close(
-                        CloseCode::try_from(code).unwrap_or(CloseCode::NORMAL_CLOSURE),
-                    ),
-                };
-                // If the writer is gone the connection is being lost: a
-                // signal's `done` is dropped, a request fails with the others.
-                let _ = writer_tx.send(item);
-            }
+            write_transmits(&mut machine, &writer_tx);
             let mut step = Step::Continue;
             while let Some(event) = machine.poll_event() {
                 step = self.on_event(event, &mut machine, &mut restore_lost);
@@ -536,6 +519,9 @@ impl ConnectionTask {
                     break;
                 }
             }
+            // What handling the events queued (a restore after the
+            // opt-in, a StreamResume, a keyed request sent again).
+            write_transmits(&mut machine, &writer_tx);
             match step {
                 Step::Continue => {}
                 Step::RestoreFailed(err) => {
@@ -1338,6 +1324,28 @@ fn reject(command: Command, err: RequestError) {
         Command::Close(done) => {
             let _ = done.send(());
         }
+    }
+}
+
+/// Hands the frames the machine has to write to the writer task.
+fn write_transmits(machine: &mut Machine, writer_tx: &mpsc::UnboundedSender<WriterItem>) {
+    let at = now();
+    while let Some(transmit) = machine.poll_transmit(at) {
+        let item = match transmit {
+            Transmit::Message { frame, signal } => {
+                let done = match signal {
+                    Some(Token::Signal(done)) => Some(done),
+                    _ => None,
+                };
+                WriterItem::Frame(frame, done)
+            }
+            Transmit::Close(code) => {
+                WriterItem::Close(CloseCode::try_from(code).unwrap_or(CloseCode::NORMAL_CLOSURE))
+            }
+        };
+        // If the writer is gone the connection is being lost: a signal's
+        // `done` is dropped, a request fails with the others.
+        let _ = writer_tx.send(item);
     }
 }
 
