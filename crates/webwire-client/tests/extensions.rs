@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{builder, default_conf, session_json, wait_event, Peer, PeerConn};
+use common::{builder, default_conf, session_json, wait_event, MemoryPeer, Peer, PeerConn};
 use webwire_client::{
     Client, ClientEvent, Events, LossReason, Payload, RequestError, RoomName, StreamId, StreamLoss,
     StreamSignal,
@@ -492,4 +492,111 @@ async fn stream_positions_are_resumed_after_a_restore_and_signals_stay_signals()
         unreachable!()
     };
     assert_eq!(signal.payload().to_text().unwrap(), "4");
+}
+
+/// The 2.1 opt-in of a connection of a [`MemoryPeer`].
+async fn opt_in(conn: &mut PeerConn, epoch: u64) {
+    let ClientMessage::ExtensionHello(hello) = conn.recv().await else {
+        panic!("expected the ExtensionHello first")
+    };
+    conn.send(ServerMessage::ExtensionAccept(ExtensionAccept {
+        flags: hello.flags() & FeatureFlags::KNOWN,
+        ledger_epoch: epoch,
+    }))
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_for_the_connection_keeps_its_timeout() {
+    let (builder, mut peer) = MemoryPeer::start();
+    let (client, conn) = tokio::join!(builder.connect(), peer.accept_with(conf_2_1()));
+    let (client, mut conn) = (client.unwrap(), conn);
+    let mut events = client.events();
+    opt_in(&mut conn, EPOCH).await;
+    login(&mut conn, &mut events, "k1").await;
+    drop(conn);
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+
+    // The reconnection's server is slow to answer: the request times out
+    // while it waits, and is never sent.
+    let started = tokio::time::Instant::now();
+    let result = client
+        .request_timeout("slow", "p", Duration::from_secs(3))
+        .await;
+    assert_eq!(result, Err(RequestError::TimedOut));
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    let mut conn = peer.accept_with(conf_2_1()).await;
+    opt_in(&mut conn, EPOCH).await;
+    restore_ok(&mut conn, "k1").await;
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    let sent = conn.read_within(QUIET).await;
+    assert!(sent.is_none(), "{sent:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_request_whose_caller_timed_out_is_still_sent_again_and_answered_as_an_event() {
+    let (builder, mut peer) = MemoryPeer::start();
+    let (client, conn) = tokio::join!(builder.connect(), peer.accept_with(conf_2_1()));
+    let (client, mut conn) = (client.unwrap(), conn);
+    let mut events = client.events();
+    opt_in(&mut conn, EPOCH).await;
+    login(&mut conn, &mut events, "k1").await;
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .request_timeout("pay", "10", Duration::from_secs(1))
+                .await
+        }
+    });
+    let first = recv_keyed(&mut conn).await;
+    assert_eq!(call.await.unwrap(), Err(RequestError::TimedOut));
+    drop(conn);
+
+    // The server may have run it: it is asked again with its key, and the
+    // answer goes to the application as an event.
+    let mut conn = peer.accept_with(conf_2_1()).await;
+    opt_in(&mut conn, EPOCH).await;
+    restore_ok(&mut conn, "k1").await;
+    let again = recv_keyed(&mut conn).await;
+    assert_eq!(again.key(), first.key());
+    conn.reply(again.id(), Payload::utf8("paid")).await;
+    let event = wait_event(&mut events, |e| {
+        matches!(e, ClientEvent::OrphanReply { .. })
+    })
+    .await;
+    assert_eq!(
+        event,
+        ClientEvent::OrphanReply {
+            seq: 1,
+            result: Ok(Payload::utf8("paid"))
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_logout_whose_answer_was_lost_is_asked_again_from_the_closed_sessions_ledger() {
+    let mut peer = Peer::start().await;
+    let (client, mut conn, mut events, _) = connect_2_1(&mut peer, |b| b).await;
+    login(&mut conn, &mut events, "k1").await;
+    let logout = spawn_request(&client, "logout");
+    let first = recv_keyed(&mut conn).await;
+    // The handler closed the session; its answer is lost with the connection.
+    conn.send(ServerMessage::SessionClosed).await;
+    wait_event(&mut events, |e| *e == ClientEvent::SessionClosed).await;
+    assert!(client.session().is_none());
+    drop(conn);
+
+    // The client has no session, but the restore names the logout's, so
+    // that its retry is answered from that session's ledger.
+    let (mut conn, _) = accept_2_1(&mut peer, FeatureFlags::KNOWN, EPOCH).await;
+    let (id, _, positions) = recv_restore(&mut conn, "k1").await;
+    assert!(positions.is_empty());
+    conn.send(ServerMessage::SessionNotFound(id)).await;
+    let again = recv_keyed(&mut conn).await;
+    assert_eq!(again.key(), first.key());
+    conn.reply(again.id(), Payload::utf8("bye")).await;
+    assert_eq!(logout.await.unwrap().unwrap(), Payload::utf8("bye"));
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    assert!(client.session().is_none());
 }
