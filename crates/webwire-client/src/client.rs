@@ -137,6 +137,15 @@ impl Client {
     /// connection. Dropping the returned future cancels the request; a
     /// reply that comes later is discarded.
     ///
+    /// Webwire 2.1: on a connection that holds a session, the request is
+    /// keyed. If the connection drops before the answer, it is sent again
+    /// with its key after the reconnection (the server runs it at most
+    /// once) instead of failing with [`RequestError::Disconnected`]; when
+    /// that cannot be done it fails with [`RequestError::OutcomeUnknown`].
+    /// Its future may still be dropped or time out: the server may run it
+    /// anyway, and its answer then comes as a
+    /// [`ClientEvent::OrphanReply`](crate::ClientEvent::OrphanReply).
+    ///
     /// ```no_run
     /// use webwire_client::{Client, RequestError};
     ///

@@ -30,7 +30,9 @@ pub enum ClientEvent {
     /// a reconnection the session, if any, has been restored already).
     Connected,
     /// The connection was lost. In-flight requests failed with
-    /// [`RequestError::Disconnected`](crate::RequestError::Disconnected).
+    /// [`RequestError::Disconnected`](crate::RequestError::Disconnected),
+    /// except keyed ones (webwire 2.1), which are sent again after the
+    /// reconnection.
     Disconnected,
     /// The server sent a signal. Webwire 2.1: signals of a stream (the
     /// session's, or a room's with history) come here too, in order and
