@@ -357,5 +357,77 @@ mod tests {
                 }
             }
         }
+
+        /// Against a server that keeps the whole history: whatever its
+        /// connection drops or doubles, the client delivers 1, 2, 3, ...
+        /// once each and in order, repairing every gap with a resume, and
+        /// ends with everything once the server sends on.
+        #[test]
+        fn with_history_every_gap_is_repaired(
+            ops in prop::collection::vec((0u8..4, any::<bool>()), 1..300),
+        ) {
+            #[derive(Debug)]
+            enum Msg {
+                Signal(u64),
+                ResumeDone,
+            }
+            let stream = room("h");
+            let mut streams = StreamPositions::new();
+            // The first signal seen starts the position (no position, no
+            // gap): it reaches the client.
+            let mut wire = std::collections::VecDeque::from([Msg::Signal(1)]);
+            let mut end = 1u64;
+            let mut delivered = Vec::new();
+            let mut resumes = 0;
+            // Takes the next message off the wire; the server answers a
+            // resume behind what it has queued already.
+            let mut step = |streams: &mut StreamPositions,
+                            wire: &mut std::collections::VecDeque<Msg>,
+                            end: u64,
+                            delivered: &mut Vec<u64>,
+                            resumes: &mut u32| {
+                match wire.pop_front() {
+                    Some(Msg::Signal(offset)) => match streams.on_signal(&stream, 3, offset) {
+                        Verdict::Deliver => delivered.push(offset),
+                        Verdict::Duplicate | Verdict::Gap(None) => {}
+                        Verdict::Gap(Some(position)) => {
+                            *resumes += 1;
+                            wire.extend((position.offset + 1..=end).map(Msg::Signal));
+                            wire.push_back(Msg::ResumeDone);
+                        }
+                    },
+                    Some(Msg::ResumeDone) => streams.resume_answered(std::slice::from_ref(&stream)),
+                    None => {}
+                }
+            };
+            for (op, flag) in ops {
+                match op {
+                    // Append; the live copy is dropped (a full queue) or doubled.
+                    0 | 1 => {
+                        end += 1;
+                        if op == 0 || flag {
+                            wire.push_back(Msg::Signal(end));
+                        }
+                        if op == 0 && flag {
+                            wire.push_back(Msg::Signal(end));
+                        }
+                    }
+                    _ => step(&mut streams, &mut wire, end, &mut delivered, &mut resumes),
+                }
+            }
+            // The server goes on sending, dropping nothing: every hole shows.
+            for _ in 0..4 {
+                end += 1;
+                wire.push_back(Msg::Signal(end));
+                while !wire.is_empty() {
+                    step(&mut streams, &mut wire, end, &mut delivered, &mut resumes);
+                }
+                if delivered.len() as u64 == end {
+                    break;
+                }
+            }
+            let expected: Vec<u64> = (1..=end).collect();
+            prop_assert_eq!(delivered, expected, "after {} resumes", resumes);
+        }
     }
 }
