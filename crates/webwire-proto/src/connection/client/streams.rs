@@ -381,7 +381,7 @@ mod tests {
             let mut resumes = 0;
             // Takes the next message off the wire; the server answers a
             // resume behind what it has queued already.
-            let mut step = |streams: &mut StreamPositions,
+            let step = |streams: &mut StreamPositions,
                             wire: &mut std::collections::VecDeque<Msg>,
                             end: u64,
                             delivered: &mut Vec<u64>,
