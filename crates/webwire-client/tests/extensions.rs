@@ -600,3 +600,46 @@ async fn a_logout_whose_answer_was_lost_is_asked_again_from_the_closed_sessions_
     wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
     assert!(client.session().is_none());
 }
+
+#[tokio::test]
+async fn nothing_goes_out_between_the_hello_and_the_accept() {
+    let mut peer = Peer::start().await;
+    let url = peer.url.clone();
+    let (client, conn) = tokio::join!(builder(&url).connect(), peer.accept_with(conf_2_1()));
+    let (client, mut conn) = (client.unwrap(), conn);
+    let ClientMessage::ExtensionHello(hello) = conn.recv().await else {
+        panic!("expected the ExtensionHello first")
+    };
+    let call = spawn_request(&client, "early");
+    assert!(conn.read_within(QUIET).await.is_none());
+    conn.send(ServerMessage::ExtensionAccept(ExtensionAccept {
+        flags: hello.flags(),
+        ledger_epoch: EPOCH,
+    }))
+    .await;
+    let (id, name, _) = conn.recv_request().await;
+    assert_eq!(name, "early");
+    conn.reply(id, Payload::utf8("ok")).await;
+    call.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_restore_by_the_application_is_followed_by_a_stream_resume() {
+    let mut peer = Peer::start().await;
+    let (client, mut conn, _events, _) = connect_2_1(&mut peer, |b| b).await;
+    let restore = tokio::spawn({
+        let client = client.clone();
+        async move { client.restore_session("saved").await }
+    });
+    let ClientMessage::RestoreSession { id, key } = conn.recv().await else {
+        panic!("expected the restore")
+    };
+    assert_eq!(key, "saved");
+    conn.reply(id, session_payload("saved")).await;
+    // The server holds the session's streams until a resume, empty here.
+    let ClientMessage::StreamResume(resume) = conn.recv().await else {
+        panic!("expected a StreamResume after the restore")
+    };
+    assert!(resume.positions().is_empty());
+    assert_eq!(restore.await.unwrap().unwrap().key, "saved");
+}
