@@ -429,4 +429,4 @@ pub(crate) fn put_close(buf: &mut BytesMut, code: u16, reason: &str) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

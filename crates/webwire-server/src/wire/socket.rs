@@ -315,3 +315,314 @@ where
         WsError::Io(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::wire::frame::tests::client_frame;
+
+    const MAX: usize = 1024;
+
+    fn pair() -> (Socket<DuplexStream>, DuplexStream) {
+        let (server, client) = tokio::io::duplex(1 << 20);
+        (Socket::new(server, MAX), client)
+    }
+
+    fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
+        client_frame(true, op, payload, [0x11, 0x22, 0x33, 0x44])
+    }
+
+    async fn next(socket: &mut Socket<DuplexStream>) -> Option<Result<Incoming, WsError>> {
+        poll_fn(|cx| socket.poll_next(cx)).await
+    }
+
+    async fn flush(socket: &mut Socket<DuplexStream>) {
+        poll_fn(|cx| socket.poll_flush(cx)).await.unwrap();
+    }
+
+    /// Everything the server wrote so far.
+    async fn written(client: &mut DuplexStream) -> Vec<u8> {
+        let mut buf = vec![0; 4096];
+        let n = client.read(&mut buf).await.unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+        let mut frame = vec![0x88, (2 + reason.len()) as u8];
+        frame.extend_from_slice(&code.to_be_bytes());
+        frame.extend_from_slice(reason.as_bytes());
+        frame
+    }
+
+    /// What the server answers to `bytes`: the error, then its close
+    /// frame, then the end of the stream.
+    async fn refused(bytes: &[u8]) -> (WsError, Vec<u8>) {
+        let (mut socket, mut client) = pair();
+        client.write_all(bytes).await.unwrap();
+        let err = next(&mut socket).await.unwrap().unwrap_err();
+        assert!(next(&mut socket).await.is_none(), "the stream ends");
+        assert!(matches!(
+            socket.send_binary(b"late"),
+            Err(WsError::AlreadyClosed)
+        ));
+        (err, written(&mut client).await)
+    }
+
+    #[tokio::test]
+    async fn a_ping_is_answered_when_flushed_not_when_read() {
+        let (mut socket, mut client) = pair();
+        client
+            .write_all(&masked(opcode::PING, b"are you there"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut socket).await.unwrap().unwrap(),
+            Incoming::Ping(Bytes::from_static(b"are you there"))
+        );
+        assert_eq!(socket.pending(), 15, "queued, not written");
+        flush(&mut socket).await;
+        let mut pong = vec![0x8A, 13];
+        pong.extend_from_slice(b"are you there");
+        assert_eq!(written(&mut client).await, pong);
+    }
+
+    #[tokio::test]
+    async fn the_clients_close_frame_is_answered_with_its_code_and_the_stream_ends() {
+        let (mut socket, mut client) = pair();
+        let mut close = 1001u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"going away");
+        client
+            .write_all(&masked(opcode::CLOSE, &close))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut socket).await.unwrap().unwrap(),
+            Incoming::Close {
+                code: 1001,
+                reason: "going away".into()
+            }
+        );
+        assert!(matches!(
+            socket.send_binary(b"late"),
+            Err(WsError::AlreadyClosed)
+        ));
+        // Reading on writes the answer and ends.
+        assert!(next(&mut socket).await.is_none());
+        assert_eq!(written(&mut client).await, close_frame(1001, ""));
+
+        // A close frame without a code is answered without one.
+        let (mut socket, mut client) = pair();
+        client.write_all(&masked(opcode::CLOSE, b"")).await.unwrap();
+        assert!(matches!(
+            next(&mut socket).await,
+            Some(Ok(Incoming::Close { code: 1005, .. }))
+        ));
+        assert!(next(&mut socket).await.is_none());
+        assert_eq!(written(&mut client).await, vec![0x88, 0]);
+    }
+
+    #[tokio::test]
+    async fn our_close_then_the_clients_ends_the_handshake() {
+        let (mut socket, mut client) = pair();
+        socket.send_binary(b"last").unwrap();
+        socket.send_close(1001, "bye").unwrap();
+        assert!(matches!(
+            socket.send_binary(b"late"),
+            Err(WsError::AlreadyClosed)
+        ));
+        flush(&mut socket).await;
+        let mut expected = vec![0x82, 4];
+        expected.extend_from_slice(b"last");
+        expected.extend(close_frame(1001, "bye"));
+        assert_eq!(written(&mut client).await, expected);
+        // Messages still arriving are read until the client's close frame;
+        // pings are no longer answered.
+        client
+            .write_all(&masked(opcode::BINARY, b"x"))
+            .await
+            .unwrap();
+        client.write_all(&masked(opcode::PING, b"p")).await.unwrap();
+        client
+            .write_all(&masked(opcode::CLOSE, &1001u16.to_be_bytes()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            next(&mut socket).await,
+            Some(Ok(Incoming::Binary(_)))
+        ));
+        assert!(matches!(
+            next(&mut socket).await,
+            Some(Ok(Incoming::Ping(_)))
+        ));
+        assert!(matches!(
+            next(&mut socket).await,
+            Some(Ok(Incoming::Close { code: 1001, .. }))
+        ));
+        assert!(next(&mut socket).await.is_none());
+        assert_eq!(socket.pending(), 0, "no pong, no second close frame");
+    }
+
+    #[tokio::test]
+    async fn framing_errors_close_with_their_code() {
+        // Unmasked: 1002.
+        let (err, out) = refused(&[0x82, 0x01, b'x']).await;
+        assert_eq!(err.to_string(), "unexpected unmasked frame");
+        assert_eq!(out, close_frame(1002, "unexpected unmasked frame"));
+        // A reserved bit: 1002.
+        let mut bytes = masked(opcode::BINARY, b"x");
+        bytes[0] |= 0x40;
+        let (_, out) = refused(&bytes).await;
+        assert_eq!(out, close_frame(1002, "invalid extension"));
+        // A close code not allowed on the wire: 1002.
+        let (_, out) = refused(&masked(opcode::CLOSE, &1005u16.to_be_bytes())).await;
+        assert_eq!(out, close_frame(1002, "invalid close code"));
+        // A close reason that is not UTF-8: 1007.
+        let (_, out) = refused(&masked(opcode::CLOSE, &[0x03, 0xE8, 0xFF])).await;
+        assert_eq!(out, close_frame(1007, "invalid utf8"));
+        // A frame over the limit: 1009, refused at its header.
+        let (err, out) = refused(&masked(opcode::BINARY, &[0; MAX + 1])[..8]).await;
+        assert!(matches!(
+            err,
+            WsError::Frame(FrameError::TooBig { len, max: MAX }) if len == MAX + 1
+        ));
+        assert_eq!(out, close_frame(1009, "max length: 1024"));
+    }
+
+    #[tokio::test]
+    async fn fragments_over_the_limit_leave_the_close_to_the_caller() {
+        let (mut socket, mut client) = pair();
+        let half = [7u8; MAX / 2 + 1];
+        client
+            .write_all(&client_frame(false, opcode::BINARY, &half, [1; 4]))
+            .await
+            .unwrap();
+        client
+            .write_all(&client_frame(true, opcode::CONTINUATION, &half, [1; 4]))
+            .await
+            .unwrap();
+        let err = next(&mut socket).await.unwrap().unwrap_err();
+        assert!(matches!(
+            err,
+            WsError::Frame(FrameError::FragmentsTooBig { .. })
+        ));
+        assert_eq!(socket.pending(), 0, "no close frame of the stream's own");
+        socket.send_close(1009, "message too big").unwrap();
+        flush(&mut socket).await;
+        assert_eq!(
+            written(&mut client).await,
+            close_frame(1009, "message too big")
+        );
+        client
+            .write_all(&masked(opcode::CLOSE, &1000u16.to_be_bytes()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            next(&mut socket).await,
+            Some(Ok(Incoming::Close { code: 1000, .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_holds_no_buffer() {
+        let (mut socket, mut client) = pair();
+        for _ in 0..3 {
+            client
+                .write_all(&masked(opcode::BINARY, b"one"))
+                .await
+                .unwrap();
+            client
+                .write_all(&masked(opcode::BINARY, b"two"))
+                .await
+                .unwrap();
+            assert_eq!(
+                next(&mut socket).await.unwrap().unwrap(),
+                Incoming::Binary(Bytes::from_static(b"one"))
+            );
+            assert!(socket.read.capacity() > 0, "the second message is in it");
+            assert_eq!(
+                next(&mut socket).await.unwrap().unwrap(),
+                Incoming::Binary(Bytes::from_static(b"two"))
+            );
+            assert_eq!(socket.read.capacity(), 0, "given back once read");
+            socket.send_binary(b"reply").unwrap();
+            assert!(socket.out.capacity() > 0);
+            flush(&mut socket).await;
+            assert_eq!(socket.out.capacity(), 0, "given back once written");
+            assert_eq!(written(&mut client).await, b"\x82\x05reply");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_the_scratch_is_read_into_a_buffer_of_its_size() {
+        let (server, mut client) = tokio::io::duplex(1 << 20);
+        let mut socket = Socket::new(server, 1 << 20);
+        let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let bytes = masked(opcode::BINARY, &payload);
+        let writer = tokio::spawn(async move {
+            // In pieces, as a network delivers it.
+            for piece in bytes.chunks(3000) {
+                client.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        assert_eq!(
+            next(&mut socket).await.unwrap().unwrap(),
+            Incoming::Binary(Bytes::from(payload))
+        );
+        let _client = writer.await.unwrap();
+        assert_eq!(socket.read.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn poll_ready_writes_only_down_to_the_threshold() {
+        // The pipe takes 4 KiB and nobody reads it.
+        let (server, _client) = tokio::io::duplex(4096);
+        let mut socket = Socket::new(server, MAX);
+        socket.send_binary(&[1; 1000]).unwrap();
+        for _ in 0..5 {
+            socket.send_binary(&[1; 1000]).unwrap();
+        }
+        // 6 024 bytes queued (1 000 and a 4-byte header each).
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(matches!(
+            socket.poll_ready(&mut cx, 8 * 1024),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(
+            socket.pending(),
+            6024,
+            "under the threshold: nothing written"
+        );
+        assert!(matches!(
+            socket.poll_ready(&mut cx, 4 * 1024),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(socket.pending(), 6024 - 4096);
+        assert!(socket.poll_ready(&mut cx, 1024).is_pending());
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream() {
+        let (mut socket, client) = pair();
+        drop(client);
+        assert!(next(&mut socket).await.is_none());
+
+        let (mut socket, mut client) = pair();
+        client
+            .write_all(&masked(opcode::BINARY, b"cut short")[..6])
+            .await
+            .unwrap();
+        drop(client);
+        let err = next(&mut socket).await.unwrap().unwrap_err();
+        assert!(matches!(err, WsError::Io(ref e) if e.kind() == io::ErrorKind::UnexpectedEof));
+        assert!(next(&mut socket).await.is_none());
+    }
+}

@@ -8,7 +8,7 @@ use super::*;
 
 /// A client frame: FIN as given, masked with `mask`, the length in its
 /// shortest encoding.
-fn client_frame(fin: bool, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+pub(crate) fn client_frame(fin: bool, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = vec![if fin { 0x80 } else { 0 } | op];
     let len = payload.len();
     if len <= 125 {
