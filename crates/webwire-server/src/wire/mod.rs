@@ -198,6 +198,8 @@ where
         if self.ws.pending() >= FLUSH_THRESHOLD || self.has_queued() {
             return Ok(Some(message));
         }
+        // The stream has room, as when `poll_ready` finds it so.
+        self.stall.disarm();
         self.encode_and_feed(&message)?;
         Ok(None)
     }
