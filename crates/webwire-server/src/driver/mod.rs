@@ -40,7 +40,6 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_websockets::CloseCode;
 use webwire_proto::connection::server::{Closing, Drain, Read, Received, ServerConnection, State};
 use webwire_proto::{
     ErrorCode, ErrorReply, ExtensionRule, MessageType, Name, ParseError, Payload, Reply, Request,
@@ -55,7 +54,7 @@ use crate::limits::RATE_LIMITED;
 use crate::options::{Concurrency, ConnectionOptions};
 use crate::outbox::Outbound;
 use crate::server::Shared;
-use crate::wire::{Wire, WireError, FLUSH_THRESHOLD};
+use crate::wire::{Incoming, Socket, Wire, WireError, WsError};
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
 mod closing;
@@ -118,16 +117,9 @@ where
         address_permit,
     } = accepted;
     let config = shared.config();
-    let ws = tokio_websockets::ServerBuilder::new()
-        .config(
-            tokio_websockets::Config::default()
-                // A message is never split into frames by us: clients get
-                // what the original server sent, one frame per message.
-                .frame_size(config.buffer_size)
-                .flush_threshold(FLUSH_THRESHOLD),
-        )
-        .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
-        .serve(io);
+    // A message is never split into frames by us: clients get what the
+    // original server sent, one frame per message.
+    let ws = Socket::new(io, config.buffer_size);
 
     let id = shared.next_connection_id();
     let span = connection_span(id, info.remote_addr());
@@ -273,7 +265,7 @@ enum SessionRequest {
 /// What waiting in the read loop brought.
 enum Next {
     /// The stream's next item (`None`: it ended).
-    Message(Option<Result<tokio_websockets::Message, tokio_websockets::Error>>),
+    Message(Option<Result<Incoming, WsError>>),
     /// Something changed (a close, a re-armed timer): look again.
     Again,
 }
@@ -420,63 +412,65 @@ where
                 }
                 None => return ReadEnd::Closing(self.wire.protocol_mut().handle_end()),
             };
-            if message.is_binary() {
-                let data = Bytes::from(message.into_payload());
-                let received = self.wire.protocol_mut().handle_message(data);
-                // Only this task writes the counter: a store, not a read-modify-write.
-                self.conn
-                    .inner
-                    .counters()
-                    .set_received(self.wire.protocol().received());
-                let done = match self.on_message(received) {
-                    // The usual case: a handler that finished at once, its
-                    // reply written without waiting; the rare wait is boxed,
-                    // so that its future does not make every idle
-                    // connection's larger.
-                    Ok(Then::Reply(reply)) => match self.wire.send_now(reply) {
-                        Ok(None) => Ok(()),
-                        Ok(Some(reply)) => Box::pin(self.send(reply)).await,
-                        Err(err) => Err(ReadEnd::Wire(err)),
-                    },
-                    Ok(Then::Nothing) if self.wire.has_queued() => {
-                        // What a signal's handler sent (an answer, often)
-                        // goes with this batch rather than after the last
-                        // message that arrived.
-                        self.wire.send_queued().await.map_err(ReadEnd::Wire)
+            match message {
+                Incoming::Binary(data) => {
+                    let received = self.wire.protocol_mut().handle_message(data);
+                    // Only this task writes the counter: a store, not a read-modify-write.
+                    self.conn
+                        .inner
+                        .counters()
+                        .set_received(self.wire.protocol().received());
+                    let done = match self.on_message(received) {
+                        // The usual case: a handler that finished at once, its
+                        // reply written without waiting; the rare wait is boxed,
+                        // so that its future does not make every idle
+                        // connection's larger.
+                        Ok(Then::Reply(reply)) => match self.wire.send_now(reply) {
+                            Ok(None) => Ok(()),
+                            Ok(Some(reply)) => Box::pin(self.send(reply)).await,
+                            Err(err) => Err(ReadEnd::Wire(err)),
+                        },
+                        Ok(Then::Nothing) if self.wire.has_queued() => {
+                            // What a signal's handler sent (an answer, often)
+                            // goes with this batch rather than after the last
+                            // message that arrived.
+                            self.wire.send_queued().await.map_err(ReadEnd::Wire)
+                        }
+                        Ok(Then::Nothing) => Ok(()),
+                        Ok(then) => Box::pin(self.follow_up(then, &mut permit)).await,
+                        Err(end) => Err(end),
+                    };
+                    if let Err(end) = done {
+                        return end;
                     }
-                    Ok(Then::Nothing) => Ok(()),
-                    Ok(then) => Box::pin(self.follow_up(then, &mut permit)).await,
-                    Err(end) => Err(end),
-                };
-                if let Err(end) = done {
-                    return end;
                 }
-            } else if message.is_text() {
-                let closing = self.wire.protocol_mut().handle_text();
-                self.conn
-                    .inner
-                    .counters()
-                    .set_received(self.wire.protocol().received());
-                return ReadEnd::Closing(closing);
-            } else if let Some((code, reason)) = message.as_close() {
-                let closing = self
-                    .wire
-                    .protocol_mut()
-                    .handle_close_frame(code.into(), reason);
-                return ReadEnd::Closing(closing);
-            } else {
-                // Pings (answered by the WebSocket stream) and pongs only
-                // count as activity.
-                self.wire.protocol_mut().handle_control();
-                if message.is_ping() && !self.wire.has_room() {
-                    // The stream answered with a pong it queued itself: like
-                    // a reply, it counts toward the write budget, and the
-                    // next message is read once the stream has room again
-                    // (a client that pings and never reads is closed as
-                    // stalled instead of growing the stream). Boxed: the
-                    // rare wait.
-                    if let Err(err) = Box::pin(self.wire.wait_room()).await {
-                        return ReadEnd::Wire(err);
+                Incoming::Text => {
+                    let closing = self.wire.protocol_mut().handle_text();
+                    self.conn
+                        .inner
+                        .counters()
+                        .set_received(self.wire.protocol().received());
+                    return ReadEnd::Closing(closing);
+                }
+                Incoming::Close { code, reason } => {
+                    let closing = self.wire.protocol_mut().handle_close_frame(code, &reason);
+                    return ReadEnd::Closing(closing);
+                }
+                Incoming::Ping(_) | Incoming::Pong => {
+                    let ping = matches!(message, Incoming::Ping(_));
+                    // Pings (answered by the WebSocket stream) and pongs only
+                    // count as activity.
+                    self.wire.protocol_mut().handle_control();
+                    if ping && !self.wire.has_room() {
+                        // The stream answered with a pong it queued itself: like
+                        // a reply, it counts toward the write budget, and the
+                        // next message is read once the stream has room again
+                        // (a client that pings and never reads is closed as
+                        // stalled instead of growing the stream). Boxed: the
+                        // rare wait.
+                        if let Err(err) = Box::pin(self.wire.wait_room()).await {
+                            return ReadEnd::Wire(err);
+                        }
                     }
                 }
             }
