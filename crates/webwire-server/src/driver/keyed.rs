@@ -33,6 +33,18 @@ pub(super) struct KeyedState {
     /// request without a session is answered from that session's ledger
     /// (the session was closed, by a logout whose answer was lost, say).
     restored: Option<Box<str>>,
+    /// Cancelled when the socket is closed: the connection's tasks that
+    /// wait for detached runs stop (the answers have nowhere to go; they
+    /// are stored for the retry), so that the connection leaves its session
+    /// at once instead of when the runs end.
+    socket_closed: CancellationToken,
+}
+
+impl KeyedState {
+    /// The socket was closed: stop waiting for detached runs.
+    pub(super) fn socket_closed(&self) {
+        self.socket_closed.cancel();
+    }
 }
 
 /// The answer of a keyed request that has to wait (for its own run or
@@ -79,6 +91,7 @@ where
             self.keyed = Some(Box::new(KeyedState {
                 instance: hello.instance_id().as_str().into(),
                 restored: None,
+                socket_closed: CancellationToken::new(),
             }));
         }
         let accept = ExtensionAccept {
@@ -126,6 +139,17 @@ where
             // Closing: the run goes on (detached), its answer is stored for
             // the retry; this connection will not carry it.
             return self.send(ServerMessage::OutcomeUnknown(id)).await;
+        };
+        let socket_closed = match &self.keyed {
+            Some(keyed) => keyed.socket_closed.clone(),
+            None => CancellationToken::new(),
+        };
+        let wait = async move {
+            tokio::select! {
+                biased;
+                reply = wait => reply,
+                () = socket_closed.cancelled() => None,
+            }
         };
         let reservation = match tx.clone().try_reserve_owned() {
             Ok(reservation) => reservation,
