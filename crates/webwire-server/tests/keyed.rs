@@ -659,12 +659,19 @@ async fn a_logout_whose_answer_was_lost_answers_its_retry_from_the_closed_sessio
         reply_text(&keyed(&mut second, "incr", (1, epoch, 0)).await),
         "1"
     );
-    // A key that never ran there: NO_SESSION, not run.
+    // A key that session's ledger never accepted: row 9 without a
+    // session, outcome unknown, never run.
+    assert!(is_unknown(&keyed(&mut second, "incr", (3, epoch, 2)).await));
+    assert_eq!(runs.count(), 1);
+    // A session whose ledger holds nothing for this instance: NO_SESSION.
+    assert!(matches!(
+        restore(&mut second, "never-a-session").await,
+        ServerMessage::SessionNotFound(_)
+    ));
     assert_eq!(
-        error_code(&keyed(&mut second, "incr", (3, epoch, 2)).await),
+        error_code(&keyed(&mut second, "incr", (1, epoch, 0)).await),
         NO_SESSION
     );
-    assert_eq!(runs.count(), 1);
     server.shutdown().await;
 }
 

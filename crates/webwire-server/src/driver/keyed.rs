@@ -215,13 +215,16 @@ where
                     metrics.keyed("waited");
                     Decided::Wait(await_run(wait))
                 }
-                Ok(Lookup::Unknown) => {
+                // A seq the retained ledger never accepted is its row 9,
+                // which without a session is ReplyOutcomeUnknown
+                // (docs/protocol.md 14.4.2, "Without a session").
+                Ok(Lookup::Unknown | Lookup::NotRun) => {
                     metrics.keyed("outcome_unknown");
                     Decided::Now(ServerMessage::OutcomeUnknown(id))
                 }
                 Ok(Lookup::KeyReused) => Decided::Now(key_reused(id, metrics)),
                 Ok(Lookup::BadKey) => Decided::Now(bad_key(id, metrics)),
-                Ok(Lookup::NotRun | Lookup::Unretained) => {
+                Ok(Lookup::Unretained) => {
                     metrics.keyed("no_session");
                     Decided::Now(no_session(id))
                 }
