@@ -452,6 +452,34 @@ async fn after_a_restart_the_retry_of_a_key_is_outcome_unknown_and_not_run() {
     after.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_keyed_request_over_the_rate_limit_records_nothing_and_runs_when_sent_again() {
+    let runs = Arc::new(Runs::default());
+    let server = builder(&runs, &Arc::default())
+        .message_rate_per_connection(webwire_server::limits::Rate::per_minute(2).burst(2))
+        .build()
+        .unwrap();
+    // The login takes one token, seq 1 the other.
+    let (mut client, epoch, _) = keyed_client(&server).await;
+    assert_eq!(
+        reply_text(&keyed(&mut client, "incr", (1, epoch, 0)).await),
+        "1"
+    );
+    assert_eq!(
+        error_code(&keyed(&mut client, "incr", (2, epoch, 1)).await),
+        "RATE_LIMITED"
+    );
+    assert_eq!(runs.count(), 1);
+    // Nothing was recorded for seq 2: sent again later, it is new and runs.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        reply_text(&keyed(&mut client, "incr", (2, epoch, 1)).await),
+        "2"
+    );
+    assert_eq!(runs.count(), 2);
+    server.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Acknowledgements and bounds
 

@@ -83,7 +83,7 @@ async fn a_temporary_session_folder_is_made_and_removed() {
 #[tokio::test]
 async fn incr_counts_and_a_keyed_retry_does_not_count_again() {
     use bytes::Bytes;
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use webwire_proto::{
         ClientMessage, ExtensionHello, FeatureFlags, InstanceId, KeyedRequest, Name, Payload,
         Request, RequestId, RequestKey, ServerMessage,
@@ -99,21 +99,10 @@ async fn incr_counts_and_a_keyed_retry_does_not_count_again() {
         .connect()
         .await
         .unwrap();
-    let mut next = async || loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an answer")
-            .expect("open")
-            .expect("no error");
-        if message.is_binary() {
-            break ServerMessage::parse(Bytes::from(message.into_payload())).unwrap();
-        }
-    };
-    let ServerMessage::AcceptConf(conf) = next().await else {
+    let ServerMessage::AcceptConf(conf) = recv(&mut ws).await else {
         panic!("AcceptConf first")
     };
     assert_eq!((conf.major, conf.minor), (2, 1));
-    drop(next);
     let send = |message: ClientMessage| tokio_websockets::Message::binary(message.to_bytes());
     let instance = InstanceId::new(Bytes::from_static(b"interop-test-instance")).unwrap();
     let hello = ExtensionHello::new(FeatureFlags::KEYED_REQUESTS, instance).unwrap();
@@ -135,12 +124,7 @@ async fn incr_counts_and_a_keyed_retry_does_not_count_again() {
     let mut epoch = 0;
     // ExtensionAccept, NotifySessionCreated, the login's reply.
     while answers.len() < 3 {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let message = ServerMessage::parse(Bytes::from(message.into_payload())).unwrap();
+        let message = recv(&mut ws).await;
         if let ServerMessage::ExtensionAccept(accept) = &message {
             assert_eq!(accept.flags, FeatureFlags::KEYED_REQUESTS);
             epoch = accept.ledger_epoch;
@@ -159,14 +143,7 @@ async fn incr_counts_and_a_keyed_retry_does_not_count_again() {
             ClientMessage::Request(request(id, "incr", "c"))
         };
         ws.send(send(message)).await.unwrap();
-        let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let ServerMessage::Reply(reply) =
-            ServerMessage::parse(Bytes::from(answer.into_payload())).unwrap()
-        else {
+        let ServerMessage::Reply(reply) = recv(&mut ws).await else {
             panic!("a reply")
         };
         assert_eq!(reply.id, RequestId::from(id));
@@ -176,4 +153,24 @@ async fn incr_counts_and_a_keyed_retry_does_not_count_again() {
     // request ran (2).
     assert_eq!(counts, ["1", "1", "2", "1"]);
     server.shutdown().await.unwrap();
+}
+
+/// The next webwire message on a bare WebSocket.
+async fn recv<S>(ws: &mut S) -> webwire_proto::ServerMessage
+where
+    S: futures_util::Stream<Item = Result<tokio_websockets::Message, tokio_websockets::Error>>
+        + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .expect("no error");
+        if message.is_binary() {
+            let data = bytes::Bytes::from(message.into_payload());
+            return webwire_proto::ServerMessage::parse(data).expect("a server message");
+        }
+    }
 }
