@@ -59,8 +59,13 @@ where
         tracing::trace!(connection = %self.conn.id(), ?wire_end, "closing");
         // Close the socket, then wait for the handlers still running (their
         // replies have nowhere to go now).
-        let Self { wire, tasks, .. } = self;
+        let Self {
+            wire, tasks, keyed, ..
+        } = self;
         drop(wire);
+        if let Some(keyed) = keyed {
+            keyed.socket_closed();
+        }
         if let Some(tasks) = tasks {
             tasks.close();
             tasks.wait().await;

@@ -59,6 +59,7 @@ use crate::{Connection, Handler, HandlerError, ReplyError};
 
 mod closing;
 mod dispatch;
+mod keyed;
 mod session_request;
 mod transport;
 
@@ -134,7 +135,10 @@ where
         )
         .with_span(span.clone()),
     );
-    let protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
+    let mut protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
+    if !config.extensions.is_empty() {
+        protocol = protocol.with_extensions(config.extensions);
+    }
     let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout, protocol);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
@@ -163,6 +167,7 @@ where
         tasks: None,
         pending_signals: None,
         limiter: shared.message_limiter(),
+        keyed: None,
     };
     async move {
         let end = task.run().await;
@@ -238,6 +243,13 @@ enum Then {
     Signal(Pending<SignalFuture>),
     /// A session request, handled in this task.
     Session(RequestId, SessionRequest),
+    /// 2.1: the client opted in; answer with the features granted.
+    Hello(
+        Box<webwire_proto::ExtensionHello>,
+        webwire_proto::FeatureFlags,
+    ),
+    /// 2.1: a keyed request, decided by the request ledger.
+    Keyed(Box<webwire_proto::KeyedRequest>),
 }
 
 type RequestFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
@@ -315,6 +327,9 @@ struct Task<H, Io> {
     pending_signals: Option<Arc<Semaphore>>,
     /// The message rate limits, `None` without any (one branch per message).
     limiter: Option<Box<MessageLimiter>>,
+    /// 2.1, once `KEYED_REQUESTS` was granted: the client instance and the
+    /// session its last restore named.
+    keyed: Option<Box<keyed::KeyedState>>,
 }
 
 impl<H, Io> Task<H, Io>
@@ -585,13 +600,19 @@ where
             Received::RestoreSession { id, key } => Then::Session(id, SessionRequest::Restore(key)),
             Received::CloseSession(id) => Then::Session(id, SessionRequest::Close),
             Received::Close(closing) => return Err(ReadEnd::Closing(closing)),
-            // The rules yield these only on a connection made
-            // `with_extensions`, which this server does not make (it
-            // announces 2.0): should one come, it is a violation.
-            Received::ExtensionHello { .. } => {
-                return Err(not_announced(MessageType::ExtensionHello))
+            Received::ExtensionHello { hello, granted } => Then::Hello(Box::new(hello), granted),
+            Received::KeyedRequest(request) => {
+                // Over the rate limit: answered before anything is recorded.
+                if let Some(limiter) = &mut self.limiter {
+                    if !limiter.allow(|| self.conn.session_arc()) {
+                        return self.over_limit(Some(request.id()));
+                    }
+                }
+                Then::Keyed(Box::new(request))
             }
-            Received::KeyedRequest(request) => return Err(not_announced(request.message_type())),
+            // The rules yield this only when STREAMS was granted, which
+            // this server does not offer yet: should one come, it is a
+            // violation.
             Received::StreamResume(_) => return Err(not_announced(MessageType::StreamResume)),
         })
     }
@@ -649,6 +670,8 @@ where
             Then::Request(pending) => self.pending_request(pending, permit).await,
             Then::Signal(pending) => self.pending_signal(pending, permit).await,
             Then::Session(id, request) => self.session_request(id, request).await,
+            Then::Hello(hello, granted) => self.extension_hello(*hello, granted).await,
+            Then::Keyed(request) => self.keyed_request(*request, permit).await,
         }
     }
 

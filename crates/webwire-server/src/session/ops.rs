@@ -23,6 +23,7 @@ use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlo
 use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
 use crate::error::SessionError;
 use crate::handler::SessionHooks;
+use crate::ledger::ErasedLedger;
 use crate::metrics::{time_store, ServerMetrics};
 use crate::outbox::Outbound;
 use crate::Connection;
@@ -61,6 +62,8 @@ pub(crate) struct Sessions {
     hooks: Option<Arc<dyn SessionHooks>>,
     /// The stores of new sessions still running: a deletion waits for them.
     saves: Arc<Saves>,
+    /// The request ledger, told when a session is destroyed (2.1).
+    ledger: Option<Arc<dyn ErasedLedger>>,
     /// The server's metric handles (see [`Sessions::metrics`]).
     metrics: Arc<ServerMetrics>,
 }
@@ -93,6 +96,7 @@ impl Sessions {
         manager: Arc<dyn ErasedSessionManager>,
         keys: Arc<dyn SessionKeyGenerator>,
         cluster: Option<Arc<dyn crate::cluster::ErasedCluster>>,
+        ledger: Option<Arc<dyn ErasedLedger>>,
     ) -> Self {
         let saves = Arc::<Saves>::default();
         let registry: Arc<dyn SessionRegistry> = match cluster {
@@ -102,6 +106,7 @@ impl Sessions {
                 Deleter {
                     manager: manager.clone(),
                     saves: saves.clone(),
+                    ledger: ledger.clone(),
                 },
             )),
             None => Arc::new(LocalRegistry::new(max_connections)),
@@ -113,6 +118,7 @@ impl Sessions {
             registry,
             hooks: None,
             saves,
+            ledger,
             metrics: Arc::new(ServerMetrics::new()),
         }
     }
@@ -438,6 +444,7 @@ impl Sessions {
         let deleter = Deleter {
             manager: self.manager.clone(),
             saves: self.saves.clone(),
+            ledger: self.ledger.clone(),
         };
         let registry = self.registry.clone();
         let task = tokio::spawn(async move {
@@ -461,6 +468,9 @@ impl Sessions {
 pub(crate) struct Deleter {
     manager: Arc<dyn ErasedSessionManager>,
     saves: Arc<Saves>,
+    /// Told that the session was closed, so that its keyed requests stay
+    /// answerable for the ledger's age bound only (2.1).
+    ledger: Option<Arc<dyn ErasedLedger>>,
 }
 
 impl Deleter {
@@ -470,6 +480,7 @@ impl Deleter {
         Self {
             manager,
             saves: Arc::default(),
+            ledger: None,
         }
     }
 
@@ -490,6 +501,13 @@ impl Deleter {
         });
         if let Err(err) = &result {
             tracing::error!(session = %redacted(key), error = %chain(err), "the session manager failed to delete a closed session");
+        }
+        if let Some(ledger) = &self.ledger {
+            if let Err(err) = ledger.session_closed(key).await {
+                // Its scopes are then removed by the ledger's idle timeout
+                // instead of its age bound: later, never sooner.
+                tracing::warn!(session = %redacted(key), error = %chain(&err), "the request ledger was not told of a closed session");
+            }
         }
         result
     }
