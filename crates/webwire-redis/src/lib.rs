@@ -61,14 +61,20 @@ mod cluster;
 mod config;
 mod error;
 mod key;
+mod ledger;
 mod manager;
 mod metrics;
+mod store_config;
 mod stored;
+mod stream;
 
 pub use cluster::{RedisCluster, RedisClusterConfig};
 pub use config::RedisSessionConfig;
 pub use error::RedisSessionError;
+pub use ledger::RedisLedger;
 pub use manager::RedisSessionManager;
+pub use store_config::RedisStoreConfig;
+pub use stream::{PublicationError, RedisStreamStore, StreamPublication};
 /// The Redis client crate (`redis` 1.8), for
 /// [`RedisSessionManager::from_connection_manager`].
 pub use redis;
