@@ -122,38 +122,44 @@ if lookup and redis.call('EXISTS', S) == 0 then return {7} end
 redis.call('SET', KEYS[3], ARGV[1], 'NX')
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return {4} end
 local seq = ARGV[3]
-local old = redis.call('ZRANGEBYSCORE', Z, '-inf', now - max_age)
-for _, m in ipairs(old) do release(m) end
-acknowledge(ARGV[4])
-if not lookup then
-  redis.call('SADD', KEYS[4], ARGV[7])
-  keep(KEYS[4], touch())
-else
-  touch()
+local function decide()
+  local old = redis.call('ZRANGEBYSCORE', Z, '-inf', now - max_age)
+  for _, m in ipairs(old) do release(m) end
+  acknowledge(ARGV[4])
+  local run = run_of(seq)
+  if run and run.deadline <= now then
+    redis.call('HDEL', S, 'R' .. seq, 'W' .. seq)
+    run = nil
+  end
+  if run then
+    if run.digest ~= ARGV[5] then return {5} end
+    add_waiter(seq, ARGV[8])
+    return {3, run.deadline - now}
+  end
+  local d = redis.call('HGET', S, 'D' .. seq)
+  if d then
+    if string.sub(d, 1, 40) ~= ARGV[5] then return {5} end
+    return {2, d}
+  end
+  local hwm = tonumber(redis.call('HGET', S, 'h') or '0')
+  local acked = tonumber(redis.call('HGET', S, 'a') or '0')
+  if tonumber(seq) <= math.max(hwm, acked) then return {4} end
+  if lookup then return {6} end
+  local token = string.format('%d', redis.call('INCR', KEYS[5]))
+  redis.call('HSET', S, 'h', seq, 'R' .. seq,
+    token .. ' ' .. ARGV[9] .. ' ' .. ARGV[5] .. ' ' .. string.format('%d', now + lease))
+  return {1, token}
 end
-local run = run_of(seq)
-if run and run.deadline <= now then
-  redis.call('HDEL', S, 'R' .. seq, 'W' .. seq)
-  run = nil
+local result = decide()
+-- Expiries once the scope exists (a new scope is made by the decision).
+if redis.call('EXISTS', S) == 1 then
+  local ms = touch()
+  if not lookup then
+    redis.call('SADD', KEYS[4], ARGV[7])
+    keep(KEYS[4], ms)
+  end
 end
-if run then
-  if run.digest ~= ARGV[5] then return {5} end
-  add_waiter(seq, ARGV[8])
-  return {3, run.deadline - now}
-end
-local d = redis.call('HGET', S, 'D' .. seq)
-if d then
-  if string.sub(d, 1, 40) ~= ARGV[5] then return {5} end
-  return {2, d}
-end
-local hwm = tonumber(redis.call('HGET', S, 'h') or '0')
-local acked = tonumber(redis.call('HGET', S, 'a') or '0')
-if tonumber(seq) <= math.max(hwm, acked) then return {4} end
-if lookup then return {6} end
-local token = string.format('%d', redis.call('INCR', KEYS[5]))
-redis.call('HSET', S, 'h', seq, 'R' .. seq,
-  token .. ' ' .. ARGV[9] .. ' ' .. ARGV[5] .. ' ' .. string.format('%d', now + lease))
-return {1, token}
+return result
 ",
     )
 });

@@ -132,6 +132,20 @@ async fn the_decision_table_as_in_memory() {
     let first = request(&ledger, 1, 0).await;
     assert_eq!(complete(&ledger, &first, b"paid").await, Finish::Stored);
     assert_eq!(stored(&begin(&ledger, &first).await), Some(b"paid".to_vec()));
+    // A live scope expires the idle timeout after its last use, from the
+    // begin that made it on (a node may die before its finish).
+    let fresh = LedgerScope::new("fresh-session", INSTANCE);
+    let Begin::Run(_lease) = ledger.begin(&fresh, &first).await.unwrap() else {
+        panic!("run");
+    };
+    for key in [
+        format!("t:ledger:h:19:{INSTANCE}:fresh-session"),
+        format!("t:ledger:s:fresh-session"),
+        format!("t:ledger:z:19:{INSTANCE}:{SESSION}"),
+    ] {
+        let ttl: i64 = raw.pttl(&key).await.unwrap();
+        assert!((86_000_000..=86_400_000).contains(&ttl), "{key}: {ttl}");
+    }
     let Begin::Stored(again) = begin(&ledger, &first).await else {
         panic!("stored");
     };
