@@ -337,7 +337,8 @@ impl RedisStreamStore {
             .key(meta)
             .key(hist)
             .arg(format!("{:016x}", random_nonzero()))
-            .arg(limits.max_count)
+            // Redis counts in i64 and Lua in doubles: "unlimited" is 2^50.
+            .arg(limits.max_count.min(1 << 50))
             .arg(millis(limits.max_age))
             .arg(millis(self.config.stream_idle_timeout()));
         Ok(invocation)

@@ -110,6 +110,11 @@ async fn offsets_trims_and_losses_as_in_memory() {
         vec![6]
     );
 
+    // "Unlimited" counts work.
+    let unlimited = limits(usize::MAX, Duration::MAX);
+    let at = append_n(&store, &StreamKey::room("unlimited"), &unlimited, 2).await;
+    assert_eq!(at.offset, 2);
+
     // No history at all still numbers signals.
     let none = limits(0, HOUR);
     let bare = StreamKey::room("bare");
