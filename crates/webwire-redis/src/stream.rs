@@ -190,6 +190,8 @@ pub struct RedisStreamStore {
     con: ConnectionManager,
     config: Arc<RedisStoreConfig>,
     channel: Arc<str>,
+    /// Random per store (a node): names this store's publications.
+    origin: u64,
 }
 
 impl fmt::Debug for RedisStreamStore {
@@ -197,6 +199,7 @@ impl fmt::Debug for RedisStreamStore {
         f.debug_struct("RedisStreamStore")
             .field("prefix", &self.config.prefix())
             .field("channel", &self.channel)
+            .field("origin", &format_args!("{:016x}", self.origin))
             .finish_non_exhaustive()
     }
 }
@@ -258,7 +261,24 @@ impl RedisStreamStore {
             con,
             channel: Self::channel_for(config.prefix()).into(),
             config: Arc::new(config),
+            origin: random_nonzero(),
         }
+    }
+
+    /// The origin this store writes into its publications (random, not
+    /// 0, new for every store made): a node that delivered its own
+    /// appends locally skips the publications of its own store.
+    ///
+    /// ```no_run
+    /// # fn f(store: webwire_redis::RedisStreamStore, message: bytes::Bytes) {
+    /// let publication = webwire_redis::StreamPublication::decode(message).unwrap();
+    /// if publication.origin != store.origin() {
+    ///     // deliver it to this node's connections
+    /// }
+    /// # }
+    /// ```
+    pub fn origin(&self) -> u64 {
+        self.origin
     }
 
     /// The channel every append is published on, `{prefix}stream:signals`.
@@ -354,7 +374,7 @@ impl RedisStreamStore {
         invocation
             .arg(frame.as_ref())
             .arg(self.channel.as_ref())
-            .arg(publication_header(stream));
+            .arg(publication_header(stream, self.origin));
         let mut con = self.con.clone();
         let value: Value = self
             .bounded("stream_append", invocation.invoke_async(&mut con))
@@ -482,8 +502,8 @@ fn stream_name(stream: &StreamKey) -> Result<String, RedisSessionError> {
     Ok(format!("{tag}{name}"))
 }
 
-/// `[version][kind][name length][name]` of a publication.
-fn publication_header(stream: &StreamKey) -> Vec<u8> {
+/// `[version][kind][name length][name][origin]` of a publication.
+fn publication_header(stream: &StreamKey, origin: u64) -> Vec<u8> {
     let (kind, name) = match stream {
         StreamKey::Session(key) => (1u8, key.as_bytes()),
         StreamKey::Room(room) => (2u8, room.as_bytes()),
@@ -494,6 +514,7 @@ fn publication_header(stream: &StreamKey) -> Vec<u8> {
     // stream_name checked the length before any publication is made.
     header.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
     header.extend_from_slice(name);
+    header.extend_from_slice(&origin.to_le_bytes());
     header
 }
 
@@ -506,10 +527,12 @@ fn publication_header(stream: &StreamKey) -> Vec<u8> {
 ///
 /// ```text
 /// [version u8 = 1][kind u8: 1 session, 2 room][nl u8][name nl bytes]
-/// [epoch u64][offset u64][frame: the encoded 2.0 Signal, to the end]
+/// [origin u64][epoch u64][offset u64][frame: the encoded 2.0 Signal, to the end]
 /// ```
 ///
 /// The name is the session key (kind 1) or the room name (kind 2, UTF-8).
+/// The origin names the store that appended
+/// ([`RedisStreamStore::origin`]): a node skips its own.
 /// A subscriber delivers an entry to a connection only in offset order
 /// after what it already sent of that stream; pub/sub is at most once, so a
 /// missed publication is a gap the client repairs from history.
@@ -521,11 +544,13 @@ fn publication_header(stream: &StreamKey) -> Vec<u8> {
 ///
 /// let mut message = vec![1, 2, 5];
 /// message.extend_from_slice(b"lobby");
+/// message.extend_from_slice(&0xabcu64.to_le_bytes());
 /// message.extend_from_slice(&7u64.to_le_bytes());
 /// message.extend_from_slice(&3u64.to_le_bytes());
 /// message.extend_from_slice(b"\x3f\x01m");
 /// let publication = StreamPublication::decode(Bytes::from(message)).unwrap();
 /// assert_eq!(publication.stream, StreamKey::room("lobby"));
+/// assert_eq!(publication.origin, 0xabc);
 /// assert_eq!((publication.position.epoch, publication.position.offset), (7, 3));
 /// assert_eq!(&publication.frame[..], b"\x3f\x01m");
 /// ```
@@ -533,6 +558,8 @@ fn publication_header(stream: &StreamKey) -> Vec<u8> {
 pub struct StreamPublication {
     /// The stream appended to.
     pub stream: StreamKey,
+    /// The store that appended it ([`RedisStreamStore::origin`]).
+    pub origin: u64,
     /// The signal's epoch and offset.
     pub position: StreamPosition,
     /// The encoded 2.0 Signal message (types 63 to 65), as appended.
@@ -545,7 +572,7 @@ pub struct StreamPublication {
 /// use bytes::Bytes;
 /// use webwire_redis::StreamPublication;
 ///
-/// let err = StreamPublication::decode(Bytes::from_static(&[9])).unwrap_err();
+/// let err = StreamPublication::decode(Bytes::from_static(&[9, 0, 0])).unwrap_err();
 /// assert_eq!(err.to_string(), "unreadable stream publication: unknown version");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -559,7 +586,7 @@ impl StreamPublication {
     /// use bytes::Bytes;
     /// use webwire_redis::StreamPublication;
     ///
-    /// // A session stream needs a name (the session key); 21 bytes short.
+    /// // Truncated: no name, origin, epoch or offset.
     /// assert!(StreamPublication::decode(Bytes::from_static(&[1, 1, 0])).is_err());
     /// ```
     pub fn decode(mut message: Bytes) -> Result<Self, PublicationError> {
@@ -577,7 +604,7 @@ impl StreamPublication {
         }
         let kind = message.get_u8();
         let len = usize::from(message.get_u8());
-        need(&message, len + 16)?;
+        need(&message, len + 24)?;
         let name = message.split_to(len);
         let name = std::str::from_utf8(&name)
             .map_err(|_| PublicationError("a name that is not UTF-8"))?
@@ -590,6 +617,7 @@ impl StreamPublication {
             2 => StreamKey::Room(name),
             _ => return Err(PublicationError("unknown stream kind")),
         };
+        let origin = message.get_u64_le();
         let epoch = message.get_u64_le();
         let offset = message.get_u64_le();
         if epoch == 0 || offset == 0 {
@@ -597,6 +625,7 @@ impl StreamPublication {
         }
         Ok(Self {
             stream,
+            origin,
             position: StreamPosition::new(epoch, offset),
             frame: message,
         })
@@ -652,7 +681,7 @@ mod tests {
     use super::*;
 
     fn encode(stream: &StreamKey, epoch: u64, offset: u64, frame: &[u8]) -> Bytes {
-        let mut message = publication_header(stream);
+        let mut message = publication_header(stream, 0x1234);
         message.extend_from_slice(&epoch.to_le_bytes());
         message.extend_from_slice(&offset.to_le_bytes());
         message.extend_from_slice(frame);
@@ -668,6 +697,7 @@ mod tests {
             let message = encode(&stream, u64::MAX, 1 << 40, b"\x40\x00\x00");
             let publication = StreamPublication::decode(message).unwrap();
             assert_eq!(publication.stream, stream);
+            assert_eq!(publication.origin, 0x1234);
             assert_eq!(publication.position, StreamPosition::new(u64::MAX, 1 << 40));
             assert_eq!(&publication.frame[..], b"\x40\x00\x00");
         }
@@ -682,7 +712,7 @@ mod tests {
         let mut wrong_kind = good.to_vec();
         wrong_kind[1] = 3;
         let mut zero_epoch = good.to_vec();
-        zero_epoch[4..12].fill(0);
+        zero_epoch[12..20].fill(0);
         let mut not_utf8 = good.to_vec();
         not_utf8[3] = 0xff;
         for bad in [wrong_kind, zero_epoch, not_utf8, vec![2, 2, 0]] {

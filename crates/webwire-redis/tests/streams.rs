@@ -304,6 +304,7 @@ async fn each_append_is_published_with_its_position() {
     let expected = [(room.clone(), r1, 1), (session, s1, 7), (room, r2, 2)];
     for (publication, (stream, at, n)) in got.iter().zip(expected) {
         assert_eq!(publication.stream, stream);
+        assert_eq!(publication.origin, store.origin());
         assert_eq!(publication.position, at);
         assert_eq!(publication.frame, frame(n));
     }
