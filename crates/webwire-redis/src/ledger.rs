@@ -551,8 +551,7 @@ impl RedisLedger {
         limits: LedgerLimits,
     ) -> Result<Self, RedisSessionError> {
         config.validate()?;
-        if limits.lease_ttl.is_zero() || limits.max_age.is_zero() || limits.idle_timeout.is_zero()
-        {
+        if limits.lease_ttl.is_zero() || limits.max_age.is_zero() || limits.idle_timeout.is_zero() {
             return Err(RedisSessionError::Config(
                 "the ledger's lease time, age bound and idle timeout must not be zero".into(),
             ));
@@ -570,9 +569,10 @@ impl RedisLedger {
             .connection_manager_config()
             .set_push_sender(push_tx)
             .set_automatic_resubscription();
-        let mut bus = tokio::time::timeout(op, ConnectionManager::new_with_config(client, bus_config))
-            .await
-            .map_err(|_| RedisSessionError::Timeout(op))??;
+        let mut bus =
+            tokio::time::timeout(op, ConnectionManager::new_with_config(client, bus_config))
+                .await
+                .map_err(|_| RedisSessionError::Timeout(op))??;
         let incarnation = format!("{:016x}", random_nonzero());
         let prefix = config.prefix();
         let wake_channel = format!("{prefix}ledger:wake:{incarnation}");
@@ -796,7 +796,11 @@ impl Inner {
         let mut cmd = self.cmd.clone();
         let value: Value = self
             .bounded(
-                if lookup { "ledger_lookup" } else { "ledger_begin" },
+                if lookup {
+                    "ledger_lookup"
+                } else {
+                    "ledger_begin"
+                },
                 invocation.invoke_async(&mut cmd),
             )
             .await?;
@@ -805,8 +809,8 @@ impl Inner {
         };
         Ok(match int(items.first())? {
             1 => {
-                let token = u64::try_from(int(items.get(1))?)
-                    .map_err(|_| malformed("a negative token"))?;
+                let token =
+                    u64::try_from(int(items.get(1))?).map_err(|_| malformed("a negative token"))?;
                 let guard = LeaseGuard {
                     inner: Some(Arc::clone(self)),
                     scope_key,
@@ -963,7 +967,11 @@ impl Inner {
         Ok(held == 1)
     }
 
-    async fn finish(&self, mut lease: Lease, reply: &StoredReply) -> Result<Finish, RedisSessionError> {
+    async fn finish(
+        &self,
+        mut lease: Lease,
+        reply: &StoredReply,
+    ) -> Result<Finish, RedisSessionError> {
         if let Some(mut guard) = lease.take_guard::<LeaseGuard>() {
             // Finished: nothing to give up, whatever Redis answers (if it
             // does not, the marker lapses and waiters learn "unknown").
@@ -1007,9 +1015,12 @@ impl Inner {
             .arg(ack.to_string());
         self.bounds(&mut invocation);
         let mut cmd = self.cmd.clone();
-        self.bounded("ledger_acknowledge", invocation.invoke_async::<i64>(&mut cmd))
-            .await
-            .map(drop)
+        self.bounded(
+            "ledger_acknowledge",
+            invocation.invoke_async::<i64>(&mut cmd),
+        )
+        .await
+        .map(drop)
     }
 
     async fn session_closed(&self, session: &str) -> Result<(), RedisSessionError> {
@@ -1178,7 +1189,10 @@ mod tests {
         value.push(191);
         value.extend_from_slice(b"ok");
         let reply = stored_reply(&Value::BulkString(value)).unwrap();
-        assert_eq!((reply.kind(), &reply.body()[..]), (MessageType::ReplyBinary, &b"ok"[..]));
+        assert_eq!(
+            (reply.kind(), &reply.body()[..]),
+            (MessageType::ReplyBinary, &b"ok"[..])
+        );
         assert!(stored_reply(&Value::BulkString(vec![b'0'; 40])).is_err());
         let mut signal = vec![b'0'; 40];
         signal.push(63);

@@ -425,7 +425,9 @@ impl RedisStreamStore {
             .all(|(a, b)| b.offset == a.offset + 1)
             && retained.last().is_none_or(|last| last.offset == at.offset);
         if !dense {
-            return Err(malformed("retained offsets that are not dense up to the end"));
+            return Err(malformed(
+                "retained offsets that are not dense up to the end",
+            ));
         }
         Ok(StreamRead::answer(at.epoch, at.offset, retained, after))
     }
@@ -707,7 +709,10 @@ mod tests {
     fn bad_publications_are_refused() {
         let good = encode(&StreamKey::room("r"), 1, 1, b"x");
         for cut in 0..(good.len() - 1) {
-            assert!(StreamPublication::decode(good.slice(..cut)).is_err(), "{cut}");
+            assert!(
+                StreamPublication::decode(good.slice(..cut)).is_err(),
+                "{cut}"
+            );
         }
         let mut wrong_kind = good.to_vec();
         wrong_kind[1] = 3;

@@ -131,7 +131,10 @@ async fn the_decision_table_as_in_memory() {
     // retry's id.
     let first = request(&ledger, 1, 0).await;
     assert_eq!(complete(&ledger, &first, b"paid").await, Finish::Stored);
-    assert_eq!(stored(&begin(&ledger, &first).await), Some(b"paid".to_vec()));
+    assert_eq!(
+        stored(&begin(&ledger, &first).await),
+        Some(b"paid".to_vec())
+    );
     // A live scope expires the idle timeout after its last use, from the
     // begin that made it on (a node may die before its finish).
     let fresh = LedgerScope::new("fresh-session", INSTANCE);
@@ -140,7 +143,7 @@ async fn the_decision_table_as_in_memory() {
     };
     for key in [
         format!("t:ledger:h:19:{INSTANCE}:fresh-session"),
-        format!("t:ledger:s:fresh-session"),
+        "t:ledger:s:fresh-session".to_owned(),
         format!("t:ledger:z:19:{INSTANCE}:{SESSION}"),
     ] {
         let ttl: i64 = raw.pttl(&key).await.unwrap();
@@ -179,11 +182,15 @@ async fn the_decision_table_as_in_memory() {
     complete(&ledger, &request(&ledger, 4, 2).await, b"d").await;
     // 1 and 2 were acknowledged with 4; 3 was skipped by the client.
     for seq in [1, 2, 3] {
-        assert!(is_unknown(&begin(&ledger, &request(&ledger, seq, 0).await).await));
+        assert!(is_unknown(
+            &begin(&ledger, &request(&ledger, seq, 0).await).await
+        ));
     }
     // Above the high-water mark (4) but acknowledged (7): never runs.
     ledger.acknowledge(&scope(), 7).await.unwrap();
-    assert!(is_unknown(&begin(&ledger, &request(&ledger, 6, 5).await).await));
+    assert!(is_unknown(
+        &begin(&ledger, &request(&ledger, 6, 5).await).await
+    ));
     assert!(matches!(
         lookup(&ledger, &request(&ledger, 7, 5).await).await,
         Lookup::Unknown
@@ -209,7 +216,9 @@ async fn acknowledgements_and_bounds_release_replies() {
         complete(&ledger, &request(&ledger, seq, 0).await, b"x").await;
     }
     ledger.acknowledge(&scope(), 2).await.unwrap();
-    assert!(is_unknown(&begin(&ledger, &request(&ledger, 2, 0).await).await));
+    assert!(is_unknown(
+        &begin(&ledger, &request(&ledger, 2, 0).await).await
+    ));
     assert_eq!(
         stored(&begin(&ledger, &request(&ledger, 3, 0).await).await),
         Some(b"x".to_vec())
@@ -313,7 +322,9 @@ async fn the_age_bound_releases_replies_but_not_the_marks() {
     assert!(stored(&begin(&ledger, &request(&ledger, 1, 0).await).await).is_some());
     tokio::time::sleep(Duration::from_millis(350)).await;
     // The reply is gone; the key is still known as old.
-    assert!(is_unknown(&begin(&ledger, &request(&ledger, 1, 0).await).await));
+    assert!(is_unknown(
+        &begin(&ledger, &request(&ledger, 1, 0).await).await
+    ));
     let mut raw = server.raw().await;
     let bytes: Option<i64> = raw
         .hget(format!("t:ledger:h:19:{INSTANCE}:{SESSION}"), "b")
@@ -400,7 +411,10 @@ async fn a_lapsed_lease_stores_nothing_and_a_late_finish_is_fenced_out() {
         lease_ttl,
         ..LedgerLimits::default()
     };
-    let (a, b) = (ledger_with(&server, limits).await, ledger_with(&server, limits).await);
+    let (a, b) = (
+        ledger_with(&server, limits).await,
+        ledger_with(&server, limits).await,
+    );
 
     // A node that hung: its lease lapses; the retry on the other node
     // waiting for it learns "unknown" at the lease's end, never hangs.
@@ -488,7 +502,10 @@ async fn a_dropped_lease_gives_the_run_up_at_once() {
         lease_ttl: Duration::from_secs(3600),
         ..LedgerLimits::default()
     };
-    let (a, b) = (ledger_with(&server, limits).await, ledger_with(&server, limits).await);
+    let (a, b) = (
+        ledger_with(&server, limits).await,
+        ledger_with(&server, limits).await,
+    );
     for seq in [1, 2] {
         let pay = request(&a, seq, 0).await;
         let lease = run(&a, &pay).await;
@@ -623,7 +640,10 @@ async fn a_paused_redis_fails_calls_in_time_and_waits_end() {
     let outcome = tokio::time::timeout(lease_ttl + OP_TIMEOUT + SLACK, wait).await;
     server.resume();
     assert!(elapsed < OP_TIMEOUT + SLACK, "{elapsed:?}");
-    assert!(err.to_string().contains("deciding a keyed request"), "{err}");
+    assert!(
+        err.to_string().contains("deciding a keyed request"),
+        "{err}"
+    );
     assert!(!err.to_string().contains(SESSION), "{err}");
     let source = std::error::Error::source(&err)
         .and_then(|source| source.downcast_ref::<RedisSessionError>());
@@ -663,5 +683,8 @@ async fn invalid_scopes_never_reach_redis_and_keys_never_show() {
     );
     let lease = run(&ledger, &pay).await;
     let shown = format!("{ledger:?} {lease:?} {err}");
-    assert!(!shown.contains(SESSION) && !shown.contains("bad\nkey"), "{shown}");
+    assert!(
+        !shown.contains(SESSION) && !shown.contains("bad\nkey"),
+        "{shown}"
+    );
 }

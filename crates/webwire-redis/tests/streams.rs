@@ -262,7 +262,10 @@ async fn wait_for<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<
     loop {
         match call().await {
             Ok(value) => return value,
-            Err(err) => assert!(Instant::now() < deadline, "Redis did not come back: {err:?}"),
+            Err(err) => assert!(
+                Instant::now() < deadline,
+                "Redis did not come back: {err:?}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
