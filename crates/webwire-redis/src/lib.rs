@@ -19,7 +19,8 @@
 //! [`StreamStore`](webwire_core::stream::StreamStore) (stream history: each
 //! append numbered, stored, trimmed and published in one Lua script;
 //! [`StreamPublication`] is what other nodes receive on
-//! `{prefix}stream:signals` to deliver it live), and [`RedisLedger`]
+//! `{prefix}stream:signals` to deliver it live, through a
+//! [`StreamSubscription`]), and [`RedisLedger`]
 //! implements [`RequestLedger`](webwire_core::ledger::RequestLedger)
 //! (keyed requests run at most once in the cluster: the decision in one
 //! script, leases fenced by token and node incarnation, retries on another
@@ -95,4 +96,4 @@ pub use manager::RedisSessionManager;
 /// [`RedisSessionManager::from_connection_manager`].
 pub use redis;
 pub use store_config::RedisStoreConfig;
-pub use stream::{PublicationError, RedisStreamStore, StreamPublication};
+pub use stream::{PublicationError, RedisStreamStore, StreamPublication, StreamSubscription};

@@ -8,7 +8,8 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::{Buf as _, Bytes};
 use redis::aio::ConnectionManager;
-use redis::{RedisResult, Value};
+use redis::{PushKind, RedisResult, Value};
+use tokio::sync::mpsc;
 use webwire_core::stream::{
     HistoryLimits, StreamEntry, StreamKey, StreamPosition, StreamRead, StreamStore,
     StreamStoreError,
@@ -192,6 +193,8 @@ pub struct RedisStreamStore {
     channel: Arc<str>,
     /// Random per store (a node): names this store's publications.
     origin: u64,
+    /// The client it was connected with, for [`subscribe`](Self::subscribe).
+    client: Option<redis::Client>,
 }
 
 impl fmt::Debug for RedisStreamStore {
@@ -225,11 +228,13 @@ impl RedisStreamStore {
         let op = config.op_timeout();
         let con = tokio::time::timeout(
             op,
-            ConnectionManager::new_with_config(client, config.connection_manager_config()),
+            ConnectionManager::new_with_config(client.clone(), config.connection_manager_config()),
         )
         .await
         .map_err(|_| RedisSessionError::Timeout(op))??;
-        Ok(Self::with_connection(con, config))
+        let mut store = Self::with_connection(con, config);
+        store.client = Some(client);
+        Ok(store)
     }
 
     /// A store using a connection manager made by the application (shared
@@ -262,7 +267,59 @@ impl RedisStreamStore {
             channel: Self::channel_for(config.prefix()).into(),
             config: Arc::new(config),
             origin: random_nonzero(),
+            client: None,
         }
+    }
+
+    /// Subscribes, on a connection of its own, to the publications of
+    /// every store on this Redis with this prefix but this one (its own
+    /// appends were delivered where they were made): what a node hands to
+    /// its server's connections (`Server::deliver_stream_entry`). Waits at
+    /// most the operation timeout.
+    ///
+    /// The connection comes back by itself after an outage and subscribes
+    /// again; what was published meanwhile is not received (pub/sub keeps
+    /// nothing): the clients see gaps in their offsets and repair them from
+    /// history.
+    ///
+    /// Only for a store made by [`connect`](Self::connect) (one made from a
+    /// connection manager has no client to open another connection with:
+    /// [`RedisSessionError::Config`]).
+    ///
+    /// ```no_run
+    /// # async fn f(store: webwire_redis::RedisStreamStore) -> Result<(), webwire_redis::RedisSessionError> {
+    /// let mut publications = store.subscribe().await?;
+    /// while let Some(entry) = publications.next().await {
+    ///     println!("{} offset {}", entry.stream, entry.position.offset);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn subscribe(&self) -> Result<StreamSubscription, RedisSessionError> {
+        let Some(client) = self.client.clone() else {
+            return Err(RedisSessionError::Config(
+                "a stream store made from a connection manager cannot open a subscription".into(),
+            ));
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let config = self
+            .config
+            .connection_manager_config()
+            .set_push_sender(tx)
+            .set_automatic_resubscription();
+        let op = self.config.op_timeout();
+        let mut bus = tokio::time::timeout(op, ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|_| RedisSessionError::Timeout(op))??;
+        tokio::time::timeout(op, bus.subscribe(self.channel.as_ref()))
+            .await
+            .map_err(|_| RedisSessionError::Timeout(op))??;
+        Ok(StreamSubscription {
+            rx,
+            skip_origin: self.origin,
+            lost: false,
+            _bus: bus,
+        })
     }
 
     /// The origin this store writes into its publications (random, not
@@ -631,6 +688,66 @@ impl StreamPublication {
             position: StreamPosition::new(epoch, offset),
             frame: message,
         })
+    }
+}
+
+/// The publications of the other stores on one Redis and prefix, from
+/// [`RedisStreamStore::subscribe`], in the order Redis published them
+/// (per stream, offset order).
+pub struct StreamSubscription {
+    rx: mpsc::UnboundedReceiver<redis::PushInfo>,
+    skip_origin: u64,
+    lost: bool,
+    /// Kept for the subscription's lifetime.
+    _bus: ConnectionManager,
+}
+
+impl fmt::Debug for StreamSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSubscription")
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamSubscription {
+    /// The next publication of another store; `None` once the connection
+    /// is gone for good (it never is while the subscription is held: it
+    /// reconnects without limit). Unreadable messages are dropped with a
+    /// warning; the loss and the return of the connection are logged.
+    ///
+    /// ```no_run
+    /// # async fn f(mut publications: webwire_redis::StreamSubscription) {
+    /// if let Some(entry) = publications.next().await {
+    ///     println!("{:?}", entry.position);
+    /// }
+    /// # }
+    /// ```
+    pub async fn next(&mut self) -> Option<StreamPublication> {
+        loop {
+            let push = self.rx.recv().await?;
+            match push.kind {
+                PushKind::Message => {
+                    let Some(Value::BulkString(data)) = push.data.into_iter().nth(1) else {
+                        continue;
+                    };
+                    match StreamPublication::decode(Bytes::from(data)) {
+                        Ok(entry) if entry.origin == self.skip_origin => {}
+                        Ok(entry) => return Some(entry),
+                        Err(err) => tracing::warn!(error = %err, "stream subscription: dropped"),
+                    }
+                }
+                PushKind::Disconnection if !self.lost => {
+                    self.lost = true;
+                    tracing::warn!("stream subscription: lost the Redis connection; publications until it is back are missed (clients repair the gaps from history)");
+                }
+                PushKind::Subscribe if self.lost => {
+                    self.lost = false;
+                    tracing::info!("stream subscription: subscribed again");
+                }
+                _ => {}
+            }
+        }
     }
 }
 

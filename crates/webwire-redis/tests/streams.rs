@@ -314,6 +314,28 @@ async fn each_append_is_published_with_its_position() {
 }
 
 #[tokio::test]
+async fn a_subscription_gets_the_other_nodes_appends_in_order() {
+    let server = redis_or_skip!();
+    let (a, b) = (store(&server).await, store(&server).await);
+    assert_ne!(a.origin(), b.origin());
+    let mut from_others = b.subscribe().await.unwrap();
+    let limits = HistoryLimits::default();
+    let room = StreamKey::room("lobby");
+    let a1 = a.append(&room, &limits, frame(1)).await.unwrap();
+    // B's own append: B delivered it where it was made.
+    b.append(&room, &limits, frame(2)).await.unwrap();
+    let a3 = a.append(&room, &limits, frame(3)).await.unwrap();
+    for (at, n) in [(a1, 1), (a3, 3)] {
+        let entry = tokio::time::timeout(Duration::from_secs(5), from_others.next())
+            .await
+            .expect("a publication in time")
+            .unwrap();
+        assert_eq!((entry.stream.clone(), entry.position), (room.clone(), at));
+        assert_eq!((entry.origin, entry.frame), (a.origin(), frame(n)));
+    }
+}
+
+#[tokio::test]
 async fn a_paused_redis_fails_calls_in_time() {
     let server = redis_or_skip!();
     let store = store(&server).await;
@@ -355,6 +377,10 @@ async fn invalid_names_never_reach_redis() {
     )
     .unwrap();
     let store = RedisStreamStore::from_connection_manager(con, config()).unwrap();
+    assert!(matches!(
+        store.subscribe().await,
+        Err(RedisSessionError::Config(_))
+    ));
     let err = store
         .append(&StreamKey::room(""), &HistoryLimits::default(), frame(1))
         .await
