@@ -152,12 +152,11 @@ local function decide()
 end
 local result = decide()
 -- Expiries once the scope exists (a new scope is made by the decision).
-if redis.call('EXISTS', S) == 1 then
-  local ms = touch()
-  if not lookup then
-    redis.call('SADD', KEYS[4], ARGV[7])
-    keep(KEYS[4], ms)
-  end
+-- A lookup (of a closed session's scope) never extends them: the scope
+-- goes the age bound after the close, however often it is asked.
+if not lookup and redis.call('EXISTS', S) == 1 then
+  redis.call('SADD', KEYS[4], ARGV[7])
+  keep(KEYS[4], touch())
 end
 return result
 ",

@@ -573,8 +573,17 @@ async fn a_closed_session_stays_answerable_for_the_age_bound() {
         lookup(&ledger, &request(&ledger, 2, 1).await).await,
         Lookup::NotRun
     ));
-    // The scope expires after the age bound and a lease (Redis drops it).
+    // The scope expires after the age bound and a lease (Redis drops it),
+    // from the close: lookups do not extend it.
     let mut raw = server.raw().await;
+    let scope_key = format!("t:ledger:h:19:{INSTANCE}:{SESSION}");
+    let _: () = raw.pexpire(&scope_key, 60_000).await.unwrap();
+    assert!(matches!(
+        lookup(&ledger, &request(&ledger, 2, 0).await).await,
+        Lookup::NotRun
+    ));
+    let ttl: i64 = raw.pttl(&scope_key).await.unwrap();
+    assert!((0..=60_000).contains(&ttl), "{ttl}");
     let most = limits.max_age + limits.lease_ttl;
     for key in [
         format!("t:ledger:h:19:{INSTANCE}:{SESSION}"),
