@@ -29,7 +29,7 @@ use crate::store_config::{millis, random_nonzero, RedisStoreConfig};
 /// `h` high-water mark, `a` acknowledged, `b` bytes of the stored replies,
 /// `x` set once the session closed; per seq `R{seq}` a run ("token
 /// incarnation digest deadline-ms"), `W{seq}` the wake channels of retries
-/// waiting for it, `D{seq}` a stored reply (40 hex digits of the digest,
+/// waiting for it (separated by newlines: a prefix may hold spaces), `D{seq}` a stored reply (40 hex digits of the digest,
 /// the reply's type byte, its bytes after the request id). KEYS[2]: the
 /// stored replies' index, a sorted set of seqs (20 digits) scored by
 /// finish time. `life(closed)` is how long the scope's keys must live
@@ -77,8 +77,8 @@ local function run_of(seq)
 end
 local function add_waiter(seq, channel)
   local w = redis.call('HGET', S, 'W' .. seq) or ''
-  if not string.find(' ' .. w .. ' ', ' ' .. channel .. ' ', 1, true) then
-    if w ~= '' then w = w .. ' ' end
+  if not string.find('\n' .. w .. '\n', '\n' .. channel .. '\n', 1, true) then
+    if w ~= '' then w = w .. '\n' end
     redis.call('HSET', S, 'W' .. seq, w .. channel)
   end
 end
@@ -86,7 +86,7 @@ local function wake(seq)
   local w = redis.call('HGET', S, 'W' .. seq)
   if not w then return end
   redis.call('HDEL', S, 'W' .. seq)
-  for channel in string.gmatch(w, '%S+') do
+  for channel in string.gmatch(w, '[^\n]+') do
     redis.call('PUBLISH', channel, seq .. ' ' .. S)
   end
 end

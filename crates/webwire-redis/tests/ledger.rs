@@ -338,11 +338,13 @@ async fn the_age_bound_releases_replies_but_not_the_marks() {
 async fn a_retry_on_another_node_waits_for_the_run_and_gets_its_reply() {
     let server = redis_or_skip!();
     // Polling every 10 s: only the wake notice can end the wait in time.
-    let slow_poll = config().with_poll_interval(Duration::from_secs(10));
-    let a = ledger(&server).await;
-    let b = RedisLedger::connect(&server.url(), slow_poll, LedgerLimits::default())
-        .await
-        .unwrap();
+    // A prefix with a space: channel names hold it.
+    let slow_poll = config()
+        .with_prefix("t x:")
+        .with_poll_interval(Duration::from_secs(10));
+    let url = server.url();
+    let connect = || RedisLedger::connect(&url, slow_poll.clone(), LedgerLimits::default());
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
     let pay = request(&a, 1, 0).await;
     let lease = run(&a, &pay).await;
     let Begin::Running(first) = begin(&b, &pay).await else {
