@@ -1,17 +1,24 @@
-//! Webwire 2.1 end to end through the fault-injecting proxy (issue 14):
-//! the Rust client against a server on 127.0.0.1 while the proxy cuts
-//! the connection at random points in both directions, mid-frame
-//! included, discarding what it held. Under a steady stream of keyed
-//! requests, every handler runs at most once per key and every caller
-//! gets exactly one answer; the proxy's figures show that the cuts landed
-//! while requests were in flight.
+//! Webwire 2.1 end to end through the fault-injecting proxy
+//! (webwire-faultproxy, issue 14): the Rust client against one server in
+//! this process, and against two interop server processes on one Redis
+//! (each reconnect lands on the other node), while the proxy cuts the
+//! connection at random points in both directions, mid-frame included,
+//! discarding what it held. Under a steady stream of keyed requests,
+//! every handler runs at most once per key and every caller gets exactly
+//! one answer; the proxy's figures show that the cuts landed while
+//! requests were in flight.
 //!
 //! A failing run prints its seed; `WEBWIRE_CHAOS_SEED=N` replays the cut
 //! points (the timing of the workload still varies).
 
+#[path = "../../../crates/webwire-redis/tests/common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +33,7 @@ use webwire_server::{Connection, MessageRouter, Payload, ReplyError, Server};
 const CUTS: u64 = 100;
 /// Bytes between two cuts of one direction.
 const CUT_AFTER: std::ops::RangeInclusive<u64> = 256..=4096;
-/// Requests each worker keeps going at a time (one after the other).
+/// Workers sending keyed requests, each one at a time.
 const WORKERS: usize = 8;
 /// The workload stops after this long even if the proxy cut less often.
 const WILD_FOR: Duration = Duration::from_secs(15);
@@ -156,6 +163,7 @@ fn check_keyed(
     seed: u64,
     outcomes: &Outcomes,
     runs: &HashMap<String, usize>,
+    reply_of_first_run: impl Fn(&str) -> String,
     unknown_allowed: usize,
 ) -> usize {
     let mut unknown = Vec::new();
@@ -170,7 +178,7 @@ fn check_keyed(
             Ok(reply) => {
                 assert_eq!(
                     reply,
-                    &format!("{key}:1"),
+                    &reply_of_first_run(key),
                     "seed {seed}: the reply to {key}"
                 );
                 assert_eq!(ran, 1, "seed {seed}: {key} answered but not run");
@@ -194,12 +202,29 @@ fn check_keyed(
     answered
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keyed_requests_survive_cuts_on_one_node() {
+/// What a keyed run through the proxy gave.
+struct KeyedRun {
+    seed: u64,
+    outcomes: Outcomes,
+    stats: Stats,
+}
+
+/// Logs a client in through a calm proxy in front of `upstreams`, then
+/// runs the keyed workload while the proxy cuts until it has cut `cuts`
+/// times (or `WILD_FOR` passed), calms it and waits until every request
+/// is answered. Checks the client's events: no orphan reply, nothing
+/// lagged, still a session.
+async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -> KeyedRun {
+    // The client's warnings (and more with RUST_LOG) in the test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let seed = seed();
-    let runs = Arc::new(Runs::default());
-    let (server, addr) = start_server(runs.clone()).await;
-    let proxy = FaultProxy::builder([addr])
+    let proxy = FaultProxy::builder(upstreams)
         .seed(seed)
         .cut_after(CUT_AFTER)
         .cutting(false)
@@ -214,7 +239,7 @@ async fn keyed_requests_survive_cuts_on_one_node() {
         .await
         .expect("connect");
     let mut events = client.events();
-    client.request("login", "").await.expect("login");
+    client.request("login", "chaos").await.expect("login");
 
     proxy.set_cutting(true);
     let stop = Arc::new(AtomicBool::new(false));
@@ -223,23 +248,24 @@ async fn keyed_requests_survive_cuts_on_one_node() {
         let stop = stop.clone();
         async move { keyed_workload(&client, stop).await }
     });
-    let deadline = tokio::time::Instant::now() + WILD_FOR;
-    while proxy.stats().cuts < CUTS && tokio::time::Instant::now() < deadline {
+    let started = tokio::time::Instant::now();
+    let deadline = started + WILD_FOR;
+    while proxy.stats().cuts < cuts && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let wild = started.elapsed();
     proxy.set_cutting(false);
     stop.store(true, Ordering::SeqCst);
     let outcomes = tokio::time::timeout(DRAIN, workload)
         .await
         .unwrap_or_else(|_| panic!("seed {seed}: requests still unanswered after {DRAIN:?}"))
         .expect("workload");
-
     let stats = proxy.stats();
-    print_stats("keyed requests, one node", &stats);
-    // One live node with its in-memory ledger: every retry finds its key,
-    // so no request may end with outcome unknown.
-    let answered = check_keyed(seed, &outcomes, &runs.snapshot(), 0);
-    println!("{answered} keyed requests answered, each run once");
+    print_stats(case, &stats);
+    println!(
+        "{case}: {wild:?} cutting, {:?} until every request was answered",
+        started.elapsed() - wild
+    );
     while let Some(event) = events.try_recv() {
         assert!(
             !matches!(
@@ -250,7 +276,12 @@ async fn keyed_requests_survive_cuts_on_one_node() {
         );
     }
     assert!(
-        stats.cuts >= CUTS / 2,
+        client.session().is_some(),
+        "seed {seed}: the session was lost"
+    );
+    client.close().await;
+    assert!(
+        stats.cuts >= cuts / 2,
         "seed {seed}: only {} cuts",
         stats.cuts
     );
@@ -259,11 +290,145 @@ async fn keyed_requests_survive_cuts_on_one_node() {
         "seed {seed}: no cut with a request in flight"
     );
     assert!(stats.cuts_mid_frame > 0, "seed {seed}: no cut mid-frame");
-    assert!(answered > 0);
-    assert!(
-        client.session().is_some(),
-        "seed {seed}: the session was lost"
+    KeyedRun {
+        seed,
+        outcomes,
+        stats,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_requests_survive_cuts_on_one_node() {
+    let runs = Arc::new(Runs::default());
+    let (server, addr) = start_server(runs.clone()).await;
+    let run = keyed_through_cuts("keyed requests, one node", vec![addr], CUTS).await;
+    // One live node with its in-memory ledger: every retry finds its key,
+    // so no request may end with outcome unknown.
+    let answered = check_keyed(
+        run.seed,
+        &run.outcomes,
+        &runs.snapshot(),
+        |key| format!("{key}:1"),
+        0,
     );
-    client.close().await;
+    println!("{answered} keyed requests answered, each run once");
+    assert!(answered > 0);
     server.shutdown().await;
+}
+
+/// An interop server process (`serve --redis`), killed when dropped.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(redis: &str, id: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_webwire-interop"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--redis",
+                redis,
+                "--node-id",
+                id,
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("WEBWIRE_CHAOS_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start webwire-interop serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("its first line");
+        // Keep reading so that the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ws://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("node {id}: unexpected first line {line:?}"))
+            .parse()
+            .expect("its address");
+        Self { child, addr }
+    }
+
+    /// The `counter` of each key on this node, asked directly (not through
+    /// the proxy), many at a time.
+    async fn counters(&self, keys: &[String]) -> HashMap<String, usize> {
+        let client = Client::connect(&format!("ws://{}/", self.addr))
+            .await
+            .expect("connect to the node");
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
+            let client = client.clone();
+            let chunk = chunk.to_vec();
+            tasks.spawn(async move {
+                let mut got = Vec::new();
+                for key in chunk {
+                    let reply = client
+                        .request("counter", key.clone())
+                        .await
+                        .expect("counter");
+                    let n: usize = reply.to_text().expect("text").parse().expect("a number");
+                    got.push((key, n));
+                }
+                got
+            });
+        }
+        let mut counters = HashMap::new();
+        while let Some(got) = tasks.join_next().await {
+            counters.extend(got.expect("counter task"));
+        }
+        client.close().await;
+        counters
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_requests_survive_cuts_across_two_nodes_on_redis() {
+    let redis = redis_or_skip!();
+    let nodes = [
+        Node::start(&redis.url(), "a"),
+        Node::start(&redis.url(), "b"),
+    ];
+    let run = keyed_through_cuts(
+        "keyed requests, two nodes on Redis",
+        nodes.iter().map(|n| n.addr).collect(),
+        CUTS,
+    )
+    .await;
+    // How often each key ran: the sum of both nodes' counters.
+    let keys: Vec<String> = run.outcomes.results.keys().cloned().collect();
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    let counting = std::time::Instant::now();
+    for node in &nodes {
+        for (key, n) in node.counters(&keys).await {
+            if n > 0 {
+                *runs.entry(key).or_default() += n;
+            }
+        }
+    }
+    println!("counters read in {:?}", counting.elapsed());
+    // Both nodes are alive and share the Redis ledger: a retry on the
+    // other node finds the first run (done, or running under its lease),
+    // so no request may end with outcome unknown.
+    let answered = check_keyed(run.seed, &run.outcomes, &runs, |_| "1".to_owned(), 0);
+    println!(
+        "{answered} keyed requests answered, each run once, over {} connections",
+        run.stats.connections
+    );
+    assert!(answered > 0);
 }
