@@ -31,12 +31,15 @@ use webwire_server::{Connection, MessageRouter, Payload, ReplyError, Server};
 
 /// Cuts per case in CI.
 const CUTS: u64 = 100;
+/// Cuts per case in the soak tests (ignored; BENCHMARKS.md has figures).
+const SOAK_CUTS: u64 = 2_000;
 /// Bytes between two cuts of one direction.
 const CUT_AFTER: std::ops::RangeInclusive<u64> = 256..=4096;
 /// Workers sending keyed requests, each one at a time.
 const WORKERS: usize = 8;
-/// The workload stops after this long even if the proxy cut less often.
-const WILD_FOR: Duration = Duration::from_secs(15);
+/// The workload stops after this long per 100 cuts even if the proxy cut
+/// less often.
+const WILD_FOR_100_CUTS: Duration = Duration::from_secs(15);
 /// How long the calm phase may take to answer every request.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -211,15 +214,15 @@ struct KeyedRun {
 
 /// Logs a client in through a calm proxy in front of `upstreams`, then
 /// runs the keyed workload while the proxy cuts until it has cut `cuts`
-/// times (or `WILD_FOR` passed), calms it and waits until every request
+/// times (or `WILD_FOR_100_CUTS` per 100 cuts passed), calms it and waits until every request
 /// is answered. Checks the client's events: no orphan reply, nothing
 /// lagged, still a session.
 async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -> KeyedRun {
-    // The client's warnings (and more with RUST_LOG) in the test's output.
+    // The client's errors (and more with RUST_LOG) in the test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .with_test_writer()
         .try_init();
@@ -238,7 +241,21 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
         .connect()
         .await
         .expect("connect");
+    // Read all along: thousands of reconnections make more events than
+    // the client keeps for a slow reader.
     let mut events = client.events();
+    let watched = tokio::spawn(async move {
+        let mut unexpected = Vec::new();
+        let mut reconnects = 0u64;
+        while let Some(event) = events.recv().await {
+            match event {
+                ClientEvent::Connected => reconnects += 1,
+                ClientEvent::OrphanReply { .. } | ClientEvent::Lagged(_) => unexpected.push(event),
+                _ => {}
+            }
+        }
+        (reconnects, unexpected)
+    });
     client.request("login", "chaos").await.expect("login");
 
     proxy.set_cutting(true);
@@ -249,7 +266,7 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
         async move { keyed_workload(&client, stop).await }
     });
     let started = tokio::time::Instant::now();
-    let deadline = started + WILD_FOR;
+    let deadline = started + WILD_FOR_100_CUTS * u32::try_from(cuts.div_ceil(100)).unwrap();
     while proxy.stats().cuts < cuts && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -266,20 +283,18 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
         "{case}: {wild:?} cutting, {:?} until every request was answered",
         started.elapsed() - wild
     );
-    while let Some(event) = events.try_recv() {
-        assert!(
-            !matches!(
-                event,
-                ClientEvent::OrphanReply { .. } | ClientEvent::Lagged(_)
-            ),
-            "seed {seed}: unexpected {event:?}"
-        );
-    }
     assert!(
         client.session().is_some(),
         "seed {seed}: the session was lost"
     );
     client.close().await;
+    drop(client);
+    let (reconnects, unexpected) = watched.await.expect("event reader");
+    println!("{case}: {reconnects} reconnections");
+    assert!(
+        unexpected.is_empty(),
+        "seed {seed}: unexpected {unexpected:?}"
+    );
     assert!(
         stats.cuts >= cuts / 2,
         "seed {seed}: only {} cuts",
@@ -299,9 +314,19 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keyed_requests_survive_cuts_on_one_node() {
+    keyed_on_one_node(CUTS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "soak test: 2,000 cuts; run by hand, figures in BENCHMARKS.md"]
+async fn soak_keyed_requests_on_one_node() {
+    keyed_on_one_node(SOAK_CUTS).await;
+}
+
+async fn keyed_on_one_node(cuts: u64) {
     let runs = Arc::new(Runs::default());
     let (server, addr) = start_server(runs.clone()).await;
-    let run = keyed_through_cuts("keyed requests, one node", vec![addr], CUTS).await;
+    let run = keyed_through_cuts("keyed requests, one node", vec![addr], cuts).await;
     // One live node with its in-memory ledger: every retry finds its key,
     // so no request may end with outcome unknown.
     let answered = check_keyed(
@@ -399,6 +424,16 @@ impl Drop for Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keyed_requests_survive_cuts_across_two_nodes_on_redis() {
+    keyed_on_two_nodes(CUTS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "soak test: 2,000 cuts; run by hand, figures in BENCHMARKS.md"]
+async fn soak_keyed_requests_across_two_nodes_on_redis() {
+    keyed_on_two_nodes(SOAK_CUTS).await;
+}
+
+async fn keyed_on_two_nodes(cuts: u64) {
     let redis = redis_or_skip!();
     let nodes = [
         Node::start(&redis.url(), "a"),
@@ -407,7 +442,7 @@ async fn keyed_requests_survive_cuts_across_two_nodes_on_redis() {
     let run = keyed_through_cuts(
         "keyed requests, two nodes on Redis",
         nodes.iter().map(|n| n.addr).collect(),
-        CUTS,
+        cuts,
     )
     .await;
     // How often each key ran: the sum of both nodes' counters.
