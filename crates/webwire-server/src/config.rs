@@ -34,6 +34,10 @@ pub(crate) struct Config {
     pub(crate) session_keys: Option<Arc<dyn SessionKeyGenerator>>,
     /// The abuse limits (all off by default).
     pub(crate) limits: LimitsConfig,
+    /// The 2.1 features offered (none: the server announces 2.0).
+    pub(crate) extensions: webwire_proto::FeatureFlags,
+    /// Stream history: the store, the session streams' and the rooms'.
+    pub(crate) streams: crate::stream::hub::StreamConfig,
 }
 
 /// The original server's read timeout.
@@ -91,6 +95,8 @@ impl Default for Config {
                 max_tracked_addresses: DEFAULT_MAX_TRACKED_ADDRESSES,
                 ..LimitsConfig::default()
             },
+            extensions: webwire_proto::FeatureFlags::NONE,
+            streams: crate::stream::hub::StreamConfig::default(),
         }
     }
 }

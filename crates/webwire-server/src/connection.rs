@@ -295,6 +295,8 @@ pub(crate) struct ConnectionInner {
     rooms: Membership,
     /// The application's data (see [`Connection::extensions`]).
     extensions: Mutex<http::Extensions>,
+    /// The 2.1 features granted, and the hold of streams after a restore.
+    streams: crate::stream::hub::ConnStreams,
 }
 
 impl ConnectionInner {
@@ -326,7 +328,20 @@ impl ConnectionInner {
             session: Mutex::new(SessionSlot::Empty),
             rooms: Membership::new(rooms),
             extensions: Mutex::default(),
+            streams: crate::stream::hub::ConnStreams::default(),
         }
+    }
+
+    /// The server's sessions.
+    #[inline]
+    pub(crate) fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// The 2.1 features granted to the connection and its streams' hold.
+    #[inline]
+    pub(crate) fn stream_state(&self) -> &crate::stream::hub::ConnStreams {
+        &self.streams
     }
 
     /// The largest message either side may send, in bytes.
@@ -546,6 +561,28 @@ impl Connection {
     /// A snapshot of the connection's counters.
     pub fn stats(&self) -> ConnectionStats {
         self.inner.stats()
+    }
+
+    /// The webwire 2.1 features granted to this connection (docs/protocol.md
+    /// section 14.1), once its ExtensionAccept was written; `None` for a
+    /// 2.0 connection.
+    ///
+    /// ```
+    /// # fn f(conn: webwire_server::Connection) {
+    /// use webwire_server::proto::FeatureFlags;
+    ///
+    /// let streams = conn.granted_features().is_some_and(|f| f.contains(FeatureFlags::STREAMS));
+    /// # }
+    /// ```
+    pub fn granted_features(&self) -> Option<webwire_proto::FeatureFlags> {
+        self.inner.streams.granted()
+    }
+
+    /// Whether the connection gets stream signals with their positions
+    /// (StreamSignal; `STREAMS` granted). Other connections get them as
+    /// plain signals.
+    pub fn streams_granted(&self) -> bool {
+        self.inner.streams.streams_granted()
     }
 
     /// Sends the client a signal, waiting while the outbound queue is full,

@@ -35,6 +35,7 @@ use crate::room::Rooms;
 use crate::service::WebwireService;
 use crate::session::ops::{is_valid_key, Sessions};
 use crate::session::ErasedSessionManager;
+use crate::stream::hub::Streams;
 use crate::session::{
     ClosedSession, DefaultKeyGenerator, FileSessionManager, SessionKeyGenerator, SessionManager,
 };
@@ -800,6 +801,86 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
+    /// The webwire 2.1 features the server offers (docs/protocol.md section
+    /// 14). With any, AcceptConf announces version 2.1 and a client may opt
+    /// in; with none (the default here), the server announces 2.0 and
+    /// speaks nothing else. Of the features, this server implements
+    /// [`FeatureFlags::STREAMS`](webwire_proto::FeatureFlags::STREAMS).
+    ///
+    /// ```
+    /// use webwire_server::{proto::FeatureFlags, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new()).extensions(FeatureFlags::STREAMS).build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn extensions(mut self, features: webwire_proto::FeatureFlags) -> Self {
+        self.config.extensions = features & webwire_proto::FeatureFlags::STREAMS;
+        self
+    }
+
+    /// Where stream history is kept (docs/protocol.md 14.3). Default: a
+    /// [`MemoryStreamStore`](crate::stream::MemoryStreamStore), which a
+    /// restart of the process empties (returning clients are told, with a
+    /// StreamLoss of reason EPOCH_CHANGED); several nodes share one in
+    /// Redis.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use webwire_server::{stream::MemoryStreamStore, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .stream_store(Arc::new(MemoryStreamStore::new()))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn stream_store(mut self, store: Arc<impl crate::stream::StreamStore>) -> Self {
+        self.config.streams.store = Some(store);
+        self
+    }
+
+    /// How much history every session stream keeps (the signals of
+    /// [`Server::signal_session_stream`]). Default
+    /// [`DEFAULT_SESSION_HISTORY`](crate::stream::DEFAULT_SESSION_HISTORY):
+    /// 1000 signals, 10 minutes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webwire_server::{stream::HistoryLimits, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .session_history(HistoryLimits::new(100, Duration::from_secs(300)))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn session_history(mut self, limits: crate::stream::HistoryLimits) -> Self {
+        self.config.streams.session_history = limits;
+        self
+    }
+
+    /// Which rooms keep history, and how much: `history(room)` answers
+    /// `Some(limits)` for a room with a stream, `None` for a plain room
+    /// (the default for every room). Asked whenever a room is used, so it
+    /// must give the same answer for a room every time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webwire_server::{stream::HistoryLimits, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .room_history(|room| {
+    ///         room.starts_with("chat:").then(|| HistoryLimits::new(500, Duration::from_secs(3600)))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn room_history<F>(mut self, history: F) -> Self
+    where
+        F: Fn(&str) -> Option<crate::stream::HistoryLimits> + Send + Sync + 'static,
+    {
+        self.config.streams.room_history = Some(Arc::new(history));
+        self
+    }
+
     /// Closes a connection that sends nothing (no message, heartbeat, ping
     /// or pong) for this long. Default 60 s, at least 1 s.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
@@ -1119,14 +1200,22 @@ impl<H: Handler> ServerBuilder<H> {
                 .unwrap_or_else(|| Arc::new(DefaultKeyGenerator)),
             self.cluster.clone(),
         );
-        let sessions = Arc::new(sessions.with_hooks(Arc::new(HandlerHooks(handler.clone()))));
-        let accept_conf = ServerMessage::AcceptConf(AcceptConf::new(
+        let streams = Arc::new(Streams::new(config.streams.clone()));
+        let sessions = Arc::new(
+            sessions
+                .with_hooks(Arc::new(HandlerHooks(handler.clone())))
+                .with_streams(streams),
+        );
+        let mut accept_conf = AcceptConf::new(
             config.read_timeout,
             // Checked by `validate`.
             u32::try_from(config.buffer_size).unwrap_or(u32::MAX),
             Bytes::from(config.sub_protocol.clone()),
-        ))
-        .to_bytes();
+        );
+        if !config.extensions.is_empty() {
+            accept_conf = accept_conf.with_minor(webwire_proto::PROTOCOL_MINOR_EXTENSIONS);
+        }
+        let accept_conf = ServerMessage::AcceptConf(accept_conf).to_bytes();
         let connection_limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let admission = Arc::new(Admission::new(config.limits.clone()));
         let server = Server {

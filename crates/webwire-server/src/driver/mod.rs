@@ -61,6 +61,7 @@ use crate::{Connection, Handler, HandlerError, ReplyError};
 mod closing;
 mod dispatch;
 mod session_request;
+mod stream_resume;
 mod transport;
 
 use closing::stream_error;
@@ -142,7 +143,10 @@ where
         )
         .with_span(span.clone()),
     );
-    let protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
+    let mut protocol = ServerConnection::new(config.read_timeout, Instant::now().into_std());
+    if !config.extensions.is_empty() {
+        protocol = protocol.with_extensions(config.extensions);
+    }
     let mut wire = Wire::new(ws, conn.inner.clone(), config.queue_timeout, protocol);
     // The accept configuration goes first, before anything else; it is
     // flushed with the first batch.
@@ -246,6 +250,11 @@ enum Then {
     Signal(Pending<SignalFuture>),
     /// A session request, handled in this task.
     Session(RequestId, SessionRequest),
+    /// 2.1: answer the opt-in with these features granted.
+    Extensions(webwire_proto::FeatureFlags),
+    /// 2.1: a StreamResume, handled in this task (after any restore read
+    /// before it).
+    Resume(webwire_proto::StreamResume),
 }
 
 type RequestFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
@@ -592,13 +601,11 @@ where
             Received::CloseSession(id) => Then::Session(id, SessionRequest::Close),
             Received::Close(closing) => return Err(ReadEnd::Closing(closing)),
             // The rules yield these only on a connection made
-            // `with_extensions`, which this server does not make (it
-            // announces 2.0): should one come, it is a violation.
-            Received::ExtensionHello { .. } => {
-                return Err(not_announced(MessageType::ExtensionHello))
-            }
+            // `with_extensions` with the feature: keyed requests are never
+            // offered here; should one come, it is a violation.
+            Received::ExtensionHello { granted, .. } => Then::Extensions(granted),
             Received::KeyedRequest(request) => return Err(not_announced(request.message_type())),
-            Received::StreamResume(_) => return Err(not_announced(MessageType::StreamResume)),
+            Received::StreamResume(resume) => Then::Resume(resume),
         })
     }
 
@@ -655,6 +662,8 @@ where
             Then::Request(pending) => self.pending_request(pending, permit).await,
             Then::Signal(pending) => self.pending_signal(pending, permit).await,
             Then::Session(id, request) => self.session_request(id, request).await,
+            Then::Extensions(granted) => self.accept_extensions(granted).await,
+            Then::Resume(resume) => self.stream_resume(resume).await,
         }
     }
 

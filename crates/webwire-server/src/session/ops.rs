@@ -25,6 +25,7 @@ use crate::error::SessionError;
 use crate::handler::SessionHooks;
 use crate::metrics::{time_store, ServerMetrics};
 use crate::outbox::Outbound;
+use crate::stream::hub::Streams;
 use crate::Connection;
 
 /// The `outcome` label of a restore request's reply.
@@ -63,6 +64,8 @@ pub(crate) struct Sessions {
     saves: Arc<Saves>,
     /// The server's metric handles (see [`Sessions::metrics`]).
     metrics: Arc<ServerMetrics>,
+    /// The streams: the session streams and the sessions' history rooms.
+    streams: Arc<Streams>,
 }
 
 /// What a client's session request did, for the application's hook
@@ -114,7 +117,20 @@ impl Sessions {
             hooks: None,
             saves,
             metrics: Arc::new(ServerMetrics::new()),
+            streams: Arc::default(),
         }
+    }
+
+    /// The streams (the default: in memory, no room with history).
+    pub(crate) fn with_streams(mut self, streams: Arc<Streams>) -> Self {
+        self.streams = streams;
+        self
+    }
+
+    /// The streams: the session streams and the sessions' history rooms.
+    #[inline]
+    pub(crate) fn streams(&self) -> &Arc<Streams> {
+        &self.streams
     }
 
     /// The application's session hooks.
@@ -325,6 +341,13 @@ impl Sessions {
             return Err(ServerMessage::InternalError(id));
         }
         ticket.used = true;
+        // With streams granted, the session's streams wait for the
+        // client's StreamResume (docs/protocol.md 14.3.2, the hold): from
+        // before the connection can be reached as the session's.
+        let hold = conn.streams_granted();
+        if hold {
+            conn.inner.stream_state().begin_hold();
+        }
         let outcome = self
             .registry
             .join(&ticket.ticket, conn, session.clone())
@@ -333,10 +356,17 @@ impl Sessions {
             Ok(()) => {
                 claim.settle();
                 conn.inner.record_session(&session.key);
+                // Back into the session's history rooms (held as above).
+                self.streams.rejoin(conn, &session.key);
                 tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session restored");
                 Ok((reply, session))
             }
-            Err(refused) => Err(refusal(id, refused)),
+            Err(refused) => {
+                if hold {
+                    conn.inner.stream_state().end_hold();
+                }
+                Err(refusal(id, refused))
+            }
         }
     }
 
@@ -364,6 +394,7 @@ impl Sessions {
             return (None, Ok(()));
         };
         self.count_sessions();
+        self.streams.left_session(conn, &left.key);
         tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), destroy = left.destroy, "session closed on a connection");
         let notified = if notify {
             send_closed(conn).await
@@ -394,6 +425,9 @@ impl Sessions {
             connections = connections.len(),
             "closing a session everywhere"
         );
+        for conn in &connections {
+            self.streams.left_session(conn, key);
+        }
         let sent = futures_util::future::join_all(connections.iter().map(send_closed)).await;
         let errors = connections
             .iter()
@@ -440,9 +474,12 @@ impl Sessions {
             saves: self.saves.clone(),
         };
         let registry = self.registry.clone();
+        let streams = self.streams.clone();
         let task = tokio::spawn(async move {
             let result = deleter.delete(&key).await;
             registry.destroyed(&key);
+            // Its memberships and session stream go with it.
+            streams.session_destroyed(&key).await;
             result
         });
         task.await.unwrap_or_else(|err| {
