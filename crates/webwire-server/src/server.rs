@@ -35,10 +35,10 @@ use crate::room::Rooms;
 use crate::service::WebwireService;
 use crate::session::ops::{is_valid_key, Sessions};
 use crate::session::ErasedSessionManager;
-use crate::stream::hub::Streams;
 use crate::session::{
     ClosedSession, DefaultKeyGenerator, FileSessionManager, SessionKeyGenerator, SessionManager,
 };
+use crate::stream::hub::Streams;
 use crate::{Connection, Handler, ServerError, TlsConfig};
 
 /// The before-upgrade hook.

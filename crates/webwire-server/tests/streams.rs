@@ -77,7 +77,10 @@ async fn login(client: &mut TestClient) -> String {
     let reply = client.request("login", Payload::default()).await;
     let key = reply_text(&reply);
     for message in client.take_pending() {
-        assert!(matches!(message, ServerMessage::SessionCreated(_)), "{message:?}");
+        assert!(
+            matches!(message, ServerMessage::SessionCreated(_)),
+            "{message:?}"
+        );
     }
     key
 }
@@ -216,8 +219,14 @@ async fn offsets_are_dense_per_stream_and_2_0_connections_get_plain_signals() {
         (&StreamId::Session, 1, sent.epoch)
     );
     // A room without history has no stream.
-    let err = server.signal_room_stream("plain", "x", "y").await.unwrap_err();
-    assert!(matches!(err, webwire_server::error::StreamError::NoHistory { .. }), "{err}");
+    let err = server
+        .signal_room_stream("plain", "x", "y")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, webwire_server::error::StreamError::NoHistory { .. }),
+        "{err}"
+    );
     server.shutdown().await;
 }
 
@@ -246,8 +255,14 @@ async fn resume_after_a_dropped_connection_gets_the_missed_signals_in_order_then
     ok(&mut client, "join", "h-a").await;
     let (mut room_pos, mut session_pos) = (Position::default(), Position::default());
     for i in 1..=3 {
-        server.signal_room_stream("h-a", "r", format!("r{i}")).await.unwrap();
-        server.signal_session_stream(&key, "s", format!("s{i}")).await.unwrap();
+        server
+            .signal_room_stream("h-a", "r", format!("r{i}"))
+            .await
+            .unwrap();
+        server
+            .signal_session_stream(&key, "s", format!("s{i}"))
+            .await
+            .unwrap();
     }
     for _ in 0..6 {
         let message = client.recv().await;
@@ -262,8 +277,14 @@ async fn resume_after_a_dropped_connection_gets_the_missed_signals_in_order_then
     within_eventually(&server, 0).await;
     // Sent while the client is away.
     for i in 4..=7 {
-        server.signal_room_stream("h-a", "r", format!("r{i}")).await.unwrap();
-        server.signal_session_stream(&key, "s", format!("s{i}")).await.unwrap();
+        server
+            .signal_room_stream("h-a", "r", format!("r{i}"))
+            .await
+            .unwrap();
+        server
+            .signal_session_stream(&key, "s", format!("s{i}"))
+            .await
+            .unwrap();
     }
     let mut client = streams_client(&server).await;
     restore(&mut client, &key).await;
@@ -374,8 +395,14 @@ async fn resume_while_signals_are_sent_concurrently_loses_and_doubles_nothing() 
         let key = key.clone();
         async move {
             for i in 1..=N {
-                server.signal_room_stream("h-a", "r", format!("{i}")).await.unwrap();
-                server.signal_session_stream(&key, "s", format!("{i}")).await.unwrap();
+                server
+                    .signal_room_stream("h-a", "r", format!("{i}"))
+                    .await
+                    .unwrap();
+                server
+                    .signal_session_stream(&key, "s", format!("{i}"))
+                    .await
+                    .unwrap();
                 // Paced, so that sends go on while the client reconnects
                 // and resumes.
                 for _ in 0..2 {
@@ -443,7 +470,10 @@ async fn trimmed_history_is_reported_then_the_rest_follows() {
     server.signal_room_stream("t-a", "r", "2").await.unwrap();
     // Away at offset 2; 8 more are sent, 3 are kept.
     for i in 3..=10 {
-        server.signal_room_stream("t-a", "r", format!("{i}")).await.unwrap();
+        server
+            .signal_room_stream("t-a", "r", format!("{i}"))
+            .await
+            .unwrap();
     }
     let mut client2 = streams_client(&server).await;
     restore(&mut client2, &key).await;
@@ -454,10 +484,18 @@ async fn trimmed_history_is_reported_then_the_rest_follows() {
     let trimmed = loss(&before[0]);
     assert_eq!(trimmed.reason, LossReason::Trimmed);
     assert_eq!(
-        (trimmed.epoch, trimmed.lost_from, trimmed.lost_to, trimmed.next),
+        (
+            trimmed.epoch,
+            trimmed.lost_from,
+            trimmed.lost_to,
+            trimmed.next
+        ),
         (first.epoch, 3, 7, 8)
     );
-    let offsets: Vec<u64> = before[1..].iter().map(|m| stream_signal(m).offset()).collect();
+    let offsets: Vec<u64> = before[1..]
+        .iter()
+        .map(|m| stream_signal(m).offset())
+        .collect();
     assert_eq!(offsets, [8, 9, 10]);
     server.shutdown().await;
 }
@@ -468,7 +506,10 @@ async fn ahead_and_foreign_epochs_and_streams_without_rights() {
     let mut other = streams_client(&server).await;
     let other_key = login(&mut other).await;
     ok(&mut other, "join", "h-theirs").await;
-    let theirs = server.signal_session_stream(&other_key, "s", "x").await.unwrap();
+    let theirs = server
+        .signal_session_stream(&other_key, "s", "x")
+        .await
+        .unwrap();
     let mut client = streams_client(&server).await;
     let _key = login(&mut client).await;
     ok(&mut client, "join", "h-a").await;
@@ -500,7 +541,10 @@ async fn ahead_and_foreign_epochs_and_streams_without_rights() {
     for l in &unknown {
         assert_eq!((l.epoch, l.lost_from, l.lost_to, l.next), (0, 0, 0, 0));
     }
-    let ahead = losses.iter().find(|l| l.reason == LossReason::Ahead).unwrap();
+    let ahead = losses
+        .iter()
+        .find(|l| l.reason == LossReason::Ahead)
+        .unwrap();
     assert_eq!(ahead.stream, room("h-a"));
     assert_eq!(
         (ahead.epoch, ahead.lost_from, ahead.lost_to, ahead.next),
@@ -512,7 +556,10 @@ async fn ahead_and_foreign_epochs_and_streams_without_rights() {
         .unwrap();
     assert_eq!(changed.stream, StreamId::Session);
     assert_ne!(changed.epoch, theirs.epoch);
-    assert_eq!((changed.lost_from, changed.lost_to, changed.next), (0, 0, 1));
+    assert_eq!(
+        (changed.lost_from, changed.lost_to, changed.next),
+        (0, 0, 1)
+    );
     assert_eq!(losses.len(), 5, "{losses:?}");
     // The client goes on from `next`: the next signal is offset 2.
     server.signal_room_stream("h-a", "r", "2").await.unwrap();
@@ -563,7 +610,10 @@ async fn after_a_restart_the_epoch_changed_then_normal_service() {
     let server = builder_with(sessions.clone()).build().unwrap();
     let mut client = streams_client(&server).await;
     let key = login(&mut client).await;
-    let before_restart = server.signal_session_stream(&key, "s", "old").await.unwrap();
+    let before_restart = server
+        .signal_session_stream(&key, "s", "old")
+        .await
+        .unwrap();
     assert_eq!(stream_signal(&client.recv().await).offset(), 1);
     client.close().await;
     server.shutdown().await;
@@ -584,9 +634,15 @@ async fn after_a_restart_the_epoch_changed_then_normal_service() {
     let changed = loss(&before[0]);
     assert_eq!(changed.reason, LossReason::EpochChanged);
     assert_ne!(changed.epoch, before_restart.epoch);
-    assert_eq!((changed.lost_from, changed.lost_to, changed.next), (0, 0, 1));
+    assert_eq!(
+        (changed.lost_from, changed.lost_to, changed.next),
+        (0, 0, 1)
+    );
     assert_eq!(before.len(), 1);
-    let sent = server.signal_session_stream(&key, "s", "new").await.unwrap();
+    let sent = server
+        .signal_session_stream(&key, "s", "new")
+        .await
+        .unwrap();
     let message = client.recv().await;
     let signal = stream_signal(&message);
     assert_eq!((signal.epoch(), signal.offset()), (changed.epoch, 1));
@@ -595,17 +651,23 @@ async fn after_a_restart_the_epoch_changed_then_normal_service() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_unlisted_membership_resumes_from_its_join_position_and_the_session_stream_from_the_start()
-{
+async fn an_unlisted_membership_resumes_from_its_join_position_and_the_session_stream_from_the_start(
+) {
     let server = builder().build().unwrap();
-    server.signal_room_stream("h-a", "r", "before the join").await.unwrap();
+    server
+        .signal_room_stream("h-a", "r", "before the join")
+        .await
+        .unwrap();
     let mut client = streams_client(&server).await;
     let key = login(&mut client).await;
     server.signal_session_stream(&key, "s", "s1").await.unwrap();
     ok(&mut client, "join", "h-a").await;
     client.close().await;
     within_eventually(&server, 0).await;
-    server.signal_room_stream("h-a", "r", "after the join").await.unwrap();
+    server
+        .signal_room_stream("h-a", "r", "after the join")
+        .await
+        .unwrap();
     let mut client = streams_client(&server).await;
     restore(&mut client, &key).await;
     let (before, answer) = resume(&mut client, vec![]).await;
@@ -633,12 +695,18 @@ async fn a_live_signal_dropped_on_a_full_queue_is_repaired_by_a_resume() {
     let mut client = TestClient::in_memory_with(&server, 256).await;
     let hello = ExtensionHello::new(FeatureFlags::STREAMS, InstanceId::new("").unwrap()).unwrap();
     client.send(ClientMessage::ExtensionHello(hello)).await;
-    assert!(matches!(client.recv().await, ServerMessage::ExtensionAccept(_)));
+    assert!(matches!(
+        client.recv().await,
+        ServerMessage::ExtensionAccept(_)
+    ));
     let _key = login(&mut client).await;
     ok(&mut client, "join", "h-a").await;
     // The client reads nothing meanwhile: the pipe and the queue fill up.
     for i in 1..=N {
-        server.signal_room_stream("h-a", "r", format!("{i}")).await.unwrap();
+        server
+            .signal_room_stream("h-a", "r", format!("{i}"))
+            .await
+            .unwrap();
     }
     let mut sent = N;
     let mut position = Position::default();
@@ -652,7 +720,10 @@ async fn a_live_signal_dropped_on_a_full_queue_is_repaired_by_a_resume() {
             }
             assert!(sent < N + 5, "the hole is never repaired");
             sent += 1;
-            server.signal_room_stream("h-a", "r", format!("{sent}")).await.unwrap();
+            server
+                .signal_room_stream("h-a", "r", format!("{sent}"))
+                .await
+                .unwrap();
             continue;
         };
         let signal = stream_signal(&message);
@@ -687,11 +758,125 @@ async fn closing_the_session_ends_its_memberships_and_its_stream() {
     assert_eq!(server.session_rooms(&key), ["h-a", "h-b"]);
     let first = server.signal_session_stream(&key, "s", "1").await.unwrap();
     server.close_session(&key).await;
-    common::eventually("the memberships to go", || server.session_rooms(&key).is_empty()).await;
-    assert_eq!(server.room_count("h-a"), 0, "the connection left the session's rooms");
+    common::eventually("the memberships to go", || {
+        server.session_rooms(&key).is_empty()
+    })
+    .await;
+    assert_eq!(
+        server.room_count("h-a"),
+        0,
+        "the connection left the session's rooms"
+    );
     // The session stream was removed: a new one has a new epoch.
     let again = server.signal_session_stream(&key, "s", "2").await.unwrap();
     assert_eq!(again.offset, 1);
     assert_ne!(again.epoch, first.epoch);
+    server.shutdown().await;
+}
+
+/// A store whose reads, once `gated`, wait for `open` after reading.
+#[derive(Debug)]
+struct GateStore {
+    inner: MemoryStreamStore,
+    gated: std::sync::atomic::AtomicBool,
+    /// Reads waiting at the gate.
+    waiting: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::Semaphore,
+}
+
+impl Default for GateStore {
+    fn default() -> Self {
+        Self {
+            inner: MemoryStreamStore::new(),
+            gated: Default::default(),
+            waiting: Default::default(),
+            open: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl StreamStore for GateStore {
+    async fn append(
+        &self,
+        stream: &StreamKey,
+        limits: &HistoryLimits,
+        frame: Bytes,
+    ) -> Result<webwire_server::stream::StreamPosition, StreamStoreError> {
+        self.inner.append(stream, limits, frame).await
+    }
+
+    async fn read(
+        &self,
+        stream: &StreamKey,
+        limits: &HistoryLimits,
+        after: Option<webwire_server::stream::StreamPosition>,
+    ) -> Result<StreamRead, StreamStoreError> {
+        let read = self.inner.read(stream, limits, after).await;
+        if self.gated.load(std::sync::atomic::Ordering::SeqCst) {
+            self.waiting
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.open.acquire().await.unwrap().forget();
+        }
+        read
+    }
+
+    async fn end(
+        &self,
+        stream: &StreamKey,
+        limits: &HistoryLimits,
+    ) -> Result<webwire_server::stream::StreamPosition, StreamStoreError> {
+        self.inner.end(stream, limits).await
+    }
+
+    async fn remove(&self, stream: &StreamKey) -> Result<(), StreamStoreError> {
+        self.inner.remove(stream).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signal_sent_while_a_resume_reads_history_follows_it() {
+    let store = Arc::new(GateStore::default());
+    let server = builder().stream_store(store.clone()).build().unwrap();
+    let mut client = streams_client(&server).await;
+    let key = login(&mut client).await;
+    ok(&mut client, "join", "h-a").await;
+    let first = server.signal_room_stream("h-a", "r", "1").await.unwrap();
+    assert_eq!(stream_signal(&client.recv().await).offset(), 1);
+    client.close().await;
+    let mut client = streams_client(&server).await;
+    restore(&mut client, &key).await;
+    store.gated.store(true, std::sync::atomic::Ordering::SeqCst);
+    let id = client.next_id();
+    let request = StreamResume::new(id, vec![at(room("h-a"), first.epoch, 1)]).unwrap();
+    client.send(ClientMessage::StreamResume(request)).await;
+    // The resume has read the room's history and waits: a signal is sent.
+    common::eventually("the resume to read", || {
+        store.waiting.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let send = tokio::spawn({
+        let server = server.clone();
+        async move { server.signal_room_stream("h-a", "r", "2").await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every read from here on (the session stream's too) goes through.
+    store
+        .gated
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    store.open.add_permits(16);
+    let mut got = vec![];
+    loop {
+        let message = client.recv().await;
+        if message.request_id() == Some(id) {
+            assert!(is_empty_reply(&message), "{message:?}");
+            break;
+        }
+        got.push(stream_signal(&message).offset());
+    }
+    assert_eq!(send.await.unwrap().offset, 2);
+    // Signal 2 comes after the resume's answer (it waited for the resume),
+    // not lost to the hold.
+    got.push(stream_signal(&client.recv().await).offset());
+    assert_eq!(got, [2]);
     server.shutdown().await;
 }

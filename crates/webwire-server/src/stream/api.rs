@@ -53,7 +53,11 @@ impl Server {
         }
         let stream = StreamKey::session(key);
         let streams = self.shared.sessions().streams();
-        let (signal, plain) = self.stream_signal(&stream, name.into_name().map_err(SignalError::from)?, payload.into())?;
+        let (signal, plain) = self.stream_signal(
+            &stream,
+            name.into_name().map_err(SignalError::from)?,
+            payload.into(),
+        )?;
         let limits = streams.session_history();
         let _order = streams.lock(&stream).await;
         let at = streams
@@ -91,7 +95,11 @@ impl Server {
         let streams = self.shared.sessions().streams();
         let limits = room_limits(streams, room)?;
         let stream = StreamKey::room(room);
-        let (signal, plain) = self.stream_signal(&stream, name.into_name().map_err(SignalError::from)?, payload.into())?;
+        let (signal, plain) = self.stream_signal(
+            &stream,
+            name.into_name().map_err(SignalError::from)?,
+            payload.into(),
+        )?;
         let _order = streams.lock(&stream).await;
         let at = streams
             .store()

@@ -227,11 +227,7 @@ impl Streams {
     /// Takes the order of `stream`: appends with their deliveries, and
     /// resumes with their queueing, run one at a time per stream.
     pub(crate) async fn lock(&self, stream: &StreamKey) -> StreamGuard<'_> {
-        let mutex = self
-            .lock_map()
-            .entry(stream.clone())
-            .or_default()
-            .clone();
+        let mutex = self.lock_map().entry(stream.clone()).or_default().clone();
         let guard = mutex.lock_owned().await;
         StreamGuard {
             streams: self,

@@ -50,7 +50,11 @@ enum Stopped {
 
 /// Handles the StreamResume `resume` of `conn`; returns its answer, to be
 /// written once everything it queued is.
-pub(crate) async fn resume(streams: &Streams, conn: &Connection, resume: StreamResume) -> ServerMessage {
+pub(crate) async fn resume(
+    streams: &Streams,
+    conn: &Connection,
+    resume: StreamResume,
+) -> ServerMessage {
     let (id, positions) = resume.into_parts();
     let Some(key) = conn.session_key() else {
         return no_session(id);
