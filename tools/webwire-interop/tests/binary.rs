@@ -91,7 +91,7 @@ fn serve_then_check_then_sigterm() {
     assert_eq!(
         lines,
         [
-            "PASS accept-conf (version 2.0)",
+            "PASS accept-conf (version 2.1)",
             "PASS any-origin",
             "PASS echo-utf8",
             "3 passed, 0 failed"
