@@ -880,3 +880,53 @@ async fn a_signal_sent_while_a_resume_reads_history_follows_it() {
     assert_eq!(got, [2]);
     server.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn history_rooms_joined_before_the_session_become_the_sessions() {
+    let server = builder().build().unwrap();
+    let mut client = streams_client(&server).await;
+    ok(&mut client, "join-conn", "h-a").await;
+    ok(&mut client, "join-conn", "plain").await;
+    let key = login(&mut client).await;
+    assert_eq!(server.session_rooms(&key), ["h-a"]);
+    client.close().await;
+    within_eventually(&server, 0).await;
+    let mut client = streams_client(&server).await;
+    restore(&mut client, &key).await;
+    assert_eq!(server.room_count("h-a"), 1);
+    assert_eq!(server.room_count("plain"), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_entry_from_the_cluster_is_delivered_in_the_streams_order() {
+    let server = builder().build().unwrap();
+    let mut new = streams_client(&server).await;
+    let mut old = TestClient::in_memory(&server).await;
+    ok(&mut new, "join-conn", "h-a").await;
+    ok(&mut old, "join-conn", "h-a").await;
+    let signal = webwire_proto::Signal::new(
+        webwire_proto::Name::from_static("remote"),
+        Payload::utf8("from b"),
+    )
+    .unwrap();
+    let frame = ServerMessage::Signal(signal).to_bytes();
+    let at = webwire_server::stream::StreamPosition::new(77, 5);
+    let sent = server
+        .deliver_stream_entry(&StreamKey::room("h-a"), at, frame)
+        .await;
+    assert_eq!(sent, 2);
+    let message = new.recv().await;
+    let got = stream_signal(&message);
+    assert_eq!(
+        (got.epoch(), got.offset(), text(got)),
+        (77, 5, "from b".into())
+    );
+    assert!(matches!(old.recv().await, ServerMessage::Signal(_)));
+    // Not a signal: dropped.
+    let sent = server
+        .deliver_stream_entry(&StreamKey::room("h-a"), at, Bytes::from_static(b"\x16"))
+        .await;
+    assert_eq!(sent, 0);
+    server.shutdown().await;
+}

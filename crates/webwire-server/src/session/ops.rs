@@ -216,6 +216,13 @@ impl Sessions {
         claim.settle();
         self.count_sessions();
         conn.inner.record_session(&session.key);
+        // History rooms the connection joined before it had a session
+        // become the session's.
+        for room in conn.rooms() {
+            if self.streams.room_history(&room).is_some() {
+                conn.joined_history_room(&room);
+            }
+        }
         permit.send(Outbound::Message(Box::new(notification)));
         tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session created");
         // In a task of its own, like a deletion: the store runs to its end
