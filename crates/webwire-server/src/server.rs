@@ -407,6 +407,11 @@ impl Server {
     /// cluster, on every node. Returns how many of this server's
     /// connections it was queued for.
     ///
+    /// Fire-and-forget, as in webwire 2.0: a client that is disconnected
+    /// at the time never gets it. For what must reach the session across
+    /// reconnects, in order, use
+    /// [`signal_session_stream`](Self::signal_session_stream).
+    ///
     /// ```
     /// # fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::error::SignalError> {
     /// server.signal_session(key, "logout-soon", "in 5 minutes")?;
@@ -463,6 +468,12 @@ impl Server {
     /// to their members too.
     ///
     /// Fails only when the signal itself is invalid or too large.
+    ///
+    /// Fire-and-forget, as in webwire 2.0, and not kept in a room's
+    /// history: for a room with history
+    /// ([`ServerBuilder::room_history`]), whose members get what they
+    /// missed after a reconnect, use
+    /// [`signal_room_stream`](Self::signal_room_stream).
     ///
     /// ```
     /// use webwire_server::{Connection, Payload, MessageRouter, Server};

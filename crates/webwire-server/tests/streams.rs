@@ -20,7 +20,8 @@ use webwire_server::stream::{
 };
 use webwire_server::{Connection, MessageRouter, Server, ServerBuilder};
 
-/// Rooms named `h-...` keep 100 signals for an hour; `t-...` keep 3.
+/// Rooms named `h-...` keep 100 signals for an hour; `t-...` keep 3,
+/// `a-...` keep them for a minute.
 fn builder() -> ServerBuilder<MessageRouter> {
     builder_with(Arc::new(MemorySessionManager::new()))
 }
@@ -47,6 +48,8 @@ fn builder_with(sessions: Arc<MemorySessionManager>) -> ServerBuilder<MessageRou
                 Some(HistoryLimits::new(100, Duration::from_secs(3600)))
             } else if room.starts_with("t-") {
                 Some(HistoryLimits::new(3, Duration::from_secs(3600)))
+            } else if room.starts_with("a-") {
+                Some(HistoryLimits::new(100, Duration::from_secs(60)))
             } else {
                 None
             }
@@ -928,5 +931,138 @@ async fn a_stream_entry_from_the_cluster_is_delivered_in_the_streams_order() {
         .deliver_stream_entry(&StreamKey::room("h-a"), at, Bytes::from_static(b"\x16"))
         .await;
     assert_eq!(sent, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_expired_by_age_while_away_is_reported_trimmed() {
+    let server = builder().build().unwrap();
+    let mut client = streams_client(&server).await;
+    let key = login(&mut client).await;
+    ok(&mut client, "join", "a-a").await;
+    let first = server.signal_room_stream("a-a", "r", "1").await.unwrap();
+    assert_eq!(stream_signal(&client.recv().await).offset(), 1);
+    client.close().await;
+    within_eventually(&server, 0).await;
+    server.signal_room_stream("a-a", "r", "2").await.unwrap();
+    server.signal_room_stream("a-a", "r", "3").await.unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    server.signal_room_stream("a-a", "r", "4").await.unwrap();
+    let mut client = streams_client(&server).await;
+    restore(&mut client, &key).await;
+    let (before, answer) = resume(&mut client, vec![at(room("a-a"), first.epoch, 1)]).await;
+    assert!(is_empty_reply(&answer));
+    let trimmed = loss(&before[0]);
+    assert_eq!(
+        (
+            trimmed.reason,
+            trimmed.lost_from,
+            trimmed.lost_to,
+            trimmed.next
+        ),
+        (LossReason::Trimmed, 2, 3, 4)
+    );
+    assert_eq!(stream_signal(&before[1]).offset(), 4);
+    assert_eq!(before.len(), 2);
+    server.shutdown().await;
+}
+
+/// A store that can be made unreachable.
+#[derive(Debug, Default)]
+struct FlakyStore {
+    inner: MemoryStreamStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), StreamStoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StreamStoreError::msg("the store is down"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StreamStore for FlakyStore {
+    async fn append(
+        &self,
+        stream: &StreamKey,
+        limits: &HistoryLimits,
+        frame: Bytes,
+    ) -> Result<webwire_server::stream::StreamPosition, StreamStoreError> {
+        self.check()?;
+        self.inner.append(stream, limits, frame).await
+    }
+
+    async fn read(
+        &self,
+        stream: &StreamKey,
+        limits: &HistoryLimits,
+        after: Option<webwire_server::stream::StreamPosition>,
+    ) -> Result<StreamRead, StreamStoreError> {
+        self.check()?;
+        self.inner.read(stream, limits, after).await
+    }
+
+    async fn end(
+        &self,
+        stream: &StreamKey,
+        limits: &HistoryLimits,
+    ) -> Result<webwire_server::stream::StreamPosition, StreamStoreError> {
+        self.check()?;
+        self.inner.end(stream, limits).await
+    }
+
+    async fn remove(&self, stream: &StreamKey) -> Result<(), StreamStoreError> {
+        self.check()?;
+        self.inner.remove(stream).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_store_fails_stream_sends_and_resumes_but_not_plain_signals() {
+    let store = Arc::new(FlakyStore::default());
+    let server = builder().stream_store(store.clone()).build().unwrap();
+    let mut client = streams_client(&server).await;
+    let key = login(&mut client).await;
+    ok(&mut client, "join", "h-a").await;
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = server
+        .signal_room_stream("h-a", "r", "lost")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, webwire_server::error::StreamError::Store(_)),
+        "{err}"
+    );
+    let err = server
+        .signal_session_stream(&key, "s", "lost")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, webwire_server::error::StreamError::Store(_)),
+        "{err}"
+    );
+    // Plain signals stay fire-and-forget; nothing of the failed sends came.
+    assert_eq!(
+        server.room_signal("h-a", "plain", "still", None).unwrap(),
+        1
+    );
+    match client.recv().await {
+        ServerMessage::Signal(signal) => assert_eq!(signal.name().as_bytes(), &b"plain"[..]),
+        other => panic!("{other:?}"),
+    }
+    let (before, answer) = resume(&mut client, vec![]).await;
+    assert!(before.is_empty(), "{before:?}");
+    assert!(
+        matches!(answer, ServerMessage::InternalError(_)),
+        "{answer:?}"
+    );
+    // Back up: normal service.
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let sent = server.signal_room_stream("h-a", "r", "ok").await.unwrap();
+    assert_eq!(sent.offset, 1);
+    assert_eq!(stream_signal(&client.recv().await).offset(), 1);
     server.shutdown().await;
 }
