@@ -891,6 +891,7 @@ impl Connection {
             Arc::new(crate::session::MemorySessionManager::new()),
             Arc::new(crate::session::DefaultKeyGenerator),
             None,
+            Arc::default(),
         ));
         let conn = Self::new(ConnectionInner::new(
             ConnectionId(id),

@@ -1198,6 +1198,7 @@ impl<H: Handler> ServerBuilder<H> {
         let config = self.config;
         config.validate()?;
         let handler = Arc::new(self.handler);
+        let streams = Arc::new(Streams::new(config.streams.clone()));
         let sessions = Sessions::new(
             config.sessions_enabled,
             config.max_session_connections,
@@ -1210,13 +1211,9 @@ impl<H: Handler> ServerBuilder<H> {
                 .clone()
                 .unwrap_or_else(|| Arc::new(DefaultKeyGenerator)),
             self.cluster.clone(),
+            streams,
         );
-        let streams = Arc::new(Streams::new(config.streams.clone()));
-        let sessions = Arc::new(
-            sessions
-                .with_hooks(Arc::new(HandlerHooks(handler.clone())))
-                .with_streams(streams),
-        );
+        let sessions = Arc::new(sessions.with_hooks(Arc::new(HandlerHooks(handler.clone()))));
         let mut accept_conf = AcceptConf::new(
             config.read_timeout,
             // Checked by `validate`.

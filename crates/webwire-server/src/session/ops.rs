@@ -96,6 +96,7 @@ impl Sessions {
         manager: Arc<dyn ErasedSessionManager>,
         keys: Arc<dyn SessionKeyGenerator>,
         cluster: Option<Arc<dyn crate::cluster::ErasedCluster>>,
+        streams: Arc<Streams>,
     ) -> Self {
         let saves = Arc::<Saves>::default();
         let registry: Arc<dyn SessionRegistry> = match cluster {
@@ -105,6 +106,7 @@ impl Sessions {
                 Deleter {
                     manager: manager.clone(),
                     saves: saves.clone(),
+                    streams: streams.clone(),
                 },
             )),
             None => Arc::new(LocalRegistry::new(max_connections)),
@@ -117,14 +119,8 @@ impl Sessions {
             hooks: None,
             saves,
             metrics: Arc::new(ServerMetrics::new()),
-            streams: Arc::default(),
+            streams,
         }
-    }
-
-    /// The streams (the default: in memory, no room with history).
-    pub(crate) fn with_streams(mut self, streams: Arc<Streams>) -> Self {
-        self.streams = streams;
-        self
     }
 
     /// The streams: the session streams and the sessions' history rooms.
@@ -479,14 +475,12 @@ impl Sessions {
         let deleter = Deleter {
             manager: self.manager.clone(),
             saves: self.saves.clone(),
+            streams: self.streams.clone(),
         };
         let registry = self.registry.clone();
-        let streams = self.streams.clone();
         let task = tokio::spawn(async move {
             let result = deleter.delete(&key).await;
             registry.destroyed(&key);
-            // Its memberships and session stream go with it.
-            streams.session_destroyed(&key).await;
             result
         });
         task.await.unwrap_or_else(|err| {
@@ -505,6 +499,8 @@ impl Sessions {
 pub(crate) struct Deleter {
     manager: Arc<dyn ErasedSessionManager>,
     saves: Arc<Saves>,
+    /// The session's memberships and session stream go with it.
+    streams: Arc<Streams>,
 }
 
 impl Deleter {
@@ -514,6 +510,7 @@ impl Deleter {
         Self {
             manager,
             saves: Arc::default(),
+            streams: Arc::default(),
         }
     }
 
@@ -535,6 +532,7 @@ impl Deleter {
         if let Err(err) = &result {
             tracing::error!(session = %redacted(key), error = %chain(err), "the session manager failed to delete a closed session");
         }
+        self.streams.session_destroyed(key).await;
         result
     }
 }
