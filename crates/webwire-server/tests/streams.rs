@@ -837,7 +837,7 @@ impl StreamStore for GateStore {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_signal_sent_while_a_resume_reads_history_follows_it() {
+async fn a_signal_sent_while_a_resume_catches_up_follows_it() {
     let store = Arc::new(GateStore::default());
     let server = builder().stream_store(store.clone()).build().unwrap();
     let mut client = streams_client(&server).await;
@@ -852,11 +852,15 @@ async fn a_signal_sent_while_a_resume_reads_history_follows_it() {
     let id = client.next_id();
     let request = StreamResume::new(id, vec![at(room("h-a"), first.epoch, 1)]).unwrap();
     client.send(ClientMessage::StreamResume(request)).await;
-    // The resume has read the room's history and waits: a signal is sent.
-    common::eventually("the resume to read", || {
-        store.waiting.load(std::sync::atomic::Ordering::SeqCst) == 1
-    })
-    .await;
+    let waiting = |n| {
+        let store = store.clone();
+        move || store.waiting.load(std::sync::atomic::Ordering::SeqCst) == n
+    };
+    // The resume read the room's history; let it on to its catch-up read,
+    // the last before the room flows again, and send then.
+    common::eventually("the resume to read", waiting(1)).await;
+    store.open.add_permits(1);
+    common::eventually("the resume to catch up", waiting(2)).await;
     let send = tokio::spawn({
         let server = server.clone();
         async move { server.signal_room_stream("h-a", "r", "2").await.unwrap() }
@@ -877,10 +881,54 @@ async fn a_signal_sent_while_a_resume_reads_history_follows_it() {
         got.push(stream_signal(&message).offset());
     }
     assert_eq!(send.await.unwrap().offset, 2);
-    // Signal 2 comes after the resume's answer (it waited for the resume),
-    // not lost to the hold.
-    got.push(stream_signal(&client.recv().await).offset());
-    assert_eq!(got, [2]);
+    server.signal_room_stream("h-a", "r", "3").await.unwrap();
+    while got.last() != Some(&3) {
+        got.push(stream_signal(&client.recv().await).offset());
+    }
+    // Signal 2 came once, in order: not lost to the resume's hold.
+    assert_eq!(got, [2, 3]);
+    server.shutdown().await;
+}
+
+/// A client that does not read holds up no sender of the stream it resumes.
+#[tokio::test(start_paused = true)]
+async fn a_resume_that_waits_for_a_client_to_read_stalls_no_sender() {
+    let server = builder().queue_capacity(2).build().unwrap();
+    let mut client = TestClient::in_memory_with(&server, 256).await;
+    let hello = ExtensionHello::new(FeatureFlags::STREAMS, InstanceId::new("").unwrap()).unwrap();
+    client.send(ClientMessage::ExtensionHello(hello)).await;
+    assert!(matches!(
+        client.recv().await,
+        ServerMessage::ExtensionAccept(_)
+    ));
+    let _key = login(&mut client).await;
+    ok(&mut client, "join", "h-a").await;
+    let mut last = None;
+    for i in 1..=50 {
+        last = Some(
+            server
+                .signal_room_stream("h-a", "r", format!("{i:>4000}"))
+                .await
+                .unwrap(),
+        );
+        // Read live, so that the connection reads the resume below.
+        assert_eq!(stream_signal(&client.recv().await).offset(), i);
+    }
+    // A resume from the start, which the client does not read.
+    let resume = StreamResume::new(
+        RequestId::from(77),
+        vec![at(room("h-a"), last.unwrap().epoch, 0)],
+    )
+    .unwrap();
+    client.send(ClientMessage::StreamResume(resume)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = tokio::time::Instant::now();
+    server.signal_room_stream("h-a", "r", "51").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     server.shutdown().await;
 }
 

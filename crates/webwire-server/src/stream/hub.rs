@@ -4,11 +4,13 @@
 //! memberships.
 //!
 //! **Order.** The store numbers signals; it does not order deliveries.
-//! Every append and its delivery to this node's connections, and every
-//! resume's read of history and its queueing, run under the stream's own
-//! lock ([`Streams::lock`]): a connection's queue therefore never holds a
-//! history signal after a later live one of the same stream, and nothing
-//! appended while a resume reads is skipped by both.
+//! Every append and its delivery to this node's connections run under the
+//! stream's own lock ([`Streams::lock`]). A resume holds the stream's live
+//! signals from its connection, reads history under the lock, queues it
+//! without the lock (a client that does not read must not stall the
+//! stream's senders), and catches up under the lock again, releasing the
+//! hold there: nothing appended meanwhile is skipped or queued twice, and
+//! no live signal precedes the history it follows.
 //!
 //! **Memberships.** A session joins rooms with history; the membership is
 //! recorded with the room's end at the time (its *join position*), kept in
@@ -454,16 +456,32 @@ impl Drop for StreamGuard<'_> {
 }
 
 /// What a connection knows of streams: whether they were granted (the
-/// ExtensionAccept written), and the hold after a restore (docs/protocol.md
-/// 14.3.2): while it holds, only the streams resumed since are delivered.
+/// ExtensionAccept written), and which streams are held from it: after a
+/// restore every stream of the session until resumed (docs/protocol.md
+/// 14.3.2), and a stream while a resume queues its history (its live
+/// signals are history by then, and the resume catches up with them).
 #[derive(Debug, Default)]
 pub(crate) struct ConnStreams {
     /// The granted features' bits, plus [`GRANTED`] once they are known.
     granted: AtomicU32,
-    /// Whether `hold` is `Some` (read without the lock on every delivery).
+    /// Whether anything is held (read without the lock on every delivery).
     holding: AtomicBool,
-    /// The streams resumed since the hold began.
-    hold: Mutex<Option<HashSet<StreamKey>>>,
+    hold: Mutex<Hold>,
+}
+
+#[derive(Debug, Default)]
+struct Hold {
+    /// After a restore: every stream is held but those in `resumed`.
+    all: bool,
+    resumed: HashSet<StreamKey>,
+    /// Streams whose resume is queueing history.
+    resuming: HashSet<StreamKey>,
+}
+
+impl Hold {
+    fn is_empty(&self) -> bool {
+        !self.all && self.resuming.is_empty()
+    }
 }
 
 /// The bit of [`ConnStreams::granted`] set once the ExtensionAccept was
@@ -490,28 +508,46 @@ impl ConnStreams {
             .is_some_and(|granted| granted.contains(FeatureFlags::STREAMS))
     }
 
-    fn hold(&self) -> MutexGuard<'_, Option<HashSet<StreamKey>>> {
-        self.hold.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Changes the hold, keeping `holding` in step.
+    fn with_hold<T>(&self, change: impl FnOnce(&mut Hold) -> T) -> T {
+        let mut hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = change(&mut hold);
+        self.holding.store(!hold.is_empty(), Ordering::Release);
+        out
     }
 
-    /// A restore begins: stream signals wait for a resume.
+    /// A restore begins: every stream waits for a resume.
     pub(crate) fn begin_hold(&self) {
-        *self.hold() = Some(HashSet::new());
-        self.holding.store(true, Ordering::Release);
+        self.with_hold(|hold| {
+            hold.all = true;
+            hold.resumed.clear();
+        });
     }
 
-    /// The hold ends: every stream flows (a resume covered them all, or
-    /// the restore failed).
+    /// The hold of the restore ends: the streams not being resumed flow
+    /// (a resume covered them all, or the restore failed).
     pub(crate) fn end_hold(&self) {
-        *self.hold() = None;
-        self.holding.store(false, Ordering::Release);
+        self.with_hold(|hold| {
+            hold.all = false;
+            hold.resumed.clear();
+        });
     }
 
-    /// `stream` was resumed: it flows again while the others still wait.
-    pub(crate) fn resumed(&self, stream: &StreamKey) {
-        if let Some(resumed) = self.hold().as_mut() {
-            resumed.insert(stream.clone());
-        }
+    /// A resume of `stream` begins queueing history: its live signals wait.
+    pub(crate) fn begin_resume(&self, stream: &StreamKey) {
+        self.with_hold(|hold| hold.resuming.insert(stream.clone()));
+    }
+
+    /// The resume of `stream` ended; `done`: it caught up (call it under
+    /// the stream's order), and the stream flows again even while the
+    /// restore's hold lasts for the others.
+    pub(crate) fn end_resume(&self, stream: &StreamKey, done: bool) {
+        self.with_hold(|hold| {
+            hold.resuming.remove(stream);
+            if done && hold.all {
+                hold.resumed.insert(stream.clone());
+            }
+        });
     }
 
     /// Whether a live signal of `stream` may be delivered now.
@@ -520,9 +556,8 @@ impl ConnStreams {
         if !self.holding.load(Ordering::Acquire) {
             return true;
         }
-        self.hold()
-            .as_ref()
-            .is_none_or(|resumed| resumed.contains(stream))
+        let hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        !hold.resuming.contains(stream) && (!hold.all || hold.resumed.contains(stream))
     }
 }
 
@@ -616,9 +651,16 @@ mod tests {
         assert!(state.allows(&a));
         state.begin_hold();
         assert!(!state.allows(&a) && !state.allows(&b));
-        state.resumed(&a);
+        state.begin_resume(&a);
+        assert!(!state.allows(&a));
+        state.end_resume(&a, true);
         assert!(state.allows(&a) && !state.allows(&b));
         state.end_hold();
+        assert!(state.allows(&b));
+        // A resume outside a restore holds its stream only.
+        state.begin_resume(&b);
+        assert!(state.allows(&a) && !state.allows(&b));
+        state.end_resume(&b, false);
         assert!(state.allows(&b));
     }
 }

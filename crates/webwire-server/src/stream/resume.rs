@@ -10,7 +10,7 @@ use webwire_proto::{
 };
 
 use super::hub::{stream_signal_frame, wire_stream, Streams};
-use super::{HistoryLimits, StreamKey, StreamPosition};
+use super::{HistoryLimits, StreamKey, StreamPosition, StreamRead};
 use crate::outbox::Outbound;
 use crate::Connection;
 
@@ -138,7 +138,11 @@ pub(crate) async fn resume(
     ServerMessage::Reply(Reply::new(id, Payload::binary(Bytes::new())))
 }
 
-/// Resumes one stream, under its order, and lets it flow again.
+/// Resumes one stream and lets it flow again: its live signals are held
+/// from the connection, the history read under the stream's order is
+/// queued without it (waiting for room as long as the client reads), and
+/// what was appended meanwhile is caught up under the order again, where
+/// the hold ends.
 async fn resume_one(
     streams: &Streams,
     conn: &Connection,
@@ -146,7 +150,114 @@ async fn resume_one(
     timeout: std::time::Duration,
     stream: &Covered,
 ) -> Result<(), Stopped> {
-    let _order = streams.lock(&stream.key).await;
+    let state = conn.inner.stream_state();
+    let first = {
+        let _order = streams.lock(&stream.key).await;
+        state.begin_resume(&stream.key);
+        read_from(streams, conn, stream).await
+    };
+    let result = catch_up(streams, conn, tx, timeout, stream, first).await;
+    if result.is_err() {
+        // Live signals flow again: the client sees the hole and retries.
+        state.end_resume(&stream.key, false);
+    }
+    result
+}
+
+/// Queues `read` and whatever follows it, until caught up under the
+/// stream's order (where the resume's hold ends).
+async fn catch_up(
+    streams: &Streams,
+    conn: &Connection,
+    tx: &mpsc::Sender<Outbound>,
+    timeout: std::time::Duration,
+    stream: &Covered,
+    read: Result<StreamRead, Stopped>,
+) -> Result<(), Stopped> {
+    let (mut pending, mut last) = frames(conn, &stream.key, read?);
+    loop {
+        for (at, frame) in pending {
+            queue(tx, frame, timeout).await?;
+            last = at;
+        }
+        let order = streams.lock(&stream.key).await;
+        let again = Covered {
+            key: stream.key.clone(),
+            limits: stream.limits,
+            from: From::After(last),
+        };
+        let (more, _) = frames(conn, &stream.key, read_from(streams, conn, &again).await?);
+        // What fits in the queue now goes under the order, with the end of
+        // the hold; the rest is queued without it, and read after again.
+        let mut more = more.into_iter();
+        let mut rest = Vec::new();
+        for (at, frame) in more.by_ref() {
+            match tx.try_send(frame) {
+                Ok(()) => last = at,
+                Err(mpsc::error::TrySendError::Full(frame)) => {
+                    rest.push((at, frame));
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped::Closed),
+            }
+        }
+        rest.extend(more);
+        if rest.is_empty() {
+            conn.inner.stream_state().end_resume(&stream.key, true);
+            return Ok(());
+        }
+        drop(order);
+        pending = rest;
+    }
+}
+
+/// The frames of a read, in order, each with the position it brings the
+/// client to, and the position after them all.
+fn frames(
+    conn: &Connection,
+    stream: &StreamKey,
+    read: StreamRead,
+) -> (Vec<(StreamPosition, Outbound)>, StreamPosition) {
+    let id = wire_stream(stream);
+    let mut frames = Vec::with_capacity(read.entries.len() + 1);
+    // Nothing to send: the client is at the end.
+    let mut position = StreamPosition::new(read.epoch, read.end);
+    if let Some(loss) = read.loss {
+        position = StreamPosition::new(read.epoch, loss.next.saturating_sub(1));
+        let message = ServerMessage::StreamLoss(StreamLoss {
+            stream: id,
+            epoch: read.epoch,
+            lost_from: loss.lost_from,
+            lost_to: loss.lost_to,
+            next: loss.next,
+            reason: wire_reason(loss.reason),
+        });
+        frames.push((position, Outbound::Message(Box::new(message))));
+    }
+    for entry in read.entries {
+        let signal = match ServerMessage::parse(entry.frame) {
+            Ok(ServerMessage::Signal(signal)) => signal,
+            other => {
+                // The store gave back what it was not given.
+                tracing::error!(connection = %conn.id(), %stream, offset = entry.offset, parsed = ?other.map(|m| m.message_type()), "a stored stream entry is not a signal; skipped");
+                continue;
+            }
+        };
+        position = StreamPosition::new(read.epoch, entry.offset);
+        frames.push((
+            position,
+            Outbound::Frame(stream_signal_frame(stream, position, signal)),
+        ));
+    }
+    (frames, position)
+}
+
+/// Reads a covered stream from where it starts.
+async fn read_from(
+    streams: &Streams,
+    conn: &Connection,
+    stream: &Covered,
+) -> Result<StreamRead, Stopped> {
     let store = streams.store();
     let read = match stream.from {
         From::After(at) => store.read(&stream.key, &stream.limits, Some(at)).await,
@@ -156,37 +267,10 @@ async fn resume_one(
             Err(err) => Err(err),
         },
     };
-    let read = read.map_err(|err| {
+    read.map_err(|err| {
         tracing::warn!(connection = %conn.id(), stream = %stream.key, error = %crate::session::ops::chain(&err), "stream history could not be read for a resume");
         Stopped::Store
-    })?;
-    let id = wire_stream(&stream.key);
-    if let Some(loss) = read.loss {
-        let loss = ServerMessage::StreamLoss(StreamLoss {
-            stream: id,
-            epoch: read.epoch,
-            lost_from: loss.lost_from,
-            lost_to: loss.lost_to,
-            next: loss.next,
-            reason: wire_reason(loss.reason),
-        });
-        queue(tx, Outbound::Message(Box::new(loss)), timeout).await?;
-    }
-    for entry in read.entries {
-        let signal = match ServerMessage::parse(entry.frame) {
-            Ok(ServerMessage::Signal(signal)) => signal,
-            other => {
-                // The store gave back what it was not given.
-                tracing::error!(connection = %conn.id(), stream = %stream.key, offset = entry.offset, parsed = ?other.map(|m| m.message_type()), "a stored stream entry is not a signal; skipped");
-                continue;
-            }
-        };
-        let at = StreamPosition::new(read.epoch, entry.offset);
-        let frame = stream_signal_frame(&stream.key, at, signal);
-        queue(tx, Outbound::Frame(frame), timeout).await?;
-    }
-    conn.inner.stream_state().resumed(&stream.key);
-    Ok(())
+    })
 }
 
 /// Queues `message`, waiting for room at most `timeout` (the connection
