@@ -149,6 +149,11 @@ impl LocalNode for Shared {
                 }
                 sent
             }
+            ClusterEvent::Stream {
+                stream,
+                position,
+                frame,
+            } => crate::stream::deliver_from_cluster(self, stream, *position, frame),
             // `ClusterEvent` is non-exhaustive in `webwire-core`: an event
             // of a newer core than this server knows reaches nobody.
             _ => 0,

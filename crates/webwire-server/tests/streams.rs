@@ -1114,3 +1114,73 @@ async fn an_unreachable_store_fails_stream_sends_and_resumes_but_not_plain_signa
     assert_eq!(stream_signal(&client.recv().await).offset(), 1);
     server.shutdown().await;
 }
+
+/// A cluster that records nothing and hands its node to the test.
+#[derive(Debug, Default)]
+struct Node(std::sync::Mutex<Option<webwire_server::cluster::ClusterNode>>);
+
+impl webwire_server::cluster::Cluster for Node {
+    fn attach(&self, node: webwire_server::cluster::ClusterNode) {
+        *self.0.lock().unwrap() = Some(node);
+    }
+
+    fn publish(&self, _event: webwire_server::cluster::ClusterEvent) {}
+
+    async fn close_session(&self, _key: &str) -> webwire_server::cluster::ClusterReply {
+        webwire_server::cluster::ClusterReply::default()
+    }
+
+    async fn join_session(
+        &self,
+        _key: &str,
+        _max: usize,
+    ) -> Result<webwire_server::cluster::SessionJoin, webwire_server::cluster::ClusterError> {
+        Ok(webwire_server::cluster::SessionJoin::Counted)
+    }
+
+    async fn leave_session(&self, _key: &str) -> Result<(), webwire_server::cluster::ClusterError> {
+        Ok(())
+    }
+
+    async fn clear_session(&self, _key: &str) -> Result<(), webwire_server::cluster::ClusterError> {
+        Ok(())
+    }
+
+    async fn session_connections(
+        &self,
+        _key: &str,
+    ) -> Result<Option<usize>, webwire_server::cluster::ClusterError> {
+        Ok(None)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_stream_event_reaches_the_streams_connections() {
+    let cluster = Arc::new(Node::default());
+    let server = builder().cluster(cluster.clone()).build().unwrap();
+    let mut client = streams_client(&server).await;
+    let key = login(&mut client).await;
+    let node = cluster.0.lock().unwrap().clone().unwrap();
+    let signal = webwire_proto::Signal::new(
+        webwire_proto::Name::from_static("remote"),
+        Payload::utf8("from b"),
+    )
+    .unwrap();
+    let event = webwire_server::cluster::ClusterEvent::Stream {
+        stream: StreamKey::session(key.clone()),
+        position: webwire_server::stream::StreamPosition::new(9, 3),
+        frame: ServerMessage::Signal(signal).to_bytes(),
+    };
+    assert!(
+        !format!("{event:?}").contains(&key),
+        "no session key in logs"
+    );
+    assert_eq!(node.deliver(&event), 1);
+    let message = client.recv().await;
+    let got = stream_signal(&message);
+    assert_eq!(
+        (got.stream(), got.epoch(), got.offset()),
+        (&StreamId::Session, 9, 3)
+    );
+    server.shutdown().await;
+}

@@ -9,6 +9,7 @@ use super::{HistoryLimits, StreamKey, StreamPosition};
 use crate::connection::IntoName;
 use crate::error::{SignalError, StreamError};
 use crate::room::is_valid_room;
+use crate::server::Shared;
 use crate::session::ops::is_valid_key;
 use crate::{Connection, Server};
 
@@ -127,22 +128,10 @@ impl Server {
         at: StreamPosition,
         frame: Bytes,
     ) -> usize {
-        let streams = self.shared.sessions().streams();
-        let signal = match ServerMessage::parse(frame.clone()) {
-            Ok(ServerMessage::Signal(signal)) => signal,
-            _ => {
-                tracing::warn!(%stream, offset = at.offset, "a stream entry from the cluster is not a signal; dropped");
-                return 0;
-            }
-        };
-        if frame.len() > self.shared.config().buffer_size {
-            tracing::warn!(%stream, len = frame.len(), "a stream entry from the cluster exceeds the message buffer size; dropped");
+        let Some((signal, targets)) = entry_targets(&self.shared, stream, at, &frame) else {
             return 0;
-        }
-        let targets = match stream {
-            StreamKey::Session(key) => self.shared.sessions().registry().connections(key),
-            StreamKey::Room(room) => self.shared.rooms().members(room),
         };
+        let streams = self.shared.sessions().streams();
         let _order = streams.lock(stream).await;
         streams.deliver(targets, stream, at, &frame, &signal)
     }
@@ -303,6 +292,61 @@ impl Connection {
             self.inner.sessions().streams().record_leave(&key, room);
         }
     }
+}
+
+/// The signal of a stream entry from elsewhere and the connections it is
+/// for; `None` (logged) for a frame that is no signal or too large.
+fn entry_targets(
+    shared: &Shared,
+    stream: &StreamKey,
+    at: StreamPosition,
+    frame: &Bytes,
+) -> Option<(Signal, Vec<Connection>)> {
+    let signal = match ServerMessage::parse(frame.clone()) {
+        Ok(ServerMessage::Signal(signal)) => signal,
+        _ => {
+            tracing::warn!(%stream, offset = at.offset, "a stream entry from the cluster is not a signal; dropped");
+            return None;
+        }
+    };
+    if frame.len() > shared.config().buffer_size {
+        tracing::warn!(%stream, len = frame.len(), "a stream entry from the cluster exceeds the message buffer size; dropped");
+        return None;
+    }
+    let targets = match stream {
+        StreamKey::Session(key) => shared.sessions().registry().connections(key),
+        StreamKey::Room(room) => shared.rooms().members(room),
+    };
+    Some((signal, targets))
+}
+
+/// Delivers a [`ClusterEvent::Stream`](crate::cluster::ClusterEvent::Stream)
+/// without waiting: at once when the stream's order is free (the usual
+/// case, so that a cluster's entries keep their order), otherwise in a task
+/// that waits for it (a resume or a send of this node holds it). Returns
+/// how many connections it was queued for at once.
+pub(crate) fn deliver_from_cluster(
+    shared: &Shared,
+    stream: &StreamKey,
+    at: StreamPosition,
+    frame: &Bytes,
+) -> usize {
+    let Some((signal, targets)) = entry_targets(shared, stream, at, frame) else {
+        return 0;
+    };
+    let streams = shared.sessions().streams();
+    if let Some(_order) = streams.try_lock(stream) {
+        return streams.deliver(targets, stream, at, frame, &signal);
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return 0;
+    };
+    let (streams, stream, frame) = (streams.clone(), stream.clone(), frame.clone());
+    runtime.spawn(async move {
+        let _order = streams.lock(&stream).await;
+        streams.deliver(targets, &stream, at, &frame, &signal);
+    });
+    0
 }
 
 /// The history of `room`, or why it has none.

@@ -238,6 +238,30 @@ impl Streams {
         }
     }
 
+    /// The order of `stream` if nobody holds it, without waiting.
+    pub(crate) fn try_lock(&self, stream: &StreamKey) -> Option<StreamGuard<'_>> {
+        let mutex = self.lock_map().entry(stream.clone()).or_default().clone();
+        let Ok(guard) = mutex.clone().try_lock_owned() else {
+            // As a guard's drop: the lock is forgotten if its holder let
+            // go meanwhile.
+            let mut map = self.lock_map();
+            drop(mutex);
+            if map
+                .get(stream)
+                .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+            {
+                map.remove(stream);
+            }
+            return None;
+        };
+        drop(mutex);
+        Some(StreamGuard {
+            streams: self,
+            key: stream.clone(),
+            guard: Some(guard),
+        })
+    }
+
     fn lock_map(&self) -> MutexGuard<'_, HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>> {
         // Every change is a single map operation.
         self.locks.lock().unwrap_or_else(PoisonError::into_inner)
@@ -580,6 +604,18 @@ mod tests {
         let first = streams.lock(&StreamKey::room("r")).await;
         assert_eq!(streams.lock_map().len(), 1);
         drop(first);
+        assert!(streams.lock_map().is_empty());
+    }
+
+    #[tokio::test]
+    async fn try_lock_takes_a_free_stream_only() {
+        let streams = Streams::default();
+        let key = StreamKey::room("r");
+        let held = streams.try_lock(&key).expect("free");
+        assert!(streams.try_lock(&key).is_none());
+        drop(held);
+        assert!(streams.lock_map().is_empty());
+        assert!(streams.try_lock(&key).is_some());
         assert!(streams.lock_map().is_empty());
     }
 

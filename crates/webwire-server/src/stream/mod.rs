@@ -17,6 +17,7 @@ pub(crate) mod hub;
 mod memory;
 pub(crate) mod resume;
 
+pub(crate) use api::deliver_from_cluster;
 pub use hub::{DEFAULT_SESSION_HISTORY, MAX_SESSION_ROOMS, MEMBERSHIP_IDLE};
 pub use memory::MemoryStreamStore;
 pub use resume::NO_SESSION;
