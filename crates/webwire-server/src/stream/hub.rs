@@ -490,7 +490,9 @@ pub(crate) struct ConnStreams {
     granted: AtomicU32,
     /// Whether anything is held (read without the lock on every delivery).
     holding: AtomicBool,
-    hold: Mutex<Hold>,
+    /// Boxed, and only while something is held: every idle connection
+    /// has this field.
+    hold: Mutex<Option<Box<Hold>>>,
 }
 
 #[derive(Debug, Default)]
@@ -534,9 +536,14 @@ impl ConnStreams {
 
     /// Changes the hold, keeping `holding` in step.
     fn with_hold<T>(&self, change: impl FnOnce(&mut Hold) -> T) -> T {
-        let mut hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        let out = change(&mut hold);
-        self.holding.store(!hold.is_empty(), Ordering::Release);
+        let mut slot = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        let hold = slot.get_or_insert_with(Box::default);
+        let out = change(hold);
+        let holding = !hold.is_empty();
+        if !holding {
+            *slot = None;
+        }
+        self.holding.store(holding, Ordering::Release);
         out
     }
 
@@ -581,7 +588,9 @@ impl ConnStreams {
             return true;
         }
         let hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        !hold.resuming.contains(stream) && (!hold.all || hold.resumed.contains(stream))
+        hold.as_ref().is_none_or(|hold| {
+            !hold.resuming.contains(stream) && (!hold.all || hold.resumed.contains(stream))
+        })
     }
 }
 
@@ -698,5 +707,9 @@ mod tests {
         assert!(state.allows(&a) && !state.allows(&b));
         state.end_resume(&b, false);
         assert!(state.allows(&b));
+        assert!(
+            state.hold.lock().unwrap().is_none(),
+            "nothing kept when nothing is held"
+        );
     }
 }
