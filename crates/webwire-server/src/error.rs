@@ -146,6 +146,9 @@ pub enum StreamError {
     /// The key cannot be a session key.
     #[error("not a session key")]
     InvalidKey,
+    /// The connection has no session (and so no session stream).
+    #[error("the connection has no session")]
+    NoSession,
     /// The connection could not join the room.
     #[error(transparent)]
     Room(#[from] RoomError),

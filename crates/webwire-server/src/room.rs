@@ -110,6 +110,11 @@ impl Membership {
         }
     }
 
+    /// The server's rooms.
+    pub(crate) fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
     fn joined(&self) -> MutexGuard<'_, Option<HashSet<String>>> {
         self.joined.lock().unwrap_or_else(PoisonError::into_inner)
     }

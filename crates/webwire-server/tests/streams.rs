@@ -39,6 +39,14 @@ fn builder_with(sessions: Arc<MemorySessionManager>) -> ServerBuilder<MessageRou
         .request("join-conn", |conn: Connection, room: String| async move {
             conn.join_room(&room)?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
+        })
+        .request("say", |conn: Connection, text: String| async move {
+            let at = conn.signal_room_stream("h-a", "said", text).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(at.offset.to_string())
+        })
+        .request("note", |conn: Connection, text: String| async move {
+            let at = conn.signal_session_stream("noted", text).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(at.offset.to_string())
         });
     Server::builder(router)
         .extensions(FeatureFlags::STREAMS)
@@ -1181,6 +1189,36 @@ async fn a_cluster_stream_event_reaches_the_streams_connections() {
     assert_eq!(
         (got.stream(), got.epoch(), got.offset()),
         (&StreamId::Session, 9, 3)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn handlers_send_on_streams_through_their_connection() {
+    let server = builder().build().unwrap();
+    let mut a = streams_client(&server).await;
+    let mut b = streams_client(&server).await;
+    ok(&mut b, "join-conn", "h-a").await;
+    // Without a session there is no session stream.
+    let reply = a.request("note", Payload::utf8("x")).await;
+    assert!(
+        matches!(reply, ServerMessage::InternalError(_)),
+        "{reply:?}"
+    );
+    let _key = login(&mut a).await;
+    let reply = a.request("note", Payload::utf8("n1")).await;
+    assert_eq!(reply_text(&reply), "1");
+    let noted = a.take_pending();
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    assert_eq!(text(stream_signal(&noted[0])), "n1");
+    // The sender need not be a member.
+    let reply = a.request("say", Payload::utf8("s1")).await;
+    assert_eq!(reply_text(&reply), "1");
+    let message = b.recv().await;
+    let said = stream_signal(&message);
+    assert_eq!(
+        (said.stream(), said.offset(), text(said)),
+        (&room("h-a"), 1, "s1".into())
     );
     server.shutdown().await;
 }

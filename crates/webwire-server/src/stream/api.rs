@@ -52,23 +52,17 @@ impl Server {
         if !is_valid_key(key.as_bytes()) {
             return Err(StreamError::InvalidKey);
         }
-        let stream = StreamKey::session(key);
-        let streams = self.shared.sessions().streams();
-        let (signal, plain) = self.stream_signal(
-            &stream,
-            name.into_name().map_err(SignalError::from)?,
+        let sessions = self.shared.sessions();
+        let name = name.into_name().map_err(SignalError::from)?;
+        send(
+            sessions,
+            self.shared.rooms(),
+            self.shared.config().buffer_size,
+            StreamKey::session(key),
+            name,
             payload.into(),
-        )?;
-        let limits = streams.session_history();
-        let _order = streams.lock(&stream).await;
-        let at = streams
-            .store()
-            .append(&stream, &limits, plain.clone())
-            .await
-            .map_err(StreamError::Store)?;
-        let targets = self.shared.sessions().registry().connections(key);
-        streams.deliver(targets, &stream, at, &plain, &signal);
-        Ok(at)
+        )
+        .await
     }
 
     /// Sends a signal on the stream of the room `room`, which must have
@@ -93,23 +87,16 @@ impl Server {
         name: impl IntoName,
         payload: impl Into<Payload>,
     ) -> Result<StreamPosition, StreamError> {
-        let streams = self.shared.sessions().streams();
-        let limits = room_limits(streams, room)?;
-        let stream = StreamKey::room(room);
-        let (signal, plain) = self.stream_signal(
-            &stream,
-            name.into_name().map_err(SignalError::from)?,
+        let name = name.into_name().map_err(SignalError::from)?;
+        send(
+            self.shared.sessions(),
+            self.shared.rooms(),
+            self.shared.config().buffer_size,
+            StreamKey::room(room),
+            name,
             payload.into(),
-        )?;
-        let _order = streams.lock(&stream).await;
-        let at = streams
-            .store()
-            .append(&stream, &limits, plain.clone())
-            .await
-            .map_err(StreamError::Store)?;
-        let targets = self.shared.rooms().members(room);
-        streams.deliver(targets, &stream, at, &plain, &signal);
-        Ok(at)
+        )
+        .await
     }
 
     /// Delivers a stream signal appended elsewhere (by another node, to a
@@ -197,33 +184,71 @@ impl Server {
             .map(|(room, _)| room)
             .collect()
     }
-
-    /// The signal and its plain frame, checked against the message buffer
-    /// size as a StreamSignal (the larger of the two).
-    fn stream_signal(
-        &self,
-        stream: &StreamKey,
-        name: webwire_proto::Name,
-        payload: Payload,
-    ) -> Result<(Signal, Bytes), SignalError> {
-        let signal = Signal::new(name, payload)?;
-        let max = self.shared.config().buffer_size;
-        let extra = match stream {
-            StreamKey::Session(_) => 0,
-            StreamKey::Room(room) => room.len(),
-        };
-        // The StreamSignal header is 17 + sl bytes longer than the
-        // Signal's, one padding byte at most differs.
-        let len = signal.encoded_len() + 18 + extra;
-        if len > max {
-            return Err(SignalError::TooLarge { len, max });
-        }
-        let plain = ServerMessage::Signal(signal.clone()).to_bytes();
-        Ok((signal, plain))
-    }
 }
 
 impl Connection {
+    /// Sends a signal on the session stream of this connection's session,
+    /// as [`Server::signal_session_stream`] does (every connection of the
+    /// session gets it, this one too). Fails with
+    /// [`StreamError::NoSession`] without a session.
+    ///
+    /// ```
+    /// use webwire_server::{Connection, MessageRouter, Payload};
+    ///
+    /// let router = MessageRouter::new().request("order", |conn: Connection, item: String| async move {
+    ///     // ... place the order, then tell every tab of the user, for good:
+    ///     conn.signal_session_stream("ordered", item).await?;
+    ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
+    /// });
+    /// ```
+    pub async fn signal_session_stream(
+        &self,
+        name: impl IntoName,
+        payload: impl Into<Payload>,
+    ) -> Result<StreamPosition, StreamError> {
+        let key = self.session_key().ok_or(StreamError::NoSession)?;
+        let name = name.into_name().map_err(SignalError::from)?;
+        send(
+            self.inner.sessions(),
+            self.inner.membership().rooms(),
+            self.inner.buffer_size(),
+            StreamKey::session(key),
+            name,
+            payload.into(),
+        )
+        .await
+    }
+
+    /// Sends a signal on the stream of the history room `room`, as
+    /// [`Server::signal_room_stream`] does (every member gets it, this
+    /// connection too if it is one).
+    ///
+    /// ```
+    /// use webwire_server::{Connection, MessageRouter};
+    ///
+    /// let router = MessageRouter::new().request("say", |conn: Connection, text: String| async move {
+    ///     conn.signal_room_stream("chat:lobby", "message", text).await?;
+    ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
+    /// });
+    /// ```
+    pub async fn signal_room_stream(
+        &self,
+        room: &str,
+        name: impl IntoName,
+        payload: impl Into<Payload>,
+    ) -> Result<StreamPosition, StreamError> {
+        let name = name.into_name().map_err(SignalError::from)?;
+        send(
+            self.inner.sessions(),
+            self.inner.membership().rooms(),
+            self.inner.buffer_size(),
+            StreamKey::room(room),
+            name,
+            payload.into(),
+        )
+        .await
+    }
+
     /// Makes this connection's session a member of the history room
     /// `room`, as [`Server::join_session_room`] does (every connection of
     /// the session joins it, and every connection that restores the
@@ -347,6 +372,51 @@ pub(crate) fn deliver_from_cluster(
         streams.deliver(targets, &stream, at, &frame, &signal);
     });
     0
+}
+
+/// Appends a signal to `stream` and delivers it to this node's
+/// connections of the stream, under the stream's order.
+async fn send(
+    sessions: &crate::session::ops::Sessions,
+    rooms: &crate::room::Rooms,
+    buffer_size: usize,
+    stream: StreamKey,
+    name: webwire_proto::Name,
+    payload: Payload,
+) -> Result<StreamPosition, StreamError> {
+    let streams = sessions.streams();
+    let limits = match &stream {
+        StreamKey::Session(_) => streams.session_history(),
+        StreamKey::Room(room) => room_limits(streams, room)?,
+    };
+    let signal = Signal::new(name, payload).map_err(SignalError::from)?;
+    let sl = match &stream {
+        StreamKey::Session(_) => 0,
+        StreamKey::Room(room) => room.len(),
+    };
+    // A StreamSignal's header is 17 + sl bytes longer than the Signal's,
+    // and its padding may differ by one byte: checked as the larger.
+    let len = signal.encoded_len() + 18 + sl;
+    if len > buffer_size {
+        return Err(SignalError::TooLarge {
+            len,
+            max: buffer_size,
+        }
+        .into());
+    }
+    let plain = ServerMessage::Signal(signal.clone()).to_bytes();
+    let _order = streams.lock(&stream).await;
+    let at = streams
+        .store()
+        .append(&stream, &limits, plain.clone())
+        .await
+        .map_err(StreamError::Store)?;
+    let targets = match &stream {
+        StreamKey::Session(key) => sessions.registry().connections(key),
+        StreamKey::Room(room) => rooms.members(room),
+    };
+    streams.deliver(targets, &stream, at, &plain, &signal);
+    Ok(at)
 }
 
 /// The history of `room`, or why it has none.
