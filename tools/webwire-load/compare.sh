@@ -10,6 +10,9 @@ load=${LOAD:-${CARGO_TARGET_DIR:-target}/release/webwire-load}   # build it alon
 out=$(mktemp)
 start() { # $1 = spec
   local bin=${1%%,*} args=""; [[ $1 == *,* ]] && args=${1#*,}
+  # Emptied first: the child's own truncation may come after the first
+  # look below, which would then find the previous server's address.
+  : >"$out"
   $bin ${args//,/ } >"$out" 2>/dev/null & pid=$!
   url=""; for _ in $(seq 1 100); do url=$(sed -n 's/^listening on //p' "$out"); [ -n "$url" ] && return 0; sleep 0.1; done
   echo "no start: $1" >&2; return 1; }

@@ -6,13 +6,29 @@
  * @module
  */
 
-import { encodeMessage, parseMessage, type AcceptConfMessage, type Message, type RequestId } from './codec.js';
+import {
+  ExtensionFlags,
+  encodeMessage,
+  extensionFeatureOf,
+  parseMessage,
+  sentByServer,
+  type AcceptConfMessage,
+  type ExtensionAcceptMessage,
+  type Message,
+  type RequestId,
+  type StreamId,
+  type StreamLossMessage,
+  type StreamPosition,
+  type StreamSignalMessage,
+} from './codec.js';
 import {
   DisconnectedError,
   InternalError,
   MaxSessConnsReached,
   MessageTooLargeError,
+  OutcomeUnknownError,
   ProtocolError,
+  QueueFullError,
   RequestError,
   SessionNotFound,
   SessionsDisabled,
@@ -21,11 +37,20 @@ import {
   TimeoutError,
   UpgradeRefusedError,
 } from './errors.js';
-import { Payload, Reply, Signal, decodeUtf8, encodeUtf8, type PayloadInput, type TextEncoding } from './payload.js';
-import { copySession, defaultSessionStore, parseSessionJson, type Session, type SessionStore } from './session.js';
+import type { KeyedEntry, RestoreOutcome } from './keyed.js';
+import { Payload, Reply, Signal, StreamSignal, decodeUtf8, encodeUtf8, type Encoding, type PayloadInput, type TextEncoding } from './payload.js';
+import { ResumeState, defaultPageLifecycle, defaultResumeStorage, type PageLifecycle } from './resume.js';
+import { copySession, defaultSessionStore, parseSessionJson, type Session, type SessionStore, type StorageLike } from './session.js';
+import type { StreamLoss } from './streams.js';
 
 /** The protocol major version this client speaks. */
 export const PROTOCOL_MAJOR = 2;
+
+/** The highest minor version this client speaks: 2.1 (docs/protocol.md 14). */
+export const PROTOCOL_MINOR = 1;
+
+/** The features this client asks for in ExtensionHello. */
+const ASKED_FLAGS = ExtensionFlags.Streams | ExtensionFlags.KeyedRequests;
 
 /** The connection status reported by {@link WebwireClient.status}. */
 export type Status = 'connected' | 'connecting' | 'disconnected' | 'closed';
@@ -124,6 +149,65 @@ export interface ClientOptions {
   onStatusChange?: (status: Status) => void;
   /** Called for errors not tied to a call: protocol violations, failed automatic restores, store failures. */
   onError?: (error: Error) => void;
+  /**
+   * Use webwire 2.1 where the server announces it (default true): resumable
+   * signal streams and keyed requests (see the README). With `false` the
+   * client is a plain 2.0 client on every server.
+   */
+  extensions?: boolean;
+  /**
+   * Where the 2.1 state is kept across page reloads: the client-instance
+   * id, the stream positions and the keyed requests still waiting for an
+   * answer. Default: `sessionStorage` where usable (per tab), memory
+   * elsewhere; `null` for memory only.
+   */
+  resumeStorage?: StorageLike | null;
+  /** The item name of that state in `resumeStorage` (default `webwire-resume:<url>`). */
+  resumeItemName?: string;
+  /**
+   * The page events that tell a reloaded tab from a duplicated one
+   * (`pagehide`, `pageshow`); default: `window` in browsers, none elsewhere.
+   */
+  pageLifecycle?: PageLifecycle | null;
+  /**
+   * The most calls (requests and signals) that wait for a connection
+   * (default 1000); a call over it rejects with {@link QueueFullError}.
+   */
+  maxQueued?: number;
+  /** Called when part of a stream is lost for good (see {@link ClientEvents.streamLoss}). */
+  onStreamLoss?: (loss: StreamLoss) => void;
+  /** Called with the answer of a keyed request whose caller is gone (see {@link ClientEvents.orphanedReply}). */
+  onOrphanedReply?: (orphan: OrphanedReply) => void;
+}
+
+/**
+ * The answer of a keyed request whose caller no longer waits for it: the
+ * page was reloaded and the request sent again from storage, or the call
+ * timed out or was aborted after the request was sent (docs/protocol.md
+ * 14.4.4). Exactly one of `reply` and `error` is set.
+ */
+export interface OrphanedReply {
+  /** The key's sequence number. */
+  seq: bigint;
+  /** The request's name. */
+  name: string;
+  /** The request's payload, to tell which request it was. */
+  request: Payload;
+  /** The reply, when the request succeeded. */
+  reply: Reply | null;
+  /** The failure otherwise: a server error, or {@link OutcomeUnknownError}. */
+  error: Error | null;
+}
+
+/** A keyed request waiting for its answer (see {@link WebwireClient.pendingKeyed}). */
+export interface PendingKeyed {
+  seq: bigint;
+  name: string;
+  request: Payload;
+  /** Whether it was sent at least once (the server may have run it). */
+  written: boolean;
+  /** Whether a call still waits for it (false: its answer goes to the `orphanedReply` event). */
+  awaited: boolean;
 }
 
 /** Options of one call. */
@@ -148,6 +232,16 @@ export interface ClientEvents {
   sessionRestored: (session: Session) => void;
   status: (status: Status) => void;
   error: (error: Error) => void;
+  /**
+   * Part of a stream will never arrive (docs/protocol.md 14.3.5): trimmed
+   * from the history, lost with the store (`epochChanged`), beyond the
+   * stream's end after a failover (`ahead`), or a stream the session has no
+   * right to (`unknownStream`). The application decides what to do, for
+   * example reload the room's state.
+   */
+  streamLoss: (loss: StreamLoss) => void;
+  /** The answer of a keyed request whose caller is gone. */
+  orphanedReply: (orphan: OrphanedReply) => void;
 }
 
 /** The readyState of an open WebSocket. */
@@ -167,6 +261,10 @@ interface Call {
   cleanup: () => void;
   done: boolean;
   id: number;
+  /** For a request: what it asks, so that it can be sent as a keyed request. */
+  request?: { name: string; encoding: Encoding; payload: Uint8Array };
+  /** The keyed request this call waits for (its answer comes through {@link WebwireClient.finishKeyed}). */
+  seq?: bigint;
 }
 
 /** State of one WebSocket connection. */
@@ -179,6 +277,18 @@ interface Connection {
   handshakeTimer: ReturnType<typeof setTimeout> | null;
   /** The server refused the upgrade (seen only with the `ws` package). */
   refused: UpgradeRefusedError | null;
+  /** The client sent ExtensionHello: a 2.1 connection once ExtensionAccept arrives. */
+  optedIn: boolean;
+  /** ExtensionHello was sent and ExtensionAccept has not arrived: nothing else may be sent. */
+  helloPending: boolean;
+  /** The granted features ({@link ExtensionFlags}); 0 on a 2.0 connection. */
+  granted: number;
+  /** The server's keyed-request ledger epoch (0 without keyed requests). */
+  ledgerEpoch: bigint;
+  /** StreamResumes to try again after the server could not read its history. */
+  resumeTimers: Set<ReturnType<typeof setTimeout>>;
+  /** StreamResumes answered ReplyInternalError in a row (for the retry's backoff). */
+  resumeFailures: number;
 }
 
 /** The part of the `ws` package's WebSocket that shows a refused upgrade. */
@@ -273,7 +383,8 @@ function replyFailure(msg: Message): Error | null {
 }
 
 /**
- * A webwire v2.0 client.
+ * A webwire client: v2.0, and v2.1 (resumable streams, keyed requests)
+ * where the server announces it.
  *
  * ```ts
  * const client = new WebwireClient('ws://localhost:9090/', { subProtocol: 'interop' });
@@ -301,7 +412,15 @@ export class WebwireClient {
     sessionRestored: new Set(),
     status: new Set(),
     error: new Set(),
+    streamLoss: new Set(),
+    orphanedReply: new Set(),
   };
+  private readonly extensions: boolean;
+  private readonly maxQueued: number;
+  /** The 2.1 state: instance id, stream positions, pending keyed requests. */
+  private readonly resume: ResumeState;
+  /** The call waiting for each pending keyed request (absent: its caller is gone). */
+  private readonly keyedOwners = new Map<bigint, Call>();
 
   private currentStatus: Status = 'disconnected';
   private conn: Connection | null = null;
@@ -350,6 +469,14 @@ export class WebwireClient {
     if (options.onSessionRestored) this.on('sessionRestored', options.onSessionRestored);
     if (options.onStatusChange) this.on('status', options.onStatusChange);
     if (options.onError) this.on('error', options.onError);
+    if (options.onStreamLoss) this.on('streamLoss', options.onStreamLoss);
+    if (options.onOrphanedReply) this.on('orphanedReply', options.onOrphanedReply);
+    this.extensions = options.extensions ?? true;
+    this.maxQueued = Math.max(0, options.maxQueued ?? 1000);
+    // A 2.0-only client keeps nothing in the page's storage.
+    const storage = !this.extensions ? null : options.resumeStorage === undefined ? defaultResumeStorage() : options.resumeStorage;
+    const lifecycle = !this.extensions ? null : options.pageLifecycle === undefined ? defaultPageLifecycle() : options.pageLifecycle;
+    this.resume = new ResumeState(storage, options.resumeItemName ?? `webwire-resume:${url}`, lifecycle, (e) => this.emit('error', e));
   }
 
   // ---------------------------------------------------------------- public API
@@ -368,6 +495,41 @@ export class WebwireClient {
     if (!accept) return null;
     const { major, minor, readTimeoutMs, bufferSize, subProtocol } = accept;
     return { major, minor, readTimeoutMs, bufferSize, subProtocol };
+  }
+
+  /**
+   * The 2.1 features of the current connection: the granted flags
+   * ({@link ExtensionFlags}) and the ledger epoch; null while not connected
+   * or on a 2.0 connection.
+   */
+  extensionInfo(): { flags: number; ledgerEpoch: bigint } | null {
+    const conn = this.conn;
+    if (conn === null || !conn.optedIn || conn.helloPending) return null;
+    return { flags: conn.granted, ledgerEpoch: conn.ledgerEpoch };
+  }
+
+  /** This client instance's id (sent in ExtensionHello; kept across reloads in `resumeStorage`). */
+  get instanceId(): string {
+    return this.resume.instanceId;
+  }
+
+  /** The stream positions: the last offset delivered per stream. */
+  streamPositions(): StreamPosition[] {
+    return this.resume.streams.positions();
+  }
+
+  /** The keyed requests still waiting for an answer, in seq order (after a reload: those sent again from storage). */
+  pendingKeyed(): PendingKeyed[] {
+    return this.resume.ledger.pending().map((e) => {
+      const owner = this.keyedOwners.get(e.seq);
+      return {
+        seq: e.seq,
+        name: e.name,
+        request: new Payload(e.encoding, e.payload.slice()),
+        written: e.written,
+        awaited: owner !== undefined && !owner.done,
+      };
+    });
   }
 
   /** Subscribes to an event; returns a function that unsubscribes. */
@@ -426,22 +588,36 @@ export class WebwireClient {
    * (UTF-16 with `encoding: 'utf16'`), bytes as binary, a {@link Payload} as
    * it is.
    *
+   * On a 2.1 connection that holds a session, the request is a **keyed
+   * request** (docs/protocol.md 14.4): if the connection drops before the
+   * answer, it is sent again after the reconnect and the server runs it at
+   * most once; the call gets exactly one answer, which may be
+   * {@link OutcomeUnknownError}. Made while disconnected with a session, it
+   * waits (and is kept in `resumeStorage`) and is sent once after the
+   * restore.
+   *
    * @throws RequestError, InternalError, ShutdownError (server answers);
-   *   TimeoutError, DisconnectedError, MessageTooLargeError, the abort
-   *   reason; TypeError / RangeError for an invalid name or an empty unnamed
-   *   request.
+   *   OutcomeUnknownError (keyed requests); TimeoutError, DisconnectedError
+   *   (a plain request in flight when the connection dropped),
+   *   MessageTooLargeError, QueueFullError, the abort reason; TypeError /
+   *   RangeError for an invalid name or an empty unnamed request.
    */
   request(name: string, payload?: PayloadInput, options: SendOptions = {}): Promise<Reply> {
+    let p: Payload;
+    try {
+      p = Payload.from(payload, options.encoding ?? this.textEncoding);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.call<Reply>(
-      () => {
-        const p = Payload.from(payload, options.encoding ?? this.textEncoding);
-        return encodeMessage({ kind: 'request', id: idBytes(0), name, encoding: p.encoding, payload: p.data });
-      },
+      () => encodeMessage({ kind: 'request', id: idBytes(0), name, encoding: p.encoding, payload: p.data }),
       (msg) => {
         if (msg.kind === 'reply') return new Reply(msg.encoding, msg.payload);
         throw replyFailure(msg) ?? new ProtocolError(`unexpected ${msg.kind} for a request`);
       },
       options,
+      // A copy: the application may reuse its buffer while the request waits for a resend.
+      { name, encoding: p.encoding, payload: p.data.slice() },
     );
   }
 
@@ -489,6 +665,26 @@ export class WebwireClient {
       () => encodeMessage({ kind: 'requestRestoreSession', id: idBytes(0), key: encodeUtf8(key) }),
       (msg) => this.acceptRestored(msg),
       options,
+    ).then(
+      (session) => {
+        const conn = this.conn;
+        if (conn !== null && conn.ready) {
+          // As after an automatic restore (14.5): the resume ends the hold on
+          // the session's streams; pending keyed requests are sent again.
+          if ((conn.granted & ExtensionFlags.Streams) !== 0) this.sendResume(conn, this.resume.streams.resumeAll(conn.accept!.bufferSize), true);
+          void this.settlePending(conn, 'restored');
+        }
+        return session;
+      },
+      async (e: unknown) => {
+        const conn = this.conn;
+        if ((e instanceof SessionNotFound || e instanceof SessionsDisabled) && conn !== null && key === this.resume.session) {
+          this.resume.streams.clear();
+          this.resume.save();
+          await this.settlePending(conn, 'notFound');
+        }
+        throw e;
+      },
     );
   }
 
@@ -528,7 +724,12 @@ export class WebwireClient {
 
   // ---------------------------------------------------------------- calls
 
-  private call<T>(encode: () => Uint8Array<ArrayBuffer>, onReply: ((msg: Message) => unknown) | null, options: CallOptions): Promise<T> {
+  private call<T>(
+    encode: () => Uint8Array<ArrayBuffer>,
+    onReply: ((msg: Message) => unknown) | null,
+    options: CallOptions,
+    request?: Call['request'],
+  ): Promise<T> {
     if (this.currentStatus === 'closed') return Promise.reject(new DisconnectedError('the client is closed'));
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
@@ -554,22 +755,47 @@ export class WebwireClient {
           signal?.removeEventListener('abort', onAbort);
         },
       };
-      if (Number.isFinite(timeoutMs) && timeoutMs <= MAX_TIMER) {
-        timer = setTimeout(() => this.failCall(call, new TimeoutError(timeoutMs)), Math.max(0, timeoutMs));
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (request !== undefined) call.request = request;
       const conn = this.conn;
       if (conn !== null && conn.ready) {
+        this.armCall(call, timeoutMs, signal, onAbort, (t) => (timer = t));
         this.transmit(conn, call);
         return;
       }
       if (this.conn === null && this.reconnectTimer === null && this.reconnect === null) {
-        this.failCall(call, new DisconnectedError('not connected (automatic reconnection is off)'));
+        reject(new DisconnectedError('not connected (automatic reconnection is off)'));
         return;
+      }
+      if (this.waiting.size >= this.maxQueued) {
+        reject(new QueueFullError(this.maxQueued));
+        return;
+      }
+      this.armCall(call, timeoutMs, signal, onAbort, (t) => (timer = t));
+      if (request !== undefined && this.extensions && this.currentSession !== null && this.currentSession.key === this.resume.session) {
+        // Keyed from now on, so that a reload finds it in storage; whether it
+        // goes out keyed or plain is decided on the next connection (14.5).
+        const entry = this.resume.ledger.assign(request.name, request.encoding, request.payload);
+        call.seq = entry.seq;
+        this.keyedOwners.set(entry.seq, call);
+        this.resume.save();
       }
       this.waiting.add(call);
       this.ensureConnecting(false);
     });
+  }
+
+  /** Starts a call's timeout and abort listener. */
+  private armCall(
+    call: Call,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    onAbort: () => void,
+    setTimer: (timer: ReturnType<typeof setTimeout>) => void,
+  ): void {
+    if (Number.isFinite(timeoutMs) && timeoutMs <= MAX_TIMER) {
+      setTimer(setTimeout(() => this.failCall(call, new TimeoutError(timeoutMs)), Math.max(0, timeoutMs)));
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
   }
 
   private settleCall(call: Call, action: () => void): void {
@@ -582,7 +808,9 @@ export class WebwireClient {
   }
 
   private failCall(call: Call, error: unknown): void {
+    if (call.done) return;
     this.settleCall(call, () => call.reject(error));
+    if (call.seq !== undefined) this.abandonKeyed(call.seq);
   }
 
   /**
@@ -592,6 +820,37 @@ export class WebwireClient {
    */
   private transmit(conn: Connection, call: Call, requeue = true): void {
     if (call.done) return;
+    if (call.request !== undefined) {
+      if (call.seq !== undefined) {
+        const entry = this.resume.ledger.get(call.seq);
+        if (entry !== undefined) {
+          if (this.mayKey(conn)) {
+            this.waiting.delete(call);
+            this.sendKeyed(conn, entry);
+            return;
+          }
+          const sessionHeld = this.currentSession !== null && this.currentSession.key === this.resume.session;
+          if (!sessionHeld || entry.written || (conn.granted & ExtensionFlags.KeyedRequests) !== 0) {
+            // Never sent under another session, nor without one (14.4.3): it
+            // waits for a connection that restores its session.
+            if (requeue) this.waiting.add(call);
+            return;
+          }
+          // Its session on a connection without keyed requests (a 2.0 server): a plain request (14.5 step 2).
+          this.resume.ledger.remove(entry.seq);
+          this.keyedOwners.delete(entry.seq);
+          this.resume.save();
+        }
+        delete call.seq;
+      } else if (this.mayKey(conn)) {
+        const entry = this.resume.ledger.assign(call.request.name, call.request.encoding, call.request.payload);
+        call.seq = entry.seq;
+        this.keyedOwners.set(entry.seq, call);
+        this.waiting.delete(call);
+        this.sendKeyed(conn, entry);
+        return;
+      }
+    }
     const limit = conn.accept!.bufferSize;
     if (call.bytes.length > limit) {
       this.failCall(call, new MessageTooLargeError(call.bytes.length, limit));
@@ -615,6 +874,273 @@ export class WebwireClient {
       return;
     }
     if (call.onReply === null) this.settleCall(call, () => call.resolve(undefined));
+  }
+
+  // ---------------------------------------------------------------- keyed requests (2.1)
+
+  /** Whether a request sent now on this connection is keyed: KEYED_REQUESTS granted and the session held. */
+  private mayKey(conn: Connection): boolean {
+    return (
+      (conn.granted & ExtensionFlags.KeyedRequests) !== 0 &&
+      this.currentSession !== null &&
+      this.currentSession.key === this.resume.session
+    );
+  }
+
+  /**
+   * Writes a KeyedRequest for an entry: its seq, its first epoch (the
+   * connection's for a first sending), the current ack, a new request id.
+   * `noSession`: a resend after the restore found the session gone, where
+   * NO_SESSION means the outcome is unknown. `settled` runs once the
+   * sending has an answer or is lost.
+   */
+  private sendKeyed(conn: Connection, entry: KeyedEntry, noSession = false, settled?: () => void): void {
+    const epoch = entry.epoch ?? conn.ledgerEpoch;
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = encodeMessage({
+        kind: 'keyedRequest',
+        id: idBytes(0),
+        seq: entry.seq,
+        epoch,
+        ack: this.resume.ledger.ack(),
+        name: entry.name,
+        encoding: entry.encoding,
+        payload: entry.payload,
+      });
+    } catch (e) {
+      this.finishKeyed(entry.seq, { error: e instanceof Error ? e : new Error(String(e)) });
+      settled?.();
+      return;
+    }
+    if (bytes.length > conn.accept!.bufferSize) {
+      // A server with a smaller buffer than the one that took it the first time.
+      const error = entry.written ? new OutcomeUnknownError(entry.seq) : new MessageTooLargeError(bytes.length, conn.accept!.bufferSize);
+      this.finishKeyed(entry.seq, { error });
+      settled?.();
+      return;
+    }
+    const seq = entry.seq;
+    const tx: Call = {
+      bytes,
+      onReply: (msg) => {
+        this.finishKeyed(seq, this.keyedOutcome(seq, msg, noSession));
+        return undefined;
+      },
+      resolve: () => settled?.(),
+      reject: (error) => {
+        settled?.();
+        // A lost connection keeps the entry for the next one; only a closed client ends the wait.
+        if (this.currentStatus === 'closed') this.failOwner(seq, error);
+      },
+      cleanup: () => {},
+      done: false,
+      id: 0,
+    };
+    if (conn.ws.readyState === WS_OPEN) {
+      // Before the write: from here on the server may have run it.
+      this.resume.ledger.markWritten(entry, epoch);
+      this.resume.save();
+    }
+    this.transmit(conn, tx, false);
+  }
+
+  /** The answer of a keyed request, as the caller gets it. */
+  private keyedOutcome(seq: bigint, msg: Message, noSession: boolean): { value: Reply } | { error: Error } {
+    if (msg.kind === 'reply') return { value: new Reply(msg.encoding, msg.payload) };
+    if (msg.kind === 'replyOutcomeUnknown') return { error: new OutcomeUnknownError(seq) };
+    if (noSession && msg.kind === 'replyError' && msg.code === 'NO_SESSION') {
+      return { error: new OutcomeUnknownError(seq, 'the session is gone and the server does not know the outcome of the request') };
+    }
+    return { error: replyFailure(msg) ?? new ProtocolError(`unexpected ${msg.kind} for a keyed request`) };
+  }
+
+  /** A keyed request has its final answer: it leaves the ledger and goes to its caller, or to `orphanedReply`. */
+  private finishKeyed(seq: bigint, result: { value: Reply } | { error: Error }): void {
+    const entry = this.resume.ledger.get(seq);
+    if (entry === undefined) return;
+    this.resume.ledger.remove(seq);
+    this.resume.save();
+    this.deliverKeyed(entry, result);
+  }
+
+  private deliverKeyed(entry: KeyedEntry, result: { value: Reply } | { error: Error }): void {
+    const owner = this.keyedOwners.get(entry.seq);
+    this.keyedOwners.delete(entry.seq);
+    if (owner !== undefined && !owner.done) {
+      if ('error' in result) this.settleCall(owner, () => owner.reject(result.error));
+      else this.settleCall(owner, () => owner.resolve(result.value));
+      return;
+    }
+    this.emit('orphanedReply', {
+      seq: entry.seq,
+      name: entry.name,
+      request: new Payload(entry.encoding, entry.payload),
+      reply: 'value' in result ? result.value : null,
+      error: 'error' in result ? result.error : null,
+    });
+  }
+
+  /** Fails the caller of a keyed request (the client is closing) without forgetting the request. */
+  private failOwner(seq: bigint, error: unknown): void {
+    const owner = this.keyedOwners.get(seq);
+    if (owner === undefined || owner.done) return;
+    this.settleCall(owner, () => owner.reject(error));
+  }
+
+  /**
+   * The caller of a keyed request gave up (timeout, abort, close). Never
+   * sent: the request is dropped (its seq stays unused). Sent: it stays
+   * pending, and its answer goes to `orphanedReply`.
+   */
+  private abandonKeyed(seq: bigint): void {
+    const entry = this.resume.ledger.get(seq);
+    if (entry === undefined || entry.written) return;
+    this.resume.ledger.remove(seq);
+    this.keyedOwners.delete(seq);
+    this.resume.save();
+  }
+
+  /**
+   * The connection holds session `key` now (created or restored): the 2.1
+   * state belongs to it. State of another session is dropped: its pending
+   * keyed requests fail with outcome unknown (never sent under another
+   * session), its positions are forgotten.
+   */
+  private bindSession(key: string): void {
+    if (this.resume.session === key) return;
+    const dropped = this.resume.ledger.reset();
+    this.resume.streams.clear();
+    this.resume.session = key;
+    this.resume.save();
+    for (const entry of dropped) {
+      this.deliverKeyed(entry, { error: new OutcomeUnknownError(entry.seq, 'the session of this request is gone: its outcome is unknown') });
+    }
+  }
+
+  /**
+   * Applies docs/protocol.md 14.5 steps 2, 4 and 5 to the pending keyed
+   * requests once the restore of their session ended on this connection.
+   * Resolves when it is done; after `notFound`, once every resend is answered.
+   */
+  private async settlePending(conn: Connection, outcome: RestoreOutcome): Promise<void> {
+    const keyed = (conn.granted & ExtensionFlags.KeyedRequests) !== 0;
+    const plan = this.resume.ledger.plan(keyed, conn.ledgerEpoch, outcome);
+    for (const entry of plan.failUnknown) {
+      const why = entry.written
+        ? 'the request was sent but the server cannot retry it (a 2.0 server, a lost ledger, or a session that is gone)'
+        : 'the session of this request is gone: it was never sent';
+      this.finishKeyed(entry.seq, { error: new OutcomeUnknownError(entry.seq, why) });
+    }
+    for (const entry of plan.sendPlain) {
+      // A 2.0 connection: it goes out as a plain request, never keyed again.
+      this.resume.ledger.remove(entry.seq);
+      this.resume.save();
+      let owner = this.keyedOwners.get(entry.seq);
+      this.keyedOwners.delete(entry.seq);
+      if (owner === undefined || owner.done) owner = this.orphanPlainCall(entry);
+      else delete owner.seq;
+      this.waiting.delete(owner);
+      this.transmit(conn, owner);
+    }
+    if (outcome === 'notFound') {
+      await Promise.all(plan.resend.map((entry) => new Promise<void>((resolve) => this.sendKeyed(conn, entry, true, resolve))));
+      if (this.conn === conn && this.resume.ledger.empty) {
+        this.resume.session = null;
+        this.resume.save();
+      }
+      return;
+    }
+    const inOrder = [...plan.resend, ...plan.sendNew].sort((a, b) => (a.seq < b.seq ? -1 : 1));
+    for (const entry of inOrder) {
+      const owner = this.keyedOwners.get(entry.seq);
+      if (owner !== undefined) this.waiting.delete(owner);
+      this.sendKeyed(conn, entry);
+    }
+  }
+
+  /** A call for a request from storage that goes out plain: its answer goes to `orphanedReply`. */
+  private orphanPlainCall(entry: KeyedEntry): Call {
+    const settle = (result: { value: Reply } | { error: Error }): void => this.deliverKeyed(entry, result);
+    return {
+      bytes: encodeMessage({ kind: 'request', id: idBytes(0), name: entry.name, encoding: entry.encoding, payload: entry.payload }),
+      onReply: (msg) => {
+        if (msg.kind === 'reply') return new Reply(msg.encoding, msg.payload);
+        throw replyFailure(msg) ?? new ProtocolError(`unexpected ${msg.kind} for a request`);
+      },
+      resolve: (value) => settle({ value: value as Reply }),
+      reject: (error) => settle({ error: error instanceof Error ? error : new Error(String(error)) }),
+      cleanup: () => {},
+      done: false,
+      id: 0,
+    };
+  }
+
+  // ---------------------------------------------------------------- streams (2.1)
+
+  private onStreamSignal(conn: Connection, msg: StreamSignalMessage): void {
+    const verdict = this.resume.streams.onSignal(msg);
+    if (verdict.resume !== null) this.sendResume(conn, [verdict.resume], false);
+    if (!verdict.deliver) return;
+    this.resume.save();
+    this.emit('signal', new StreamSignal(msg.name, msg.encoding, msg.payload, msg.stream, msg.epoch, msg.offset));
+  }
+
+  private onStreamLoss(msg: StreamLossMessage): void {
+    if (!this.resume.streams.onLoss(msg)) return;
+    this.resume.save();
+    const { stream, epoch, lostFrom, lostTo, next, reason } = msg;
+    this.emit('streamLoss', { stream, epoch, lostFrom, lostTo, next, reason });
+  }
+
+  /**
+   * Sends a StreamResume (its answer ends the streams' *resuming*). `full`:
+   * the resume after a restore, which lists every position; otherwise a gap
+   * repair of the listed streams. A ReplyInternalError (the history could
+   * not be read) is tried again after a backoff.
+   */
+  private sendResume(conn: Connection, entries: StreamPosition[], full: boolean): void {
+    const streams: StreamId[] = entries.map((e) => e.stream);
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const ended = (): void => this.resume.streams.resumeEnded(streams);
+    const call: Call = {
+      bytes: encodeMessage({ kind: 'streamResume', id: idBytes(0), entries }),
+      onReply: (msg) => {
+        ended();
+        if (msg.kind === 'replyInternalError') this.retryResume(conn, streams, full);
+        else if (msg.kind === 'reply') conn.resumeFailures = 0;
+        return undefined;
+      },
+      resolve: () => {},
+      reject: ended,
+      cleanup: () => {
+        if (timer !== null) clearTimeout(timer);
+      },
+      done: false,
+      id: 0,
+    };
+    if (Number.isFinite(this.timeout) && this.timeout <= MAX_TIMER) {
+      timer = setTimeout(() => this.failCall(call, new TimeoutError(this.timeout)), this.timeout);
+    }
+    this.transmit(conn, call, false);
+  }
+
+  private retryResume(conn: Connection, streams: StreamId[], full: boolean): void {
+    if (this.conn !== conn) return;
+    conn.resumeFailures++;
+    const r = this.reconnect ?? { initialDelay: 500, maxDelay: 30_000, factor: 2 };
+    const delay = Math.min(r.maxDelay, r.initialDelay * r.factor ** (conn.resumeFailures - 1));
+    const timer = setTimeout(() => {
+      conn.resumeTimers.delete(timer);
+      if (this.conn !== conn) return;
+      if (full) {
+        this.sendResume(conn, this.resume.streams.resumeAll(conn.accept!.bufferSize), true);
+        return;
+      }
+      const entries = this.resume.streams.resumeStreams(streams);
+      if (entries.length > 0) this.sendResume(conn, entries, false);
+    }, delay);
+    conn.resumeTimers.add(timer);
   }
 
   private sendRaw(conn: Connection, bytes: Uint8Array<ArrayBuffer>): void {
@@ -668,7 +1194,21 @@ export class WebwireClient {
       return;
     }
     ws.binaryType = 'arraybuffer';
-    const conn: Connection = { ws, accept: null, ready: false, lastSent: now(), heartbeatTimer: null, handshakeTimer: null, refused: null };
+    const conn: Connection = {
+      ws,
+      accept: null,
+      ready: false,
+      lastSent: now(),
+      heartbeatTimer: null,
+      handshakeTimer: null,
+      refused: null,
+      optedIn: false,
+      helloPending: false,
+      granted: 0,
+      ledgerEpoch: 0n,
+      resumeTimers: new Set(),
+      resumeFailures: 0,
+    };
     this.conn = conn;
     if (isWsEmitter(ws)) {
       // The `ws` package shows a refused upgrade's response to a listener
@@ -730,6 +1270,19 @@ export class WebwireClient {
       this.onAcceptConf(conn, msg);
       return;
     }
+    const feature = extensionFeatureOf(msg);
+    if (feature !== undefined && sentByServer(msg)) {
+      // docs/protocol.md 14.1, rules for the client.
+      let wrong: string | null = null;
+      if (!conn.optedIn) wrong = `${msg.kind} on a connection that did not opt in to 2.1`;
+      else if (msg.kind === 'extensionAccept') wrong = conn.helloPending ? null : 'a second extensionAccept';
+      else if (conn.helloPending) wrong = `${msg.kind} before extensionAccept`;
+      else if ((conn.granted & feature) === 0) wrong = `${msg.kind} of a feature that was not granted`;
+      if (wrong !== null) {
+        this.violation(conn, new ProtocolError(`protocol violation: ${wrong}`), 1002);
+        return;
+      }
+    }
     switch (msg.kind) {
       case 'reply':
       case 'replyError':
@@ -738,10 +1291,20 @@ export class WebwireClient {
       case 'replySessionNotFound':
       case 'replyMaxSessConnsReached':
       case 'replySessionsDisabled':
+      case 'replyOutcomeUnknown':
         this.onReplyMessage(msg);
         return;
       case 'signal':
         this.emit('signal', new Signal(msg.name, msg.encoding, msg.payload));
+        return;
+      case 'extensionAccept':
+        this.onExtensionAccept(conn, msg);
+        return;
+      case 'streamSignal':
+        this.onStreamSignal(conn, msg);
+        return;
+      case 'streamLoss':
+        this.onStreamLoss(msg);
         return;
       case 'notifySessionCreated': {
         let session: Session;
@@ -753,6 +1316,8 @@ export class WebwireClient {
         }
         this.currentSession = session;
         this.storeSave(session.key);
+        // A new session has nothing to resume: its streams flow at once (14.3.2).
+        this.bindSession(session.key);
         this.emit('sessionCreated', copySession(session));
         return;
       }
@@ -776,13 +1341,42 @@ export class WebwireClient {
     conn.accept = accept;
     this.lastBufferSize = accept.bufferSize;
     this.scheduleHeartbeat(conn);
+    if (this.extensions && accept.minor >= 1) {
+      // Opt in (14.1): ExtensionHello first, then nothing until ExtensionAccept.
+      conn.optedIn = true;
+      conn.helloPending = true;
+      try {
+        this.sendRaw(conn, encodeMessage({ kind: 'extensionHello', flags: ASKED_FLAGS, instanceId: this.resume.instanceId }));
+      } catch {
+        // the close event follows
+      }
+      return;
+    }
     void this.restoreOnConnect(conn);
   }
 
-  /** Restores the known session on a fresh connection, then marks it ready. */
+  private onExtensionAccept(conn: Connection, msg: ExtensionAcceptMessage): void {
+    let wrong: string | null = null;
+    if ((msg.flags & ~ASKED_FLAGS) !== 0) wrong = `extensionAccept grants flags ${msg.flags} of which some were not asked for`;
+    else if ((msg.flags & ExtensionFlags.KeyedRequests) !== 0 && msg.ledgerEpoch === 0n) wrong = 'extensionAccept grants keyed requests with ledger epoch 0';
+    if (wrong !== null) {
+      this.violation(conn, new ProtocolError(`protocol violation: ${wrong}`), 1002);
+      return;
+    }
+    conn.helloPending = false;
+    conn.granted = msg.flags;
+    conn.ledgerEpoch = msg.ledgerEpoch;
+    void this.restoreOnConnect(conn);
+  }
+
+  /**
+   * Restores the known session on a fresh connection, settles the pending
+   * keyed requests (docs/protocol.md 14.5), then marks it ready.
+   */
   private async restoreOnConnect(conn: Connection): Promise<void> {
     if (!this.autoRestore) {
-      // A new connection has no session until the application restores one.
+      // A new connection has no session until the application restores one;
+      // pending keyed requests wait for that restore.
       if (this.currentSession !== null) {
         this.currentSession = null;
         this.emit('sessionClosed');
@@ -799,37 +1393,67 @@ export class WebwireClient {
       }
     }
     if (this.conn !== conn) return;
+    // The session of pending keyed requests, closed meanwhile (a logout whose
+    // answer was lost): its restore fails, and the server answers their
+    // resends from the closed session's ledger (14.4.2, "Without a session").
+    const ledgerOnly = (key === null || key.length === 0) && this.resume.session !== null && !this.resume.ledger.empty;
+    if (ledgerOnly) key = this.resume.session;
     if (key !== null && key.length > 0) {
-      const restoreKey = key;
-      try {
-        await new Promise<Session>((resolve, reject) => {
-          const call: Call = {
-            bytes: encodeMessage({ kind: 'requestRestoreSession', id: idBytes(0), key: encodeUtf8(restoreKey) }),
-            onReply: (msg) => this.acceptRestored(msg),
-            resolve: resolve as Settle,
-            reject,
-            done: false,
-            id: 0,
-            cleanup: () => clearTimeout(timer),
-          };
-          const timer = setTimeout(() => this.failCall(call, new TimeoutError(this.timeout)), Math.min(this.timeout, MAX_TIMER));
-          this.transmit(conn, call, false);
-        });
-      } catch (e) {
-        if (this.conn !== conn) return;
-        if (e instanceof SessionNotFound || e instanceof SessionsDisabled) {
-          // The session is gone for good.
-          this.storeClear();
-        }
-        if (this.currentSession !== null) {
-          this.currentSession = null;
-          this.emit('sessionClosed');
-        }
-        this.emit('error', e instanceof Error ? e : new Error(String(e)));
-      }
+      // Pending state of another session is never sent under this one.
+      if (this.resume.session !== null && this.resume.session !== key) this.bindSession(key);
+      const outcome = await this.restoreOn(conn, key, ledgerOnly);
+      if (this.conn !== conn) return;
+      await this.settlePending(conn, outcome);
+      if (this.conn !== conn) return;
     }
-    if (this.conn !== conn) return;
     this.markReady(conn);
+  }
+
+  /**
+   * Sends RequestRestoreSession and, with streams granted, the StreamResume
+   * right behind it (14.5 step 3); resolves with how the restore ended.
+   * `quiet`: a restore only for the pending keyed requests of a closed
+   * session, whose failure is expected and not reported.
+   */
+  private async restoreOn(conn: Connection, key: string, quiet: boolean): Promise<RestoreOutcome> {
+    try {
+      const restored = new Promise<Session>((resolve, reject) => {
+        const call: Call = {
+          bytes: encodeMessage({ kind: 'requestRestoreSession', id: idBytes(0), key: encodeUtf8(key) }),
+          onReply: (msg) => this.acceptRestored(msg),
+          resolve: resolve as Settle,
+          reject,
+          done: false,
+          id: 0,
+          cleanup: () => clearTimeout(timer),
+        };
+        const timer = setTimeout(() => this.failCall(call, new TimeoutError(this.timeout)), Math.min(this.timeout, MAX_TIMER));
+        this.transmit(conn, call, false);
+      });
+      if ((conn.granted & ExtensionFlags.Streams) !== 0 && this.conn === conn) {
+        // The server handles it after the restore; it ends the hold on the
+        // session's streams (14.3.2), so it goes out even with no position.
+        if (this.resume.session !== key) this.resume.streams.clear();
+        this.sendResume(conn, this.resume.streams.resumeAll(conn.accept!.bufferSize), true);
+      }
+      await restored;
+      return 'restored';
+    } catch (e) {
+      if (this.conn !== conn) return 'failed';
+      const gone = e instanceof SessionNotFound || e instanceof SessionsDisabled;
+      if (gone) {
+        // The session is gone for good, and so are its positions (14.3.3).
+        if (!quiet) this.storeClear();
+        this.resume.streams.clear();
+        this.resume.save();
+      }
+      if (this.currentSession !== null) {
+        this.currentSession = null;
+        this.emit('sessionClosed');
+      }
+      if (!quiet) this.emit('error', e instanceof Error ? e : new Error(String(e)));
+      return gone ? 'notFound' : 'failed';
+    }
   }
 
   private acceptRestored(msg: Message): Session {
@@ -837,6 +1461,7 @@ export class WebwireClient {
     const session = parseSessionJson(msg.encoding === 'utf16' ? new Payload('utf16', msg.payload).text : decodeUtf8(msg.payload));
     this.currentSession = session;
     this.storeSave(session.key);
+    this.bindSession(session.key);
     this.emit('sessionRestored', copySession(session));
     return copySession(session);
   }
@@ -850,7 +1475,11 @@ export class WebwireClient {
     this.failedAttempts = 0;
     this.setStatus('connected');
     for (const waiter of [...this.connectWaiters]) waiter.resolve();
-    for (const call of [...this.waiting]) {
+    // Keyed requests that already have a seq go first, in seq order, so that
+    // the server never reads a seq after a higher one (14.4.1).
+    const queued = [...this.waiting];
+    const numbered = queued.filter((c) => c.seq !== undefined).sort((a, b) => (a.seq! < b.seq! ? -1 : 1));
+    for (const call of [...numbered, ...queued.filter((c) => c.seq === undefined)]) {
       if (this.conn !== conn || !conn.ready) break;
       this.waiting.delete(call);
       this.transmit(conn, call);
@@ -864,7 +1493,8 @@ export class WebwireClient {
       conn.heartbeatTimer = null;
       if (this.conn !== conn) return;
       const idle = now() - conn.lastSent;
-      if (idle >= interval - 1 && conn.ws.readyState === WS_OPEN) {
+      // Nothing, not even a heartbeat, between ExtensionHello and ExtensionAccept (14.1).
+      if (idle >= interval - 1 && conn.ws.readyState === WS_OPEN && !conn.helloPending) {
         try {
           this.sendRaw(conn, encodeMessage({ kind: 'heartbeat' }));
         } catch {
@@ -879,8 +1509,10 @@ export class WebwireClient {
   private stopTimers(conn: Connection): void {
     if (conn.heartbeatTimer !== null) clearTimeout(conn.heartbeatTimer);
     if (conn.handshakeTimer !== null) clearTimeout(conn.handshakeTimer);
+    for (const timer of conn.resumeTimers) clearTimeout(timer);
     conn.heartbeatTimer = null;
     conn.handshakeTimer = null;
+    conn.resumeTimers.clear();
   }
 
   /** The server broke the protocol: close, fail what was in flight, reconnect with backoff. */
@@ -896,7 +1528,10 @@ export class WebwireClient {
     this.stopTimers(conn);
     detach(conn.ws);
     this.conn = null;
+    // Keyed requests in flight stay pending (sent again after the reconnect);
+    // plain ones fail: their answer is lost.
     for (const call of [...this.pending.values()]) this.failCall(call, error);
+    this.resume.streams.connectionLost();
     if (this.currentStatus === 'closed') return;
     this.failedAttempts++;
     if (this.reconnect === null) {
@@ -940,8 +1575,19 @@ export class WebwireClient {
     }
     for (const call of [...this.pending.values()]) this.failCall(call, error);
     for (const call of [...this.waiting]) this.failCall(call, error);
+    this.failKeyedOwners(error);
+    this.resume.release();
     for (const waiter of [...this.connectWaiters]) waiter.reject(error);
     this.emit('error', error);
+  }
+
+  /**
+   * The client is closed: callers of keyed requests already sent stop
+   * waiting; the requests stay in `resumeStorage` for a later client (their
+   * answers then reach its `orphanedReply` event).
+   */
+  private failKeyedOwners(error: Error): void {
+    for (const seq of [...this.keyedOwners.keys()]) this.failOwner(seq, error);
   }
 
   private forceClose(): void {
@@ -957,7 +1603,11 @@ export class WebwireClient {
     for (const call of [...this.waiting]) this.failCall(call, closed);
     for (const waiter of [...this.connectWaiters]) waiter.reject(closed);
     const conn = this.conn;
-    if (conn === null) return;
+    if (conn === null) {
+      this.failKeyedOwners(closed);
+      this.resume.release();
+      return;
+    }
     if (conn.ready && this.pending.size > 0) {
       // Let the requests in flight finish (each has its own timeout).
       await Promise.allSettled(
@@ -973,10 +1623,13 @@ export class WebwireClient {
         ),
       );
     }
+    this.failKeyedOwners(closed);
+    this.resume.release();
     if (this.conn !== conn) return;
     this.stopTimers(conn);
     this.conn = null;
     for (const call of [...this.pending.values()]) this.failCall(call, closed);
+    this.failKeyedOwners(closed);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, 2000);
       function done(): void {
@@ -997,6 +1650,10 @@ export class WebwireClient {
     const had = this.currentSession !== null;
     this.currentSession = null;
     this.storeClear();
+    // Positions belong to the session (14.3.3); pending keyed requests stay:
+    // one of them may be the request that closed it, still to be answered.
+    this.resume.streams.clear();
+    this.resume.save();
     if (had && notify) this.emit('sessionClosed');
   }
 

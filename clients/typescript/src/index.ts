@@ -1,10 +1,13 @@
 /**
- * webwire v2.0 client for browsers (and Node with a WebSocket implementation
- * such as `ws`).
+ * webwire client (v2.0, and v2.1 where the server announces it) for
+ * browsers (and Node with a WebSocket implementation such as `ws`).
  *
  * Layout:
- * - `client.ts`: {@link WebwireClient}, the connection, calls, reconnection, heartbeats.
+ * - `client.ts`: {@link WebwireClient}, the connection, calls, reconnection, heartbeats, the 2.1 opt-in.
  * - `codec.ts`: encode / parse every message of docs/protocol.md, sans-IO.
+ * - `streams.ts`: stream positions and the client's rule for stream signals (2.1), sans-IO.
+ * - `keyed.ts`: keyed requests' seq, ack and what to do with them on a reconnect (2.1), sans-IO.
+ * - `resume.ts`: the 2.1 state kept across page reloads, and duplicated-tab detection.
  * - `payload.ts`: payloads with their encoding, UTF-8 / UTF-16 conversions.
  * - `session.ts`: the session JSON and the pluggable session key stores.
  * - `errors.ts`: the typed errors.
@@ -15,9 +18,12 @@
 export {
   WebwireClient,
   PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
   type CallOptions,
   type ClientEvents,
   type ClientOptions,
+  type OrphanedReply,
+  type PendingKeyed,
   type ReconnectOptions,
   type SendOptions,
   type Status,
@@ -25,10 +31,22 @@ export {
   type WebSocketLike,
 } from './client.js';
 export {
+  ExtensionFlags,
+  MAX_RESUME_STREAMS,
   MessageType,
   encodeMessage,
   parseMessage,
   type AcceptConfMessage,
+  type ExtensionAcceptMessage,
+  type ExtensionHelloMessage,
+  type KeyedRequestMessage,
+  type ReplyOutcomeUnknownMessage,
+  type StreamId,
+  type StreamLossMessage,
+  type StreamLossReason,
+  type StreamPosition,
+  type StreamResumeMessage,
+  type StreamSignalMessage,
   type EmptyReplyKind,
   type EmptyReplyMessage,
   type HeartbeatMessage,
@@ -48,7 +66,9 @@ export {
   InternalError,
   MaxSessConnsReached,
   MessageTooLargeError,
+  OutcomeUnknownError,
   ProtocolError,
+  QueueFullError,
   RequestError,
   SessionNotFound,
   SessionsDisabled,
@@ -62,6 +82,7 @@ export {
   Payload,
   Reply,
   Signal,
+  StreamSignal,
   decodeUtf16,
   decodeUtf8,
   encodeUtf16,
@@ -79,3 +100,6 @@ export {
   type SessionStore,
   type StorageLike,
 } from './session.js';
+export { StreamTracker, streamKey, type SignalVerdict, type StreamLoss } from './streams.js';
+export { KeyedLedger, type KeyedEntry, type ReconnectPlan, type RestoreOutcome } from './keyed.js';
+export { ResumeState, newInstanceId, defaultResumeStorage, defaultPageLifecycle, type PageLifecycle } from './resume.js';

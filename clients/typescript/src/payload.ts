@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { StreamId } from './codec.js';
+
 /** How a payload's bytes are to be read. */
 export type Encoding = 'binary' | 'utf8' | 'utf16';
 
@@ -136,5 +138,26 @@ export class Signal extends Payload {
   constructor(name: string, encoding: Encoding, data: Uint8Array) {
     super(encoding, data);
     this.name = name;
+  }
+}
+
+/**
+ * A signal of a stream (webwire 2.1, docs/protocol.md 14.3): delivered in
+ * order, once, with its position. It reaches the application through the
+ * same `signal` event as any signal.
+ */
+export class StreamSignal extends Signal {
+  /** The stream: the session stream, or a room's. */
+  readonly stream: StreamId;
+  /** The stream's epoch. */
+  readonly epoch: bigint;
+  /** The signal's offset in the stream, within the epoch. */
+  readonly offset: bigint;
+
+  constructor(name: string, encoding: Encoding, data: Uint8Array, stream: StreamId, epoch: bigint, offset: bigint) {
+    super(name, encoding, data);
+    this.stream = stream;
+    this.epoch = epoch;
+    this.offset = offset;
   }
 }

@@ -13,6 +13,17 @@ export async function until(cond, ms = 2000, what = 'condition') {
   }
 }
 
+/** A Web Storage in memory (`items` is its Map), as sessionStorage would be. */
+export function memoryStorage(init = new Map()) {
+  const items = init;
+  return {
+    items,
+    getItem: (k) => (items.has(k) ? items.get(k) : null),
+    setItem: (k, v) => items.set(k, String(v)),
+    removeItem: (k) => items.delete(k),
+  };
+}
+
 export function idOf(msg) {
   return msg.id;
 }

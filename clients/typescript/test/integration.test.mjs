@@ -196,6 +196,24 @@ if (!skipReason && startError === null) describe('interop server (docs/interop.m
     assert.deepEqual({ ...info, minor: 0 }, { major: 2, minor: 0, readTimeoutMs: 3000, bufferSize: 1048576, subProtocol: 'interop' });
   });
 
+  test('webwire 2.1 only where announced: opted in on minor >= 1, a 2.0 connection on minor 0', async () => {
+    const c = client();
+    await c.connect();
+    const ext = c.extensionInfo();
+    if (c.serverInfo().minor === 0) {
+      assert.equal(ext, null);
+      return;
+    }
+    assert.ok(ext !== null, 'opted in');
+    assert.equal(ext.flags & ~3, 0, 'only flags asked for are granted');
+    if (ext.flags & 2) assert.notEqual(ext.ledgerEpoch, 0n);
+    // With a session, requests are keyed (where granted) and answered as before.
+    await c.request('login', unique('dave'));
+    assert.equal((await c.request('echo', 'keyed')).text, 'keyed');
+    assert.deepEqual(c.pendingKeyed(), []);
+    await c.request('logout', '');
+  });
+
   test('a client expecting another sub-protocol refuses the server and stays closed', async () => {
     const c = client({ subProtocol: 'not-interop' });
     await assert.rejects(c.connect(), (e) => e instanceof SubProtocolMismatch && e.actual === 'interop');

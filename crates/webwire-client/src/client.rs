@@ -137,6 +137,15 @@ impl Client {
     /// connection. Dropping the returned future cancels the request; a
     /// reply that comes later is discarded.
     ///
+    /// Webwire 2.1: on a connection that holds a session, the request is
+    /// keyed. If the connection drops before the answer, it is sent again
+    /// with its key after the reconnection (the server runs it at most
+    /// once) instead of failing with [`RequestError::Disconnected`]; when
+    /// that cannot be done it fails with [`RequestError::OutcomeUnknown`].
+    /// Its future may still be dropped or time out: the server may run it
+    /// anyway, and its answer then comes as a
+    /// [`ClientEvent::OrphanReply`](crate::ClientEvent::OrphanReply).
+    ///
     /// ```no_run
     /// use webwire_client::{Client, RequestError};
     ///
@@ -176,9 +185,11 @@ impl Client {
     ) -> Result<Payload, RequestError> {
         let name = Name::try_from(name)?;
         let id = self.inner.shared.next_id();
-        let request = Request::new(RequestId::from(id), name, payload.into())?;
+        let payload = payload.into();
+        let request = Request::new(RequestId::from(id), name.clone(), payload.clone())?;
         let frame = ClientMessage::Request(request).to_bytes();
-        self.call(id, Kind::Request, frame, timeout).await
+        self.call(id, Kind::Request, frame, Some((name, payload)), timeout)
+            .await
     }
 
     /// Sends a signal: one-way, never answered. Returns once it is written
@@ -272,6 +283,19 @@ impl Client {
         lock(&self.inner.shared.server_conf).clone()
     }
 
+    /// Webwire 2.1: this client instance's id, random and made once per
+    /// `Client` (its clones share it). With the session and a sequence
+    /// number it keys the requests the server runs at most once.
+    ///
+    /// ```no_run
+    /// # fn run(client: webwire_client::Client) {
+    /// assert_eq!(client.instance_id().len(), 22);
+    /// # }
+    /// ```
+    pub fn instance_id(&self) -> &str {
+        self.inner.shared.instance_id.as_str()
+    }
+
     /// How many requests were sent and wait for their reply.
     ///
     /// ```no_run
@@ -339,7 +363,9 @@ impl Client {
         }
         .to_bytes();
         let timeout = self.inner.config.options.request_timeout;
-        let payload = self.call(id, Kind::RestoreSession, frame, timeout).await?;
+        let payload = self
+            .call(id, Kind::RestoreSession, frame, None, timeout)
+            .await?;
         // The connection task checked it already.
         let text = payload
             .to_text()
@@ -365,7 +391,7 @@ impl Client {
         let id = self.inner.shared.next_id();
         let frame = ClientMessage::CloseSession(RequestId::from(id)).to_bytes();
         let timeout = self.inner.config.options.request_timeout;
-        self.call(id, Kind::CloseSession, frame, timeout)
+        self.call(id, Kind::CloseSession, frame, None, timeout)
             .await
             .map(drop)
     }
@@ -418,6 +444,7 @@ impl Client {
         id: u64,
         kind: Kind,
         frame: Bytes,
+        parts: Option<(Name, Payload)>,
         timeout: Duration,
     ) -> Result<Payload, RequestError> {
         let (reply, answer) = oneshot::channel();
@@ -426,6 +453,8 @@ impl Client {
             kind,
             frame,
             reply,
+            parts,
+            session: None,
         }))?;
         let mut cancel = CancelOnDrop {
             id,

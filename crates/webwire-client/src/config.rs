@@ -25,6 +25,8 @@ const DEFAULT_RESTART_DELAY: (Duration, Duration) = (Duration::ZERO, Duration::f
 const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ClientBuilder::event_capacity`].
 const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// Default for [`ClientBuilder::max_queued`].
+const DEFAULT_MAX_QUEUED: usize = 1024;
 
 /// Options of a [`Client`], ending in [`connect`](Self::connect).
 ///
@@ -69,6 +71,12 @@ pub(crate) struct Options {
     /// Opens the byte stream instead of TCP (and TLS); see
     /// `ClientBuilder::transport`.
     pub(crate) transport: Option<Transport>,
+    /// Whether to opt in to webwire 2.1 with servers that offer it.
+    pub(crate) extensions: bool,
+    /// The most calls waiting for a connection.
+    pub(crate) max_queued: usize,
+    /// Stream signals as `ClientEvent::StreamSignal` instead of `Signal`.
+    pub(crate) stream_signal_events: bool,
 }
 
 /// A checked `ws://` or `wss://` URL.
@@ -110,6 +118,9 @@ impl ClientBuilder {
                 event_capacity: DEFAULT_EVENT_CAPACITY,
                 headers: Vec::new(),
                 transport: None,
+                extensions: true,
+                max_queued: DEFAULT_MAX_QUEUED,
+                stream_signal_events: false,
             },
         }
     }
@@ -205,6 +216,49 @@ impl ClientBuilder {
     /// behind before it loses the oldest ones. Default 1024.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.config.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Whether to use webwire 2.1 with servers that announce it (default
+    /// on). The client checks the server's version on every connection:
+    /// with a 2.1 server it opts in, and then, within a session, signals
+    /// of streams arrive in order with no gap and no duplicate across
+    /// reconnects (or a [`ClientEvent::StreamLoss`](crate::ClientEvent::StreamLoss)
+    /// says what is lost), and requests are keyed so that one resent after
+    /// a reconnect is never run twice (or fails with
+    /// [`RequestError::OutcomeUnknown`](crate::RequestError::OutcomeUnknown)).
+    /// With a 2.0 server, or with this off, the client speaks 2.0.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), webwire_client::ConnectError> {
+    /// let client = webwire_client::Client::builder("ws://127.0.0.1:9090/")
+    ///     .extensions(false)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn extensions(mut self, enabled: bool) -> Self {
+        self.config.extensions = enabled;
+        self
+    }
+
+    /// How many requests and signals may wait for a connection while the
+    /// client reconnects (default 1024); beyond, calls fail at once with
+    /// [`RequestError::QueueFull`](crate::RequestError::QueueFull). Each is
+    /// sent once, after the session is restored; its timeout runs while it
+    /// waits.
+    pub fn max_queued(mut self, max: usize) -> Self {
+        self.config.max_queued = max;
+        self
+    }
+
+    /// Webwire 2.1: deliver signals of streams as
+    /// [`ClientEvent::StreamSignal`](crate::ClientEvent::StreamSignal), with
+    /// their stream and offset, instead of as
+    /// [`ClientEvent::Signal`](crate::ClientEvent::Signal) (the default,
+    /// which code written for 2.0 expects).
+    pub fn stream_signal_events(mut self, enabled: bool) -> Self {
+        self.config.stream_signal_events = enabled;
         self
     }
 

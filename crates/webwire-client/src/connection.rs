@@ -20,7 +20,7 @@
 //! own answer or write, so there are at most as many frames as calls in
 //! progress.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,10 +34,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_websockets::{CloseCode, Message};
 use webwire_proto::connection::client::{
-    session_of_reply, ClientConnection, ConnectionConfig, End, Event, Ignored, Outcome, Refusal,
-    RequestIds, RestoreOutcome, Transmit,
+    means_outcome_unknown, session_of_reply, ClientConnection, ConnectionConfig, End, Event,
+    Ignored, KeyedRequests, Link, LossVerdict, Outcome, Refusal, RequestIds, Resend,
+    RestoreOutcome, StreamPositions, Transmit, Verdict,
 };
-use webwire_proto::{AcceptConf, Payload};
+use webwire_proto::{
+    AcceptConf, ClientMessage, ExtensionHello, FeatureFlags, InstanceId, KeyedRequest, Name,
+    Payload, Request, RequestId, RequestKey, StreamId, StreamPosition, StreamResume,
+};
 
 use crate::config::{Config, Options};
 use crate::dial::{dial, Dialed, Ws};
@@ -74,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) server_conf: Mutex<Option<AcceptConf>>,
     pub(crate) pending: AtomicUsize,
     ids: RequestIds,
+    /// 2.1: this client instance's id, sent in every ExtensionHello.
+    pub(crate) instance_id: InstanceId,
 }
 
 impl Shared {
@@ -87,6 +93,7 @@ impl Shared {
             server_conf: Mutex::new(None),
             pending: AtomicUsize::new(0),
             ids: RequestIds::new(),
+            instance_id: new_instance_id(),
         }
     }
 
@@ -114,6 +121,28 @@ impl Shared {
     pub(crate) fn session(&self) -> MutexGuard<'_, Option<Session>> {
         lock(&self.session)
     }
+}
+
+/// A client-instance id: 16 random bytes as 22 characters of unpadded
+/// base64url (docs/protocol.md 14.2.1).
+fn new_instance_id() -> InstanceId {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // std's hasher keys are random per process and per RandomState:
+        // still enough to tell client instances apart.
+        use std::hash::BuildHasher;
+        let now = std::time::SystemTime::now();
+        let low = std::collections::hash_map::RandomState::new().hash_one(now);
+        let high = std::collections::hash_map::RandomState::new().hash_one(low);
+        bytes[..8].copy_from_slice(&low.to_le_bytes());
+        bytes[8..].copy_from_slice(&high.to_le_bytes());
+    }
+    let bits = u128::from_le_bytes(bytes);
+    let text: Vec<u8> = (0..22)
+        .map(|i| ALPHABET[((bits >> (6 * i)) & 63) as usize])
+        .collect();
+    InstanceId::new(text).expect("22 printable characters")
 }
 
 /// Locks a mutex; a panic while it was held leaves data that is still
@@ -250,6 +279,42 @@ pub(crate) struct ConnectionTask {
     handles_gone: bool,
     /// Closing on purpose: the client is done once the connection is.
     closing: bool,
+    /// Whether the connection being served is a reconnection (which
+    /// restores the session).
+    reconnected: bool,
+    /// 2.1: the features the server granted on this connection (none on a
+    /// 2.0 connection).
+    granted: FeatureFlags,
+    /// 2.1: what this connection does for keyed requests.
+    link: Link,
+    /// The largest message the server of this connection takes.
+    max_message: usize,
+    /// The session key this connection's restore named.
+    restore_key: Option<String>,
+    /// After a restore that found no session: the keyed requests sent
+    /// again to be answered from the closed session's ledger. Nothing else
+    /// is sent until they are answered (another request could open a new
+    /// session, under which they would count as new).
+    draining: HashSet<u64>,
+    /// 2.1: the position on every stream (belongs to the session).
+    streams: StreamPositions,
+    /// 2.1: the keyed requests waiting for their answers, across
+    /// connections; sessions named by their key.
+    keyed: KeyedRequests<String>,
+    /// Their names, payloads and callers, by seq.
+    keyed_calls: BTreeMap<u64, KeyedCall>,
+    /// The request id of each keyed request in flight on this connection,
+    /// to its seq: a cancel does not forget it (its answer becomes an
+    /// `OrphanReply`).
+    keyed_ids: HashMap<u64, u64>,
+}
+
+/// A keyed request waiting for its answer.
+#[derive(Debug)]
+struct KeyedCall {
+    name: Name,
+    payload: Payload,
+    reply: ReplyTx,
 }
 
 impl ConnectionTask {
@@ -271,6 +336,16 @@ impl ConnectionTask {
             close_waiters: Vec::new(),
             handles_gone: false,
             closing: false,
+            reconnected: false,
+            granted: FeatureFlags::NONE,
+            link: Link::Plain,
+            max_message: 0,
+            restore_key: None,
+            draining: HashSet::new(),
+            streams: StreamPositions::new(),
+            keyed: KeyedRequests::new(),
+            keyed_calls: BTreeMap::new(),
+            keyed_ids: HashMap::new(),
         }
     }
 
@@ -356,6 +431,9 @@ impl ConnectionTask {
         for queued in self.queued.drain(..) {
             queued.fail(RequestError::Closed);
         }
+        for (_, call) in std::mem::take(&mut self.keyed_calls) {
+            let _ = call.reply.send(Err(RequestError::Closed));
+        }
         self.count_pending(0);
         for waiter in self.connect_waiters.drain(..) {
             let _ = waiter.send(Err(ConnectError::Closed));
@@ -390,17 +468,27 @@ impl ConnectionTask {
         let config = ConnectionConfig::from_accept_conf(&conf)
             .with_close_handshake_timeout(CLOSE_HANDSHAKE_TIMEOUT);
         let mut machine = Machine::new(config, self.shared.ids.clone(), now());
-        let key = reconnected
-            .then(|| {
-                self.shared
-                    .session()
-                    .as_ref()
-                    .map(|session| session.key.clone())
-            })
-            .flatten();
-        if let Some(key) = key {
-            let deadline = now() + self.config.options.request_timeout;
-            machine.restore_session(Bytes::from(key), deadline);
+        self.reconnected = reconnected;
+        self.granted = FeatureFlags::NONE;
+        self.link = Link::Plain;
+        self.max_message = usize::try_from(conf.buffer_size).unwrap_or(usize::MAX);
+        self.restore_key = None;
+        self.draining.clear();
+        self.keyed_ids.clear();
+        // The version is checked on every connection: 2.1 only with a
+        // server that announces it, 2.0 otherwise.
+        if self.config.options.extensions && conf.offers_extensions() {
+            match ExtensionHello::new(FeatureFlags::KNOWN, self.shared.instance_id.clone()) {
+                Ok(hello) => {
+                    if let Err(refusal) = machine.send_extension_hello(&hello) {
+                        tracing::warn!(%refusal, "could not opt in to webwire 2.1");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "could not opt in to webwire 2.1"),
+            }
+        }
+        if !machine.is_opting_in() {
+            self.begin(&mut machine);
         }
         let mut announced = !reconnected;
         let mut restore_lost = false;
@@ -423,31 +511,17 @@ impl ConnectionTask {
         let mut pongs_deadline: Option<Pin<Box<Sleep>>> = None;
         let end = loop {
             // Do what the machine asks for.
-            let at = now();
-            while let Some(transmit) = machine.poll_transmit(at) {
-                let item = match transmit {
-                    Transmit::Message { frame, signal } => {
-                        let done = match signal {
-                            Some(Token::Signal(done)) => Some(done),
-                            _ => None,
-                        };
-                        WriterItem::Frame(frame, done)
-                    }
-                    Transmit::Close(code) => WriterItem::Close(
-                        CloseCode::try_from(code).unwrap_or(CloseCode::NORMAL_CLOSURE),
-                    ),
-                };
-                // If the writer is gone the connection is being lost: a
-                // signal's `done` is dropped, a request fails with the others.
-                let _ = writer_tx.send(item);
-            }
+            write_transmits(&mut machine, &writer_tx);
             let mut step = Step::Continue;
             while let Some(event) = machine.poll_event() {
-                step = self.on_event(event, &mut restore_lost);
+                step = self.on_event(event, &mut machine, &mut restore_lost);
                 if !matches!(step, Step::Continue) {
                     break;
                 }
             }
+            // What handling the events queued (a restore after the
+            // opt-in, a StreamResume, a keyed request sent again).
+            write_transmits(&mut machine, &writer_tx);
             match step {
                 Step::Continue => {}
                 Step::RestoreFailed(err) => {
@@ -456,14 +530,18 @@ impl ConnectionTask {
                 }
                 Step::Ended(end) => break end,
             }
-            if !announced && !machine.is_restoring() && !self.closing {
-                announced = true;
-                self.connected(&conf);
-                for queued in std::mem::take(&mut self.queued) {
-                    self.send(queued, &mut machine);
+            if !self.closing && self.ready(&machine) {
+                if !announced {
+                    announced = true;
+                    self.connected(&conf);
                 }
-                // To write what was waiting.
-                continue;
+                if !self.queued.is_empty() {
+                    for queued in std::mem::take(&mut self.queued) {
+                        self.send(queued, &mut machine);
+                    }
+                    // To write what was waiting.
+                    continue;
+                }
             }
             self.count_pending(machine.in_flight());
             // Re-armed only for an earlier deadline: the heartbeat's moves
@@ -586,35 +664,273 @@ impl ConnectionTask {
         }
     }
 
-    /// Acts on one event of the machine.
-    fn on_event(&mut self, event: Event<Token>, restore_lost: &mut bool) -> Step {
-        match event {
-            Event::Answer { token, outcome, .. } => {
-                let result = match outcome {
-                    // An answer always carries the request's id.
-                    Outcome::Answered(answer) => {
-                        result_of(answer).map_or(Err(RequestError::InternalError), |(_, r)| r)
+    /// Whether requests and signals may go out now: not while the 2.1
+    /// opt-in, the session restore or the resends after a failed restore
+    /// wait for their answers.
+    fn ready(&self, machine: &Machine) -> bool {
+        !machine.is_restoring() && !machine.is_opting_in() && self.draining.is_empty()
+    }
+
+    /// The key of the client's session, if it has one.
+    fn session_key(&self) -> Option<String> {
+        self.shared
+            .session()
+            .as_ref()
+            .map(|session| session.key.clone())
+    }
+
+    /// Forgets the session: the stream positions belong to it.
+    fn drop_session(&mut self) {
+        *self.shared.session() = None;
+        self.streams.clear();
+    }
+
+    /// Starts a connection once its opt-in (if any) is answered: a
+    /// reconnection restores the session, and with `STREAMS` asks right
+    /// behind the restore for what its streams missed (which also ends the
+    /// server's hold of them, docs/protocol.md 14.3.2).
+    fn begin(&mut self, machine: &mut Machine) {
+        if !self.reconnected {
+            return;
+        }
+        let key = self.session_key().or_else(|| {
+            // A keyed request whose session was closed meanwhile (a logout
+            // whose answer was lost) is answered from that session's
+            // ledger, which a restore naming the session opens.
+            let Link::Keyed { .. } = self.link else {
+                return None;
+            };
+            let first = self.keyed.pending().next()?;
+            self.keyed.session(first.seq).cloned()
+        });
+        let Some(key) = key else {
+            // No session to resend under: what was sent is in doubt.
+            let pending: Vec<RequestKey> = self.keyed.pending().collect();
+            for key in pending {
+                self.settle_keyed(key.seq, Err(RequestError::OutcomeUnknown));
+            }
+            return;
+        };
+        let deadline = now() + self.config.options.request_timeout;
+        machine.restore_session(Bytes::from(key.clone()), deadline);
+        self.restore_key = Some(key);
+        if self.granted.contains(FeatureFlags::STREAMS) {
+            let positions = self.streams.resume_all(self.max_message);
+            self.send_resume(machine, positions);
+        }
+    }
+
+    /// Sends a StreamResume of `positions` (those streams are *resuming*
+    /// until it is answered).
+    fn send_resume(&mut self, machine: &mut Machine, positions: Vec<StreamPosition>) {
+        let streams: Vec<StreamId> = positions
+            .iter()
+            .map(|position| position.stream.clone())
+            .collect();
+        let id = self.shared.next_id();
+        let resume = match StreamResume::new(RequestId::from(id), positions) {
+            Ok(resume) => resume,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not resume streams");
+                self.streams.resume_answered(&streams);
+                return;
+            }
+        };
+        let frame = ClientMessage::StreamResume(resume).to_bytes();
+        if let Err(refused) = machine.send_request(id, frame, None, Token::Resume(streams)) {
+            tracing::debug!(reason = %refused.reason, "could not resume streams");
+            if let Token::Resume(streams) = refused.token {
+                self.streams.resume_answered(&streams);
+            }
+        }
+    }
+
+    /// Keyed requests sent and not answered, after the restore of a
+    /// reconnection answered: sent again under their own session and
+    /// ledger epoch, in seq order, or failed with outcome unknown
+    /// (docs/protocol.md 14.5). After a restore that found no session
+    /// (`restored` false), what is sent again is answered from the closed
+    /// session's ledger, and the keyed requests of that session never sent
+    /// fail.
+    fn resolve_pending(&mut self, machine: &mut Machine, restored: bool) {
+        let session = self.restore_key.clone();
+        let pending: Vec<RequestKey> = self.keyed.pending().collect();
+        for key in pending {
+            match self
+                .keyed
+                .on_new_connection(key.seq, self.link, session.as_ref())
+            {
+                Resend::Send => {
+                    if self.resend(machine, key) && !restored {
+                        self.draining.insert(key.seq);
                     }
-                    Outcome::TimedOut => Err(RequestError::TimedOut),
-                    Outcome::Lost => Err(RequestError::Disconnected),
-                    Outcome::Closed => Err(RequestError::Closed),
-                };
-                match token {
-                    Token::Request { kind, reply } => self.answer(kind, reply, result),
-                    // Signals are never answered.
-                    Token::Signal(_) => {}
+                }
+                Resend::OutcomeUnknown => {
+                    tracing::debug!(
+                        seq = key.seq,
+                        "a keyed request cannot be sent again: outcome unknown"
+                    );
+                    self.settle_keyed(key.seq, Err(RequestError::OutcomeUnknown));
                 }
             }
+        }
+        if !restored && matches!(self.link, Link::Keyed { .. }) {
+            // Never sent under that session, and never under another.
+            let (lost, kept) = std::mem::take(&mut self.queued)
+                .into_iter()
+                .partition(|queued| match queued {
+                    Queued::Request(outgoing) => {
+                        outgoing.kind == Kind::Request
+                            && outgoing.session.is_some()
+                            && outgoing.session == session
+                    }
+                    Queued::Signal { .. } => false,
+                });
+            self.queued = kept;
+            for queued in lost {
+                queued.fail(RequestError::OutcomeUnknown);
+            }
+        }
+    }
+
+    /// Sends keyed request `key` again with a new request id. False when
+    /// it could not be sent (then it has failed).
+    fn resend(&mut self, machine: &mut Machine, key: RequestKey) -> bool {
+        let Some(call) = self.keyed_calls.get(&key.seq) else {
+            self.keyed.settle(key.seq);
+            return false;
+        };
+        let id = self.shared.next_id();
+        let keyed = Request::new(RequestId::from(id), call.name.clone(), call.payload.clone())
+            .and_then(|request| KeyedRequest::new(request, key, self.keyed.ack()));
+        let frame = match keyed {
+            Ok(keyed) => ClientMessage::KeyedRequest(keyed).to_bytes(),
+            Err(err) => {
+                self.settle_keyed(key.seq, Err(RequestError::InvalidMessage(err)));
+                return false;
+            }
+        };
+        let seq = key.seq;
+        match machine.send_request(id, frame, None, Token::Keyed { seq }) {
+            Ok(()) => {
+                tracing::debug!(seq, "keyed request sent again");
+                self.keyed_ids.insert(id, seq);
+                true
+            }
+            Err(refused) => {
+                tracing::debug!(seq, reason = %refused.reason, "a keyed request could not be sent again");
+                self.settle_keyed(seq, Err(RequestError::OutcomeUnknown));
+                false
+            }
+        }
+    }
+
+    /// Keyed request `seq` has its final result: to its caller, or, when
+    /// the caller is gone, as a [`ClientEvent::OrphanReply`].
+    fn settle_keyed(&mut self, seq: u64, result: Result<Payload, RequestError>) {
+        self.keyed.settle(seq);
+        self.draining.remove(&seq);
+        if let Some(call) = self.keyed_calls.remove(&seq) {
+            if let Err(result) = call.reply.send(result) {
+                self.emit(ClientEvent::OrphanReply { seq, result });
+            }
+        }
+    }
+
+    /// Acts on one event of the machine.
+    fn on_event(
+        &mut self,
+        event: Event<Token>,
+        machine: &mut Machine,
+        restore_lost: &mut bool,
+    ) -> Step {
+        match event {
+            Event::Answer { id, token, outcome } => match token {
+                Token::Keyed { seq } => {
+                    self.keyed_ids.remove(&id);
+                    match outcome {
+                        Outcome::Answered(answer) => {
+                            let result =
+                                if means_outcome_unknown(&answer, self.draining.contains(&seq)) {
+                                    Err(RequestError::OutcomeUnknown)
+                                } else {
+                                    result_of(answer)
+                                        .map_or(Err(RequestError::InternalError), |(_, r)| r)
+                                };
+                            self.settle_keyed(seq, result);
+                        }
+                        // Sent again on the next connection.
+                        Outcome::Lost => {}
+                        Outcome::TimedOut => self.settle_keyed(seq, Err(RequestError::TimedOut)),
+                        Outcome::Closed => self.settle_keyed(seq, Err(RequestError::Closed)),
+                    }
+                }
+                // Whatever the answer: a hole left shows with the next signal.
+                Token::Resume(streams) => self.streams.resume_answered(&streams),
+                token => {
+                    let result = match outcome {
+                        // An answer always carries the request's id.
+                        Outcome::Answered(answer) => {
+                            result_of(answer).map_or(Err(RequestError::InternalError), |(_, r)| r)
+                        }
+                        Outcome::TimedOut => Err(RequestError::TimedOut),
+                        Outcome::Lost => Err(RequestError::Disconnected),
+                        Outcome::Closed => Err(RequestError::Closed),
+                    };
+                    if let Token::Request { kind, reply } = token {
+                        self.answer(kind, reply, result, machine);
+                    }
+                    // Signals are never answered.
+                }
+            },
             Event::Signal(signal) => self.emit(ClientEvent::Signal(signal)),
+            Event::ExtensionAccepted(accept) => {
+                tracing::debug!(granted = %accept.flags, "webwire 2.1 opt-in accepted");
+                self.granted = accept.flags;
+                self.link = if accept.flags.contains(FeatureFlags::KEYED_REQUESTS) {
+                    Link::Keyed {
+                        ledger_epoch: accept.ledger_epoch,
+                    }
+                } else {
+                    Link::Plain
+                };
+                self.begin(machine);
+            }
+            Event::StreamSignal(signal) => match self.streams.on_stream_signal(&signal) {
+                Verdict::Deliver => {
+                    if self.config.options.stream_signal_events {
+                        self.emit(ClientEvent::StreamSignal(signal));
+                    } else {
+                        self.emit(ClientEvent::Signal(signal.into_parts().3));
+                    }
+                }
+                Verdict::Duplicate => {
+                    tracing::trace!(stream = %signal.stream(), offset = signal.offset(), "dropping a duplicate stream signal");
+                }
+                Verdict::Gap(resume) => {
+                    tracing::debug!(stream = %signal.stream(), offset = signal.offset(), "gap in a stream");
+                    if let Some(position) = resume {
+                        self.send_resume(machine, vec![position]);
+                    }
+                }
+            },
+            Event::StreamLoss(loss) => {
+                if self.streams.on_loss(&loss) == LossVerdict::Report {
+                    tracing::info!(stream = %loss.stream, reason = ?loss.reason, lost_from = loss.lost_from, lost_to = loss.lost_to, "stream signals lost");
+                    self.emit(ClientEvent::StreamLoss(loss));
+                }
+            }
             Event::SessionCreated(session) => {
+                // Positions belong to a session: none yet under a new one.
+                self.streams.clear();
                 *self.shared.session() = Some(session.clone());
                 self.emit(ClientEvent::SessionCreated(session));
             }
             Event::SessionClosed => {
-                *self.shared.session() = None;
+                self.drop_session();
                 self.emit(ClientEvent::SessionClosed);
             }
-            Event::Restore(outcome) => return self.restored(outcome, restore_lost),
+            Event::Restore(outcome) => return self.restored(outcome, machine, restore_lost),
             Event::Ignored(Ignored::UnknownReply(id)) => {
                 tracing::debug!(
                     id,
@@ -637,11 +953,17 @@ impl ConnectionTask {
     /// server refuses, the client has no session any more (and says so with
     /// [`ClientEvent::SessionClosed`]); if the server shuts down, does not
     /// answer in time or the connection fails meanwhile, reconnecting failed.
-    fn restored(&mut self, outcome: RestoreOutcome, restore_lost: &mut bool) -> Step {
+    fn restored(
+        &mut self,
+        outcome: RestoreOutcome,
+        machine: &mut Machine,
+        restore_lost: &mut bool,
+    ) -> Step {
         let refused = match outcome {
             RestoreOutcome::Restored(session) => {
                 *self.shared.session() = Some(session);
                 tracing::debug!("session restored");
+                self.resolve_pending(machine, true);
                 return Step::Continue;
             }
             RestoreOutcome::Shutdown if !self.closing => {
@@ -660,7 +982,16 @@ impl ConnectionTask {
                 tracing::warn!(error = %err, "the server answered the session restoration with an invalid session");
                 None
             }
-            RestoreOutcome::NotFound => Some(RequestError::SessionNotFound),
+            RestoreOutcome::NotFound => {
+                let had = self.shared.session().is_some();
+                self.drop_session();
+                tracing::warn!(error = %RequestError::SessionNotFound, "the session could not be restored");
+                if had {
+                    self.emit(ClientEvent::SessionClosed);
+                }
+                self.resolve_pending(machine, false);
+                return Step::Continue;
+            }
             RestoreOutcome::TooLarge { size, max } => {
                 Some(RequestError::MessageTooLarge { size, max })
             }
@@ -671,8 +1002,11 @@ impl ConnectionTask {
         if let Some(err) = refused {
             tracing::warn!(error = %err, "the session could not be restored");
         }
-        *self.shared.session() = None;
-        self.emit(ClientEvent::SessionClosed);
+        let had = self.shared.session().is_some();
+        self.drop_session();
+        if had {
+            self.emit(ClientEvent::SessionClosed);
+        }
         Step::Continue
     }
 
@@ -688,6 +1022,11 @@ impl ConnectionTask {
             Command::Request(outgoing) => self.send(Queued::Request(outgoing), machine),
             Command::Signal { frame, done } => self.send(Queued::Signal { frame, done }, machine),
             Command::Cancel(id) => {
+                // A keyed request stays: the server may run it, and its
+                // answer becomes an `OrphanReply`.
+                if self.keyed_ids.contains_key(&id) {
+                    return;
+                }
                 if machine.cancel(id).is_some() {
                     tracing::trace!(id, "request cancelled");
                 }
@@ -703,48 +1042,130 @@ impl ConnectionTask {
     }
 
     /// Hands a request or signal to the machine, unless it is abandoned;
-    /// while the session restore waits for its answer, it waits too.
+    /// while the opt-in, the session restore or the resends after a failed
+    /// restore wait for their answers, it waits too. An application
+    /// request is keyed when the connection grants keyed requests and
+    /// holds a session.
     fn send(&mut self, queued: Queued, machine: &mut Machine) {
         if queued.is_abandoned() {
             return;
         }
-        if machine.is_restoring() {
-            self.queued.push_back(queued);
+        if !self.ready(machine) {
+            self.hold(queued);
             return;
         }
         let refused = match queued {
-            Queued::Request(Outgoing {
-                id,
-                kind,
-                frame,
-                reply,
-            }) => machine.send_request(id, frame, None, Token::Request { kind, reply }),
+            Queued::Request(outgoing) => {
+                let keyed = match self.link {
+                    Link::Keyed { ledger_epoch } if outgoing.kind == Kind::Request => {
+                        self.session_key().map(|session| (ledger_epoch, session))
+                    }
+                    _ => None,
+                };
+                if let Some((ledger_epoch, session)) = keyed {
+                    return self.send_keyed(outgoing, ledger_epoch, session, machine);
+                }
+                let Outgoing {
+                    id,
+                    kind,
+                    frame,
+                    reply,
+                    ..
+                } = outgoing;
+                machine.send_request(id, frame, None, Token::Request { kind, reply })
+            }
             Queued::Signal { frame, done } => machine.send_signal(frame, Token::Signal(done)),
         };
         if let Err(refused) = refused {
-            let err = match refused.reason {
-                Refusal::TooLarge { size, max } => RequestError::MessageTooLarge { size, max },
-                Refusal::Closed => RequestError::Closed,
-                // Ids are never reused and the restore was checked above.
-                _ => RequestError::Disconnected,
-            };
+            let err = refusal_error(refused.reason);
             refused.token.fail(err);
         }
     }
 
+    /// Sends an application request as a keyed request of `session`.
+    fn send_keyed(
+        &mut self,
+        outgoing: Outgoing,
+        ledger_epoch: u64,
+        session: String,
+        machine: &mut Machine,
+    ) {
+        let Outgoing {
+            id,
+            frame,
+            reply,
+            parts,
+            session: bound,
+            ..
+        } = outgoing;
+        if bound.as_ref().is_some_and(|bound| *bound != session) {
+            // Made under another session: never sent under this one.
+            let _ = reply.send(Err(RequestError::OutcomeUnknown));
+            return;
+        }
+        let Some((name, payload)) = parts else {
+            let token = Token::Request {
+                kind: Kind::Request,
+                reply,
+            };
+            if let Err(refused) = machine.send_request(id, frame, None, token) {
+                refused.token.fail(refusal_error(refused.reason));
+            }
+            return;
+        };
+        let key = self.keyed.start(ledger_epoch, session);
+        let seq = key.seq;
+        let keyed = Request::new(RequestId::from(id), name.clone(), payload.clone())
+            .and_then(|request| KeyedRequest::new(request, key, self.keyed.ack()));
+        self.keyed_calls.insert(
+            seq,
+            KeyedCall {
+                name,
+                payload,
+                reply,
+            },
+        );
+        let frame = match keyed {
+            Ok(keyed) => ClientMessage::KeyedRequest(keyed).to_bytes(),
+            Err(err) => return self.settle_keyed(seq, Err(RequestError::InvalidMessage(err))),
+        };
+        match machine.send_request(id, frame, None, Token::Keyed { seq }) {
+            Ok(()) => {
+                self.keyed_ids.insert(id, seq);
+            }
+            // Not sent: it did not run.
+            Err(refused) => self.settle_keyed(seq, Err(refusal_error(refused.reason))),
+        }
+    }
+
     /// Gives a request its result.
-    fn answer(&mut self, kind: Kind, reply: ReplyTx, result: Result<Payload, RequestError>) {
+    fn answer(
+        &mut self,
+        kind: Kind,
+        reply: ReplyTx,
+        result: Result<Payload, RequestError>,
+        machine: &mut Machine,
+    ) {
         let result = match kind {
             Kind::Request => result,
             Kind::RestoreSession => result.and_then(|payload| {
                 let session = session_of_reply(&payload)
                     .map_err(|err| RequestError::InvalidSession(err.to_string()))?;
+                let previous = self.session_key();
+                if previous.as_deref() != Some(session.key.as_str()) {
+                    self.streams.clear();
+                }
                 *self.shared.session() = Some(session);
+                if self.granted.contains(FeatureFlags::STREAMS) {
+                    // The server holds the session's streams until resumed.
+                    let positions = self.streams.resume_all(self.max_message);
+                    self.send_resume(machine, positions);
+                }
                 Ok(payload)
             }),
             Kind::CloseSession => {
                 if result.is_ok() {
-                    *self.shared.session() = None;
+                    self.drop_session();
                 }
                 result
             }
@@ -844,11 +1265,27 @@ impl ConnectionTask {
             queued.fail(RequestError::Disconnected);
             return;
         }
-        self.queued.push_back(queued);
-        if self.queued.len() >= self.prune_at {
+        self.hold(queued);
+    }
+
+    /// Queues a call until it can be sent, within the queue's bound; a
+    /// request remembers the session it was made under.
+    fn hold(&mut self, mut queued: Queued) {
+        let max = self.config.options.max_queued;
+        if self.queued.len() >= self.prune_at || self.queued.len() >= max {
             self.queued.retain(|queued| !queued.is_abandoned());
             self.prune_at = (self.queued.len() * 2).max(64);
         }
+        if self.queued.len() >= max {
+            queued.fail(RequestError::QueueFull { max });
+            return;
+        }
+        if let Queued::Request(outgoing) = &mut queued {
+            if outgoing.session.is_none() {
+                outgoing.session = self.session_key();
+            }
+        }
+        self.queued.push_back(queued);
     }
 }
 
@@ -858,6 +1295,16 @@ impl std::fmt::Debug for ConnectionTask {
             .field("queued", &self.queued.len())
             .field("closing", &self.closing)
             .finish_non_exhaustive()
+    }
+}
+
+/// The error of a call the machine refused.
+fn refusal_error(refusal: Refusal) -> RequestError {
+    match refusal {
+        Refusal::TooLarge { size, max } => RequestError::MessageTooLarge { size, max },
+        Refusal::Closed => RequestError::Closed,
+        // Ids are never reused, and the opt-in and the restore are waited for.
+        _ => RequestError::Disconnected,
     }
 }
 
@@ -877,6 +1324,28 @@ fn reject(command: Command, err: RequestError) {
         Command::Close(done) => {
             let _ = done.send(());
         }
+    }
+}
+
+/// Hands the frames the machine has to write to the writer task.
+fn write_transmits(machine: &mut Machine, writer_tx: &mpsc::UnboundedSender<WriterItem>) {
+    let at = now();
+    while let Some(transmit) = machine.poll_transmit(at) {
+        let item = match transmit {
+            Transmit::Message { frame, signal } => {
+                let done = match signal {
+                    Some(Token::Signal(done)) => Some(done),
+                    _ => None,
+                };
+                WriterItem::Frame(frame, done)
+            }
+            Transmit::Close(code) => {
+                WriterItem::Close(CloseCode::try_from(code).unwrap_or(CloseCode::NORMAL_CLOSURE))
+            }
+        };
+        // If the writer is gone the connection is being lost: a signal's
+        // `done` is dropped, a request fails with the others.
+        let _ = writer_tx.send(item);
     }
 }
 

@@ -206,6 +206,32 @@ pub enum RequestError {
     /// The client is closed.
     #[error("the client is closed")]
     Closed,
+    /// Webwire 2.1: the request may or may not have run on the server, and
+    /// it will not be run (again) for this call. The server said so
+    /// (ReplyOutcomeUnknown: it lost its state, or released the stored
+    /// reply), or the client could not ask again: the connection broke
+    /// after the request was sent and the next server is a 2.0 one, its
+    /// request ledger was restarted, or the session could not be restored.
+    /// Find out by other means (reload the data) before doing it again.
+    ///
+    /// ```
+    /// use webwire_client::RequestError;
+    ///
+    /// let err = RequestError::OutcomeUnknown;
+    /// assert_eq!(err.to_string(), "outcome unknown: the request may or may not have run");
+    /// assert!(!err.is_server_answer());
+    /// ```
+    #[error("outcome unknown: the request may or may not have run")]
+    OutcomeUnknown,
+    /// The request or signal was made while disconnected and the queue of
+    /// calls waiting for the connection is full (see
+    /// [`ClientBuilder::max_queued`](crate::ClientBuilder::max_queued)); it
+    /// was not sent.
+    #[error("{max} calls wait for the connection already")]
+    QueueFull {
+        /// The queue's bound.
+        max: usize,
+    },
 }
 
 impl RequestError {

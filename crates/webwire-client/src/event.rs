@@ -2,9 +2,9 @@
 //! signals and session notifications, through a broadcast channel.
 
 use tokio::sync::broadcast;
-use webwire_proto::Signal;
+use webwire_proto::{Payload, Signal, StreamLoss, StreamSignal};
 
-use crate::Session;
+use crate::{RequestError, Session};
 
 /// Something that happened on the client's connection.
 ///
@@ -30,10 +30,37 @@ pub enum ClientEvent {
     /// a reconnection the session, if any, has been restored already).
     Connected,
     /// The connection was lost. In-flight requests failed with
-    /// [`RequestError::Disconnected`](crate::RequestError::Disconnected).
+    /// [`RequestError::Disconnected`](crate::RequestError::Disconnected),
+    /// except keyed ones (webwire 2.1), which are sent again after the
+    /// reconnection.
     Disconnected,
-    /// The server sent a signal.
+    /// The server sent a signal. Webwire 2.1: signals of a stream (the
+    /// session's, or a room's with history) come here too, in order and
+    /// once each, unless
+    /// [`ClientBuilder::stream_signal_events`](crate::ClientBuilder::stream_signal_events)
+    /// asks for [`StreamSignal`](Self::StreamSignal) instead.
     Signal(Signal),
+    /// Webwire 2.1, with
+    /// [`ClientBuilder::stream_signal_events`](crate::ClientBuilder::stream_signal_events):
+    /// a signal of a stream, with the stream, its epoch and its offset.
+    /// Delivered in order, once each (the client repairs gaps from the
+    /// server's history).
+    StreamSignal(StreamSignal),
+    /// Webwire 2.1: signals of a stream are lost for good: the server no
+    /// longer has `lost_from..=lost_to` (0 as `lost_from`: the start is
+    /// unknown), or, with reason `UnknownStream`, the stream is not one
+    /// this session may resume. The application decides what to do (for
+    /// example reload the room's state).
+    StreamLoss(StreamLoss),
+    /// Webwire 2.1: the answer to a keyed request whose caller no longer
+    /// waits (its future was dropped or timed out), with the request's
+    /// sequence number, so that the application can reconcile.
+    OrphanReply {
+        /// The request's key: its sequence number.
+        seq: u64,
+        /// What the caller would have got.
+        result: Result<Payload, RequestError>,
+    },
     /// The server created a session for this connection.
     SessionCreated(Session),
     /// The server closed this connection's session, or the session could

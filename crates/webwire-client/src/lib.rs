@@ -1,4 +1,5 @@
-//! Async Rust client for the [webwire] protocol, version 2.0.
+//! Async Rust client for the [webwire] protocol, version 2.0 and its 2.1
+//! extensions.
 //!
 //! A [`Client`] keeps one WebSocket connection (`ws://` or `wss://`) to a
 //! webwire server: it sends **requests** and matches their replies (many in
@@ -6,6 +7,23 @@
 //! **session** the server gives it, sends heartbeats within the server's
 //! read timeout, and reconnects by itself when the connection is lost,
 //! restoring the session.
+//!
+//! # Webwire 2.1: nothing lost across reconnects
+//!
+//! With a server that announces 2.1 (docs/protocol.md section 14) the
+//! client opts in on every connection; with a 2.0 server it is a 2.0
+//! client ([`ClientBuilder::extensions`]). Then, within a session:
+//!
+//! - **requests never run twice**: each is keyed (client instance, seq);
+//!   one in flight when the connection drops is sent again with its key
+//!   after the session is restored, on whatever node, and the caller gets
+//!   exactly one answer, or [`RequestError::OutcomeUnknown`] when nobody
+//!   can tell whether it ran. An answer whose caller is gone comes as
+//!   [`ClientEvent::OrphanReply`];
+//! - **stream signals** (the session's, a history room's) arrive in order,
+//!   once each: the client resumes its streams after every restore and
+//!   repairs a gap from the server's history; what the server no longer
+//!   has is told by [`ClientEvent::StreamLoss`].
 //!
 //! # Example
 //!
@@ -93,6 +111,6 @@ pub use error::{ConnectError, RequestError, TlsError};
 pub use event::{ClientEvent, Events};
 pub use tls::TlsConfig;
 pub use webwire_proto::{
-    AcceptConf, Encoding, KeyDigest, Name, Payload, Session, SessionInfo, SessionJsonError, Signal,
-    TextError,
+    AcceptConf, Encoding, KeyDigest, LossReason, Name, Payload, RoomName, Session, SessionInfo,
+    SessionJsonError, Signal, StreamId, StreamLoss, StreamSignal, TextError,
 };

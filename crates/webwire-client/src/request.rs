@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use webwire_proto::{Payload, ServerMessage};
+use webwire_proto::{Name, Payload, ServerMessage, StreamId};
 
 use crate::error::{ConnectError, RequestError};
 
@@ -48,14 +48,30 @@ pub(crate) struct Outgoing {
     pub(crate) kind: Kind,
     pub(crate) frame: Bytes,
     pub(crate) reply: ReplyTx,
+    /// An application request's name and payload: sent as a keyed request
+    /// (2.1) when the connection has a session.
+    pub(crate) parts: Option<(Name, Payload)>,
+    /// The session key the client held when the request had to wait: a
+    /// keyed request is never sent under another session.
+    pub(crate) session: Option<String>,
 }
 
 /// What the connection's state machine holds for a caller: handed back
 /// with the request's outcome, or with the signal when it is to be written.
 #[derive(Debug)]
 pub(crate) enum Token {
-    Request { kind: Kind, reply: ReplyTx },
+    Request {
+        kind: Kind,
+        reply: ReplyTx,
+    },
     Signal(oneshot::Sender<Result<(), RequestError>>),
+    /// A keyed request (2.1): its caller waits in the connection task's
+    /// table of keyed requests, which outlives the connection.
+    Keyed {
+        seq: u64,
+    },
+    /// A StreamResume (2.1) of these streams.
+    Resume(Vec<StreamId>),
 }
 
 impl Token {
@@ -68,6 +84,7 @@ impl Token {
             Self::Signal(done) => {
                 let _ = done.send(Err(err));
             }
+            Self::Keyed { .. } | Self::Resume(_) => {}
         }
     }
 }

@@ -1,4 +1,4 @@
-use crate::{FeatureFlags, MessageType};
+use crate::{FeatureFlags, MessageType, StreamId};
 
 /// Why a received message is malformed, or (for
 /// [`NotAllowed`](ParseError::NotAllowed)) not allowed on its connection.
@@ -170,6 +170,24 @@ pub enum ParseError {
         /// The most allowed ([`MAX_RESUME_STREAMS`](crate::MAX_RESUME_STREAMS)).
         max: usize,
     },
+    /// A StreamResume that lists the same stream twice.
+    #[error("StreamResume (35): {stream} listed twice")]
+    DuplicateStream {
+        /// The stream listed twice.
+        stream: StreamId,
+    },
+    /// A StreamSignal with epoch 0: epochs are never 0.
+    #[error("{kind}: stream epoch 0, epochs are never 0")]
+    ZeroEpoch {
+        /// The message's type.
+        kind: MessageType,
+    },
+    /// A StreamSignal with offset 0: offsets start at 1.
+    #[error("{kind}: stream offset 0, offsets start at 1")]
+    ZeroOffset {
+        /// The message's type.
+        kind: MessageType,
+    },
     /// A keyed request with sequence number 0 (sequence numbers start at 1).
     #[error("{kind}: sequence number 0, they start at 1")]
     ZeroSequence {
@@ -320,4 +338,16 @@ pub enum ValueError {
         /// The number of entries.
         count: usize,
     },
+    /// A StreamResume naming the same stream twice.
+    #[error("a StreamResume names {stream} twice")]
+    DuplicateStream {
+        /// The stream named twice.
+        stream: StreamId,
+    },
+    /// A stream signal with epoch 0 (epochs are never 0).
+    #[error("a stream epoch is never 0")]
+    ZeroEpoch,
+    /// A stream signal with offset 0 (offsets start at 1).
+    #[error("stream offsets start at 1")]
+    ZeroOffset,
 }

@@ -586,12 +586,15 @@ impl StreamPosition {
 /// ```
 /// use webwire_proto::{RequestId, RoomName, StreamId, StreamPosition, StreamResume};
 ///
+/// let session = StreamPosition { stream: StreamId::Session, epoch: 7, offset: 41 };
 /// let resume = StreamResume::new(RequestId::from(9), vec![
-///     StreamPosition { stream: StreamId::Session, epoch: 7, offset: 41 },
+///     session.clone(),
 ///     StreamPosition { stream: StreamId::Room(RoomName::from_static("lobby")), epoch: 3, offset: 0 },
 /// ])?;
 /// assert_eq!(resume.positions().len(), 2);
 /// assert_eq!(resume.encoded_len(), 11 + 18 + 23);
+/// // A stream listed twice is refused.
+/// assert!(StreamResume::new(RequestId::from(9), vec![session.clone(), session]).is_err());
 /// # Ok::<(), webwire_proto::ValueError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -601,11 +604,17 @@ pub struct StreamResume {
 }
 
 impl StreamResume {
-    /// A resume of these streams, refused with more than 1024 of them.
+    /// A resume of these streams, refused with more than 1024 of them or
+    /// with a stream listed twice.
     pub fn new(id: RequestId, positions: Vec<StreamPosition>) -> Result<Self, ValueError> {
         if positions.len() > MAX_RESUME_STREAMS {
             return Err(ValueError::TooManyStreams {
                 count: positions.len(),
+            });
+        }
+        if let Some(stream) = first_duplicate(positions.iter().map(|p| &p.stream)) {
+            return Err(ValueError::DuplicateStream {
+                stream: stream.clone(),
             });
         }
         Ok(Self { id, positions })
@@ -658,9 +667,11 @@ impl StreamResume {
 ///
 /// let signal = Signal::new(Name::from_static("msg"), Payload::utf8("hi"))?;
 /// let room = StreamId::Room(RoomName::from_static("lobby"));
-/// let message = StreamSignal::new(room, 7, 42, signal);
+/// let message = StreamSignal::new(room.clone(), 7, 42, signal.clone())?;
 /// assert_eq!((message.epoch(), message.offset()), (7, 42));
 /// assert_eq!(message.encoded_len(), 20 + 5 + 3 + 2);
+/// // Epochs are never 0 and offsets start at 1.
+/// assert!(StreamSignal::new(room, 7, 0, signal).is_err());
 /// # Ok::<(), webwire_proto::ValueError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -672,14 +683,26 @@ pub struct StreamSignal {
 }
 
 impl StreamSignal {
-    /// The signal at `offset` of `stream` in `epoch`.
-    pub fn new(stream: StreamId, epoch: u64, offset: u64, signal: Signal) -> Self {
-        Self {
+    /// The signal at `offset` of `stream` in `epoch`, refused when the
+    /// epoch or the offset is 0.
+    pub fn new(
+        stream: StreamId,
+        epoch: u64,
+        offset: u64,
+        signal: Signal,
+    ) -> Result<Self, ValueError> {
+        if epoch == 0 {
+            return Err(ValueError::ZeroEpoch);
+        }
+        if offset == 0 {
+            return Err(ValueError::ZeroOffset);
+        }
+        Ok(Self {
             stream,
             epoch,
             offset,
             signal,
-        }
+        })
     }
 
     /// The stream.
@@ -846,6 +869,26 @@ impl StreamLoss {
     }
 }
 
+/// The first stream that occurs a second time, if any.
+fn first_duplicate<'a>(
+    streams: impl ExactSizeIterator<Item = &'a StreamId>,
+) -> Option<&'a StreamId> {
+    // Most resumes list a handful of streams: comparing is cheaper than hashing then.
+    const LINEAR_UP_TO: usize = 16;
+    if streams.len() <= LINEAR_UP_TO {
+        let mut seen: Vec<&StreamId> = Vec::with_capacity(streams.len());
+        for stream in streams {
+            if seen.contains(&stream) {
+                return Some(stream);
+            }
+            seen.push(stream);
+        }
+        return None;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(streams.len());
+    streams.into_iter().find(|stream| !seen.insert(*stream))
+}
+
 // ---- Parsing: the frame has the type's least length (check_min_len). ----
 
 fn read_u64(frame: &[u8], at: usize) -> u64 {
@@ -991,6 +1034,11 @@ pub(crate) fn parse_resume(frame: &Bytes) -> Result<StreamResume, ParseError> {
             expected: at,
         });
     }
+    if let Some(stream) = first_duplicate(positions.iter().map(|p| &p.stream)) {
+        return Err(ParseError::DuplicateStream {
+            stream: stream.clone(),
+        });
+    }
     Ok(StreamResume {
         id: RequestId::read(frame),
         positions,
@@ -1006,6 +1054,12 @@ pub(crate) fn parse_stream_signal(
     let (stream, name_end) = parse_stream(kind, frame, 1, 18)?;
     let epoch = read_u64(frame, name_end);
     let offset = read_u64(frame, name_end + 8);
+    if epoch == 0 {
+        return Err(ParseError::ZeroEpoch { kind });
+    }
+    if offset == 0 {
+        return Err(ParseError::ZeroOffset { kind });
+    }
     let signal = crate::message::parse_signal_at(kind, frame, name_end + 16)?;
     Ok(StreamSignal {
         stream,
@@ -1077,7 +1131,8 @@ mod tests {
         // A UTF-16 stream signal of room "ab" (sl 2), name "x" (n 1):
         // header 20 + 2 + 1 = 23 is odd, so one padding byte.
         let signal = Signal::new(Name::from_static("x"), Payload::utf16("h")).unwrap();
-        let message = StreamSignal::new(StreamId::Room(RoomName::from_static("ab")), 5, 6, signal);
+        let message =
+            StreamSignal::new(StreamId::Room(RoomName::from_static("ab")), 5, 6, signal).unwrap();
         let bytes = ServerMessage::StreamSignal(message.clone()).to_bytes();
         assert_eq!(
             &bytes[..],
@@ -1113,7 +1168,7 @@ mod tests {
     fn parsed_parts_share_the_frame() {
         let signal = Signal::new(Name::from_static("n"), Payload::binary(vec![1, 2])).unwrap();
         let message =
-            StreamSignal::new(StreamId::Room(RoomName::from_static("room")), 1, 1, signal);
+            StreamSignal::new(StreamId::Room(RoomName::from_static("room")), 1, 1, signal).unwrap();
         let frame = ServerMessage::StreamSignal(message).to_bytes();
         let ServerMessage::StreamSignal(parsed) = ServerMessage::parse(frame.clone()).unwrap()
         else {

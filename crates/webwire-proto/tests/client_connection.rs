@@ -129,7 +129,7 @@ fn resume_frame(id: u64) -> Bytes {
 
 fn stream_signal() -> StreamSignal {
     let signal = Signal::new(Name::from_static("s"), Payload::utf8("x")).unwrap();
-    StreamSignal::new(StreamId::Session, 1, 4, signal)
+    StreamSignal::new(StreamId::Session, 1, 4, signal).unwrap()
 }
 
 fn stream_loss() -> StreamLoss {
@@ -580,6 +580,52 @@ fn the_restore_goes_first_and_holds_everything_else() {
     assert!(!conn.is_restoring());
     send(&mut conn, next, None);
     assert_eq!(transmits(&mut conn, now).len(), 1);
+}
+
+/// A StreamResume may follow the restore before its answer (the server
+/// handles it after the restore); a keyed request may not.
+#[test]
+fn a_stream_resume_may_follow_the_restore_at_once() {
+    let now = Instant::now();
+    let (mut conn, ids) = machine_2_1(now);
+    conn.send_extension_hello(&hello(FeatureFlags::KNOWN))
+        .unwrap();
+    conn.handle_frame(accept(FeatureFlags::KNOWN));
+    events(&mut conn);
+    conn.restore_session(Bytes::from_static(b"key-1"), now + Duration::from_secs(10));
+    let id = ids.next();
+    conn.send_request(id, resume_frame(id), None, id)
+        .map_err(|refused| refused.reason)
+        .unwrap();
+    let next = ids.next();
+    let refused = conn
+        .send_request(next, keyed_frame(next, 1), None, next)
+        .unwrap_err();
+    assert_eq!(refused.reason, Refusal::Restoring);
+    let kinds: Vec<u8> = transmits(&mut conn, now)
+        .into_iter()
+        .map(|transmit| match transmit {
+            Transmit::Message { frame, .. } => frame[0],
+            Transmit::Close(_) => panic!("closed"),
+        })
+        .collect();
+    assert_eq!(kinds, [34, 32, 35]);
+    // Too large is still too large.
+    let big = StreamResume::new(
+        RequestId::from(99),
+        (0..100)
+            .map(|i| StreamPosition {
+                stream: StreamId::Room(webwire_proto::RoomName::new(format!("room-{i}")).unwrap()),
+                epoch: 1,
+                offset: 1,
+            })
+            .collect(),
+    )
+    .unwrap();
+    let refused = conn
+        .send_request(99, ClientMessage::StreamResume(big).to_bytes(), None, 99)
+        .unwrap_err();
+    assert!(matches!(refused.reason, Refusal::TooLarge { .. }));
 }
 
 /// Answers the restore with `answer` (made from its id) and returns the

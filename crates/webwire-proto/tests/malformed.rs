@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use webwire_proto::{
-    ClientMessage, FeatureFlags, MessageType as T, ParseError, RequestId, ServerMessage, StreamId,
+    ClientMessage, FeatureFlags, MessageType as T, ParseError, RequestId, RoomName, ServerMessage,
+    StreamId,
 };
 
 /// The request id used in the frames below.
@@ -395,6 +396,8 @@ fn stream_resume() {
         ("second entry bad after a good one", Side::Client, f(&[&[35], ID, &[2, 0], &session, &[9, 0], E16]), ParseError::InvalidStreamKind { kind: T::StreamResume, stream_kind: 9 }),
         ("a byte after the last entry", Side::Client, f(&[&[35], ID, &[1, 0], &session, &[0]]), wrong_len(T::StreamResume, 30, 29)),
         ("count 0 and a byte", Side::Client, f(&[&[35], ID, &[0, 0, 9]]), wrong_len(T::StreamResume, 12, 11)),
+        ("session stream listed twice", Side::Client, f(&[&[35], ID, &[2, 0], &session, &session]), ParseError::DuplicateStream { stream: StreamId::Session }),
+        ("room listed twice, other epochs", Side::Client, f(&[&[35], ID, &[3, 0], &[2, 2, b'a', b'b'], E16, &session, &[2, 2, b'a', b'b'], &[9; 16]]), ParseError::DuplicateStream { stream: StreamId::Room(RoomName::from_static("ab")) }),
     ];
     check(rows);
 }
@@ -418,6 +421,9 @@ fn stream_signal() {
         ("UTF-16, padding 7", Side::Server, f(&[&[68, 1, 0], E16, &[1, b'a', 7, b'h', 0]]), padding(T::StreamSignalUtf16, 21, 7)),
         ("UTF-16, room name of 1 and name of 1: no padding needed, odd", Side::Server, f(&[&[68, 2, 1, b'r'], E16, &[1, b'a', 0, b'h', 0]]), odd(T::StreamSignalUtf16, 25)),
         ("UTF-16, name but no payload", Side::Server, f(&[&[68, 1, 0], E16, &[2, b'a', b'b']]), too_short(T::StreamSignalUtf16, 22, 24)),
+        ("epoch 0", Side::Server, f(&[&[66, 1, 0], &le(0), &le(1), &[0, b'x']]), ParseError::ZeroEpoch { kind: T::StreamSignalBinary }),
+        ("offset 0", Side::Server, f(&[&[67, 2, 1, b'r'], &le(1), &le(0), &[0, b'x']]), ParseError::ZeroOffset { kind: T::StreamSignalUtf8 }),
+        ("UTF-16, epoch and offset 0", Side::Server, f(&[&[68, 1, 0], &le(0), &le(0), &[0, b'h', 0]]), ParseError::ZeroEpoch { kind: T::StreamSignalUtf16 }),
     ];
     check(rows);
 }
@@ -487,7 +493,13 @@ fn extension_edges_that_are_accepted() {
         panic!()
     };
     assert!(resume.positions().is_empty());
-    let entries: Vec<u8> = (0..1024).flat_map(|_| f(&[&[1, 0], E16])).collect();
+    // 1024 different streams: a stream listed twice is malformed.
+    let entries: Vec<u8> = (0..1024)
+        .flat_map(|i: u32| {
+            let room = format!("r{i}");
+            f(&[&[2, room.len() as u8], room.as_bytes(), E16])
+        })
+        .collect();
     ok_client(f(&[&[35], ID, &[0x00, 0x04], &entries]));
     // A 255-byte UTF-8 room name.
     let room = "é".repeat(127) + "x";

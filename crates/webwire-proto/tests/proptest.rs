@@ -127,13 +127,20 @@ fn stream_resume() -> impl Strategy<Value = StreamResume> {
             offset,
         }
     });
-    (id(), vec(position, 0..=8))
-        .prop_map(|(id, positions)| StreamResume::new(id, positions).expect("few streams"))
+    // Each stream at most once: a resume listing one twice is malformed.
+    (id(), vec(position, 0..=8)).prop_map(|(id, mut positions)| {
+        let mut seen = std::collections::HashSet::new();
+        positions.retain(|position| seen.insert(position.stream.clone()));
+        StreamResume::new(id, positions).expect("few streams, each once")
+    })
 }
 
 fn stream_signal() -> impl Strategy<Value = StreamSignal> {
-    (stream_id(), any::<u64>(), any::<u64>(), signal()).prop_map(
-        |(stream, epoch, offset, signal)| StreamSignal::new(stream, epoch, offset, signal),
+    // Epochs and offsets are never 0.
+    (stream_id(), 1..=u64::MAX, 1..=u64::MAX, signal()).prop_map(
+        |(stream, epoch, offset, signal)| {
+            StreamSignal::new(stream, epoch, offset, signal).expect("epoch and offset >= 1")
+        },
     )
 }
 

@@ -51,6 +51,11 @@ pub enum RedisSessionError {
     /// printable ASCII (32..=126).
     #[error("invalid session key: it must be 1 to 255 bytes of printable ASCII (32..=126)")]
     InvalidKey,
+    /// A stream name or ledger scope the 2.1 stores cannot key: a room
+    /// name or session key that is not 1 to 255 bytes, or a client instance
+    /// id that is not 1 to 64 bytes of printable ASCII.
+    #[error("cannot key {0} in Redis: it must be 1 to 255 bytes (an instance id 1 to 64 bytes of printable ASCII)")]
+    InvalidName(&'static str),
     /// A session that cannot be written (a time outside the years
     /// 0000..=9999).
     #[error("cannot store the session: {0}")]

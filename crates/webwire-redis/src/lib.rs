@@ -14,6 +14,19 @@
 //! (broadcasts, room and session signals, close a session everywhere, the
 //! per-session connection limit counted on all nodes).
 //!
+//! The webwire 2.1 stores (docs/protocol.md section 14), so that a client
+//! resumes on any node: [`RedisStreamStore`] implements
+//! [`StreamStore`](webwire_core::stream::StreamStore) (stream history: each
+//! append numbered, stored, trimmed and published in one Lua script;
+//! [`StreamPublication`] is what other nodes receive on
+//! `{prefix}stream:signals` to deliver it live, through a
+//! [`StreamSubscription`]), and [`RedisLedger`]
+//! implements [`RequestLedger`](webwire_core::ledger::RequestLedger)
+//! (keyed requests run at most once in the cluster: the decision in one
+//! script, leases fenced by token and node incarnation, retries on another
+//! node woken by the run's end). Both take a [`RedisStoreConfig`] and need
+//! Redis 6.2 or later.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -47,7 +60,13 @@
 //! - `cluster`: [`RedisCluster`] and [`RedisClusterConfig`]: heartbeats and
 //!   the live-node table, the binary envelope on the channels, the session
 //!   count scripts, requests to all nodes, resubscription after an outage.
-//! - `error`: [`RedisSessionError`] (also the cluster's construction errors).
+//! - `store_config`: [`RedisStoreConfig`] for the 2.1 stores.
+//! - `stream`: [`RedisStreamStore`], its scripts and key layout, and the
+//!   format of [`StreamPublication`].
+//! - `ledger`: [`RedisLedger`], its scripts (the decision table, finish
+//!   with compare-and-set, renew, give up, watch) and the wake channel.
+//! - `error`: [`RedisSessionError`] (also the cluster's construction errors
+//!   and the source of the stores' errors).
 //!
 //! The integration tests (`tests/`) start their own `redis-server`; see
 //! `tests/common/mod.rs`.
@@ -61,14 +80,20 @@ mod cluster;
 mod config;
 mod error;
 mod key;
+mod ledger;
 mod manager;
 mod metrics;
+mod store_config;
 mod stored;
+mod stream;
 
 pub use cluster::{RedisCluster, RedisClusterConfig};
 pub use config::RedisSessionConfig;
 pub use error::RedisSessionError;
+pub use ledger::RedisLedger;
 pub use manager::RedisSessionManager;
 /// The Redis client crate (`redis` 1.8), for
 /// [`RedisSessionManager::from_connection_manager`].
 pub use redis;
+pub use store_config::RedisStoreConfig;
+pub use stream::{PublicationError, RedisStreamStore, StreamPublication, StreamSubscription};

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use webwire_proto::FeatureFlags;
+
 use crate::admission::{LimitsConfig, DEFAULT_CLOSE_AFTER, DEFAULT_MAX_TRACKED_ADDRESSES};
+use crate::ledger::{ErasedLedger, LedgerLimits};
 use crate::options::Concurrency;
 use crate::session::ErasedSessionManager;
 use crate::session::SessionKeyGenerator;
@@ -34,8 +37,18 @@ pub(crate) struct Config {
     pub(crate) session_keys: Option<Arc<dyn SessionKeyGenerator>>,
     /// The abuse limits (all off by default).
     pub(crate) limits: LimitsConfig,
-    /// The 2.1 features offered (none: the server announces 2.0).
-    pub(crate) extensions: webwire_proto::FeatureFlags,
+    /// The 2.1 features the server offers; none: it announces 2.0.
+    pub(crate) extensions: FeatureFlags,
+    /// `None`: a [`MemoryLedger`](crate::ledger::MemoryLedger) with
+    /// `ledger_limits`.
+    pub(crate) request_ledger: Option<Arc<dyn ErasedLedger>>,
+    /// The bounds of the default in-memory ledger.
+    pub(crate) ledger_limits: LedgerLimits,
+    /// How long a keyed request's handler may run (detached from its
+    /// connection) before its stored answer is an internal error.
+    pub(crate) keyed_request_timeout: Duration,
+    /// How often a running keyed handler renews its lease in the ledger.
+    pub(crate) keyed_lease_renewal: Duration,
     /// Stream history: the store, the session streams' and the rooms'.
     pub(crate) streams: crate::stream::hub::StreamConfig,
 }
@@ -51,6 +64,13 @@ pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest upgrade request head, in bytes (see
 /// `ServerBuilder::max_header_bytes` for why 16 KiB).
 pub(crate) const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long a keyed request's handler may run (docs/protocol.md 14.4.2).
+pub(crate) const DEFAULT_KEYED_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a running keyed handler renews its lease: a third of the
+/// default lease time (30 s), so that two renewals may fail or be late.
+pub(crate) const DEFAULT_KEYED_LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// The 2.1 features a server offers by default.
+pub(crate) const DEFAULT_EXTENSIONS: FeatureFlags = FeatureFlags::KNOWN;
 /// How long a closing connection waits for the client's close frame.
 pub(crate) const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -95,7 +115,11 @@ impl Default for Config {
                 max_tracked_addresses: DEFAULT_MAX_TRACKED_ADDRESSES,
                 ..LimitsConfig::default()
             },
-            extensions: webwire_proto::FeatureFlags::NONE,
+            extensions: DEFAULT_EXTENSIONS,
+            request_ledger: None,
+            ledger_limits: LedgerLimits::default(),
+            keyed_request_timeout: DEFAULT_KEYED_REQUEST_TIMEOUT,
+            keyed_lease_renewal: DEFAULT_KEYED_LEASE_RENEWAL,
             streams: crate::stream::hub::StreamConfig::default(),
         }
     }
@@ -192,6 +216,12 @@ impl Config {
                 "max_tracked_addresses",
                 "must be at least 1".into(),
             ));
+        }
+        if self.keyed_request_timeout.is_zero() {
+            return Err(invalid("keyed_request_timeout", "must not be zero".into()));
+        }
+        if self.keyed_lease_renewal.is_zero() {
+            return Err(invalid("keyed_lease_renewal", "must not be zero".into()));
         }
         if let Some(path) = &self.path {
             if !path.starts_with('/') {

@@ -5,7 +5,7 @@ pub use crate::room::MAX_ROOM_NAME_LEN;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
@@ -15,7 +15,7 @@ use futures_util::task::AtomicWaker;
 use http::{HeaderMap, Uri};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use webwire_proto::{Name, Payload, ServerMessage, Signal, ValueError};
+use webwire_proto::{FeatureFlags, Name, Payload, ServerMessage, Signal, ValueError};
 
 use crate::config::Config;
 use crate::error::{SessionError, SignalError};
@@ -295,6 +295,9 @@ pub(crate) struct ConnectionInner {
     rooms: Membership,
     /// The application's data (see [`Connection::extensions`]).
     extensions: Mutex<http::Extensions>,
+    /// The 2.1 features granted (bits of [`FeatureFlags`]), set once the
+    /// ExtensionAccept is written; 0 on a 2.0 connection.
+    features: AtomicU32,
     /// The 2.1 features granted, and the hold of streams after a restore.
     streams: crate::stream::hub::ConnStreams,
 }
@@ -328,6 +331,7 @@ impl ConnectionInner {
             session: Mutex::new(SessionSlot::Empty),
             rooms: Membership::new(rooms),
             extensions: Mutex::default(),
+            features: AtomicU32::new(0),
             streams: crate::stream::hub::ConnStreams::default(),
         }
     }
@@ -395,6 +399,18 @@ impl ConnectionInner {
     }
 
     #[inline]
+    /// The ExtensionAccept granting `granted` was written (2.1).
+    pub(crate) fn set_features(&self, granted: FeatureFlags) {
+        self.features.store(granted.bits(), Ordering::Release);
+    }
+
+    /// The 2.1 features granted to the connection (none on a 2.0
+    /// connection, or before its ExtensionAccept was written).
+    #[inline]
+    pub(crate) fn features(&self) -> FeatureFlags {
+        FeatureFlags::from_bits(self.features.load(Ordering::Acquire))
+    }
+
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -502,6 +518,24 @@ impl Connection {
         self.inner.lifecycle.is_active()
     }
 
+    /// The webwire 2.1 features the client opted into and the server
+    /// granted (docs/protocol.md 14.1): [`FeatureFlags::NONE`] for a 2.0
+    /// connection (an original client), and until the ExtensionAccept was
+    /// written.
+    ///
+    /// ```
+    /// use webwire_server::proto::FeatureFlags;
+    ///
+    /// # fn f(conn: webwire_server::Connection) {
+    /// if conn.features().contains(FeatureFlags::KEYED_REQUESTS) {
+    ///     println!("this client resends requests after a reconnect, safely");
+    /// }
+    /// # }
+    /// ```
+    pub fn features(&self) -> FeatureFlags {
+        self.inner.features()
+    }
+
     /// The client's address, when known.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.inner.info.remote_addr
@@ -563,26 +597,10 @@ impl Connection {
         self.inner.stats()
     }
 
-    /// The webwire 2.1 features granted to this connection (docs/protocol.md
-    /// section 14.1), once its ExtensionAccept was written; `None` for a
-    /// 2.0 connection.
-    ///
-    /// ```
-    /// # fn f(conn: webwire_server::Connection) {
-    /// use webwire_server::proto::FeatureFlags;
-    ///
-    /// let streams = conn.granted_features().is_some_and(|f| f.contains(FeatureFlags::STREAMS));
-    /// # }
-    /// ```
-    pub fn granted_features(&self) -> Option<webwire_proto::FeatureFlags> {
-        self.inner.streams.granted()
-    }
-
     /// Whether the connection gets stream signals with their positions
-    /// (StreamSignal; `STREAMS` granted). Other connections get them as
-    /// plain signals.
-    pub fn streams_granted(&self) -> bool {
-        self.inner.streams.streams_granted()
+    /// (StreamSignal: `STREAMS` granted); others get them as plain signals.
+    pub(crate) fn streams_granted(&self) -> bool {
+        self.inner.features().contains(FeatureFlags::STREAMS)
     }
 
     /// Sends the client a signal, waiting while the outbound queue is full,
@@ -890,6 +908,7 @@ impl Connection {
             0,
             Arc::new(crate::session::MemorySessionManager::new()),
             Arc::new(crate::session::DefaultKeyGenerator),
+            None,
             None,
             Arc::default(),
         ));

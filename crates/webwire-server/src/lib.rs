@@ -1,6 +1,9 @@
 //! Async server for the [webwire] protocol, version 2.0: requests, replies
 //! and signals over WebSocket, byte-compatible with the original Go and
-//! JavaScript clients.
+//! JavaScript clients. It announces version 2.1, whose extensions a client
+//! opts into (original clients never do, and see 2.0): keyed requests that
+//! run at most once however often a client resends them
+//! ([`ServerBuilder::extensions`], [`ServerBuilder::request_ledger`]).
 //!
 //! The application plugs in a [`Handler`] (or a [`MessageRouter`] that dispatches
 //! by message name); the server runs standalone on its own port

@@ -14,6 +14,7 @@
 //! | `webwire_rate_limited_total` | `kind` (`request`, `signal`) |
 //! | `webwire_closes_total` | `reason` (one per `DisconnectReason`; `queue_stalled` is the stall close) |
 //! | `webwire_restores_total` | `outcome` |
+//! | `webwire_keyed_requests_total` | `decision` (`run`, `stored`, `waited`, `outcome_unknown`, `key_reused`, `bad_key`, `no_session`, `internal_error`) |
 //! | `webwire_session_store_duration_seconds` (histogram) | `op` (`create`, `lookup`, `delete`) |
 //! | `webwire_redis_duration_seconds` (histogram, webwire-redis) | `op` |
 //! | `webwire_cluster_messages_total` (webwire-redis) | `direction` (`published`, `received`, `dropped`) |
@@ -153,6 +154,14 @@ impl ServerMetrics {
     }
 
     /// Counts a client's restore request that ended with `outcome`.
+    /// A keyed request (2.1) was decided: `run` (a new key, its handler
+    /// counted in `webwire_requests_total` too), `stored`, `waited` (for a
+    /// run under way), `outcome_unknown`, `key_reused`, `bad_key`,
+    /// `no_session` or `internal_error` (the ledger failed).
+    pub(crate) fn keyed(&self, decision: &'static str) {
+        counter!("webwire_keyed_requests_total", "decision" => decision).increment(1);
+    }
+
     pub(crate) fn restore(&self, outcome: &'static str) {
         counter!("webwire_restores_total", "outcome" => outcome).increment(1);
     }

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::task_tracker::TrackedFuture;
 use tokio_util::task::TaskTracker;
-use webwire_proto::{AcceptConf, Payload, ServerMessage, Signal};
+use webwire_proto::{AcceptConf, FeatureFlags, Payload, ServerMessage, Signal};
 
 use crate::admission::{AddressPermit, Admission, MessageLimiter, Refused as NotAdmitted};
 use crate::cluster::ErasedCluster;
@@ -27,6 +27,7 @@ use crate::connection::{ConnectionId, ConnectionInfo, IntoName};
 use crate::driver::{self, Accepted};
 use crate::error::SignalError;
 use crate::handler::HandlerHooks;
+use crate::ledger::{ErasedLedger, LedgerLimits, MemoryLedger, RequestLedger};
 use crate::limits::{IpNet, Rate};
 use crate::listener::Listener;
 use crate::options::{Concurrency, ConnectionOptions, OriginPolicy, Refusal};
@@ -98,6 +99,11 @@ pub(crate) struct Shared {
     connections: TaskTracker,
     /// The accept loops of standalone listeners.
     listeners: TaskTracker,
+    /// The keyed-request ledger (2.1).
+    ledger: Arc<dyn ErasedLedger>,
+    /// The runs of keyed requests, detached from their connections: a
+    /// shutdown waits for them too.
+    keyed_runs: TaskTracker,
 }
 
 impl Shared {
@@ -190,6 +196,16 @@ impl Shared {
     /// completes.
     pub(crate) fn start_connection(self: &Arc<Self>, upgrade: OnUpgrade, accepted: Accepted) {
         self.runner.start(self.clone(), upgrade, accepted);
+    }
+
+    /// The keyed-request ledger.
+    pub(crate) fn ledger(&self) -> &Arc<dyn ErasedLedger> {
+        &self.ledger
+    }
+
+    /// The runs of keyed requests, detached from their connections.
+    pub(crate) fn keyed_runs(&self) -> &TaskTracker {
+        &self.keyed_runs
     }
 
     /// The connection tasks (a connection's task is spawned in it).
@@ -737,18 +753,26 @@ impl Server {
             conn.inner.wake_task();
         }
         shared.connections.close();
+        // Keyed handlers run on detached from their connections: their
+        // answers are stored for the clients' retries, so the shutdown
+        // waits for them as for the connections (new ones start only
+        // from connections still open, which answer with a shutdown reply).
+        let all_ended = async {
+            shared.connections.wait().await;
+            shared.keyed_runs.close();
+            shared.keyed_runs.wait().await;
+        };
         match deadline {
             Some(deadline) => {
-                if tokio::time::timeout(deadline, shared.connections.wait())
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(deadline, all_ended).await.is_err() {
                     tracing::warn!("shutdown deadline passed: dropping running handlers");
                     shared.abort.cancel();
                     shared.connections.wait().await;
+                    shared.keyed_runs.close();
+                    shared.keyed_runs.wait().await;
                 }
             }
-            None => shared.connections.wait().await,
+            None => all_ended.await,
         }
         shared.stopped.cancel();
         shared.listeners.close();
@@ -809,23 +833,6 @@ impl<H: Handler> ServerBuilder<H> {
     /// ```
     pub fn cluster(mut self, cluster: Arc<impl Cluster>) -> Self {
         self.cluster = Some(cluster);
-        self
-    }
-
-    /// The webwire 2.1 features the server offers (docs/protocol.md section
-    /// 14). With any, AcceptConf announces version 2.1 and a client may opt
-    /// in; with none (the default here), the server announces 2.0 and
-    /// speaks nothing else. Of the features, this server implements
-    /// [`FeatureFlags::STREAMS`](webwire_proto::FeatureFlags::STREAMS).
-    ///
-    /// ```
-    /// use webwire_server::{proto::FeatureFlags, MessageRouter, Server};
-    ///
-    /// let server = Server::builder(MessageRouter::new()).extensions(FeatureFlags::STREAMS).build()?;
-    /// # Ok::<(), webwire_server::ServerError>(())
-    /// ```
-    pub fn extensions(mut self, features: webwire_proto::FeatureFlags) -> Self {
-        self.config.extensions = features & webwire_proto::FeatureFlags::STREAMS;
         self
     }
 
@@ -1193,11 +1200,91 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
+    /// The webwire 2.1 features the server offers (docs/protocol.md 14):
+    /// a server that offers any announces version 2.1 in AcceptConf and
+    /// grants them to clients that opt in; [`FeatureFlags::NONE`]
+    /// announces 2.0 and speaks only 2.0. Original 2.0 clients never opt
+    /// in, and see 2.0 either way. Default: both,
+    /// [`STREAMS`](FeatureFlags::STREAMS) and
+    /// [`KEYED_REQUESTS`](FeatureFlags::KEYED_REQUESTS).
+    ///
+    /// ```
+    /// use webwire_server::{proto::FeatureFlags, MessageRouter, Server};
+    ///
+    /// // Announce 2.0 only, as a server before 2.1 did.
+    /// let server = Server::builder(MessageRouter::new()).extensions(FeatureFlags::NONE).build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn extensions(mut self, features: FeatureFlags) -> Self {
+        self.config.extensions = features;
+        self
+    }
+
+    /// Where the server keeps what keyed requests ran and answered
+    /// (docs/protocol.md 14.4), so that a retry is answered and never run
+    /// twice. Default: a [`MemoryLedger`] with
+    /// [`ledger_limits`](Self::ledger_limits); a cluster needs a shared
+    /// one, so that a retry that reaches another node finds its key.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use webwire_server::{ledger::MemoryLedger, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .request_ledger(Arc::new(MemoryLedger::new()))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn request_ledger(mut self, ledger: Arc<impl RequestLedger>) -> Self {
+        self.config.request_ledger = Some(ledger);
+        self
+    }
+
+    /// The bounds of the default in-memory request ledger (stored answers
+    /// per session and client instance by count, bytes and age; leases).
+    /// Ignored with a [`request_ledger`](Self::request_ledger) of the
+    /// application's. Default: [`LedgerLimits::default`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webwire_server::{ledger::LedgerLimits, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .ledger_limits(LedgerLimits { max_age: Duration::from_secs(60), ..LedgerLimits::default() })
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn ledger_limits(mut self, limits: LedgerLimits) -> Self {
+        self.config.ledger_limits = limits;
+        self
+    }
+
+    /// How long a keyed request's handler may run. It runs detached from
+    /// its connection (to completion even if the connection is gone);
+    /// past this its stored answer is an internal error. Default 60 s.
+    pub fn keyed_request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.keyed_request_timeout = timeout;
+        self
+    }
+
+    /// How often a running keyed handler renews its lease in the request
+    /// ledger. Keep it well below the ledger's lease time
+    /// ([`LedgerLimits::lease_ttl`], 30 s by default): a run whose lease
+    /// lapsed has its answer sent but not stored. Default 10 s.
+    pub fn keyed_lease_renewal(mut self, every: Duration) -> Self {
+        self.config.keyed_lease_renewal = every;
+        self
+    }
+
     /// Checks the options and builds the server.
     pub fn build(self) -> Result<Server, ServerError> {
         let config = self.config;
         config.validate()?;
         let handler = Arc::new(self.handler);
+        let ledger = config
+            .request_ledger
+            .clone()
+            .unwrap_or_else(|| Arc::new(MemoryLedger::with_limits(config.ledger_limits)));
         let streams = Arc::new(Streams::new(config.streams.clone()));
         let sessions = Sessions::new(
             config.sessions_enabled,
@@ -1211,19 +1298,22 @@ impl<H: Handler> ServerBuilder<H> {
                 .clone()
                 .unwrap_or_else(|| Arc::new(DefaultKeyGenerator)),
             self.cluster.clone(),
+            Some(ledger.clone()),
             streams,
         );
         let sessions = Arc::new(sessions.with_hooks(Arc::new(HandlerHooks(handler.clone()))));
-        let mut accept_conf = AcceptConf::new(
-            config.read_timeout,
-            // Checked by `validate`.
-            u32::try_from(config.buffer_size).unwrap_or(u32::MAX),
-            Bytes::from(config.sub_protocol.clone()),
-        );
-        if !config.extensions.is_empty() {
-            accept_conf = accept_conf.with_minor(webwire_proto::PROTOCOL_MINOR_EXTENSIONS);
-        }
-        let accept_conf = ServerMessage::AcceptConf(accept_conf).to_bytes();
+        let accept_conf = ServerMessage::AcceptConf(
+            AcceptConf::new(
+                config.read_timeout,
+                // Checked by `validate`.
+                u32::try_from(config.buffer_size).unwrap_or(u32::MAX),
+                Bytes::from(config.sub_protocol.clone()),
+            )
+            // A server that offers 2.1 features announces minor 1; original
+            // clients check the major version only (docs/protocol.md 14.1).
+            .with_minor(u8::from(!config.extensions.is_empty())),
+        )
+        .to_bytes();
         let connection_limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let admission = Arc::new(Admission::new(config.limits.clone()));
         let server = Server {
@@ -1247,6 +1337,8 @@ impl<H: Handler> ServerBuilder<H> {
                 stopped: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 listeners: TaskTracker::new(),
+                ledger,
+                keyed_runs: TaskTracker::new(),
             }),
         };
         if let Some(cluster) = &self.cluster {

@@ -59,7 +59,11 @@ async fn start() -> TestServer {
 async fn accept_conf_comes_first() {
     let server = start().await;
     let client = server.connect().await;
-    assert_eq!((client.conf.major, client.conf.minor), (2, 0));
+    assert_eq!(
+        (client.conf.major, client.conf.minor),
+        (2, 1),
+        "2.1 announced by default"
+    );
     assert_eq!(client.conf.read_timeout(), Duration::from_secs(60));
     assert_eq!(client.conf.buffer_size, 64);
     assert_eq!(&client.conf.sub_protocol[..], b"test");

@@ -219,4 +219,62 @@ async fn a_known_workload_shows_in_the_metrics() {
     }
     client.close().await;
     within("shutdown", limited.shutdown()).await;
+
+    // Keyed requests (2.1), by the ledger's decision: a run, a retry from
+    // the store, a key reused, another ledger epoch.
+    let keyed = Server::builder(MessageRouter::new().request(
+        "login",
+        |conn: Connection, _: Payload| async move {
+            let session = conn
+                .create_session(None)
+                .await
+                .map_err(|err| ReplyError::from_static("SESSION", err.to_string()))?;
+            Ok::<_, ReplyError>(session.key)
+        },
+    ))
+    .session_manager(std::sync::Arc::new(MemorySessionManager::new()))
+    .build()
+    .unwrap();
+    let mut client = TestClient::in_memory(&keyed).await;
+    let instance =
+        webwire_proto::InstanceId::new(Bytes::from_static(b"metrics-instance-01")).unwrap();
+    let hello =
+        webwire_proto::ExtensionHello::new(webwire_proto::FeatureFlags::KEYED_REQUESTS, instance)
+            .unwrap();
+    client.send(ClientMessage::ExtensionHello(hello)).await;
+    let ServerMessage::ExtensionAccept(accept) = client.recv().await else {
+        panic!("ExtensionAccept")
+    };
+    client.request("login", Payload::utf8("")).await;
+    for (seq, epoch, payload) in [
+        (1, accept.ledger_epoch, "a"),
+        (1, accept.ledger_epoch, "a"),
+        (1, accept.ledger_epoch, "b"),
+        (2, accept.ledger_epoch ^ 1, "a"),
+    ] {
+        let id = client.next_id();
+        let request = webwire_proto::Request::new(
+            id,
+            webwire_proto::Name::from_static("unrouted"),
+            Payload::utf8(payload),
+        )
+        .unwrap();
+        let key = webwire_proto::RequestKey { seq, epoch };
+        let request = webwire_proto::KeyedRequest::new(request, key, 0).unwrap();
+        client.send(ClientMessage::KeyedRequest(request)).await;
+        client.reply_to(id).await;
+    }
+    let text = prometheus.render();
+    for decision in ["run", "stored", "key_reused", "outcome_unknown"] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("webwire_keyed_requests_total{{decision=\"{decision}\"}}")
+            ),
+            Some(1.0),
+            "{decision}: {text}"
+        );
+    }
+    client.close().await;
+    within("shutdown", keyed.shutdown()).await;
 }

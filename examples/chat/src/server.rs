@@ -35,8 +35,11 @@ const CLIENT_FILES: &[(&str, &str)] = &[
     ("codec.js", include_str!("../static/webwire/codec.js")),
     ("errors.js", include_str!("../static/webwire/errors.js")),
     ("index.js", include_str!("../static/webwire/index.js")),
+    ("keyed.js", include_str!("../static/webwire/keyed.js")),
     ("payload.js", include_str!("../static/webwire/payload.js")),
+    ("resume.js", include_str!("../static/webwire/resume.js")),
     ("session.js", include_str!("../static/webwire/session.js")),
+    ("streams.js", include_str!("../static/webwire/streams.js")),
 ];
 
 /// Where the chat server listens and keeps its sessions.

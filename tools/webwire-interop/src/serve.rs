@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use webwire_server::{
     connection::ConnectionId,
     options::{Concurrency, OriginPolicy},
-    proto::{Encoding, FeatureFlags},
+    proto::Encoding,
     session::{FileSessionManager, SessionInfo},
     stream::HistoryLimits,
     Connection, Handler, HandlerError, MessageRouter, Payload, ReplyError, Request, Server,
@@ -311,7 +311,6 @@ fn configure<H: Handler>(builder: ServerBuilder<H>, session_dir: &Path) -> Serve
         .sessions_enabled(true)
         .session_manager(Arc::new(FileSessionManager::new(session_dir)))
         .max_session_connections(MAX_SESSION_CONNECTIONS)
-        .extensions(FeatureFlags::STREAMS)
         .room_history(|_| Some(ROOM_HISTORY))
 }
 
@@ -322,6 +321,8 @@ struct State {
     server: Arc<OnceLock<Server>>,
     /// `record` signals per connection.
     records: Arc<Mutex<HashMap<ConnectionId, u64>>>,
+    /// The `incr` counters, by name.
+    counters: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl State {
@@ -346,6 +347,7 @@ fn router(state: State) -> MessageRouter {
     let everywhere_state = state.clone();
     let record_state = state.clone();
     let recorded_state = state.clone();
+    let incr_state = state.clone();
     let say_state = state.clone();
     let stream_state = state.clone();
     let disconnect_state = state;
@@ -385,6 +387,9 @@ fn router(state: State) -> MessageRouter {
         })
         .request("recorded", move |conn: Connection, _: Payload| {
             recorded(recorded_state.clone(), conn)
+        })
+        .request("incr", move |payload: Payload| {
+            incr(incr_state.clone(), payload)
         })
         .signal("ping", ping)
         .signal("record", move |conn: Connection, _: Payload| {
@@ -598,6 +603,21 @@ async fn disconnect_me(conn: Connection, _: Payload) -> Result<&'static str, Rep
 /// `recorded`: how many `record` signals this connection sent.
 async fn recorded(state: State, conn: Connection) -> Result<String, ReplyError> {
     let count = state.records().get(&conn.id()).copied().unwrap_or(0);
+    Ok(count.to_string())
+}
+
+/// `incr`: adds one to the counter named by the payload text; the reply
+/// is its new value. A request run twice shows as a count that skips, so
+/// tests of keyed requests (which run at most once) use it.
+async fn incr(state: State, payload: Payload) -> Result<String, ReplyError> {
+    let mut counters = state
+        .counters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let count = counters
+        .entry(text_lossy(&payload).into_owned())
+        .or_default();
+    *count += 1;
     Ok(count.to_string())
 }
 

@@ -206,6 +206,48 @@ impl PeerConn {
     }
 }
 
+/// A scripted server reached over in-memory pipes through
+/// `ClientBuilder::transport`: no socket, so tests may run in paused time.
+pub struct MemoryPeer {
+    conns: mpsc::UnboundedReceiver<PeerConn>,
+}
+
+impl MemoryPeer {
+    /// The peer, and a client builder ([`builder`]'s options) whose every
+    /// connection reaches it.
+    pub fn start() -> (webwire_client::ClientBuilder, Self) {
+        let (tx, conns) = mpsc::unbounded_channel();
+        let client = builder("ws://localhost/").transport(move || {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let io: Box<dyn Io> = Box::new(server);
+                if let Ok((_request, ws)) = tokio_websockets::ServerBuilder::new().accept(io).await
+                {
+                    let _ = tx.send(PeerConn { ws });
+                }
+            });
+            async move { Ok(client) }
+        });
+        (client, Self { conns })
+    }
+
+    /// The next upgraded connection.
+    pub async fn accept(&mut self) -> PeerConn {
+        tokio::time::timeout(PATIENCE, self.conns.recv())
+            .await
+            .expect("no connection in time")
+            .expect("transport gone")
+    }
+
+    /// The next connection, after sending it `conf`.
+    pub async fn accept_with(&mut self, conf: AcceptConf) -> PeerConn {
+        let mut conn = self.accept().await;
+        conn.send(ServerMessage::AcceptConf(conf)).await;
+        conn
+    }
+}
+
 /// A client options builder with short timeouts for tests.
 pub fn builder(url: &str) -> webwire_client::ClientBuilder {
     webwire_client::Client::builder(url)

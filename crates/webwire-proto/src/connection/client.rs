@@ -30,7 +30,13 @@
 //!   ([`Event::ExtensionAccepted`]). The server's extension messages are
 //!   taken only after that, for a feature granted (a protocol violation
 //!   otherwise); [`ServerMessage::OutcomeUnknown`] answers a request like
-//!   any reply.
+//!   any reply. A StreamResume may follow the session restore before its
+//!   answer (docs/protocol.md 14.3.4).
+//!
+//! The rules that outlive a connection are here too, as state of their
+//! own that the owner keeps from one connection to the next:
+//! [`StreamPositions`] (the client's rule per stream) and
+//! [`KeyedRequests`] (sequence numbers, acks and resends of keyed requests).
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -69,6 +75,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+mod keyed;
+mod streams;
+
+pub use keyed::{
+    means_outcome_unknown, KeyedRequests, Link, Resend, BAD_KEY, KEY_REUSED, NO_SESSION,
+};
+pub use streams::{LossVerdict, StreamPositions, Verdict};
 
 use crate::{
     AcceptConf, ClientMessage, ExtensionAccept, ExtensionHello, ExtensionRule, FeatureFlags,
@@ -625,7 +639,8 @@ impl<T> ClientConnection<T> {
     /// Restores the session `key` (after a reconnection): a request with an
     /// id of the machine's [`RequestIds`], answered by an
     /// [`Event::Restore`] (also when it cannot be sent). Until then requests
-    /// and signals are refused with [`Refusal::Restoring`]. After an
+    /// and signals are refused with [`Refusal::Restoring`], except a
+    /// StreamResume (2.1), which the server handles after the restore. After an
     /// ExtensionHello, call it once the ExtensionAccept has arrived (it is
     /// lost before).
     pub fn restore_session(&mut self, key: Bytes, deadline: Instant) {
@@ -903,8 +918,22 @@ impl<T> ClientConnection<T> {
     /// [`may_send`](Self::may_send), and an extension message only for a
     /// feature granted.
     fn may_send_frame(&self, frame: &[u8]) -> Result<(), Refusal> {
-        self.may_send(frame.len())?;
-        match frame.first().copied().and_then(MessageType::from_byte) {
+        let kind = frame.first().copied().and_then(MessageType::from_byte);
+        match self.may_send(frame.len()) {
+            // The server handles a StreamResume after the restore read
+            // before it, so it may follow the restore at once.
+            Err(Refusal::Restoring) if kind == Some(MessageType::StreamResume) => {
+                let max = self.config.max_message_size;
+                if frame.len() > max {
+                    return Err(Refusal::TooLarge {
+                        size: frame.len(),
+                        max,
+                    });
+                }
+            }
+            result => result?,
+        }
+        match kind {
             Some(kind) if kind.is_extension() => {
                 let needed = match kind {
                     MessageType::StreamResume => FeatureFlags::STREAMS,

@@ -291,6 +291,33 @@ impl ServerConnection {
         self
     }
 
+    /// The server cannot grant `features` after all, although it offered
+    /// them (its request ledger is unreachable, say): the ExtensionAccept
+    /// about to be written grants the others. Only between the
+    /// [`Received::ExtensionHello`] and that ExtensionAccept; no effect
+    /// otherwise.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use webwire_proto::connection::server::{Received, ServerConnection};
+    /// use webwire_proto::{ClientMessage, ExtensionAccept, ExtensionHello, FeatureFlags, InstanceId, ServerMessage};
+    ///
+    /// let mut conn = ServerConnection::new(Duration::from_secs(60), Instant::now())
+    ///     .with_extensions(FeatureFlags::KNOWN);
+    /// let hello = ExtensionHello::new(FeatureFlags::KNOWN, InstanceId::new("0123456789abcdef")?)?;
+    /// conn.handle_message(ClientMessage::ExtensionHello(hello).to_bytes());
+    /// conn.withhold(FeatureFlags::KEYED_REQUESTS);
+    /// let accept = ExtensionAccept { flags: FeatureFlags::STREAMS, ledger_epoch: 0 };
+    /// assert!(conn.send(&ServerMessage::ExtensionAccept(accept)));
+    /// assert_eq!(conn.granted(), Some(FeatureFlags::STREAMS));
+    /// # Ok::<(), webwire_proto::ValueError>(())
+    /// ```
+    pub fn withhold(&mut self, features: FeatureFlags) {
+        if let Extensions::Accepting(granted) = self.extensions {
+            self.extensions = Extensions::Accepting(granted.difference(features));
+        }
+    }
+
     /// The 2.1 features granted to this connection, once its
     /// ExtensionAccept was written; `None` for a 2.0 connection (or before
     /// the ExtensionAccept). Stream signals go to a connection as

@@ -3,6 +3,7 @@
 //! violation, the handlers still running awaited.
 
 use super::*;
+use crate::wire::FrameError;
 
 impl<H, Io> Task<H, Io>
 where
@@ -25,10 +26,7 @@ where
             // Reasons without a close code of ours: the WebSocket stream
             // has queued its own close frame already (or the client is
             // gone); it only has to be written.
-            let frame = reason
-                .close_frame()
-                .and_then(|(code, text)| Some((CloseCode::try_from(code).ok()?, text)));
-            let closed = match frame {
+            let closed = match reason.close_frame() {
                 Some((code, text)) => {
                     tokio::time::timeout(close_timeout, self.wire.close(code, text)).await
                 }
@@ -61,8 +59,13 @@ where
         tracing::trace!(connection = %self.conn.id(), ?wire_end, "closing");
         // Close the socket, then wait for the handlers still running (their
         // replies have nowhere to go now).
-        let Self { wire, tasks, .. } = self;
+        let Self {
+            wire, tasks, keyed, ..
+        } = self;
         drop(wire);
+        if let Some(keyed) = keyed {
+            keyed.socket_closed();
+        }
         if let Some(tasks) = tasks {
             tasks.close();
             tasks.wait().await;
@@ -113,12 +116,14 @@ fn disconnect_reason(closing: Closing) -> DisconnectReason {
 }
 
 /// The disconnect reason for an error of the WebSocket stream.
-pub(super) fn stream_error(err: tokio_websockets::Error) -> DisconnectReason {
+pub(super) fn stream_error(err: WsError) -> DisconnectReason {
     match err {
-        tokio_websockets::Error::PayloadTooLong { len, max_len } => {
-            DisconnectReason::MessageTooBig { len, max: max_len }
+        WsError::Frame(
+            FrameError::TooBig { len, max } | FrameError::FragmentsTooBig { len, max },
+        ) => DisconnectReason::MessageTooBig { len, max },
+        WsError::Frame(FrameError::Protocol(err)) => {
+            DisconnectReason::WebSocketError(err.to_string())
         }
-        tokio_websockets::Error::Protocol(err) => DisconnectReason::WebSocketError(err.to_string()),
         err => DisconnectReason::ConnectionLost(err.to_string()),
     }
 }

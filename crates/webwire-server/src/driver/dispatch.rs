@@ -217,7 +217,7 @@ where
     /// (limit 1): reading waits for it while the queue keeps draining. Its
     /// outcome (`None`: dropped at the shutdown deadline), and whether the
     /// stream could be written meanwhile.
-    async fn run_inline<F: Future>(
+    pub(super) async fn run_inline<F: Future>(
         &mut self,
         future: F,
     ) -> (Finished<F::Output>, Result<(), ReadEnd>) {
@@ -236,7 +236,7 @@ where
     /// own (limit N, unlimited), holding `permit` until it has ended;
     /// `finish` takes its outcome (`None`: dropped at the shutdown
     /// deadline). One path for requests and signals.
-    fn spawn_pending<F>(
+    pub(super) fn spawn_pending<F>(
         &mut self,
         future: F,
         permit: Option<OwnedSemaphorePermit>,
@@ -379,7 +379,7 @@ pub(super) struct Timed<'a> {
 }
 
 impl<'a> Timed<'a> {
-    fn new(
+    pub(super) fn new(
         route: &'a Arc<RouteMetrics>,
         started: std::time::Instant,
         span: &'a tracing::Span,
@@ -402,7 +402,7 @@ impl<'a> Timed<'a> {
     }
 
     /// Counts the request and records its outcome on its span.
-    fn finished(self, outcome: RequestOutcome) {
+    pub(super) fn finished(self, outcome: RequestOutcome) {
         let elapsed = self.started.elapsed();
         self.route.finished(outcome, elapsed);
         if !self.span.is_disabled() {

@@ -40,11 +40,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_websockets::CloseCode;
 use webwire_proto::connection::server::{Closing, Drain, Read, Received, ServerConnection, State};
 use webwire_proto::{
-    ErrorCode, ErrorReply, ExtensionRule, MessageType, Name, ParseError, Payload, Reply, Request,
-    RequestId, ServerMessage, Signal,
+    ErrorCode, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
 use crate::admission::{AddressPermit, MessageLimiter};
@@ -55,11 +53,12 @@ use crate::limits::RATE_LIMITED;
 use crate::options::{Concurrency, ConnectionOptions};
 use crate::outbox::Outbound;
 use crate::server::Shared;
-use crate::wire::{Wire, WireError, FLUSH_THRESHOLD};
+use crate::wire::{Incoming, Socket, Wire, WireError, WsError};
 use crate::{Connection, Handler, HandlerError, ReplyError};
 
 mod closing;
 mod dispatch;
+mod keyed;
 mod session_request;
 mod stream_resume;
 mod transport;
@@ -119,16 +118,9 @@ where
         address_permit,
     } = accepted;
     let config = shared.config();
-    let ws = tokio_websockets::ServerBuilder::new()
-        .config(
-            tokio_websockets::Config::default()
-                // A message is never split into frames by us: clients get
-                // what the original server sent, one frame per message.
-                .frame_size(config.buffer_size)
-                .flush_threshold(FLUSH_THRESHOLD),
-        )
-        .limits(tokio_websockets::Limits::default().max_payload_len(Some(config.buffer_size)))
-        .serve(io);
+    // A message is never split into frames by us: clients get what the
+    // original server sent, one frame per message.
+    let ws = Socket::new(io, config.buffer_size);
 
     let id = shared.next_connection_id();
     let span = connection_span(id, info.remote_addr());
@@ -175,6 +167,7 @@ where
         tasks: None,
         pending_signals: None,
         limiter: shared.message_limiter(),
+        keyed: None,
     };
     async move {
         let end = task.run().await;
@@ -250,11 +243,16 @@ enum Then {
     Signal(Pending<SignalFuture>),
     /// A session request, handled in this task.
     Session(RequestId, SessionRequest),
-    /// 2.1: answer the opt-in with these features granted.
-    Extensions(webwire_proto::FeatureFlags),
+    /// 2.1: the client opted in; answer with the features granted.
+    Hello(
+        Box<webwire_proto::ExtensionHello>,
+        webwire_proto::FeatureFlags,
+    ),
+    /// 2.1: a keyed request, decided by the request ledger.
+    Keyed(Box<webwire_proto::KeyedRequest>),
     /// 2.1: a StreamResume, handled in this task (after any restore read
     /// before it).
-    Resume(webwire_proto::StreamResume),
+    Resume(Box<webwire_proto::StreamResume>),
 }
 
 type RequestFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
@@ -282,21 +280,12 @@ enum SessionRequest {
 /// What waiting in the read loop brought.
 enum Next {
     /// The stream's next item (`None`: it ended).
-    Message(Option<Result<tokio_websockets::Message, tokio_websockets::Error>>),
+    Message(Option<Result<Incoming, WsError>>),
     /// Something changed (a close, a re-armed timer): look again.
     Again,
 }
 
 /// How the read loop ended.
-/// The end of a connection that sent a 2.1 message to a server that
-/// announced 2.0.
-fn not_announced(kind: MessageType) -> ReadEnd {
-    ReadEnd::Closing(Closing::ProtocolViolation(ParseError::NotAllowed {
-        kind,
-        rule: ExtensionRule::NotAnnounced,
-    }))
-}
-
 enum ReadEnd {
     /// As the connection's rules decided; the close frame (if any) is
     /// still to be sent.
@@ -332,6 +321,9 @@ struct Task<H, Io> {
     pending_signals: Option<Arc<Semaphore>>,
     /// The message rate limits, `None` without any (one branch per message).
     limiter: Option<Box<MessageLimiter>>,
+    /// 2.1, once `KEYED_REQUESTS` was granted: the client instance and the
+    /// session its last restore named.
+    keyed: Option<Box<keyed::KeyedState>>,
 }
 
 impl<H, Io> Task<H, Io>
@@ -429,63 +421,65 @@ where
                 }
                 None => return ReadEnd::Closing(self.wire.protocol_mut().handle_end()),
             };
-            if message.is_binary() {
-                let data = Bytes::from(message.into_payload());
-                let received = self.wire.protocol_mut().handle_message(data);
-                // Only this task writes the counter: a store, not a read-modify-write.
-                self.conn
-                    .inner
-                    .counters()
-                    .set_received(self.wire.protocol().received());
-                let done = match self.on_message(received) {
-                    // The usual case: a handler that finished at once, its
-                    // reply written without waiting; the rare wait is boxed,
-                    // so that its future does not make every idle
-                    // connection's larger.
-                    Ok(Then::Reply(reply)) => match self.wire.send_now(reply) {
-                        Ok(None) => Ok(()),
-                        Ok(Some(reply)) => Box::pin(self.send(reply)).await,
-                        Err(err) => Err(ReadEnd::Wire(err)),
-                    },
-                    Ok(Then::Nothing) if self.wire.has_queued() => {
-                        // What a signal's handler sent (an answer, often)
-                        // goes with this batch rather than after the last
-                        // message that arrived.
-                        self.wire.send_queued().await.map_err(ReadEnd::Wire)
+            match message {
+                Incoming::Binary(data) => {
+                    let received = self.wire.protocol_mut().handle_message(data);
+                    // Only this task writes the counter: a store, not a read-modify-write.
+                    self.conn
+                        .inner
+                        .counters()
+                        .set_received(self.wire.protocol().received());
+                    let done = match self.on_message(received) {
+                        // The usual case: a handler that finished at once, its
+                        // reply written without waiting; the rare wait is boxed,
+                        // so that its future does not make every idle
+                        // connection's larger.
+                        Ok(Then::Reply(reply)) => match self.wire.send_now(reply) {
+                            Ok(None) => Ok(()),
+                            Ok(Some(reply)) => Box::pin(self.send(reply)).await,
+                            Err(err) => Err(ReadEnd::Wire(err)),
+                        },
+                        Ok(Then::Nothing) if self.wire.has_queued() => {
+                            // What a signal's handler sent (an answer, often)
+                            // goes with this batch rather than after the last
+                            // message that arrived.
+                            self.wire.send_queued().await.map_err(ReadEnd::Wire)
+                        }
+                        Ok(Then::Nothing) => Ok(()),
+                        Ok(then) => Box::pin(self.follow_up(then, &mut permit)).await,
+                        Err(end) => Err(end),
+                    };
+                    if let Err(end) = done {
+                        return end;
                     }
-                    Ok(Then::Nothing) => Ok(()),
-                    Ok(then) => Box::pin(self.follow_up(then, &mut permit)).await,
-                    Err(end) => Err(end),
-                };
-                if let Err(end) = done {
-                    return end;
                 }
-            } else if message.is_text() {
-                let closing = self.wire.protocol_mut().handle_text();
-                self.conn
-                    .inner
-                    .counters()
-                    .set_received(self.wire.protocol().received());
-                return ReadEnd::Closing(closing);
-            } else if let Some((code, reason)) = message.as_close() {
-                let closing = self
-                    .wire
-                    .protocol_mut()
-                    .handle_close_frame(code.into(), reason);
-                return ReadEnd::Closing(closing);
-            } else {
-                // Pings (answered by the WebSocket stream) and pongs only
-                // count as activity.
-                self.wire.protocol_mut().handle_control();
-                if message.is_ping() && !self.wire.has_room() {
-                    // The stream answered with a pong it queued itself: like
-                    // a reply, it counts toward the write budget, and the
-                    // next message is read once the stream has room again
-                    // (a client that pings and never reads is closed as
-                    // stalled instead of growing the stream). Boxed: the
-                    // rare wait.
-                    if let Err(err) = Box::pin(self.wire.wait_room()).await {
-                        return ReadEnd::Wire(err);
+                Incoming::Text => {
+                    let closing = self.wire.protocol_mut().handle_text();
+                    self.conn
+                        .inner
+                        .counters()
+                        .set_received(self.wire.protocol().received());
+                    return ReadEnd::Closing(closing);
+                }
+                Incoming::Close { code, reason } => {
+                    let closing = self.wire.protocol_mut().handle_close_frame(code, &reason);
+                    return ReadEnd::Closing(closing);
+                }
+                Incoming::Ping(_) | Incoming::Pong => {
+                    let ping = matches!(message, Incoming::Ping(_));
+                    // Pings (answered by the WebSocket stream) and pongs only
+                    // count as activity.
+                    self.wire.protocol_mut().handle_control();
+                    if ping && !self.wire.has_room() {
+                        // The stream answered with a pong it queued itself: like
+                        // a reply, it counts toward the write budget, and the
+                        // next message is read once the stream has room again
+                        // (a client that pings and never reads is closed as
+                        // stalled instead of growing the stream). Boxed: the
+                        // rare wait.
+                        if let Err(err) = Box::pin(self.wire.wait_room()).await {
+                            return ReadEnd::Wire(err);
+                        }
                     }
                 }
             }
@@ -600,12 +594,17 @@ where
             Received::RestoreSession { id, key } => Then::Session(id, SessionRequest::Restore(key)),
             Received::CloseSession(id) => Then::Session(id, SessionRequest::Close),
             Received::Close(closing) => return Err(ReadEnd::Closing(closing)),
-            // The rules yield these only on a connection made
-            // `with_extensions` with the feature: keyed requests are never
-            // offered here; should one come, it is a violation.
-            Received::ExtensionHello { granted, .. } => Then::Extensions(granted),
-            Received::KeyedRequest(request) => return Err(not_announced(request.message_type())),
-            Received::StreamResume(resume) => Then::Resume(resume),
+            Received::ExtensionHello { hello, granted } => Then::Hello(Box::new(hello), granted),
+            Received::KeyedRequest(request) => {
+                // Over the rate limit: answered before anything is recorded.
+                if let Some(limiter) = &mut self.limiter {
+                    if !limiter.allow(|| self.conn.session_arc()) {
+                        return self.over_limit(Some(request.id()));
+                    }
+                }
+                Then::Keyed(Box::new(request))
+            }
+            Received::StreamResume(resume) => Then::Resume(Box::new(resume)),
         })
     }
 
@@ -662,8 +661,9 @@ where
             Then::Request(pending) => self.pending_request(pending, permit).await,
             Then::Signal(pending) => self.pending_signal(pending, permit).await,
             Then::Session(id, request) => self.session_request(id, request).await,
-            Then::Extensions(granted) => self.accept_extensions(granted).await,
-            Then::Resume(resume) => self.stream_resume(resume).await,
+            Then::Hello(hello, granted) => self.extension_hello(*hello, granted).await,
+            Then::Keyed(request) => self.keyed_request(*request, permit).await,
+            Then::Resume(resume) => self.stream_resume(*resume).await,
         }
     }
 

@@ -18,6 +18,9 @@ where
         id: RequestId,
         request: SessionRequest,
     ) -> Result<(), ReadEnd> {
+        if let SessionRequest::Restore(key) = &request {
+            self.note_restore(key);
+        }
         let sessions = self.shared.sessions().clone();
         let (conn, abort) = (&self.conn, &self.ctx.abort);
         let work = async {

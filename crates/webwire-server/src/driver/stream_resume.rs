@@ -1,5 +1,5 @@
-//! 2.1 in the connection task: the answer to the opt-in, and a client's
-//! StreamResume (see `stream::resume`).
+//! 2.1 in the connection task: a client's StreamResume (see
+//! `stream::resume`).
 
 use super::*;
 
@@ -8,23 +8,6 @@ where
     H: Handler,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Answers the client's ExtensionHello with the features the rules
-    /// granted. The connection gets stream signals as StreamSignal only
-    /// from then on: one queued earlier would precede the accept.
-    pub(super) async fn accept_extensions(
-        &mut self,
-        granted: webwire_proto::FeatureFlags,
-    ) -> Result<(), ReadEnd> {
-        let accept = ServerMessage::ExtensionAccept(webwire_proto::ExtensionAccept {
-            flags: granted,
-            // Keyed requests are not offered: no ledger.
-            ledger_epoch: 0,
-        });
-        self.send(accept).await?;
-        self.conn.inner.stream_state().set_granted(granted);
-        Ok(())
-    }
-
     /// Answers a StreamResume: the missed signals (or losses) are queued,
     /// then the reply is written after them. The connection's queue is
     /// written meanwhile, so a long history does not wait for this task.

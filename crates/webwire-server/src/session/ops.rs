@@ -23,6 +23,7 @@ use super::registry::{Leave, LocalRegistry, Refused, SessionRegistry, SessionSlo
 use super::{redacted, ErasedSessionManager, SessionInfo, SessionKeyGenerator, SessionStoreError};
 use crate::error::SessionError;
 use crate::handler::SessionHooks;
+use crate::ledger::ErasedLedger;
 use crate::metrics::{time_store, ServerMetrics};
 use crate::outbox::Outbound;
 use crate::stream::hub::Streams;
@@ -62,6 +63,8 @@ pub(crate) struct Sessions {
     hooks: Option<Arc<dyn SessionHooks>>,
     /// The stores of new sessions still running: a deletion waits for them.
     saves: Arc<Saves>,
+    /// The request ledger, told when a session is destroyed (2.1).
+    ledger: Option<Arc<dyn ErasedLedger>>,
     /// The server's metric handles (see [`Sessions::metrics`]).
     metrics: Arc<ServerMetrics>,
     /// The streams: the session streams and the sessions' history rooms.
@@ -96,6 +99,7 @@ impl Sessions {
         manager: Arc<dyn ErasedSessionManager>,
         keys: Arc<dyn SessionKeyGenerator>,
         cluster: Option<Arc<dyn crate::cluster::ErasedCluster>>,
+        ledger: Option<Arc<dyn ErasedLedger>>,
         streams: Arc<Streams>,
     ) -> Self {
         let saves = Arc::<Saves>::default();
@@ -106,6 +110,7 @@ impl Sessions {
                 Deleter {
                     manager: manager.clone(),
                     saves: saves.clone(),
+                    ledger: ledger.clone(),
                     streams: streams.clone(),
                 },
             )),
@@ -118,6 +123,7 @@ impl Sessions {
             registry,
             hooks: None,
             saves,
+            ledger,
             metrics: Arc::new(ServerMetrics::new()),
             streams,
         }
@@ -475,6 +481,7 @@ impl Sessions {
         let deleter = Deleter {
             manager: self.manager.clone(),
             saves: self.saves.clone(),
+            ledger: self.ledger.clone(),
             streams: self.streams.clone(),
         };
         let registry = self.registry.clone();
@@ -499,6 +506,9 @@ impl Sessions {
 pub(crate) struct Deleter {
     manager: Arc<dyn ErasedSessionManager>,
     saves: Arc<Saves>,
+    /// Told that the session was closed, so that its keyed requests stay
+    /// answerable for the ledger's age bound only (2.1).
+    ledger: Option<Arc<dyn ErasedLedger>>,
     /// The session's memberships and session stream go with it.
     streams: Arc<Streams>,
 }
@@ -510,6 +520,7 @@ impl Deleter {
         Self {
             manager,
             saves: Arc::default(),
+            ledger: None,
             streams: Arc::default(),
         }
     }
@@ -531,6 +542,13 @@ impl Deleter {
         });
         if let Err(err) = &result {
             tracing::error!(session = %redacted(key), error = %chain(err), "the session manager failed to delete a closed session");
+        }
+        if let Some(ledger) = &self.ledger {
+            if let Err(err) = ledger.session_closed(key).await {
+                // Its scopes are then removed by the ledger's idle timeout
+                // instead of its age bound: later, never sooner.
+                tracing::warn!(session = %redacted(key), error = %chain(&err), "the request ledger was not told of a closed session");
+            }
         }
         self.streams.session_destroyed(key).await;
         result

@@ -23,14 +23,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
-use webwire_proto::{FeatureFlags, RoomName, ServerMessage, Signal, StreamId, StreamSignal};
+use webwire_proto::{RoomName, ServerMessage, Signal, StreamId, StreamSignal};
 
 use super::{
     HistoryLimits, MemoryStreamStore, StreamKey, StreamPosition, StreamRead, StreamStore,
@@ -410,16 +410,19 @@ impl Streams {
         plain: &Bytes,
         signal: &Signal,
     ) -> usize {
-        let mut extended: Option<Bytes> = None;
+        let mut extended: Option<Option<Bytes>> = None;
         let mut sent = 0;
         for conn in targets {
-            let frame = if conn.inner.stream_state().streams_granted() {
+            let frame = if conn.streams_granted() {
                 if !conn.inner.stream_state().allows(stream) {
                     continue;
                 }
-                extended
-                    .get_or_insert_with(|| stream_signal_frame(stream, at, signal.clone()))
-                    .clone()
+                let frame =
+                    extended.get_or_insert_with(|| stream_signal_frame(stream, at, signal.clone()));
+                match frame {
+                    Some(frame) => frame.clone(),
+                    None => continue,
+                }
             } else {
                 plain.clone()
             };
@@ -434,15 +437,20 @@ impl Streams {
     }
 }
 
-/// The StreamSignal of `signal` at `at` of `stream`, encoded.
-pub(crate) fn stream_signal_frame(stream: &StreamKey, at: StreamPosition, signal: Signal) -> Bytes {
-    ServerMessage::StreamSignal(StreamSignal::new(
-        wire_stream(stream),
-        at.epoch,
-        at.offset,
-        signal,
-    ))
-    .to_bytes()
+/// The StreamSignal of `signal` at `at` of `stream`, encoded; `None`
+/// (logged) for a position with epoch or offset 0, which no store gives.
+pub(crate) fn stream_signal_frame(
+    stream: &StreamKey,
+    at: StreamPosition,
+    signal: Signal,
+) -> Option<Bytes> {
+    match StreamSignal::new(wire_stream(stream), at.epoch, at.offset, signal) {
+        Ok(message) => Some(ServerMessage::StreamSignal(message).to_bytes()),
+        Err(err) => {
+            tracing::error!(%stream, epoch = at.epoch, offset = at.offset, error = %err, "a stream signal without a valid position; not sent");
+            None
+        }
+    }
 }
 
 /// The stream as the wire names it.
@@ -479,15 +487,12 @@ impl Drop for StreamGuard<'_> {
     }
 }
 
-/// What a connection knows of streams: whether they were granted (the
-/// ExtensionAccept written), and which streams are held from it: after a
+/// Which streams are held from a connection: after a
 /// restore every stream of the session until resumed (docs/protocol.md
 /// 14.3.2), and a stream while a resume queues its history (its live
 /// signals are history by then, and the resume catches up with them).
 #[derive(Debug, Default)]
 pub(crate) struct ConnStreams {
-    /// The granted features' bits, plus [`GRANTED`] once they are known.
-    granted: AtomicU32,
     /// Whether anything is held (read without the lock on every delivery).
     holding: AtomicBool,
     /// Boxed, and only while something is held: every idle connection
@@ -510,30 +515,7 @@ impl Hold {
     }
 }
 
-/// The bit of [`ConnStreams::granted`] set once the ExtensionAccept was
-/// written (feature bits are below it).
-const GRANTED: u32 = 1 << 31;
-
 impl ConnStreams {
-    /// The ExtensionAccept granting `flags` was written.
-    pub(crate) fn set_granted(&self, flags: FeatureFlags) {
-        self.granted
-            .store(GRANTED | (flags.bits() & !GRANTED), Ordering::Release);
-    }
-
-    /// The features granted, once the ExtensionAccept was written.
-    pub(crate) fn granted(&self) -> Option<FeatureFlags> {
-        let bits = self.granted.load(Ordering::Acquire);
-        (bits & GRANTED != 0).then(|| FeatureFlags::from_bits(bits & !GRANTED))
-    }
-
-    /// Whether the connection gets stream signals as StreamSignal.
-    #[inline]
-    pub(crate) fn streams_granted(&self) -> bool {
-        self.granted()
-            .is_some_and(|granted| granted.contains(FeatureFlags::STREAMS))
-    }
-
     /// Changes the hold, keeping `holding` in step.
     fn with_hold<T>(&self, change: impl FnOnce(&mut Hold) -> T) -> T {
         let mut slot = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
@@ -689,9 +671,6 @@ mod tests {
     #[test]
     fn the_hold_lets_through_only_resumed_streams() {
         let state = ConnStreams::default();
-        assert_eq!(state.granted(), None);
-        state.set_granted(FeatureFlags::STREAMS);
-        assert!(state.streams_granted());
         let (a, b) = (StreamKey::room("a"), StreamKey::session("k"));
         assert!(state.allows(&a));
         state.begin_hold();

@@ -244,10 +244,9 @@ fn frames(
             }
         };
         position = StreamPosition::new(read.epoch, entry.offset);
-        frames.push((
-            position,
-            Outbound::Frame(stream_signal_frame(stream, position, signal)),
-        ));
+        if let Some(frame) = stream_signal_frame(stream, position, signal) {
+            frames.push((position, Outbound::Frame(frame)));
+        }
     }
     (frames, position)
 }

@@ -6,37 +6,35 @@
 //! The task writes its own messages (replies of handlers that finished at
 //! once, session replies, the close frame) straight into the stream, after
 //! whatever is queued, so a handler's signals still go before its reply.
-//! Frames pile up in the stream until the task runs out of arrived
-//! messages; then it flushes once for the whole batch. A write that cannot
-//! proceed is timed by `stall`.
+//! Frames are encoded into the stream's write buffer until the task runs
+//! out of arrived messages; then it flushes once for the whole batch. A
+//! write that cannot proceed is timed by `stall`. The WebSocket framing is
+//! ours (`frame`, `socket`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_websockets::{CloseCode, Message, WebSocketStream};
 use webwire_proto::connection::server::ServerConnection;
 use webwire_proto::ServerMessage;
 
 use crate::connection::ConnectionInner;
 use crate::outbox::Outbound;
 
-mod batch_pool;
+mod frame;
+mod pool;
+mod socket;
 mod stall;
 
+pub(crate) use frame::{FrameError, Incoming};
+pub(crate) use socket::{Socket, WsError};
 use stall::Stall;
 
-/// The encode buffer grows by at least this much, so that small messages
-/// share allocations.
-const ENCODE_CHUNK: usize = 1024;
-
-/// Bytes written before a write is forced mid-batch (the stream's own
-/// threshold too).
+/// Bytes queued before a write is forced mid-batch.
 pub(crate) const FLUSH_THRESHOLD: usize = 16 * 1024;
 
 /// What a lingering close reads at a time.
@@ -52,13 +50,13 @@ pub(crate) enum WireError {
     /// the queue timeout, or the queue stayed full that long.
     Stalled,
     /// Writing failed.
-    Failed(tokio_websockets::Error),
+    Failed(WsError),
 }
 
-impl From<tokio_websockets::Error> for WireError {
-    fn from(err: tokio_websockets::Error) -> Self {
+impl From<WsError> for WireError {
+    fn from(err: WsError) -> Self {
         match err {
-            tokio_websockets::Error::AlreadyClosed => Self::Closed,
+            WsError::AlreadyClosed => Self::Closed,
             err => Self::Failed(err),
         }
     }
@@ -66,24 +64,12 @@ impl From<tokio_websockets::Error> for WireError {
 
 /// The socket and the queue, used by the connection task alone.
 pub(crate) struct Wire<Io> {
-    ws: WebSocketStream<Io>,
+    ws: Socket<Io>,
     /// The queue's receiver, taken from the connection's `Outbox` once the
     /// channel exists.
     rx: Option<mpsc::Receiver<Outbound>>,
     conn: Arc<ConnectionInner>,
-    /// Where messages are encoded; frames are split off it and it is
-    /// reused in place once they have been written.
-    buf: BytesMut,
-    /// Whether `buf` holds an allocation larger than `ENCODE_CHUNK`.
-    big: bool,
-    /// Frames of the batch not yet given to the stream: the stream tries
-    /// to write what it holds whenever it is read, so frames given to it
-    /// one by one while messages are still arriving would go out one
-    /// `writev` each. They are given to it together, to be flushed once.
-    batch: Vec<Message>,
-    /// Payload bytes in `batch`.
-    batch_bytes: usize,
-    /// Messages written (batched or given to the stream) since the last flush.
+    /// Messages given to the stream since the last flush.
     unflushed: u64,
     stall: Stall,
     /// The connection's rules: every message written passes them (nothing
@@ -96,7 +82,7 @@ where
     Io: AsyncRead + AsyncWrite + Unpin,
 {
     pub(crate) fn new(
-        ws: WebSocketStream<Io>,
+        ws: Socket<Io>,
         conn: Arc<ConnectionInner>,
         stall_timeout: Duration,
         protocol: ServerConnection,
@@ -105,10 +91,6 @@ where
             ws,
             rx: None,
             conn,
-            buf: BytesMut::new(),
-            big: false,
-            batch: Vec::new(),
-            batch_bytes: 0,
             unflushed: 0,
             stall: Stall::new(stall_timeout),
             protocol,
@@ -131,17 +113,14 @@ where
     pub(crate) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Message, tokio_websockets::Error>>> {
-        self.ws.poll_next_unpin(cx)
+    ) -> Poll<Option<Result<Incoming, WsError>>> {
+        self.ws.poll_next(cx)
     }
 
     /// The next message if it has arrived already, without waiting (nor
     /// registering to be woken).
-    pub(crate) fn arrived(&mut self) -> Option<Option<Result<Message, tokio_websockets::Error>>> {
-        match self
-            .ws
-            .poll_next_unpin(&mut Context::from_waker(Waker::noop()))
-        {
+    pub(crate) fn arrived(&mut self) -> Option<Option<Result<Incoming, WsError>>> {
+        match self.ws.poll_next(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(message) => Some(message),
             Poll::Pending => None,
         }
@@ -193,8 +172,7 @@ where
             }
         }
         // Always, even with nothing of ours: the stream may hold frames
-        // of its own (a pong) whose write was last tried by `arrived`,
-        // which registered no waker.
+        // of its own (a pong), which reading does not write.
         self.poll_flush(cx, false)
     }
 
@@ -217,21 +195,13 @@ where
         &mut self,
         message: ServerMessage,
     ) -> Result<Option<ServerMessage>, WireError> {
-        if self.batch_bytes >= FLUSH_THRESHOLD || self.has_queued() {
+        if self.ws.pending() >= FLUSH_THRESHOLD || self.has_queued() {
             return Ok(Some(message));
         }
-        match self
-            .ws
-            .poll_ready_unpin(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(Ok(())) => {
-                self.stall.disarm();
-                self.encode_and_feed(&message)?;
-                Ok(None)
-            }
-            Poll::Ready(Err(err)) => Err(err.into()),
-            Poll::Pending => Ok(Some(message)),
-        }
+        // The stream has room, as when `poll_ready` finds it so.
+        self.stall.disarm();
+        self.encode_and_feed(&message)?;
+        Ok(None)
     }
 
     /// Gives the stream everything queued, without flushing (the flush
@@ -251,14 +221,14 @@ where
     }
 
     /// Whether the stream has room for more frames without waiting: below
-    /// its flush threshold, or it could write down to it now. Asked after
+    /// the flush threshold, or it could write everything now. Asked after
     /// a ping: the stream queues its pong itself, outside [`send`](Self::send),
     /// so a client that sends pings and does not read would otherwise grow
     /// it without end.
     pub(crate) fn has_room(&mut self) -> bool {
         match self
             .ws
-            .poll_ready_unpin(&mut Context::from_waker(Waker::noop()))
+            .poll_ready(&mut Context::from_waker(Waker::noop()), FLUSH_THRESHOLD)
         {
             Poll::Ready(Ok(())) => {
                 self.stall.disarm();
@@ -279,7 +249,7 @@ where
     /// Gives the stream a frame encoded already (the accept configuration);
     /// only when it has room, which a new stream has.
     pub(crate) fn send_frame_now(&mut self, frame: Bytes) -> Result<(), WireError> {
-        self.ws.start_send_unpin(Message::binary(frame))?;
+        self.ws.send_binary(&frame)?;
         self.unflushed += 1;
         Ok(())
     }
@@ -287,7 +257,7 @@ where
     /// Writes what is queued, then the close frame, and flushes. A stream
     /// that is closing already (it answered the client's close frame, or
     /// queued its own for a WebSocket error) only flushes what it holds.
-    pub(crate) async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WireError> {
+    pub(crate) async fn close(&mut self, code: u16, reason: &str) -> Result<(), WireError> {
         let closing = match self.send_queued().await {
             Ok(()) => false,
             Err(WireError::Closed) => true,
@@ -295,16 +265,11 @@ where
         };
         if !closing {
             std::future::poll_fn(|cx| self.poll_ready(cx, true)).await?;
-            match self.hand_over() {
-                Ok(()) => {}
-                Err(WireError::Closed) => return self.flush().await,
-                Err(err) => return Err(err),
-            }
-            let sent = self.ws.start_send_unpin(Message::close(Some(code), reason));
+            let sent = self.ws.send_close(code, reason);
             self.protocol.close_sent();
             match sent {
                 Ok(()) => self.unflushed += 1,
-                Err(tokio_websockets::Error::AlreadyClosed) => {}
+                Err(WsError::AlreadyClosed) => {}
                 Err(err) => return Err(err.into()),
             }
         }
@@ -312,14 +277,8 @@ where
     }
 
     /// Writes what the stream holds (its own frames too, such as the
-    /// answer to a client's close frame). Frames of ours that a closing
-    /// stream refuses are dropped (a client that sent its close frame
-    /// takes no more messages), and what the stream holds is still written.
+    /// answer to a client's close frame).
     pub(crate) async fn flush(&mut self) -> Result<(), WireError> {
-        match self.hand_over() {
-            Ok(()) | Err(WireError::Closed) => {}
-            Err(err) => return Err(err),
-        }
         std::future::poll_fn(|cx| self.poll_flush(cx, true)).await
     }
 
@@ -368,8 +327,8 @@ where
     /// messages are not handled any more. Whether the client's close frame
     /// came (it sends nothing after it).
     pub(crate) async fn read_to_end(&mut self) -> bool {
-        while let Some(message) = self.ws.next().await {
-            if message.is_ok_and(|message| message.is_close()) {
+        while let Some(message) = std::future::poll_fn(|cx| self.ws.poll_next(cx)).await {
+            if matches!(message, Ok(Incoming::Close { .. })) {
                 return true;
             }
         }
@@ -402,10 +361,7 @@ where
     /// Room in the stream for one more message. While the socket is full,
     /// the stall timer runs: `urgent` when the task itself waits to write.
     fn poll_ready(&mut self, cx: &mut Context<'_>, urgent: bool) -> Poll<Result<(), WireError>> {
-        if self.batch_bytes >= FLUSH_THRESHOLD {
-            self.hand_over()?;
-        }
-        match self.ws.poll_ready_unpin(cx) {
+        match self.ws.poll_ready(cx, FLUSH_THRESHOLD) {
             Poll::Ready(Ok(())) => {
                 self.stall.disarm();
                 Poll::Ready(Ok(()))
@@ -419,25 +375,11 @@ where
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>, urgent: bool) -> Poll<Result<(), WireError>> {
-        match self.hand_over() {
-            Ok(()) | Err(WireError::Closed) => {}
-            Err(err) => return Poll::Ready(Err(err)),
-        }
-        match self.ws.poll_flush_unpin(cx) {
+        match self.ws.poll_flush(cx) {
             Poll::Ready(Ok(())) => {
                 self.conn.counters().add_sent(self.unflushed);
                 self.unflushed = 0;
                 self.stall.disarm();
-                // An idle connection keeps no large buffer (a split-off
-                // buffer holds on to its whole allocation, however little
-                // is left).
-                if self.big && self.rx.as_ref().is_none_or(|rx| rx.is_empty()) {
-                    self.buf = BytesMut::new();
-                    self.big = false;
-                }
-                // Nor the batch's vector: it goes back to the thread's
-                // pool, for this connection's next batch or another's.
-                batch_pool::give_back(std::mem::take(&mut self.batch));
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
@@ -468,7 +410,9 @@ where
         match item {
             Outbound::Message(message) => self.encode_and_feed(&message),
             Outbound::Frame(frame) if self.protocol.may_send_frame(&frame) => {
-                self.push(Message::binary(frame))
+                self.ws.send_binary(&frame)?;
+                self.unflushed += 1;
+                Ok(())
             }
             Outbound::Frame(_) => Ok(()),
         }
@@ -480,43 +424,11 @@ where
             return Ok(());
         }
         let len = message.encoded_len();
-        if self.buf.capacity() < len {
-            // Reuses the allocation in place once the frames cut from it
-            // have been written and dropped.
-            self.big |= len > ENCODE_CHUNK;
-            self.buf.reserve(len.max(ENCODE_CHUNK));
-        }
-        message.encode(&mut self.buf);
-        let frame = self.buf.split().freeze();
-        self.push(Message::binary(frame))
-    }
-
-    /// Adds a frame to the batch; a batch of the flush threshold is given
-    /// to the stream at once (whose `poll_ready` then writes it).
-    fn push(&mut self, message: Message) -> Result<(), WireError> {
-        self.batch_bytes += message.as_payload().len();
-        if self.batch.capacity() == 0 {
-            self.batch = batch_pool::take();
-        }
-        self.batch.push(message);
+        let buf = self.ws.binary_frame(len)?;
+        let start = buf.len();
+        message.encode(buf);
+        debug_assert_eq!(buf.len() - start, len, "encoded_len is exact");
         self.unflushed += 1;
-        if self.batch_bytes >= FLUSH_THRESHOLD {
-            self.hand_over()?;
-        }
-        Ok(())
-    }
-
-    /// Gives the batch to the stream.
-    fn hand_over(&mut self) -> Result<(), WireError> {
-        self.batch_bytes = 0;
-        let mut batch = self.batch.drain(..);
-        for message in batch.by_ref() {
-            if let Err(err) = self.ws.start_send_unpin(message) {
-                // Not written, not to be counted: this one and the rest.
-                self.unflushed -= 1 + batch.len() as u64;
-                return Err(err.into());
-            }
-        }
         Ok(())
     }
 }

@@ -9,12 +9,17 @@
  *
  * @module
  */
-import { encodeMessage, parseMessage } from './codec.js';
-import { DisconnectedError, InternalError, MaxSessConnsReached, MessageTooLargeError, ProtocolError, RequestError, SessionNotFound, SessionsDisabled, ShutdownError, SubProtocolMismatch, TimeoutError, UpgradeRefusedError, } from './errors.js';
-import { Payload, Reply, Signal, decodeUtf8, encodeUtf8 } from './payload.js';
+import { ExtensionFlags, encodeMessage, extensionFeatureOf, parseMessage, sentByServer, } from './codec.js';
+import { DisconnectedError, InternalError, MaxSessConnsReached, MessageTooLargeError, OutcomeUnknownError, ProtocolError, QueueFullError, RequestError, SessionNotFound, SessionsDisabled, ShutdownError, SubProtocolMismatch, TimeoutError, UpgradeRefusedError, } from './errors.js';
+import { Payload, Reply, Signal, StreamSignal, decodeUtf8, encodeUtf8 } from './payload.js';
+import { ResumeState, defaultPageLifecycle, defaultResumeStorage } from './resume.js';
 import { copySession, defaultSessionStore, parseSessionJson } from './session.js';
 /** The protocol major version this client speaks. */
 export const PROTOCOL_MAJOR = 2;
+/** The highest minor version this client speaks: 2.1 (docs/protocol.md 14). */
+export const PROTOCOL_MINOR = 1;
+/** The features this client asks for in ExtensionHello. */
+const ASKED_FLAGS = ExtensionFlags.Streams | ExtensionFlags.KeyedRequests;
 /** The close code of a server that drains for a restart or a deploy. */
 const SERVICE_RESTART = 1012;
 /** The readyState of an open WebSocket. */
@@ -95,7 +100,8 @@ function replyFailure(msg) {
     }
 }
 /**
- * A webwire v2.0 client.
+ * A webwire client: v2.0, and v2.1 (resumable streams, keyed requests)
+ * where the server announces it.
  *
  * ```ts
  * const client = new WebwireClient('ws://localhost:9090/', { subProtocol: 'interop' });
@@ -123,7 +129,15 @@ export class WebwireClient {
         sessionRestored: new Set(),
         status: new Set(),
         error: new Set(),
+        streamLoss: new Set(),
+        orphanedReply: new Set(),
     };
+    extensions;
+    maxQueued;
+    /** The 2.1 state: instance id, stream positions, pending keyed requests. */
+    resume;
+    /** The call waiting for each pending keyed request (absent: its caller is gone). */
+    keyedOwners = new Map();
     currentStatus = 'disconnected';
     conn = null;
     waiting = new Set();
@@ -176,6 +190,16 @@ export class WebwireClient {
             this.on('status', options.onStatusChange);
         if (options.onError)
             this.on('error', options.onError);
+        if (options.onStreamLoss)
+            this.on('streamLoss', options.onStreamLoss);
+        if (options.onOrphanedReply)
+            this.on('orphanedReply', options.onOrphanedReply);
+        this.extensions = options.extensions ?? true;
+        this.maxQueued = Math.max(0, options.maxQueued ?? 1000);
+        // A 2.0-only client keeps nothing in the page's storage.
+        const storage = !this.extensions ? null : options.resumeStorage === undefined ? defaultResumeStorage() : options.resumeStorage;
+        const lifecycle = !this.extensions ? null : options.pageLifecycle === undefined ? defaultPageLifecycle() : options.pageLifecycle;
+        this.resume = new ResumeState(storage, options.resumeItemName ?? `webwire-resume:${url}`, lifecycle, (e) => this.emit('error', e));
     }
     // ---------------------------------------------------------------- public API
     /** The connection status. */
@@ -192,6 +216,38 @@ export class WebwireClient {
             return null;
         const { major, minor, readTimeoutMs, bufferSize, subProtocol } = accept;
         return { major, minor, readTimeoutMs, bufferSize, subProtocol };
+    }
+    /**
+     * The 2.1 features of the current connection: the granted flags
+     * ({@link ExtensionFlags}) and the ledger epoch; null while not connected
+     * or on a 2.0 connection.
+     */
+    extensionInfo() {
+        const conn = this.conn;
+        if (conn === null || !conn.optedIn || conn.helloPending)
+            return null;
+        return { flags: conn.granted, ledgerEpoch: conn.ledgerEpoch };
+    }
+    /** This client instance's id (sent in ExtensionHello; kept across reloads in `resumeStorage`). */
+    get instanceId() {
+        return this.resume.instanceId;
+    }
+    /** The stream positions: the last offset delivered per stream. */
+    streamPositions() {
+        return this.resume.streams.positions();
+    }
+    /** The keyed requests still waiting for an answer, in seq order (after a reload: those sent again from storage). */
+    pendingKeyed() {
+        return this.resume.ledger.pending().map((e) => {
+            const owner = this.keyedOwners.get(e.seq);
+            return {
+                seq: e.seq,
+                name: e.name,
+                request: new Payload(e.encoding, e.payload.slice()),
+                written: e.written,
+                awaited: owner !== undefined && !owner.done,
+            };
+        });
     }
     /** Subscribes to an event; returns a function that unsubscribes. */
     on(event, handler) {
@@ -251,20 +307,35 @@ export class WebwireClient {
      * (UTF-16 with `encoding: 'utf16'`), bytes as binary, a {@link Payload} as
      * it is.
      *
+     * On a 2.1 connection that holds a session, the request is a **keyed
+     * request** (docs/protocol.md 14.4): if the connection drops before the
+     * answer, it is sent again after the reconnect and the server runs it at
+     * most once; the call gets exactly one answer, which may be
+     * {@link OutcomeUnknownError}. Made while disconnected with a session, it
+     * waits (and is kept in `resumeStorage`) and is sent once after the
+     * restore.
+     *
      * @throws RequestError, InternalError, ShutdownError (server answers);
-     *   TimeoutError, DisconnectedError, MessageTooLargeError, the abort
-     *   reason; TypeError / RangeError for an invalid name or an empty unnamed
-     *   request.
+     *   OutcomeUnknownError (keyed requests); TimeoutError, DisconnectedError
+     *   (a plain request in flight when the connection dropped),
+     *   MessageTooLargeError, QueueFullError, the abort reason; TypeError /
+     *   RangeError for an invalid name or an empty unnamed request.
      */
     request(name, payload, options = {}) {
-        return this.call(() => {
-            const p = Payload.from(payload, options.encoding ?? this.textEncoding);
-            return encodeMessage({ kind: 'request', id: idBytes(0), name, encoding: p.encoding, payload: p.data });
-        }, (msg) => {
+        let p;
+        try {
+            p = Payload.from(payload, options.encoding ?? this.textEncoding);
+        }
+        catch (e) {
+            return Promise.reject(e);
+        }
+        return this.call(() => encodeMessage({ kind: 'request', id: idBytes(0), name, encoding: p.encoding, payload: p.data }), (msg) => {
             if (msg.kind === 'reply')
                 return new Reply(msg.encoding, msg.payload);
             throw replyFailure(msg) ?? new ProtocolError(`unexpected ${msg.kind} for a request`);
-        }, options);
+        }, options, 
+        // A copy: the application may reuse its buffer while the request waits for a resend.
+        { name, encoding: p.encoding, payload: p.data.slice() });
     }
     /**
      * Sends a signal; resolves once it is handed to the WebSocket (waiting for
@@ -302,7 +373,25 @@ export class WebwireClient {
         // An empty key cannot be sent (the layout needs at least one byte) and names no session.
         if (key.length === 0)
             return Promise.reject(new SessionNotFound());
-        return this.call(() => encodeMessage({ kind: 'requestRestoreSession', id: idBytes(0), key: encodeUtf8(key) }), (msg) => this.acceptRestored(msg), options);
+        return this.call(() => encodeMessage({ kind: 'requestRestoreSession', id: idBytes(0), key: encodeUtf8(key) }), (msg) => this.acceptRestored(msg), options).then((session) => {
+            const conn = this.conn;
+            if (conn !== null && conn.ready) {
+                // As after an automatic restore (14.5): the resume ends the hold on
+                // the session's streams; pending keyed requests are sent again.
+                if ((conn.granted & ExtensionFlags.Streams) !== 0)
+                    this.sendResume(conn, this.resume.streams.resumeAll(conn.accept.bufferSize), true);
+                void this.settlePending(conn, 'restored');
+            }
+            return session;
+        }, async (e) => {
+            const conn = this.conn;
+            if ((e instanceof SessionNotFound || e instanceof SessionsDisabled) && conn !== null && key === this.resume.session) {
+                this.resume.streams.clear();
+                this.resume.save();
+                await this.settlePending(conn, 'notFound');
+            }
+            throw e;
+        });
     }
     /**
      * Closes the session on this connection (the server destroys it when this
@@ -336,7 +425,7 @@ export class WebwireClient {
         return this.closing;
     }
     // ---------------------------------------------------------------- calls
-    call(encode, onReply, options) {
+    call(encode, onReply, options, request) {
         if (this.currentStatus === 'closed')
             return Promise.reject(new DisconnectedError('the client is closed'));
         const { signal } = options;
@@ -366,22 +455,41 @@ export class WebwireClient {
                     signal?.removeEventListener('abort', onAbort);
                 },
             };
-            if (Number.isFinite(timeoutMs) && timeoutMs <= MAX_TIMER) {
-                timer = setTimeout(() => this.failCall(call, new TimeoutError(timeoutMs)), Math.max(0, timeoutMs));
-            }
-            signal?.addEventListener('abort', onAbort, { once: true });
+            if (request !== undefined)
+                call.request = request;
             const conn = this.conn;
             if (conn !== null && conn.ready) {
+                this.armCall(call, timeoutMs, signal, onAbort, (t) => (timer = t));
                 this.transmit(conn, call);
                 return;
             }
             if (this.conn === null && this.reconnectTimer === null && this.reconnect === null) {
-                this.failCall(call, new DisconnectedError('not connected (automatic reconnection is off)'));
+                reject(new DisconnectedError('not connected (automatic reconnection is off)'));
                 return;
+            }
+            if (this.waiting.size >= this.maxQueued) {
+                reject(new QueueFullError(this.maxQueued));
+                return;
+            }
+            this.armCall(call, timeoutMs, signal, onAbort, (t) => (timer = t));
+            if (request !== undefined && this.extensions && this.currentSession !== null && this.currentSession.key === this.resume.session) {
+                // Keyed from now on, so that a reload finds it in storage; whether it
+                // goes out keyed or plain is decided on the next connection (14.5).
+                const entry = this.resume.ledger.assign(request.name, request.encoding, request.payload);
+                call.seq = entry.seq;
+                this.keyedOwners.set(entry.seq, call);
+                this.resume.save();
             }
             this.waiting.add(call);
             this.ensureConnecting(false);
         });
+    }
+    /** Starts a call's timeout and abort listener. */
+    armCall(call, timeoutMs, signal, onAbort, setTimer) {
+        if (Number.isFinite(timeoutMs) && timeoutMs <= MAX_TIMER) {
+            setTimer(setTimeout(() => this.failCall(call, new TimeoutError(timeoutMs)), Math.max(0, timeoutMs)));
+        }
+        signal?.addEventListener('abort', onAbort, { once: true });
     }
     settleCall(call, action) {
         if (call.done)
@@ -394,7 +502,11 @@ export class WebwireClient {
         action();
     }
     failCall(call, error) {
+        if (call.done)
+            return;
         this.settleCall(call, () => call.reject(error));
+        if (call.seq !== undefined)
+            this.abandonKeyed(call.seq);
     }
     /**
      * Sends a call on a ready (or handshaking, for the restore) connection. If
@@ -404,6 +516,39 @@ export class WebwireClient {
     transmit(conn, call, requeue = true) {
         if (call.done)
             return;
+        if (call.request !== undefined) {
+            if (call.seq !== undefined) {
+                const entry = this.resume.ledger.get(call.seq);
+                if (entry !== undefined) {
+                    if (this.mayKey(conn)) {
+                        this.waiting.delete(call);
+                        this.sendKeyed(conn, entry);
+                        return;
+                    }
+                    const sessionHeld = this.currentSession !== null && this.currentSession.key === this.resume.session;
+                    if (!sessionHeld || entry.written || (conn.granted & ExtensionFlags.KeyedRequests) !== 0) {
+                        // Never sent under another session, nor without one (14.4.3): it
+                        // waits for a connection that restores its session.
+                        if (requeue)
+                            this.waiting.add(call);
+                        return;
+                    }
+                    // Its session on a connection without keyed requests (a 2.0 server): a plain request (14.5 step 2).
+                    this.resume.ledger.remove(entry.seq);
+                    this.keyedOwners.delete(entry.seq);
+                    this.resume.save();
+                }
+                delete call.seq;
+            }
+            else if (this.mayKey(conn)) {
+                const entry = this.resume.ledger.assign(call.request.name, call.request.encoding, call.request.payload);
+                call.seq = entry.seq;
+                this.keyedOwners.set(entry.seq, call);
+                this.waiting.delete(call);
+                this.sendKeyed(conn, entry);
+                return;
+            }
+        }
         const limit = conn.accept.bufferSize;
         if (call.bytes.length > limit) {
             this.failCall(call, new MessageTooLargeError(call.bytes.length, limit));
@@ -431,6 +576,278 @@ export class WebwireClient {
         }
         if (call.onReply === null)
             this.settleCall(call, () => call.resolve(undefined));
+    }
+    // ---------------------------------------------------------------- keyed requests (2.1)
+    /** Whether a request sent now on this connection is keyed: KEYED_REQUESTS granted and the session held. */
+    mayKey(conn) {
+        return ((conn.granted & ExtensionFlags.KeyedRequests) !== 0 &&
+            this.currentSession !== null &&
+            this.currentSession.key === this.resume.session);
+    }
+    /**
+     * Writes a KeyedRequest for an entry: its seq, its first epoch (the
+     * connection's for a first sending), the current ack, a new request id.
+     * `noSession`: a resend after the restore found the session gone, where
+     * NO_SESSION means the outcome is unknown. `settled` runs once the
+     * sending has an answer or is lost.
+     */
+    sendKeyed(conn, entry, noSession = false, settled) {
+        const epoch = entry.epoch ?? conn.ledgerEpoch;
+        let bytes;
+        try {
+            bytes = encodeMessage({
+                kind: 'keyedRequest',
+                id: idBytes(0),
+                seq: entry.seq,
+                epoch,
+                ack: this.resume.ledger.ack(),
+                name: entry.name,
+                encoding: entry.encoding,
+                payload: entry.payload,
+            });
+        }
+        catch (e) {
+            this.finishKeyed(entry.seq, { error: e instanceof Error ? e : new Error(String(e)) });
+            settled?.();
+            return;
+        }
+        if (bytes.length > conn.accept.bufferSize) {
+            // A server with a smaller buffer than the one that took it the first time.
+            const error = entry.written ? new OutcomeUnknownError(entry.seq) : new MessageTooLargeError(bytes.length, conn.accept.bufferSize);
+            this.finishKeyed(entry.seq, { error });
+            settled?.();
+            return;
+        }
+        const seq = entry.seq;
+        const tx = {
+            bytes,
+            onReply: (msg) => {
+                this.finishKeyed(seq, this.keyedOutcome(seq, msg, noSession));
+                return undefined;
+            },
+            resolve: () => settled?.(),
+            reject: (error) => {
+                settled?.();
+                // A lost connection keeps the entry for the next one; only a closed client ends the wait.
+                if (this.currentStatus === 'closed')
+                    this.failOwner(seq, error);
+            },
+            cleanup: () => { },
+            done: false,
+            id: 0,
+        };
+        if (conn.ws.readyState === WS_OPEN) {
+            // Before the write: from here on the server may have run it.
+            this.resume.ledger.markWritten(entry, epoch);
+            this.resume.save();
+        }
+        this.transmit(conn, tx, false);
+    }
+    /** The answer of a keyed request, as the caller gets it. */
+    keyedOutcome(seq, msg, noSession) {
+        if (msg.kind === 'reply')
+            return { value: new Reply(msg.encoding, msg.payload) };
+        if (msg.kind === 'replyOutcomeUnknown')
+            return { error: new OutcomeUnknownError(seq) };
+        if (noSession && msg.kind === 'replyError' && msg.code === 'NO_SESSION') {
+            return { error: new OutcomeUnknownError(seq, 'the session is gone and the server does not know the outcome of the request') };
+        }
+        return { error: replyFailure(msg) ?? new ProtocolError(`unexpected ${msg.kind} for a keyed request`) };
+    }
+    /** A keyed request has its final answer: it leaves the ledger and goes to its caller, or to `orphanedReply`. */
+    finishKeyed(seq, result) {
+        const entry = this.resume.ledger.get(seq);
+        if (entry === undefined)
+            return;
+        this.resume.ledger.remove(seq);
+        this.resume.save();
+        this.deliverKeyed(entry, result);
+    }
+    deliverKeyed(entry, result) {
+        const owner = this.keyedOwners.get(entry.seq);
+        this.keyedOwners.delete(entry.seq);
+        if (owner !== undefined && !owner.done) {
+            if ('error' in result)
+                this.settleCall(owner, () => owner.reject(result.error));
+            else
+                this.settleCall(owner, () => owner.resolve(result.value));
+            return;
+        }
+        this.emit('orphanedReply', {
+            seq: entry.seq,
+            name: entry.name,
+            request: new Payload(entry.encoding, entry.payload),
+            reply: 'value' in result ? result.value : null,
+            error: 'error' in result ? result.error : null,
+        });
+    }
+    /** Fails the caller of a keyed request (the client is closing) without forgetting the request. */
+    failOwner(seq, error) {
+        const owner = this.keyedOwners.get(seq);
+        if (owner === undefined || owner.done)
+            return;
+        this.settleCall(owner, () => owner.reject(error));
+    }
+    /**
+     * The caller of a keyed request gave up (timeout, abort, close). Never
+     * sent: the request is dropped (its seq stays unused). Sent: it stays
+     * pending, and its answer goes to `orphanedReply`.
+     */
+    abandonKeyed(seq) {
+        const entry = this.resume.ledger.get(seq);
+        if (entry === undefined || entry.written)
+            return;
+        this.resume.ledger.remove(seq);
+        this.keyedOwners.delete(seq);
+        this.resume.save();
+    }
+    /**
+     * The connection holds session `key` now (created or restored): the 2.1
+     * state belongs to it. State of another session is dropped: its pending
+     * keyed requests fail with outcome unknown (never sent under another
+     * session), its positions are forgotten.
+     */
+    bindSession(key) {
+        if (this.resume.session === key)
+            return;
+        const dropped = this.resume.ledger.reset();
+        this.resume.streams.clear();
+        this.resume.session = key;
+        this.resume.save();
+        for (const entry of dropped) {
+            this.deliverKeyed(entry, { error: new OutcomeUnknownError(entry.seq, 'the session of this request is gone: its outcome is unknown') });
+        }
+    }
+    /**
+     * Applies docs/protocol.md 14.5 steps 2, 4 and 5 to the pending keyed
+     * requests once the restore of their session ended on this connection.
+     * Resolves when it is done; after `notFound`, once every resend is answered.
+     */
+    async settlePending(conn, outcome) {
+        const keyed = (conn.granted & ExtensionFlags.KeyedRequests) !== 0;
+        const plan = this.resume.ledger.plan(keyed, conn.ledgerEpoch, outcome);
+        for (const entry of plan.failUnknown) {
+            const why = entry.written
+                ? 'the request was sent but the server cannot retry it (a 2.0 server, a lost ledger, or a session that is gone)'
+                : 'the session of this request is gone: it was never sent';
+            this.finishKeyed(entry.seq, { error: new OutcomeUnknownError(entry.seq, why) });
+        }
+        for (const entry of plan.sendPlain) {
+            // A 2.0 connection: it goes out as a plain request, never keyed again.
+            this.resume.ledger.remove(entry.seq);
+            this.resume.save();
+            let owner = this.keyedOwners.get(entry.seq);
+            this.keyedOwners.delete(entry.seq);
+            if (owner === undefined || owner.done)
+                owner = this.orphanPlainCall(entry);
+            else
+                delete owner.seq;
+            this.waiting.delete(owner);
+            this.transmit(conn, owner);
+        }
+        if (outcome === 'notFound') {
+            await Promise.all(plan.resend.map((entry) => new Promise((resolve) => this.sendKeyed(conn, entry, true, resolve))));
+            if (this.conn === conn && this.resume.ledger.empty) {
+                this.resume.session = null;
+                this.resume.save();
+            }
+            return;
+        }
+        const inOrder = [...plan.resend, ...plan.sendNew].sort((a, b) => (a.seq < b.seq ? -1 : 1));
+        for (const entry of inOrder) {
+            const owner = this.keyedOwners.get(entry.seq);
+            if (owner !== undefined)
+                this.waiting.delete(owner);
+            this.sendKeyed(conn, entry);
+        }
+    }
+    /** A call for a request from storage that goes out plain: its answer goes to `orphanedReply`. */
+    orphanPlainCall(entry) {
+        const settle = (result) => this.deliverKeyed(entry, result);
+        return {
+            bytes: encodeMessage({ kind: 'request', id: idBytes(0), name: entry.name, encoding: entry.encoding, payload: entry.payload }),
+            onReply: (msg) => {
+                if (msg.kind === 'reply')
+                    return new Reply(msg.encoding, msg.payload);
+                throw replyFailure(msg) ?? new ProtocolError(`unexpected ${msg.kind} for a request`);
+            },
+            resolve: (value) => settle({ value: value }),
+            reject: (error) => settle({ error: error instanceof Error ? error : new Error(String(error)) }),
+            cleanup: () => { },
+            done: false,
+            id: 0,
+        };
+    }
+    // ---------------------------------------------------------------- streams (2.1)
+    onStreamSignal(conn, msg) {
+        const verdict = this.resume.streams.onSignal(msg);
+        if (verdict.resume !== null)
+            this.sendResume(conn, [verdict.resume], false);
+        if (!verdict.deliver)
+            return;
+        this.resume.save();
+        this.emit('signal', new StreamSignal(msg.name, msg.encoding, msg.payload, msg.stream, msg.epoch, msg.offset));
+    }
+    onStreamLoss(msg) {
+        if (!this.resume.streams.onLoss(msg))
+            return;
+        this.resume.save();
+        const { stream, epoch, lostFrom, lostTo, next, reason } = msg;
+        this.emit('streamLoss', { stream, epoch, lostFrom, lostTo, next, reason });
+    }
+    /**
+     * Sends a StreamResume (its answer ends the streams' *resuming*). `full`:
+     * the resume after a restore, which lists every position; otherwise a gap
+     * repair of the listed streams. A ReplyInternalError (the history could
+     * not be read) is tried again after a backoff.
+     */
+    sendResume(conn, entries, full) {
+        const streams = entries.map((e) => e.stream);
+        let timer = null;
+        const ended = () => this.resume.streams.resumeEnded(streams);
+        const call = {
+            bytes: encodeMessage({ kind: 'streamResume', id: idBytes(0), entries }),
+            onReply: (msg) => {
+                ended();
+                if (msg.kind === 'replyInternalError')
+                    this.retryResume(conn, streams, full);
+                else if (msg.kind === 'reply')
+                    conn.resumeFailures = 0;
+                return undefined;
+            },
+            resolve: () => { },
+            reject: ended,
+            cleanup: () => {
+                if (timer !== null)
+                    clearTimeout(timer);
+            },
+            done: false,
+            id: 0,
+        };
+        if (Number.isFinite(this.timeout) && this.timeout <= MAX_TIMER) {
+            timer = setTimeout(() => this.failCall(call, new TimeoutError(this.timeout)), this.timeout);
+        }
+        this.transmit(conn, call, false);
+    }
+    retryResume(conn, streams, full) {
+        if (this.conn !== conn)
+            return;
+        conn.resumeFailures++;
+        const r = this.reconnect ?? { initialDelay: 500, maxDelay: 30_000, factor: 2 };
+        const delay = Math.min(r.maxDelay, r.initialDelay * r.factor ** (conn.resumeFailures - 1));
+        const timer = setTimeout(() => {
+            conn.resumeTimers.delete(timer);
+            if (this.conn !== conn)
+                return;
+            if (full) {
+                this.sendResume(conn, this.resume.streams.resumeAll(conn.accept.bufferSize), true);
+                return;
+            }
+            const entries = this.resume.streams.resumeStreams(streams);
+            if (entries.length > 0)
+                this.sendResume(conn, entries, false);
+        }, delay);
+        conn.resumeTimers.add(timer);
     }
     sendRaw(conn, bytes) {
         conn.ws.send(bytes);
@@ -484,7 +901,21 @@ export class WebwireClient {
             return;
         }
         ws.binaryType = 'arraybuffer';
-        const conn = { ws, accept: null, ready: false, lastSent: now(), heartbeatTimer: null, handshakeTimer: null, refused: null };
+        const conn = {
+            ws,
+            accept: null,
+            ready: false,
+            lastSent: now(),
+            heartbeatTimer: null,
+            handshakeTimer: null,
+            refused: null,
+            optedIn: false,
+            helloPending: false,
+            granted: 0,
+            ledgerEpoch: 0n,
+            resumeTimers: new Set(),
+            resumeFailures: 0,
+        };
         this.conn = conn;
         if (isWsEmitter(ws)) {
             // The `ws` package shows a refused upgrade's response to a listener
@@ -551,6 +982,23 @@ export class WebwireClient {
             this.onAcceptConf(conn, msg);
             return;
         }
+        const feature = extensionFeatureOf(msg);
+        if (feature !== undefined && sentByServer(msg)) {
+            // docs/protocol.md 14.1, rules for the client.
+            let wrong = null;
+            if (!conn.optedIn)
+                wrong = `${msg.kind} on a connection that did not opt in to 2.1`;
+            else if (msg.kind === 'extensionAccept')
+                wrong = conn.helloPending ? null : 'a second extensionAccept';
+            else if (conn.helloPending)
+                wrong = `${msg.kind} before extensionAccept`;
+            else if ((conn.granted & feature) === 0)
+                wrong = `${msg.kind} of a feature that was not granted`;
+            if (wrong !== null) {
+                this.violation(conn, new ProtocolError(`protocol violation: ${wrong}`), 1002);
+                return;
+            }
+        }
         switch (msg.kind) {
             case 'reply':
             case 'replyError':
@@ -559,10 +1007,20 @@ export class WebwireClient {
             case 'replySessionNotFound':
             case 'replyMaxSessConnsReached':
             case 'replySessionsDisabled':
+            case 'replyOutcomeUnknown':
                 this.onReplyMessage(msg);
                 return;
             case 'signal':
                 this.emit('signal', new Signal(msg.name, msg.encoding, msg.payload));
+                return;
+            case 'extensionAccept':
+                this.onExtensionAccept(conn, msg);
+                return;
+            case 'streamSignal':
+                this.onStreamSignal(conn, msg);
+                return;
+            case 'streamLoss':
+                this.onStreamLoss(msg);
                 return;
             case 'notifySessionCreated': {
                 let session;
@@ -575,6 +1033,8 @@ export class WebwireClient {
                 }
                 this.currentSession = session;
                 this.storeSave(session.key);
+                // A new session has nothing to resume: its streams flow at once (14.3.2).
+                this.bindSession(session.key);
                 this.emit('sessionCreated', copySession(session));
                 return;
             }
@@ -597,12 +1057,43 @@ export class WebwireClient {
         conn.accept = accept;
         this.lastBufferSize = accept.bufferSize;
         this.scheduleHeartbeat(conn);
+        if (this.extensions && accept.minor >= 1) {
+            // Opt in (14.1): ExtensionHello first, then nothing until ExtensionAccept.
+            conn.optedIn = true;
+            conn.helloPending = true;
+            try {
+                this.sendRaw(conn, encodeMessage({ kind: 'extensionHello', flags: ASKED_FLAGS, instanceId: this.resume.instanceId }));
+            }
+            catch {
+                // the close event follows
+            }
+            return;
+        }
         void this.restoreOnConnect(conn);
     }
-    /** Restores the known session on a fresh connection, then marks it ready. */
+    onExtensionAccept(conn, msg) {
+        let wrong = null;
+        if ((msg.flags & ~ASKED_FLAGS) !== 0)
+            wrong = `extensionAccept grants flags ${msg.flags} of which some were not asked for`;
+        else if ((msg.flags & ExtensionFlags.KeyedRequests) !== 0 && msg.ledgerEpoch === 0n)
+            wrong = 'extensionAccept grants keyed requests with ledger epoch 0';
+        if (wrong !== null) {
+            this.violation(conn, new ProtocolError(`protocol violation: ${wrong}`), 1002);
+            return;
+        }
+        conn.helloPending = false;
+        conn.granted = msg.flags;
+        conn.ledgerEpoch = msg.ledgerEpoch;
+        void this.restoreOnConnect(conn);
+    }
+    /**
+     * Restores the known session on a fresh connection, settles the pending
+     * keyed requests (docs/protocol.md 14.5), then marks it ready.
+     */
     async restoreOnConnect(conn) {
         if (!this.autoRestore) {
-            // A new connection has no session until the application restores one.
+            // A new connection has no session until the application restores one;
+            // pending keyed requests wait for that restore.
             if (this.currentSession !== null) {
                 this.currentSession = null;
                 this.emit('sessionClosed');
@@ -621,40 +1112,75 @@ export class WebwireClient {
         }
         if (this.conn !== conn)
             return;
+        // The session of pending keyed requests, closed meanwhile (a logout whose
+        // answer was lost): its restore fails, and the server answers their
+        // resends from the closed session's ledger (14.4.2, "Without a session").
+        const ledgerOnly = (key === null || key.length === 0) && this.resume.session !== null && !this.resume.ledger.empty;
+        if (ledgerOnly)
+            key = this.resume.session;
         if (key !== null && key.length > 0) {
-            const restoreKey = key;
-            try {
-                await new Promise((resolve, reject) => {
-                    const call = {
-                        bytes: encodeMessage({ kind: 'requestRestoreSession', id: idBytes(0), key: encodeUtf8(restoreKey) }),
-                        onReply: (msg) => this.acceptRestored(msg),
-                        resolve: resolve,
-                        reject,
-                        done: false,
-                        id: 0,
-                        cleanup: () => clearTimeout(timer),
-                    };
-                    const timer = setTimeout(() => this.failCall(call, new TimeoutError(this.timeout)), Math.min(this.timeout, MAX_TIMER));
-                    this.transmit(conn, call, false);
-                });
-            }
-            catch (e) {
-                if (this.conn !== conn)
-                    return;
-                if (e instanceof SessionNotFound || e instanceof SessionsDisabled) {
-                    // The session is gone for good.
-                    this.storeClear();
-                }
-                if (this.currentSession !== null) {
-                    this.currentSession = null;
-                    this.emit('sessionClosed');
-                }
-                this.emit('error', e instanceof Error ? e : new Error(String(e)));
-            }
+            // Pending state of another session is never sent under this one.
+            if (this.resume.session !== null && this.resume.session !== key)
+                this.bindSession(key);
+            const outcome = await this.restoreOn(conn, key, ledgerOnly);
+            if (this.conn !== conn)
+                return;
+            await this.settlePending(conn, outcome);
+            if (this.conn !== conn)
+                return;
         }
-        if (this.conn !== conn)
-            return;
         this.markReady(conn);
+    }
+    /**
+     * Sends RequestRestoreSession and, with streams granted, the StreamResume
+     * right behind it (14.5 step 3); resolves with how the restore ended.
+     * `quiet`: a restore only for the pending keyed requests of a closed
+     * session, whose failure is expected and not reported.
+     */
+    async restoreOn(conn, key, quiet) {
+        try {
+            const restored = new Promise((resolve, reject) => {
+                const call = {
+                    bytes: encodeMessage({ kind: 'requestRestoreSession', id: idBytes(0), key: encodeUtf8(key) }),
+                    onReply: (msg) => this.acceptRestored(msg),
+                    resolve: resolve,
+                    reject,
+                    done: false,
+                    id: 0,
+                    cleanup: () => clearTimeout(timer),
+                };
+                const timer = setTimeout(() => this.failCall(call, new TimeoutError(this.timeout)), Math.min(this.timeout, MAX_TIMER));
+                this.transmit(conn, call, false);
+            });
+            if ((conn.granted & ExtensionFlags.Streams) !== 0 && this.conn === conn) {
+                // The server handles it after the restore; it ends the hold on the
+                // session's streams (14.3.2), so it goes out even with no position.
+                if (this.resume.session !== key)
+                    this.resume.streams.clear();
+                this.sendResume(conn, this.resume.streams.resumeAll(conn.accept.bufferSize), true);
+            }
+            await restored;
+            return 'restored';
+        }
+        catch (e) {
+            if (this.conn !== conn)
+                return 'failed';
+            const gone = e instanceof SessionNotFound || e instanceof SessionsDisabled;
+            if (gone) {
+                // The session is gone for good, and so are its positions (14.3.3).
+                if (!quiet)
+                    this.storeClear();
+                this.resume.streams.clear();
+                this.resume.save();
+            }
+            if (this.currentSession !== null) {
+                this.currentSession = null;
+                this.emit('sessionClosed');
+            }
+            if (!quiet)
+                this.emit('error', e instanceof Error ? e : new Error(String(e)));
+            return gone ? 'notFound' : 'failed';
+        }
     }
     acceptRestored(msg) {
         if (msg.kind !== 'reply')
@@ -662,6 +1188,7 @@ export class WebwireClient {
         const session = parseSessionJson(msg.encoding === 'utf16' ? new Payload('utf16', msg.payload).text : decodeUtf8(msg.payload));
         this.currentSession = session;
         this.storeSave(session.key);
+        this.bindSession(session.key);
         this.emit('sessionRestored', copySession(session));
         return copySession(session);
     }
@@ -675,7 +1202,11 @@ export class WebwireClient {
         this.setStatus('connected');
         for (const waiter of [...this.connectWaiters])
             waiter.resolve();
-        for (const call of [...this.waiting]) {
+        // Keyed requests that already have a seq go first, in seq order, so that
+        // the server never reads a seq after a higher one (14.4.1).
+        const queued = [...this.waiting];
+        const numbered = queued.filter((c) => c.seq !== undefined).sort((a, b) => (a.seq < b.seq ? -1 : 1));
+        for (const call of [...numbered, ...queued.filter((c) => c.seq === undefined)]) {
             if (this.conn !== conn || !conn.ready)
                 break;
             this.waiting.delete(call);
@@ -691,7 +1222,8 @@ export class WebwireClient {
             if (this.conn !== conn)
                 return;
             const idle = now() - conn.lastSent;
-            if (idle >= interval - 1 && conn.ws.readyState === WS_OPEN) {
+            // Nothing, not even a heartbeat, between ExtensionHello and ExtensionAccept (14.1).
+            if (idle >= interval - 1 && conn.ws.readyState === WS_OPEN && !conn.helloPending) {
                 try {
                     this.sendRaw(conn, encodeMessage({ kind: 'heartbeat' }));
                 }
@@ -708,8 +1240,11 @@ export class WebwireClient {
             clearTimeout(conn.heartbeatTimer);
         if (conn.handshakeTimer !== null)
             clearTimeout(conn.handshakeTimer);
+        for (const timer of conn.resumeTimers)
+            clearTimeout(timer);
         conn.heartbeatTimer = null;
         conn.handshakeTimer = null;
+        conn.resumeTimers.clear();
     }
     /** The server broke the protocol: close, fail what was in flight, reconnect with backoff. */
     violation(conn, error, code) {
@@ -724,8 +1259,11 @@ export class WebwireClient {
         this.stopTimers(conn);
         detach(conn.ws);
         this.conn = null;
+        // Keyed requests in flight stay pending (sent again after the reconnect);
+        // plain ones fail: their answer is lost.
         for (const call of [...this.pending.values()])
             this.failCall(call, error);
+        this.resume.streams.connectionLost();
         if (this.currentStatus === 'closed')
             return;
         this.failedAttempts++;
@@ -776,9 +1314,20 @@ export class WebwireClient {
             this.failCall(call, error);
         for (const call of [...this.waiting])
             this.failCall(call, error);
+        this.failKeyedOwners(error);
+        this.resume.release();
         for (const waiter of [...this.connectWaiters])
             waiter.reject(error);
         this.emit('error', error);
+    }
+    /**
+     * The client is closed: callers of keyed requests already sent stop
+     * waiting; the requests stay in `resumeStorage` for a later client (their
+     * answers then reach its `orphanedReply` event).
+     */
+    failKeyedOwners(error) {
+        for (const seq of [...this.keyedOwners.keys()])
+            this.failOwner(seq, error);
     }
     forceClose() {
         const closed = new DisconnectedError('the client is closed');
@@ -796,8 +1345,11 @@ export class WebwireClient {
         for (const waiter of [...this.connectWaiters])
             waiter.reject(closed);
         const conn = this.conn;
-        if (conn === null)
+        if (conn === null) {
+            this.failKeyedOwners(closed);
+            this.resume.release();
             return;
+        }
         if (conn.ready && this.pending.size > 0) {
             // Let the requests in flight finish (each has its own timeout).
             await Promise.allSettled([...this.pending.values()].map((call) => new Promise((resolve) => {
@@ -808,12 +1360,15 @@ export class WebwireClient {
                 };
             })));
         }
+        this.failKeyedOwners(closed);
+        this.resume.release();
         if (this.conn !== conn)
             return;
         this.stopTimers(conn);
         this.conn = null;
         for (const call of [...this.pending.values()])
             this.failCall(call, closed);
+        this.failKeyedOwners(closed);
         await new Promise((resolve) => {
             const timer = setTimeout(done, 2000);
             function done() {
@@ -833,6 +1388,10 @@ export class WebwireClient {
         const had = this.currentSession !== null;
         this.currentSession = null;
         this.storeClear();
+        // Positions belong to the session (14.3.3); pending keyed requests stay:
+        // one of them may be the request that closed it, still to be answered.
+        this.resume.streams.clear();
+        this.resume.save();
         if (had && notify)
             this.emit('sessionClosed');
     }

@@ -146,3 +146,37 @@ export class SubProtocolMismatch extends ProtocolError {
         this.actual = actual;
     }
 }
+/**
+ * The server cannot tell whether a keyed request's handler ran, and will
+ * never run it for that key (docs/protocol.md 14.4.3): the request may or
+ * may not have had its effect. The application finds out by other means
+ * (reload the data, ask with a new request). Distinct from a failure: it is
+ * never a reason to send the same request again, which would be a new key.
+ *
+ * It answers ReplyOutcomeUnknown, and a keyed request the client had sent
+ * without an answer when the next connection cannot retry it (a 2.0 server,
+ * another ledger epoch, a session that is gone), and a keyed request of a
+ * session that cannot be restored that was never sent.
+ */
+export class OutcomeUnknownError extends WebwireError {
+    name = 'OutcomeUnknownError';
+    /** The key's sequence number, or null when the request was never keyed on the wire. */
+    seq;
+    constructor(seq, message = 'the outcome of the request is unknown: it may or may not have run') {
+        super(message);
+        this.seq = seq;
+    }
+}
+/**
+ * Too many calls are waiting for a connection (the client's `maxQueued`
+ * option); the call was not queued and will not be sent.
+ */
+export class QueueFullError extends WebwireError {
+    name = 'QueueFullError';
+    /** The bound that was reached. */
+    limit;
+    constructor(limit) {
+        super(`${limit} calls are already waiting for a connection`);
+        this.limit = limit;
+    }
+}

@@ -124,3 +124,22 @@ export class Signal extends Payload {
         this.name = name;
     }
 }
+/**
+ * A signal of a stream (webwire 2.1, docs/protocol.md 14.3): delivered in
+ * order, once, with its position. It reaches the application through the
+ * same `signal` event as any signal.
+ */
+export class StreamSignal extends Signal {
+    /** The stream: the session stream, or a room's. */
+    stream;
+    /** The stream's epoch. */
+    epoch;
+    /** The signal's offset in the stream, within the epoch. */
+    offset;
+    constructor(name, encoding, data, stream, epoch, offset) {
+        super(name, encoding, data);
+        this.stream = stream;
+        this.epoch = epoch;
+        this.offset = offset;
+    }
+}

@@ -69,7 +69,7 @@ fn resume(id: u64) -> Bytes {
 
 fn stream_signal() -> ServerMessage {
     let signal = Signal::new(Name::from_static("s"), Payload::binary(Bytes::new())).unwrap();
-    ServerMessage::StreamSignal(StreamSignal::new(StreamId::Session, 1, 1, signal))
+    ServerMessage::StreamSignal(StreamSignal::new(StreamId::Session, 1, 1, signal).unwrap())
 }
 
 fn stream_loss() -> ServerMessage {
