@@ -221,7 +221,10 @@ async fn opt_in_grants_keyed_requests_with_the_ledger_epoch() {
     // Asking for streams only: no keyed requests, epoch 0.
     let mut other = TestClient::in_memory(&server).await;
     let accept = opt_in(&mut other, FeatureFlags::STREAMS).await;
-    assert_eq!((accept.flags, accept.ledger_epoch), (FeatureFlags::STREAMS, 0));
+    assert_eq!(
+        (accept.flags, accept.ledger_epoch),
+        (FeatureFlags::STREAMS, 0)
+    );
     // ... and a keyed request from it is a violation.
     send_keyed(&mut other, "incr", "", (1, 1, 0)).await;
     assert_eq!(other.closed().await, Some(1002));
