@@ -846,3 +846,113 @@ async fn reconnecting_honours_retry_after() {
     );
     server.stop().await;
 }
+
+/// The payload texts of the `ClientEvent::Signal`s named `name` until
+/// `count` of them came.
+async fn signal_texts(events: &mut webwire_client::Events, count: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    while texts.len() < count {
+        if let ClientEvent::Signal(signal) =
+            wait_event(events, |e| matches!(e, ClientEvent::Signal(_))).await
+        {
+            texts.push(signal.payload().to_text().unwrap().into_owned());
+        }
+    }
+    texts
+}
+
+/// Against the server's 2.1 streams: the session stream and a history
+/// room's signals sent while the client was disconnected reach it after
+/// the reconnect, in order, once, and it is back in the room without
+/// joining it again.
+#[tokio::test]
+async fn stream_signals_sent_while_disconnected_arrive_in_order_once() {
+    let server = TestServer::in_memory(|b| {
+        unlimited(b).room_history(|room| {
+            (room == "lobby").then(webwire_server::stream::HistoryLimits::default)
+        })
+    });
+    // A transport that can be cut: the client stays away while it is.
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = builder("ws://webwire.test/")
+        .transport({
+            let (server, down) = (server.server.clone(), down.clone());
+            move || {
+                let result = if down.load(Ordering::SeqCst) {
+                    Err(std::io::Error::other("cut"))
+                } else {
+                    Ok(server.connect_in_memory())
+                };
+                async move { result }
+            }
+        })
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    let key = login(&client, "ann").await;
+    server
+        .server
+        .join_session_room(&key, "lobby")
+        .await
+        .unwrap();
+    for i in 1..=2 {
+        server
+            .server
+            .signal_session_stream(&key, "s", format!("s{i}"))
+            .await
+            .unwrap();
+        server
+            .server
+            .signal_room_stream("lobby", "r", format!("r{i}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(signal_texts(&mut events, 4).await, ["s1", "r1", "s2", "r2"]);
+    down.store(true, Ordering::SeqCst);
+    for conn in server.server.connections() {
+        conn.close();
+    }
+    wait_event(&mut events, |e| *e == ClientEvent::Disconnected).await;
+    eventually("the connection to end", || {
+        server.server.connection_count() == 0
+    })
+    .await;
+    // Sent while the client is away.
+    for i in 3..=4 {
+        server
+            .server
+            .signal_session_stream(&key, "s", format!("s{i}"))
+            .await
+            .unwrap();
+        server
+            .server
+            .signal_room_stream("lobby", "r", format!("r{i}"))
+            .await
+            .unwrap();
+    }
+    down.store(false, Ordering::SeqCst);
+    wait_event(&mut events, |e| *e == ClientEvent::Connected).await;
+    let mut missed = signal_texts(&mut events, 4).await;
+    // Each stream in order; the two streams may interleave.
+    let (s, r): (Vec<_>, Vec<_>) = missed.drain(..).partition(|t| t.starts_with('s'));
+    assert_eq!(
+        (s, r),
+        (
+            vec!["s3".to_owned(), "s4".into()],
+            vec!["r3".to_owned(), "r4".into()]
+        )
+    );
+    eventually("back in the room", || {
+        server.server.room_count("lobby") == 1
+    })
+    .await;
+    server
+        .server
+        .signal_room_stream("lobby", "r", "r5")
+        .await
+        .unwrap();
+    assert_eq!(signal_texts(&mut events, 1).await, ["r5"]);
+    server.stop().await;
+}

@@ -59,6 +59,18 @@ pub enum ClusterEvent {
         /// The encoded signal message.
         frame: Bytes,
     },
+    /// 2.1: a signal appended to a stream by another node (a stream store
+    /// shared by the cluster publishes each append), for this node's
+    /// connections that get the stream: the session's, or the room's
+    /// members. The server delivers it in the stream's order on this node.
+    Stream {
+        /// The stream.
+        stream: crate::stream::StreamKey,
+        /// The signal's place in it.
+        position: crate::stream::StreamPosition,
+        /// The encoded 2.0 Signal message, as stored.
+        frame: Bytes,
+    },
 }
 
 /// Shows a session's key as its digest.
@@ -76,6 +88,17 @@ impl fmt::Debug for ClusterEvent {
                 .field("key", &webwire_proto::KeyDigest::new(key))
                 .field("frame", frame)
                 .finish(),
+            // The stream key shows a session key as its digest.
+            Self::Stream {
+                stream,
+                position,
+                frame,
+            } => f
+                .debug_struct("Stream")
+                .field("stream", stream)
+                .field("position", position)
+                .field("frame", frame)
+                .finish(),
         }
     }
 }
@@ -91,9 +114,10 @@ impl ClusterEvent {
     /// ```
     pub fn frame(&self) -> &Bytes {
         match self {
-            Self::Broadcast { frame } | Self::Room { frame, .. } | Self::Session { frame, .. } => {
-                frame
-            }
+            Self::Broadcast { frame }
+            | Self::Room { frame, .. }
+            | Self::Session { frame, .. }
+            | Self::Stream { frame, .. } => frame,
         }
     }
 }

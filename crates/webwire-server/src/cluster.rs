@@ -21,6 +21,9 @@
 //! - the per-session connection limit counts the session's connections on
 //!   every node: a restore first takes a place with
 //!   [`Cluster::join_session`]; leaving gives it back.
+//! - a stream store shared by the nodes (2.1) hands each signal another
+//!   node appended to this server as [`ClusterEvent::Stream`], delivered
+//!   in the stream's order here.
 
 use std::fmt;
 use std::future::Future;
@@ -149,6 +152,11 @@ impl LocalNode for Shared {
                 }
                 sent
             }
+            ClusterEvent::Stream {
+                stream,
+                position,
+                frame,
+            } => crate::stream::deliver_from_cluster(self, stream, *position, frame),
             // `ClusterEvent` is non-exhaustive in `webwire-core`: an event
             // of a newer core than this server knows reaches nobody.
             _ => 0,

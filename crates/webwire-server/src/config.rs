@@ -49,6 +49,8 @@ pub(crate) struct Config {
     pub(crate) keyed_request_timeout: Duration,
     /// How often a running keyed handler renews its lease in the ledger.
     pub(crate) keyed_lease_renewal: Duration,
+    /// Stream history: the store, the session streams' and the rooms'.
+    pub(crate) streams: crate::stream::hub::StreamConfig,
 }
 
 /// The original server's read timeout.
@@ -68,7 +70,7 @@ pub(crate) const DEFAULT_KEYED_REQUEST_TIMEOUT: Duration = Duration::from_secs(6
 /// default lease time (30 s), so that two renewals may fail or be late.
 pub(crate) const DEFAULT_KEYED_LEASE_RENEWAL: Duration = Duration::from_secs(10);
 /// The 2.1 features a server offers by default.
-pub(crate) const DEFAULT_EXTENSIONS: FeatureFlags = FeatureFlags::KEYED_REQUESTS;
+pub(crate) const DEFAULT_EXTENSIONS: FeatureFlags = FeatureFlags::KNOWN;
 /// How long a closing connection waits for the client's close frame.
 pub(crate) const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -118,6 +120,7 @@ impl Default for Config {
             ledger_limits: LedgerLimits::default(),
             keyed_request_timeout: DEFAULT_KEYED_REQUEST_TIMEOUT,
             keyed_lease_renewal: DEFAULT_KEYED_LEASE_RENEWAL,
+            streams: crate::stream::hub::StreamConfig::default(),
         }
     }
 }

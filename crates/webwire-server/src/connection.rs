@@ -298,6 +298,8 @@ pub(crate) struct ConnectionInner {
     /// The 2.1 features granted (bits of [`FeatureFlags`]), set once the
     /// ExtensionAccept is written; 0 on a 2.0 connection.
     features: AtomicU32,
+    /// The 2.1 features granted, and the hold of streams after a restore.
+    streams: crate::stream::hub::ConnStreams,
 }
 
 impl ConnectionInner {
@@ -330,7 +332,20 @@ impl ConnectionInner {
             rooms: Membership::new(rooms),
             extensions: Mutex::default(),
             features: AtomicU32::new(0),
+            streams: crate::stream::hub::ConnStreams::default(),
         }
+    }
+
+    /// The server's sessions.
+    #[inline]
+    pub(crate) fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// The 2.1 features granted to the connection and its streams' hold.
+    #[inline]
+    pub(crate) fn stream_state(&self) -> &crate::stream::hub::ConnStreams {
+        &self.streams
     }
 
     /// The largest message either side may send, in bytes.
@@ -580,6 +595,12 @@ impl Connection {
     /// A snapshot of the connection's counters.
     pub fn stats(&self) -> ConnectionStats {
         self.inner.stats()
+    }
+
+    /// Whether the connection gets stream signals with their positions
+    /// (StreamSignal: `STREAMS` granted); others get them as plain signals.
+    pub(crate) fn streams_granted(&self) -> bool {
+        self.inner.features().contains(FeatureFlags::STREAMS)
     }
 
     /// Sends the client a signal, waiting while the outbound queue is full,
@@ -889,6 +910,7 @@ impl Connection {
             Arc::new(crate::session::DefaultKeyGenerator),
             None,
             None,
+            Arc::default(),
         ));
         let conn = Self::new(ConnectionInner::new(
             ConnectionId(id),

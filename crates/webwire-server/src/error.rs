@@ -111,6 +111,53 @@ pub enum SignalError {
     Invalid(#[from] ValueError),
 }
 
+/// Sending on a stream, or joining a session to a history room, failed
+/// (see [`Server::signal_session_stream`](crate::Server::signal_session_stream),
+/// [`Server::signal_room_stream`](crate::Server::signal_room_stream) and
+/// [`Server::join_session_room`](crate::Server::join_session_room)).
+/// Nothing was delivered or recorded then.
+///
+/// ```
+/// use webwire_server::error::StreamError;
+///
+/// let err = StreamError::NoHistory { room: "lobby".into() };
+/// assert_eq!(err.to_string(), "the room \"lobby\" has no history (see ServerBuilder::room_history)");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The signal is invalid or too large.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// The room has no history: it has no stream (a plain room: use
+    /// [`Server::room_signal`](crate::Server::room_signal)).
+    #[error("the room {room:?} has no history (see ServerBuilder::room_history)")]
+    NoHistory {
+        /// The room.
+        room: String,
+    },
+    /// The session is a member of the most history rooms it may be in
+    /// ([`MAX_SESSION_ROOMS`](crate::stream::MAX_SESSION_ROOMS)).
+    #[error("the session is a member of {max} history rooms already")]
+    TooManyRooms {
+        /// The limit.
+        max: usize,
+    },
+    /// The key cannot be a session key.
+    #[error("not a session key")]
+    InvalidKey,
+    /// The connection has no session (and so no session stream).
+    #[error("the connection has no session")]
+    NoSession,
+    /// The connection could not join the room.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    /// The history store failed (unreachable, say): the signal was not
+    /// sent, to nobody, rather than sent without its place in the stream.
+    #[error("the stream store failed")]
+    Store(#[source] crate::stream::StreamStoreError),
+}
+
 /// Creating or closing a session on a connection failed (see
 /// [`Connection::create_session`](crate::Connection::create_session),
 /// [`Connection::close_session`](crate::Connection::close_session) and

@@ -110,6 +110,11 @@ impl Membership {
         }
     }
 
+    /// The server's rooms.
+    pub(crate) fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
     fn joined(&self) -> MutexGuard<'_, Option<HashSet<String>>> {
         self.joined.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -193,8 +198,18 @@ impl Connection {
     ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
     /// });
     /// ```
+    ///
+    /// A room with history ([`ServerBuilder::room_history`](crate::ServerBuilder::room_history))
+    /// joined by a connection that has a session makes the session a
+    /// member (see [`join_session_room`](Self::join_session_room), which
+    /// also records where in the room the session joined, and joins the
+    /// session's other connections).
     pub fn join_room(&self, room: &str) -> Result<bool, RoomError> {
-        self.inner.membership().join(self, room)
+        let joined = self.inner.membership().join(self, room)?;
+        if self.inner.sessions().streams().room_history(room).is_some() {
+            self.joined_history_room(room);
+        }
+        Ok(joined)
     }
 
     /// Leaves the room `room`; returns whether the connection was in it.
@@ -204,7 +219,14 @@ impl Connection {
     /// conn.leave_room("lobby");
     /// # }
     /// ```
+    ///
+    /// A room with history left by a connection that has a session ends
+    /// the session's membership (its other connections stay in the room
+    /// until they close; see [`Server::leave_session_room`](crate::Server::leave_session_room)).
     pub fn leave_room(&self, room: &str) -> bool {
+        if self.inner.sessions().streams().room_history(room).is_some() {
+            self.left_history_room(room);
+        }
         self.inner.membership().leave(self, room)
     }
 

@@ -39,6 +39,7 @@ use crate::session::ErasedSessionManager;
 use crate::session::{
     ClosedSession, DefaultKeyGenerator, FileSessionManager, SessionKeyGenerator, SessionManager,
 };
+use crate::stream::hub::Streams;
 use crate::{Connection, Handler, ServerError, TlsConfig};
 
 /// The before-upgrade hook.
@@ -422,6 +423,11 @@ impl Server {
     /// cluster, on every node. Returns how many of this server's
     /// connections it was queued for.
     ///
+    /// Fire-and-forget, as in webwire 2.0: a client that is disconnected
+    /// at the time never gets it. For what must reach the session across
+    /// reconnects, in order, use
+    /// [`signal_session_stream`](Self::signal_session_stream).
+    ///
     /// ```
     /// # fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::error::SignalError> {
     /// server.signal_session(key, "logout-soon", "in 5 minutes")?;
@@ -478,6 +484,12 @@ impl Server {
     /// to their members too.
     ///
     /// Fails only when the signal itself is invalid or too large.
+    ///
+    /// Fire-and-forget, as in webwire 2.0, and not kept in a room's
+    /// history: for a room with history
+    /// ([`ServerBuilder::room_history`]), whose members get what they
+    /// missed after a reconnect, use
+    /// [`signal_room_stream`](Self::signal_room_stream).
     ///
     /// ```
     /// use webwire_server::{Connection, Payload, MessageRouter, Server};
@@ -824,6 +836,69 @@ impl<H: Handler> ServerBuilder<H> {
         self
     }
 
+    /// Where stream history is kept (docs/protocol.md 14.3). Default: a
+    /// [`MemoryStreamStore`](crate::stream::MemoryStreamStore), which a
+    /// restart of the process empties (returning clients are told, with a
+    /// StreamLoss of reason EPOCH_CHANGED); several nodes share one in
+    /// Redis.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use webwire_server::{stream::MemoryStreamStore, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .stream_store(Arc::new(MemoryStreamStore::new()))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn stream_store(mut self, store: Arc<impl crate::stream::StreamStore>) -> Self {
+        self.config.streams.store = Some(store);
+        self
+    }
+
+    /// How much history every session stream keeps (the signals of
+    /// [`Server::signal_session_stream`]). Default
+    /// [`DEFAULT_SESSION_HISTORY`](crate::stream::DEFAULT_SESSION_HISTORY):
+    /// 1000 signals, 10 minutes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webwire_server::{stream::HistoryLimits, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .session_history(HistoryLimits::new(100, Duration::from_secs(300)))
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn session_history(mut self, limits: crate::stream::HistoryLimits) -> Self {
+        self.config.streams.session_history = limits;
+        self
+    }
+
+    /// Which rooms keep history, and how much: `history(room)` answers
+    /// `Some(limits)` for a room with a stream, `None` for a plain room
+    /// (the default for every room). Asked whenever a room is used, so it
+    /// must give the same answer for a room every time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webwire_server::{stream::HistoryLimits, MessageRouter, Server};
+    ///
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .room_history(|room| {
+    ///         room.starts_with("chat:").then(|| HistoryLimits::new(500, Duration::from_secs(3600)))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), webwire_server::ServerError>(())
+    /// ```
+    pub fn room_history<F>(mut self, history: F) -> Self
+    where
+        F: Fn(&str) -> Option<crate::stream::HistoryLimits> + Send + Sync + 'static,
+    {
+        self.config.streams.room_history = Some(Arc::new(history));
+        self
+    }
+
     /// Closes a connection that sends nothing (no message, heartbeat, ping
     /// or pong) for this long. Default 60 s, at least 1 s.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
@@ -1129,7 +1204,8 @@ impl<H: Handler> ServerBuilder<H> {
     /// a server that offers any announces version 2.1 in AcceptConf and
     /// grants them to clients that opt in; [`FeatureFlags::NONE`]
     /// announces 2.0 and speaks only 2.0. Original 2.0 clients never opt
-    /// in, and see 2.0 either way. Default:
+    /// in, and see 2.0 either way. Default: both,
+    /// [`STREAMS`](FeatureFlags::STREAMS) and
     /// [`KEYED_REQUESTS`](FeatureFlags::KEYED_REQUESTS).
     ///
     /// ```
@@ -1209,6 +1285,7 @@ impl<H: Handler> ServerBuilder<H> {
             .request_ledger
             .clone()
             .unwrap_or_else(|| Arc::new(MemoryLedger::with_limits(config.ledger_limits)));
+        let streams = Arc::new(Streams::new(config.streams.clone()));
         let sessions = Sessions::new(
             config.sessions_enabled,
             config.max_session_connections,
@@ -1222,6 +1299,7 @@ impl<H: Handler> ServerBuilder<H> {
                 .unwrap_or_else(|| Arc::new(DefaultKeyGenerator)),
             self.cluster.clone(),
             Some(ledger.clone()),
+            streams,
         );
         let sessions = Arc::new(sessions.with_hooks(Arc::new(HandlerHooks(handler.clone()))));
         let accept_conf = ServerMessage::AcceptConf(

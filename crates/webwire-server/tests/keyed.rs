@@ -211,17 +211,20 @@ async fn opt_in_grants_keyed_requests_with_the_ledger_epoch() {
     let mut client = TestClient::in_memory(&server).await;
     assert_eq!((client.conf.major, client.conf.minor), (2, 1));
     let accept = opt_in(&mut client, FeatureFlags::KNOWN).await;
-    // STREAMS is not offered by this server (yet): never granted.
-    assert_eq!(accept.flags, FeatureFlags::KEYED_REQUESTS);
+    // Both features are offered by default.
+    assert_eq!(accept.flags, FeatureFlags::KNOWN);
     assert_eq!(accept.ledger_epoch, ledger.current_epoch());
     assert_ne!(accept.ledger_epoch, 0);
     let conn = server.connections().pop().expect("one connection");
-    assert_eq!(conn.features(), FeatureFlags::KEYED_REQUESTS);
+    assert_eq!(conn.features(), FeatureFlags::KNOWN);
 
-    // Asking for streams only: granted nothing, epoch 0.
+    // Asking for streams only: no keyed requests, epoch 0.
     let mut other = TestClient::in_memory(&server).await;
     let accept = opt_in(&mut other, FeatureFlags::STREAMS).await;
-    assert_eq!((accept.flags, accept.ledger_epoch), (FeatureFlags::NONE, 0));
+    assert_eq!(
+        (accept.flags, accept.ledger_epoch),
+        (FeatureFlags::STREAMS, 0)
+    );
     // ... and a keyed request from it is a violation.
     send_keyed(&mut other, "incr", "", (1, 1, 0)).await;
     assert_eq!(other.closed().await, Some(1002));

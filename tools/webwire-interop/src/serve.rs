@@ -27,6 +27,7 @@ use webwire_server::{
     options::{Concurrency, OriginPolicy},
     proto::Encoding,
     session::{FileSessionManager, SessionInfo},
+    stream::HistoryLimits,
     Connection, Handler, HandlerError, MessageRouter, Payload, ReplyError, Request, Server,
     ServerBuilder, ServerError, Signal,
 };
@@ -51,6 +52,13 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
 pub const INTEROP_ERROR: &str = "INTEROP_ERROR";
 /// The error code of a `sleep` request whose payload is not a number.
 pub const BAD_SLEEP: &str = "BAD_SLEEP";
+/// The error code of `stream-me` with a count that is not 1 to
+/// [`MAX_STREAM_ME`], and of `say` without a room.
+pub const BAD_STREAM: &str = "BAD_STREAM";
+/// The most signals one `stream-me` sends.
+pub const MAX_STREAM_ME: u64 = 1000;
+/// The history of every room of the interop server (all have one).
+pub const ROOM_HISTORY: HistoryLimits = HistoryLimits::new(1000, Duration::from_secs(600));
 
 /// Where the interop server listens and keeps its sessions.
 ///
@@ -312,6 +320,7 @@ fn configure<H: Handler>(builder: ServerBuilder<H>, session_dir: &Path) -> Serve
         .sessions_enabled(true)
         .session_manager(Arc::new(FileSessionManager::new(session_dir)))
         .max_session_connections(MAX_SESSION_CONNECTIONS)
+        .room_history(|_| Some(ROOM_HISTORY))
 }
 
 /// What the handlers share.
@@ -349,6 +358,8 @@ fn router(state: State) -> MessageRouter {
     let recorded_state = state.clone();
     let incr_state = state.clone();
     let counter_state = state.clone();
+    let say_state = state.clone();
+    let stream_state = state.clone();
     let disconnect_state = state;
     MessageRouter::new()
         .request("", echo)
@@ -376,6 +387,14 @@ fn router(state: State) -> MessageRouter {
             },
         )
         .request("disconnect-me", disconnect_me)
+        .request("stream-me", move |conn: Connection, payload: Payload| {
+            stream_me(stream_state.clone(), conn, payload)
+        })
+        .request("join", join)
+        .request("leave", leave)
+        .request("say", move |payload: Payload| {
+            say(say_state.clone(), payload)
+        })
         .request("recorded", move |conn: Connection, _: Payload| {
             recorded(recorded_state.clone(), conn)
         })
@@ -521,6 +540,70 @@ async fn broadcast(state: State, payload: Payload) -> Result<&'static str, Handl
     let sent = state.server()?.signal_all("broadcast", payload)?;
     tracing::debug!(connections = sent, "broadcast");
     Ok("ok")
+}
+
+/// `stream-me`: as many `stream` signals on the caller's session stream as
+/// the payload text says (1 to [`MAX_STREAM_ME`]), with payloads `1`, `2`,
+/// ...; the reply is the offset of the last.
+async fn stream_me(
+    state: State,
+    conn: Connection,
+    payload: Payload,
+) -> Result<String, HandlerError> {
+    let text = text_lossy(&payload);
+    let count = text
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=MAX_STREAM_ME).contains(n))
+        .ok_or_else(|| {
+            ReplyError::from_static(
+                BAD_STREAM,
+                format!("stream-me takes a count from 1 to {MAX_STREAM_ME}, not {text:?}"),
+            )
+        })?;
+    let key = conn.session_key().ok_or_else(|| {
+        ReplyError::from_static(
+            webwire_server::stream::NO_SESSION,
+            "stream-me needs a session",
+        )
+    })?;
+    let server = state.server()?;
+    let mut last = 0;
+    for i in 1..=count {
+        last = server
+            .signal_session_stream(&key, "stream", i.to_string())
+            .await?
+            .offset;
+    }
+    Ok(last.to_string())
+}
+
+/// `join`: the caller's session (or, without one, the connection) joins
+/// the room named by the payload text.
+async fn join(conn: Connection, payload: Payload) -> Result<&'static str, HandlerError> {
+    conn.join_session_room(&text_lossy(&payload)).await?;
+    Ok("ok")
+}
+
+/// `leave`: the connection, and its session, leave the room named by the
+/// payload text.
+async fn leave(conn: Connection, payload: Payload) -> Result<&'static str, HandlerError> {
+    conn.leave_room(&text_lossy(&payload));
+    Ok("ok")
+}
+
+/// `say`: payload text `ROOM TEXT`; a `said` signal with `TEXT` on the
+/// room's stream, to every member; the reply is its offset.
+async fn say(state: State, payload: Payload) -> Result<String, HandlerError> {
+    let text = text_lossy(&payload);
+    let Some((room, said)) = text.split_once(' ') else {
+        return Err(ReplyError::from_static(BAD_STREAM, "say takes \"ROOM TEXT\"").into());
+    };
+    let at = state
+        .server()?
+        .signal_room_stream(room, "said", said.to_owned())
+        .await?;
+    Ok(at.offset.to_string())
 }
 
 /// `disconnect-me`: the connection closes once this reply is sent.

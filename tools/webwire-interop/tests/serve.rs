@@ -1,11 +1,13 @@
 //! What the interop server does that the Rust client cannot show: upgrades
-//! from any Origin, on any path, and the accept configuration's bytes.
+//! from any Origin, on any path, the accept configuration's bytes, and
+//! the stream and keyed-request routes over raw 2.1 frames.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use webwire_interop::serve::{self, ServeOptions};
+use webwire_server::Payload;
 
 /// Sends an upgrade request and returns the response head and the first
 /// bytes after it.
@@ -173,4 +175,127 @@ where
             return webwire_proto::ServerMessage::parse(data).expect("a server message");
         }
     }
+}
+
+/// A raw 2.1 client: sends `message`, returns the server's messages up to
+/// and including the answer with `id`.
+async fn exchange(
+    ws: &mut tokio_websockets::WebSocketStream<
+        tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    message: webwire_proto::ClientMessage,
+    id: Option<webwire_proto::RequestId>,
+) -> Vec<webwire_proto::ServerMessage> {
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_websockets::Message::binary(message.to_bytes()))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        let message =
+            webwire_proto::ServerMessage::parse(bytes::Bytes::from(frame.into_payload())).unwrap();
+        let done = id.is_none() || message.request_id() == id;
+        got.push(message);
+        if done {
+            return got;
+        }
+    }
+}
+
+fn request(id: u64, name: &'static str, text: &str) -> webwire_proto::ClientMessage {
+    webwire_proto::ClientMessage::Request(
+        webwire_proto::Request::new(
+            webwire_proto::RequestId::from(id),
+            webwire_proto::Name::from_static(name),
+            Payload::utf8(text),
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn streams_routes_send_on_the_session_stream_and_on_rooms() {
+    use webwire_proto::{
+        ExtensionHello, FeatureFlags, InstanceId, RequestId, ServerMessage, StreamId,
+    };
+    let server = serve::start(ServeOptions::new("127.0.0.1:0"))
+        .await
+        .unwrap();
+    let url = format!("ws://{}/", server.local_addr());
+    let (mut ws, _) = tokio_websockets::ClientBuilder::from_uri(url.parse().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    use futures_util::StreamExt;
+    let conf = ws.next().await.unwrap().unwrap();
+    assert_eq!(conf.as_payload()[2], 1, "version 2.1");
+    let hello = ExtensionHello::new(FeatureFlags::STREAMS, InstanceId::new("").unwrap()).unwrap();
+    let got = exchange(
+        &mut ws,
+        webwire_proto::ClientMessage::ExtensionHello(hello),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(&got[0], ServerMessage::ExtensionAccept(a) if a.flags == FeatureFlags::STREAMS)
+    );
+    exchange(
+        &mut ws,
+        request(1, "login", "ann"),
+        Some(RequestId::from(1)),
+    )
+    .await;
+    let got = exchange(
+        &mut ws,
+        request(2, "stream-me", "3"),
+        Some(RequestId::from(2)),
+    )
+    .await;
+    let offsets: Vec<u64> = got
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::StreamSignal(s) if s.stream() == &StreamId::Session => Some(s.offset()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offsets, [1, 2, 3]);
+    assert!(
+        matches!(got.last(), Some(ServerMessage::Reply(r)) if r.payload.as_bytes() == &b"3"[..])
+    );
+    exchange(
+        &mut ws,
+        request(3, "join", "lobby"),
+        Some(RequestId::from(3)),
+    )
+    .await;
+    let got = exchange(
+        &mut ws,
+        request(4, "say", "lobby hi"),
+        Some(RequestId::from(4)),
+    )
+    .await;
+    let said = got
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::StreamSignal(s) => Some(s),
+            _ => None,
+        })
+        .expect("the room's signal");
+    assert_eq!(said.offset(), 1);
+    assert_eq!(said.signal().payload().as_bytes(), &b"hi"[..]);
+    let got = exchange(
+        &mut ws,
+        request(5, "stream-me", "0"),
+        Some(RequestId::from(5)),
+    )
+    .await;
+    assert!(
+        matches!(got.last(), Some(ServerMessage::Error(e)) if e.code.as_bytes() == &b"BAD_STREAM"[..])
+    );
+    server.shutdown().await.unwrap();
 }

@@ -42,8 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use webwire_proto::connection::server::{Closing, Drain, Read, Received, ServerConnection, State};
 use webwire_proto::{
-    ErrorCode, ErrorReply, ExtensionRule, MessageType, Name, ParseError, Payload, Reply, Request,
-    RequestId, ServerMessage, Signal,
+    ErrorCode, ErrorReply, Name, Payload, Reply, Request, RequestId, ServerMessage, Signal,
 };
 
 use crate::admission::{AddressPermit, MessageLimiter};
@@ -61,6 +60,7 @@ mod closing;
 mod dispatch;
 mod keyed;
 mod session_request;
+mod stream_resume;
 mod transport;
 
 use closing::stream_error;
@@ -250,6 +250,9 @@ enum Then {
     ),
     /// 2.1: a keyed request, decided by the request ledger.
     Keyed(Box<webwire_proto::KeyedRequest>),
+    /// 2.1: a StreamResume, handled in this task (after any restore read
+    /// before it).
+    Resume(Box<webwire_proto::StreamResume>),
 }
 
 type RequestFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
@@ -283,15 +286,6 @@ enum Next {
 }
 
 /// How the read loop ended.
-/// The end of a connection that sent a 2.1 message to a server that
-/// announced 2.0.
-fn not_announced(kind: MessageType) -> ReadEnd {
-    ReadEnd::Closing(Closing::ProtocolViolation(ParseError::NotAllowed {
-        kind,
-        rule: ExtensionRule::NotAnnounced,
-    }))
-}
-
 enum ReadEnd {
     /// As the connection's rules decided; the close frame (if any) is
     /// still to be sent.
@@ -610,10 +604,7 @@ where
                 }
                 Then::Keyed(Box::new(request))
             }
-            // The rules yield this only when STREAMS was granted, which
-            // this server does not offer yet: should one come, it is a
-            // violation.
-            Received::StreamResume(_) => return Err(not_announced(MessageType::StreamResume)),
+            Received::StreamResume(resume) => Then::Resume(Box::new(resume)),
         })
     }
 
@@ -672,6 +663,7 @@ where
             Then::Session(id, request) => self.session_request(id, request).await,
             Then::Hello(hello, granted) => self.extension_hello(*hello, granted).await,
             Then::Keyed(request) => self.keyed_request(*request, permit).await,
+            Then::Resume(resume) => self.stream_resume(*resume).await,
         }
     }
 

@@ -26,6 +26,7 @@ use crate::handler::SessionHooks;
 use crate::ledger::ErasedLedger;
 use crate::metrics::{time_store, ServerMetrics};
 use crate::outbox::Outbound;
+use crate::stream::hub::Streams;
 use crate::Connection;
 
 /// The `outcome` label of a restore request's reply.
@@ -66,6 +67,8 @@ pub(crate) struct Sessions {
     ledger: Option<Arc<dyn ErasedLedger>>,
     /// The server's metric handles (see [`Sessions::metrics`]).
     metrics: Arc<ServerMetrics>,
+    /// The streams: the session streams and the sessions' history rooms.
+    streams: Arc<Streams>,
 }
 
 /// What a client's session request did, for the application's hook
@@ -97,6 +100,7 @@ impl Sessions {
         keys: Arc<dyn SessionKeyGenerator>,
         cluster: Option<Arc<dyn crate::cluster::ErasedCluster>>,
         ledger: Option<Arc<dyn ErasedLedger>>,
+        streams: Arc<Streams>,
     ) -> Self {
         let saves = Arc::<Saves>::default();
         let registry: Arc<dyn SessionRegistry> = match cluster {
@@ -107,6 +111,7 @@ impl Sessions {
                     manager: manager.clone(),
                     saves: saves.clone(),
                     ledger: ledger.clone(),
+                    streams: streams.clone(),
                 },
             )),
             None => Arc::new(LocalRegistry::new(max_connections)),
@@ -120,7 +125,14 @@ impl Sessions {
             saves,
             ledger,
             metrics: Arc::new(ServerMetrics::new()),
+            streams,
         }
+    }
+
+    /// The streams: the session streams and the sessions' history rooms.
+    #[inline]
+    pub(crate) fn streams(&self) -> &Arc<Streams> {
+        &self.streams
     }
 
     /// The application's session hooks.
@@ -206,6 +218,13 @@ impl Sessions {
         claim.settle();
         self.count_sessions();
         conn.inner.record_session(&session.key);
+        // History rooms the connection joined before it had a session
+        // become the session's.
+        for room in conn.rooms() {
+            if self.streams.room_history(&room).is_some() {
+                conn.joined_history_room(&room);
+            }
+        }
         permit.send(Outbound::Message(Box::new(notification)));
         tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session created");
         // In a task of its own, like a deletion: the store runs to its end
@@ -331,6 +350,13 @@ impl Sessions {
             return Err(ServerMessage::InternalError(id));
         }
         ticket.used = true;
+        // With streams granted, the session's streams wait for the
+        // client's StreamResume (docs/protocol.md 14.3.2, the hold): from
+        // before the connection can be reached as the session's.
+        let hold = conn.streams_granted();
+        if hold {
+            conn.inner.stream_state().begin_hold();
+        }
         let outcome = self
             .registry
             .join(&ticket.ticket, conn, session.clone())
@@ -339,10 +365,17 @@ impl Sessions {
             Ok(()) => {
                 claim.settle();
                 conn.inner.record_session(&session.key);
+                // Back into the session's history rooms (held as above).
+                self.streams.rejoin(conn, &session.key);
                 tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session restored");
                 Ok((reply, session))
             }
-            Err(refused) => Err(refusal(id, refused)),
+            Err(refused) => {
+                if hold {
+                    conn.inner.stream_state().end_hold();
+                }
+                Err(refusal(id, refused))
+            }
         }
     }
 
@@ -370,6 +403,7 @@ impl Sessions {
             return (None, Ok(()));
         };
         self.count_sessions();
+        self.streams.left_session(conn, &left.key);
         tracing::debug!(connection = %conn.id(), session = %redacted(&left.key), destroy = left.destroy, "session closed on a connection");
         let notified = if notify {
             send_closed(conn).await
@@ -400,6 +434,9 @@ impl Sessions {
             connections = connections.len(),
             "closing a session everywhere"
         );
+        for conn in &connections {
+            self.streams.left_session(conn, key);
+        }
         let sent = futures_util::future::join_all(connections.iter().map(send_closed)).await;
         let errors = connections
             .iter()
@@ -445,6 +482,7 @@ impl Sessions {
             manager: self.manager.clone(),
             saves: self.saves.clone(),
             ledger: self.ledger.clone(),
+            streams: self.streams.clone(),
         };
         let registry = self.registry.clone();
         let task = tokio::spawn(async move {
@@ -471,6 +509,8 @@ pub(crate) struct Deleter {
     /// Told that the session was closed, so that its keyed requests stay
     /// answerable for the ledger's age bound only (2.1).
     ledger: Option<Arc<dyn ErasedLedger>>,
+    /// The session's memberships and session stream go with it.
+    streams: Arc<Streams>,
 }
 
 impl Deleter {
@@ -481,6 +521,7 @@ impl Deleter {
             manager,
             saves: Arc::default(),
             ledger: None,
+            streams: Arc::default(),
         }
     }
 
@@ -509,6 +550,7 @@ impl Deleter {
                 tracing::warn!(session = %redacted(key), error = %chain(&err), "the request ledger was not told of a closed session");
             }
         }
+        self.streams.session_destroyed(key).await;
         result
     }
 }

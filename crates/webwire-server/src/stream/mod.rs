@@ -2,10 +2,25 @@
 //! interfaces of `webwire-core` re-exported ([`StreamStore`], its keys,
 //! positions, reads and losses), and [`MemoryStreamStore`], the store of a
 //! single server.
+//!
+//! The server's side: which rooms keep history
+//! ([`ServerBuilder::room_history`](crate::ServerBuilder::room_history)),
+//! sending on a stream
+//! ([`Server::signal_session_stream`](crate::Server::signal_session_stream),
+//! [`Server::signal_room_stream`](crate::Server::signal_room_stream)), the
+//! sessions' room memberships
+//! ([`Server::join_session_room`](crate::Server::join_session_room)), and a
+//! client's StreamResume.
 
+mod api;
+pub(crate) mod hub;
 mod memory;
+pub(crate) mod resume;
 
+pub(crate) use api::deliver_from_cluster;
+pub use hub::{DEFAULT_SESSION_HISTORY, MAX_SESSION_ROOMS, MEMBERSHIP_IDLE};
 pub use memory::MemoryStreamStore;
+pub use resume::NO_SESSION;
 pub use webwire_core::stream::{
     HistoryLimits, LossReason, StreamEntry, StreamKey, StreamLoss, StreamPosition, StreamRead,
     StreamStore, StreamStoreError,

@@ -1,0 +1,694 @@
+//! The server's side of streams (docs/protocol.md section 14.3): which
+//! rooms keep history, the stream store behind them, the per-stream order
+//! in which signals are appended and delivered, and the sessions' room
+//! memberships.
+//!
+//! **Order.** The store numbers signals; it does not order deliveries.
+//! Every append and its delivery to this node's connections run under the
+//! stream's own lock ([`Streams::lock`]). A resume holds the stream's live
+//! signals from its connection, reads history under the lock, queues it
+//! without the lock (a client that does not read must not stall the
+//! stream's senders), and catches up under the lock again, releasing the
+//! hold there: nothing appended meanwhile is skipped or queued twice, and
+//! no live signal precedes the history it follows.
+//!
+//! **Memberships.** A session joins rooms with history; the membership is
+//! recorded with the room's end at the time (its *join position*), kept in
+//! memory on this node (at most [`MAX_SESSION_ROOMS`] rooms per session),
+//! and dropped when the session is destroyed or has had no connection on
+//! this node for [`MEMBERSHIP_IDLE`]. A connection that restores the
+//! session is put back into its rooms.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+use webwire_proto::{RoomName, ServerMessage, Signal, StreamId, StreamSignal};
+
+use super::{
+    HistoryLimits, MemoryStreamStore, StreamKey, StreamPosition, StreamRead, StreamStore,
+    StreamStoreError,
+};
+use crate::outbox::Outbound;
+use crate::room::is_valid_room;
+use crate::Connection;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The most history rooms one session may be a member of.
+pub const MAX_SESSION_ROOMS: usize = 256;
+
+/// How long the room memberships of a session that has no connection on
+/// this node are kept: the longest a client may be away and still be put
+/// back into its rooms (as long as the session itself lives).
+pub const MEMBERSHIP_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How often a membership change also drops the memberships of sessions
+/// idle for [`MEMBERSHIP_IDLE`].
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The session streams' history by default: 1000 signals, 10 minutes.
+pub const DEFAULT_SESSION_HISTORY: HistoryLimits =
+    HistoryLimits::new(1000, Duration::from_secs(10 * 60));
+
+/// [`StreamStore`] as an object, which the server holds: the application's
+/// store type is erased once, when it is given to the builder.
+pub(crate) trait ErasedStreamStore: Send + Sync + fmt::Debug + 'static {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+        limits: &'a HistoryLimits,
+        frame: Bytes,
+    ) -> BoxFuture<'a, Result<StreamPosition, StreamStoreError>>;
+    fn read<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+        limits: &'a HistoryLimits,
+        after: Option<StreamPosition>,
+    ) -> BoxFuture<'a, Result<StreamRead, StreamStoreError>>;
+    fn end<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+        limits: &'a HistoryLimits,
+    ) -> BoxFuture<'a, Result<StreamPosition, StreamStoreError>>;
+    fn remove<'a>(&'a self, stream: &'a StreamKey) -> BoxFuture<'a, Result<(), StreamStoreError>>;
+}
+
+impl<S: StreamStore> ErasedStreamStore for S {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+        limits: &'a HistoryLimits,
+        frame: Bytes,
+    ) -> BoxFuture<'a, Result<StreamPosition, StreamStoreError>> {
+        Box::pin(StreamStore::append(self, stream, limits, frame))
+    }
+
+    fn read<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+        limits: &'a HistoryLimits,
+        after: Option<StreamPosition>,
+    ) -> BoxFuture<'a, Result<StreamRead, StreamStoreError>> {
+        Box::pin(StreamStore::read(self, stream, limits, after))
+    }
+
+    fn end<'a>(
+        &'a self,
+        stream: &'a StreamKey,
+        limits: &'a HistoryLimits,
+    ) -> BoxFuture<'a, Result<StreamPosition, StreamStoreError>> {
+        Box::pin(StreamStore::end(self, stream, limits))
+    }
+
+    fn remove<'a>(&'a self, stream: &'a StreamKey) -> BoxFuture<'a, Result<(), StreamStoreError>> {
+        Box::pin(StreamStore::remove(self, stream))
+    }
+}
+
+/// Which rooms keep history, and how much.
+pub(crate) type RoomHistory = Arc<dyn Fn(&str) -> Option<HistoryLimits> + Send + Sync>;
+
+/// The stream options of the builder.
+#[derive(Clone)]
+pub(crate) struct StreamConfig {
+    pub(crate) store: Option<Arc<dyn ErasedStreamStore>>,
+    pub(crate) session_history: HistoryLimits,
+    pub(crate) room_history: Option<RoomHistory>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            session_history: DEFAULT_SESSION_HISTORY,
+            room_history: None,
+        }
+    }
+}
+
+impl fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamConfig")
+            .field("store", &self.store)
+            .field("session_history", &self.session_history)
+            .field("room_history", &self.room_history.is_some())
+            .finish()
+    }
+}
+
+/// A session's history rooms: the join position of each (`None` until it
+/// was read, for a join made where no wait is possible).
+#[derive(Debug)]
+struct SessionRooms {
+    rooms: BTreeMap<String, Option<StreamPosition>>,
+    /// When a connection of the session last used or left them.
+    last_used: Instant,
+}
+
+#[derive(Debug)]
+struct Memberships {
+    sessions: HashMap<String, SessionRooms>,
+    last_sweep: Instant,
+}
+
+/// Why a session could not join a history room.
+#[derive(Debug)]
+pub(crate) enum JoinRefused {
+    NoHistory,
+    TooMany,
+}
+
+/// The streams of one server: the store, the history options, the order
+/// of each stream, and the sessions' memberships.
+pub(crate) struct Streams {
+    store: Arc<dyn ErasedStreamStore>,
+    session_history: HistoryLimits,
+    room_history: Option<RoomHistory>,
+    locks: Mutex<HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>>,
+    memberships: Mutex<Memberships>,
+}
+
+impl fmt::Debug for Streams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streams")
+            .field("store", &self.store)
+            .field("session_history", &self.session_history)
+            .field("room_history", &self.room_history.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self::new(StreamConfig::default())
+    }
+}
+
+impl Streams {
+    pub(crate) fn new(config: StreamConfig) -> Self {
+        Self {
+            store: config
+                .store
+                .unwrap_or_else(|| Arc::new(MemoryStreamStore::new())),
+            session_history: config.session_history,
+            room_history: config.room_history,
+            locks: Mutex::default(),
+            memberships: Mutex::new(Memberships {
+                sessions: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    /// The stream store.
+    pub(crate) fn store(&self) -> &dyn ErasedStreamStore {
+        &*self.store
+    }
+
+    /// The history of the session streams.
+    pub(crate) fn session_history(&self) -> HistoryLimits {
+        self.session_history
+    }
+
+    /// The history of `room`; `None`: the room has none (no stream).
+    pub(crate) fn room_history(&self, room: &str) -> Option<HistoryLimits> {
+        if !is_valid_room(room) {
+            return None;
+        }
+        self.room_history.as_ref().and_then(|history| history(room))
+    }
+
+    /// Takes the order of `stream`: appends with their deliveries, and
+    /// resumes with their queueing, run one at a time per stream.
+    pub(crate) async fn lock(&self, stream: &StreamKey) -> StreamGuard<'_> {
+        let mutex = self.lock_map().entry(stream.clone()).or_default().clone();
+        let guard = mutex.lock_owned().await;
+        StreamGuard {
+            streams: self,
+            key: stream.clone(),
+            guard: Some(guard),
+        }
+    }
+
+    /// The order of `stream` if nobody holds it, without waiting.
+    pub(crate) fn try_lock(&self, stream: &StreamKey) -> Option<StreamGuard<'_>> {
+        let mutex = self.lock_map().entry(stream.clone()).or_default().clone();
+        let Ok(guard) = mutex.clone().try_lock_owned() else {
+            // As a guard's drop: the lock is forgotten if its holder let
+            // go meanwhile.
+            let mut map = self.lock_map();
+            drop(mutex);
+            if map
+                .get(stream)
+                .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+            {
+                map.remove(stream);
+            }
+            return None;
+        };
+        drop(mutex);
+        Some(StreamGuard {
+            streams: self,
+            key: stream.clone(),
+            guard: Some(guard),
+        })
+    }
+
+    fn lock_map(&self) -> MutexGuard<'_, HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>> {
+        // Every change is a single map operation.
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn memberships(&self) -> MutexGuard<'_, Memberships> {
+        // Every change is complete when the guard is dropped.
+        self.memberships
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The history rooms of the session `key`, with their join positions.
+    pub(crate) fn session_rooms(&self, key: &str) -> Vec<(String, Option<StreamPosition>)> {
+        let mut memberships = self.memberships();
+        match memberships.sessions.get_mut(key) {
+            Some(rooms) => {
+                rooms.last_used = Instant::now();
+                rooms
+                    .rooms
+                    .iter()
+                    .map(|(room, at)| (room.clone(), *at))
+                    .collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether the session `key` is a member of the history room `room`.
+    #[cfg(test)]
+    pub(crate) fn is_member(&self, key: &str, room: &str) -> bool {
+        self.memberships()
+            .sessions
+            .get(key)
+            .is_some_and(|rooms| rooms.rooms.contains_key(room))
+    }
+
+    /// Records the session `key` as a member of `room` from `at` (`None`:
+    /// read later). Returns whether it was not a member yet; a member
+    /// keeps its first join position (a later `Some` fills a `None`).
+    pub(crate) fn record_join(
+        &self,
+        key: &str,
+        room: &str,
+        at: Option<StreamPosition>,
+        registry_alive: impl Fn(&str) -> bool,
+    ) -> Result<bool, JoinRefused> {
+        if self.room_history(room).is_none() {
+            return Err(JoinRefused::NoHistory);
+        }
+        let now = Instant::now();
+        let mut memberships = self.memberships();
+        if now.duration_since(memberships.last_sweep) >= SWEEP_EVERY {
+            memberships.last_sweep = now;
+            memberships.sessions.retain(|key, rooms| {
+                now.duration_since(rooms.last_used) < MEMBERSHIP_IDLE || registry_alive(key)
+            });
+        }
+        let rooms = memberships
+            .sessions
+            .entry(key.to_owned())
+            .or_insert_with(|| SessionRooms {
+                rooms: BTreeMap::new(),
+                last_used: now,
+            });
+        rooms.last_used = now;
+        let full = rooms.rooms.len() >= MAX_SESSION_ROOMS;
+        match rooms.rooms.get_mut(room) {
+            Some(existing) => {
+                if existing.is_none() {
+                    *existing = at;
+                }
+                Ok(false)
+            }
+            None if full => Err(JoinRefused::TooMany),
+            None => {
+                rooms.rooms.insert(room.to_owned(), at);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Fills the join position of a membership recorded without one.
+    pub(crate) fn set_join_position(&self, key: &str, room: &str, at: StreamPosition) {
+        if let Some(existing) = self
+            .memberships()
+            .sessions
+            .get_mut(key)
+            .and_then(|rooms| rooms.rooms.get_mut(room))
+        {
+            existing.get_or_insert(at);
+        }
+    }
+
+    /// Removes the session `key` from `room`; whether it was a member.
+    pub(crate) fn record_leave(&self, key: &str, room: &str) -> bool {
+        let mut memberships = self.memberships();
+        let Some(rooms) = memberships.sessions.get_mut(key) else {
+            return false;
+        };
+        let was = rooms.rooms.remove(room).is_some();
+        if rooms.rooms.is_empty() {
+            memberships.sessions.remove(key);
+        }
+        was
+    }
+
+    /// The session `key` was destroyed: its memberships and its session
+    /// stream go.
+    pub(crate) async fn session_destroyed(&self, key: &str) {
+        self.memberships().sessions.remove(key);
+        let stream = StreamKey::session(key);
+        if let Err(err) = self.store.remove(&stream).await {
+            tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "the session stream of a closed session could not be removed");
+        }
+    }
+
+    /// Puts `conn`, which now holds the session `key`, into the session's
+    /// history rooms (a restore, or a session created on it).
+    pub(crate) fn rejoin(&self, conn: &Connection, key: &str) {
+        for (room, _) in self.session_rooms(key) {
+            if let Err(err) = conn.inner.membership().join(conn, &room) {
+                tracing::debug!(connection = %conn.id(), room, error = %err, "not put back into a session's room");
+            }
+        }
+    }
+
+    /// `conn` left the session `key` (a close): it leaves the session's
+    /// history rooms.
+    pub(crate) fn left_session(&self, conn: &Connection, key: &str) {
+        for (room, _) in self.session_rooms(key) {
+            conn.inner.membership().leave(conn, &room);
+        }
+    }
+
+    /// Queues a stream signal for `targets` without waiting: a connection
+    /// with streams granted gets the StreamSignal (none while its hold
+    /// keeps the stream from it), any other the plain signal. A full
+    /// queue misses it: the client repairs the gap from history. Call it
+    /// under the stream's lock.
+    pub(crate) fn deliver(
+        &self,
+        targets: impl IntoIterator<Item = Connection>,
+        stream: &StreamKey,
+        at: StreamPosition,
+        plain: &Bytes,
+        signal: &Signal,
+    ) -> usize {
+        let mut extended: Option<Option<Bytes>> = None;
+        let mut sent = 0;
+        for conn in targets {
+            let frame = if conn.streams_granted() {
+                if !conn.inner.stream_state().allows(stream) {
+                    continue;
+                }
+                let frame =
+                    extended.get_or_insert_with(|| stream_signal_frame(stream, at, signal.clone()));
+                match frame {
+                    Some(frame) => frame.clone(),
+                    None => continue,
+                }
+            } else {
+                plain.clone()
+            };
+            match conn.try_send(Outbound::Frame(frame)) {
+                Ok(()) => sent += 1,
+                Err(err) => {
+                    tracing::debug!(connection = %conn.id(), %stream, offset = at.offset, error = %err, "stream signal not sent live; the client repairs the gap from history");
+                }
+            }
+        }
+        sent
+    }
+}
+
+/// The StreamSignal of `signal` at `at` of `stream`, encoded; `None`
+/// (logged) for a position with epoch or offset 0, which no store gives.
+pub(crate) fn stream_signal_frame(
+    stream: &StreamKey,
+    at: StreamPosition,
+    signal: Signal,
+) -> Option<Bytes> {
+    match StreamSignal::new(wire_stream(stream), at.epoch, at.offset, signal) {
+        Ok(message) => Some(ServerMessage::StreamSignal(message).to_bytes()),
+        Err(err) => {
+            tracing::error!(%stream, epoch = at.epoch, offset = at.offset, error = %err, "a stream signal without a valid position; not sent");
+            None
+        }
+    }
+}
+
+/// The stream as the wire names it.
+pub(crate) fn wire_stream(stream: &StreamKey) -> StreamId {
+    match stream {
+        StreamKey::Session(_) => StreamId::Session,
+        // A room with history has a valid name (checked before any append).
+        StreamKey::Room(room) => match RoomName::new(room.clone()) {
+            Ok(name) => StreamId::Room(name),
+            Err(_) => StreamId::Session,
+        },
+    }
+}
+
+/// The order of one stream, held (see [`Streams::lock`]); the stream's
+/// lock is forgotten when nobody holds or waits for it.
+pub(crate) struct StreamGuard<'a> {
+    streams: &'a Streams,
+    key: StreamKey,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.streams.lock_map();
+        // Under the map's lock nobody takes a new handle of this mutex.
+        drop(self.guard.take());
+        if map
+            .get(&self.key)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Which streams are held from a connection: after a
+/// restore every stream of the session until resumed (docs/protocol.md
+/// 14.3.2), and a stream while a resume queues its history (its live
+/// signals are history by then, and the resume catches up with them).
+#[derive(Debug, Default)]
+pub(crate) struct ConnStreams {
+    /// Whether anything is held (read without the lock on every delivery).
+    holding: AtomicBool,
+    /// Boxed, and only while something is held: every idle connection
+    /// has this field.
+    hold: Mutex<Option<Box<Hold>>>,
+}
+
+#[derive(Debug, Default)]
+struct Hold {
+    /// After a restore: every stream is held but those in `resumed`.
+    all: bool,
+    resumed: HashSet<StreamKey>,
+    /// Streams whose resume is queueing history.
+    resuming: HashSet<StreamKey>,
+}
+
+impl Hold {
+    fn is_empty(&self) -> bool {
+        !self.all && self.resuming.is_empty()
+    }
+}
+
+impl ConnStreams {
+    /// Changes the hold, keeping `holding` in step.
+    fn with_hold<T>(&self, change: impl FnOnce(&mut Hold) -> T) -> T {
+        let mut slot = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        let hold = slot.get_or_insert_with(Box::default);
+        let out = change(hold);
+        let holding = !hold.is_empty();
+        if !holding {
+            *slot = None;
+        }
+        self.holding.store(holding, Ordering::Release);
+        out
+    }
+
+    /// A restore begins: every stream waits for a resume.
+    pub(crate) fn begin_hold(&self) {
+        self.with_hold(|hold| {
+            hold.all = true;
+            hold.resumed.clear();
+        });
+    }
+
+    /// The hold of the restore ends: the streams not being resumed flow
+    /// (a resume covered them all, or the restore failed).
+    pub(crate) fn end_hold(&self) {
+        self.with_hold(|hold| {
+            hold.all = false;
+            hold.resumed.clear();
+        });
+    }
+
+    /// A resume of `stream` begins queueing history: its live signals wait.
+    pub(crate) fn begin_resume(&self, stream: &StreamKey) {
+        self.with_hold(|hold| hold.resuming.insert(stream.clone()));
+    }
+
+    /// The resume of `stream` ended; `done`: it caught up (call it under
+    /// the stream's order), and the stream flows again even while the
+    /// restore's hold lasts for the others.
+    pub(crate) fn end_resume(&self, stream: &StreamKey, done: bool) {
+        self.with_hold(|hold| {
+            hold.resuming.remove(stream);
+            if done && hold.all {
+                hold.resumed.insert(stream.clone());
+            }
+        });
+    }
+
+    /// Whether a live signal of `stream` may be delivered now.
+    #[inline]
+    pub(crate) fn allows(&self, stream: &StreamKey) -> bool {
+        if !self.holding.load(Ordering::Acquire) {
+            return true;
+        }
+        let hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        hold.as_ref().is_none_or(|hold| {
+            !hold.resuming.contains(stream) && (!hold.all || hold.resumed.contains(stream))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_rooms() -> Streams {
+        Streams::new(StreamConfig {
+            room_history: Some(Arc::new(|room: &str| {
+                room.starts_with("h-").then(HistoryLimits::default)
+            })),
+            ..StreamConfig::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn stream_locks_are_forgotten_when_free() {
+        let streams = Streams::default();
+        let first = streams.lock(&StreamKey::room("r")).await;
+        assert_eq!(streams.lock_map().len(), 1);
+        drop(first);
+        assert!(streams.lock_map().is_empty());
+    }
+
+    #[tokio::test]
+    async fn try_lock_takes_a_free_stream_only() {
+        let streams = Streams::default();
+        let key = StreamKey::room("r");
+        let held = streams.try_lock(&key).expect("free");
+        assert!(streams.try_lock(&key).is_none());
+        drop(held);
+        assert!(streams.lock_map().is_empty());
+        assert!(streams.try_lock(&key).is_some());
+        assert!(streams.lock_map().is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_per_stream() {
+        let streams = Arc::new(Streams::default());
+        let key = StreamKey::room("r");
+        let held = streams.lock(&key).await;
+        let other = tokio::spawn({
+            let streams = streams.clone();
+            async move {
+                let _guard = streams.lock(&StreamKey::room("r")).await;
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!other.is_finished(), "waits for the holder");
+        // Another stream is not held up.
+        drop(streams.lock(&StreamKey::room("s")).await);
+        drop(held);
+        other.await.unwrap();
+        assert!(streams.lock_map().is_empty());
+    }
+
+    #[test]
+    fn memberships_are_bounded_and_only_for_history_rooms() {
+        let streams = with_rooms();
+        assert!(matches!(
+            streams.record_join("k", "plain", None, |_| true),
+            Err(JoinRefused::NoHistory)
+        ));
+        for i in 0..MAX_SESSION_ROOMS {
+            assert!(streams
+                .record_join("k", &format!("h-{i}"), None, |_| true)
+                .unwrap());
+        }
+        assert!(matches!(
+            streams.record_join("k", "h-more", None, |_| true),
+            Err(JoinRefused::TooMany)
+        ));
+        assert!(!streams.record_join("k", "h-0", None, |_| true).unwrap());
+        streams.set_join_position("k", "h-0", StreamPosition::new(5, 3));
+        streams.set_join_position("k", "h-0", StreamPosition::new(5, 9));
+        let rooms = streams.session_rooms("k");
+        assert_eq!(rooms[0], ("h-0".into(), Some(StreamPosition::new(5, 3))));
+        assert!(streams.record_leave("k", "h-0"));
+        assert!(!streams.is_member("k", "h-0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_memberships_of_sessions_without_connections_go() {
+        let streams = with_rooms();
+        streams.record_join("idle", "h-a", None, |_| false).unwrap();
+        streams.record_join("held", "h-a", None, |_| true).unwrap();
+        tokio::time::advance(MEMBERSHIP_IDLE).await;
+        streams
+            .record_join("other", "h-a", None, |key| key == "held")
+            .unwrap();
+        assert!(!streams.is_member("idle", "h-a"));
+        assert!(streams.is_member("held", "h-a"));
+    }
+
+    #[test]
+    fn the_hold_lets_through_only_resumed_streams() {
+        let state = ConnStreams::default();
+        let (a, b) = (StreamKey::room("a"), StreamKey::session("k"));
+        assert!(state.allows(&a));
+        state.begin_hold();
+        assert!(!state.allows(&a) && !state.allows(&b));
+        state.begin_resume(&a);
+        assert!(!state.allows(&a));
+        state.end_resume(&a, true);
+        assert!(state.allows(&a) && !state.allows(&b));
+        state.end_hold();
+        assert!(state.allows(&b));
+        // A resume outside a restore holds its stream only.
+        state.begin_resume(&b);
+        assert!(state.allows(&a) && !state.allows(&b));
+        state.end_resume(&b, false);
+        assert!(state.allows(&b));
+        assert!(
+            state.hold.lock().unwrap().is_none(),
+            "nothing kept when nothing is held"
+        );
+    }
+}
