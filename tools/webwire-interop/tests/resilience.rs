@@ -5,8 +5,10 @@
 //! connection at random points in both directions, mid-frame included,
 //! discarding what it held. Under a steady stream of keyed requests,
 //! every handler runs at most once per key and every caller gets exactly
-//! one answer; the proxy's figures show that the cuts landed while
-//! requests were in flight.
+//! one answer; on one node, under a steady stream of session-stream and
+//! room-stream signals as well, the application sees every offset of each
+//! stream once, in order, with no StreamLoss. The proxy's figures show
+//! that the cuts landed while requests and signals were in flight.
 //!
 //! A failing run prints its seed; `WEBWIRE_CHAOS_SEED=N` replays the cut
 //! points (the timing of the workload still varies).
@@ -23,10 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use webwire_client::{Client, ClientEvent, RequestError};
+use webwire_client::{Client, ClientEvent, RequestError, RoomName, StreamId};
 use webwire_faultproxy::{FaultProxy, Stats};
 use webwire_server::options::Concurrency;
 use webwire_server::session::MemorySessionManager;
+use webwire_server::stream::HistoryLimits;
 use webwire_server::{Connection, MessageRouter, Payload, ReplyError, Server};
 
 /// Cuts per case in CI.
@@ -42,6 +45,15 @@ const WORKERS: usize = 8;
 const WILD_FOR_100_CUTS: Duration = Duration::from_secs(15);
 /// How long the calm phase may take to answer every request.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// The history of the session streams and rooms of the in-process server.
+const HISTORY: HistoryLimits = HistoryLimits::new(1_000_000, Duration::from_secs(600));
+/// The history room the client's session joins.
+const ROOM: &str = "lobby";
+/// Signals sent on each stream together, then a pause of [`SIGNAL_EVERY`].
+const SIGNAL_BURST: usize = 4;
+/// The pause between two bursts.
+const SIGNAL_EVERY: Duration = Duration::from_millis(1);
 
 /// How many times each key's handler ran, by payload.
 #[derive(Default)]
@@ -79,6 +91,13 @@ async fn start_server(runs: Arc<Runs>) -> (Server, SocketAddr) {
                 .map_err(|err| ReplyError::from_static("LOGIN", err.to_string()))?;
             Ok::<_, ReplyError>(session.key)
         })
+        .request("join", |conn: Connection, payload: Payload| async move {
+            let room = payload.to_text().expect("text payload").into_owned();
+            conn.join_session_room(&room)
+                .await
+                .map_err(|err| ReplyError::from_static("JOIN", err.to_string()))?;
+            Ok::<_, ReplyError>("ok")
+        })
         .request("incr", move |payload: Payload| {
             let runs = runs.clone();
             async move {
@@ -92,6 +111,10 @@ async fn start_server(runs: Arc<Runs>) -> (Server, SocketAddr) {
     let server = Server::builder(router)
         .session_manager(Arc::new(MemorySessionManager::default()))
         .concurrency(Concurrency::limited(WORKERS * 2))
+        // History long enough that nothing is trimmed during a run: every
+        // gap is repairable, so a StreamLoss is a failure.
+        .session_history(HISTORY)
+        .room_history(|_| Some(HISTORY))
         .build()
         .expect("server");
     let listener = server.bind("127.0.0.1:0").await.expect("bind");
@@ -205,6 +228,96 @@ fn check_keyed(
     answered
 }
 
+/// What the producer sent on one stream: its epoch, and the payload of
+/// each offset from 1.
+#[derive(Debug, Default, Clone)]
+struct Sent {
+    epoch: u64,
+    payloads: Vec<String>,
+}
+
+/// What the client delivered on one stream, in order.
+type Delivered = Vec<(u64, u64, String)>;
+
+/// Sends on the session stream of `key` and on [`ROOM`]'s stream,
+/// [`SIGNAL_BURST`] signals each per [`SIGNAL_EVERY`], until `stop`.
+async fn produce(server: Server, key: String, stop: Arc<AtomicBool>) -> HashMap<StreamId, Sent> {
+    let mut sent: HashMap<StreamId, Sent> = HashMap::new();
+    let room = StreamId::Room(RoomName::from_static(ROOM));
+    let mut i = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        for _ in 0..SIGNAL_BURST {
+            i += 1;
+            let payload = format!("s{i}");
+            let at = server
+                .signal_session_stream(&key, "s", payload.clone())
+                .await
+                .expect("session stream send");
+            record(&mut sent, StreamId::Session, at, payload);
+            let payload = format!("r{i}");
+            let at = server
+                .signal_room_stream(ROOM, "r", payload.clone())
+                .await
+                .expect("room stream send");
+            record(&mut sent, room.clone(), at, payload);
+        }
+        tokio::time::sleep(SIGNAL_EVERY).await;
+    }
+    sent
+}
+
+fn record(
+    sent: &mut HashMap<StreamId, Sent>,
+    stream: StreamId,
+    at: webwire_server::stream::StreamPosition,
+    payload: String,
+) {
+    let entry = sent.entry(stream).or_default();
+    if entry.epoch == 0 {
+        entry.epoch = at.epoch;
+    }
+    assert_eq!(entry.epoch, at.epoch, "one epoch per stream");
+    entry.payloads.push(payload);
+    assert_eq!(
+        u64::try_from(entry.payloads.len()).unwrap(),
+        at.offset,
+        "dense offsets"
+    );
+}
+
+/// Checks that each stream delivered exactly what was sent: every offset
+/// once, in order, with its payload, under the stream's one epoch.
+fn check_streams(
+    seed: u64,
+    sent: &HashMap<StreamId, Sent>,
+    delivered: &HashMap<StreamId, Delivered>,
+) {
+    for (stream, sent) in sent {
+        let got = delivered.get(stream).map(Vec::as_slice).unwrap_or_default();
+        let expected: Delivered = sent
+            .payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (sent.epoch, u64::try_from(i).unwrap() + 1, p.clone()))
+            .collect();
+        if got != expected.as_slice() {
+            let first_bad = got
+                .iter()
+                .zip(&expected)
+                .position(|(g, e)| g != e)
+                .unwrap_or(got.len().min(expected.len()));
+            panic!(
+                "seed {seed}: stream {stream:?}: {} delivered, {} sent; first difference at \
+                 index {first_bad}: got {:?}, expected {:?}",
+                got.len(),
+                expected.len(),
+                got.get(first_bad),
+                expected.get(first_bad)
+            );
+        }
+    }
+}
+
 /// What a keyed run through the proxy gave.
 struct KeyedRun {
     seed: u64,
@@ -217,7 +330,12 @@ struct KeyedRun {
 /// times (or `WILD_FOR_100_CUTS` per 100 cuts passed), calms it and waits until every request
 /// is answered. Checks the client's events: no orphan reply, nothing
 /// lagged, still a session.
-async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -> KeyedRun {
+async fn keyed_through_cuts(
+    case: &str,
+    upstreams: Vec<SocketAddr>,
+    cuts: u64,
+    streams: Option<&Server>,
+) -> KeyedRun {
     // The client's errors (and more with RUST_LOG) in the test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -238,25 +356,61 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
         .reconnect_interval(Duration::from_millis(5))
         .max_reconnect_interval(Duration::from_millis(50))
         .request_timeout(DRAIN * 2)
+        .stream_signal_events(true)
+        .event_capacity(1 << 16)
         .connect()
         .await
         .expect("connect");
     // Read all along: thousands of reconnections make more events than
     // the client keeps for a slow reader.
     let mut events = client.events();
-    let watched = tokio::spawn(async move {
-        let mut unexpected = Vec::new();
-        let mut reconnects = 0u64;
-        while let Some(event) = events.recv().await {
-            match event {
-                ClientEvent::Connected => reconnects += 1,
-                ClientEvent::OrphanReply { .. } | ClientEvent::Lagged(_) => unexpected.push(event),
-                _ => {}
+    let delivered: Arc<Mutex<HashMap<StreamId, Delivered>>> = Arc::default();
+    let watched = tokio::spawn({
+        let delivered = delivered.clone();
+        async move {
+            let mut unexpected = Vec::new();
+            let mut reconnects = 0u64;
+            while let Some(event) = events.recv().await {
+                match event {
+                    ClientEvent::Connected => reconnects += 1,
+                    ClientEvent::StreamSignal(signal) => {
+                        let payload = signal
+                            .signal()
+                            .payload()
+                            .to_text()
+                            .expect("text")
+                            .into_owned();
+                        delivered
+                            .lock()
+                            .unwrap()
+                            .entry(signal.stream().clone())
+                            .or_default()
+                            .push((signal.epoch(), signal.offset(), payload));
+                    }
+                    ClientEvent::OrphanReply { .. }
+                    | ClientEvent::Lagged(_)
+                    | ClientEvent::StreamLoss(_)
+                    | ClientEvent::Signal(_) => unexpected.push(event),
+                    _ => {}
+                }
             }
+            (reconnects, unexpected)
         }
-        (reconnects, unexpected)
     });
     client.request("login", "chaos").await.expect("login");
+    let stop_producing = Arc::new(AtomicBool::new(false));
+    let producer = match streams {
+        Some(server) => {
+            client.request("join", ROOM).await.expect("join");
+            let key = client.session().expect("a session").key;
+            Some(tokio::spawn(produce(
+                server.clone(),
+                key,
+                stop_producing.clone(),
+            )))
+        }
+        None => None,
+    };
 
     proxy.set_cutting(true);
     let stop = Arc::new(AtomicBool::new(false));
@@ -277,12 +431,52 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
         .await
         .unwrap_or_else(|_| panic!("seed {seed}: requests still unanswered after {DRAIN:?}"))
         .expect("workload");
+    let answered_after = started.elapsed() - wild;
+    if let (Some(producer), Some(server)) = (producer, streams) {
+        stop_producing.store(true, Ordering::SeqCst);
+        let mut sent = producer.await.expect("producer");
+        // One more signal on each stream, now that nothing is cut: a
+        // client that missed the last ones before sees the gap.
+        let key = client.session().expect("a session").key;
+        for (stream, sent) in &mut sent {
+            let payload = "last".to_owned();
+            let at = match stream {
+                StreamId::Session => {
+                    server
+                        .signal_session_stream(&key, "s", payload.clone())
+                        .await
+                }
+                _ => server.signal_room_stream(ROOM, "r", payload.clone()).await,
+            }
+            .expect("last send");
+            sent.payloads.push(payload);
+            assert_eq!(at.offset, u64::try_from(sent.payloads.len()).unwrap());
+        }
+        let complete = || {
+            let delivered = delivered.lock().unwrap();
+            sent.iter().all(|(stream, sent)| {
+                delivered.get(stream).map(Vec::len) >= Some(sent.payloads.len())
+            })
+        };
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while !complete() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Anything after the last would be a duplicate.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        check_streams(seed, &sent, &delivered.lock().unwrap());
+        let counts: Vec<String> = sent
+            .iter()
+            .map(|(stream, sent)| format!("{stream:?}: {}", sent.payloads.len()))
+            .collect();
+        println!(
+            "{case}: stream signals delivered once each, in order: {}",
+            counts.join(", ")
+        );
+    }
     let stats = proxy.stats();
     print_stats(case, &stats);
-    println!(
-        "{case}: {wild:?} cutting, {:?} until every request was answered",
-        started.elapsed() - wild
-    );
+    println!("{case}: {wild:?} cutting, {answered_after:?} until every request was answered");
     assert!(
         client.session().is_some(),
         "seed {seed}: the session was lost"
@@ -305,6 +499,12 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
         "seed {seed}: no cut with a request in flight"
     );
     assert!(stats.cuts_mid_frame > 0, "seed {seed}: no cut mid-frame");
+    if streams.is_some() {
+        assert!(
+            stats.cuts_with_signals_in_flight > 0,
+            "seed {seed}: no cut with a signal in flight"
+        );
+    }
     KeyedRun {
         seed,
         outcomes,
@@ -313,20 +513,26 @@ async fn keyed_through_cuts(case: &str, upstreams: Vec<SocketAddr>, cuts: u64) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keyed_requests_survive_cuts_on_one_node() {
+async fn keyed_requests_and_streams_survive_cuts_on_one_node() {
     keyed_on_one_node(CUTS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "soak test: 2,000 cuts; run by hand, figures in BENCHMARKS.md"]
-async fn soak_keyed_requests_on_one_node() {
+async fn soak_keyed_requests_and_streams_on_one_node() {
     keyed_on_one_node(SOAK_CUTS).await;
 }
 
 async fn keyed_on_one_node(cuts: u64) {
     let runs = Arc::new(Runs::default());
     let (server, addr) = start_server(runs.clone()).await;
-    let run = keyed_through_cuts("keyed requests, one node", vec![addr], cuts).await;
+    let run = keyed_through_cuts(
+        "keyed requests and streams, one node",
+        vec![addr],
+        cuts,
+        Some(&server),
+    )
+    .await;
     // One live node with its in-memory ledger: every retry finds its key,
     // so no request may end with outcome unknown.
     let answered = check_keyed(
@@ -443,6 +649,7 @@ async fn keyed_on_two_nodes(cuts: u64) {
         "keyed requests, two nodes on Redis",
         nodes.iter().map(|n| n.addr).collect(),
         cuts,
+        None,
     )
     .await;
     // How often each key ran: the sum of both nodes' counters.
