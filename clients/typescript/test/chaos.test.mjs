@@ -4,7 +4,11 @@
 // in both directions (mid-frame included) and discards what it held.
 // Under a steady stream of keyed requests, every request runs at most once
 // on the server (its `counter`, read directly afterwards) and every caller
-// gets exactly one answer, never "outcome unknown" (one live node).
+// gets exactly one answer, never "outcome unknown" (one live node). Under
+// a steady stream of signals on the session's stream (`stream-me`) and on
+// a history room it joined (`say`), sent by a second client straight to
+// the server, the client delivers every offset of each stream once, in
+// order, with no stream loss.
 //
 // The binaries are built from the repository root with
 //   cargo build --release -q -p webwire-interop -p webwire-faultproxy
@@ -33,6 +37,8 @@ const WORKERS = 8;
 const WILD_FOR_MS = 15_000;
 /** How long the calm phase may take to answer every request. */
 const DRAIN_MS = 30_000;
+/** The history room the session joins. */
+const ROOM = 'lobby';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -105,7 +111,7 @@ if (!existsSync(join(REPO_ROOT, 'tools', 'webwire-interop', 'Cargo.toml'))) {
 }
 if (skip) console.log(`SKIP chaos test: ${skip}`);
 
-test('keyed requests from the TypeScript client survive ~100 cuts: each runs once, each caller gets one answer', { skip, timeout: 120_000 }, async () => {
+test('keyed requests and stream signals to the TypeScript client survive ~100 cuts: each request runs once with one answer, each signal arrives once, in order', { skip, timeout: 120_000 }, async () => {
   const sessionDir = mkdtempSync(join(tmpdir(), 'webwire-ts-chaos-'));
   const server = start(binaries.interop, ['serve', '--addr', '127.0.0.1:0', '--session-dir', sessionDir]);
   let proxy = null;
@@ -127,11 +133,46 @@ test('keyed requests from the TypeScript client survive ~100 cuts: each runs onc
       reconnect: { initialDelay: 5, maxDelay: 50 },
     });
     clients.push(client);
-    const orphans = [];
-    client.on('orphanedReply', (o) => orphans.push(o));
+    const unexpected = [];
+    client.on('orphanedReply', (o) => unexpected.push(['orphanedReply', o]));
+    client.on('streamLoss', (l) => unexpected.push(['streamLoss', l]));
+    /** Per stream ('session', 'room:NAME'): [epoch, offset, text] in the order delivered. */
+    const delivered = new Map();
+    client.on('signal', (s) => {
+      if (s.stream === undefined) {
+        unexpected.push(['plain signal', s.name]);
+        return;
+      }
+      const id = s.stream.kind === 'session' ? 'session' : `room:${s.stream.room}`;
+      if (!delivered.has(id)) delivered.set(id, []);
+      delivered.get(id).push([s.epoch, s.offset, s.text]);
+    });
     await client.connect();
-    assert.ok(client.extensionInfo() !== null && (client.extensionInfo().flags & 2) !== 0, 'keyed requests granted');
+    assert.equal(client.extensionInfo()?.flags, 3, 'streams and keyed requests granted');
     await client.request('login', 'chaos');
+    await client.request('join', ROOM);
+
+    // The producer: another connection of the session, straight to the server.
+    const producer = new WebwireClient(`ws://${serverAddr}/`, { WebSocket, subProtocol: 'interop', sessionStore: new MemorySessionStore(), resumeStorage: null });
+    clients.push(producer);
+    await producer.connect();
+    await producer.restoreSession(client.session().key);
+    /** Per stream: offset (1-based index) -> text. */
+    const sent = new Map([['session', []], [`room:${ROOM}`, []]]);
+    const produce = async (n) => {
+      const last = Number((await producer.request('stream-me', String(n))).text);
+      const session = sent.get('session');
+      assert.equal(last, session.length + n, 'dense session stream offsets');
+      for (let k = 1; k <= n; k++) session.push(String(k));
+      const room = sent.get(`room:${ROOM}`);
+      const text = `r${room.length + 1}`;
+      assert.equal(Number((await producer.request('say', `${ROOM} ${text}`)).text), room.length + 1, 'dense room offsets');
+      room.push(text);
+    };
+    let stopProducing = false;
+    const producing = (async () => {
+      while (!stopProducing) await produce(4);
+    })();
 
     assert.equal(await proxy.command('wild'), 'OK wild');
     let stop = false;
@@ -162,11 +203,29 @@ test('keyed requests from the TypeScript client survive ~100 cuts: each runs onc
         timer = setTimeout(() => reject(new Error(`seed ${seed}: requests still unanswered after ${DRAIN_MS} ms`)), DRAIN_MS);
       }),
     ]).finally(() => clearTimeout(timer));
+    stopProducing = true;
+    await producing;
+    // One more on each stream now that nothing is cut: a client that
+    // missed the last ones sees the gap.
+    await produce(1);
+    const complete = () => [...sent].every(([id, texts]) => (delivered.get(id)?.length ?? 0) >= texts.length);
+    for (const end = Date.now() + DRAIN_MS; !complete() && Date.now() < end; ) await sleep(10);
+    await sleep(100); // anything more would be a duplicate
+    for (const [id, texts] of sent) {
+      const got = delivered.get(id) ?? [];
+      const epochs = new Set(got.map(([epoch]) => epoch));
+      assert.ok(epochs.size <= 1, `seed ${seed}: ${id}: one epoch, got ${[...epochs]}`);
+      assert.deepEqual(
+        got.map(([, offset, text]) => [offset, text]),
+        texts.map((text, i) => [BigInt(i + 1), text]),
+        `seed ${seed}: ${id}: every offset once, in order (${got.length} delivered, ${texts.length} sent)`,
+      );
+    }
     stats = JSON.parse(await proxy.command('stats'));
     console.log(
       `TypeScript client, one node: seed ${seed}: ${stats.connections} connections, ${stats.cuts} cuts ` +
-        `(${stats.cuts_with_requests_in_flight} with requests in flight, ${stats.cuts_mid_frame} mid-frame), ` +
-        `${results.size} keyed requests`,
+        `(${stats.cuts_with_requests_in_flight} with requests in flight, ${stats.cuts_with_signals_in_flight} with a signal in flight, ${stats.cuts_mid_frame} mid-frame), ` +
+        `${results.size} keyed requests, ${[...sent].map(([id, t]) => `${t.length} signals on ${id}`).join(', ')}`,
     );
 
     // How often each key ran, read on the server directly.
@@ -193,11 +252,12 @@ test('keyed requests from the TypeScript client survive ~100 cuts: each runs onc
       assert.equal(ran, 1, `seed ${seed}: ${key} answered but not run`);
       answered++;
     }
-    assert.deepEqual(orphans, [], `seed ${seed}: no orphaned reply`);
+    assert.deepEqual(unexpected, [], `seed ${seed}: no orphaned reply, stream loss or plain signal`);
     assert.ok(answered > 0);
     assert.ok(stats.cuts >= CUTS / 2, `seed ${seed}: only ${stats.cuts} cuts`);
     assert.ok(stats.cuts_with_requests_in_flight > 0, `seed ${seed}: no cut with a request in flight`);
     assert.ok(stats.cuts_mid_frame > 0, `seed ${seed}: no cut mid-frame`);
+    assert.ok(stats.cuts_with_signals_in_flight > 0, `seed ${seed}: no cut with a signal in flight`);
   } finally {
     await Promise.all(clients.map((c) => c.close({ force: true })));
     if (proxy) await proxy.stop();
