@@ -51,7 +51,7 @@ const HISTORY: HistoryLimits = HistoryLimits::new(1_000_000, Duration::from_secs
 /// The history room the client's session joins.
 const ROOM: &str = "lobby";
 /// Signals sent on each stream together, then a pause of [`SIGNAL_EVERY`].
-const SIGNAL_BURST: usize = 4;
+const SIGNAL_BURST: u64 = 4;
 /// The pause between two bursts.
 const SIGNAL_EVERY: Duration = Duration::from_millis(1);
 
@@ -239,48 +239,143 @@ struct Sent {
 /// What the client delivered on one stream, in order.
 type Delivered = Vec<(u64, u64, String)>;
 
-/// Sends on the session stream of `key` and on [`ROOM`]'s stream,
+/// Where the stream signals come from.
+#[derive(Clone)]
+enum Source {
+    /// Sent by the server in this process.
+    InProcess(Server),
+    /// Asked of an interop server process (`stream-me`, `say`) by a
+    /// client of its own, straight to it, in the same session.
+    Node(SocketAddr),
+}
+
+/// Sends stream signals for the session `key` and records them.
+enum Sender {
+    InProcess { server: Server, key: String },
+    Node(Client),
+}
+
+impl Sender {
+    async fn new(source: &Source, key: String) -> Self {
+        match source {
+            Source::InProcess(server) => Self::InProcess {
+                server: server.clone(),
+                key,
+            },
+            Source::Node(addr) => {
+                let client = Client::connect(&format!("ws://{addr}/"))
+                    .await
+                    .expect("producer connects");
+                client
+                    .restore_session(&key)
+                    .await
+                    .expect("producer restores");
+                Self::Node(client)
+            }
+        }
+    }
+
+    /// `n` signals on the session stream.
+    async fn session(&self, sent: &mut HashMap<StreamId, Sent>, n: u64) {
+        match self {
+            Self::InProcess { server, key } => {
+                for _ in 0..n {
+                    let payload = format!("s{}", next(sent, &StreamId::Session));
+                    let at = server
+                        .signal_session_stream(key, "s", payload.clone())
+                        .await
+                        .expect("session stream send");
+                    record(sent, StreamId::Session, at.epoch, at.offset, payload);
+                }
+            }
+            Self::Node(client) => {
+                // `stream-me N` sends the payloads 1..=N and answers the
+                // last offset.
+                let last: u64 = client
+                    .request("stream-me", n.to_string())
+                    .await
+                    .expect("stream-me")
+                    .to_text()
+                    .expect("text")
+                    .parse()
+                    .expect("an offset");
+                for k in 1..=n {
+                    record(sent, StreamId::Session, 0, last - n + k, k.to_string());
+                }
+            }
+        }
+    }
+
+    /// One signal on [`ROOM`]'s stream.
+    async fn room(&self, sent: &mut HashMap<StreamId, Sent>) {
+        let room = StreamId::Room(RoomName::from_static(ROOM));
+        let payload = format!("r{}", next(sent, &room));
+        let (epoch, offset) = match self {
+            Self::InProcess { server, .. } => {
+                let at = server
+                    .signal_room_stream(ROOM, "r", payload.clone())
+                    .await
+                    .expect("room stream send");
+                (at.epoch, at.offset)
+            }
+            Self::Node(client) => {
+                let offset = client
+                    .request("say", format!("{ROOM} {payload}"))
+                    .await
+                    .expect("say")
+                    .to_text()
+                    .expect("text")
+                    .parse()
+                    .expect("an offset");
+                (0, offset)
+            }
+        };
+        record(sent, room, epoch, offset, payload);
+    }
+
+    async fn close(self) {
+        if let Self::Node(client) = self {
+            client.close().await;
+        }
+    }
+}
+
+/// The offset the next signal of `stream` will get.
+fn next(sent: &HashMap<StreamId, Sent>, stream: &StreamId) -> usize {
+    sent.get(stream).map_or(0, |s| s.payloads.len()) + 1
+}
+
+/// Sends on the session stream and on [`ROOM`]'s stream,
 /// [`SIGNAL_BURST`] signals each per [`SIGNAL_EVERY`], until `stop`.
-async fn produce(server: Server, key: String, stop: Arc<AtomicBool>) -> HashMap<StreamId, Sent> {
+async fn produce(sender: Arc<Sender>, stop: Arc<AtomicBool>) -> HashMap<StreamId, Sent> {
     let mut sent: HashMap<StreamId, Sent> = HashMap::new();
-    let room = StreamId::Room(RoomName::from_static(ROOM));
-    let mut i = 0u64;
     while !stop.load(Ordering::SeqCst) {
+        sender.session(&mut sent, SIGNAL_BURST).await;
         for _ in 0..SIGNAL_BURST {
-            i += 1;
-            let payload = format!("s{i}");
-            let at = server
-                .signal_session_stream(&key, "s", payload.clone())
-                .await
-                .expect("session stream send");
-            record(&mut sent, StreamId::Session, at, payload);
-            let payload = format!("r{i}");
-            let at = server
-                .signal_room_stream(ROOM, "r", payload.clone())
-                .await
-                .expect("room stream send");
-            record(&mut sent, room.clone(), at, payload);
+            sender.room(&mut sent).await;
         }
         tokio::time::sleep(SIGNAL_EVERY).await;
     }
     sent
 }
 
+/// Records a signal sent at `offset` (epoch 0: not known to the sender).
 fn record(
     sent: &mut HashMap<StreamId, Sent>,
     stream: StreamId,
-    at: webwire_server::stream::StreamPosition,
+    epoch: u64,
+    offset: u64,
     payload: String,
 ) {
     let entry = sent.entry(stream).or_default();
     if entry.epoch == 0 {
-        entry.epoch = at.epoch;
+        entry.epoch = epoch;
     }
-    assert_eq!(entry.epoch, at.epoch, "one epoch per stream");
+    assert_eq!(entry.epoch, epoch.max(entry.epoch), "one epoch per stream");
     entry.payloads.push(payload);
     assert_eq!(
         u64::try_from(entry.payloads.len()).unwrap(),
-        at.offset,
+        offset,
         "dense offsets"
     );
 }
@@ -294,11 +389,17 @@ fn check_streams(
 ) {
     for (stream, sent) in sent {
         let got = delivered.get(stream).map(Vec::as_slice).unwrap_or_default();
+        // The epoch the client saw, when the sender did not know it.
+        let epoch = if sent.epoch == 0 {
+            got.first().map_or(0, |g| g.0)
+        } else {
+            sent.epoch
+        };
         let expected: Delivered = sent
             .payloads
             .iter()
             .enumerate()
-            .map(|(i, p)| (sent.epoch, u64::try_from(i).unwrap() + 1, p.clone()))
+            .map(|(i, p)| (epoch, u64::try_from(i).unwrap() + 1, p.clone()))
             .collect();
         if got != expected.as_slice() {
             let first_bad = got
@@ -334,7 +435,7 @@ async fn keyed_through_cuts(
     case: &str,
     upstreams: Vec<SocketAddr>,
     cuts: u64,
-    streams: Option<&Server>,
+    streams: Option<Source>,
 ) -> KeyedRun {
     // The client's errors (and more with RUST_LOG) in the test's output.
     let _ = tracing_subscriber::fmt()
@@ -399,15 +500,13 @@ async fn keyed_through_cuts(
     });
     client.request("login", "chaos").await.expect("login");
     let stop_producing = Arc::new(AtomicBool::new(false));
-    let producer = match streams {
-        Some(server) => {
+    let producer = match &streams {
+        Some(source) => {
             client.request("join", ROOM).await.expect("join");
             let key = client.session().expect("a session").key;
-            Some(tokio::spawn(produce(
-                server.clone(),
-                key,
-                stop_producing.clone(),
-            )))
+            let sender = Arc::new(Sender::new(source, key).await);
+            let producing = tokio::spawn(produce(sender.clone(), stop_producing.clone()));
+            Some((sender, producing))
         }
         None => None,
     };
@@ -432,26 +531,17 @@ async fn keyed_through_cuts(
         .unwrap_or_else(|_| panic!("seed {seed}: requests still unanswered after {DRAIN:?}"))
         .expect("workload");
     let answered_after = started.elapsed() - wild;
-    if let (Some(producer), Some(server)) = (producer, streams) {
+    if let Some((sender, producing)) = producer {
         stop_producing.store(true, Ordering::SeqCst);
-        let mut sent = producer.await.expect("producer");
+        let mut sent = producing.await.expect("producer");
         // One more signal on each stream, now that nothing is cut: a
         // client that missed the last ones before sees the gap.
-        let key = client.session().expect("a session").key;
-        for (stream, sent) in &mut sent {
-            let payload = "last".to_owned();
-            let at = match stream {
-                StreamId::Session => {
-                    server
-                        .signal_session_stream(&key, "s", payload.clone())
-                        .await
-                }
-                _ => server.signal_room_stream(ROOM, "r", payload.clone()).await,
-            }
-            .expect("last send");
-            sent.payloads.push(payload);
-            assert_eq!(at.offset, u64::try_from(sent.payloads.len()).unwrap());
-        }
+        sender.session(&mut sent, 1).await;
+        sender.room(&mut sent).await;
+        Arc::into_inner(sender)
+            .expect("the only sender")
+            .close()
+            .await;
         let complete = || {
             let delivered = delivered.lock().unwrap();
             sent.iter().all(|(stream, sent)| {
@@ -530,7 +620,7 @@ async fn keyed_on_one_node(cuts: u64) {
         "keyed requests and streams, one node",
         vec![addr],
         cuts,
-        Some(&server),
+        Some(Source::InProcess(server.clone())),
     )
     .await;
     // One live node with its in-memory ledger: every retry finds its key,
@@ -630,16 +720,24 @@ impl Drop for Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keyed_requests_survive_cuts_across_two_nodes_on_redis() {
-    keyed_on_two_nodes(CUTS).await;
+    keyed_on_two_nodes(CUTS, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "the interop server's --redis mode keeps stream history and session room \
+            memberships in each node's memory (docs/interop.md section 8): a client that \
+            lands on the other node gets StreamLoss; un-ignore once they are kept in Redis"]
+async fn keyed_requests_and_streams_survive_cuts_across_two_nodes_on_redis() {
+    keyed_on_two_nodes(CUTS, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "soak test: 2,000 cuts; run by hand, figures in BENCHMARKS.md"]
 async fn soak_keyed_requests_across_two_nodes_on_redis() {
-    keyed_on_two_nodes(SOAK_CUTS).await;
+    keyed_on_two_nodes(SOAK_CUTS, false).await;
 }
 
-async fn keyed_on_two_nodes(cuts: u64) {
+async fn keyed_on_two_nodes(cuts: u64, streams: bool) {
     let redis = redis_or_skip!();
     let nodes = [
         Node::start(&redis.url(), "a"),
@@ -649,7 +747,8 @@ async fn keyed_on_two_nodes(cuts: u64) {
         "keyed requests, two nodes on Redis",
         nodes.iter().map(|n| n.addr).collect(),
         cuts,
-        None,
+        // Sent through node a; the client gets them on whichever node it is.
+        streams.then(|| Source::Node(nodes[0].addr)),
     )
     .await;
     // How often each key ran: the sum of both nodes' counters.
