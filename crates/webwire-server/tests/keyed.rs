@@ -796,3 +796,100 @@ async fn a_keyed_request_read_while_draining_is_answered_shutdown_and_not_record
     assert_eq!(runs.count(), 1);
     server.shutdown().await;
 }
+
+/// A ledger whose `begin` takes effect at once but answers only after a
+/// pause, as a remote ledger (Redis) does: the decision is made there and
+/// the reply is on its way.
+#[derive(Debug)]
+struct SlowAnswers {
+    inner: MemoryLedger,
+    pause: Duration,
+}
+
+impl RequestLedger for SlowAnswers {
+    async fn epoch(&self) -> Result<u64, webwire_server::ledger::LedgerError> {
+        self.inner.epoch().await
+    }
+
+    async fn begin(
+        &self,
+        scope: &LedgerScope,
+        request: &LedgerRequest,
+    ) -> Result<Begin, webwire_server::ledger::LedgerError> {
+        let begun = self.inner.begin(scope, request).await;
+        tokio::time::sleep(self.pause).await;
+        begun
+    }
+
+    async fn lookup(
+        &self,
+        scope: &LedgerScope,
+        request: &LedgerRequest,
+    ) -> Result<webwire_server::ledger::Lookup, webwire_server::ledger::LedgerError> {
+        self.inner.lookup(scope, request).await
+    }
+
+    async fn renew(
+        &self,
+        lease: &webwire_server::ledger::Lease,
+    ) -> Result<bool, webwire_server::ledger::LedgerError> {
+        self.inner.renew(lease).await
+    }
+
+    async fn finish(
+        &self,
+        lease: webwire_server::ledger::Lease,
+        reply: webwire_server::ledger::StoredReply,
+    ) -> Result<webwire_server::ledger::Finish, webwire_server::ledger::LedgerError> {
+        self.inner.finish(lease, reply).await
+    }
+
+    async fn acknowledge(
+        &self,
+        scope: &LedgerScope,
+        ack: u64,
+    ) -> Result<(), webwire_server::ledger::LedgerError> {
+        self.inner.acknowledge(scope, ack).await
+    }
+
+    async fn session_closed(
+        &self,
+        session: &str,
+    ) -> Result<(), webwire_server::ledger::LedgerError> {
+        self.inner.session_closed(session).await
+    }
+}
+
+/// Found by the fault-injection test against two nodes on Redis
+/// (tools/webwire-interop/tests/resilience.rs): the connection's socket
+/// failed while the ledger's `begin` was under way, the connection task
+/// dropped the `begin`, and the key the ledger had marked running was
+/// never run, so its retry (after the lease lapsed, with Redis) was
+/// answered outcome unknown. A `begin` runs to its end, and a key it
+/// started runs, whatever happens to the socket meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_begin_under_way_when_the_socket_fails_still_runs_its_key() {
+    let runs = Arc::new(Runs::default());
+    let ledger = SlowAnswers {
+        inner: MemoryLedger::new(),
+        pause: Duration::from_secs(1),
+    };
+    let server = builder(&runs, &Arc::default())
+        .request_ledger(Arc::new(ledger))
+        .build()
+        .unwrap();
+    let (mut first, epoch, key) = keyed_client(&server).await;
+    send_keyed(&mut first, "incr", "", (1, epoch, 0)).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The socket is gone, and the connection task has something to write.
+    drop(first);
+    server.signal_all("news", "x").unwrap();
+    eventually("the connection ended", || server.connection_count() == 0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (mut second, _) = reconnect(&server, &key).await;
+    let retry = keyed(&mut second, "incr", (1, epoch, 0)).await;
+    assert_eq!(reply_text(&retry), "1", "{retry:?}");
+    assert_eq!(runs.count(), 1);
+    server.shutdown().await;
+}

@@ -279,9 +279,18 @@ where
             webwire_redis::RedisClusterConfig::new(node_id),
         )
         .await?;
+        // Keyed requests (webwire 2.1) are run at most once across the
+        // nodes only if they share one ledger.
+        let ledger = webwire_redis::RedisLedger::connect(
+            url,
+            webwire_redis::RedisStoreConfig::new(),
+            webwire_server::ledger::LedgerLimits::default(),
+        )
+        .await?;
         builder = builder
             .session_manager(Arc::new(sessions))
-            .cluster(Arc::new(cluster));
+            .cluster(Arc::new(cluster))
+            .request_ledger(Arc::new(ledger));
     }
     let server = builder.build()?;
     // Only now can handlers reach the server (broadcast, close everywhere).
@@ -348,6 +357,7 @@ fn router(state: State) -> MessageRouter {
     let record_state = state.clone();
     let recorded_state = state.clone();
     let incr_state = state.clone();
+    let counter_state = state.clone();
     let say_state = state.clone();
     let stream_state = state.clone();
     let disconnect_state = state;
@@ -390,6 +400,9 @@ fn router(state: State) -> MessageRouter {
         })
         .request("incr", move |payload: Payload| {
             incr(incr_state.clone(), payload)
+        })
+        .request("counter", move |payload: Payload| {
+            counter(counter_state.clone(), payload)
         })
         .signal("ping", ping)
         .signal("record", move |conn: Connection, _: Payload| {
@@ -618,6 +631,21 @@ async fn incr(state: State, payload: Payload) -> Result<String, ReplyError> {
         .entry(text_lossy(&payload).into_owned())
         .or_default();
     *count += 1;
+    Ok(count.to_string())
+}
+
+/// `counter`: the value of the counter named by the payload text, without
+/// adding to it (0 for a counter never incremented). Tests read it on each
+/// node to see how often a keyed `incr` really ran.
+async fn counter(state: State, payload: Payload) -> Result<String, ReplyError> {
+    let counters = state
+        .counters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let count = counters
+        .get(text_lossy(&payload).as_ref())
+        .copied()
+        .unwrap_or(0);
     Ok(count.to_string())
 }
 

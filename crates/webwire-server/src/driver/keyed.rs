@@ -233,11 +233,14 @@ where
             return Ok((id, decided));
         };
         let scope = LedgerScope::new(session, &*keyed.instance);
-        let begun = self
+        // To its end even if the socket fails meanwhile: a remote ledger
+        // may have marked the key running already, and a key marked
+        // running must be run, or its retry (on any node) waits for the
+        // lease to lapse and gets "outcome unknown".
+        let (begun, failed) = self
             .wire
-            .drive(ledger.begin(&scope, &ledger_request))
-            .await
-            .map_err(ReadEnd::Wire)?;
+            .drive_to_end(ledger.begin(&scope, &ledger_request))
+            .await;
         let decided = match begun {
             Ok(Begin::Run(lease)) => {
                 metrics.keyed("run");
@@ -259,6 +262,10 @@ where
             Ok(Begin::BadKey) => Decided::Now(bad_key(id, metrics)),
             Err(err) => Decided::Now(ledger_failed(&self.conn, id, &err, metrics)),
         };
+        if let Some(err) = failed {
+            // A started run goes on detached and stores its reply.
+            return Err(ReadEnd::Wire(err));
+        }
         Ok((id, decided))
     }
 
