@@ -8,7 +8,9 @@
 //!   ([`Login`], [`Say`], [`ChatMessage`], [`Presence`], ...), the error
 //!   [`codes`] and limits, [`check_name`] and [`check_text`].
 //! - `room`: the webwire router: sign-in with a session whose info holds
-//!   the name, messages and their in-memory history, who is online.
+//!   the name and which joins the room (a room with history: its messages
+//!   are a webwire 2.1 stream, which clients resume after a reconnect),
+//!   messages, the history read from the room's stream, who is online.
 //! - `server`: [`ChatServer`]: the webwire server with the file session
 //!   manager, mounted at `/ws` in an axum app that also serves the page
 //!   (`/`) and the TypeScript client (`/webwire/`), both compiled in.
@@ -32,7 +34,8 @@ mod server;
 
 pub use protocol::{
     check_name, check_text, codes, ChatMessage, History, HistoryQuery, InputError, LoggedIn, Login,
-    Presence, Say, DEFAULT_HISTORY_LIMIT, HISTORY, HISTORY_CAPACITY, LOGIN, LOGOUT, MAX_NAME_CHARS,
-    MAX_TEXT_CHARS, MESSAGE, NAME_FIELD, PRESENCE, SAY, WHO,
+    Presence, RoomMessage, Say, DEFAULT_HISTORY_LIMIT, HISTORY, HISTORY_CAPACITY,
+    HISTORY_MAX_AGE_SECS, LOGIN, LOGOUT, MAX_NAME_CHARS, MAX_TEXT_CHARS, MESSAGE, NAME_FIELD,
+    PRESENCE, ROOM, SAY, WHO,
 };
 pub use server::{ChatConfig, ChatError, ChatServer, MESSAGE_BUFFER_SIZE};

@@ -9,14 +9,17 @@ use serde::{Deserialize, Serialize};
 pub const LOGIN: &str = "login";
 /// Request: sign out everywhere (payload ignored, reply `{}`).
 pub const LOGOUT: &str = "logout";
-/// Request: say something to the room (payload [`Say`], reply the [`ChatMessage`]).
+/// Request: say something to the room (payload [`Say`], reply the
+/// [`RoomMessage`]: the message with its place in the room's stream).
 pub const SAY: &str = "say";
 /// Request: who is online (payload ignored, reply [`Presence`]).
 pub const WHO: &str = "who";
-/// Request: the last messages (payload [`HistoryQuery`] or empty, reply [`History`]).
+/// Request: the last messages of the room's stream (payload
+/// [`HistoryQuery`] or empty, reply [`History`]).
 pub const HISTORY: &str = "history";
 
-/// Signal: a message was said ([`ChatMessage`]).
+/// Signal on the room's stream: a message was said ([`ChatMessage`]; a
+/// 2.1 client gets it with the stream's epoch and offset).
 pub const MESSAGE: &str = "message";
 /// Signal: who is online changed ([`Presence`]).
 pub const PRESENCE: &str = "presence";
@@ -28,8 +31,13 @@ pub const NAME_FIELD: &str = "name";
 pub const MAX_NAME_CHARS: usize = 32;
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 1000;
-/// Messages the server keeps (in memory) for `history`.
+/// The room: a room with history (a stream) that every signed-in session
+/// is a member of.
+pub const ROOM: &str = "chat:lobby";
+/// Messages the room's stream keeps (older ones are trimmed).
 pub const HISTORY_CAPACITY: usize = 100;
+/// How long the room's stream keeps a message, in seconds.
+pub const HISTORY_MAX_AGE_SECS: u64 = 24 * 60 * 60;
 /// Messages `history` returns when no limit is given.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 
@@ -80,8 +88,8 @@ pub struct HistoryQuery {
     pub limit: Option<usize>,
 }
 
-/// A message of the room: the `message` signal, an element of
-/// [`History`], and the reply to `say`.
+/// A message of the room: the payload of the `message` signal, kept in
+/// the room's stream.
 ///
 /// ```
 /// let m: webwire_chat::ChatMessage =
@@ -110,11 +118,49 @@ pub struct Presence {
     pub online: Vec<String>,
 }
 
+/// A message with its place in the room's stream: the reply to `say` and
+/// an element of [`History`]. `(epoch, offset)` names it for good, so a
+/// client merges the history with the stream's signals by it, exactly.
+///
+/// ```
+/// let m: webwire_chat::RoomMessage = serde_json::from_str(
+///     r#"{"epoch":"18446744073709551615","offset":3,"id":"k2x1-7","from":"ann","text":"hi","at":1}"#,
+/// )?;
+/// assert_eq!((m.epoch, m.offset, m.message.text.as_str()), (u64::MAX, 3, "hi"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMessage {
+    /// The stream's epoch, as a decimal string (it does not fit the
+    /// integers of JavaScript numbers).
+    #[serde(with = "decimal")]
+    pub epoch: u64,
+    /// The message's offset in the stream (1, 2, 3, ...).
+    pub offset: u64,
+    /// The message.
+    #[serde(flatten)]
+    pub message: ChatMessage,
+}
+
 /// The reply to `history`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
-    /// The last messages, oldest first.
-    pub messages: Vec<ChatMessage>,
+    /// The last messages the room's stream holds, oldest first.
+    pub messages: Vec<RoomMessage>,
+}
+
+/// A u64 as a decimal JSON string.
+mod decimal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a name or text was refused.

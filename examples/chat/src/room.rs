@@ -1,28 +1,42 @@
-//! The room: the webwire router of the chat's requests, the message
-//! history, and who is online.
+//! The room: the webwire router of the chat's requests, the room's
+//! messages on a webwire 2.1 stream, and who is online.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use webwire_server::proto::ServerMessage;
+use webwire_server::stream::{
+    HistoryLimits, MemoryStreamStore, StreamEntry, StreamKey, StreamStore,
+};
 use webwire_server::{
     session::Session, Connection, HandlerError, Json, MessageRouter, Payload, ReplyError, Server,
     State,
 };
 
 use crate::protocol::{
-    self, codes, ChatMessage, History, HistoryQuery, LoggedIn, Login, Presence, Say,
-    DEFAULT_HISTORY_LIMIT, HISTORY_CAPACITY, NAME_FIELD,
+    self, codes, ChatMessage, History, HistoryQuery, LoggedIn, Login, Presence, RoomMessage, Say,
+    DEFAULT_HISTORY_LIMIT, HISTORY_CAPACITY, HISTORY_MAX_AGE_SECS, NAME_FIELD, ROOM,
 };
 
-/// The room's state, shared by its handlers.
+/// How much of the room's stream is kept: the server's room-history
+/// option answers this for [`ROOM`], and `history` reads with it.
+pub(crate) const ROOM_HISTORY: HistoryLimits =
+    HistoryLimits::new(HISTORY_CAPACITY, Duration::from_secs(HISTORY_MAX_AGE_SECS));
+
+/// The room's state, shared by its handlers. The messages are not kept
+/// here: they are the room's stream, in the server's stream store.
 #[derive(Debug)]
 pub(crate) struct Room {
     /// The webwire server; set right after it is built from the router.
     server: OnceLock<Server>,
+    /// The server's stream store, read by `history`.
+    store: Arc<MemoryStreamStore>,
     /// Distinguishes message ids of this run from those of earlier runs.
     boot: String,
+    next_seq: AtomicU64,
     /// Largest reply payload, in bytes (below the message buffer size).
     reply_budget: usize,
     state: Mutex<Shared>,
@@ -30,17 +44,17 @@ pub(crate) struct Room {
 
 #[derive(Debug, Default)]
 struct Shared {
-    next_seq: u64,
-    history: VecDeque<ChatMessage>,
     /// The online list last sent out.
     online: Vec<String>,
 }
 
 impl Room {
-    pub(crate) fn new(buffer_size: usize) -> Self {
+    pub(crate) fn new(buffer_size: usize, store: Arc<MemoryStreamStore>) -> Self {
         Self {
             server: OnceLock::new(),
+            store,
             boot: base36(now_millis()),
+            next_seq: AtomicU64::new(0),
             // Room for the reply's header (type and id) and some slack.
             reply_budget: buffer_size.saturating_sub(64),
             state: Mutex::new(Shared::default()),
@@ -128,6 +142,9 @@ impl Room {
         info.insert(NAME_FIELD.into(), name.clone().into());
         // The session hook has refreshed presence when this returns.
         conn.create_session(info).await?;
+        // The session, not this connection, is the member: its other tabs
+        // and every later connection that restores it are in the room too.
+        conn.join_session_room(ROOM).await?;
         tracing::info!(connection = %conn.id(), name = %name, "signed in");
         Ok(Json(LoggedIn { name }))
     }
@@ -145,28 +162,37 @@ impl Room {
         Ok(Json(serde_json::json!({})))
     }
 
-    fn say(&self, conn: &Connection, say: Say) -> Result<Json<ChatMessage>, HandlerError> {
+    /// Appends the message to the room's stream, which delivers it to
+    /// the members (the sender too) in the stream's order. Once a session
+    /// exists this is a keyed request for a 2.1 client: the server runs it
+    /// at most once per key, whatever the connection does.
+    async fn say(&self, conn: &Connection, say: Say) -> Result<Json<RoomMessage>, HandlerError> {
         let from = require_name(conn)?;
         let text = protocol::check_text(&say.text).map_err(|err| {
             ReplyError::from_static(codes::INVALID_TEXT, format!("the text {err}"))
         })?;
-        let mut state = self.state();
-        state.next_seq += 1;
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let message = ChatMessage {
-            id: format!("{}-{}", self.boot, state.next_seq),
+            id: format!("{}-{seq}", self.boot),
             from,
             text,
             at: now_millis(),
         };
-        if state.history.len() == HISTORY_CAPACITY {
-            state.history.pop_front();
-        }
-        state.history.push_back(message.clone());
-        self.broadcast(protocol::MESSAGE, &message);
-        Ok(Json(message))
+        let json = serde_json::to_string(&message)?;
+        // Fails (nothing delivered) when the stream store cannot append:
+        // the sender gets an error rather than a message out of order.
+        let at = conn
+            .signal_room_stream(ROOM, protocol::MESSAGE, Payload::utf8(json))
+            .await?;
+        Ok(Json(RoomMessage {
+            epoch: at.epoch,
+            offset: at.offset,
+            message,
+        }))
     }
 
-    fn history(
+    /// The newest messages of the room's stream that fit the reply.
+    async fn history(
         &self,
         conn: &Connection,
         query: HistoryQuery,
@@ -176,20 +202,59 @@ impl Room {
             .limit
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .min(HISTORY_CAPACITY);
-        let state = self.state();
-        // The newest messages that fit the reply.
+        let read = self
+            .store
+            .read(&StreamKey::room(ROOM), &ROOM_HISTORY, None)
+            .await?;
         let mut size = r#"{"messages":[]}"#.len();
         let mut messages = Vec::new();
-        for message in state.history.iter().rev().take(limit) {
-            let len = serde_json::to_string(message)?.len() + 1;
+        for entry in read.entries.iter().rev().take(limit) {
+            let Some(message) = stored_message(entry) else {
+                tracing::warn!(
+                    offset = entry.offset,
+                    "a message of the room's stream does not read; skipped"
+                );
+                continue;
+            };
+            let message = RoomMessage {
+                epoch: read.epoch,
+                offset: entry.offset,
+                message,
+            };
+            let len = serde_json::to_string(&message)?.len() + 1;
             if size + len > self.reply_budget {
                 break;
             }
             size += len;
-            messages.push(message.clone());
+            messages.push(message);
         }
         messages.reverse();
         Ok(Json(History { messages }))
+    }
+
+    /// A restored session that is not in the room joins it again: the
+    /// server keeps memberships in memory, so after a restart of the
+    /// server the sessions from the session folder have none.
+    async fn rejoin(&self, conn: &Connection) {
+        let (Some(key), Some(server)) = (conn.session_key(), self.server.get()) else {
+            return;
+        };
+        if server.session_rooms(&key).iter().any(|room| room == ROOM) {
+            return;
+        }
+        if let Err(err) = server.join_session_room(&key, ROOM).await {
+            tracing::warn!(connection = %conn.id(), error = %err, "a restored session could not join the room");
+        }
+    }
+}
+
+/// The chat message of a stream entry (an encoded 2.0 Signal).
+fn stored_message(entry: &StreamEntry) -> Option<ChatMessage> {
+    match ServerMessage::parse(entry.frame.clone()) {
+        Ok(ServerMessage::Signal(signal)) => {
+            serde_json::from_slice(signal.payload().as_bytes()).ok()
+        }
+        _ => None,
     }
 }
 
@@ -232,7 +297,7 @@ pub(crate) fn router(room: Arc<Room>) -> MessageRouter<Arc<Room>> {
         .request(
             protocol::SAY,
             |State(room): RoomState, conn: Connection, Json(say): Json<Say>| async move {
-                room.say(&conn, say)
+                room.say(&conn, say).await
             },
         )
         .request(
@@ -246,7 +311,7 @@ pub(crate) fn router(room: Arc<Room>) -> MessageRouter<Arc<Room>> {
         .request(
             protocol::HISTORY,
             |State(room): RoomState, conn: Connection, text: String| async move {
-                room.history(&conn, query(&text)?)
+                room.history(&conn, query(&text)?).await
             },
         )
         .on_session_created(
@@ -255,7 +320,8 @@ pub(crate) fn router(room: Arc<Room>) -> MessageRouter<Arc<Room>> {
             },
         )
         .on_session_restored(
-            |State(room): RoomState, _: Connection, _: Session| async move {
+            |State(room): RoomState, conn: Connection, _: Session| async move {
+                room.rejoin(&conn).await;
                 room.refresh_presence();
             },
         )

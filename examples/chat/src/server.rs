@@ -12,6 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use tower_http::services::ServeDir;
+use webwire_server::stream::MemoryStreamStore;
 use webwire_server::{session::FileSessionManager, Server, ServerError};
 
 use crate::room::{self, Room};
@@ -133,10 +134,17 @@ impl ChatServer {
     /// Builds the room and binds the address; nothing is served until
     /// [`run_until`](Self::run_until).
     pub async fn bind(config: ChatConfig) -> Result<Self, ChatError> {
-        let room = Arc::new(Room::new(MESSAGE_BUFFER_SIZE));
+        // The room's messages live in this store, as its stream; `history`
+        // reads them from there. In memory: a restart of the server starts
+        // the stream again under a new epoch, and returning clients are
+        // told (a StreamLoss) and reload the history.
+        let store = Arc::new(MemoryStreamStore::new());
+        let room = Arc::new(Room::new(MESSAGE_BUFFER_SIZE, store.clone()));
         let webwire = Server::builder(room::router(room.clone()))
             .message_buffer_size(MESSAGE_BUFFER_SIZE)
             .session_manager(Arc::new(FileSessionManager::new(&config.session_dir)))
+            .stream_store(store)
+            .room_history(|name| (name == crate::protocol::ROOM).then_some(room::ROOM_HISTORY))
             .build()?;
         room.set_server(webwire.clone());
         let app = axum::Router::new()

@@ -3,6 +3,10 @@
 //
 // The session key is kept in localStorage, so the page stays signed in
 // across reloads and server restarts (the server keeps sessions in files).
+// webwire 2.1: the room's messages are a stream; the client resumes it after
+// a reconnect or a reload (in order, once), sends a message typed offline
+// once after the reconnect (a keyed request: never run twice), and says
+// what is lost for good (streamLoss), when the page shows a notice.
 
 const $ = (id) => document.getElementById(id);
 const body = document.body;
@@ -17,34 +21,43 @@ try {
   body.dataset.state = 'broken';
   throw e;
 }
-const { WebwireClient, LocalStorageSessionStore, RequestError, DisconnectedError, TimeoutError } = ww;
+const { WebwireClient, LocalStorageSessionStore, RequestError, OutcomeUnknownError } = ww;
 
+const ROOM = 'chat:lobby';
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const client = new WebwireClient(wsUrl, {
   sessionStore: new LocalStorageSessionStore('webwire-chat:session'),
   reconnect: { initialDelay: 250, maxDelay: 2000 },
   timeout: 10_000,
 });
-// For the browser console.
-window.chat = { client };
+/**
+ * What the page saw, for the browser console and the end-to-end test:
+ * `duplicateSignals` counts stream signals of a message the page had got as
+ * a signal already (the client promises none), `losses` the StreamLoss
+ * events.
+ */
+const stats = { duplicateSignals: 0, losses: 0 };
+window.chat = { client, stats };
 
 let everConnected = false;
-/** Message ids on the page, so that a history fetched after a reconnection adds only what is missing. */
-const shown = new Set();
 /**
- * Messages typed and not yet confirmed by the server, oldest first, each
- * shown as pending: `{ text, li, sentWhenShown }`. They are sent one at a
- * time, in order, while connected; what is typed while disconnected waits
- * here and goes out after the reconnection. `sentWhenShown` is set when a
- * send was cut off by the connection: the server may have got it, so after
- * reconnecting it is only sent again if it is not in the history then.
+ * The room's messages on the page, by their place in the room's stream,
+ * `epoch:offset`: the history reply, the stream's signals and the replies to
+ * `say` all name a message by it, so each is shown once, in the stream's
+ * order. Epochs in the order first seen (a server that lost its history
+ * starts a new one, shown after the old).
  */
-const outbox = [];
-let flushing = false;
+const byPlace = new Map();
+const epochs = [];
 
 function myName() {
   const name = client.sessionInfo('name');
   return typeof name === 'string' ? name : null;
+}
+
+/** The messages typed and not yet answered (shown as pending). */
+function pendingCount() {
+  return $('messages').querySelectorAll('li.pending:not(.unknown)').length;
 }
 
 /** Shows the sign-in form or the room, and the connection banner. */
@@ -57,10 +70,14 @@ function render() {
     banner.hidden = true;
   } else {
     banner.hidden = false;
-    const waiting = outbox.length === 0 ? '' : ` ${outbox.length} message${outbox.length === 1 ? '' : 's'} will be sent then.`;
+    const count = pendingCount();
+    const waiting = count === 0 ? '' : ` ${count} message${count === 1 ? '' : 's'} will be sent then.`;
     banner.textContent = everConnected
       ? `Disconnected from the server — reconnecting…${waiting}`
       : 'Connecting to the server…';
+  }
+  for (const li of $('messages').querySelectorAll('li.pending:not(.unknown) .pending-mark')) {
+    li.textContent = connected ? 'sending…' : 'pending: sent once reconnected';
   }
 
   const name = myName();
@@ -82,13 +99,54 @@ function formatTime(at) {
   return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
-/** Adds a message unless it is on the page already, in time order. */
-function addMessage(message) {
-  if (shown.has(message.id)) return;
-  shown.add(message.id);
+/** The sort key of an entry of the list: its epoch's rank, then its offset. */
+function rank(epoch, offset) {
+  let index = epochs.indexOf(epoch);
+  if (index < 0) {
+    epochs.push(epoch);
+    index = epochs.length - 1;
+  }
+  return [index, offset];
+}
+
+/** Puts `li` (with `data-rank`) among the messages and notices in order, above the pending ones. */
+function place(li, [epochRank, offset]) {
+  li.dataset.epochRank = String(epochRank);
+  li.dataset.offset = String(offset);
+  const list = $('messages');
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  let before = null;
+  for (let node = list.lastElementChild; node !== null; node = node.previousElementSibling) {
+    if (node.classList.contains('pending')) {
+      before = node;
+      continue;
+    }
+    const r = Number(node.dataset.epochRank);
+    if (r < epochRank || (r === epochRank && Number(node.dataset.offset) <= offset)) break;
+    before = node;
+  }
+  list.insertBefore(li, before);
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+/**
+ * Shows a message of the room at its place in the stream, unless it is
+ * there already. `via`: 'signal', 'history' or 'reply'.
+ */
+function addMessage(epoch, offset, message, via) {
+  const key = `${epoch}:${offset}`;
+  const known = byPlace.get(key);
+  if (known !== undefined) {
+    if (via === 'signal') {
+      if (known.dataset.via === 'signal') stats.duplicateSignals += 1;
+      known.dataset.via = 'signal';
+    }
+    return;
+  }
   const li = document.createElement('li');
+  li.className = 'message';
   li.dataset.id = message.id;
-  li.dataset.at = String(message.at);
+  li.dataset.via = via;
   if (message.from === myName()) li.classList.add('mine');
   const time = document.createElement('span');
   time.className = 'time';
@@ -100,88 +158,77 @@ function addMessage(message) {
   text.className = 'text';
   text.textContent = message.text;
   li.append(time, from, text);
-
-  const list = $('messages');
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  let before = null;
-  for (let node = list.lastElementChild; node !== null; node = node.previousElementSibling) {
-    if (Number(node.dataset.at) <= message.at) break;
-    before = node;
-  }
-  list.insertBefore(li, before);
-  if (atBottom) list.scrollTop = list.scrollHeight;
+  byPlace.set(key, li);
+  place(li, rank(epoch, offset));
 }
 
-/** Shows a message typed but not yet confirmed, below the others. */
+/** A notice in the list, where the stream lost something. */
+function addNotice(text, epoch, offset) {
+  const li = document.createElement('li');
+  li.className = 'notice';
+  li.setAttribute('role', 'status');
+  li.textContent = text;
+  place(li, rank(epoch, offset));
+}
+
+function clearMessages() {
+  byPlace.clear();
+  epochs.length = 0;
+  $('messages').replaceChildren();
+}
+
+/** Shows a message typed and not yet answered, below the others. */
 function showPending(text) {
   const li = document.createElement('li');
   li.className = 'pending mine';
   const from = document.createElement('span');
   from.className = 'from';
   from.textContent = myName() ?? '';
-  const body = document.createElement('span');
-  body.className = 'text';
-  body.textContent = text;
+  const span = document.createElement('span');
+  span.className = 'text';
+  span.textContent = text;
   const mark = document.createElement('span');
   mark.className = 'pending-mark';
-  li.append(from, body, mark);
+  li.append(from, span, mark);
   const list = $('messages');
   list.append(li);
   list.scrollTop = list.scrollHeight;
   return li;
 }
 
-function markPending(item) {
-  item.li.querySelector('.pending-mark').textContent =
-    client.status() === 'connected' ? 'sending…' : 'pending: sent once reconnected';
+/**
+ * The answer of a `say` came: the pending line goes and the message takes
+ * its place in the stream; or, when the server cannot say whether it ran
+ * (OutcomeUnknownError), the line stays, marked, and is not sent again.
+ */
+function settlePending(li, reply, error) {
+  if (reply !== null) {
+    li.remove();
+    const said = JSON.parse(reply.text);
+    addMessage(said.epoch, said.offset, said, 'reply');
+  } else if (error instanceof OutcomeUnknownError) {
+    li.classList.add('unknown');
+    li.querySelector('.pending-mark').textContent = 'not confirmed: may not have been sent';
+  } else {
+    li.remove();
+    $('say-error').textContent = describe(error);
+    const input = $('text');
+    if (input.value === '') input.value = li.querySelector('.text').textContent;
+  }
+  render();
 }
 
-/** Did a message with this text from me reach the page since `before`? */
-function arrivedSince(text, before) {
-  const me = myName();
-  return [...$('messages').querySelectorAll('li:not(.pending)')].some(
-    (li) => !before.has(li.dataset.id) && li.querySelector('.from').textContent === me && li.querySelector('.text').textContent === text,
-  );
-}
-
-/** Sends the outbox in order while connected; stops at the first lost connection. */
-async function flush() {
-  if (flushing) return;
-  flushing = true;
+/** Sends a message; shown as pending until the server answers (also while disconnected: the client sends it once after the reconnection). */
+async function say(text) {
+  const li = showPending(text);
+  render();
   try {
-    while (outbox.length > 0 && client.status() === 'connected') {
-      const item = outbox[0];
-      if (item.sentWhenShown !== null && arrivedSince(item.text, item.sentWhenShown)) {
-        // The server had it before the connection was lost.
-        outbox.shift();
-        item.li.remove();
-        continue;
-      }
-      markPending(item);
-      const before = new Set(shown);
-      try {
-        const message = await requestJson('say', { text: item.text });
-        outbox.shift();
-        item.li.remove();
-        addMessage(message);
-      } catch (e) {
-        if (e instanceof DisconnectedError || e instanceof TimeoutError) {
-          // Maybe sent: checked against the history after reconnecting.
-          item.sentWhenShown = before;
-          markPending(item);
-          break;
-        }
-        // Refused (too long, signed out, ...): not sent, and said why.
-        outbox.shift();
-        item.li.remove();
-        $('say-error').textContent = describe(e);
-        const input = $('text');
-        if (input.value === '') input.value = item.text;
-      }
-    }
-  } finally {
-    flushing = false;
-    render();
+    // No timeout: a keyed request waits for the connection, kept across a
+    // reload, and gets exactly one answer.
+    const reply = await client.request('say', JSON.stringify({ text }), { timeout: Infinity });
+    settlePending(li, reply, null);
+  } catch (e) {
+    settlePending(li, null, e);
   }
 }
 
@@ -207,30 +254,52 @@ async function requestJson(name, value) {
   return reply.text === '' ? null : JSON.parse(reply.text);
 }
 
-/** After signing in or reconnecting: the messages missed, and who is online. */
-async function sync() {
+/** The room's history, from its stream, merged with what the page has. */
+async function loadHistory() {
   if (myName() === null) return;
   try {
-    const [history, presence] = await Promise.all([requestJson('history', {}), requestJson('who', {})]);
-    for (const message of history.messages) addMessage(message);
-    showOnline(presence.online);
+    const history = await requestJson('history', { limit: 100 });
+    for (const m of history.messages) addMessage(m.epoch, m.offset, m, 'history');
   } catch (e) {
-    console.warn('sync failed', e);
+    console.warn('loading the history failed', e);
+  }
+}
+
+async function refreshOnline() {
+  if (myName() === null) return;
+  try {
+    showOnline((await requestJson('who', {})).online);
+  } catch (e) {
+    console.warn('who failed', e);
   }
 }
 
 client.on('status', (status) => {
   if (status === 'connected') {
     everConnected = true;
-    // The history first, so that a message cut off in flight is not sent twice.
-    void sync().then(flush);
+    void refreshOnline();
   }
-  for (const item of outbox) markPending(item);
   render();
 });
-client.on('sessionCreated', render);
-client.on('sessionRestored', render);
+let historyLoaded = false;
+client.on('sessionCreated', () => {
+  clearMessages();
+  historyLoaded = true;
+  render();
+  void loadHistory();
+});
+client.on('sessionRestored', () => {
+  render();
+  // The first restore of this page (a reload): the stream's signals bring
+  // what came since the page last saw; the history, what it showed before.
+  if (!historyLoaded) {
+    historyLoaded = true;
+    void loadHistory();
+  }
+});
 client.on('sessionClosed', () => {
+  clearMessages();
+  historyLoaded = false;
   render();
   $('name').focus();
 });
@@ -241,8 +310,44 @@ client.on('signal', (signal) => {
   } catch {
     return;
   }
-  if (signal.name === 'message') addMessage(value);
-  else if (signal.name === 'presence') showOnline(value.online);
+  if (signal.name === 'message') {
+    if (signal.stream?.kind === 'room' && signal.stream.room === ROOM) {
+      addMessage(signal.epoch.toString(), Number(signal.offset), value, 'signal');
+    } else {
+      // A 2.0 connection: no place in the stream; shown at the end.
+      addMessage('2.0', Number.MAX_SAFE_INTEGER - byPlace.size, value, 'signal');
+    }
+  } else if (signal.name === 'presence') showOnline(value.online);
+});
+client.on('streamLoss', (loss) => {
+  if (loss.stream.kind !== 'room' || loss.stream.room !== ROOM) return;
+  stats.losses += 1;
+  const epoch = loss.epoch.toString();
+  const what =
+    loss.reason === 'trimmed'
+      ? 'Older messages you missed are no longer kept by the server.'
+      : loss.reason === 'epochChanged'
+        ? 'The server lost its message history (it restarted): messages may be missing here.'
+        : loss.reason === 'ahead'
+          ? 'The server lost its latest messages: some shown above may be gone.'
+          : 'The room could not be resumed: reloading it.';
+  if (loss.reason === 'ahead') {
+    // Those offsets will name other messages: forget the old ones' places.
+    for (let o = loss.lostFrom; o <= loss.lostTo; o++) byPlace.delete(`${epoch}:${o}`);
+  }
+  if (loss.reason === 'unknownStream') addNotice(what, epochs.at(-1) ?? '', Number.MAX_SAFE_INTEGER);
+  else addNotice(what, epoch, Number(loss.next) - 0.5);
+  void loadHistory();
+});
+client.on('orphanedReply', (orphan) => {
+  // The answer of a message sent before this page was reloaded.
+  const li = $('messages').querySelector(`li.pending[data-seq="${orphan.seq}"]`);
+  if (orphan.name !== 'say') return;
+  if (li !== null) settlePending(li, orphan.reply, orphan.error);
+  else if (orphan.reply !== null) {
+    const said = JSON.parse(orphan.reply.text);
+    addMessage(said.epoch, said.offset, said, 'reply');
+  }
 });
 
 $('signin-form').addEventListener('submit', async (event) => {
@@ -254,30 +359,23 @@ $('signin-form').addEventListener('submit', async (event) => {
     await requestJson('login', { name: input.value });
     input.value = '';
     render();
-    await sync();
+    await refreshOnline();
     $('text').focus();
   } catch (e) {
     error.textContent = describe(e);
   }
 });
 
-$('say-form').addEventListener('submit', async (event) => {
+$('say-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const input = $('text');
-  const error = $('say-error');
-  error.textContent = '';
+  $('say-error').textContent = '';
   const text = input.value;
   if (text.trim() === '') return;
   // Cleared at once, so that typing on is not lost; put back if the server
-  // refuses it. Shown as pending until the server confirms it (also while
-  // disconnected: it is sent after the reconnection). It also comes back
-  // as a signal, like everybody else's messages.
+  // refuses it.
   input.value = '';
-  const item = { text, li: showPending(text), sentWhenShown: null };
-  outbox.push(item);
-  markPending(item);
-  render();
-  await flush();
+  void say(text);
 });
 
 $('logout').addEventListener('click', async () => {
@@ -287,6 +385,19 @@ $('logout').addEventListener('click', async () => {
     $('say-error').textContent = describe(e);
   }
 });
+
+// Messages sent before a reload and not yet answered: the client sends them
+// again (same key: never run twice); their answers come as orphanedReply.
+for (const p of client.pendingKeyed()) {
+  if (p.name !== 'say') continue;
+  let text = '';
+  try {
+    text = JSON.parse(p.request.text).text;
+  } catch {
+    continue;
+  }
+  showPending(text).dataset.seq = String(p.seq);
+}
 
 render();
 client.connect().catch(() => {

@@ -12,7 +12,9 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use webwire_chat::{codes, ChatConfig, ChatError, ChatMessage, ChatServer, History, Presence};
+use webwire_chat::{
+    codes, ChatConfig, ChatError, ChatMessage, ChatServer, History, Presence, RoomMessage,
+};
 use webwire_client::{Client, ClientEvent, Events, Payload, RequestError};
 
 /// Every wait of these tests ends within this.
@@ -214,10 +216,11 @@ async fn bad_input_is_refused_with_request_errors() {
         assert_eq!(error_code(result), codes::INVALID_TEXT, "{text:?}");
     }
     // The longest text is fine, and an empty history payload is the default.
-    let long: ChatMessage = request(&client, "say", json!({ "text": "é".repeat(1000) }))
+    let long: RoomMessage = request(&client, "say", json!({ "text": "é".repeat(1000) }))
         .await
         .unwrap();
-    assert_eq!(long.text.chars().count(), 1000);
+    assert_eq!(long.message.text.chars().count(), 1000);
+    assert_eq!(long.offset, 1, "the first message of the room's stream");
     let reply = client.request("history", Payload::default()).await.unwrap();
     let history: History = serde_json::from_slice(reply.as_bytes()).unwrap();
     assert_eq!(history.messages, vec![long]);
@@ -243,16 +246,16 @@ async fn two_clients_see_each_other_and_exchange_messages() {
     signal(&mut ann_events, "presence", online(&["ann", "bob"])).await;
     signal(&mut bob_events, "presence", online(&["ann", "bob"])).await;
 
-    let sent: ChatMessage = request(&ann, "say", json!({ "text": "héllo, bob ✓" }))
+    let sent: RoomMessage = request(&ann, "say", json!({ "text": "héllo, bob ✓" }))
         .await
         .unwrap();
-    assert_eq!(sent.from, "ann");
+    assert_eq!(sent.message.from, "ann");
     let got: ChatMessage = signal(&mut bob_events, "message", |_: &ChatMessage| true).await;
-    assert_eq!(got, sent);
+    assert_eq!(got, sent.message);
     let own: ChatMessage = signal(&mut ann_events, "message", |_: &ChatMessage| true).await;
-    assert_eq!(own, sent);
+    assert_eq!(own, sent.message);
 
-    let _: ChatMessage = request(&bob, "say", json!({ "text": "hi ann\nhow are you?" }))
+    let _: RoomMessage = request(&bob, "say", json!({ "text": "hi ann\nhow are you?" }))
         .await
         .unwrap();
     let got: ChatMessage = signal(&mut ann_events, "message", |_: &ChatMessage| true).await;
@@ -264,13 +267,24 @@ async fn two_clients_see_each_other_and_exchange_messages() {
     let history: History = request(&bob, "history", json!({ "limit": 10 }))
         .await
         .unwrap();
-    let texts: Vec<_> = history.messages.iter().map(|m| m.text.as_str()).collect();
+    let texts: Vec<_> = history
+        .messages
+        .iter()
+        .map(|m| m.message.text.as_str())
+        .collect();
     assert_eq!(texts, ["héllo, bob ✓", "hi ann\nhow are you?"]);
+    // Read from the room's stream: its offsets, in the epoch of the say.
+    let places: Vec<_> = history
+        .messages
+        .iter()
+        .map(|m| (m.epoch, m.offset))
+        .collect();
+    assert_eq!(places, [(sent.epoch, 1), (sent.epoch, 2)]);
     let last: History = request(&bob, "history", json!({ "limit": 1 }))
         .await
         .unwrap();
     assert_eq!(last.messages.len(), 1);
-    assert_eq!(last.messages[0].from, "bob");
+    assert_eq!(last.messages[0].message.from, "bob");
 
     // Leaving: bob's connection closes, ann sees him go.
     bob.close().await;
@@ -305,7 +319,7 @@ async fn a_reconnecting_client_keeps_its_session_until_it_logs_out() {
     .await;
     assert_eq!(ann.session().unwrap().key, key);
     online_becomes(&ann, &["ann", "bob"]).await;
-    let _: ChatMessage = request(&ann, "say", json!({ "text": "back" }))
+    let _: RoomMessage = request(&ann, "say", json!({ "text": "back" }))
         .await
         .unwrap();
     let got: ChatMessage = signal(&mut bob_events, "message", |m: &ChatMessage| {
@@ -322,10 +336,10 @@ async fn a_reconnecting_client_keeps_its_session_until_it_logs_out() {
         tab.session_info::<String>("name").unwrap().as_deref(),
         Some("ann")
     );
-    let sent: ChatMessage = request(&tab, "say", json!({ "text": "from the tab" }))
+    let sent: RoomMessage = request(&tab, "say", json!({ "text": "from the tab" }))
         .await
         .unwrap();
-    assert_eq!(sent.from, "ann");
+    assert_eq!(sent.message.from, "ann");
     assert_eq!(server.webwire.session_connections(&key).len(), 2);
 
     // Logging out signs out every connection of the session, for good.
@@ -349,6 +363,78 @@ async fn a_reconnecting_client_keeps_its_session_until_it_logs_out() {
     assert_eq!(error_code(result), codes::NOT_LOGGED_IN);
 
     for client in [ann, bob, tab, late] {
+        client.close().await;
+    }
+    server.stop().await;
+}
+
+/// The texts of the next `count` `message` signals.
+async fn messages(events: &mut Events, count: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    while texts.len() < count {
+        let got: ChatMessage = signal(events, "message", |_: &ChatMessage| true).await;
+        texts.push(got.text);
+    }
+    texts
+}
+
+#[tokio::test]
+async fn messages_said_while_a_client_was_cut_off_arrive_after_its_reconnect_in_order_once() {
+    let sessions = tempfile::tempdir().unwrap();
+    let server = Running::start(sessions.path(), any_port()).await;
+    let (ann, mut ann_events) = connect(&server.url()).await;
+    let (bob, _bob_events) = connect(&server.url()).await;
+    login(&ann, "ann").await;
+    login(&bob, "bob").await;
+    let _: RoomMessage = request(&bob, "say", json!({ "text": "before" }))
+        .await
+        .unwrap();
+    assert_eq!(messages(&mut ann_events, 1).await, ["before"]);
+
+    // The server drops ann's connection; what is said while she is away
+    // is in the room's stream only.
+    let key = ann.session().unwrap().key;
+    server.webwire.session_connections(&key)[0].close();
+    event(&mut ann_events, "disconnected", |e| {
+        *e == ClientEvent::Disconnected
+    })
+    .await;
+    for text in ["missed 1", "missed 2", "missed 3"] {
+        let message = ChatMessage {
+            id: text.into(),
+            from: "bob".into(),
+            text: text.into(),
+            at: 0,
+        };
+        server
+            .webwire
+            .signal_room_stream(
+                webwire_chat::ROOM,
+                "message",
+                Payload::utf8(serde_json::to_string(&message).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    event(&mut ann_events, "reconnected", |e| {
+        *e == ClientEvent::Connected
+    })
+    .await;
+    // Back in the room without joining it again: the session is the member.
+    let _: RoomMessage = request(&bob, "say", json!({ "text": "after" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(&mut ann_events, 4).await,
+        ["missed 1", "missed 2", "missed 3", "after"]
+    );
+    // Nothing twice: the next message is the next one said.
+    let _: RoomMessage = request(&bob, "say", json!({ "text": "last" }))
+        .await
+        .unwrap();
+    assert_eq!(messages(&mut ann_events, 1).await, ["last"]);
+
+    for client in [ann, bob] {
         client.close().await;
     }
     server.stop().await;
@@ -393,7 +479,7 @@ async fn sessions_survive_a_restart_on_the_same_session_folder() {
     );
     online_becomes(&bob, &["ann", "bob"]).await;
 
-    let _: ChatMessage = request(&bob, "say", json!({ "text": "still here" }))
+    let _: RoomMessage = request(&bob, "say", json!({ "text": "still here" }))
         .await
         .unwrap();
     let got: ChatMessage = signal(&mut ann_events, "message", |m: &ChatMessage| {

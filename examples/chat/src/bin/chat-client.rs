@@ -156,7 +156,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 match request::<History>(&client, webwire_chat::HISTORY, &query).await {
                     Ok(history) => {
                         for message in &history.messages {
-                            print_message(message);
+                            print_message(&message.message);
                         }
                     }
                     Err(err) => println!("! {err}"),
@@ -210,7 +210,7 @@ async fn sync(client: &Client, shown: &View) {
         request::<History>(client, webwire_chat::HISTORY, &HistoryQuery::default()).await
     {
         for message in &history.messages {
-            print_new(shown, message);
+            print_new(shown, &message.message);
         }
     }
     if let Ok(presence) = request::<Presence>(client, webwire_chat::WHO, &()).await {
