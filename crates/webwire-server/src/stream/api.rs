@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use webwire_proto::{Payload, ServerMessage, Signal};
 
-use super::hub::{JoinRefused, Streams};
+use super::hub::{Inbound, JoinRefused, Streams};
 use super::{HistoryLimits, StreamKey, StreamPosition};
 use crate::connection::IntoName;
 use crate::error::{SignalError, StreamError};
@@ -115,11 +115,12 @@ impl Server {
         at: StreamPosition,
         frame: Bytes,
     ) -> usize {
-        let Some((signal, targets)) = entry_targets(&self.shared, stream, at, &frame) else {
+        let Some(signal) = entry_signal(&self.shared, stream, at, &frame) else {
             return 0;
         };
         let streams = self.shared.sessions().streams();
         let _order = streams.lock(stream).await;
+        let targets = stream_targets(self.shared.sessions(), self.shared.rooms(), stream);
         streams.deliver(targets, stream, at, &frame, &signal)
     }
 
@@ -319,14 +320,14 @@ impl Connection {
     }
 }
 
-/// The signal of a stream entry from elsewhere and the connections it is
-/// for; `None` (logged) for a frame that is no signal or too large.
-fn entry_targets(
+/// The signal of a stream entry from elsewhere; `None` (logged) for a
+/// frame that is no signal or too large.
+fn entry_signal(
     shared: &Shared,
     stream: &StreamKey,
     at: StreamPosition,
     frame: &Bytes,
-) -> Option<(Signal, Vec<Connection>)> {
+) -> Option<Signal> {
     let signal = match ServerMessage::parse(frame.clone()) {
         Ok(ServerMessage::Signal(signal)) => signal,
         _ => {
@@ -338,38 +339,66 @@ fn entry_targets(
         tracing::warn!(%stream, len = frame.len(), "a stream entry from the cluster exceeds the message buffer size; dropped");
         return None;
     }
-    let targets = match stream {
-        StreamKey::Session(key) => shared.sessions().registry().connections(key),
-        StreamKey::Room(room) => shared.rooms().members(room),
-    };
-    Some((signal, targets))
+    Some(signal)
+}
+
+/// This node's connections that get `stream`: the session's, or the
+/// room's members.
+fn stream_targets(
+    sessions: &crate::session::ops::Sessions,
+    rooms: &crate::room::Rooms,
+    stream: &StreamKey,
+) -> Vec<Connection> {
+    match stream {
+        StreamKey::Session(key) => sessions.registry().connections(key),
+        StreamKey::Room(room) => rooms.members(room),
+    }
 }
 
 /// Delivers a [`ClusterEvent::Stream`](crate::cluster::ClusterEvent::Stream)
-/// without waiting: at once when the stream's order is free (the usual
-/// case, so that a cluster's entries keep their order), otherwise in a task
-/// that waits for it (a resume or a send of this node holds it). Returns
-/// how many connections it was queued for at once.
+/// without waiting, in the order the cluster hands them over: at once when
+/// the stream's order is free and no earlier entry of the stream waits
+/// (the usual case), otherwise behind the waiting ones, which a task
+/// delivers under the stream's order (a resume or a send of this node
+/// holds it). Returns how many connections it was queued for at once.
 pub(crate) fn deliver_from_cluster(
     shared: &Shared,
     stream: &StreamKey,
     at: StreamPosition,
     frame: &Bytes,
 ) -> usize {
-    let Some((signal, targets)) = entry_targets(shared, stream, at, frame) else {
+    let Some(signal) = entry_signal(shared, stream, at, frame) else {
         return 0;
     };
     let streams = shared.sessions().streams();
+    let entry = Inbound {
+        at,
+        frame: frame.clone(),
+        signal,
+    };
+    let Some(entry) = streams.queue_inbound(stream, entry) else {
+        return 0;
+    };
     if let Some(_order) = streams.try_lock(stream) {
-        return streams.deliver(targets, stream, at, frame, &signal);
+        let targets = stream_targets(shared.sessions(), shared.rooms(), stream);
+        return streams.deliver(targets, stream, entry.at, &entry.frame, &entry.signal);
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return 0;
     };
-    let (streams, stream, frame) = (streams.clone(), stream.clone(), frame.clone());
+    streams.start_inbound(stream, entry);
+    let (sessions, rooms, stream) = (
+        shared.sessions().clone(),
+        shared.rooms().clone(),
+        stream.clone(),
+    );
     runtime.spawn(async move {
+        let streams = sessions.streams();
         let _order = streams.lock(&stream).await;
-        streams.deliver(targets, &stream, at, &frame, &signal);
+        while let Some(entry) = streams.next_inbound(&stream) {
+            let targets = stream_targets(&sessions, &rooms, &stream);
+            streams.deliver(targets, &stream, entry.at, &entry.frame, &entry.signal);
+        }
     });
     0
 }
@@ -411,10 +440,7 @@ async fn send(
         .append(&stream, &limits, plain.clone())
         .await
         .map_err(StreamError::Store)?;
-    let targets = match &stream {
-        StreamKey::Session(key) => sessions.registry().connections(key),
-        StreamKey::Room(room) => rooms.members(room),
-    };
+    let targets = stream_targets(sessions, rooms, &stream);
     streams.deliver(targets, &stream, at, &plain, &signal);
     Ok(at)
 }

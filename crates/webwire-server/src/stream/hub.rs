@@ -19,7 +19,7 @@
 //! this node for [`MEMBERSHIP_IDLE`]. A connection that restores the
 //! session is put back into its rooms.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -159,6 +159,16 @@ struct Memberships {
     last_sweep: Instant,
 }
 
+/// A stream signal appended by another node, waiting on this node for
+/// its stream's order (see [`Streams::queue_inbound`]).
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub(crate) at: StreamPosition,
+    /// The stored 2.0 Signal, as it goes to 2.0 connections.
+    pub(crate) frame: Bytes,
+    pub(crate) signal: Signal,
+}
+
 /// Why a session could not join a history room.
 #[derive(Debug)]
 pub(crate) enum JoinRefused {
@@ -173,6 +183,9 @@ pub(crate) struct Streams {
     session_history: HistoryLimits,
     room_history: Option<RoomHistory>,
     locks: Mutex<HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Other nodes' signals waiting for their stream's order, in the order
+    /// they came; a stream is listed while a task delivers its queue.
+    inbound: Mutex<HashMap<StreamKey, VecDeque<Inbound>>>,
     memberships: Mutex<Memberships>,
 }
 
@@ -201,6 +214,7 @@ impl Streams {
             session_history: config.session_history,
             room_history: config.room_history,
             locks: Mutex::default(),
+            inbound: Mutex::default(),
             memberships: Mutex::new(Memberships {
                 sessions: HashMap::new(),
                 last_sweep: Instant::now(),
@@ -260,6 +274,45 @@ impl Streams {
             key: stream.clone(),
             guard: Some(guard),
         })
+    }
+
+    fn inbound_map(&self) -> MutexGuard<'_, HashMap<StreamKey, VecDeque<Inbound>>> {
+        // Every change is a single map or queue operation.
+        self.inbound.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues another node's `entry` behind the entries of `stream`
+    /// already waiting for its order, so that it cannot overtake them;
+    /// gives it back when none waits (deliver it now if the order is free,
+    /// else start a queue with [`start_inbound`](Self::start_inbound)).
+    pub(crate) fn queue_inbound(&self, stream: &StreamKey, entry: Inbound) -> Option<Inbound> {
+        match self.inbound_map().get_mut(stream) {
+            Some(waiting) => {
+                waiting.push_back(entry);
+                None
+            }
+            None => Some(entry),
+        }
+    }
+
+    /// Starts the queue of `stream` with `entry`; the caller then delivers
+    /// the queue under the stream's order ([`next_inbound`](Self::next_inbound)).
+    pub(crate) fn start_inbound(&self, stream: &StreamKey, entry: Inbound) {
+        self.inbound_map()
+            .entry(stream.clone())
+            .or_default()
+            .push_back(entry);
+    }
+
+    /// The next waiting entry of `stream`; `None` ends its queue (later
+    /// entries start a new one). Call it under the stream's order.
+    pub(crate) fn next_inbound(&self, stream: &StreamKey) -> Option<Inbound> {
+        let mut map = self.inbound_map();
+        let next = map.get_mut(stream).and_then(VecDeque::pop_front);
+        if next.is_none() {
+            map.remove(stream);
+        }
+        next
     }
 
     fn lock_map(&self) -> MutexGuard<'_, HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>> {
