@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events};
 use webwire_proto::{RoomName, StreamId};
 use webwire_redis::{
-    RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager, RedisStoreConfig,
-    RedisStreamStore,
+    redis, RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager,
+    RedisStoreConfig, RedisStreamStore,
 };
 use webwire_server::stream::HistoryLimits;
 use webwire_server::{Connection, MessageRouter, Payload, Server, ServerError};
@@ -227,4 +227,173 @@ async fn room_and_session_stream_signals_of_one_node_reach_the_other_in_order_on
     on_b.close().await;
     a.stop().await;
     b.stop().await;
+}
+
+/// Waits for a client event that `wanted` picks, skipping the others (a
+/// stream signal or loss in between fails the test).
+async fn wait_for(events: &mut Events, what: &str, wanted: impl Fn(&ClientEvent) -> bool) {
+    within(what, async {
+        loop {
+            let event = events.recv().await.expect("events");
+            if wanted(&event) {
+                return;
+            }
+            if matches!(
+                event,
+                ClientEvent::StreamSignal(_) | ClientEvent::StreamLoss(_)
+            ) {
+                panic!("{what}: unexpected {event:?}");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_restored_on_another_node_is_back_in_its_rooms_with_nothing_missed() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    // The client dials whichever node `target` names (none: refused).
+    let target = Arc::new(std::sync::Mutex::new(Some(a.addr)));
+    let client = within(
+        "connect",
+        Client::builder(format!("ws://{}/", a.addr))
+            .stream_signal_events(true)
+            .reconnect_interval(Duration::from_millis(50))
+            .max_reconnect_interval(Duration::from_millis(200))
+            .transport({
+                let target = target.clone();
+                move || {
+                    let addr = *target.lock().unwrap();
+                    async move {
+                        match addr {
+                            Some(addr) => tokio::net::TcpStream::connect(addr).await,
+                            None => Err(std::io::ErrorKind::ConnectionRefused.into()),
+                        }
+                    }
+                }
+            })
+            .connect(),
+    )
+    .await
+    .expect("client");
+    let mut events = client.events();
+    let key = client.request("login", "").await.expect("login");
+    let key = key.to_text().expect("text").into_owned();
+    client.request("join", "h-room").await.expect("join");
+    assert!(b.server.session_rooms(&key).is_empty(), "B has not seen it");
+
+    let said = |n: u64| (room("h-room"), n, format!("r{n}"));
+    let say = |node: &Node, n: u64| {
+        let server = node.server.clone();
+        async move {
+            let at = server
+                .signal_room_stream("h-room", "said", format!("r{n}"))
+                .await
+                .expect("room signal");
+            assert_eq!(at.offset, n);
+        }
+    };
+    say(&a, 1).await;
+    assert_eq!(next_stream_signal(&mut events).await, said(1));
+
+    // Cut from A; nothing reaches the client while A's room gets more.
+    *target.lock().unwrap() = None;
+    for conn in a.server.session_connections(&key) {
+        conn.close();
+    }
+    wait_for(&mut events, "the cut", |event| {
+        matches!(event, ClientEvent::Disconnected)
+    })
+    .await;
+    say(&a, 2).await;
+    say(&a, 3).await;
+    a.server
+        .signal_session_stream(&key, "noted", "s1")
+        .await
+        .expect("session signal");
+
+    // Reconnected to B: restored there, in the room without joining again,
+    // and its resume brings what was sent meanwhile.
+    *target.lock().unwrap() = Some(b.addr);
+    wait_for(&mut events, "the reconnection to B", |event| {
+        matches!(event, ClientEvent::Connected)
+    })
+    .await;
+    assert_eq!(b.server.session_rooms(&key), ["h-room"]);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next_stream_signal(&mut events).await);
+    }
+    let (mut rooms, sessions): (Vec<_>, Vec<_>) = got
+        .into_iter()
+        .partition(|(stream, _, _)| *stream == room("h-room"));
+    assert_eq!(sessions, [(StreamId::Session, 1, "s1".to_owned())]);
+    assert_eq!(rooms, [said(2), said(3)], "in order, once");
+
+    // Afterwards: live from the other node and from B, in order, once.
+    say(&a, 4).await;
+    say(&b, 5).await;
+    rooms.clear();
+    for _ in 0..2 {
+        rooms.push(next_stream_signal(&mut events).await);
+    }
+    assert_eq!(rooms, [said(4), said(5)]);
+    nothing_more(&mut events).await;
+
+    client.close().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_redis_store_keeps_memberships_for_every_node() {
+    use webwire_server::stream::{StreamKey, StreamPosition, StreamStore as _};
+
+    let redis = redis_or_skip!();
+    let config = RedisStoreConfig::new().with_prefix("m:");
+    let one = RedisStreamStore::connect(&redis.url(), config.clone())
+        .await
+        .expect("store");
+    let other = RedisStreamStore::connect(&redis.url(), config)
+        .await
+        .expect("store");
+    assert_eq!(one.session_rooms("k").await.unwrap(), Some(Vec::new()));
+    let (first, later) = (StreamPosition::new(0xabc, 7), StreamPosition::new(0xabc, 9));
+    one.join_room("k", "h-b", first).await.unwrap();
+    one.join_room("k", "h-a", later).await.unwrap();
+    // A member keeps its first join position.
+    other.join_room("k", "h-b", later).await.unwrap();
+    assert_eq!(
+        other.session_rooms("k").await.unwrap(),
+        Some(vec![("h-a".to_owned(), later), ("h-b".to_owned(), first)])
+    );
+    other.leave_room("k", "h-a").await.unwrap();
+    other.leave_room("k", "h-none").await.unwrap();
+    assert_eq!(
+        one.session_rooms("k").await.unwrap(),
+        Some(vec![("h-b".to_owned(), first)])
+    );
+    // Another session's are its own; closing the session removes them.
+    assert_eq!(one.session_rooms("k2").await.unwrap(), Some(Vec::new()));
+    one.remove(&StreamKey::session("k")).await.unwrap();
+    assert_eq!(one.session_rooms("k").await.unwrap(), Some(Vec::new()));
+    // Bad input is a typed error, not a key made of it.
+    assert!(one.join_room("", "h-a", first).await.is_err());
+    assert!(one.join_room("k", "", first).await.is_err());
+
+    // Something that is not a membership in the hash is refused.
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("HSET")
+        .arg("m:stream:rooms:bad")
+        .arg("h-a")
+        .arg("nonsense")
+        .query_async::<i64>(&mut raw)
+        .await
+        .unwrap();
+    assert!(one.session_rooms("bad").await.is_err());
 }

@@ -127,7 +127,8 @@ impl Server {
     /// Makes the session `key` a member of the history room `room`: every
     /// connection of this server holding the session joins the room, and
     /// so will every connection that restores the session later (on this
-    /// server), without the application joining it again. The membership
+    /// server, or on any node with a store that keeps memberships), without
+    /// the application joining it again. The membership
     /// is recorded with the room's current end: a client that reconnects
     /// without a position in the room gets the room's signals from there.
     /// Returns whether the session was not a member yet.
@@ -135,6 +136,11 @@ impl Server {
     /// Memberships are kept in memory by this server, for as long as the
     /// session lives, and at most
     /// [`MAX_SESSION_ROOMS`](crate::stream::MAX_SESSION_ROOMS) per session.
+    /// With a stream store that keeps them for every node
+    /// ([`StreamStore::session_rooms`](crate::stream::StreamStore::session_rooms),
+    /// as `webwire_redis::RedisStreamStore` does), they are stored there
+    /// too (a failure to store is the error), and a connection that
+    /// restores the session on any node is put back into its rooms.
     ///
     /// ```
     /// # async fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::error::StreamError> {
@@ -150,8 +156,9 @@ impl Server {
     }
 
     /// Ends the membership of the session `key` in the room `room`: this
-    /// server's connections holding the session leave the room. Returns
-    /// whether the session was a member.
+    /// server's connections holding the session leave the room (a store
+    /// that keeps memberships forgets it, in a task). Returns whether the
+    /// session was a member here.
     ///
     /// ```
     /// # fn f(server: webwire_server::Server, key: &str) {
@@ -161,13 +168,17 @@ impl Server {
     pub fn leave_session_room(&self, key: &str, room: &str) -> bool {
         let sessions = self.shared.sessions();
         let was = sessions.streams().record_leave(key, room);
+        sessions.streams().forget_membership(key, room);
         for conn in sessions.registry().connections(key) {
             conn.inner.membership().leave(&conn, room);
         }
         was
     }
 
-    /// The history rooms the session `key` is a member of, sorted.
+    /// The history rooms the session `key` is a member of, sorted, as
+    /// this server knows them (with a store that keeps memberships for
+    /// every node, as read on the session's last restore here, with the
+    /// joins and leaves made here since).
     ///
     /// ```
     /// # fn f(server: webwire_server::Server, key: &str) {
@@ -303,7 +314,12 @@ impl Connection {
             let stream = StreamKey::room(room.clone());
             let _order = streams.lock(&stream).await;
             match streams.store().end(&stream, &limits).await {
-                Ok(end) => streams.set_join_position(&key, &room, end),
+                Ok(end) => {
+                    streams.set_join_position(&key, &room, end);
+                    if let Err(err) = streams.store().join_room(&key, &room, end).await {
+                        tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "a session's room membership could not be stored; only this node puts the session back into the room");
+                    }
+                }
                 Err(err) => {
                     tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "the join position of a session's room could not be read; it resumes from the room's end then");
                 }
@@ -315,7 +331,9 @@ impl Connection {
     /// connection that has a session: the session's membership ends.
     pub(crate) fn left_history_room(&self, room: &str) {
         if let Some(key) = self.session_key() {
-            self.inner.sessions().streams().record_leave(&key, room);
+            let streams = self.inner.sessions().streams();
+            streams.record_leave(&key, room);
+            streams.forget_membership(&key, room);
         }
     }
 }
@@ -488,6 +506,13 @@ async fn join_session_room(
                 max: super::MAX_SESSION_ROOMS,
             },
         })?;
+    // Stored for every node (a member keeps its first join position).
+    if let Err(err) = streams.store().join_room(key, room, end).await {
+        if joined {
+            streams.record_leave(key, room);
+        }
+        return Err(StreamError::Store(err));
+    }
     for conn in sessions.registry().connections(key) {
         if let Err(err) = conn.inner.membership().join(&conn, room) {
             tracing::debug!(connection = %conn.id(), room, error = %err, "a connection of the session did not join its room");

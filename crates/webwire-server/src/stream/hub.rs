@@ -17,7 +17,10 @@
 //! memory on this node (at most [`MAX_SESSION_ROOMS`] rooms per session),
 //! and dropped when the session is destroyed or has had no connection on
 //! this node for [`MEMBERSHIP_IDLE`]. A connection that restores the
-//! session is put back into its rooms.
+//! session is put back into its rooms. A store that keeps memberships for
+//! every node (`StreamStore::session_rooms`) gets each join and leave too,
+//! and a restore first takes the session's memberships from it: a client
+//! whose reconnection lands on another node is back in its rooms there.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -58,6 +61,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 pub const DEFAULT_SESSION_HISTORY: HistoryLimits =
     HistoryLimits::new(1000, Duration::from_secs(10 * 60));
 
+/// The memberships of a session a store keeps for every node, with their
+/// join positions (`None`: it keeps none).
+type StoredRooms = Option<Vec<(String, StreamPosition)>>;
+
 /// [`StreamStore`] as an object, which the server holds: the application's
 /// store type is erased once, when it is given to the builder.
 pub(crate) trait ErasedStreamStore: Send + Sync + fmt::Debug + 'static {
@@ -79,6 +86,21 @@ pub(crate) trait ErasedStreamStore: Send + Sync + fmt::Debug + 'static {
         limits: &'a HistoryLimits,
     ) -> BoxFuture<'a, Result<StreamPosition, StreamStoreError>>;
     fn remove<'a>(&'a self, stream: &'a StreamKey) -> BoxFuture<'a, Result<(), StreamStoreError>>;
+    fn session_rooms<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<StoredRooms, StreamStoreError>>;
+    fn join_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+        joined: StreamPosition,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>>;
+    fn leave_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>>;
 }
 
 impl<S: StreamStore> ErasedStreamStore for S {
@@ -110,6 +132,30 @@ impl<S: StreamStore> ErasedStreamStore for S {
 
     fn remove<'a>(&'a self, stream: &'a StreamKey) -> BoxFuture<'a, Result<(), StreamStoreError>> {
         Box::pin(StreamStore::remove(self, stream))
+    }
+
+    fn session_rooms<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<StoredRooms, StreamStoreError>> {
+        Box::pin(StreamStore::session_rooms(self, session))
+    }
+
+    fn join_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+        joined: StreamPosition,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>> {
+        Box::pin(StreamStore::join_room(self, session, room, joined))
+    }
+
+    fn leave_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>> {
+        Box::pin(StreamStore::leave_room(self, session, room))
     }
 }
 
@@ -432,6 +478,74 @@ impl Streams {
         }
     }
 
+    /// Takes the memberships of the session `key` from a store that keeps
+    /// them for every node (made on another node, or ended there): they
+    /// replace this node's, but for joins of this node whose position is
+    /// still being read. A store that keeps none, or fails (logged), leaves
+    /// this node's as they are.
+    pub(crate) async fn load_memberships(&self, key: &str) {
+        let stored = match self.store.session_rooms(key).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(session = %crate::session::redacted(key), error = %crate::session::ops::chain(&err), "the session's room memberships could not be read from the stream store; this node's are used");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut memberships = self.memberships();
+        let pending: Vec<String> = memberships
+            .sessions
+            .get(key)
+            .map(|rooms| {
+                rooms
+                    .rooms
+                    .iter()
+                    .filter(|(_, at)| at.is_none())
+                    .map(|(room, _)| room.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut rooms: BTreeMap<String, Option<StreamPosition>> = stored
+            .into_iter()
+            .filter(|(room, _)| self.room_history(room).is_some())
+            .take(MAX_SESSION_ROOMS)
+            .map(|(room, at)| (room, Some(at)))
+            .collect();
+        for room in pending {
+            if rooms.len() < MAX_SESSION_ROOMS {
+                rooms.entry(room).or_insert(None);
+            }
+        }
+        if rooms.is_empty() {
+            memberships.sessions.remove(key);
+        } else {
+            memberships.sessions.insert(
+                key.to_owned(),
+                SessionRooms {
+                    rooms,
+                    last_used: now,
+                },
+            );
+        }
+    }
+
+    /// Ends the stored membership of the session `key` in `room`, in a
+    /// task (logged if it fails), after the room's signals and joins under
+    /// way.
+    pub(crate) fn forget_membership(self: &Arc<Self>, key: &str, room: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (streams, key, room) = (self.clone(), key.to_owned(), room.to_owned());
+        runtime.spawn(async move {
+            let _order = streams.lock(&StreamKey::room(room.clone())).await;
+            if let Err(err) = streams.store.leave_room(&key, &room).await {
+                tracing::warn!(session = %crate::session::redacted(&key), room, error = %crate::session::ops::chain(&err), "the end of a session's room membership could not be stored; another node may still put the session back into the room");
+            }
+        });
+    }
+
     /// Puts `conn`, which now holds the session `key`, into the session's
     /// history rooms (a restore, or a session created on it).
     pub(crate) fn rejoin(&self, conn: &Connection, key: &str) {
@@ -681,6 +795,31 @@ mod tests {
         drop(held);
         other.await.unwrap();
         assert!(streams.lock_map().is_empty());
+    }
+
+    #[test]
+    fn entries_from_the_cluster_wait_behind_the_earlier_ones_of_their_stream() {
+        let streams = Streams::default();
+        let (r, s) = (StreamKey::room("r"), StreamKey::room("s"));
+        let entry = |offset| Inbound {
+            at: StreamPosition::new(1, offset),
+            frame: Bytes::new(),
+            signal: Signal::new(webwire_proto::Name::from_static("x"), Default::default()).unwrap(),
+        };
+        // Nothing waits: the entry comes back, to be delivered at once.
+        let first = streams.queue_inbound(&r, entry(1)).expect("none waits");
+        streams.start_inbound(&r, first);
+        assert!(streams.queue_inbound(&r, entry(2)).is_none());
+        assert!(streams.queue_inbound(&r, entry(3)).is_none());
+        // Another stream is not held up.
+        assert!(streams.queue_inbound(&s, entry(1)).is_some());
+        let order: Vec<u64> = std::iter::from_fn(|| streams.next_inbound(&r))
+            .map(|entry| entry.at.offset)
+            .collect();
+        assert_eq!(order, [1, 2, 3]);
+        // The queue is gone: the next entry is delivered at once again.
+        assert!(streams.inbound_map().is_empty());
+        assert!(streams.queue_inbound(&r, entry(4)).is_some());
     }
 
     #[test]
