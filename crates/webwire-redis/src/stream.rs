@@ -305,8 +305,10 @@ impl RedisStreamStore {
     /// Subscribes, on a connection of its own, to the publications of
     /// every store on this Redis with this prefix but this one (its own
     /// appends were delivered where they were made): what a node hands to
-    /// its server's connections (`Server::deliver_stream_entry`). Waits at
-    /// most the operation timeout.
+    /// its server's connections. Give it to
+    /// [`RedisCluster::deliver_streams`](crate::RedisCluster::deliver_streams)
+    /// (or, without a cluster, hand each to `Server::deliver_stream_entry`).
+    /// Waits at most the operation timeout.
     ///
     /// The connection comes back by itself after an outage and subscribes
     /// again; what was published meanwhile is not received (pub/sub keeps
