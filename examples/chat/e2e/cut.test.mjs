@@ -8,9 +8,12 @@
 // (`cut`: the page learns of it only by the socket closing), several
 // times, mid-flow; then keeps her cut off for a while (`wild`: every
 // reconnection dies at its first byte), when she types a message that must
-// show as pending; then lets her back (`calm`). Last, Ann reloads while Bob
-// sends. After each part both pages must show the same messages, every one
-// of them once, in the order sent; Ann's message reaches Bob once.
+// show as pending; then lets her back (`calm`). Then Ann reloads while Bob
+// sends, and reloads while cut off with a message pending. Last, both talk
+// while a second proxy, between the first and the server, cuts her
+// connection at seeded byte counts in both directions. After each part
+// both pages must show the same messages, every one of them once, in the
+// order sent; Ann's messages reach Bob once.
 //
 // Needs Debian's chromium, like chat.test.mjs. The binaries are
 // CHAT_SERVER_BIN and WEBWIRE_FAULTPROXY_BIN, or built here with
@@ -101,10 +104,15 @@ test('a page cut off or reloaded shows every message once, in order; what it typ
   const sessionDir = mkdtempSync(join(tmpdir(), 'chat-e2e-cut-sessions-'));
   let server = null;
   let proxy = null;
+  let chopper = null;
   let browser = null;
   try {
     server = await startServer(serverBin, '127.0.0.1:0', sessionDir);
-    proxy = await startProxy(proxyBin, new URL(server.url).host);
+    // Two proxies in a row: the inner one cuts at seeded byte counts
+    // (mid-frame, with requests and signals on their way) when wild; the
+    // outer one cuts at once when told, or keeps Ann cut off.
+    chopper = await startProxy(proxyBin, new URL(server.url).host, { cutAfter: '300..2000', seed: 7 });
+    proxy = await startProxy(proxyBin, chopper.addr);
     // A page whose document the test serves (route.fulfill, below) counts
     // as public to Chromium, which then blocks its WebSocket to the
     // loopback proxy (Local Network Access); everything here is loopback.
@@ -233,10 +241,45 @@ test('a page cut off or reloaded shows every message once, in order; what it typ
       'after a reload while cut off',
     );
 
+    // Both talk while the inner proxy cuts Ann's connection every few
+    // hundred bytes in each direction (her messages, their answers and
+    // Bob's signals are on their way at some cuts; a reconnection may be
+    // cut in its handshake): each message reaches the room once.
+    const annSent = [];
+    const cutsBefore = (await proxyStats(chopper)).cuts;
+    assert.equal(await chopper.command('wild'), 'OK wild');
+    // Until three cuts landed (the room keeps 100 messages: at most 20 rounds).
+    for (let i = 1; i <= 20 && (i <= 4 || (await proxyStats(chopper)).cuts < cutsBefore + 3); i++) {
+      annSent.push(`Ann: busy ${i}`);
+      await say(ann, `busy ${i}`);
+      await bobSays(`busy ${i}`);
+      await sleep(100);
+    }
+    const chopped = (await proxyStats(chopper)).cuts - cutsBefore;
+    assert.ok(chopped >= 3, `the inner proxy cut ${chopped} times`);
+    assert.equal(await chopper.command('calm'), 'OK calm');
+    await connectedAgain(ann);
+    await ann.waitForSelector('#messages li.pending', { state: 'detached', timeout: PATIENCE });
+    await seesMessage(bob, 'Ann', `busy ${annSent.length}`);
+    await bobSays('the very end');
+    await seesMessage(ann, 'Bob', 'the very end');
+    await seesMessage(bob, 'Bob', 'the very end');
+    const extra = ['Ann: Typed while cut off', 'Ann: Typed, then reloaded, while cut off', ...annSent];
+    await sameMessagesOnceInOrder(ann, bob, sent, extra, 'after cuts while both talk');
+    const annLines = (await shownMessages(bob)).map((m) => m.line).filter((line) => annSent.includes(line));
+    assert.deepEqual(annLines, annSent, "Ann's messages reach the room in the order she typed them");
+
+    // How many cuts hit traffic (timing decides; reported, not asserted).
+    const stats = await proxyStats(chopper);
+    t.diagnostic(
+      `inner proxy (seed 7): ${stats.cuts} cuts, ${stats.cuts_with_requests_in_flight} with a request in flight, ${stats.cuts_with_signals_in_flight} with a signal in flight`,
+    );
+
     assert.deepEqual(errors, [], 'no uncaught errors on the pages');
   } finally {
     if (browser !== null) await browser.close();
     if (proxy !== null) await kill(proxy.child);
+    if (chopper !== null) await kill(chopper.child);
     if (server !== null) await kill(server.child);
     rmSync(sessionDir, { recursive: true, force: true });
   }

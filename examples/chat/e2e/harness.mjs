@@ -106,14 +106,16 @@ export async function restartServer(bin, addr, sessionDir) {
 
 /**
  * Starts the fault proxy in front of `upstream` (host:port), calm: it
- * forwards every byte until told otherwise. Each cut point is one byte
- * apart, so while it is `wild` every connection (a reconnection too) dies
- * at its first byte: the page stays cut off until `calm`. Resolves with
+ * forwards every byte until told otherwise (`wild`), then cuts each
+ * connection at seeded byte counts `cutAfter` apart (`MIN..MAX` or one
+ * number), in both directions. With `cutAfter` 1, every connection (a
+ * reconnection too) dies at its first byte while it is wild: what is
+ * behind it stays cut off until `calm`. Resolves with
  * `{ child, addr, command(line) }`; `command` sends a stdin command and
  * resolves with its one-line answer.
  */
-export function startProxy(bin, upstream) {
-  const child = spawn(bin, ['--upstream', upstream, '--calm', '--cut-after', '1', '--seed', '1'], {
+export function startProxy(bin, upstream, { cutAfter = '1', seed = 1 } = {}) {
+  const child = spawn(bin, ['--upstream', upstream, '--calm', '--cut-after', String(cutAfter), '--seed', String(seed)], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
