@@ -1253,6 +1253,33 @@ async fn an_unreachable_store_fails_stream_sends_and_resumes_but_not_plain_signa
     server.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_missed_signal_the_store_cannot_repair_closes_the_connection_for_a_restore() {
+    let store = Arc::new(FlakyStore::default());
+    let server = builder()
+        .stream_store(store.clone())
+        .queue_capacity(2)
+        .build()
+        .unwrap();
+    let (mut client, key) = small_pipe_client(&server).await;
+    ok(&mut client, "join", "h-a").await;
+    assert!(fill_queue(&server, &key) > 0, "the queue never filled");
+    // Appended, missed by the full queue; the store fails before the
+    // repair reads it.
+    server.signal_room_stream("h-a", "r", "1").await.unwrap();
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Rather than later signals taken as the client's start, a close its
+    // client answers with a reconnect and a restore (which resumes).
+    assert_eq!(client.closed().await, Some(1012));
+    for message in client.take_pending() {
+        assert!(
+            matches!(message, ServerMessage::Signal(_)),
+            "only the plain signals that fit: {message:?}"
+        );
+    }
+    server.shutdown().await;
+}
+
 /// A cluster that records nothing and hands its node to the test.
 #[derive(Debug, Default)]
 struct Node(std::sync::Mutex<Option<webwire_server::cluster::ClusterNode>>);
