@@ -18,7 +18,8 @@ impl Server {
     /// signal gets the stream's next offset, is kept in its history, and
     /// is queued for every connection of this server holding the session
     /// (without waiting; a connection whose queue is full misses it live,
-    /// and its client repairs the gap from history). A client that
+    /// and the server queues it from history there as soon as the queue
+    /// has room, before any later signal of the stream). A client that
     /// reconnects and restores the session gets what it missed, in order,
     /// once, or is told what is lost (docs/protocol.md 14.3). Connections
     /// of 2.0 clients get it as a plain signal. Returns the signal's

@@ -39,6 +39,7 @@ use super::{
     HistoryLimits, MemoryStreamStore, StreamKey, StreamPosition, StreamRead, StreamStore,
     StreamStoreError,
 };
+use crate::error::SignalError;
 use crate::outbox::Outbound;
 use crate::room::is_valid_room;
 use crate::Connection;
@@ -566,11 +567,16 @@ impl Streams {
 
     /// Queues a stream signal for `targets` without waiting: a connection
     /// with streams granted gets the StreamSignal (none while its hold
-    /// keeps the stream from it), any other the plain signal. A full
-    /// queue misses it: the client repairs the gap from history. Call it
-    /// under the stream's lock.
+    /// keeps the stream from it), any other the plain signal. A 2.1
+    /// connection whose queue is full misses it live: the stream is held
+    /// from it at once, and a task queues the stream's history from the
+    /// missed signal on as soon as there is room (see
+    /// [`repair`](super::resume::repair)). The client could not tell the
+    /// miss of the first signal it would get of a stream (it has no offset
+    /// to see a gap from), so the server repairs every miss itself. Call
+    /// it under the stream's lock.
     pub(crate) fn deliver(
-        &self,
+        self: &Arc<Self>,
         targets: impl IntoIterator<Item = Connection>,
         stream: &StreamKey,
         at: StreamPosition,
@@ -595,12 +601,43 @@ impl Streams {
             };
             match conn.try_send(Outbound::Frame(frame)) {
                 Ok(()) => sent += 1,
+                Err(SignalError::QueueFull) if conn.streams_granted() => {
+                    tracing::debug!(connection = %conn.id(), %stream, offset = at.offset, "stream signal not sent live (queue full); repaired from history");
+                    self.repair_later(conn, stream, at);
+                }
                 Err(err) => {
-                    tracing::debug!(connection = %conn.id(), %stream, offset = at.offset, error = %err, "stream signal not sent live; the client repairs the gap from history");
+                    tracing::debug!(connection = %conn.id(), %stream, offset = at.offset, error = %err, "stream signal not sent live");
                 }
             }
         }
         sent
+    }
+
+    /// Holds `stream` from `conn`, whose full queue missed its signal at
+    /// `missed`, and queues the history from there in a task, under the
+    /// stream's order as a resume does. Call it under the stream's lock:
+    /// no later live signal reaches the connection before the repair.
+    fn repair_later(
+        self: &Arc<Self>,
+        conn: Connection,
+        stream: &StreamKey,
+        missed: StreamPosition,
+    ) {
+        let limits = match stream {
+            StreamKey::Session(_) => Some(self.session_history),
+            StreamKey::Room(room) => self.room_history(room),
+        };
+        let (Some(limits), Ok(runtime)) = (limits, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        conn.inner.stream_state().begin_resume(stream);
+        runtime.spawn(super::resume::repair(
+            self.clone(),
+            conn,
+            stream.clone(),
+            limits,
+            missed,
+        ));
     }
 }
 
@@ -656,8 +693,10 @@ impl Drop for StreamGuard<'_> {
 
 /// Which streams are held from a connection: after a
 /// restore every stream of the session until resumed (docs/protocol.md
-/// 14.3.2), and a stream while a resume queues its history (its live
-/// signals are history by then, and the resume catches up with them).
+/// 14.3.2), and a stream while a resume queues its history, or while the
+/// server repairs a signal the connection's full queue missed (its live
+/// signals are history by then, and the resume or repair catches up with
+/// them).
 #[derive(Debug, Default)]
 pub(crate) struct ConnStreams {
     /// Whether anything is held (read without the lock on every delivery).
@@ -672,8 +711,10 @@ struct Hold {
     /// After a restore: every stream is held but those in `resumed`.
     all: bool,
     resumed: HashSet<StreamKey>,
-    /// Streams whose resume is queueing history.
-    resuming: HashSet<StreamKey>,
+    /// Streams whose history is being queued (a client's resume, or the
+    /// server's repair of a signal a full queue missed), with how many such
+    /// are under way: the stream flows again when the last one ends.
+    resuming: HashMap<StreamKey, usize>,
 }
 
 impl Hold {
@@ -715,7 +756,7 @@ impl ConnStreams {
 
     /// A resume of `stream` begins queueing history: its live signals wait.
     pub(crate) fn begin_resume(&self, stream: &StreamKey) {
-        self.with_hold(|hold| hold.resuming.insert(stream.clone()));
+        self.with_hold(|hold| *hold.resuming.entry(stream.clone()).or_default() += 1);
     }
 
     /// The resume of `stream` ended; `done`: it caught up (call it under
@@ -723,7 +764,12 @@ impl ConnStreams {
     /// restore's hold lasts for the others.
     pub(crate) fn end_resume(&self, stream: &StreamKey, done: bool) {
         self.with_hold(|hold| {
-            hold.resuming.remove(stream);
+            if let Some(count) = hold.resuming.get_mut(stream) {
+                *count -= 1;
+                if *count == 0 {
+                    hold.resuming.remove(stream);
+                }
+            }
             if done && hold.all {
                 hold.resumed.insert(stream.clone());
             }
@@ -738,7 +784,7 @@ impl ConnStreams {
         }
         let hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
         hold.as_ref().is_none_or(|hold| {
-            !hold.resuming.contains(stream) && (!hold.all || hold.resumed.contains(stream))
+            !hold.resuming.contains_key(stream) && (!hold.all || hold.resumed.contains(stream))
         })
     }
 }
@@ -882,5 +928,19 @@ mod tests {
             state.hold.lock().unwrap().is_none(),
             "nothing kept when nothing is held"
         );
+    }
+
+    #[test]
+    fn a_stream_flows_again_when_its_last_resume_or_repair_ends() {
+        let state = ConnStreams::default();
+        let a = StreamKey::room("a");
+        // The server repairs a missed signal while the client resumes.
+        state.begin_resume(&a);
+        state.begin_resume(&a);
+        state.end_resume(&a, true);
+        assert!(!state.allows(&a), "the other one is still queueing history");
+        state.end_resume(&a, true);
+        assert!(state.allows(&a));
+        assert!(state.hold.lock().unwrap().is_none());
     }
 }

@@ -2,6 +2,8 @@
 //! covers, under the stream's order, the history after the client's
 //! position or the loss, queued for the connection; then the empty reply.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use webwire_proto::{
@@ -162,6 +164,52 @@ async fn resume_one(
         state.end_resume(&stream.key, false);
     }
     result
+}
+
+/// Repairs `stream` for `conn`, whose full queue missed its live signal
+/// at `missed` (the stream is held from it, see `Streams::deliver`): the
+/// history from `missed` on is queued as a resume's (waiting for room,
+/// then caught up under the stream's order, where the hold ends), with no
+/// answer. Nothing before `missed` is sent again: the live signals before
+/// it were queued under the same order. If the client does not read for
+/// the queue timeout, or the history cannot be read, the connection is
+/// closed as for a restart: the client reconnects and its restore resumes
+/// the stream (from its position, or from the join position or the
+/// stream's start when it has none), rather than take a later signal as
+/// its first and never learn of the one missed.
+pub(crate) async fn repair(
+    streams: Arc<Streams>,
+    conn: Connection,
+    stream: StreamKey,
+    limits: HistoryLimits,
+    missed: StreamPosition,
+) {
+    let state = conn.inner.stream_state();
+    let Ok(tx) = conn.sender().cloned() else {
+        state.end_resume(&stream, false);
+        return;
+    };
+    let covered = Covered {
+        key: stream,
+        limits,
+        from: From::After(StreamPosition::new(
+            missed.epoch,
+            missed.offset.saturating_sub(1),
+        )),
+    };
+    let first = read_from(&streams, &conn, &covered).await;
+    let timeout = conn.inner.queue_timeout();
+    let Err(stopped) = catch_up(&streams, &conn, &tx, timeout, &covered, first).await else {
+        return;
+    };
+    state.end_resume(&covered.key, false);
+    match stopped {
+        Stopped::Closed => {}
+        Stopped::Stalled | Stopped::Store => {
+            tracing::debug!(connection = %conn.id(), stream = %covered.key, "a missed stream signal could not be repaired; the connection closes, its client resumes after reconnecting");
+            conn.close_for_restart();
+        }
+    }
 }
 
 /// Queues `read` and whatever follows it, until caught up under the
