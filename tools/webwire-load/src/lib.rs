@@ -65,6 +65,7 @@ mod error;
 mod report;
 mod run;
 mod sys;
+mod v21;
 mod wire;
 
 pub use config::{ConnectConfig, LoadConfig, Mode};

@@ -62,7 +62,12 @@ struct LoadArgs {
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     grace: Duration,
     /// `request`: requests answered by replies; `signal`: `ping` signals
-    /// answered by `pong` signals.
+    /// answered by `pong` signals; `keyed`: webwire 2.1 keyed requests
+    /// (each connection opts in and logs in first); `hist`: `room-ping`
+    /// signals answered by `room-pong` stream signals of a history room
+    /// (webwire 2.1; each connection opts in, logs in and joins its room).
+    /// The 2.1 modes need a 2.1 server: compare them with `request` and
+    /// `signal` on the same server, not with the raw echo.
     #[arg(long, default_value = "request")]
     mode: Mode,
     /// The requests' name (default: none, which the interop server echoes).
@@ -110,6 +115,10 @@ struct ConnectArgs {
     /// Exit with status 1 if a connection failed to open or closed early.
     #[arg(long)]
     fail_on_error: bool,
+    /// Each connection opts in to webwire 2.1, logs in and gets one signal
+    /// on its session stream before idling (needs a 2.1 server).
+    #[arg(long)]
+    v21: bool,
 }
 
 fn parse_name(s: &str) -> Result<Name, String> {
@@ -170,6 +179,7 @@ async fn connect(args: ConnectArgs) -> Result<ExitCode, webwire_load::LoadError>
     config.server_pid = args.server_pid;
     config.concurrency = args.concurrency;
     config.raw_echo = args.raw_echo;
+    config.v21 = args.v21;
     let report = webwire_load::run_connect(&config).await?;
     if args.json {
         println!("{}", report.to_json());
