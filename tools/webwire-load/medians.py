@@ -69,6 +69,16 @@ def main():
         n = max((len(x) for x in v.values()), default=0)
         print(f"| {row} | {name} | {n} | {med(v, 'rps', 0)} | {med(v, 'p50', 0)} | "
               f"{med(v, 'p99', 0)} | {med(v, 'cpu', 3)} | {med(v, 'kib', 2)} |")
+    if any(name == ref for _, name in order):
+        print_ref_ratios(rounds, order, ref)
+    if pairs:
+        print_pairs(rounds, pairs)
+    if resumes:
+        print_resumes(resumes)
+
+
+def print_ref_ratios(rounds, order, ref):
+    """Per-round ratios of every server to the reference server, per row."""
     print()
     print(f"Medians of the per-round ratios to `{ref}` (range):")
     print()
@@ -90,10 +100,6 @@ def main():
             r = ratios[k]
             cells.append(f"{statistics.median(r):.3f} ({min(r):.2f}–{max(r):.2f})" if r else "")
         print(f"| {row} | {name} | " + " | ".join(cells) + " |")
-    if pairs:
-        print_pairs(rounds, pairs)
-    if resumes:
-        print_resumes(resumes)
 
 
 def print_pairs(rounds, pairs):
@@ -130,7 +136,7 @@ def print_resumes(resumes):
     print("Resume benchmark (seconds from the drop; medians over the runs; "
           "problems summed over all runs):")
     print()
-    print("| row | setup | n | sessions | all complete s | all resumed s | session p50 s | "
+    print("| row | server | n | sessions | all complete s | all resumed s | session p50 s | "
           "session p99 s | incomplete | missing | doubled | losses | mismatches | "
           "restore failures | server CPU s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

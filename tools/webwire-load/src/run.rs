@@ -426,7 +426,7 @@ impl Connection {
             Outcome::ErrorReply => tally.errors.error_reply += 1,
             Outcome::InternalError => tally.errors.internal_error += 1,
             Outcome::Shutdown => tally.errors.shutdown += 1,
-            Outcome::OutcomeUnknown => tally.errors.outcome_unknown += 1,
+            Outcome::Unknown => tally.errors.outcome_unknown += 1,
             Outcome::Unexpected => tally.errors.protocol += 1,
         }
         true

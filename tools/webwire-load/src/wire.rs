@@ -40,7 +40,7 @@ pub(crate) enum Outcome {
     /// ReplyShutdown.
     Shutdown,
     /// ReplyOutcomeUnknown (webwire 2.1, to a keyed request).
-    OutcomeUnknown,
+    Unknown,
     /// A reply type that no request of a load run can get (session replies).
     Unexpected,
 }
@@ -214,7 +214,7 @@ impl Wire {
             | ServerMessage::MaxSessConnsReached(id)
             | ServerMessage::SessionsDisabled(id) => answer(id, Outcome::Unexpected),
             ServerMessage::OutcomeUnknown(id) if self.mode == Mode::Keyed => {
-                answer(id, Outcome::OutcomeUnknown)
+                answer(id, Outcome::Unknown)
             }
             ServerMessage::Signal(signal) if self.mode == Mode::Signal => {
                 self.judge_pong(signal.name() == PONG, signal.payload())
@@ -398,7 +398,7 @@ mod tests {
             keyed.judge(ServerMessage::OutcomeUnknown(id).to_bytes()),
             Incoming::Answer {
                 key: 9,
-                outcome: Outcome::OutcomeUnknown
+                outcome: Outcome::Unknown
             }
         );
         // Not an answer outside mode keyed.
