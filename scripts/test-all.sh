@@ -196,7 +196,8 @@ if [ -f examples/chat/e2e/package.json ]; then
         apt_install chromium:chromium || echo "chromium could not be installed: the browser test will skip"
     fi
     (cd clients/typescript && npm ci --no-audit --no-fund && npm run build)
-    cargo build --release --locked -q -p webwire-chat
+    # The chat server, and the fault proxy that cuts the page's connection.
+    cargo build --release --locked -q -p webwire-chat -p webwire-faultproxy
     # With CI=true a missing chromium fails the test; otherwise it skips with the reason.
     (cd examples/chat/e2e && npm ci --no-audit --no-fund && npm test)
     ran+=("browser")

@@ -156,8 +156,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How a connection ended.
 enum Served {
     /// Lost: reconnect (or wait to be told to); `restart` when the server
-    /// closed with 1012 (service restart).
-    Lost { restart: bool },
+    /// closed with 1012 (service restart), `going_away` when it closed with
+    /// 1001 or 1012 (it shuts down or restarts).
+    Lost { restart: bool, going_away: bool },
     /// Closed on purpose: the client is done.
     Closed,
     /// The session restore of a reconnection failed in a way that fails the
@@ -186,6 +187,8 @@ enum WriterItem {
 
 /// The close code of a server that drains for a restart or a deploy.
 const SERVICE_RESTART: u16 = 1012;
+/// The close code of a server that shuts down.
+const GOING_AWAY: u16 = 1001;
 
 /// The waits between reconnection attempts, with full jitter: none before
 /// the first (a random one in the restart range after close code 1012),
@@ -273,6 +276,9 @@ pub(crate) struct ConnectionTask {
     prune_at: usize,
     /// Whether requests wait for a connection (false: they fail at once).
     queue_offline: bool,
+    /// The last connection ended with the server's going-away close (1001 or
+    /// 1012): calls it never sent fail with `ServerShutdown`.
+    server_went_away: bool,
     connect_waiters: Vec<oneshot::Sender<Result<(), ConnectError>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     /// Every `Client` handle is gone.
@@ -332,6 +338,7 @@ impl ConnectionTask {
             queued: VecDeque::new(),
             prune_at: 64,
             queue_offline: false,
+            server_went_away: false,
             connect_waiters: Vec::new(),
             close_waiters: Vec::new(),
             handles_gone: false,
@@ -358,8 +365,12 @@ impl ConnectionTask {
         loop {
             match self.serve(conn, reconnected).await {
                 Served::Closed => break,
-                Served::Lost { restart } => {
+                Served::Lost {
+                    restart,
+                    going_away,
+                } => {
                     self.lost();
+                    self.server_went_away = going_away;
                     backoff = if restart {
                         Backoff::after_restart(&self.config.options)
                     } else {
@@ -643,7 +654,10 @@ impl ConnectionTask {
                         None => ConnectError::handshake("text message from the server"),
                     })
                 } else {
-                    Served::Lost { restart: false }
+                    Served::Lost {
+                        restart: false,
+                        going_away: false,
+                    }
                 }
             }
             End::Lost if restore_lost && !self.closing => {
@@ -653,6 +667,7 @@ impl ConnectionTask {
             }
             _ => Served::Lost {
                 restart: close_code == Some(SERVICE_RESTART),
+                going_away: matches!(close_code, Some(GOING_AWAY | SERVICE_RESTART)),
             },
         };
         writer.abort();
@@ -1197,8 +1212,15 @@ impl ConnectionTask {
         loop {
             self.shared.set_status(Status::Disconnected);
             self.queue_offline = false;
+            // Calls still queued were never sent: after the server closed
+            // because it shuts down, that is why they did not run.
+            let error = if std::mem::take(&mut self.server_went_away) {
+                RequestError::ServerShutdown
+            } else {
+                RequestError::Disconnected
+            };
             for queued in self.queued.drain(..) {
-                queued.fail(RequestError::Disconnected);
+                queued.fail(error.clone());
             }
             match self.commands.recv().await? {
                 Command::Connect(done) => {

@@ -643,3 +643,36 @@ async fn a_restore_by_the_application_is_followed_by_a_stream_resume() {
     assert!(resume.positions().is_empty());
     assert_eq!(restore.await.unwrap().unwrap().key, "saved");
 }
+
+/// A server shutting down answers the hello, then closes with 1001 before
+/// the accept let the request out: without reconnection it fails as
+/// `ServerShutdown` (it never ran), not as a lost connection.
+#[tokio::test]
+async fn a_request_held_for_the_accept_fails_as_shutdown_when_the_server_goes_away() {
+    let mut peer = Peer::start().await;
+    let url = peer.url.clone();
+    let (client, conn) = tokio::join!(
+        builder(&url).auto_reconnect(false).connect(),
+        peer.accept_with(conf_2_1())
+    );
+    let (client, mut conn) = (client.unwrap(), conn);
+    let ClientMessage::ExtensionHello(_) = conn.recv().await else {
+        panic!("expected the ExtensionHello first")
+    };
+    let call = spawn_request(&client, "late");
+    assert!(conn.read_within(QUIET).await.is_none());
+    conn.close(tokio_websockets::CloseCode::GOING_AWAY).await;
+    assert_eq!(
+        call.await.unwrap().unwrap_err(),
+        RequestError::ServerShutdown
+    );
+    // The next call, after the going-away close was reported, is a plain
+    // disconnected one.
+    assert_eq!(
+        client
+            .request("again", Payload::utf8(""))
+            .await
+            .unwrap_err(),
+        RequestError::Disconnected
+    );
+}

@@ -441,12 +441,58 @@ pub trait StreamStore: Send + Sync + fmt::Debug + 'static {
         limits: &HistoryLimits,
     ) -> impl Future<Output = Result<StreamPosition, StreamStoreError>> + Send;
 
-    /// Deletes the stream and its history (the session was closed).
-    /// Deleting a stream that does not exist succeeds.
+    /// Deletes the stream and its history (the session was closed; for a
+    /// session stream, a store that keeps room memberships deletes the
+    /// session's too). Deleting a stream that does not exist succeeds.
     fn remove(
         &self,
         stream: &StreamKey,
     ) -> impl Future<Output = Result<(), StreamStoreError>> + Send;
+
+    /// The rooms with history the session `session` is a member of, each
+    /// with its join position (the room's end when the session joined), as
+    /// this store keeps them for every node: a client that reconnects to
+    /// another node is put back into its rooms from here. `None`: the
+    /// store keeps no memberships, and each server keeps those made on it
+    /// (the default, for a store of one server such as `MemoryStreamStore`).
+    ///
+    /// A store that keeps memberships implements the four membership
+    /// methods together: this one, [`join_room`](Self::join_room),
+    /// [`leave_room`](Self::leave_room), and the session's part of
+    /// [`remove`](Self::remove).
+    fn session_rooms(
+        &self,
+        session: &str,
+    ) -> impl Future<Output = Result<Option<Vec<(String, StreamPosition)>>, StreamStoreError>> + Send
+    {
+        let _ = session;
+        std::future::ready(Ok(None))
+    }
+
+    /// Records the session `session` as a member of `room` from `joined`;
+    /// a member keeps its first join position. The server checks the room
+    /// and bounds the number of rooms per session before. The default
+    /// records nothing (see [`session_rooms`](Self::session_rooms)).
+    fn join_room(
+        &self,
+        session: &str,
+        room: &str,
+        joined: StreamPosition,
+    ) -> impl Future<Output = Result<(), StreamStoreError>> + Send {
+        let _ = (session, room, joined);
+        std::future::ready(Ok(()))
+    }
+
+    /// Ends the membership of the session `session` in `room` (ending one
+    /// that does not exist succeeds). The default does nothing.
+    fn leave_room(
+        &self,
+        session: &str,
+        room: &str,
+    ) -> impl Future<Output = Result<(), StreamStoreError>> + Send {
+        let _ = (session, room);
+        std::future::ready(Ok(()))
+    }
 }
 
 /// A stream store failed to append, read or delete.

@@ -20,7 +20,9 @@
 //! append numbered, stored, trimmed and published in one Lua script;
 //! [`StreamPublication`] is what other nodes receive on
 //! `{prefix}stream:signals` to deliver it live, through a
-//! [`StreamSubscription`]), and [`RedisLedger`]
+//! [`StreamSubscription`] given to [`RedisCluster::deliver_streams`]; and
+//! the sessions' room memberships, so that a restore on any node puts the
+//! client back into its rooms), and [`RedisLedger`]
 //! implements [`RequestLedger`](webwire_core::ledger::RequestLedger)
 //! (keyed requests run at most once in the cluster: the decision in one
 //! script, leases fenced by token and node incarnation, retries on another

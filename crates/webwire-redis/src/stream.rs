@@ -131,6 +131,30 @@ return {{epoch, tonumber(redis.call('HGET', meta, 'n'))}}
     ))
 });
 
+/// The memberships of a session, keeping them another idle timeout.
+/// KEYS: the session's rooms hash. ARGV: idle ms. Returns HGETALL.
+static ROOMS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local all = redis.call('HGETALL', KEYS[1])
+if #all > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return all
+",
+    )
+});
+
+/// A membership, keeping the first join position. KEYS: the session's
+/// rooms hash. ARGV: room, position (`epoch hex:offset`), idle ms.
+static JOIN_ROOM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
+",
+    )
+});
+
 /// A [`StreamStore`] in Redis: every node of a cluster numbers, keeps and
 /// reads the same history, so a client resumes its streams on whichever
 /// node it reaches.
@@ -158,6 +182,13 @@ return {{epoch, tonumber(redis.call('HGET', meta, 'n'))}}
 /// at the first entry younger than the age bound), set expiries, and
 /// `PUBLISH` the entry ([`StreamPublication`]) on `{P}stream:signals`, so
 /// that numbering, storing and announcing cannot come apart.
+///
+/// The sessions' room memberships (the rooms with history a session
+/// joined, [`StreamStore::session_rooms`]) are kept for every node in
+/// `{P}stream:rooms:{session key}`, a hash: room name → join position as
+/// `{epoch as 16 hex digits}:{offset}`. It expires the stream idle timeout
+/// after its last join or read (each restore reads it), and goes with the
+/// session stream when the session is closed.
 ///
 /// **Expiry**: the entries key expires the age bound after the last append
 /// (all of it is too old by then); the hash lives at least the
@@ -274,8 +305,10 @@ impl RedisStreamStore {
     /// Subscribes, on a connection of its own, to the publications of
     /// every store on this Redis with this prefix but this one (its own
     /// appends were delivered where they were made): what a node hands to
-    /// its server's connections (`Server::deliver_stream_entry`). Waits at
-    /// most the operation timeout.
+    /// its server's connections. Give it to
+    /// [`RedisCluster::deliver_streams`](crate::RedisCluster::deliver_streams)
+    /// (or, without a cluster, hand each to `Server::deliver_stream_entry`).
+    /// Waits at most the operation timeout.
     ///
     /// The connection comes back by itself after an outage and subscribes
     /// again; what was published meanwhile is not received (pub/sub keeps
@@ -387,6 +420,84 @@ impl RedisStreamStore {
             format!("{prefix}stream:m:{name}"),
             format!("{prefix}stream:h:{name}"),
         ))
+    }
+
+    /// The Redis key of the room memberships of the session `key`.
+    ///
+    /// ```no_run
+    /// # fn f(store: webwire_redis::RedisStreamStore) {
+    /// assert_eq!(store.rooms_key("k").unwrap(), "webwire:stream:rooms:k");
+    /// # }
+    /// ```
+    pub fn rooms_key(&self, key: &str) -> Result<String, RedisSessionError> {
+        // The same bounds as the session stream's name.
+        stream_name(&StreamKey::session(key))?;
+        Ok(format!("{}stream:rooms:{key}", self.config.prefix()))
+    }
+
+    async fn memberships(
+        &self,
+        session: &str,
+    ) -> Result<Vec<(String, StreamPosition)>, RedisSessionError> {
+        let mut invocation = ROOMS.prepare_invoke();
+        invocation
+            .key(self.rooms_key(session)?)
+            .arg(millis(self.config.stream_idle_timeout()));
+        let mut con = self.con.clone();
+        let value: Value = self
+            .bounded("stream_rooms", invocation.invoke_async(&mut con))
+            .await?;
+        let pairs: Vec<(&Value, &Value)> = match &value {
+            Value::Array(items) => {
+                if items.len() % 2 != 0 {
+                    return Err(malformed("memberships that are not pairs"));
+                }
+                items.chunks(2).map(|pair| (&pair[0], &pair[1])).collect()
+            }
+            Value::Map(pairs) => pairs.iter().map(|(room, at)| (room, at)).collect(),
+            _ => return Err(malformed("memberships that are not an array")),
+        };
+        let mut rooms = Vec::with_capacity(pairs.len());
+        for (room, at) in pairs {
+            let room = bytes_of(room)
+                .and_then(|room| std::str::from_utf8(room).ok())
+                .ok_or_else(|| malformed("a room name that is not UTF-8"))?;
+            let at = bytes_of(at)
+                .and_then(|at| std::str::from_utf8(at).ok())
+                .and_then(parse_join_position)
+                .ok_or_else(|| malformed("a join position that is not EPOCH:OFFSET"))?;
+            rooms.push((room.to_owned(), at));
+        }
+        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(rooms)
+    }
+
+    async fn join_membership(
+        &self,
+        session: &str,
+        room: &str,
+        joined: StreamPosition,
+    ) -> Result<(), RedisSessionError> {
+        stream_name(&StreamKey::room(room))?;
+        let mut invocation = JOIN_ROOM.prepare_invoke();
+        invocation
+            .key(self.rooms_key(session)?)
+            .arg(room)
+            .arg(format!("{:016x}:{}", joined.epoch, joined.offset))
+            .arg(millis(self.config.stream_idle_timeout()));
+        let mut con = self.con.clone();
+        self.bounded("stream_join_room", invocation.invoke_async::<i64>(&mut con))
+            .await
+            .map(drop)
+    }
+
+    async fn leave_membership(&self, session: &str, room: &str) -> Result<(), RedisSessionError> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.rooms_key(session)?).arg(room);
+        let mut con = self.con.clone();
+        self.bounded("stream_leave_room", cmd.query_async::<i64>(&mut con))
+            .await
+            .map(drop)
     }
 
     async fn bounded<T>(
@@ -507,10 +618,20 @@ impl RedisStreamStore {
         let mut con = self.con.clone();
         let mut cmd = redis::cmd("DEL");
         cmd.arg(meta).arg(hist);
+        if let StreamKey::Session(key) = stream {
+            cmd.arg(self.rooms_key(key)?);
+        }
         self.bounded("stream_remove", cmd.query_async::<i64>(&mut con))
             .await
             .map(drop)
     }
+}
+
+/// A join position as stored, `{epoch hex}:{offset}`.
+fn parse_join_position(text: &str) -> Option<StreamPosition> {
+    let (epoch, offset) = text.split_once(':')?;
+    let epoch = u64::from_str_radix(epoch, 16).ok().filter(|&e| e != 0)?;
+    Some(StreamPosition::new(epoch, offset.parse().ok()?))
 }
 
 fn malformed(what: &str) -> RedisSessionError {
@@ -792,6 +913,46 @@ impl StreamStore for RedisStreamStore {
         self.delete(stream)
             .await
             .map_err(|err| store_error("removing", stream, err))
+    }
+
+    async fn session_rooms(
+        &self,
+        session: &str,
+    ) -> Result<Option<Vec<(String, StreamPosition)>>, StreamStoreError> {
+        self.memberships(session).await.map(Some).map_err(|err| {
+            store_error(
+                "reading the room memberships of",
+                &StreamKey::session(session),
+                err,
+            )
+        })
+    }
+
+    async fn join_room(
+        &self,
+        session: &str,
+        room: &str,
+        joined: StreamPosition,
+    ) -> Result<(), StreamStoreError> {
+        self.join_membership(session, room, joined)
+            .await
+            .map_err(|err| {
+                store_error(
+                    "storing a room membership of",
+                    &StreamKey::session(session),
+                    err,
+                )
+            })
+    }
+
+    async fn leave_room(&self, session: &str, room: &str) -> Result<(), StreamStoreError> {
+        self.leave_membership(session, room).await.map_err(|err| {
+            store_error(
+                "ending a room membership of",
+                &StreamKey::session(session),
+                err,
+            )
+        })
     }
 }
 

@@ -25,7 +25,7 @@ use webwire_server::ledger::{
     BAD_KEY, KEY_REUSED, NO_SESSION,
 };
 use webwire_server::options::Concurrency;
-use webwire_server::session::MemorySessionManager;
+use webwire_server::session::{FileSessionManager, MemorySessionManager, SessionManager};
 use webwire_server::{Connection, MessageRouter, ReplyError, Server, ServerBuilder};
 
 const INSTANCE: &str = "instance-0123456789abcdef";
@@ -105,7 +105,7 @@ fn router(runs: &Arc<Runs>) -> MessageRouter {
         })
 }
 
-fn builder(runs: &Arc<Runs>, sessions: &Arc<MemorySessionManager>) -> ServerBuilder<MessageRouter> {
+fn builder(runs: &Arc<Runs>, sessions: &Arc<impl SessionManager>) -> ServerBuilder<MessageRouter> {
     Server::builder(router(runs))
         .session_manager(sessions.clone())
         // Tests advance the clock by minutes: no read timeout meanwhile.
@@ -114,7 +114,9 @@ fn builder(runs: &Arc<Runs>, sessions: &Arc<MemorySessionManager>) -> ServerBuil
 
 /// A server with a fresh session store.
 fn server(runs: &Arc<Runs>) -> Server {
-    builder(runs, &Arc::default()).build().expect("server")
+    builder(runs, &Arc::<MemorySessionManager>::default())
+        .build()
+        .expect("server")
 }
 
 /// Opts in with `flags`; returns the ExtensionAccept.
@@ -204,7 +206,7 @@ fn is_unknown(message: &ServerMessage) -> bool {
 async fn opt_in_grants_keyed_requests_with_the_ledger_epoch() {
     let runs = Arc::new(Runs::default());
     let ledger = Arc::new(MemoryLedger::new());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .request_ledger(ledger.clone())
         .build()
         .unwrap();
@@ -235,7 +237,7 @@ async fn opt_in_grants_keyed_requests_with_the_ledger_epoch() {
 #[tokio::test(start_paused = true)]
 async fn a_server_that_offers_nothing_announces_2_0_and_refuses_a_hello() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .extensions(FeatureFlags::NONE)
         .build()
         .unwrap();
@@ -353,7 +355,7 @@ async fn bad_keys_reused_keys_other_epochs_and_forgotten_keys_never_run() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_while_the_run_is_under_way_gets_that_runs_reply() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .concurrency(Concurrency::Unlimited)
         .build()
         .unwrap();
@@ -400,7 +402,7 @@ async fn a_run_goes_on_after_its_connection_dropped_and_answers_the_retry_on_a_n
 #[tokio::test(start_paused = true)]
 async fn a_run_whose_connection_is_gone_still_completes_and_stores_its_reply() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .concurrency(Concurrency::Unlimited)
         .build()
         .unwrap();
@@ -423,8 +425,25 @@ async fn a_run_whose_connection_is_gone_still_completes_and_stores_its_reply() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_the_retry_of_a_key_is_outcome_unknown_and_not_run() {
+    restart_keeps_the_session_and_runs_no_key_twice(Arc::new(MemorySessionManager::new())).await;
+}
+
+/// The same with the default session store, files: the process restarts,
+/// the session comes back from its file.
+#[tokio::test]
+async fn after_a_restart_with_file_sessions_the_retry_is_outcome_unknown_and_not_run() {
+    let folder = tempfile::tempdir().unwrap();
+    restart_keeps_the_session_and_runs_no_key_twice(Arc::new(FileSessionManager::new(
+        folder.path(),
+    )))
+    .await;
+}
+
+/// A key answered before a restart: its retry after the restart is
+/// "outcome unknown" (the in-memory ledger is new), never a second run;
+/// the session survives in `sessions`.
+async fn restart_keeps_the_session_and_runs_no_key_twice(sessions: Arc<impl SessionManager>) {
     let runs = Arc::new(Runs::default());
-    let sessions = Arc::new(MemorySessionManager::new());
     let before = builder(&runs, &sessions).build().unwrap();
     let (mut client, epoch, key) = keyed_client(&before).await;
     assert_eq!(
@@ -458,7 +477,7 @@ async fn after_a_restart_the_retry_of_a_key_is_outcome_unknown_and_not_run() {
 #[tokio::test(start_paused = true)]
 async fn a_keyed_request_over_the_rate_limit_records_nothing_and_runs_when_sent_again() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .message_rate_per_connection(webwire_server::limits::Rate::per_minute(2).burst(2))
         .build()
         .unwrap();
@@ -523,7 +542,7 @@ async fn stored_replies_are_bounded_by_count_bytes_and_age() {
         max_age: Duration::from_secs(60),
         ..LedgerLimits::default()
     };
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .ledger_limits(limits)
         .build()
         .unwrap();
@@ -583,7 +602,7 @@ async fn a_panicking_keyed_handler_is_answered_internal_error_also_on_its_retry(
 #[tokio::test(start_paused = true)]
 async fn a_keyed_handler_past_its_timeout_is_answered_internal_error_once() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .keyed_request_timeout(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -611,7 +630,7 @@ async fn a_keyed_handler_past_its_timeout_is_answered_internal_error_once() {
 #[tokio::test(start_paused = true)]
 async fn a_run_longer_than_the_lease_time_renews_its_lease_and_stores_its_reply() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .ledger_limits(LedgerLimits {
             lease_ttl: Duration::from_secs(3),
             ..LedgerLimits::default()
@@ -713,7 +732,7 @@ async fn a_logout_whose_answer_was_lost_answers_its_retry_from_the_closed_sessio
 async fn a_graceful_shutdown_waits_for_a_keyed_handler_running_detached() {
     let runs = Arc::new(Runs::default());
     let ledger = Arc::new(MemoryLedger::new());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .request_ledger(ledger.clone())
         .concurrency(Concurrency::Unlimited)
         .build()
@@ -754,7 +773,7 @@ async fn a_graceful_shutdown_waits_for_a_keyed_handler_running_detached() {
 #[tokio::test(start_paused = true)]
 async fn a_keyed_handler_dropped_at_the_shutdown_deadline_is_outcome_unknown() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .concurrency(Concurrency::Unlimited)
         .build()
         .unwrap();
@@ -776,7 +795,7 @@ async fn a_keyed_handler_dropped_at_the_shutdown_deadline_is_outcome_unknown() {
 #[tokio::test(start_paused = true)]
 async fn a_keyed_request_read_while_draining_is_answered_shutdown_and_not_recorded() {
     let runs = Arc::new(Runs::default());
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .concurrency(Concurrency::Unlimited)
         .build()
         .unwrap();
@@ -874,7 +893,7 @@ async fn a_begin_under_way_when_the_socket_fails_still_runs_its_key() {
         inner: MemoryLedger::new(),
         pause: Duration::from_secs(1),
     };
-    let server = builder(&runs, &Arc::default())
+    let server = builder(&runs, &Arc::<MemorySessionManager>::default())
         .request_ledger(Arc::new(ledger))
         .build()
         .unwrap();

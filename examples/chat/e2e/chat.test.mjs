@@ -13,144 +13,33 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import {
+  PATIENCE,
+  bannerShown,
+  connectedAgain,
+  countMessages,
+  inCi,
+  kill,
+  launchBrowser,
+  onlineIs,
+  pendingTexts,
+  restartServer,
+  say,
+  seesMessage,
+  serverBinary,
+  signIn,
+  skipReason,
+  startServer,
+} from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../../..');
-const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const inCi = process.env.CI === 'true';
 const screenshotPath = join(here, 'screenshot.png');
 const bannerScreenshotPath = join(here, 'screenshot-disconnected.png');
 const phoneScreenshotPath = join(here, 'screenshot-phone.png');
-
-/** Bound of every wait on the page. */
-const PATIENCE = 20_000;
-
-function skipReason() {
-  if (!existsSync(chromiumPath)) return `no chromium at ${chromiumPath} (apt-get install chromium)`;
-  return null;
-}
-
-/** The chat-server executable: CHAT_SERVER_BIN, or what cargo builds. */
-function serverBinary() {
-  if (process.env.CHAT_SERVER_BIN) return process.env.CHAT_SERVER_BIN;
-  const out = execFileSync(
-    'cargo',
-    ['build', '--release', '--locked', '-p', 'webwire-chat', '--bin', 'chat-server', '--message-format=json-render-diagnostics'],
-    { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * 1024 * 1024, timeout: 900_000 },
-  );
-  for (const line of out.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const msg = JSON.parse(line);
-    if (msg.reason === 'compiler-artifact' && msg.target?.name === 'chat-server' && msg.executable) return msg.executable;
-  }
-  throw new Error('cargo did not report the chat-server executable');
-}
-
-/** Starts the server; resolves with the process and its page URL once it listens. */
-function startServer(bin, addr, sessionDir) {
-  const child = spawn(bin, ['--addr', addr, '--session-dir', sessionDir], {
-    cwd: sessionDir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
-  });
-  child.stderr.on('data', (chunk) => process.stderr.write(`[chat-server] ${chunk}`));
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error('the chat server did not start within 20 s'));
-    }, 20_000);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the chat server exited (${code ?? signal}) before listening`));
-    });
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', (line) => {
-      const m = /^listening on (http:\/\/\S+\/)/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        child.removeAllListeners('exit');
-        resolvePromise({ child, url: m[1] });
-      }
-    });
-  });
-}
-
-function kill(child) {
-  return new Promise((resolvePromise) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolvePromise();
-    child.once('exit', () => resolvePromise());
-    child.kill('SIGKILL');
-  });
-}
-
-/** Restarts on the same address; the port may take a moment to be free again. */
-async function restartServer(bin, addr, sessionDir) {
-  let lastError;
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      return await startServer(bin, addr, sessionDir);
-    } catch (e) {
-      lastError = e;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-  throw lastError;
-}
-
-async function signIn(page, name) {
-  await page.waitForSelector('body[data-state="signin"]', { timeout: PATIENCE });
-  await page.fill('#name', name);
-  await page.click('#signin-form button[type="submit"]');
-  await page.waitForSelector('body[data-state="chat"]', { timeout: PATIENCE });
-  assert.equal(await page.textContent('#my-name'), name);
-}
-
-async function onlineIs(page, names) {
-  await page.waitForFunction(
-    (expected) => JSON.stringify([...document.querySelectorAll('#online li')].map((li) => li.textContent)) === expected,
-    JSON.stringify(names),
-    { timeout: PATIENCE },
-  );
-}
-
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.click('#say-form button[type="submit"]');
-}
-
-async function seesMessage(page, from, text) {
-  await page.waitForFunction(
-    ([f, t]) =>
-      [...document.querySelectorAll('#messages li')].some(
-        (li) => li.querySelector('.from')?.textContent === f && li.querySelector('.text')?.textContent === t,
-      ),
-    [from, text],
-    { timeout: PATIENCE },
-  );
-}
-
-/** How many messages on the page are from `from` with `text` (pending ones not counted). */
-function countMessages(page, from, text) {
-  return page.evaluate(
-    ([f, t]) =>
-      [...document.querySelectorAll('#messages li:not(.pending)')].filter(
-        (li) => li.querySelector('.from')?.textContent === f && li.querySelector('.text')?.textContent === t,
-      ).length,
-    [from, text],
-  );
-}
-
-/** The texts of the pending messages on the page. */
-function pendingTexts(page) {
-  return page.evaluate(() => [...document.querySelectorAll('#messages li.pending')].map((li) => li.querySelector('.text').textContent));
-}
 
 /** Nothing is wider than the viewport: no horizontal scrolling, no element past the right edge. */
 async function fitsTheWidth(page, when) {
@@ -173,15 +62,6 @@ async function fitsTheWidth(page, when) {
   assert.deepEqual(problems, [], `at ${when}, elements wider than the viewport`);
 }
 
-async function bannerShown(page) {
-  await page.waitForSelector('#banner:not([hidden])', { timeout: PATIENCE });
-  assert.match(await page.textContent('#banner'), /disconnected/i);
-}
-
-async function connectedAgain(page) {
-  await page.waitForSelector('body[data-connection="connected"] #banner[hidden]', { state: 'attached', timeout: PATIENCE });
-}
-
 test('two pages chat, survive a reload and a server restart', { timeout: 600_000 }, async (t) => {
   const reason = skipReason();
   if (reason !== null) {
@@ -202,20 +82,7 @@ test('two pages chat, survive a reload and a server restart', { timeout: 600_000
   try {
     server = await startServer(bin, '127.0.0.1:0', sessionDir);
     const addr = new URL(server.url).host;
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchBrowser();
     // Two people: separate contexts, so separate localStorage.
     const ann = await (await browser.newContext({ viewport: { width: 1000, height: 640 } })).newPage();
     const bob = await (await browser.newContext({ viewport: { width: 1000, height: 640 } })).newPage();

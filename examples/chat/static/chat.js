@@ -25,8 +25,11 @@ const { WebwireClient, LocalStorageSessionStore, RequestError, OutcomeUnknownErr
 
 const ROOM = 'chat:lobby';
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+const sessionStore = new LocalStorageSessionStore('webwire-chat:session');
+/** The name the stored session was signed in with (for a page loaded while offline). */
+const NAME_ITEM = 'webwire-chat:name';
 const client = new WebwireClient(wsUrl, {
-  sessionStore: new LocalStorageSessionStore('webwire-chat:session'),
+  sessionStore,
   reconnect: { initialDelay: 250, maxDelay: 2000 },
   timeout: 10_000,
 });
@@ -50,9 +53,20 @@ let everConnected = false;
 const byPlace = new Map();
 const epochs = [];
 
+/**
+ * The signed-in name: the session's, or, before the page is connected
+ * (reloaded while offline), the one remembered with the stored session key,
+ * so that the room and what waits to be sent show at once. A session the
+ * server no longer knows clears the key, and the sign-in form shows.
+ */
 function myName() {
   const name = client.sessionInfo('name');
-  return typeof name === 'string' ? name : null;
+  if (typeof name === 'string') {
+    if (localStorage.getItem(NAME_ITEM) !== name) localStorage.setItem(NAME_ITEM, name);
+    return name;
+  }
+  if (client.status() !== 'connected' && sessionStore.load() !== null) return localStorage.getItem(NAME_ITEM);
+  return null;
 }
 
 /** The messages typed and not yet answered (shown as pending). */
@@ -74,7 +88,7 @@ function render() {
     const waiting = count === 0 ? '' : ` ${count} message${count === 1 ? '' : 's'} will be sent then.`;
     banner.textContent = everConnected
       ? `Disconnected from the server — reconnecting…${waiting}`
-      : 'Connecting to the server…';
+      : `Connecting to the server…${waiting}`;
   }
   for (const li of $('messages').querySelectorAll('li.pending:not(.unknown) .pending-mark')) {
     li.textContent = connected ? 'sending…' : 'pending: sent once reconnected';
@@ -298,6 +312,7 @@ client.on('sessionRestored', () => {
   }
 });
 client.on('sessionClosed', () => {
+  localStorage.removeItem(NAME_ITEM);
   clearMessages();
   historyLoaded = false;
   render();

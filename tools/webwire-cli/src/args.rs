@@ -161,9 +161,13 @@ impl ConnectionArgs {
             .filter(|timeout| !timeout.is_zero())
             .ok_or_else(|| Failure::Usage(format!("invalid --timeout {}", self.timeout)))?;
         // One attempt: a command that lost its connection fails rather
-        // than waiting for the server to come back.
+        // than waiting for the server to come back. Without reconnects the
+        // 2.1 extensions (resent keyed requests, resumed streams) give a
+        // command nothing, and their opt-in would only delay its first
+        // request by a round trip; stream signals still arrive as signals.
         let mut builder = Client::builder(url)
             .auto_reconnect(false)
+            .extensions(false)
             .dial_timeout(timeout)
             .request_timeout(timeout)
             .close_timeout(timeout);

@@ -287,10 +287,18 @@ where
             webwire_server::ledger::LedgerLimits::default(),
         )
         .await?;
+        // Streams (webwire 2.1) resume on any node with one history and
+        // one set of session room memberships; each node delivers the
+        // others' appends to its own connections.
+        let streams =
+            webwire_redis::RedisStreamStore::connect(url, webwire_redis::RedisStoreConfig::new())
+                .await?;
+        cluster.deliver_streams(streams.subscribe().await?);
         builder = builder
             .session_manager(Arc::new(sessions))
             .cluster(Arc::new(cluster))
-            .request_ledger(Arc::new(ledger));
+            .request_ledger(Arc::new(ledger))
+            .stream_store(Arc::new(streams));
     }
     let server = builder.build()?;
     // Only now can handlers reach the server (broadcast, close everywhere).

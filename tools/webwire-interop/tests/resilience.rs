@@ -5,9 +5,10 @@
 //! connection at random points in both directions, mid-frame included,
 //! discarding what it held. Under a steady stream of keyed requests,
 //! every handler runs at most once per key and every caller gets exactly
-//! one answer; on one node, under a steady stream of session-stream and
-//! room-stream signals as well, the application sees every offset of each
-//! stream once, in order, with no StreamLoss. The proxy's figures show
+//! one answer; under a steady stream of session-stream and room-stream
+//! signals as well (on one node, and on two nodes sharing the Redis stream
+//! store and the session's room memberships), the application sees every
+//! offset of each stream once, in order, with no StreamLoss. The proxy's figures show
 //! that the cuts landed while requests and signals were in flight.
 //!
 //! A failing run prints its seed; `WEBWIRE_CHAOS_SEED=N` replays the cut
@@ -724,9 +725,6 @@ async fn keyed_requests_survive_cuts_across_two_nodes_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "the interop server's --redis mode keeps stream history and session room \
-            memberships in each node's memory (docs/interop.md section 8): a client that \
-            lands on the other node gets StreamLoss; un-ignore once they are kept in Redis"]
 async fn keyed_requests_and_streams_survive_cuts_across_two_nodes_on_redis() {
     keyed_on_two_nodes(CUTS, true).await;
 }

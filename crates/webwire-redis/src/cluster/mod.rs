@@ -368,6 +368,63 @@ impl RedisCluster {
         &self.inner.config
     }
 
+    /// Delivers the stream signals the other nodes append to a shared
+    /// [`RedisStreamStore`](crate::RedisStreamStore) to this node's
+    /// connections: each publication of `subscription` (from
+    /// [`RedisStreamStore::subscribe`](crate::RedisStreamStore::subscribe)
+    /// on this node's store, which skips the node's own appends) is handed
+    /// to the server as a [`ClusterEvent::Stream`], in the order Redis
+    /// published them, until the node leaves the cluster. Call it once,
+    /// with the store given to the server.
+    ///
+    /// Delivery is at most once, as for every cluster message: a
+    /// publication missed while the subscription is lost is a gap that
+    /// the client repairs from the stream's history.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use webwire_redis::{RedisCluster, RedisClusterConfig, RedisStoreConfig, RedisStreamStore};
+    /// use webwire_server::{MessageRouter, Server};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "redis://127.0.0.1:6379/";
+    /// let cluster = RedisCluster::connect(url, RedisClusterConfig::new("node-a")).await?;
+    /// let streams = RedisStreamStore::connect(url, RedisStoreConfig::new()).await?;
+    /// cluster.deliver_streams(streams.subscribe().await?);
+    /// let server = Server::builder(MessageRouter::new())
+    ///     .cluster(Arc::new(cluster))
+    ///     .stream_store(Arc::new(streams))
+    ///     .build()?;
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn deliver_streams(&self, subscription: crate::StreamSubscription) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut subscription = subscription;
+            loop {
+                let publication = tokio::select! {
+                    () = inner.stop.cancelled() => return,
+                    publication = subscription.next() => publication,
+                };
+                let Some(publication) = publication else {
+                    return;
+                };
+                // Before the server is attached it has no connections.
+                if let Some(node) = inner.node.get() {
+                    crate::metrics::cluster_messages("received", 1);
+                    node.deliver(&ClusterEvent::Stream {
+                        stream: publication.stream,
+                        position: publication.position,
+                        frame: publication.frame,
+                    });
+                }
+            }
+        });
+    }
+
     /// The other nodes alive now (heard from within the node timeout), by id.
     ///
     /// ```no_run

@@ -365,7 +365,9 @@ impl Sessions {
             Ok(()) => {
                 claim.settle();
                 conn.inner.record_session(&session.key);
-                // Back into the session's history rooms (held as above).
+                // Back into the session's history rooms (held as above),
+                // as every node knows them when the store keeps them.
+                self.streams.load_memberships(&session.key).await;
                 self.streams.rejoin(conn, &session.key);
                 tracing::debug!(connection = %conn.id(), session = %redacted(&session.key), "session restored");
                 Ok((reply, session))

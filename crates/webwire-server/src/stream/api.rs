@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use webwire_proto::{Payload, ServerMessage, Signal};
 
-use super::hub::{JoinRefused, Streams};
+use super::hub::{Inbound, JoinRefused, Streams};
 use super::{HistoryLimits, StreamKey, StreamPosition};
 use crate::connection::IntoName;
 use crate::error::{SignalError, StreamError};
@@ -115,18 +115,20 @@ impl Server {
         at: StreamPosition,
         frame: Bytes,
     ) -> usize {
-        let Some((signal, targets)) = entry_targets(&self.shared, stream, at, &frame) else {
+        let Some(signal) = entry_signal(&self.shared, stream, at, &frame) else {
             return 0;
         };
         let streams = self.shared.sessions().streams();
         let _order = streams.lock(stream).await;
+        let targets = stream_targets(self.shared.sessions(), self.shared.rooms(), stream);
         streams.deliver(targets, stream, at, &frame, &signal)
     }
 
     /// Makes the session `key` a member of the history room `room`: every
     /// connection of this server holding the session joins the room, and
     /// so will every connection that restores the session later (on this
-    /// server), without the application joining it again. The membership
+    /// server, or on any node with a store that keeps memberships), without
+    /// the application joining it again. The membership
     /// is recorded with the room's current end: a client that reconnects
     /// without a position in the room gets the room's signals from there.
     /// Returns whether the session was not a member yet.
@@ -134,6 +136,11 @@ impl Server {
     /// Memberships are kept in memory by this server, for as long as the
     /// session lives, and at most
     /// [`MAX_SESSION_ROOMS`](crate::stream::MAX_SESSION_ROOMS) per session.
+    /// With a stream store that keeps them for every node
+    /// ([`StreamStore::session_rooms`](crate::stream::StreamStore::session_rooms),
+    /// as `webwire_redis::RedisStreamStore` does), they are stored there
+    /// too (a failure to store is the error), and a connection that
+    /// restores the session on any node is put back into its rooms.
     ///
     /// ```
     /// # async fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::error::StreamError> {
@@ -149,8 +156,9 @@ impl Server {
     }
 
     /// Ends the membership of the session `key` in the room `room`: this
-    /// server's connections holding the session leave the room. Returns
-    /// whether the session was a member.
+    /// server's connections holding the session leave the room (a store
+    /// that keeps memberships forgets it, in a task). Returns whether the
+    /// session was a member here.
     ///
     /// ```
     /// # fn f(server: webwire_server::Server, key: &str) {
@@ -160,13 +168,17 @@ impl Server {
     pub fn leave_session_room(&self, key: &str, room: &str) -> bool {
         let sessions = self.shared.sessions();
         let was = sessions.streams().record_leave(key, room);
+        sessions.streams().forget_membership(key, room);
         for conn in sessions.registry().connections(key) {
             conn.inner.membership().leave(&conn, room);
         }
         was
     }
 
-    /// The history rooms the session `key` is a member of, sorted.
+    /// The history rooms the session `key` is a member of, sorted, as
+    /// this server knows them (with a store that keeps memberships for
+    /// every node, as read on the session's last restore here, with the
+    /// joins and leaves made here since).
     ///
     /// ```
     /// # fn f(server: webwire_server::Server, key: &str) {
@@ -302,7 +314,12 @@ impl Connection {
             let stream = StreamKey::room(room.clone());
             let _order = streams.lock(&stream).await;
             match streams.store().end(&stream, &limits).await {
-                Ok(end) => streams.set_join_position(&key, &room, end),
+                Ok(end) => {
+                    streams.set_join_position(&key, &room, end);
+                    if let Err(err) = streams.store().join_room(&key, &room, end).await {
+                        tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "a session's room membership could not be stored; only this node puts the session back into the room");
+                    }
+                }
                 Err(err) => {
                     tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "the join position of a session's room could not be read; it resumes from the room's end then");
                 }
@@ -314,19 +331,21 @@ impl Connection {
     /// connection that has a session: the session's membership ends.
     pub(crate) fn left_history_room(&self, room: &str) {
         if let Some(key) = self.session_key() {
-            self.inner.sessions().streams().record_leave(&key, room);
+            let streams = self.inner.sessions().streams();
+            streams.record_leave(&key, room);
+            streams.forget_membership(&key, room);
         }
     }
 }
 
-/// The signal of a stream entry from elsewhere and the connections it is
-/// for; `None` (logged) for a frame that is no signal or too large.
-fn entry_targets(
+/// The signal of a stream entry from elsewhere; `None` (logged) for a
+/// frame that is no signal or too large.
+fn entry_signal(
     shared: &Shared,
     stream: &StreamKey,
     at: StreamPosition,
     frame: &Bytes,
-) -> Option<(Signal, Vec<Connection>)> {
+) -> Option<Signal> {
     let signal = match ServerMessage::parse(frame.clone()) {
         Ok(ServerMessage::Signal(signal)) => signal,
         _ => {
@@ -338,38 +357,66 @@ fn entry_targets(
         tracing::warn!(%stream, len = frame.len(), "a stream entry from the cluster exceeds the message buffer size; dropped");
         return None;
     }
-    let targets = match stream {
-        StreamKey::Session(key) => shared.sessions().registry().connections(key),
-        StreamKey::Room(room) => shared.rooms().members(room),
-    };
-    Some((signal, targets))
+    Some(signal)
+}
+
+/// This node's connections that get `stream`: the session's, or the
+/// room's members.
+fn stream_targets(
+    sessions: &crate::session::ops::Sessions,
+    rooms: &crate::room::Rooms,
+    stream: &StreamKey,
+) -> Vec<Connection> {
+    match stream {
+        StreamKey::Session(key) => sessions.registry().connections(key),
+        StreamKey::Room(room) => rooms.members(room),
+    }
 }
 
 /// Delivers a [`ClusterEvent::Stream`](crate::cluster::ClusterEvent::Stream)
-/// without waiting: at once when the stream's order is free (the usual
-/// case, so that a cluster's entries keep their order), otherwise in a task
-/// that waits for it (a resume or a send of this node holds it). Returns
-/// how many connections it was queued for at once.
+/// without waiting, in the order the cluster hands them over: at once when
+/// the stream's order is free and no earlier entry of the stream waits
+/// (the usual case), otherwise behind the waiting ones, which a task
+/// delivers under the stream's order (a resume or a send of this node
+/// holds it). Returns how many connections it was queued for at once.
 pub(crate) fn deliver_from_cluster(
     shared: &Shared,
     stream: &StreamKey,
     at: StreamPosition,
     frame: &Bytes,
 ) -> usize {
-    let Some((signal, targets)) = entry_targets(shared, stream, at, frame) else {
+    let Some(signal) = entry_signal(shared, stream, at, frame) else {
         return 0;
     };
     let streams = shared.sessions().streams();
+    let entry = Inbound {
+        at,
+        frame: frame.clone(),
+        signal,
+    };
+    let Some(entry) = streams.queue_inbound(stream, entry) else {
+        return 0;
+    };
     if let Some(_order) = streams.try_lock(stream) {
-        return streams.deliver(targets, stream, at, frame, &signal);
+        let targets = stream_targets(shared.sessions(), shared.rooms(), stream);
+        return streams.deliver(targets, stream, entry.at, &entry.frame, &entry.signal);
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return 0;
     };
-    let (streams, stream, frame) = (streams.clone(), stream.clone(), frame.clone());
+    streams.start_inbound(stream, entry);
+    let (sessions, rooms, stream) = (
+        shared.sessions().clone(),
+        shared.rooms().clone(),
+        stream.clone(),
+    );
     runtime.spawn(async move {
+        let streams = sessions.streams();
         let _order = streams.lock(&stream).await;
-        streams.deliver(targets, &stream, at, &frame, &signal);
+        while let Some(entry) = streams.next_inbound(&stream) {
+            let targets = stream_targets(&sessions, &rooms, &stream);
+            streams.deliver(targets, &stream, entry.at, &entry.frame, &entry.signal);
+        }
     });
     0
 }
@@ -411,10 +458,7 @@ async fn send(
         .append(&stream, &limits, plain.clone())
         .await
         .map_err(StreamError::Store)?;
-    let targets = match &stream {
-        StreamKey::Session(key) => sessions.registry().connections(key),
-        StreamKey::Room(room) => rooms.members(room),
-    };
+    let targets = stream_targets(sessions, rooms, &stream);
     streams.deliver(targets, &stream, at, &plain, &signal);
     Ok(at)
 }
@@ -462,6 +506,13 @@ async fn join_session_room(
                 max: super::MAX_SESSION_ROOMS,
             },
         })?;
+    // Stored for every node (a member keeps its first join position).
+    if let Err(err) = streams.store().join_room(key, room, end).await {
+        if joined {
+            streams.record_leave(key, room);
+        }
+        return Err(StreamError::Store(err));
+    }
     for conn in sessions.registry().connections(key) {
         if let Err(err) = conn.inner.membership().join(&conn, room) {
             tracing::debug!(connection = %conn.id(), room, error = %err, "a connection of the session did not join its room");

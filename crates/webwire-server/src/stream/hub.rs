@@ -17,9 +17,12 @@
 //! memory on this node (at most [`MAX_SESSION_ROOMS`] rooms per session),
 //! and dropped when the session is destroyed or has had no connection on
 //! this node for [`MEMBERSHIP_IDLE`]. A connection that restores the
-//! session is put back into its rooms.
+//! session is put back into its rooms. A store that keeps memberships for
+//! every node (`StreamStore::session_rooms`) gets each join and leave too,
+//! and a restore first takes the session's memberships from it: a client
+//! whose reconnection lands on another node is back in its rooms there.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -58,6 +61,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 pub const DEFAULT_SESSION_HISTORY: HistoryLimits =
     HistoryLimits::new(1000, Duration::from_secs(10 * 60));
 
+/// The memberships of a session a store keeps for every node, with their
+/// join positions (`None`: it keeps none).
+type StoredRooms = Option<Vec<(String, StreamPosition)>>;
+
 /// [`StreamStore`] as an object, which the server holds: the application's
 /// store type is erased once, when it is given to the builder.
 pub(crate) trait ErasedStreamStore: Send + Sync + fmt::Debug + 'static {
@@ -79,6 +86,21 @@ pub(crate) trait ErasedStreamStore: Send + Sync + fmt::Debug + 'static {
         limits: &'a HistoryLimits,
     ) -> BoxFuture<'a, Result<StreamPosition, StreamStoreError>>;
     fn remove<'a>(&'a self, stream: &'a StreamKey) -> BoxFuture<'a, Result<(), StreamStoreError>>;
+    fn session_rooms<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<StoredRooms, StreamStoreError>>;
+    fn join_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+        joined: StreamPosition,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>>;
+    fn leave_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>>;
 }
 
 impl<S: StreamStore> ErasedStreamStore for S {
@@ -110,6 +132,30 @@ impl<S: StreamStore> ErasedStreamStore for S {
 
     fn remove<'a>(&'a self, stream: &'a StreamKey) -> BoxFuture<'a, Result<(), StreamStoreError>> {
         Box::pin(StreamStore::remove(self, stream))
+    }
+
+    fn session_rooms<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<StoredRooms, StreamStoreError>> {
+        Box::pin(StreamStore::session_rooms(self, session))
+    }
+
+    fn join_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+        joined: StreamPosition,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>> {
+        Box::pin(StreamStore::join_room(self, session, room, joined))
+    }
+
+    fn leave_room<'a>(
+        &'a self,
+        session: &'a str,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<(), StreamStoreError>> {
+        Box::pin(StreamStore::leave_room(self, session, room))
     }
 }
 
@@ -159,6 +205,16 @@ struct Memberships {
     last_sweep: Instant,
 }
 
+/// A stream signal appended by another node, waiting on this node for
+/// its stream's order (see [`Streams::queue_inbound`]).
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub(crate) at: StreamPosition,
+    /// The stored 2.0 Signal, as it goes to 2.0 connections.
+    pub(crate) frame: Bytes,
+    pub(crate) signal: Signal,
+}
+
 /// Why a session could not join a history room.
 #[derive(Debug)]
 pub(crate) enum JoinRefused {
@@ -173,6 +229,9 @@ pub(crate) struct Streams {
     session_history: HistoryLimits,
     room_history: Option<RoomHistory>,
     locks: Mutex<HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Other nodes' signals waiting for their stream's order, in the order
+    /// they came; a stream is listed while a task delivers its queue.
+    inbound: Mutex<HashMap<StreamKey, VecDeque<Inbound>>>,
     memberships: Mutex<Memberships>,
 }
 
@@ -201,6 +260,7 @@ impl Streams {
             session_history: config.session_history,
             room_history: config.room_history,
             locks: Mutex::default(),
+            inbound: Mutex::default(),
             memberships: Mutex::new(Memberships {
                 sessions: HashMap::new(),
                 last_sweep: Instant::now(),
@@ -260,6 +320,45 @@ impl Streams {
             key: stream.clone(),
             guard: Some(guard),
         })
+    }
+
+    fn inbound_map(&self) -> MutexGuard<'_, HashMap<StreamKey, VecDeque<Inbound>>> {
+        // Every change is a single map or queue operation.
+        self.inbound.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues another node's `entry` behind the entries of `stream`
+    /// already waiting for its order, so that it cannot overtake them;
+    /// gives it back when none waits (deliver it now if the order is free,
+    /// else start a queue with [`start_inbound`](Self::start_inbound)).
+    pub(crate) fn queue_inbound(&self, stream: &StreamKey, entry: Inbound) -> Option<Inbound> {
+        match self.inbound_map().get_mut(stream) {
+            Some(waiting) => {
+                waiting.push_back(entry);
+                None
+            }
+            None => Some(entry),
+        }
+    }
+
+    /// Starts the queue of `stream` with `entry`; the caller then delivers
+    /// the queue under the stream's order ([`next_inbound`](Self::next_inbound)).
+    pub(crate) fn start_inbound(&self, stream: &StreamKey, entry: Inbound) {
+        self.inbound_map()
+            .entry(stream.clone())
+            .or_default()
+            .push_back(entry);
+    }
+
+    /// The next waiting entry of `stream`; `None` ends its queue (later
+    /// entries start a new one). Call it under the stream's order.
+    pub(crate) fn next_inbound(&self, stream: &StreamKey) -> Option<Inbound> {
+        let mut map = self.inbound_map();
+        let next = map.get_mut(stream).and_then(VecDeque::pop_front);
+        if next.is_none() {
+            map.remove(stream);
+        }
+        next
     }
 
     fn lock_map(&self) -> MutexGuard<'_, HashMap<StreamKey, Arc<tokio::sync::Mutex<()>>>> {
@@ -377,6 +476,74 @@ impl Streams {
         if let Err(err) = self.store.remove(&stream).await {
             tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "the session stream of a closed session could not be removed");
         }
+    }
+
+    /// Takes the memberships of the session `key` from a store that keeps
+    /// them for every node (made on another node, or ended there): they
+    /// replace this node's, but for joins of this node whose position is
+    /// still being read. A store that keeps none, or fails (logged), leaves
+    /// this node's as they are.
+    pub(crate) async fn load_memberships(&self, key: &str) {
+        let stored = match self.store.session_rooms(key).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(session = %crate::session::redacted(key), error = %crate::session::ops::chain(&err), "the session's room memberships could not be read from the stream store; this node's are used");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut memberships = self.memberships();
+        let pending: Vec<String> = memberships
+            .sessions
+            .get(key)
+            .map(|rooms| {
+                rooms
+                    .rooms
+                    .iter()
+                    .filter(|(_, at)| at.is_none())
+                    .map(|(room, _)| room.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut rooms: BTreeMap<String, Option<StreamPosition>> = stored
+            .into_iter()
+            .filter(|(room, _)| self.room_history(room).is_some())
+            .take(MAX_SESSION_ROOMS)
+            .map(|(room, at)| (room, Some(at)))
+            .collect();
+        for room in pending {
+            if rooms.len() < MAX_SESSION_ROOMS {
+                rooms.entry(room).or_insert(None);
+            }
+        }
+        if rooms.is_empty() {
+            memberships.sessions.remove(key);
+        } else {
+            memberships.sessions.insert(
+                key.to_owned(),
+                SessionRooms {
+                    rooms,
+                    last_used: now,
+                },
+            );
+        }
+    }
+
+    /// Ends the stored membership of the session `key` in `room`, in a
+    /// task (logged if it fails), after the room's signals and joins under
+    /// way.
+    pub(crate) fn forget_membership(self: &Arc<Self>, key: &str, room: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (streams, key, room) = (self.clone(), key.to_owned(), room.to_owned());
+        runtime.spawn(async move {
+            let _order = streams.lock(&StreamKey::room(room.clone())).await;
+            if let Err(err) = streams.store.leave_room(&key, &room).await {
+                tracing::warn!(session = %crate::session::redacted(&key), room, error = %crate::session::ops::chain(&err), "the end of a session's room membership could not be stored; another node may still put the session back into the room");
+            }
+        });
     }
 
     /// Puts `conn`, which now holds the session `key`, into the session's
@@ -628,6 +795,31 @@ mod tests {
         drop(held);
         other.await.unwrap();
         assert!(streams.lock_map().is_empty());
+    }
+
+    #[test]
+    fn entries_from_the_cluster_wait_behind_the_earlier_ones_of_their_stream() {
+        let streams = Streams::default();
+        let (r, s) = (StreamKey::room("r"), StreamKey::room("s"));
+        let entry = |offset| Inbound {
+            at: StreamPosition::new(1, offset),
+            frame: Bytes::new(),
+            signal: Signal::new(webwire_proto::Name::from_static("x"), Default::default()).unwrap(),
+        };
+        // Nothing waits: the entry comes back, to be delivered at once.
+        let first = streams.queue_inbound(&r, entry(1)).expect("none waits");
+        streams.start_inbound(&r, first);
+        assert!(streams.queue_inbound(&r, entry(2)).is_none());
+        assert!(streams.queue_inbound(&r, entry(3)).is_none());
+        // Another stream is not held up.
+        assert!(streams.queue_inbound(&s, entry(1)).is_some());
+        let order: Vec<u64> = std::iter::from_fn(|| streams.next_inbound(&r))
+            .map(|entry| entry.at.offset)
+            .collect();
+        assert_eq!(order, [1, 2, 3]);
+        // The queue is gone: the next entry is delivered at once again.
+        assert!(streams.inbound_map().is_empty());
+        assert!(streams.queue_inbound(&r, entry(4)).is_some());
     }
 
     #[test]
