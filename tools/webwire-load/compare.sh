@@ -3,7 +3,12 @@
 # servers interleaved within each row, a fresh server process per row (killed
 # after it), one line "ROW NAME JSON" per row and server.
 #   compare.sh DURATION ROWS NAME=BINARY[,ARG,ARG...] ...
-# ROWS: comma list of 1x1,64x16,8x4,sig,idle10k,idle19k,flood
+# ROWS: comma list of 1x1,64x16,8x4,sig,idle10k,idle19k,flood, and the
+# webwire 2.1 rows keyed64x16, hist, idle21-10k (a 2.1 server only: they
+# fail against the raw echo, which cannot do 2.1; compare them with
+# 64x16, sig and idle10k on the same server, see bench21.sh).
+# IDLE_CONNS and IDLE_HOLD (default 10000 and 10s) change idle10k and
+# idle21-10k, for smoke tests only.
 set -uo pipefail
 duration=$1; rows=$2; shift 2
 load=${LOAD:-${CARGO_TARGET_DIR:-target}/release/webwire-load}   # build it alone: cargo build --release -p webwire-load
@@ -30,7 +35,10 @@ for row in ${rows//,/ }; do
    64x16) r=$($load --conns 64 --inflight 16 --size 16 "${L[@]}");;
    8x4) r=$($load --conns 8 --inflight 4 --size 65536 "${L[@]}");;
    sig) r=$($load --conns 64 --inflight 16 --size 16 --mode signal "${L[@]}");;
-   idle10k) r=$($load connect --conns 10000 --hold 10s --url $url --server-pid $pid $raw --json);;
+   keyed64x16) r=$($load --conns 64 --inflight 16 --size 16 --mode keyed "${L[@]}");;
+   hist) r=$($load --conns 64 --inflight 16 --size 16 --mode hist "${L[@]}");;
+   idle21-10k) r=$($load connect --v21 --conns ${IDLE_CONNS:-10000} --hold ${IDLE_HOLD:-10s} --url $url --server-pid $pid $raw --json);;
+   idle10k) r=$($load connect --conns ${IDLE_CONNS:-10000} --hold ${IDLE_HOLD:-10s} --url $url --server-pid $pid $raw --json);;
    idle19k) r=$($load connect --conns 19000 --hold 10s --url $url --server-pid $pid $raw --json);;
    flood)
      ( while kill -0 $pid 2>/dev/null; do awk '/VmRSS|VmHWM/{printf "%s %s ",$1,$2}' /proc/$pid/status; echo; sleep 0.5; done ) > "$out.rss-$name" &

@@ -368,6 +368,8 @@ fn router(state: State) -> MessageRouter {
     let counter_state = state.clone();
     let say_state = state.clone();
     let stream_state = state.clone();
+    let room_ping_state = state.clone();
+    let close_all_state = state.clone();
     let disconnect_state = state;
     MessageRouter::new()
         .request("", echo)
@@ -395,6 +397,12 @@ fn router(state: State) -> MessageRouter {
             },
         )
         .request("disconnect-me", disconnect_me)
+        .request(
+            "close-all-connections",
+            move |conn: Connection, _: Payload| {
+                close_all_connections(close_all_state.clone(), conn)
+            },
+        )
         .request("stream-me", move |conn: Connection, payload: Payload| {
             stream_me(stream_state.clone(), conn, payload)
         })
@@ -413,6 +421,9 @@ fn router(state: State) -> MessageRouter {
             counter(counter_state.clone(), payload)
         })
         .signal("ping", ping)
+        .signal("room-ping", move |_: Connection, signal: Signal| {
+            room_ping(room_ping_state.clone(), signal)
+        })
         .signal("record", move |conn: Connection, _: Payload| {
             record(record_state.clone(), conn)
         })
@@ -619,6 +630,53 @@ async fn disconnect_me(conn: Connection, _: Payload) -> Result<&'static str, Rep
     // A graceful close: running handlers, this one included, are answered first.
     conn.close();
     Ok("ok")
+}
+
+/// `close-all-connections`: closes every connection of this node at once,
+/// gracefully (code 1000, like `disconnect-me`), the caller's once this
+/// reply is sent; sessions are kept. The reply is how many connections
+/// were closed. The resume benchmark (tools/webwire-load, `resume`) drops
+/// all its clients with it.
+async fn close_all_connections(state: State, conn: Connection) -> Result<String, HandlerError> {
+    let connections = state.server()?.connections();
+    for other in connections.iter().filter(|other| other.id() != conn.id()) {
+        other.close();
+    }
+    // Last, so that this reply still goes out before the close.
+    conn.close();
+    Ok(connections.len().to_string())
+}
+
+/// The `room-ping` signal: payload `ROOM` + one space (byte 0x20) + data,
+/// binary or UTF-8; a `room-pong` signal with the data, in the same
+/// encoding, on the stream of room `ROOM` (to all its members). The
+/// history-room counterpart of `ping` (tools/webwire-load, mode `hist`).
+async fn room_ping(state: State, signal: Signal) {
+    let (_, payload) = signal.into_parts();
+    let bytes = payload.as_bytes();
+    let split = match payload.encoding() {
+        Encoding::Binary | Encoding::Utf8 => bytes.iter().position(|&b| b == b' '),
+        Encoding::Utf16 => None,
+    };
+    let Some((at, room)) = split.and_then(|at| Some((at, std::str::from_utf8(&bytes[..at]).ok()?)))
+    else {
+        tracing::debug!("room-ping without a room: ignored");
+        return;
+    };
+    let data = match Payload::new(payload.encoding(), bytes.slice(at + 1..)) {
+        Ok(data) => data,
+        Err(err) => {
+            tracing::debug!(error = %err, "room-ping data not valid: ignored");
+            return;
+        }
+    };
+    let sent = match state.server() {
+        Ok(server) => server.signal_room_stream(room, "room-pong", data).await,
+        Err(_) => return,
+    };
+    if let Err(err) = sent {
+        tracing::debug!(room, error = %err, "room-pong not sent");
+    }
 }
 
 /// `recorded`: how many `record` signals this connection sent.

@@ -29,6 +29,17 @@ pub enum Mode {
     /// `ping` signals, each answered by a `pong` signal carrying the same
     /// payload (see docs/interop.md).
     Signal,
+    /// webwire 2.1 keyed requests (docs/protocol.md 14.4): each connection
+    /// opts in with `KEYED_REQUESTS`, logs in (a session) and sends its
+    /// requests as KeyedRequests with consecutive seqs and a cumulative
+    /// ack. Compared against [`Mode::Request`] on the same server.
+    Keyed,
+    /// webwire 2.1 history-room stream signals (docs/protocol.md 14.3):
+    /// each connection opts in with `STREAMS`, logs in, joins a history
+    /// room of its own and sends `room-ping` signals, each answered by a
+    /// `room-pong` StreamSignal on the room's stream (offsets checked to
+    /// follow each other). Compared against [`Mode::Signal`].
+    Hist,
 }
 
 impl Mode {
@@ -37,6 +48,8 @@ impl Mode {
         match self {
             Self::Request => "request",
             Self::Signal => "signal",
+            Self::Keyed => "keyed",
+            Self::Hist => "hist",
         }
     }
 }
@@ -54,8 +67,10 @@ impl FromStr for Mode {
         match s {
             "request" => Ok(Self::Request),
             "signal" => Ok(Self::Signal),
+            "keyed" => Ok(Self::Keyed),
+            "hist" => Ok(Self::Hist),
             other => Err(LoadError::Config(format!(
-                "unknown mode `{other}` (expected `request` or `signal`)"
+                "unknown mode `{other}` (expected `request`, `signal`, `keyed` or `hist`)"
             ))),
         }
     }
@@ -145,22 +160,29 @@ impl LoadConfig {
         if self.duration.is_zero() {
             return fail("--duration must be longer than 0");
         }
+        if self.raw_echo && matches!(self.mode, Mode::Keyed | Mode::Hist) {
+            return fail(
+                "a raw echo server cannot do webwire 2.1: modes keyed and hist run against a webwire 2.1 server",
+            );
+        }
         match self.mode {
-            Mode::Request => {
+            Mode::Request | Mode::Keyed => {
                 if self.size == 0 && self.name.as_ref().is_none_or(Name::is_empty) {
                     return fail(
                         "a request without a name needs a payload: --size must be at least 1",
                     );
                 }
             }
-            Mode::Signal => {
+            Mode::Signal | Mode::Hist => {
                 if self.size < 8 {
                     return fail(
                         "signal mode needs --size of at least 8: the payload's counter matches a pong to its ping",
                     );
                 }
                 if self.name.is_some() {
-                    return fail("--name applies to requests; signal mode always sends `ping`");
+                    return fail(
+                        "--name applies to requests; signal modes send `ping` or `room-ping`",
+                    );
                 }
             }
         }
@@ -198,6 +220,11 @@ pub struct ConnectConfig {
     pub raw_echo: bool,
     /// How long to wait for each AcceptConf (default 5 s).
     pub accept_timeout: Duration,
+    /// Each connection opts in to webwire 2.1 (both features), logs in
+    /// and gets one signal on its session stream before it idles: the
+    /// memory of an idle 2.1 connection with a session and a stream
+    /// (default false: a bare 2.0 connection).
+    pub v21: bool,
 }
 
 impl ConnectConfig {
@@ -211,6 +238,7 @@ impl ConnectConfig {
             concurrency: 64,
             raw_echo: false,
             accept_timeout: Duration::from_secs(5),
+            v21: false,
         }
     }
 
@@ -218,6 +246,12 @@ impl ConnectConfig {
     pub fn validate(&self) -> Result<(), LoadError> {
         if self.conns == 0 {
             return Err(LoadError::Config("--conns must be at least 1".into()));
+        }
+        if self.v21 && self.raw_echo {
+            return Err(LoadError::Config(
+                "a raw echo server cannot do webwire 2.1: --v21 runs against a webwire 2.1 server"
+                    .into(),
+            ));
         }
         if self.concurrency == 0 {
             return Err(LoadError::Config("--concurrency must be at least 1".into()));
@@ -253,5 +287,16 @@ mod tests {
         c.validate().unwrap();
 
         assert!("bogus".parse::<Mode>().is_err());
+        for mode in [Mode::Request, Mode::Signal, Mode::Keyed, Mode::Hist] {
+            assert_eq!(mode.as_str().parse::<Mode>().unwrap(), mode);
+        }
+
+        let mut c = ok.clone();
+        c.mode = Mode::Keyed;
+        c.validate().unwrap();
+        c.raw_echo = true;
+        assert!(c.validate().is_err());
+        c.mode = Mode::Hist;
+        assert!(c.validate().is_err());
     }
 }

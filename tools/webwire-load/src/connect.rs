@@ -48,6 +48,7 @@ pub async fn run_connect(config: &ConnectConfig) -> Result<ConnectReport, LoadEr
         accept_timeout: config.accept_timeout,
     };
 
+    let v21 = config.v21;
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let stop = CancellationToken::new();
     // Each connection says once whether it opened (and its heartbeat
@@ -62,7 +63,14 @@ pub async fn run_connect(config: &ConnectConfig) -> Result<ConnectReport, LoadEr
         let opened_tx = opened_tx.clone();
         tasks.spawn(async move {
             let permit = permits.acquire_owned().await;
-            let opened = target.open(index, options).await;
+            let mut opened = target.open(index, options).await;
+            if let (true, Ok((ws, conf))) = (v21, &mut opened) {
+                if let Err(e) =
+                    crate::v21::set_up_idle(ws, conf.as_ref(), index, options.accept_timeout).await
+                {
+                    opened = Err(e);
+                }
+            }
             drop(permit);
             match opened {
                 Ok((ws, conf)) => {
@@ -116,6 +124,7 @@ pub async fn run_connect(config: &ConnectConfig) -> Result<ConnectReport, LoadEr
     };
     Ok(ConnectReport {
         url: config.url.clone(),
+        v21,
         conns: config.conns,
         connected,
         failed,

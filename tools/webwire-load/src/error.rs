@@ -76,6 +76,10 @@ pub enum LoadError {
         /// The server's limit, from its AcceptConf.
         max: usize,
     },
+    /// Setting a connection up for webwire 2.1 (opt-in, login, joining a
+    /// room) failed.
+    #[error("webwire 2.1 set-up: {0}")]
+    Setup(String),
     /// Reading `/proc` for the server process failed.
     #[error("cannot read /proc/{pid}: {source}")]
     Proc {

@@ -1,7 +1,7 @@
-//! Load generator for webwire v2.0 servers, and the raw WebSocket echo server
-//! it is measured against.
+//! Load generator for webwire servers (2.0, and the 2.1 extensions), and the
+//! raw WebSocket echo server it is measured against.
 //!
-//! Three jobs, each a library function with a thin binary around it:
+//! Four jobs, each a library function with a thin binary around it:
 //!
 //! - **Request and signal load** ([`run`]): `conns` connections, each keeping
 //!   `inflight` requests (or `ping` signals) outstanding; every reply is
@@ -11,7 +11,12 @@
 //!   requests.
 //! - **Idle connections** ([`run_connect`]): opens many connections at a
 //!   bounded concurrency, holds them with heartbeats, and reports how many
-//!   stayed open and the server's resident memory per connection.
+//!   stayed open and the server's resident memory per connection (2.0
+//!   connections, or 2.1 ones with a session and a stream).
+//! - **Resume** ([`run_resume`]): webwire 2.1 sessions whose connections
+//!   the server drops at once; the time until all have reconnected,
+//!   restored and received every missed signal, verified once each and in
+//!   order ([`ResumeReport`]).
 //! - **Raw echo baseline** ([`EchoServer`]): the fastest answer the
 //!   WebSocket library gives without any webwire logic.
 //!
@@ -25,6 +30,8 @@
 //! - `wire`: how requests and signals are encoded and how their payloads are
 //!   generated and verified.
 //! - `client`: opening one WebSocket connection and reading the AcceptConf.
+//! - `v21`: the webwire 2.1 set-up of a connection (opt-in, login, join).
+//! - `resume`: [`ResumeConfig`], [`run_resume`], [`ResumeReport`].
 //! - `echo`: [`EchoServer`].
 //! - `sys`: `/proc` readings (resident memory, CPU time), the file
 //!   descriptor limit and the binaries' start-up ([`start_process`]).
@@ -63,8 +70,10 @@ mod connect;
 mod echo;
 mod error;
 mod report;
+mod resume;
 mod run;
 mod sys;
+mod v21;
 mod wire;
 
 pub use config::{ConnectConfig, LoadConfig, Mode};
@@ -72,5 +81,6 @@ pub use connect::run_connect;
 pub use echo::EchoServer;
 pub use error::LoadError;
 pub use report::{ConnectReport, CpuUsage, ErrorCounts, Latency, Report};
+pub use resume::{run_resume, ResumeConfig, ResumeReport, ServerCpu};
 pub use run::run;
 pub use sys::{raise_fd_limit, start_process, vm_rss_kib};

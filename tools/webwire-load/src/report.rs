@@ -28,6 +28,12 @@ pub struct ErrorCounts {
     pub internal_error: u64,
     /// Requests answered with ReplyShutdown.
     pub shutdown: u64,
+    /// Keyed requests answered with ReplyOutcomeUnknown (webwire 2.1).
+    pub outcome_unknown: u64,
+    /// Stream signals out of place (mode `hist`): an offset that does not
+    /// follow the previous one, or another epoch: a signal missing or
+    /// delivered twice.
+    pub stream_gaps: u64,
     /// Connections that closed or failed before the run was over.
     pub disconnected: u64,
     /// Messages that are not a valid answer: malformed, of a type a load run
@@ -39,13 +45,21 @@ pub struct ErrorCounts {
 impl ErrorCounts {
     /// All errors.
     pub fn total(&self) -> u64 {
-        self.error_reply + self.internal_error + self.shutdown + self.disconnected + self.protocol
+        self.error_reply
+            + self.internal_error
+            + self.shutdown
+            + self.outcome_unknown
+            + self.stream_gaps
+            + self.disconnected
+            + self.protocol
     }
 
     pub(crate) fn add(&mut self, other: &Self) {
         self.error_reply += other.error_reply;
         self.internal_error += other.internal_error;
         self.shutdown += other.shutdown;
+        self.outcome_unknown += other.outcome_unknown;
+        self.stream_gaps += other.stream_gaps;
         self.disconnected += other.disconnected;
         self.protocol += other.protocol;
     }
@@ -162,6 +176,8 @@ impl fmt::Display for Report {
         let what = match self.mode {
             Mode::Request => "requests",
             Mode::Signal => "signals",
+            Mode::Keyed => "keyed requests",
+            Mode::Hist => "stream signals",
         };
         writeln!(
             f,
@@ -192,14 +208,23 @@ impl fmt::Display for Report {
                 &what[..what.len() - 1]
             )?;
         }
+        if matches!(self.mode, Mode::Keyed | Mode::Hist) {
+            writeln!(
+                f,
+                "  webwire 2.1: compare with the plain webwire row ({}), not the raw echo, which cannot do 2.1",
+                if self.mode == Mode::Keyed { "request" } else { "signal" }
+            )?;
+        }
         let e = &self.errors;
         write!(
             f,
-            "  errors       {} (error reply {}, internal error {}, shutdown {}, disconnected {}, protocol {})\n  mismatches   {}\n  unanswered   {}",
+            "  errors       {} (error reply {}, internal error {}, shutdown {}, outcome unknown {}, stream gaps {}, disconnected {}, protocol {})\n  mismatches   {}\n  unanswered   {}",
             e.total(),
             e.error_reply,
             e.internal_error,
             e.shutdown,
+            e.outcome_unknown,
+            e.stream_gaps,
             e.disconnected,
             e.protocol,
             self.mismatches,
@@ -214,6 +239,9 @@ impl fmt::Display for Report {
 pub struct ConnectReport {
     /// The server.
     pub url: String,
+    /// The connections were webwire 2.1 connections with a session and a
+    /// stream (`--v21`).
+    pub v21: bool,
     /// Connections asked for.
     pub conns: usize,
     /// Connections that opened (with their AcceptConf).
@@ -255,10 +283,15 @@ impl fmt::Display for ConnectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: {} of {} connections opened in {:.2} s, {} still open after holding {:.1} s",
+            "{}: {} of {} {}connections opened in {:.2} s, {} still open after holding {:.1} s",
             self.url,
             self.connected,
             self.conns,
+            if self.v21 {
+                "webwire 2.1 (session, stream) "
+            } else {
+                ""
+            },
             self.connect_seconds,
             self.open_at_end,
             self.hold_seconds

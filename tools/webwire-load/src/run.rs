@@ -24,6 +24,7 @@ use webwire_proto::{AcceptConf, ClientMessage};
 
 use crate::client::{OpenOptions, Target, Ws};
 use crate::report::{seconds, CpuUsage, ErrorCounts, Latency, Report};
+use crate::v21::{self, Extra};
 use crate::wire::{Incoming, Outcome, Wire};
 use crate::{sys, LoadConfig, LoadError, Mode};
 
@@ -69,8 +70,12 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     let opened = target
         .open_many(config.conns, OPEN_CONCURRENCY, options)
         .await?;
+    // The 2.1 modes opt in, log in (and join a room) before the common
+    // start; the 2.0 modes have nothing to set up.
+    let opened =
+        v21::set_up_all(opened, config.mode, OPEN_CONCURRENCY, config.accept_timeout).await?;
     let wire = Arc::new(Wire::new(config));
-    for conf in opened.iter().filter_map(|(_, conf)| conf.as_ref()) {
+    for conf in opened.iter().filter_map(|(_, conf, _)| conf.as_ref()) {
         let max = conf.buffer_size as usize;
         if wire.encoded_len() > max {
             return Err(LoadError::MessageTooLarge {
@@ -90,8 +95,9 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     let tasks: Vec<_> = opened
         .into_iter()
         .enumerate()
-        .map(|(index, (ws, conf))| {
-            let connection = Connection::new(ws, conf.as_ref(), index, config, &wire, timeline);
+        .map(|(index, (ws, conf, extra))| {
+            let connection =
+                Connection::new(ws, conf.as_ref(), extra, index, config, &wire, timeline);
             tokio::spawn(connection.drive())
         })
         .collect();
@@ -207,6 +213,23 @@ struct Connection {
     heartbeat: Option<Duration>,
     last_send: Instant,
     tally: Tally,
+    /// What the 2.1 modes keep per connection.
+    v21: V21State,
+}
+
+/// Per-connection state of the 2.1 modes.
+enum V21State {
+    /// A 2.0 mode.
+    None,
+    /// Mode `keyed`: seq = counter - base + 1; `low` is the lowest counter
+    /// that may still be outstanding (the cumulative ack is below it).
+    Keyed { epoch: u64, base: u64, low: u64 },
+    /// Mode `hist`: the room, and the last (epoch, offset) of its stream
+    /// seen on this connection.
+    Hist {
+        room: Bytes,
+        position: Option<(u64, u64)>,
+    },
 }
 
 /// What became of the messages taken in one batch.
@@ -221,6 +244,7 @@ impl Connection {
     fn new(
         ws: Ws,
         conf: Option<&AcceptConf>,
+        extra: Extra,
         index: usize,
         config: &LoadConfig,
         wire: &Arc<Wire>,
@@ -233,6 +257,18 @@ impl Connection {
             mode: config.mode,
             inflight: config.inflight,
             next_counter: (index as u64) << COUNTER_BITS,
+            v21: match extra {
+                Extra::None => V21State::None,
+                Extra::Keyed { ledger_epoch } => V21State::Keyed {
+                    epoch: ledger_epoch,
+                    base: (index as u64) << COUNTER_BITS,
+                    low: (index as u64) << COUNTER_BITS,
+                },
+                Extra::Hist { room } => V21State::Hist {
+                    room,
+                    position: None,
+                },
+            },
             pending: HashMap::with_capacity_and_hasher(config.inflight, Default::default()),
             heartbeat: conf.map(|conf| conf.read_timeout() * 3 / 4),
             last_send: timeline.start,
@@ -335,42 +371,65 @@ impl Connection {
     /// Judges one message; true when it answered an outstanding request.
     fn handle(&mut self, frame: Bytes, now: Instant, measuring: bool) -> bool {
         let tally = &mut self.tally;
-        match self.wire.judge(frame) {
-            Incoming::Answer { key, outcome } => {
-                let Some(sent) = self.pending.remove(&key) else {
-                    match self.mode {
-                        // A reply to an id that is not outstanding.
-                        Mode::Request => tally.errors.protocol += 1,
-                        // A pong whose payload names no outstanding ping.
-                        Mode::Signal => tally.mismatches += 1,
+        let (key, outcome) = match self.wire.judge(frame) {
+            Incoming::Answer { key, outcome } => (key, outcome),
+            Incoming::Stream {
+                epoch,
+                offset,
+                key,
+                outcome,
+            } => {
+                if let V21State::Hist { position, .. } = &mut self.v21 {
+                    // Each room-pong must follow the previous one in the
+                    // room's stream: anything else is a signal missing
+                    // or delivered twice.
+                    if position.is_some_and(|(e, last)| e != epoch || offset != last + 1) {
+                        tally.errors.stream_gaps += 1;
                     }
-                    return false;
-                };
-                match outcome {
-                    Outcome::Ok => {
-                        if measuring {
-                            tally.completed += 1;
-                            let ns = u64::try_from((now - sent).as_nanos()).unwrap_or(u64::MAX);
-                            tally.latency.saturating_record(ns.max(1));
-                        }
-                    }
-                    Outcome::Mismatch => tally.mismatches += 1,
-                    Outcome::ErrorReply => tally.errors.error_reply += 1,
-                    Outcome::InternalError => tally.errors.internal_error += 1,
-                    Outcome::Shutdown => tally.errors.shutdown += 1,
-                    Outcome::Unexpected => tally.errors.protocol += 1,
+                    *position = Some((epoch, offset));
                 }
-                true
+                match key {
+                    Some(key) => (key, outcome),
+                    None => {
+                        tally.mismatches += 1;
+                        return false;
+                    }
+                }
             }
             Incoming::StrayPong => {
                 tally.mismatches += 1;
-                false
+                return false;
             }
             Incoming::Protocol => {
                 tally.errors.protocol += 1;
-                false
+                return false;
             }
+        };
+        let Some(sent) = self.pending.remove(&key) else {
+            match self.mode {
+                // A reply to an id that is not outstanding.
+                Mode::Request | Mode::Keyed => tally.errors.protocol += 1,
+                // A pong whose payload names no outstanding ping.
+                Mode::Signal | Mode::Hist => tally.mismatches += 1,
+            }
+            return false;
+        };
+        match outcome {
+            Outcome::Ok => {
+                if measuring {
+                    tally.completed += 1;
+                    let ns = u64::try_from((now - sent).as_nanos()).unwrap_or(u64::MAX);
+                    tally.latency.saturating_record(ns.max(1));
+                }
+            }
+            Outcome::Mismatch => tally.mismatches += 1,
+            Outcome::ErrorReply => tally.errors.error_reply += 1,
+            Outcome::InternalError => tally.errors.internal_error += 1,
+            Outcome::Shutdown => tally.errors.shutdown += 1,
+            Outcome::Unknown => tally.errors.outcome_unknown += 1,
+            Outcome::Unexpected => tally.errors.protocol += 1,
         }
+        true
     }
 
     /// Queues `n` new requests (or pings) and flushes once.
@@ -378,9 +437,20 @@ impl Connection {
         for _ in 0..n {
             let counter = self.next_counter;
             self.next_counter += 1;
-            self.ws
-                .feed(Message::binary(self.wire.encode(counter)))
-                .await?;
+            let frame = match &mut self.v21 {
+                V21State::None => self.wire.encode(counter),
+                V21State::Keyed { epoch, base, low } => {
+                    // The cumulative ack: every seq below the lowest one
+                    // still outstanding has its answer.
+                    while *low < counter && !self.pending.contains_key(low) {
+                        *low += 1;
+                    }
+                    let seq = counter - *base + 1;
+                    self.wire.encode_keyed(counter, seq, *epoch, *low - *base)
+                }
+                V21State::Hist { room, .. } => self.wire.encode_hist(counter, room),
+            };
+            self.ws.feed(Message::binary(frame)).await?;
             self.pending.insert(counter, now);
             self.tally.sent += 1;
         }

@@ -20,6 +20,11 @@ use crate::{LoadConfig, Mode};
 /// The signal name of a ping, and of its answer (docs/interop.md).
 const PING: &str = "ping";
 const PONG: &str = "pong";
+/// The same for a history room's stream (mode `hist`, docs/interop.md).
+const ROOM_PING: &str = "room-ping";
+const ROOM_PONG: &str = "room-pong";
+/// The longest room name of a `hist` run (`load-` and a connection index).
+pub(crate) const MAX_ROOM_LEN: usize = 25;
 
 /// How the counter's answer went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub(crate) enum Outcome {
     InternalError,
     /// ReplyShutdown.
     Shutdown,
+    /// ReplyOutcomeUnknown (webwire 2.1, to a keyed request).
+    Unknown,
     /// A reply type that no request of a load run can get (session replies).
     Unexpected,
 }
@@ -45,6 +52,14 @@ pub(crate) enum Incoming {
     Answer { key: u64, outcome: Outcome },
     /// A pong whose payload is too short to name a ping.
     StrayPong,
+    /// A `room-pong` StreamSignal (mode `hist`): its position in the
+    /// stream, and the ping it answers (`None`: too short to name one).
+    Stream {
+        epoch: u64,
+        offset: u64,
+        key: Option<u64>,
+        outcome: Outcome,
+    },
     /// A message this run never expects, or one that does not parse.
     Protocol,
 }
@@ -65,8 +80,9 @@ pub(crate) struct Wire {
 impl Wire {
     pub(crate) fn new(config: &LoadConfig) -> Self {
         let name = match config.mode {
-            Mode::Request => config.name.clone().unwrap_or_default(),
+            Mode::Request | Mode::Keyed => config.name.clone().unwrap_or_default(),
             Mode::Signal => Name::from_static(PING),
+            Mode::Hist => Name::from_static(ROOM_PING),
         };
         let pattern = (0..config.size + 256).map(|j| j as u8).collect::<Vec<u8>>();
         Self {
@@ -78,11 +94,14 @@ impl Wire {
         }
     }
 
-    /// The length of every message sent.
+    /// The length of every message sent (in mode `hist`, of the longest).
     pub(crate) fn encoded_len(&self) -> usize {
         let header = match self.mode {
             Mode::Request => 10,
             Mode::Signal => 2,
+            Mode::Keyed => 34,
+            // The room name and its space come before the payload.
+            Mode::Hist => 2 + MAX_ROOM_LEN + 1,
         };
         header + self.name.len() + self.size
     }
@@ -97,14 +116,53 @@ impl Wire {
                 buf.put_u64_le(counter);
             }
             Mode::Signal => buf.put_u8(MessageType::SignalBinary.byte()),
+            Mode::Keyed | Mode::Hist => {
+                unreachable!("2.1 modes encode with encode_keyed and encode_hist")
+            }
         }
+        self.put_name_and_payload(&mut buf, counter);
+        buf
+    }
+
+    /// The keyed request (mode `keyed`) with counter `counter` as its id
+    /// and payload, key `(seq, epoch)` and acknowledgement `ack`
+    /// (docs/protocol.md 14.2.6).
+    pub(crate) fn encode_keyed(&self, counter: u64, seq: u64, epoch: u64, ack: u64) -> BytesMut {
+        let mut buf = BytesMut::with_capacity(self.encoded_len());
+        buf.put_u8(MessageType::KeyedRequestBinary.byte());
+        buf.put_u64_le(counter);
+        buf.put_u64_le(seq);
+        buf.put_u64_le(epoch);
+        buf.put_u64_le(ack);
+        self.put_name_and_payload(&mut buf, counter);
+        buf
+    }
+
+    /// The `room-ping` signal (mode `hist`) with counter `counter` for
+    /// room `room`: payload `ROOM`, a space, then the counter's payload.
+    pub(crate) fn encode_hist(&self, counter: u64, room: &[u8]) -> BytesMut {
+        let mut buf = BytesMut::with_capacity(self.encoded_len());
+        buf.put_u8(MessageType::SignalBinary.byte());
         // A Name is at most 255 bytes.
         buf.put_u8(self.name.len() as u8);
         buf.put_slice(self.name.as_bytes());
+        buf.put_slice(room);
+        buf.put_u8(b' ');
+        self.put_payload(&mut buf, counter);
+        buf
+    }
+
+    fn put_name_and_payload(&self, buf: &mut BytesMut, counter: u64) {
+        // A Name is at most 255 bytes.
+        buf.put_u8(self.name.len() as u8);
+        buf.put_slice(self.name.as_bytes());
+        self.put_payload(buf, counter);
+    }
+
+    fn put_payload(&self, buf: &mut BytesMut, counter: u64) {
         let head = self.size.min(8);
         buf.put_slice(&counter.to_le_bytes()[..head]);
         buf.put_slice(self.tail(counter));
-        buf
     }
 
     /// Whether `payload` is exactly the payload of counter `counter`.
@@ -138,11 +196,11 @@ impl Wire {
             return Incoming::Protocol;
         };
         let answer = |id: webwire_proto::RequestId, outcome| match self.mode {
-            Mode::Request => Incoming::Answer {
+            Mode::Request | Mode::Keyed => Incoming::Answer {
                 key: id.to_u64(),
                 outcome,
             },
-            Mode::Signal => Incoming::Protocol,
+            Mode::Signal | Mode::Hist => Incoming::Protocol,
         };
         match message {
             ServerMessage::Reply(reply) => {
@@ -155,8 +213,25 @@ impl Wire {
             ServerMessage::SessionNotFound(id)
             | ServerMessage::MaxSessConnsReached(id)
             | ServerMessage::SessionsDisabled(id) => answer(id, Outcome::Unexpected),
+            ServerMessage::OutcomeUnknown(id) if self.mode == Mode::Keyed => {
+                answer(id, Outcome::Unknown)
+            }
             ServerMessage::Signal(signal) if self.mode == Mode::Signal => {
                 self.judge_pong(signal.name() == PONG, signal.payload())
+            }
+            ServerMessage::StreamSignal(stream) if self.mode == Mode::Hist => {
+                let signal = stream.signal();
+                let (key, outcome) =
+                    match self.judge_pong(signal.name() == ROOM_PONG, signal.payload()) {
+                        Incoming::Answer { key, outcome } => (Some(key), outcome),
+                        _ => (None, Outcome::Mismatch),
+                    };
+                Incoming::Stream {
+                    epoch: stream.epoch(),
+                    offset: stream.offset(),
+                    key,
+                    outcome,
+                }
             }
             _ => Incoming::Protocol,
         }
@@ -265,6 +340,117 @@ mod tests {
         let frame = wire.encode(42);
         let expected = Signal::new(Name::from_static("ping"), payload_of(&wire, 42)).unwrap();
         assert_eq!(ClientMessage::Signal(expected).to_bytes(), frame);
+    }
+
+    #[test]
+    fn keyed_requests_encode_as_the_codec_does() {
+        use webwire_proto::{KeyedRequest, RequestKey};
+        for (size, name) in [(16, None), (300, Some("incr"))] {
+            let wire = wire(Mode::Keyed, size, name, false);
+            for (counter, seq, epoch, ack) in [(0, 1, 7, 0), (u64::MAX, 99, u64::MAX, 98)] {
+                let frame = wire.encode_keyed(counter, seq, epoch, ack);
+                assert_eq!(frame.len(), wire.encoded_len());
+                let payload = Payload::binary(frame.clone().freeze().slice(frame.len() - size..));
+                assert!(wire.payload_matches(counter, &payload));
+                let request = Request::new(
+                    RequestId::from(counter),
+                    name.map(Name::from_static).unwrap_or_default(),
+                    payload,
+                )
+                .unwrap();
+                let keyed = KeyedRequest::new(request, RequestKey { seq, epoch }, ack).unwrap();
+                assert_eq!(ClientMessage::KeyedRequest(keyed).to_bytes(), frame);
+            }
+        }
+    }
+
+    #[test]
+    fn room_pings_encode_as_the_codec_does() {
+        let wire = wire(Mode::Hist, 16, None, false);
+        let frame = wire.encode_hist(42, b"load-7");
+        assert!(frame.len() <= wire.encoded_len());
+        let data = frame.clone().freeze().slice(frame.len() - 16..);
+        let mut payload = b"load-7 ".to_vec();
+        payload.extend_from_slice(&data);
+        let expected =
+            Signal::new(Name::from_static("room-ping"), Payload::binary(payload)).unwrap();
+        assert_eq!(ClientMessage::Signal(expected).to_bytes(), frame);
+        assert!(wire.payload_matches(42, &Payload::binary(data)));
+    }
+
+    #[test]
+    fn judges_keyed_answers_and_room_pongs() {
+        use webwire_proto::{RoomName, StreamId, StreamSignal};
+        let keyed = wire(Mode::Keyed, 16, None, false);
+        let id = RequestId::from(9);
+        let good = ServerMessage::Reply(Reply::new(
+            id,
+            payload_of(&wire(Mode::Request, 16, None, false), 9),
+        ));
+        assert_eq!(
+            keyed.judge(good.to_bytes()),
+            Incoming::Answer {
+                key: 9,
+                outcome: Outcome::Ok
+            }
+        );
+        assert_eq!(
+            keyed.judge(ServerMessage::OutcomeUnknown(id).to_bytes()),
+            Incoming::Answer {
+                key: 9,
+                outcome: Outcome::Unknown
+            }
+        );
+        // Not an answer outside mode keyed.
+        let plain = wire(Mode::Request, 16, None, false);
+        assert_eq!(
+            plain.judge(ServerMessage::OutcomeUnknown(id).to_bytes()),
+            Incoming::Protocol
+        );
+
+        let hist = wire(Mode::Hist, 16, None, false);
+        let data = payload_of(&wire(Mode::Signal, 16, None, false), 5);
+        let stream = |name, payload: Payload| {
+            let signal = Signal::new(Name::from_static(name), payload).unwrap();
+            let room = StreamId::Room(RoomName::from_static("load-0"));
+            ServerMessage::StreamSignal(StreamSignal::new(room, 3, 11, signal).unwrap()).to_bytes()
+        };
+        assert_eq!(
+            hist.judge(stream("room-pong", data.clone())),
+            Incoming::Stream {
+                epoch: 3,
+                offset: 11,
+                key: Some(5),
+                outcome: Outcome::Ok
+            }
+        );
+        assert_eq!(
+            hist.judge(stream("pong", data.clone())),
+            Incoming::Stream {
+                epoch: 3,
+                offset: 11,
+                key: Some(5),
+                outcome: Outcome::Mismatch
+            }
+        );
+        assert_eq!(
+            hist.judge(stream("room-pong", Payload::binary(vec![1]))),
+            Incoming::Stream {
+                epoch: 3,
+                offset: 11,
+                key: None,
+                outcome: Outcome::Mismatch
+            }
+        );
+        // A plain pong is not an answer in mode hist, a stream signal not in mode signal.
+        let pong = ServerMessage::Signal(
+            Signal::new(Name::from_static("room-pong"), data.clone()).unwrap(),
+        );
+        assert_eq!(hist.judge(pong.to_bytes()), Incoming::Protocol);
+        assert_eq!(
+            wire(Mode::Signal, 16, None, false).judge(stream("pong", data)),
+            Incoming::Protocol
+        );
     }
 
     #[test]
