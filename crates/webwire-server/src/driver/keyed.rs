@@ -3,9 +3,11 @@
 //! (docs/protocol.md 14.4).
 //!
 //! A keyed request is decided by the request ledger. A new key's handler
-//! runs **detached** from the connection, in the server's tracker of keyed
-//! runs: it completes even if its connection is gone (bounded by the
-//! keyed-request timeout), renews its lease meanwhile, and stores its
+//! is polled once in the connection task, like any handler: one that
+//! finishes at once has its answer stored and sent there. One still
+//! pending runs **detached** from the connection, in the server's tracker
+//! of keyed runs: it completes even if its connection is gone (bounded by
+//! the keyed-request timeout), renews its lease meanwhile, and stores its
 //! answer for retries. The connection waits for the answer like for any
 //! pending handler (inline at limit 1, in a task of its own with a reply
 //! reservation otherwise), so drains and shutdowns see it as a request.
@@ -244,7 +246,7 @@ where
         let decided = match begun {
             Ok(Begin::Run(lease)) => {
                 metrics.keyed("run");
-                Decided::Wait(self.start_run(request, lease, ledger))
+                self.start_run(request, lease, ledger)
             }
             Ok(Begin::Stored(reply)) => {
                 metrics.keyed("stored");
@@ -269,14 +271,13 @@ where
         Ok((id, decided))
     }
 
-    /// Starts a new key's handler detached from the connection, and
-    /// returns what waits for its answer.
-    fn start_run(
-        &self,
-        request: Request,
-        lease: Lease,
-        ledger: Arc<dyn ErasedLedger>,
-    ) -> KeyedWait {
+    /// Starts a new key's handler and returns its answer, or what waits
+    /// for it. Like any handler it is polled once here first: most finish
+    /// at once, and with a ledger that answers at once (the in-memory one)
+    /// so does storing the answer, with no task, timer or channel. Only a
+    /// run still pending goes on detached from the connection.
+    fn start_run(&self, request: Request, lease: Lease, ledger: Arc<dyn ErasedLedger>) -> Decided {
+        let id = request.id();
         let ctx = &self.ctx;
         let metrics = self.shared.metrics();
         let (future, name, route): (RequestFuture, Cow<'_, Name>, &Arc<_>) =
@@ -314,18 +315,19 @@ where
             renew_every: self.shared.config().keyed_lease_renewal,
             abort: self.ctx.abort.clone(),
         };
+        let mut run = Box::pin(run.run().instrument(span));
+        if let Some(reply) = run.as_mut().now_or_never() {
+            return Decided::Now(answer(id, reply));
+        }
         let (tx, rx) = oneshot::channel();
-        self.shared.keyed_runs().spawn(
-            async move {
-                if let Some(reply) = run.run().await {
-                    let _ = tx.send(reply);
-                }
+        self.shared.keyed_runs().spawn(async move {
+            if let Some(reply) = run.await {
+                let _ = tx.send(reply);
             }
-            .instrument(span),
-        );
+        });
         // The sender dropped without a reply: the run was dropped at the
         // shutdown deadline, its outcome unknown.
-        Box::pin(async move { rx.await.ok() })
+        Decided::Wait(Box::pin(async move { rx.await.ok() }))
     }
 }
 
