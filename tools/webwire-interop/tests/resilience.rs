@@ -735,6 +735,12 @@ async fn soak_keyed_requests_across_two_nodes_on_redis() {
     keyed_on_two_nodes(SOAK_CUTS, false).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "soak test: 2,000 cuts; run by hand, figures in BENCHMARKS.md"]
+async fn soak_keyed_requests_and_streams_across_two_nodes_on_redis() {
+    keyed_on_two_nodes(SOAK_CUTS, true).await;
+}
+
 async fn keyed_on_two_nodes(cuts: u64, streams: bool) {
     let redis = redis_or_skip!();
     let nodes = [
