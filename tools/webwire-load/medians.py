@@ -138,8 +138,8 @@ def print_resumes(resumes):
     print()
     print("| row | server | n | sessions | all complete s | all resumed s | session p50 s | "
           "session p99 s | incomplete | missing | doubled | losses | mismatches | "
-          "restore failures | server CPU s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "restore failures | duplicates dropped | server CPU s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (row, name), reports in resumes.items():
         def m(key):
             xs = [r[key] for r in reports if r.get(key) is not None]
@@ -155,10 +155,11 @@ def print_resumes(resumes):
               f"{m('complete_p50_seconds')} | {m('complete_p99_seconds')} | {incomplete} | "
               f"{total('missing')} | {total('doubled')} | {total('losses')} | "
               f"{total('mismatches')} | {total('restore_failures')} | "
-              f"{statistics.median(cpu):.2f} |")
+              f"{total('duplicates_dropped')} | {statistics.median(cpu):.2f} |")
     print()
     print("A run counts only with incomplete, missing, doubled, losses, mismatches and "
-          "restore failures all 0; `never` means some session never completed.")
+          "restore failures all 0 (duplicates dropped by the client's stream rule "
+          "are not failures); `never` means some session never completed.")
 
 
 def row_key(order, row):

@@ -198,10 +198,14 @@ pub struct ResumeReport {
     /// Signals never delivered: per session, `before + during` minus what
     /// it delivered.
     pub missing: u64,
-    /// Signals delivered twice: stream signals at or below the position
-    /// (dropped by the stream rule, so counted here), and payloads for a
-    /// K already delivered.
+    /// Signals delivered twice to the application: payloads for a K
+    /// already delivered that passed the stream rule.
     pub doubled: u64,
+    /// Stream signals at or below the position, which the client's stream
+    /// rule drops (docs/protocol.md 14.3.3): not a failure. Across nodes a
+    /// live copy from another node can follow the resume that already
+    /// brought it from history.
+    pub duplicates_dropped: u64,
     /// Gaps in the offsets, each repaired by a StreamResume.
     pub gaps: u64,
     /// StreamLoss messages (any reason).
@@ -285,13 +289,14 @@ impl std::fmt::Display for ResumeReport {
         }
         write!(
             f,
-            "  verified       missing {}, doubled {}, losses {} ({} signals), mismatches {}, gaps repaired {}, protocol {}, say errors {}",
+            "  verified       missing {}, doubled {}, losses {} ({} signals), mismatches {}, gaps repaired {}, duplicates dropped by the stream rule {}, protocol {}, say errors {}",
             self.missing,
             self.doubled,
             self.losses,
             self.lost_signals,
             self.mismatches,
             self.gaps,
+            self.duplicates_dropped,
             self.protocol,
             self.say_errors
         )
@@ -317,6 +322,7 @@ enum Event {
 struct SessionTally {
     delivered: u64,
     doubled: u64,
+    duplicates_dropped: u64,
     gaps: u64,
     losses: u64,
     lost_signals: u64,
@@ -509,6 +515,7 @@ pub async fn run_resume(config: &ResumeConfig) -> Result<ResumeReport, LoadError
             Ok(t) => {
                 missing += shared.total.saturating_sub(t.delivered);
                 total.doubled += t.doubled;
+                total.duplicates_dropped += t.duplicates_dropped;
                 total.gaps += t.gaps;
                 total.losses += t.losses;
                 total.lost_signals += t.lost_signals;
@@ -564,6 +571,7 @@ pub async fn run_resume(config: &ResumeConfig) -> Result<ResumeReport, LoadError
         restore_failures: total.restore_failures,
         missing,
         doubled: total.doubled,
+        duplicates_dropped: total.duplicates_dropped,
         gaps: total.gaps,
         losses: total.losses,
         lost_signals: total.lost_signals,
@@ -924,7 +932,7 @@ impl Session {
         let (epoch, offset) = (signal.epoch(), signal.offset());
         match self.position {
             Some((e, last)) if e == epoch && offset <= last => {
-                self.tally.doubled += 1;
+                self.tally.duplicates_dropped += 1;
                 return None;
             }
             Some((e, last)) if e != epoch || offset != last + 1 => {
