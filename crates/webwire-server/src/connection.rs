@@ -299,7 +299,7 @@ pub(crate) struct ConnectionInner {
     /// ExtensionAccept is written; 0 on a 2.0 connection.
     features: AtomicU32,
     /// The 2.1 features granted, and the hold of streams after a restore.
-    streams: crate::stream::hub::ConnStreams,
+    streams: crate::stream::hold::ConnStreams,
 }
 
 impl ConnectionInner {
@@ -332,7 +332,7 @@ impl ConnectionInner {
             rooms: Membership::new(rooms),
             extensions: Mutex::default(),
             features: AtomicU32::new(0),
-            streams: crate::stream::hub::ConnStreams::default(),
+            streams: crate::stream::hold::ConnStreams::default(),
         }
     }
 
@@ -344,7 +344,7 @@ impl ConnectionInner {
 
     /// The 2.1 features granted to the connection and its streams' hold.
     #[inline]
-    pub(crate) fn stream_state(&self) -> &crate::stream::hub::ConnStreams {
+    pub(crate) fn stream_state(&self) -> &crate::stream::hold::ConnStreams {
         &self.streams
     }
 

@@ -147,7 +147,18 @@ impl Membership {
             return false;
         }
         remove(&mut self.rooms.map(), room, conn.id());
+        drop(joined);
+        // A catch-up of the room's history (a resume, a repair) stops
+        // writing: nothing of the room is queued behind the leave.
+        conn.inner
+            .stream_state()
+            .left_stream(&crate::stream::StreamKey::room(room));
         true
+    }
+
+    /// Whether the connection is in `room`.
+    pub(crate) fn contains(&self, room: &str) -> bool {
+        self.joined().as_ref().is_some_and(|set| set.contains(room))
     }
 
     pub(crate) fn list(&self) -> Vec<String> {

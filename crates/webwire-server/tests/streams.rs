@@ -1333,7 +1333,10 @@ async fn a_cluster_stream_event_reaches_the_streams_connections() {
     .unwrap();
     let event = webwire_server::cluster::ClusterEvent::Stream {
         stream: StreamKey::session(key.clone()),
-        position: webwire_server::stream::StreamPosition::new(9, 3),
+        // The session's first signal (a later one first would be repaired
+        // from this node's store, which another node's entries are not in
+        // here).
+        position: webwire_server::stream::StreamPosition::new(9, 1),
         frame: ServerMessage::Signal(signal).to_bytes(),
     };
     assert!(
@@ -1345,7 +1348,7 @@ async fn a_cluster_stream_event_reaches_the_streams_connections() {
     let got = stream_signal(&message);
     assert_eq!(
         (got.stream(), got.epoch(), got.offset()),
-        (&StreamId::Session, 9, 3)
+        (&StreamId::Session, 9, 1)
     );
     server.shutdown().await;
 }
@@ -1378,4 +1381,244 @@ async fn handlers_send_on_streams_through_their_connection() {
         (&room("h-a"), 1, "s1".into())
     );
     server.shutdown().await;
+}
+
+/// A 2.1 client with a session on a server whose queues hold 2, with a
+/// pipe of 256 bytes, in the room `h-a` with 50 signals of 4 KB read
+/// live; returns it, its session key and the room's last position.
+async fn member_of_a_long_room(
+    server: &Server,
+) -> (TestClient, String, webwire_server::stream::StreamPosition) {
+    let (mut client, key) = small_pipe_client(server).await;
+    ok(&mut client, "join", "h-a").await;
+    let mut last = None;
+    for i in 1..=50 {
+        last = Some(
+            server
+                .signal_room_stream("h-a", "r", format!("{i:>4000}"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(stream_signal(&client.recv().await).offset(), i);
+    }
+    (client, key, last.unwrap())
+}
+
+/// Blocks the connection of the session `key`, whose client reads
+/// nothing: plain signals of 4 KB fill its pipe, its writer's buffer and
+/// its queue, until the queue still refuses one after the connection had
+/// time to take what it could. Nothing more is written before the client
+/// reads.
+async fn block_connection(server: &Server, key: &str) {
+    let fill = || matches!(server.signal_session(key, "fill", "x".repeat(4000)), Ok(1));
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if !fill() {
+            return;
+        }
+        while fill() {}
+    }
+    panic!("the connection never blocked");
+}
+
+/// Reads until nothing more arrives; returns what came.
+async fn read_all(client: &mut TestClient) -> Vec<ServerMessage> {
+    let mut messages = client.take_pending();
+    while let Ok(message) = tokio::time::timeout(Duration::from_secs(1), client.recv()).await {
+        messages.push(message);
+    }
+    messages
+}
+
+fn stream_signals(messages: &[ServerMessage], stream: &StreamId) -> usize {
+    messages
+        .iter()
+        .filter(|message| {
+            matches!(message, ServerMessage::StreamSignal(signal) if signal.stream() == stream)
+        })
+        .count()
+}
+
+fn answer_to(messages: &[ServerMessage], id: RequestId) -> &ServerMessage {
+    messages
+        .iter()
+        .find(|message| message.request_id() == Some(id))
+        .expect("the answer")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_writes_nothing_more_of_a_room_the_session_leaves_meanwhile() {
+    let server = builder().queue_capacity(2).build().unwrap();
+    let (mut client, key, last) = member_of_a_long_room(&server).await;
+    block_connection(&server, &key).await;
+    // A resume from the start: it waits for room in the queue with all
+    // of the room's history to go.
+    let id = RequestId::from(77);
+    let resume = StreamResume::new(id, vec![at(room("h-a"), last.epoch, 0)]).unwrap();
+    client.send(ClientMessage::StreamResume(resume)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.leave_session_room(&key, "h-a"));
+    let messages = read_all(&mut client).await;
+    assert_eq!(
+        stream_signals(&messages, &room("h-a")),
+        0,
+        "the room's history was written after it was left"
+    );
+    // The resume went on with the session stream, and was answered.
+    let answer = answer_to(&messages, id);
+    assert!(is_empty_reply(answer), "{answer:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_writes_nothing_more_of_the_session_stream_once_the_session_is_closed() {
+    let server = builder().queue_capacity(2).build().unwrap();
+    let (mut client, key) = small_pipe_client(&server).await;
+    let mut last = None;
+    for i in 1..=50 {
+        last = Some(
+            server
+                .signal_session_stream(&key, "s", format!("{i:>4000}"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(stream_signal(&client.recv().await).offset(), i);
+    }
+    block_connection(&server, &key).await;
+    let id = RequestId::from(77);
+    let resume =
+        StreamResume::new(id, vec![at(StreamId::Session, last.unwrap().epoch, 0)]).unwrap();
+    client.send(ClientMessage::StreamResume(resume)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The server closes the session (it tells the client, waiting for room
+    // in the queue as the client reads).
+    let closing = tokio::spawn({
+        let (server, key) = (server.clone(), key.clone());
+        async move { server.close_session(&key).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let messages = read_all(&mut client).await;
+    closing.await.unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|message| matches!(message, ServerMessage::SessionClosed)),
+        "the client is told"
+    );
+    assert_eq!(
+        stream_signals(&messages, &StreamId::Session),
+        0,
+        "the closed session's stream was written after its close"
+    );
+    match answer_to(&messages, id) {
+        ServerMessage::Error(err) => assert_eq!(err.code.as_bytes(), &b"NO_SESSION"[..]),
+        other => panic!("expected NO_SESSION, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_repair_writes_nothing_of_a_room_the_session_leaves_meanwhile() {
+    let server = builder().queue_capacity(2).build().unwrap();
+    let (mut client, key) = small_pipe_client(&server).await;
+    ok(&mut client, "join", "h-a").await;
+    block_connection(&server, &key).await;
+    // Missed live on the full queue: the server repairs them from history
+    // as soon as the queue has room, which it will not have.
+    for i in 1..=20 {
+        server
+            .signal_room_stream("h-a", "r", format!("{i:>4000}"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.leave_session_room(&key, "h-a"));
+    let messages = read_all(&mut client).await;
+    assert_eq!(
+        stream_signals(&messages, &room("h-a")),
+        0,
+        "the repair wrote the room after it was left"
+    );
+    // The connection stays open and serves requests.
+    ok(&mut client, "join", "h-b").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_room_joined_again_after_a_leave_is_repaired_again() {
+    let server = builder().queue_capacity(2).build().unwrap();
+    let (mut client, key) = small_pipe_client(&server).await;
+    ok(&mut client, "join", "h-a").await;
+    block_connection(&server, &key).await;
+    server.signal_room_stream("h-a", "r", "1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.leave_session_room(&key, "h-a"));
+    // Joined again while the left repair still waits for room: the new
+    // membership's signals are not held by it.
+    assert!(server.join_session_room(&key, "h-a").await.unwrap());
+    let messages = read_all(&mut client).await;
+    assert_eq!(stream_signals(&messages, &room("h-a")), 0);
+    block_connection(&server, &key).await;
+    for i in 2..=4 {
+        server
+            .signal_room_stream("h-a", "r", i.to_string())
+            .await
+            .unwrap();
+    }
+    let mut positions = webwire_proto::connection::client::StreamPositions::new();
+    let delivered = read_as_client(&mut client, &mut positions, &room("h-a")).await;
+    assert_eq!(delivered, ["2", "3", "4"]);
+    server.shutdown().await;
+}
+
+/// The stored Signal of a stream entry, as another node publishes it.
+fn entry_frame(text: &str) -> Bytes {
+    let signal =
+        webwire_proto::Signal::new(webwire_proto::Name::from_static("r"), Payload::utf8(text))
+            .unwrap();
+    ServerMessage::Signal(signal).to_bytes()
+}
+
+/// Two nodes sharing one stream store: node `b`'s own send overtakes node
+/// `a`'s earlier one, whose publication reaches `b` only after it. The
+/// client on `b`, which joined before both and so holds no offset of the
+/// room yet, still gets both, in order, once.
+#[tokio::test(start_paused = true)]
+async fn a_later_signal_first_from_this_node_does_not_lose_another_nodes_earlier_one() {
+    let store = Arc::new(MemoryStreamStore::new());
+    let a = builder().stream_store(store.clone()).build().unwrap();
+    let b = builder().stream_store(store).build().unwrap();
+    let mut client = streams_client(&b).await;
+    login(&mut client).await;
+    ok(&mut client, "join", "h-a").await;
+    let first = a.signal_room_stream("h-a", "r", "1").await.unwrap();
+    let second = b.signal_room_stream("h-a", "r", "2").await.unwrap();
+    assert_eq!((first.offset, second.offset), (1, 2));
+    b.deliver_stream_entry(&StreamKey::room("h-a"), first, entry_frame("1"))
+        .await;
+    let mut positions = webwire_proto::connection::client::StreamPositions::new();
+    let delivered = read_as_client(&mut client, &mut positions, &room("h-a")).await;
+    assert_eq!(delivered, ["1", "2"]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// As above, on the session stream of a session just created on `b`.
+#[tokio::test(start_paused = true)]
+async fn a_later_session_stream_signal_first_does_not_lose_another_nodes_earlier_one() {
+    let store = Arc::new(MemoryStreamStore::new());
+    let a = builder().stream_store(store.clone()).build().unwrap();
+    let b = builder().stream_store(store).build().unwrap();
+    let mut client = streams_client(&b).await;
+    let key = login(&mut client).await;
+    let first = a.signal_session_stream(&key, "s", "1").await.unwrap();
+    let second = b.signal_session_stream(&key, "s", "2").await.unwrap();
+    assert_eq!((first.offset, second.offset), (1, 2));
+    b.deliver_stream_entry(&StreamKey::session(key.clone()), first, entry_frame("1"))
+        .await;
+    let mut positions = webwire_proto::connection::client::StreamPositions::new();
+    let delivered = read_as_client(&mut client, &mut positions, &StreamId::Session).await;
+    assert_eq!(delivered, ["1", "2"]);
+    a.shutdown().await;
+    b.shutdown().await;
 }

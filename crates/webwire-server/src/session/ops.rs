@@ -27,6 +27,7 @@ use crate::ledger::ErasedLedger;
 use crate::metrics::{time_store, ServerMetrics};
 use crate::outbox::Outbound;
 use crate::stream::hub::Streams;
+use crate::stream::StreamKey;
 use crate::Connection;
 
 /// The `outcome` label of a restore request's reply.
@@ -208,13 +209,20 @@ impl Sessions {
         let Some(saving) = Saves::begin(&self.saves, &session.key) else {
             return Err(SessionError::KeyInUse);
         };
-        self.registry
-            .create(conn, session.clone())
-            .await
-            .map_err(|refused| match refused {
+        // The session stream is new: its first signal on this connection
+        // is offset 1 (set before the connection can be reached as the
+        // session's).
+        let session_stream = StreamKey::session(session.key.clone());
+        if conn.streams_granted() {
+            conn.inner.stream_state().expect(&session_stream, None, 1);
+        }
+        if let Err(refused) = self.registry.create(conn, session.clone()).await {
+            conn.inner.stream_state().left_session(&session_stream);
+            return Err(match refused {
                 Refused::KeyInUse => SessionError::KeyInUse,
                 _ => SessionError::ConnectionClosed,
-            })?;
+            });
+        }
         claim.settle();
         self.count_sessions();
         conn.inner.record_session(&session.key);

@@ -310,13 +310,20 @@ impl Connection {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let room = room.to_owned();
+        let (room, conn) = (room.to_owned(), self.clone());
         runtime.spawn(async move {
             let stream = StreamKey::room(room.clone());
             let _order = streams.lock(&stream).await;
             match streams.store().end(&stream, &limits).await {
                 Ok(end) => {
                     streams.set_join_position(&key, &room, end);
+                    // Under the stream's order: what this connection got
+                    // live so far is at or before `end`.
+                    if conn.streams_granted() && conn.inner.membership().contains(&room) {
+                        conn.inner
+                            .stream_state()
+                            .expect(&stream, Some(end.epoch), end.offset + 1);
+                    }
                     if let Err(err) = streams.store().join_room(&key, &room, end).await {
                         tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "a session's room membership could not be stored; only this node puts the session back into the room");
                     }
@@ -515,8 +522,18 @@ async fn join_session_room(
         return Err(StreamError::Store(err));
     }
     for conn in sessions.registry().connections(key) {
-        if let Err(err) = conn.inner.membership().join(&conn, room) {
-            tracing::debug!(connection = %conn.id(), room, error = %err, "a connection of the session did not join its room");
+        match conn.inner.membership().join(&conn, room) {
+            // Under the stream's order: its first live signal follows the
+            // join position.
+            Ok(true) if conn.streams_granted() => {
+                conn.inner
+                    .stream_state()
+                    .expect(&stream, Some(end.epoch), end.offset + 1);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(connection = %conn.id(), room, error = %err, "a connection of the session did not join its room");
+            }
         }
     }
     Ok(joined)

@@ -22,11 +22,10 @@
 //! and a restore first takes the session's memberships from it: a client
 //! whose reconnection lands on another node is back in its rooms there.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -35,6 +34,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 use webwire_proto::{RoomName, ServerMessage, Signal, StreamId, StreamSignal};
 
+use super::hold::Live;
 use super::{
     HistoryLimits, MemoryStreamStore, StreamKey, StreamPosition, StreamRead, StreamStore,
     StreamStoreError,
@@ -557,9 +557,13 @@ impl Streams {
         }
     }
 
-    /// `conn` left the session `key` (a close): it leaves the session's
-    /// history rooms.
+    /// `conn` left the session `key` (a close): the session stream's
+    /// catch-ups stop writing to it, and it leaves the session's history
+    /// rooms (stopping theirs).
     pub(crate) fn left_session(&self, conn: &Connection, key: &str) {
+        conn.inner
+            .stream_state()
+            .left_session(&StreamKey::session(key));
         for (room, _) in self.session_rooms(key) {
             conn.inner.membership().leave(conn, &room);
         }
@@ -587,8 +591,14 @@ impl Streams {
         let mut sent = 0;
         for conn in targets {
             let frame = if conn.streams_granted() {
-                if !conn.inner.stream_state().allows(stream) {
-                    continue;
+                match conn.inner.stream_state().on_live(stream, at) {
+                    Live::Deliver => {}
+                    Live::Held => continue,
+                    Live::Missed(first) => {
+                        tracing::debug!(connection = %conn.id(), %stream, offset = at.offset, first = first.offset, "stream signal came before the connection's first; repaired from history");
+                        self.repair_later(conn, stream, first);
+                        continue;
+                    }
                 }
                 let frame =
                     extended.get_or_insert_with(|| stream_signal_frame(stream, at, signal.clone()));
@@ -630,11 +640,18 @@ impl Streams {
         let (Some(limits), Ok(runtime)) = (limits, tokio::runtime::Handle::try_current()) else {
             return;
         };
-        conn.inner.stream_state().begin_resume(stream);
+        let Ok(catch_up) = conn
+            .inner
+            .stream_state()
+            .begin_catch_up(stream, || super::resume::may_see(&conn, stream))
+        else {
+            // It left the stream meanwhile: nothing to repair.
+            return;
+        };
         runtime.spawn(super::resume::repair(
             self.clone(),
             conn,
-            stream.clone(),
+            catch_up,
             limits,
             missed,
         ));
@@ -688,104 +705,6 @@ impl Drop for StreamGuard<'_> {
         {
             map.remove(&self.key);
         }
-    }
-}
-
-/// Which streams are held from a connection: after a
-/// restore every stream of the session until resumed (docs/protocol.md
-/// 14.3.2), and a stream while a resume queues its history, or while the
-/// server repairs a signal the connection's full queue missed (its live
-/// signals are history by then, and the resume or repair catches up with
-/// them).
-#[derive(Debug, Default)]
-pub(crate) struct ConnStreams {
-    /// Whether anything is held (read without the lock on every delivery).
-    holding: AtomicBool,
-    /// Boxed, and only while something is held: every idle connection
-    /// has this field.
-    hold: Mutex<Option<Box<Hold>>>,
-}
-
-#[derive(Debug, Default)]
-struct Hold {
-    /// After a restore: every stream is held but those in `resumed`.
-    all: bool,
-    resumed: HashSet<StreamKey>,
-    /// Streams whose history is being queued (a client's resume, or the
-    /// server's repair of a signal a full queue missed), with how many such
-    /// are under way: the stream flows again when the last one ends.
-    resuming: HashMap<StreamKey, usize>,
-}
-
-impl Hold {
-    fn is_empty(&self) -> bool {
-        !self.all && self.resuming.is_empty()
-    }
-}
-
-impl ConnStreams {
-    /// Changes the hold, keeping `holding` in step.
-    fn with_hold<T>(&self, change: impl FnOnce(&mut Hold) -> T) -> T {
-        let mut slot = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        let hold = slot.get_or_insert_with(Box::default);
-        let out = change(hold);
-        let holding = !hold.is_empty();
-        if !holding {
-            *slot = None;
-        }
-        self.holding.store(holding, Ordering::Release);
-        out
-    }
-
-    /// A restore begins: every stream waits for a resume.
-    pub(crate) fn begin_hold(&self) {
-        self.with_hold(|hold| {
-            hold.all = true;
-            hold.resumed.clear();
-        });
-    }
-
-    /// The hold of the restore ends: the streams not being resumed flow
-    /// (a resume covered them all, or the restore failed).
-    pub(crate) fn end_hold(&self) {
-        self.with_hold(|hold| {
-            hold.all = false;
-            hold.resumed.clear();
-        });
-    }
-
-    /// A resume of `stream` begins queueing history: its live signals wait.
-    pub(crate) fn begin_resume(&self, stream: &StreamKey) {
-        self.with_hold(|hold| *hold.resuming.entry(stream.clone()).or_default() += 1);
-    }
-
-    /// The resume of `stream` ended; `done`: it caught up (call it under
-    /// the stream's order), and the stream flows again even while the
-    /// restore's hold lasts for the others.
-    pub(crate) fn end_resume(&self, stream: &StreamKey, done: bool) {
-        self.with_hold(|hold| {
-            if let Some(count) = hold.resuming.get_mut(stream) {
-                *count -= 1;
-                if *count == 0 {
-                    hold.resuming.remove(stream);
-                }
-            }
-            if done && hold.all {
-                hold.resumed.insert(stream.clone());
-            }
-        });
-    }
-
-    /// Whether a live signal of `stream` may be delivered now.
-    #[inline]
-    pub(crate) fn allows(&self, stream: &StreamKey) -> bool {
-        if !self.holding.load(Ordering::Acquire) {
-            return true;
-        }
-        let hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        hold.as_ref().is_none_or(|hold| {
-            !hold.resuming.contains_key(stream) && (!hold.all || hold.resumed.contains(stream))
-        })
     }
 }
 
@@ -904,43 +823,5 @@ mod tests {
             .unwrap();
         assert!(!streams.is_member("idle", "h-a"));
         assert!(streams.is_member("held", "h-a"));
-    }
-
-    #[test]
-    fn the_hold_lets_through_only_resumed_streams() {
-        let state = ConnStreams::default();
-        let (a, b) = (StreamKey::room("a"), StreamKey::session("k"));
-        assert!(state.allows(&a));
-        state.begin_hold();
-        assert!(!state.allows(&a) && !state.allows(&b));
-        state.begin_resume(&a);
-        assert!(!state.allows(&a));
-        state.end_resume(&a, true);
-        assert!(state.allows(&a) && !state.allows(&b));
-        state.end_hold();
-        assert!(state.allows(&b));
-        // A resume outside a restore holds its stream only.
-        state.begin_resume(&b);
-        assert!(state.allows(&a) && !state.allows(&b));
-        state.end_resume(&b, false);
-        assert!(state.allows(&b));
-        assert!(
-            state.hold.lock().unwrap().is_none(),
-            "nothing kept when nothing is held"
-        );
-    }
-
-    #[test]
-    fn a_stream_flows_again_when_its_last_resume_or_repair_ends() {
-        let state = ConnStreams::default();
-        let a = StreamKey::room("a");
-        // The server repairs a missed signal while the client resumes.
-        state.begin_resume(&a);
-        state.begin_resume(&a);
-        state.end_resume(&a, true);
-        assert!(!state.allows(&a), "the other one is still queueing history");
-        state.end_resume(&a, true);
-        assert!(state.allows(&a));
-        assert!(state.hold.lock().unwrap().is_none());
     }
 }

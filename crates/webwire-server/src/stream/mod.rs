@@ -13,6 +13,7 @@
 //! client's StreamResume.
 
 mod api;
+pub(crate) mod hold;
 pub(crate) mod hub;
 mod memory;
 pub(crate) mod resume;

@@ -11,7 +11,8 @@ use webwire_proto::{
     StreamResume,
 };
 
-use super::hub::{stream_signal_frame, wire_stream, Streams};
+use super::hold::{CatchUp, Left};
+use super::hub::{stream_signal_frame, wire_stream, StreamGuard, Streams};
 use super::{HistoryLimits, StreamKey, StreamPosition, StreamRead};
 use crate::outbox::Outbound;
 use crate::Connection;
@@ -40,7 +41,7 @@ struct Covered {
     from: From,
 }
 
-/// Why a resume stopped before its end.
+/// Why a catch-up stopped before its end.
 enum Stopped {
     /// The connection takes no more messages.
     Closed,
@@ -48,6 +49,24 @@ enum Stopped {
     Stalled,
     /// The history store could not be read.
     Store,
+    /// The connection left the stream (the room, or the session was
+    /// closed on it): nothing more of it is written.
+    Left,
+}
+
+impl std::convert::From<Left> for Stopped {
+    fn from(Left: Left) -> Self {
+        Self::Left
+    }
+}
+
+/// Whether `conn` may see `stream` now: it holds the stream's session, or
+/// is in its room.
+pub(crate) fn may_see(conn: &Connection, stream: &StreamKey) -> bool {
+    match stream {
+        StreamKey::Session(key) => conn.session_key().as_deref() == Some(key.as_str()),
+        StreamKey::Room(room) => conn.inner.membership().contains(room),
+    }
 }
 
 /// Handles the StreamResume `resume` of `conn`; returns its answer, to be
@@ -127,13 +146,17 @@ pub(crate) async fn resume(
             next: 0,
             reason: webwire_proto::LossReason::UnknownStream,
         });
-        if let Err(stopped) = queue(&tx, Outbound::Message(Box::new(loss)), timeout).await {
-            return stopped_reply(conn, id, stopped);
+        match reserve(&tx, timeout).await {
+            Ok(permit) => permit.send(Outbound::Message(Box::new(loss))),
+            Err(stopped) => return stopped_reply(conn, id, stopped),
         }
     }
     for stream in &covered {
-        if let Err(stopped) = resume_one(streams, conn, &tx, timeout, stream).await {
-            return stopped_reply(conn, id, stopped);
+        match resume_one(streams, conn, &tx, timeout, stream).await {
+            Ok(()) => {}
+            // A room left meanwhile: the others go on.
+            Err(Stopped::Left) if conn.session_key().as_deref() == Some(key.as_str()) => {}
+            Err(stopped) => return stopped_reply(conn, id, stopped),
         }
     }
     conn.inner.stream_state().end_hold();
@@ -153,44 +176,42 @@ async fn resume_one(
     stream: &Covered,
 ) -> Result<(), Stopped> {
     let state = conn.inner.stream_state();
-    let first = {
+    let (catch_up, first) = {
         let _order = streams.lock(&stream.key).await;
-        state.begin_resume(&stream.key);
-        read_from(streams, conn, stream).await
+        let catch_up = state.begin_catch_up(&stream.key, || may_see(conn, &stream.key))?;
+        (catch_up, read_from(streams, conn, stream).await)
     };
-    let result = catch_up(streams, conn, tx, timeout, stream, first).await;
-    if result.is_err() {
-        // Live signals flow again: the client sees the hole and retries.
-        state.end_resume(&stream.key, false);
-    }
-    result
+    // Where it fails, live signals flow again: the client sees the hole
+    // and retries.
+    catch_up_with(streams, conn, tx, timeout, stream, catch_up, first).await
 }
 
-/// Repairs `stream` for `conn`, whose full queue missed its live signal
-/// at `missed` (the stream is held from it, see `Streams::deliver`): the
-/// history from `missed` on is queued as a resume's (waiting for room,
-/// then caught up under the stream's order, where the hold ends), with no
-/// answer. Nothing before `missed` is sent again: the live signals before
-/// it were queued under the same order. If the client does not read for
-/// the queue timeout, or the history cannot be read, the connection is
-/// closed as for a restart: the client reconnects and its restore resumes
-/// the stream (from its position, or from the join position or the
-/// stream's start when it has none), rather than take a later signal as
-/// its first and never learn of the one missed.
+/// Repairs the stream of `catch_up` for `conn`, whose full queue missed
+/// its live signal at `missed` (the stream is held from it, see
+/// `Streams::deliver`): the history from `missed` on is queued as a
+/// resume's (waiting for room, then caught up under the stream's order,
+/// where the hold ends), with no answer. Nothing before `missed` is sent
+/// again: the live signals before it were queued under the same order. If
+/// the client does not read for the queue timeout, or the history cannot
+/// be read, the connection is closed as for a restart: the client
+/// reconnects and its restore resumes the stream (from its position, or
+/// from the join position or the stream's start when it has none), rather
+/// than take a later signal as its first and never learn of the one
+/// missed. Once the connection leaves the stream, the repair stops.
 pub(crate) async fn repair(
     streams: Arc<Streams>,
     conn: Connection,
-    stream: StreamKey,
+    catch_up: CatchUp,
     limits: HistoryLimits,
     missed: StreamPosition,
 ) {
     let state = conn.inner.stream_state();
     let Ok(tx) = conn.sender().cloned() else {
-        state.end_resume(&stream, false);
+        state.end_catch_up(catch_up, false);
         return;
     };
     let covered = Covered {
-        key: stream,
+        key: catch_up.stream().clone(),
         limits,
         from: From::After(StreamPosition::new(
             missed.epoch,
@@ -199,12 +220,13 @@ pub(crate) async fn repair(
     };
     let first = read_from(&streams, &conn, &covered).await;
     let timeout = conn.inner.queue_timeout();
-    let Err(stopped) = catch_up(&streams, &conn, &tx, timeout, &covered, first).await else {
+    let Err(stopped) =
+        catch_up_with(&streams, &conn, &tx, timeout, &covered, catch_up, first).await
+    else {
         return;
     };
-    state.end_resume(&covered.key, false);
     match stopped {
-        Stopped::Closed => {}
+        Stopped::Closed | Stopped::Left => {}
         Stopped::Stalled | Stopped::Store => {
             tracing::debug!(connection = %conn.id(), stream = %covered.key, "a missed stream signal could not be repaired; the connection closes, its client resumes after reconnecting");
             conn.close_for_restart();
@@ -213,19 +235,47 @@ pub(crate) async fn repair(
 }
 
 /// Queues `read` and whatever follows it, until caught up under the
-/// stream's order (where the resume's hold ends).
-async fn catch_up(
+/// stream's order, where `catch_up` ends and the stream flows again (it
+/// ends too where this fails).
+async fn catch_up_with(
     streams: &Streams,
     conn: &Connection,
     tx: &mpsc::Sender<Outbound>,
     timeout: std::time::Duration,
     stream: &Covered,
+    catch_up: CatchUp,
     read: Result<StreamRead, Stopped>,
 ) -> Result<(), Stopped> {
+    let state = conn.inner.stream_state();
+    match queue_until_caught_up(streams, conn, tx, timeout, stream, &catch_up, read).await {
+        Ok(_order) => {
+            state.end_catch_up(catch_up, true);
+            Ok(())
+        }
+        Err(stopped) => {
+            state.end_catch_up(catch_up, false);
+            Err(stopped)
+        }
+    }
+}
+
+/// The loop of [`catch_up_with`]: returns the stream's order, held, once
+/// nothing is left to queue.
+async fn queue_until_caught_up<'s>(
+    streams: &'s Streams,
+    conn: &Connection,
+    tx: &mpsc::Sender<Outbound>,
+    timeout: std::time::Duration,
+    stream: &Covered,
+    catch_up: &CatchUp,
+    read: Result<StreamRead, Stopped>,
+) -> Result<StreamGuard<'s>, Stopped> {
+    let state = conn.inner.stream_state();
     let (mut pending, mut last) = frames(conn, &stream.key, read?);
     loop {
         for (at, frame) in pending {
-            queue(tx, frame, timeout).await?;
+            let permit = reserve(tx, timeout).await?;
+            state.send(catch_up, permit, frame)?;
             last = at;
         }
         let order = streams.lock(&stream.key).await;
@@ -240,19 +290,21 @@ async fn catch_up(
         let mut more = more.into_iter();
         let mut rest = Vec::new();
         for (at, frame) in more.by_ref() {
-            match tx.try_send(frame) {
-                Ok(()) => last = at,
-                Err(mpsc::error::TrySendError::Full(frame)) => {
+            match tx.try_reserve() {
+                Ok(permit) => {
+                    state.send(catch_up, permit, frame)?;
+                    last = at;
+                }
+                Err(mpsc::error::TrySendError::Full(())) => {
                     rest.push((at, frame));
                     break;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped::Closed),
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(Stopped::Closed),
             }
         }
         rest.extend(more);
         if rest.is_empty() {
-            conn.inner.stream_state().end_resume(&stream.key, true);
-            return Ok(());
+            return Ok(order);
         }
         drop(order);
         pending = rest;
@@ -320,20 +372,19 @@ async fn read_from(
     })
 }
 
-/// Queues `message`, waiting for room at most `timeout` (the connection
-/// task writes meanwhile).
-async fn queue(
+/// Room in the queue for one message, waiting at most `timeout` (the
+/// connection task writes meanwhile).
+async fn reserve(
     tx: &mpsc::Sender<Outbound>,
-    message: Outbound,
     timeout: std::time::Duration,
-) -> Result<(), Stopped> {
-    let message = match tx.try_send(message) {
-        Ok(()) => return Ok(()),
-        Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped::Closed),
-        Err(mpsc::error::TrySendError::Full(message)) => message,
-    };
-    match tokio::time::timeout(timeout, tx.send(message)).await {
-        Ok(Ok(())) => Ok(()),
+) -> Result<mpsc::Permit<'_, Outbound>, Stopped> {
+    match tx.try_reserve() {
+        Ok(permit) => return Ok(permit),
+        Err(mpsc::error::TrySendError::Closed(())) => return Err(Stopped::Closed),
+        Err(mpsc::error::TrySendError::Full(())) => {}
+    }
+    match tokio::time::timeout(timeout, tx.reserve()).await {
+        Ok(Ok(permit)) => Ok(permit),
         Ok(Err(_)) => Err(Stopped::Closed),
         Err(_) => Err(Stopped::Stalled),
     }
@@ -347,6 +398,8 @@ fn stopped_reply(conn: &Connection, id: RequestId, stopped: Stopped) -> ServerMe
             ServerMessage::InternalError(id)
         }
         Stopped::Store => ServerMessage::InternalError(id),
+        // The session was closed on the connection meanwhile.
+        Stopped::Left => no_session(id),
     }
 }
 
