@@ -1,6 +1,7 @@
-//! What the tests that run server nodes on Redis share (`cluster_streams`,
-//! `restarts`): the bounded wait, the test logs, a node's Redis stores and
-//! listener, and the checks of what a client is shown.
+//! What the tests that run server nodes on Redis share (`cluster`,
+//! `cluster_streams`, `restarts`): the bounded wait, the test logs, a
+//! node's Redis stores and listener, and the checks of what a client is
+//! shown.
 
 #![allow(dead_code, unreachable_pub)]
 
