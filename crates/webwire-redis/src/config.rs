@@ -3,12 +3,12 @@ use std::time::Duration;
 use redis::aio::ConnectionManagerConfig;
 
 use crate::error::RedisSessionError;
-use crate::key::is_valid_prefix;
+use crate::shared_config::{
+    check_op_timeout, check_prefix, connection_manager_config, DEFAULT_OP_TIMEOUT,
+};
 
 /// The default prefix of the Redis keys holding sessions.
 pub(crate) const DEFAULT_PREFIX: &str = "webwire:session:";
-/// The default bound on each Redis call.
-pub(crate) const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a [`RedisSessionManager`](crate::RedisSessionManager) stores
 /// sessions: the key prefix, the optional sliding TTL and the bound on each
@@ -164,16 +164,8 @@ impl RedisSessionConfig {
 
     /// Checks every value; returns the TTL in milliseconds (0 without TTL).
     pub(crate) fn validate(&self) -> Result<i64, RedisSessionError> {
-        if !is_valid_prefix(&self.prefix) {
-            return Err(RedisSessionError::Config(
-                "the prefix must be 1 to 1024 bytes of printable ASCII (32..=126)".into(),
-            ));
-        }
-        if self.op_timeout.is_zero() {
-            return Err(RedisSessionError::Config(
-                "the operation timeout must not be zero".into(),
-            ));
-        }
+        check_prefix(&self.prefix)?;
+        check_op_timeout(self.op_timeout)?;
         match self.ttl {
             None => Ok(0),
             Some(ttl) => match i64::try_from(ttl.as_millis()) {
@@ -186,16 +178,9 @@ impl RedisSessionConfig {
         }
     }
 
-    /// The connection manager's settings: it never stops reconnecting (so it
-    /// comes back after an outage of any length), waiting 100 ms to 1 s
-    /// between attempts, and bounds each attempt and each answer.
+    /// The connection manager's settings (see [`connection_manager_config`]).
     pub(crate) fn connection_manager_config(&self) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            .set_number_of_retries(usize::MAX)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1))
-            .set_connection_timeout(Some(Duration::from_secs(1).min(self.op_timeout)))
-            .set_response_timeout(Some(self.op_timeout))
+        connection_manager_config(self.op_timeout)
     }
 }
 

@@ -85,6 +85,7 @@ mod key;
 mod ledger;
 mod manager;
 mod metrics;
+mod shared_config;
 mod store_config;
 mod stored;
 mod stream;

@@ -3,7 +3,9 @@ use std::time::Duration;
 use redis::aio::ConnectionManagerConfig;
 
 use crate::error::RedisSessionError;
-use crate::key::is_valid_prefix;
+use crate::shared_config::{
+    check_op_timeout, check_prefix, connection_manager_config, DEFAULT_OP_TIMEOUT,
+};
 
 /// How the webwire 2.1 stores ([`RedisStreamStore`](crate::RedisStreamStore)
 /// and [`RedisLedger`](crate::RedisLedger)) use Redis: the prefix of their
@@ -37,7 +39,7 @@ impl Default for RedisStoreConfig {
     fn default() -> Self {
         Self {
             prefix: "webwire:".into(),
-            op_timeout: Duration::from_secs(2),
+            op_timeout: DEFAULT_OP_TIMEOUT,
             stream_idle_timeout: Duration::from_secs(24 * 3600),
             poll_interval: Duration::from_secs(1),
         }
@@ -154,12 +156,8 @@ impl RedisStoreConfig {
 
     pub(crate) fn validate(&self) -> Result<(), RedisSessionError> {
         let bad = |what: &str| Err(RedisSessionError::Config(what.into()));
-        if !is_valid_prefix(&self.prefix) {
-            return bad("the prefix must be 1 to 1024 bytes of printable ASCII (32..=126)");
-        }
-        if self.op_timeout.is_zero() {
-            return bad("the operation timeout must not be zero");
-        }
+        check_prefix(&self.prefix)?;
+        check_op_timeout(self.op_timeout)?;
         if self.stream_idle_timeout < Duration::from_secs(1)
             || self.stream_idle_timeout > Duration::from_secs(1 << 40)
         {
@@ -171,13 +169,9 @@ impl RedisStoreConfig {
         Ok(())
     }
 
+    /// The connection manager's settings (see [`connection_manager_config`]).
     pub(crate) fn connection_manager_config(&self) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            .set_number_of_retries(usize::MAX)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1))
-            .set_connection_timeout(Some(Duration::from_secs(1).min(self.op_timeout)))
-            .set_response_timeout(Some(self.op_timeout))
+        connection_manager_config(self.op_timeout)
     }
 }
 

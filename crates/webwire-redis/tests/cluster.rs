@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::nodes::{cluster_config, init_logs, redis_sessions, shut_down, within, WAIT};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, RequestError};
@@ -20,22 +21,6 @@ use webwire_server::{
     session::{MemorySessionManager, Session, SessionLookup, SessionManager, SessionStoreError},
     Connection, MessageRouter, Payload, Server, ServerError,
 };
-
-/// The longest any wait in these tests may take.
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
 
 struct Node {
     server: Server,
@@ -58,23 +43,14 @@ fn router() -> MessageRouter {
 
 impl Node {
     async fn start(redis_url: &str, id: &str) -> Self {
-        let sessions = RedisSessionManager::connect(
-            redis_url,
-            RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
-        )
-        .await
-        .expect("session manager");
+        let sessions = redis_sessions(redis_url).await;
         Self::start_with(redis_url, id, Arc::new(sessions)).await
     }
 
     /// A node storing its sessions in `sessions` (counting them in Redis).
     async fn start_with(redis_url: &str, id: &str, sessions: Arc<impl SessionManager>) -> Self {
         init_logs();
-        let config = RedisClusterConfig::new(id)
-            .with_heartbeat_interval(Duration::from_millis(200))
-            .with_node_timeout(Duration::from_secs(1))
-            .with_request_timeout(Duration::from_secs(2))
-            .with_op_timeout(Duration::from_millis(500));
+        let config = cluster_config(id).with_request_timeout(Duration::from_secs(2));
         let cluster = RedisCluster::connect(redis_url, config)
             .await
             .expect("cluster");
@@ -104,8 +80,7 @@ impl Node {
     }
 
     async fn stop(self) {
-        within("shutdown", self.server.shutdown()).await;
-        let _ = within("listener", self.run).await;
+        shut_down(&self.server, self.run).await;
     }
 }
 
@@ -648,12 +623,7 @@ async fn a_restore_that_looked_up_a_session_before_its_last_close_does_not_hold_
     let redis = redis_or_skip!();
     let a = Node::start(&redis.url(), "a").await;
     let held = Arc::new(HeldLookup {
-        sessions: RedisSessionManager::connect(
-            &redis.url(),
-            RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
-        )
-        .await
-        .expect("session manager"),
+        sessions: redis_sessions(&redis.url()).await,
         armed: AtomicBool::new(false),
         looked_up: Notify::new(),
         release: Notify::new(),
@@ -726,12 +696,7 @@ async fn a_restore_that_looked_up_a_session_before_its_last_close_does_not_hold_
 async fn a_restore_under_way_on_the_closing_node_does_not_keep_the_session() {
     let redis = redis_or_skip!();
     let held = Arc::new(HeldLookup {
-        sessions: RedisSessionManager::connect(
-            &redis.url(),
-            RedisSessionConfig::new().with_op_timeout(Duration::from_millis(500)),
-        )
-        .await
-        .expect("session manager"),
+        sessions: redis_sessions(&redis.url()).await,
         armed: AtomicBool::new(false),
         looked_up: Notify::new(),
         release: Notify::new(),

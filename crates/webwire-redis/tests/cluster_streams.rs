@@ -7,43 +7,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::nodes::{
+    cluster_config, history, init_logs, next_stream_event, nothing_more, redis_cluster,
+    redis_sessions, redis_streams, router, serve, shut_down, within,
+};
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events};
 use webwire_proto::{RoomName, StreamId};
-use webwire_redis::{
-    redis, RedisCluster, RedisClusterConfig, RedisSessionConfig, RedisSessionManager,
-    RedisStoreConfig, RedisStreamStore,
-};
-use webwire_server::stream::HistoryLimits;
-use webwire_server::{Connection, MessageRouter, Payload, Server, ServerError};
-
-/// The longest any wait in these tests may take.
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-fn router() -> MessageRouter {
-    MessageRouter::new()
-        .request("login", |conn: Connection, _: Payload| async move {
-            let session = conn.create_session(None).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(session.key)
-        })
-        .request("join", |conn: Connection, room: String| async move {
-            conn.join_session_room(&room).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>("ok")
-        })
-}
+use webwire_redis::{redis, RedisCluster, RedisStoreConfig, RedisStreamStore};
+use webwire_server::{Server, ServerError};
 
 /// One node: sessions, the cluster and stream history in Redis; rooms
 /// named `h-...` keep history.
@@ -57,37 +29,18 @@ struct Node {
 impl Node {
     async fn start(redis_url: &str, id: &str) -> Self {
         init_logs();
-        let op = Duration::from_millis(500);
-        let sessions =
-            RedisSessionManager::connect(redis_url, RedisSessionConfig::new().with_op_timeout(op))
-                .await
-                .expect("session manager");
-        let config = RedisClusterConfig::new(id)
-            .with_heartbeat_interval(Duration::from_millis(200))
-            .with_node_timeout(Duration::from_secs(1))
-            .with_request_timeout(Duration::from_secs(2))
-            .with_op_timeout(op);
-        let cluster = RedisCluster::connect(redis_url, config)
-            .await
-            .expect("cluster");
-        let streams =
-            RedisStreamStore::connect(redis_url, RedisStoreConfig::new().with_op_timeout(op))
-                .await
-                .expect("stream store");
-        cluster.deliver_streams(streams.subscribe().await.expect("subscribe"));
+        let sessions = redis_sessions(redis_url).await;
+        let streams = redis_streams(redis_url).await;
+        let config = cluster_config(id).with_request_timeout(Duration::from_secs(2));
+        let cluster = redis_cluster(redis_url, config, &streams).await;
         let server = Server::builder(router())
             .session_manager(Arc::new(sessions))
             .cluster(Arc::new(cluster.clone()))
             .stream_store(Arc::new(streams))
-            .room_history(|room| {
-                room.starts_with("h-")
-                    .then(|| HistoryLimits::new(100, Duration::from_secs(3600)))
-            })
+            .room_history(history)
             .build()
             .expect("server");
-        let listener = server.bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr();
-        let run = tokio::spawn(listener.run());
+        let (addr, run) = serve(&server).await;
         Self {
             server,
             cluster,
@@ -111,8 +64,7 @@ impl Node {
     }
 
     async fn stop(self) {
-        within("shutdown", self.server.shutdown()).await;
-        let _ = within("listener", self.run).await;
+        shut_down(&self.server, self.run).await;
     }
 }
 
@@ -136,39 +88,9 @@ fn room(name: &str) -> StreamId {
 /// The next stream signal as (stream, offset, payload text); a StreamLoss
 /// or a plain signal fails the test.
 async fn next_stream_signal(events: &mut Events) -> (StreamId, u64, String) {
-    within("a stream signal", async {
-        loop {
-            match events.recv().await.expect("events") {
-                ClientEvent::StreamSignal(signal) => {
-                    let (stream, _, offset, signal) = signal.into_parts();
-                    let text = signal.payload().to_text().expect("text").into_owned();
-                    return (stream, offset, text);
-                }
-                ClientEvent::StreamLoss(loss) => panic!("unexpected {loss:?}"),
-                ClientEvent::Signal(signal) => panic!("a plain signal: {signal:?}"),
-                _ => continue,
-            }
-        }
-    })
-    .await
-}
-
-/// Nothing more arrives for a while: no duplicate, nothing out of place.
-async fn nothing_more(events: &mut Events) {
-    let more = tokio::time::timeout(Duration::from_millis(300), async {
-        loop {
-            match events.recv().await {
-                Some(ClientEvent::StreamSignal(signal)) => return format!("{signal:?}"),
-                Some(ClientEvent::StreamLoss(loss)) => return format!("{loss:?}"),
-                Some(ClientEvent::Signal(signal)) => return format!("{signal:?}"),
-                Some(_) => continue,
-                None => std::future::pending().await,
-            }
-        }
-    })
-    .await;
-    if let Ok(more) = more {
-        panic!("nothing more was expected, got {more}");
+    match next_stream_event(events, "a stream signal").await {
+        Ok(signal) => signal,
+        Err(loss) => panic!("unexpected {loss:?}"),
     }
 }
 
@@ -232,19 +154,17 @@ async fn room_and_session_stream_signals_of_one_node_reach_the_other_in_order_on
 /// Waits for a client event that `wanted` picks, skipping the others (a
 /// stream signal or loss in between fails the test).
 async fn wait_for(events: &mut Events, what: &str, wanted: impl Fn(&ClientEvent) -> bool) {
-    within(what, async {
-        loop {
-            let event = events.recv().await.expect("events");
-            if wanted(&event) {
-                return;
-            }
-            if matches!(
-                event,
-                ClientEvent::StreamSignal(_) | ClientEvent::StreamLoss(_)
-            ) {
-                panic!("{what}: unexpected {event:?}");
-            }
+    common::nodes::wait_for(events, what, |event| {
+        if wanted(event) {
+            return true;
         }
+        if matches!(
+            event,
+            ClientEvent::StreamSignal(_) | ClientEvent::StreamLoss(_)
+        ) {
+            panic!("{what}: unexpected {event:?}");
+        }
+        false
     })
     .await;
 }

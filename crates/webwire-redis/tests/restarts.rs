@@ -11,38 +11,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::nodes::{
+    cluster_config, history, init_logs, next_stream_event, nothing_more, redis_cluster,
+    redis_sessions, redis_streams, serve, shut_down, wait_for, within, BoxError, OP,
+};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, LossReason, RequestError};
 use webwire_proto::{RoomName, StreamId};
-use webwire_redis::{
-    RedisCluster, RedisClusterConfig, RedisLedger, RedisSessionConfig, RedisSessionManager,
-    RedisStoreConfig, RedisStreamStore,
-};
+use webwire_redis::{RedisLedger, RedisStoreConfig};
 use webwire_server::ledger::LedgerLimits;
 use webwire_server::session::MemorySessionManager;
-use webwire_server::stream::HistoryLimits;
 use webwire_server::{Connection, MessageRouter, Payload, Server, ServerError};
-
-/// The longest any wait in these tests may take.
-const WAIT: Duration = Duration::from_secs(20);
-/// Redis calls fail after this while it is unreachable.
-const OP: Duration = Duration::from_millis(500);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
 
 /// What the `slow` handler shares with the test: how many runs started, and
 /// the permits that let a run finish.
@@ -61,23 +41,14 @@ impl Default for Runs {
 }
 
 fn router(runs: Arc<Runs>) -> MessageRouter {
-    MessageRouter::new()
-        .request("login", |conn: Connection, _: Payload| async move {
-            let session = conn.create_session(None).await?;
-            Ok::<_, BoxError>(session.key)
-        })
-        .request("join", |conn: Connection, room: String| async move {
-            conn.join_session_room(&room).await?;
-            Ok::<_, BoxError>("ok")
-        })
-        .request("slow", move |_: Connection, _: Payload| {
-            let runs = runs.clone();
-            async move {
-                runs.started.fetch_add(1, Ordering::SeqCst);
-                runs.finish.acquire().await?.forget();
-                Ok::<_, BoxError>("done")
-            }
-        })
+    common::nodes::router().request("slow", move |_: Connection, _: Payload| {
+        let runs = runs.clone();
+        async move {
+            runs.started.fetch_add(1, Ordering::SeqCst);
+            runs.finish.acquire().await?.forget();
+            Ok::<_, BoxError>("done")
+        }
+    })
 }
 
 /// Which stores a node keeps in Redis.
@@ -99,34 +70,14 @@ struct Node {
 impl Node {
     async fn start(redis_url: &str, id: &str, stores: Stores, runs: Arc<Runs>) -> Self {
         init_logs();
-        let streams =
-            RedisStreamStore::connect(redis_url, RedisStoreConfig::new().with_op_timeout(OP))
-                .await
-                .expect("stream store");
+        let streams = redis_streams(redis_url).await;
         let mut builder = Server::builder(router(runs))
-            .room_history(|room| {
-                room.starts_with("h-")
-                    .then(|| HistoryLimits::new(100, Duration::from_secs(3600)))
-            })
+            .room_history(history)
             .keyed_lease_renewal(Duration::from_millis(200));
         match stores {
             Stores::All => {
-                let sessions = RedisSessionManager::connect(
-                    redis_url,
-                    RedisSessionConfig::new().with_op_timeout(OP),
-                )
-                .await
-                .expect("session manager");
-                let cluster = RedisCluster::connect(
-                    redis_url,
-                    RedisClusterConfig::new(id)
-                        .with_heartbeat_interval(Duration::from_millis(200))
-                        .with_node_timeout(Duration::from_secs(1))
-                        .with_op_timeout(OP),
-                )
-                .await
-                .expect("cluster");
-                cluster.deliver_streams(streams.subscribe().await.expect("subscribe"));
+                let sessions = redis_sessions(redis_url).await;
+                let cluster = redis_cluster(redis_url, cluster_config(id), &streams).await;
                 // A short lease, so that a killed node's run lapses soon.
                 let limits = LedgerLimits {
                     lease_ttl: Duration::from_secs(1),
@@ -153,15 +104,12 @@ impl Node {
             .stream_store(Arc::new(streams))
             .build()
             .expect("server");
-        let listener = server.bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr();
-        let run = tokio::spawn(listener.run());
+        let (addr, run) = serve(&server).await;
         Self { server, addr, run }
     }
 
     async fn stop(self) {
-        within("shutdown", self.server.shutdown()).await;
-        let _ = within("listener", self.run).await;
+        shut_down(&self.server, self.run).await;
     }
 
     /// Signals `r{n}` on room `h-room` and checks it got offset `n`.
@@ -256,55 +204,14 @@ enum Seen {
 
 /// The next stream signal or loss.
 async fn next_seen(events: &mut Events) -> Seen {
-    within("a stream signal or loss", async {
-        loop {
-            match events.recv().await.expect("events") {
-                ClientEvent::StreamSignal(signal) => {
-                    let (stream, _, offset, signal) = signal.into_parts();
-                    let text = signal.payload().to_text().expect("text").into_owned();
-                    return Seen::Signal(stream, offset, text);
-                }
-                ClientEvent::StreamLoss(loss) => return Seen::Loss(loss.stream, loss.reason),
-                ClientEvent::Signal(signal) => panic!("a plain signal: {signal:?}"),
-                _ => continue,
-            }
-        }
-    })
-    .await
+    match next_stream_event(events, "a stream signal or loss").await {
+        Ok((stream, offset, text)) => Seen::Signal(stream, offset, text),
+        Err(loss) => Seen::Loss(loss.stream, loss.reason),
+    }
 }
 
 fn said(n: u64) -> Seen {
     Seen::Signal(room(), n, format!("r{n}"))
-}
-
-/// Nothing more arrives for a while: no duplicate, nothing out of place.
-async fn nothing_more(events: &mut Events) {
-    let more = tokio::time::timeout(Duration::from_millis(300), async {
-        loop {
-            match events.recv().await {
-                Some(ClientEvent::StreamSignal(signal)) => return format!("{signal:?}"),
-                Some(ClientEvent::StreamLoss(loss)) => return format!("{loss:?}"),
-                Some(ClientEvent::Signal(signal)) => return format!("{signal:?}"),
-                Some(_) => continue,
-                None => std::future::pending().await,
-            }
-        }
-    })
-    .await;
-    if let Ok(more) = more {
-        panic!("nothing more was expected, got {more}");
-    }
-}
-
-async fn wait_for(events: &mut Events, what: &str, wanted: impl Fn(&ClientEvent) -> bool) {
-    within(what, async {
-        loop {
-            if wanted(&events.recv().await.expect("events")) {
-                return;
-            }
-        }
-    })
-    .await;
 }
 
 async fn until(what: &str, mut check: impl FnMut() -> bool) {

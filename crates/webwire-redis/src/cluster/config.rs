@@ -3,7 +3,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManagerConfig;
 
 use crate::error::RedisSessionError;
-use crate::key::is_valid_prefix;
+use crate::shared_config::{check_prefix, connection_manager_config, DEFAULT_OP_TIMEOUT};
 
 /// How a [`RedisCluster`](crate::RedisCluster) node takes part: its id,
 /// the key and channel prefix, and its timings.
@@ -58,7 +58,7 @@ impl RedisClusterConfig {
             heartbeat_interval: Duration::from_secs(2),
             node_timeout: Duration::from_secs(6),
             request_timeout: Duration::from_secs(2),
-            op_timeout: Duration::from_secs(2),
+            op_timeout: DEFAULT_OP_TIMEOUT,
             count_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -214,9 +214,7 @@ impl RedisClusterConfig {
         if !id_ok {
             return bad("the node id must be 1 to 64 bytes of A-Z, a-z, 0-9, '.', '_', '-'");
         }
-        if !is_valid_prefix(&self.prefix) {
-            return bad("the prefix must be 1 to 1024 bytes of printable ASCII (32..=126)");
-        }
+        check_prefix(&self.prefix)?;
         if self.heartbeat_interval < Duration::from_millis(10)
             || self.heartbeat_interval > Duration::from_secs(3600)
         {
@@ -235,13 +233,9 @@ impl RedisClusterConfig {
         Ok(())
     }
 
+    /// The connection manager's settings (see [`connection_manager_config`]).
     pub(crate) fn connection_manager_config(&self) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            .set_number_of_retries(usize::MAX)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1))
-            .set_connection_timeout(Some(Duration::from_secs(1).min(self.op_timeout)))
-            .set_response_timeout(Some(self.op_timeout))
+        connection_manager_config(self.op_timeout)
     }
 }
 

@@ -12,8 +12,12 @@
 //! `redis-server` on the `PATH`. When there is none, [`RedisServer::start`]
 //! fails the test if the environment says `CI=true`, and otherwise prints
 //! the reason and returns `None`: the test skips (see [`redis_or_skip!`]).
+//!
+//! [`nodes`] has what the tests running server nodes on Redis share.
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod nodes;
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
