@@ -1285,7 +1285,12 @@ impl<H: Handler> ServerBuilder<H> {
             .request_ledger
             .clone()
             .unwrap_or_else(|| Arc::new(MemoryLedger::with_limits(config.ledger_limits)));
-        let streams = Arc::new(Streams::new(config.streams.clone()));
+        let streams = Arc::new(Streams::new(crate::stream::hub::StreamConfig {
+            // Other nodes append to the streams too: their signals can
+            // come after this node's later ones.
+            clustered: self.cluster.is_some(),
+            ..config.streams.clone()
+        }));
         let sessions = Sessions::new(
             config.sessions_enabled,
             config.max_session_connections,

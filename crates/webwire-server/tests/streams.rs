@@ -1587,7 +1587,11 @@ fn entry_frame(text: &str) -> Bytes {
 async fn a_later_signal_first_from_this_node_does_not_lose_another_nodes_earlier_one() {
     let store = Arc::new(MemoryStreamStore::new());
     let a = builder().stream_store(store.clone()).build().unwrap();
-    let b = builder().stream_store(store).build().unwrap();
+    let b = builder()
+        .stream_store(store)
+        .cluster(Arc::new(Node::default()))
+        .build()
+        .unwrap();
     let mut client = streams_client(&b).await;
     login(&mut client).await;
     ok(&mut client, "join", "h-a").await;
@@ -1608,7 +1612,11 @@ async fn a_later_signal_first_from_this_node_does_not_lose_another_nodes_earlier
 async fn a_later_session_stream_signal_first_does_not_lose_another_nodes_earlier_one() {
     let store = Arc::new(MemoryStreamStore::new());
     let a = builder().stream_store(store.clone()).build().unwrap();
-    let b = builder().stream_store(store).build().unwrap();
+    let b = builder()
+        .stream_store(store)
+        .cluster(Arc::new(Node::default()))
+        .build()
+        .unwrap();
     let mut client = streams_client(&b).await;
     let key = login(&mut client).await;
     let first = a.signal_session_stream(&key, "s", "1").await.unwrap();

@@ -213,9 +213,7 @@ impl Sessions {
         // is offset 1 (set before the connection can be reached as the
         // session's).
         let session_stream = StreamKey::session(session.key.clone());
-        if conn.streams_granted() {
-            conn.inner.stream_state().expect(&session_stream, None, 1);
-        }
+        self.streams.expect_first(conn, &session_stream, None, 1);
         if let Err(refused) = self.registry.create(conn, session.clone()).await {
             conn.inner.stream_state().left_session(&session_stream);
             return Err(match refused {

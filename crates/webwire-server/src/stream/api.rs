@@ -319,10 +319,8 @@ impl Connection {
                     streams.set_join_position(&key, &room, end);
                     // Under the stream's order: what this connection got
                     // live so far is at or before `end`.
-                    if conn.streams_granted() && conn.inner.membership().contains(&room) {
-                        conn.inner
-                            .stream_state()
-                            .expect(&stream, Some(end.epoch), end.offset + 1);
+                    if conn.inner.membership().contains(&room) {
+                        streams.expect_first(&conn, &stream, Some(end.epoch), end.offset + 1);
                     }
                     if let Err(err) = streams.store().join_room(&key, &room, end).await {
                         tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "a session's room membership could not be stored; only this node puts the session back into the room");
@@ -525,12 +523,8 @@ async fn join_session_room(
         match conn.inner.membership().join(&conn, room) {
             // Under the stream's order: its first live signal follows the
             // join position.
-            Ok(true) if conn.streams_granted() => {
-                conn.inner
-                    .stream_state()
-                    .expect(&stream, Some(end.epoch), end.offset + 1);
-            }
-            Ok(_) => {}
+            Ok(true) => streams.expect_first(&conn, &stream, Some(end.epoch), end.offset + 1),
+            Ok(false) => {}
             Err(err) => {
                 tracing::debug!(connection = %conn.id(), room, error = %err, "a connection of the session did not join its room");
             }

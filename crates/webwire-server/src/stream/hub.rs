@@ -169,6 +169,8 @@ pub(crate) struct StreamConfig {
     pub(crate) store: Option<Arc<dyn ErasedStreamStore>>,
     pub(crate) session_history: HistoryLimits,
     pub(crate) room_history: Option<RoomHistory>,
+    /// Whether other nodes append to the streams (a cluster).
+    pub(crate) clustered: bool,
 }
 
 impl Default for StreamConfig {
@@ -177,6 +179,7 @@ impl Default for StreamConfig {
             store: None,
             session_history: DEFAULT_SESSION_HISTORY,
             room_history: None,
+            clustered: false,
         }
     }
 }
@@ -187,6 +190,7 @@ impl fmt::Debug for StreamConfig {
             .field("store", &self.store)
             .field("session_history", &self.session_history)
             .field("room_history", &self.room_history.is_some())
+            .field("clustered", &self.clustered)
             .finish()
     }
 }
@@ -234,6 +238,7 @@ pub(crate) struct Streams {
     /// they came; a stream is listed while a task delivers its queue.
     inbound: Mutex<HashMap<StreamKey, VecDeque<Inbound>>>,
     memberships: Mutex<Memberships>,
+    clustered: bool,
 }
 
 impl fmt::Debug for Streams {
@@ -266,6 +271,24 @@ impl Streams {
                 sessions: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            clustered: config.clustered,
+        }
+    }
+
+    /// Records that `conn` starts getting `stream` live from `next` (see
+    /// [`ConnStreams::expect`](super::hold::ConnStreams::expect)); call it
+    /// under the stream's order. Only in a cluster: on one node, appends
+    /// and their deliveries run under the stream's order, so a
+    /// connection's first signal is never overtaken.
+    pub(crate) fn expect_first(
+        &self,
+        conn: &Connection,
+        stream: &StreamKey,
+        epoch: Option<u64>,
+        next: u64,
+    ) {
+        if self.clustered && conn.streams_granted() {
+            conn.inner.stream_state().expect(stream, epoch, next);
         }
     }
 
