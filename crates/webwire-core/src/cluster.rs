@@ -28,14 +28,15 @@ use std::sync::Weak;
 
 use bytes::Bytes;
 
-/// A signal for the other nodes: the encoded webwire signal message, and
-/// whom it is for.
+/// What the other nodes are told: a signal (the encoded webwire signal
+/// message, and whom it is for), or a change of a session's room
+/// memberships.
 ///
 /// ```
 /// use webwire_core::cluster::ClusterEvent;
 ///
 /// let event = ClusterEvent::Room { room: "lobby".into(), frame: bytes::Bytes::from_static(b"...") };
-/// assert_eq!(event.frame().len(), 3);
+/// assert_eq!(event.frame().map(|frame| frame.len()), Some(3));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -71,6 +72,18 @@ pub enum ClusterEvent {
         /// The encoded 2.0 Signal message, as stored.
         frame: Bytes,
     },
+    /// 2.1: the session `key` joined the history room `room` at `joined`
+    /// (the room's end when it joined), or left it (`None`), on another
+    /// node: this node's connections holding the session join or leave
+    /// the room too.
+    SessionRoom {
+        /// The session key.
+        key: String,
+        /// The room.
+        room: String,
+        /// Where the session joined; `None`: it left.
+        joined: Option<crate::stream::StreamPosition>,
+    },
 }
 
 /// Shows a session's key as its digest.
@@ -99,25 +112,32 @@ impl fmt::Debug for ClusterEvent {
                 .field("position", position)
                 .field("frame", frame)
                 .finish(),
+            Self::SessionRoom { key, room, joined } => f
+                .debug_struct("SessionRoom")
+                .field("key", &webwire_proto::KeyDigest::new(key))
+                .field("room", room)
+                .field("joined", joined)
+                .finish(),
         }
     }
 }
 
 impl ClusterEvent {
-    /// The encoded signal message.
+    /// The encoded signal message; `None` for a membership change.
     ///
     /// ```
     /// use webwire_core::cluster::ClusterEvent;
     ///
     /// let event = ClusterEvent::Broadcast { frame: bytes::Bytes::from_static(b"x") };
-    /// assert_eq!(&event.frame()[..], b"x");
+    /// assert_eq!(event.frame().map(|frame| &frame[..]), Some(&b"x"[..]));
     /// ```
-    pub fn frame(&self) -> &Bytes {
+    pub fn frame(&self) -> Option<&Bytes> {
         match self {
             Self::Broadcast { frame }
             | Self::Room { frame, .. }
             | Self::Session { frame, .. }
-            | Self::Stream { frame, .. } => frame,
+            | Self::Stream { frame, .. } => Some(frame),
+            Self::SessionRoom { .. } => None,
         }
     }
 }

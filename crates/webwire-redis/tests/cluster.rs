@@ -4,12 +4,14 @@
 //! recovery after Redis restarts.
 
 mod common;
+#[path = "common/nodes.rs"]
+mod nodes;
 
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::nodes::{cluster_config, init_logs, redis_sessions, shut_down, within, WAIT};
+use nodes::{cluster_config, init_logs, redis_sessions, shut_down, within, WAIT};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events, RequestError};

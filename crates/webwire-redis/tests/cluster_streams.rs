@@ -3,11 +3,13 @@
 //! node's connections live, in order, once (`RedisCluster::deliver_streams`).
 
 mod common;
+#[path = "common/nodes.rs"]
+mod nodes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::nodes::{
+use nodes::{
     cluster_config, history, init_logs, next_stream_event, nothing_more, redis_cluster,
     redis_sessions, redis_streams, router, serve, shut_down, within,
 };
@@ -154,7 +156,7 @@ async fn room_and_session_stream_signals_of_one_node_reach_the_other_in_order_on
 /// Waits for a client event that `wanted` picks, skipping the others (a
 /// stream signal or loss in between fails the test).
 async fn wait_for(events: &mut Events, what: &str, wanted: impl Fn(&ClientEvent) -> bool) {
-    common::nodes::wait_for(events, what, |event| {
+    nodes::wait_for(events, what, |event| {
         if wanted(event) {
             return true;
         }
@@ -316,4 +318,66 @@ async fn the_redis_store_keeps_memberships_for_every_node() {
         .await
         .unwrap();
     assert!(one.session_rooms("bad").await.is_err());
+}
+
+#[tokio::test]
+async fn a_join_or_leave_on_one_node_moves_the_sessions_connections_on_the_other() {
+    let redis = redis_or_skip!();
+    let (a, b) = pair(&redis).await;
+    // One session, a tab on each node.
+    let (on_a, mut events_a) = a.client().await;
+    let key = on_a.request("login", "").await.expect("login");
+    let key = key.to_text().expect("text").into_owned();
+    let (on_b, mut events_b) = b.client().await;
+    within("restore on b", on_b.restore_session(&key))
+        .await
+        .expect("restored on b");
+
+    // The tab on A joins; the tab on B is in the room too, without a
+    // reconnect, from the join position on.
+    on_a.request("join", "h-room").await.expect("join");
+    within("b's connection joins", async {
+        while b.server.room_count("h-room") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(b.server.session_rooms(&key), ["h-room"]);
+    for (i, node) in [(1u64, &a), (2, &b), (3, &a)] {
+        let at = node
+            .server
+            .signal_room_stream("h-room", "said", format!("r{i}"))
+            .await
+            .expect("room signal");
+        assert_eq!(at.offset, i);
+    }
+    for events in [&mut events_a, &mut events_b] {
+        for i in 1..=3u64 {
+            assert_eq!(
+                next_stream_signal(events).await,
+                (room("h-room"), i, format!("r{i}"))
+            );
+        }
+    }
+
+    // B ends the membership: A's connection leaves the room too.
+    assert!(b.server.leave_session_room(&key, "h-room"));
+    within("a's connection leaves", async {
+        while a.server.room_count("h-room") != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(a.server.session_rooms(&key).is_empty());
+    a.server
+        .signal_room_stream("h-room", "said", "after")
+        .await
+        .expect("room signal");
+    nothing_more(&mut events_a).await;
+    nothing_more(&mut events_b).await;
+
+    on_a.close().await;
+    on_b.close().await;
+    a.stop().await;
+    b.stop().await;
 }

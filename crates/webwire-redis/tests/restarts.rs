@@ -5,13 +5,15 @@
 //! retry on another node an "outcome unknown", never a second run.
 
 mod common;
+#[path = "common/nodes.rs"]
+mod nodes;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::nodes::{
+use nodes::{
     cluster_config, history, init_logs, next_stream_event, nothing_more, redis_cluster,
     redis_sessions, redis_streams, serve, shut_down, wait_for, within, BoxError, OP,
 };
@@ -41,7 +43,7 @@ impl Default for Runs {
 }
 
 fn router(runs: Arc<Runs>) -> MessageRouter {
-    common::nodes::router().request("slow", move |_: Connection, _: Payload| {
+    nodes::router().request("slow", move |_: Connection, _: Payload| {
         let runs = runs.clone();
         async move {
             runs.started.fetch_add(1, Ordering::SeqCst);

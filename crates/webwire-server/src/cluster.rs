@@ -130,9 +130,8 @@ impl<C: Cluster> ErasedCluster for C {
 impl LocalNode for Shared {
     /// A frame larger than this server's message buffer size is dropped.
     fn deliver(&self, event: &ClusterEvent) -> usize {
-        let frame = event.frame();
         let max = self.config().buffer_size;
-        if frame.len() > max {
+        if let Some(frame) = event.frame().filter(|frame| frame.len() > max) {
             tracing::warn!(
                 len = frame.len(),
                 max,
@@ -157,6 +156,16 @@ impl LocalNode for Shared {
                 position,
                 frame,
             } => crate::stream::deliver_from_cluster(self, stream, *position, frame),
+            ClusterEvent::SessionRoom { key, room, joined } => {
+                let registry = self.sessions().registry();
+                self.sessions().streams().membership_from_cluster(
+                    registry.connections(key),
+                    key,
+                    room,
+                    *joined,
+                    |key| registry.connection_count(key) > 0,
+                )
+            }
             // `ClusterEvent` is non-exhaustive in `webwire-core`: an event
             // of a newer core than this server knows reaches nobody.
             _ => 0,

@@ -1286,9 +1286,7 @@ impl<H: Handler> ServerBuilder<H> {
             .clone()
             .unwrap_or_else(|| Arc::new(MemoryLedger::with_limits(config.ledger_limits)));
         let streams = Arc::new(Streams::new(crate::stream::hub::StreamConfig {
-            // Other nodes append to the streams too: their signals can
-            // come after this node's later ones.
-            clustered: self.cluster.is_some(),
+            cluster: self.cluster.clone(),
             ..config.streams.clone()
         }));
         let sessions = Sessions::new(

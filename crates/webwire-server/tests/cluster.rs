@@ -176,7 +176,7 @@ async fn signals_are_published_and_other_nodes_events_delivered() {
     assert_eq!(
         node.deliver(&ClusterEvent::Room {
             room: "nobody".into(),
-            frame: events[1].frame().clone()
+            frame: events[1].frame().unwrap().clone()
         }),
         0
     );

@@ -1280,16 +1280,22 @@ async fn a_missed_signal_the_store_cannot_repair_closes_the_connection_for_a_res
     server.shutdown().await;
 }
 
-/// A cluster that records nothing and hands its node to the test.
+/// A cluster that hands its node to the test and keeps what the server
+/// publishes.
 #[derive(Debug, Default)]
-struct Node(std::sync::Mutex<Option<webwire_server::cluster::ClusterNode>>);
+struct Node(
+    std::sync::Mutex<Option<webwire_server::cluster::ClusterNode>>,
+    std::sync::Mutex<Vec<webwire_server::cluster::ClusterEvent>>,
+);
 
 impl webwire_server::cluster::Cluster for Node {
     fn attach(&self, node: webwire_server::cluster::ClusterNode) {
         *self.0.lock().unwrap() = Some(node);
     }
 
-    fn publish(&self, _event: webwire_server::cluster::ClusterEvent) {}
+    fn publish(&self, event: webwire_server::cluster::ClusterEvent) {
+        self.1.lock().unwrap().push(event);
+    }
 
     async fn close_session(&self, _key: &str) -> webwire_server::cluster::ClusterReply {
         webwire_server::cluster::ClusterReply::default()
@@ -1627,6 +1633,98 @@ async fn a_later_session_stream_signal_first_does_not_lose_another_nodes_earlier
     let mut positions = webwire_proto::connection::client::StreamPositions::new();
     let delivered = read_as_client(&mut client, &mut positions, &StreamId::Session).await;
     assert_eq!(delivered, ["1", "2"]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A session's joins and leaves are told to the other nodes, and theirs
+/// move this node's connections of the session: a join from its position
+/// on (a signal before it is not written, one after the first expected is
+/// repaired from history), a leave at once.
+#[tokio::test(start_paused = true)]
+async fn joins_and_leaves_travel_between_nodes() {
+    use webwire_server::cluster::ClusterEvent;
+    let store = Arc::new(MemoryStreamStore::new());
+    let a = builder().stream_store(store.clone()).build().unwrap();
+    let cluster = Arc::new(Node::default());
+    let b = builder()
+        .stream_store(store.clone())
+        .cluster(cluster.clone())
+        .build()
+        .unwrap();
+    let node = cluster.0.lock().unwrap().clone().unwrap();
+    let mut client = streams_client(&b).await;
+    let key = login(&mut client).await;
+
+    // This node's own join and leave are published.
+    ok(&mut client, "join", "h-b").await;
+    assert!(b.leave_session_room(&key, "h-b"));
+    let published: Vec<_> = cluster
+        .1
+        .lock()
+        .unwrap()
+        .drain(..)
+        .filter_map(|event| match event {
+            ClusterEvent::SessionRoom {
+                key: k,
+                room,
+                joined,
+            } => Some((k == key, room, joined.is_some())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        published,
+        [(true, "h-b".into(), true), (true, "h-b".into(), false)]
+    );
+
+    // A signal before another node's join, then the join.
+    let limits = HistoryLimits::new(100, Duration::from_secs(3600));
+    let before = a.signal_room_stream("h-a", "r", "0").await.unwrap();
+    let joined = store.end(&StreamKey::room("h-a"), &limits).await.unwrap();
+    assert_eq!(joined, before);
+    let event = ClusterEvent::SessionRoom {
+        key: key.clone(),
+        room: "h-a".into(),
+        joined: Some(joined),
+    };
+    assert!(
+        !format!("{event:?}").contains(&key),
+        "no session key in logs"
+    );
+    assert_eq!(node.deliver(&event), 1);
+    assert_eq!(b.session_rooms(&key), ["h-a"]);
+    // The signal before the join reaches this node late: not written.
+    b.deliver_stream_entry(&StreamKey::room("h-a"), before, entry_frame("0"))
+        .await;
+    // Another node's first signal after the join is overtaken by this
+    // node's.
+    let first = a.signal_room_stream("h-a", "r", "1").await.unwrap();
+    b.signal_room_stream("h-a", "r", "2").await.unwrap();
+    b.deliver_stream_entry(&StreamKey::room("h-a"), first, entry_frame("1"))
+        .await;
+    let mut positions = webwire_proto::connection::client::StreamPositions::new();
+    let delivered = read_as_client(&mut client, &mut positions, &room("h-a")).await;
+    assert_eq!(delivered, ["1", "2"]);
+
+    // Another node's leave.
+    let leave = ClusterEvent::SessionRoom {
+        key: key.clone(),
+        room: "h-a".into(),
+        joined: None,
+    };
+    assert_eq!(node.deliver(&leave), 1);
+    assert_eq!(b.room_count("h-a"), 0);
+    assert!(b.session_rooms(&key).is_empty());
+    // Rooms without history here, and unknown sessions, move nothing.
+    for (key, room) in [(key.as_str(), "plain"), ("nobody", "h-a")] {
+        let event = ClusterEvent::SessionRoom {
+            key: key.into(),
+            room: room.into(),
+            joined: Some(joined),
+        };
+        assert_eq!(node.deliver(&event), 0);
+    }
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -16,6 +16,9 @@
 //!  5 SESSION_SIGNAL  u8 key length, key, then the encoded signal
 //!  6 CLOSE_SESSION   u8 key length, key
 //!  7 REPLY           u32 affected connections
+//!  8 SESSION_ROOM    u8 key length, key, u16 room length, room, u8 1
+//!                    (joined) then u64 epoch and u64 offset of the join
+//!                    position, or u8 0 (left)
 //! ```
 //!
 //! The decoder checks every length against what is left and rejects
@@ -28,13 +31,32 @@ const VERSION: u8 = 1;
 /// What a message is. Its `Debug` shows a session key as its digest.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Body {
-    Heartbeat { interval_ms: u32 },
+    Heartbeat {
+        interval_ms: u32,
+    },
     Leaving,
-    Broadcast { frame: Bytes },
-    Room { room: String, frame: Bytes },
-    Session { key: String, frame: Bytes },
-    CloseSession { key: String },
-    Reply { affected: u32 },
+    Broadcast {
+        frame: Bytes,
+    },
+    Room {
+        room: String,
+        frame: Bytes,
+    },
+    Session {
+        key: String,
+        frame: Bytes,
+    },
+    CloseSession {
+        key: String,
+    },
+    Reply {
+        affected: u32,
+    },
+    SessionRoom {
+        key: String,
+        room: String,
+        joined: Option<webwire_core::stream::StreamPosition>,
+    },
 }
 
 impl std::fmt::Debug for Body {
@@ -64,6 +86,12 @@ impl std::fmt::Debug for Body {
             Self::Reply { affected } => {
                 f.debug_struct("Reply").field("affected", affected).finish()
             }
+            Self::SessionRoom { key, room, joined } => f
+                .debug_struct("SessionRoom")
+                .field("key", &digest(key))
+                .field("room", room)
+                .field("joined", joined)
+                .finish(),
         }
     }
 }
@@ -90,6 +118,8 @@ pub(crate) enum DecodeError {
     Trailing(usize),
     #[error("a name is not UTF-8")]
     Utf8,
+    #[error("unknown membership flag {0}")]
+    Flag(u8),
 }
 
 impl Envelope {
@@ -99,6 +129,7 @@ impl Envelope {
             Body::Room { room, frame } => room.len() + frame.len() + 2,
             Body::Session { key, frame } => key.len() + frame.len() + 1,
             Body::CloseSession { key } => key.len() + 1,
+            Body::SessionRoom { key, room, .. } => key.len() + room.len() + 20,
             _ => 4,
         };
         let mut out = Vec::with_capacity(3 + self.node.len() + 16 + extra);
@@ -111,6 +142,7 @@ impl Envelope {
             Body::Session { .. } => 5,
             Body::CloseSession { .. } => 6,
             Body::Reply { .. } => 7,
+            Body::SessionRoom { .. } => 8,
         });
         // Node ids are at most 64 bytes (checked by the configuration).
         out.push(self.node.len().min(255) as u8);
@@ -122,9 +154,7 @@ impl Envelope {
             Body::Leaving => {}
             Body::Broadcast { frame } => out.extend_from_slice(frame),
             Body::Room { room, frame } => {
-                // Room names are at most 255 bytes (checked by the server).
-                out.extend_from_slice(&(room.len().min(u16::MAX as usize) as u16).to_be_bytes());
-                out.extend_from_slice(&room.as_bytes()[..room.len().min(u16::MAX as usize)]);
+                push_room(&mut out, room);
                 out.extend_from_slice(frame);
             }
             Body::Session { key, frame } => {
@@ -133,6 +163,18 @@ impl Envelope {
             }
             Body::CloseSession { key } => push_short(&mut out, key),
             Body::Reply { affected } => out.extend_from_slice(&affected.to_be_bytes()),
+            Body::SessionRoom { key, room, joined } => {
+                push_short(&mut out, key);
+                push_room(&mut out, room);
+                match joined {
+                    Some(at) => {
+                        out.push(1);
+                        out.extend_from_slice(&at.epoch.to_be_bytes());
+                        out.extend_from_slice(&at.offset.to_be_bytes());
+                    }
+                    None => out.push(0),
+                }
+            }
         }
         out
     }
@@ -175,6 +217,21 @@ impl Envelope {
                 Body::CloseSession { key: r.text(n)? }
             }
             7 => Body::Reply { affected: r.u32()? },
+            8 => {
+                let n = usize::from(r.u8()?);
+                let key = r.text(n)?;
+                let n = usize::from(r.u16()?);
+                let room = r.text(n)?;
+                let joined = match r.u8()? {
+                    0 => None,
+                    1 => Some(webwire_core::stream::StreamPosition::new(
+                        r.u64()?,
+                        r.u64()?,
+                    )),
+                    flag => return Err(DecodeError::Flag(flag)),
+                };
+                Body::SessionRoom { key, room, joined }
+            }
             other => return Err(DecodeError::Kind(other)),
         };
         let left = data.len() - r.at;
@@ -188,6 +245,13 @@ impl Envelope {
             body,
         })
     }
+}
+
+/// Room names are at most 255 bytes (checked by the server).
+fn push_room(out: &mut Vec<u8>, room: &str) {
+    let n = room.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    out.extend_from_slice(&room.as_bytes()[..n]);
 }
 
 /// Session keys are at most 255 bytes (checked by the server).
@@ -280,6 +344,16 @@ mod tests {
             }),
             env(Body::CloseSession { key: "abc".into() }),
             env(Body::Reply { affected: 3 }),
+            env(Body::SessionRoom {
+                key: "k".repeat(255),
+                room: "chat:lobby".into(),
+                joined: Some(webwire_core::stream::StreamPosition::new(u64::MAX, 7)),
+            }),
+            env(Body::SessionRoom {
+                key: "abc".into(),
+                room: "r".into(),
+                joined: None,
+            }),
         ]
     }
 
@@ -330,6 +404,27 @@ mod tests {
             Envelope::decode(&Bytes::from_static(&[1, 6, 255])),
             Err(DecodeError::Truncated)
         );
+        let mut v = env(Body::SessionRoom {
+            key: "k".into(),
+            room: "r".into(),
+            joined: None,
+        })
+        .encode();
+        *v.last_mut().unwrap() = 2;
+        assert_eq!(Envelope::decode(&v.into()), Err(DecodeError::Flag(2)));
+    }
+
+    #[test]
+    fn a_membership_shows_no_session_key() {
+        let debug = format!(
+            "{:?}",
+            env(Body::SessionRoom {
+                key: "secret-key".into(),
+                room: "r".into(),
+                joined: None,
+            })
+        );
+        assert!(!debug.contains("secret-key"), "{debug}");
     }
 
     impl Envelope {

@@ -736,6 +736,11 @@ impl Inner {
                     node.deliver(&ClusterEvent::Session { key, frame });
                 }
             }
+            Body::SessionRoom { key, room, joined } => {
+                if let Some(node) = node {
+                    node.deliver(&ClusterEvent::SessionRoom { key, room, joined });
+                }
+            }
             Body::CloseSession { key } => {
                 let this = self.clone();
                 let node = node.cloned();
@@ -864,6 +869,9 @@ impl Cluster for RedisCluster {
             ClusterEvent::Broadcast { frame } => Body::Broadcast { frame },
             ClusterEvent::Room { room, frame } => Body::Room { room, frame },
             ClusterEvent::Session { key, frame } => Body::Session { key, frame },
+            ClusterEvent::SessionRoom { key, room, joined } => {
+                Body::SessionRoom { key, room, joined }
+            }
             other => {
                 tracing::warn!(?other, "cluster: an event this version cannot send");
                 return;

@@ -13,11 +13,12 @@
 //! fails the test if the environment says `CI=true`, and otherwise prints
 //! the reason and returns `None`: the test skips (see [`redis_or_skip!`]).
 //!
-//! [`nodes`] has what the tests running server nodes on Redis share.
+//! `nodes.rs` beside it has what the tests running server nodes on Redis
+//! share; a test file declares it itself (`#[path = "common/nodes.rs"] mod
+//! nodes;`), since other crates' tests include this file without the
+//! server and client crates it needs.
 
 #![allow(dead_code, unreachable_pub)]
-
-pub mod nodes;
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};

@@ -141,7 +141,9 @@ impl Server {
     /// ([`StreamStore::session_rooms`](crate::stream::StreamStore::session_rooms),
     /// as `webwire_redis::RedisStreamStore` does), they are stored there
     /// too (a failure to store is the error), and a connection that
-    /// restores the session on any node is put back into its rooms.
+    /// restores the session on any node is put back into its rooms. With
+    /// a cluster, the other nodes' connections holding the session join
+    /// the room at once too.
     ///
     /// ```
     /// # async fn f(server: webwire_server::Server, key: &str) -> Result<(), webwire_server::error::StreamError> {
@@ -157,9 +159,10 @@ impl Server {
     }
 
     /// Ends the membership of the session `key` in the room `room`: this
-    /// server's connections holding the session leave the room (a store
-    /// that keeps memberships forgets it, in a task). Returns whether the
-    /// session was a member here.
+    /// server's connections holding the session leave the room, and with
+    /// a cluster every other node's (a store that keeps memberships
+    /// forgets it, in a task). Returns whether the session was a member
+    /// here.
     ///
     /// ```
     /// # fn f(server: webwire_server::Server, key: &str) {
@@ -170,6 +173,7 @@ impl Server {
         let sessions = self.shared.sessions();
         let was = sessions.streams().record_leave(key, room);
         sessions.streams().forget_membership(key, room);
+        sessions.streams().publish_membership(key, room, None);
         for conn in sessions.registry().connections(key) {
             conn.inner.membership().leave(&conn, room);
         }
@@ -322,6 +326,7 @@ impl Connection {
                     if conn.inner.membership().contains(&room) {
                         streams.expect_first(&conn, &stream, Some(end.epoch), end.offset + 1);
                     }
+                    streams.publish_membership(&key, &room, Some(end));
                     if let Err(err) = streams.store().join_room(&key, &room, end).await {
                         tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "a session's room membership could not be stored; only this node puts the session back into the room");
                     }
@@ -340,6 +345,7 @@ impl Connection {
             let streams = self.inner.sessions().streams();
             streams.record_leave(&key, room);
             streams.forget_membership(&key, room);
+            streams.publish_membership(&key, room, None);
         }
     }
 }
@@ -518,6 +524,9 @@ async fn join_session_room(
             streams.record_leave(key, room);
         }
         return Err(StreamError::Store(err));
+    }
+    if joined {
+        streams.publish_membership(key, room, Some(end));
     }
     for conn in sessions.registry().connections(key) {
         match conn.inner.membership().join(&conn, room) {

@@ -81,6 +81,9 @@ pub(crate) enum Live {
     /// It came before the stream's first signal for this connection, at
     /// this position: repair the stream from there.
     Missed(StreamPosition),
+    /// It is older than where the connection starts (another node's,
+    /// sent before the join, arriving after it): not for this connection.
+    Before,
 }
 
 #[derive(Debug)]
@@ -299,9 +302,8 @@ impl ConnStreams {
                 return Live::Deliver;
             }
             if at.offset < next.offset {
-                // Older (another node's, late): the expected one may still
-                // come after it.
-                return Live::Deliver;
+                // The expected one may still come after it.
+                return Live::Before;
             }
             hold.expected.remove(stream);
             if at.offset == next.offset {
@@ -414,8 +416,9 @@ mod tests {
         let state = ConnStreams::default();
         let a = StreamKey::room("a");
         state.expect(&a, Some(7), 4);
-        // Another node's older signal, late: written, the expectation stays.
-        assert_eq!(state.on_live(&a, StreamPosition::new(7, 2)), Live::Deliver);
+        // Another node's older signal, late: not written, the expectation
+        // stays.
+        assert_eq!(state.on_live(&a, StreamPosition::new(7, 2)), Live::Before);
         assert_eq!(
             state.on_live(&a, StreamPosition::new(7, 6)),
             Live::Missed(StreamPosition::new(7, 4))

@@ -21,6 +21,9 @@
 //! every node (`StreamStore::session_rooms`) gets each join and leave too,
 //! and a restore first takes the session's memberships from it: a client
 //! whose reconnection lands on another node is back in its rooms there.
+//! With a cluster, joins and leaves are published too, and the nodes
+//! holding connections of the session move them at once
+//! ([`Streams::membership_from_cluster`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -39,6 +42,7 @@ use super::{
     HistoryLimits, MemoryStreamStore, StreamKey, StreamPosition, StreamRead, StreamStore,
     StreamStoreError,
 };
+use crate::cluster::{ClusterEvent, ErasedCluster};
 use crate::error::SignalError;
 use crate::outbox::Outbound;
 use crate::room::is_valid_room;
@@ -169,8 +173,9 @@ pub(crate) struct StreamConfig {
     pub(crate) store: Option<Arc<dyn ErasedStreamStore>>,
     pub(crate) session_history: HistoryLimits,
     pub(crate) room_history: Option<RoomHistory>,
-    /// Whether other nodes append to the streams (a cluster).
-    pub(crate) clustered: bool,
+    /// The other nodes, which append to the streams too and are told of
+    /// the sessions' joins and leaves.
+    pub(crate) cluster: Option<Arc<dyn ErasedCluster>>,
 }
 
 impl Default for StreamConfig {
@@ -179,7 +184,7 @@ impl Default for StreamConfig {
             store: None,
             session_history: DEFAULT_SESSION_HISTORY,
             room_history: None,
-            clustered: false,
+            cluster: None,
         }
     }
 }
@@ -190,7 +195,7 @@ impl fmt::Debug for StreamConfig {
             .field("store", &self.store)
             .field("session_history", &self.session_history)
             .field("room_history", &self.room_history.is_some())
-            .field("clustered", &self.clustered)
+            .field("cluster", &self.cluster.is_some())
             .finish()
     }
 }
@@ -238,7 +243,7 @@ pub(crate) struct Streams {
     /// they came; a stream is listed while a task delivers its queue.
     inbound: Mutex<HashMap<StreamKey, VecDeque<Inbound>>>,
     memberships: Mutex<Memberships>,
-    clustered: bool,
+    cluster: Option<Arc<dyn ErasedCluster>>,
 }
 
 impl fmt::Debug for Streams {
@@ -271,7 +276,7 @@ impl Streams {
                 sessions: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
-            clustered: config.clustered,
+            cluster: config.cluster,
         }
     }
 
@@ -287,9 +292,79 @@ impl Streams {
         epoch: Option<u64>,
         next: u64,
     ) {
-        if self.clustered && conn.streams_granted() {
+        if self.cluster.is_some() && conn.streams_granted() {
             conn.inner.stream_state().expect(stream, epoch, next);
         }
+    }
+
+    /// Tells the other nodes that the session `key` joined the history
+    /// room `room` at `joined` (`None`: left it), so that their
+    /// connections of the session join or leave it too.
+    pub(crate) fn publish_membership(&self, key: &str, room: &str, joined: Option<StreamPosition>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(ClusterEvent::SessionRoom {
+                key: key.to_owned(),
+                room: room.to_owned(),
+                joined,
+            });
+        }
+    }
+
+    /// Another node's join (`Some`: where) or leave of the session `key`
+    /// in `room`, for `connections`, this node's of the session: recorded,
+    /// and they join or leave the room. A connection that joins expects
+    /// the room's first signal after `joined` before it is in the room,
+    /// so whatever reaches it is either before the join (not written) or
+    /// checked against it. Returns how many connections joined or left.
+    pub(crate) fn membership_from_cluster(
+        &self,
+        connections: Vec<Connection>,
+        key: &str,
+        room: &str,
+        joined: Option<StreamPosition>,
+        registry_alive: impl Fn(&str) -> bool,
+    ) -> usize {
+        if self.room_history(room).is_none() {
+            tracing::debug!(
+                room,
+                "a membership from the cluster for a room without history here; ignored"
+            );
+            return 0;
+        }
+        if connections.is_empty() {
+            // Nothing to move (and nothing kept for sessions held on other
+            // nodes only); a restore here reads the session's memberships
+            // from the store.
+            self.record_leave(key, room);
+            return 0;
+        }
+        let Some(at) = joined else {
+            self.record_leave(key, room);
+            return connections
+                .iter()
+                .filter(|conn| conn.inner.membership().leave(conn, room))
+                .count();
+        };
+        if let Err(refused) = self.record_join(key, room, Some(at), registry_alive) {
+            tracing::debug!(session = %crate::session::redacted(key), room, ?refused, "a membership from the cluster not taken");
+            return 0;
+        }
+        let stream = StreamKey::room(room);
+        let mut changed = 0;
+        for conn in connections {
+            let membership = conn.inner.membership();
+            if membership.contains(room) {
+                continue;
+            }
+            self.expect_first(&conn, &stream, Some(at.epoch), at.offset + 1);
+            match membership.join(&conn, room) {
+                Ok(_) => changed += 1,
+                Err(err) => {
+                    tracing::debug!(connection = %conn.id(), room, error = %err, "a connection of the session did not join its room");
+                }
+            }
+        }
+        changed
     }
 
     /// The stream store.
@@ -616,7 +691,7 @@ impl Streams {
             let frame = if conn.streams_granted() {
                 match conn.inner.stream_state().on_live(stream, at) {
                     Live::Deliver => {}
-                    Live::Held => continue,
+                    Live::Held | Live::Before => continue,
                     Live::Missed(first) => {
                         tracing::debug!(connection = %conn.id(), %stream, offset = at.offset, first = first.offset, "stream signal came before the connection's first; repaired from history");
                         self.repair_later(conn, stream, first);
