@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-section() { printf '\n==> %s\n' "$*"; }
+# Each section's start says how long the run has taken so far, so a slow
+# suite shows where its time goes.
+section() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # Background processes and temporary files made here, stopped and removed
 # on exit whatever happens; a failed run still says which suites ran.
@@ -206,4 +208,4 @@ else
 fi
 
 summary
-echo "all test suites passed"
+echo "all test suites passed in $((SECONDS / 60))m$((SECONDS % 60))s"
