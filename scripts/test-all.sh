@@ -88,11 +88,22 @@ section "Rust: unit, integration and doc tests"
 cargo test --workspace --locked
 ran+=("rust")
 
+# The sections below run the workspace's binaries as built for the tests
+# above (the debug profile: the same code, checked by those tests), so
+# that no second, optimised build of every dependency is made here; this
+# only links what `cargo test` did not need. Absolute paths, wherever
+# cargo puts its target directory.
+bins=()
+for spec in webwire-interop:tools/webwire-interop webwire-load:tools/webwire-load \
+    webwire-chat:examples/chat webwire-faultproxy:tools/webwire-faultproxy; do
+    [ -f "${spec#*:}/Cargo.toml" ] && bins+=(-p "${spec%%:*}")
+done
+[ ${#bins[@]} -eq 0 ] || cargo build --locked -q "${bins[@]}"
+debug=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug
+
 if [ -f tools/webwire-interop/Cargo.toml ]; then
-    section "interop: the release binary, alone and as two nodes sharing a Redis"
-    cargo build --release --locked -q -p webwire-interop
-    # An absolute path, wherever cargo puts its target directory.
-    interop=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/webwire-interop
+    section "interop: the binary, alone and as two nodes sharing a Redis"
+    interop=$debug/webwire-interop
     # Starts `webwire-interop serve --addr 127.0.0.1:0 ARGS...` in the
     # background and sets $started to the URL it prints.
     start_interop() {
@@ -173,8 +184,7 @@ fi
 
 if [ -f tools/webwire-load/Cargo.toml ] && [ -n "${WEBWIRE_INTEROP_BIN:-}" ]; then
     section "load generator: one second against the interop server"
-    cargo build --release --locked -q -p webwire-load
-    "${CARGO_TARGET_DIR:-target}/release/webwire-load" --url "$url" --conns 4 --inflight 4 --duration 1s --warmup 0s --fail-on-error
+    "$debug/webwire-load" --url "$url" --conns 4 --inflight 4 --duration 1s --warmup 0s --fail-on-error
     ran+=("load")
 else
     skipped+=("load (no tools/webwire-load or interop server)")
@@ -182,9 +192,11 @@ fi
 
 if [ -f clients/typescript/package.json ]; then
     section "TypeScript client: unit and interop tests"
-    # The interop server started above serves the integration tests too.
+    # The interop server started above serves the integration tests too;
+    # the cut tests run the binaries built above.
     (cd clients/typescript && npm ci --no-audit --no-fund &&
-        WEBWIRE_URL=${WEBWIRE_URL:-${url:-}} npm test)
+        WEBWIRE_URL=${WEBWIRE_URL:-${url:-}} \
+            WEBWIRE_FAULTPROXY_BIN=${WEBWIRE_FAULTPROXY_BIN:-$debug/webwire-faultproxy} npm test)
     ran+=("typescript")
 else
     skipped+=("typescript (no clients/typescript/package.json)")
@@ -198,10 +210,12 @@ if [ -f examples/chat/e2e/package.json ]; then
         apt_install chromium:chromium || echo "chromium could not be installed: the browser test will skip"
     fi
     (cd clients/typescript && npm ci --no-audit --no-fund && npm run build)
-    # The chat server, and the fault proxy that cuts the page's connection.
-    cargo build --release --locked -q -p webwire-chat -p webwire-faultproxy
-    # With CI=true a missing chromium fails the test; otherwise it skips with the reason.
-    (cd examples/chat/e2e && npm ci --no-audit --no-fund && npm test)
+    # The chat server, and the fault proxy that cuts the page's connection,
+    # as built above. With CI=true a missing chromium fails the test;
+    # otherwise it skips with the reason.
+    (cd examples/chat/e2e && npm ci --no-audit --no-fund &&
+        CHAT_SERVER_BIN=${CHAT_SERVER_BIN:-$debug/chat-server} \
+            WEBWIRE_FAULTPROXY_BIN=${WEBWIRE_FAULTPROXY_BIN:-$debug/webwire-faultproxy} npm test)
     ran+=("browser")
 else
     skipped+=("browser (no examples/chat/e2e/package.json)")

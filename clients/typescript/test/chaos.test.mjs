@@ -10,7 +10,8 @@
 // the server, the client delivers every offset of each stream once, in
 // order, with no stream loss.
 //
-// The binaries are built from the repository root with
+// The binaries are WEBWIRE_INTEROP_BIN and WEBWIRE_FAULTPROXY_BIN (as
+// scripts/test-all.sh sets them), or built from the repository root with
 //   cargo build --release -q -p webwire-interop -p webwire-faultproxy
 // (the integration tests build the same release interop server). Without
 // tools/webwire-interop/Cargo.toml, or when the build fails outside CI,
@@ -51,8 +52,14 @@ function run(cmd, args) {
   });
 }
 
-/** Builds both binaries; resolves with their paths. */
+/**
+ * The interop server and the fault proxy: WEBWIRE_INTEROP_BIN and
+ * WEBWIRE_FAULTPROXY_BIN when both are set (scripts/test-all.sh passes the
+ * binaries it built), otherwise both built here; resolves with their paths.
+ */
 async function buildBinaries() {
+  const given = { interop: process.env.WEBWIRE_INTEROP_BIN, proxy: process.env.WEBWIRE_FAULTPROXY_BIN };
+  if (given.interop && given.proxy) return given;
   await run('cargo', ['build', '--release', '-q', '-p', 'webwire-interop', '-p', 'webwire-faultproxy']);
   const meta = JSON.parse(await run('cargo', ['metadata', '--no-deps', '--format-version', '1']));
   const dir = join(meta.target_directory, 'release');
