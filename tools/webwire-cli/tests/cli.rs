@@ -26,11 +26,13 @@ struct Gate {
     release: oneshot::Receiver<()>,
 }
 
-/// The interop router, recording the signals it gets and the upgrade
-/// headers of each connection, with an optional gate in its connect hook.
+/// The interop router, recording the signals it gets, the names of the
+/// requests it routes and the upgrade headers of each connection, with an
+/// optional gate in its connect hook.
 struct Recorder {
     inner: MessageRouter,
     signals: mpsc::UnboundedSender<(String, Payload)>,
+    requests: mpsc::UnboundedSender<String>,
     headers: mpsc::UnboundedSender<http::HeaderMap>,
     gate: Arc<Mutex<Option<Gate>>>,
 }
@@ -87,6 +89,7 @@ impl Handler for Recorder {
         conn: &Connection,
         request: Request,
     ) -> Result<Routed<'_, Result<Payload, HandlerError>>, Request> {
+        let _ = self.requests.send(request.name().as_str().to_owned());
         Handler::route_request(&self.inner, conn, request)
     }
 
@@ -102,6 +105,7 @@ struct TestServer {
     running: Running,
     url: String,
     signals: mpsc::UnboundedReceiver<(String, Payload)>,
+    requests: mpsc::UnboundedReceiver<String>,
     headers: mpsc::UnboundedReceiver<http::HeaderMap>,
     gate: Arc<Mutex<Option<Gate>>>,
 }
@@ -109,12 +113,14 @@ struct TestServer {
 impl TestServer {
     async fn start() -> Self {
         let (signal_tx, signals) = mpsc::unbounded_channel();
+        let (request_tx, requests) = mpsc::unbounded_channel();
         let (header_tx, headers) = mpsc::unbounded_channel();
         let gate = Arc::new(Mutex::new(None));
         let hook_gate = Arc::clone(&gate);
         let running = start_with(ServeOptions::new("127.0.0.1:0"), move |inner| Recorder {
             inner,
             signals: signal_tx,
+            requests: request_tx,
             headers: header_tx,
             gate: hook_gate,
         })
@@ -125,6 +131,7 @@ impl TestServer {
             running,
             url,
             signals,
+            requests,
             headers,
             gate,
         }
@@ -286,10 +293,15 @@ async fn exit_statuses() {
 /// A request that reaches a server shutting down gets ReplyShutdown: 4.
 #[tokio::test]
 async fn shutdown_reply_exits_with_4() {
-    let server = TestServer::start().await;
-    // A running handler keeps the shutdown from closing the connections.
+    let mut server = TestServer::start().await;
+    // A running handler keeps the shutdown from closing the connections:
+    // the shutdown waits until the server has read it.
     let holder = webwire_client::Client::connect(&server.url).await.unwrap();
     let held = tokio::spawn(async move { holder.request("sleep", "3000").await });
+    let routed = tokio::time::timeout(PATIENCE, server.requests.recv())
+        .await
+        .unwrap();
+    assert_eq!(routed.as_deref(), Some("sleep"));
 
     let (entered_tx, entered) = oneshot::channel();
     let (release, release_rx) = oneshot::channel();
