@@ -558,11 +558,11 @@ impl ConnectionTask {
             // Re-armed only for an earlier deadline: the heartbeat's moves
             // with every frame sent, and a timer that fires early only
             // makes the machine find nothing due and ask again.
-            if let Some(deadline) = machine.poll_timeout() {
-                if armed.is_none_or(|armed| deadline < armed) {
-                    armed = Some(deadline);
-                    timer.as_mut().reset(Instant::from_std(deadline));
-                }
+            if let Some(deadline) = machine.poll_timeout()
+                && armed.is_none_or(|armed| deadline < armed)
+            {
+                armed = Some(deadline);
+                timer.as_mut().reset(Instant::from_std(deadline));
             }
 
             tokio::select! {
@@ -845,10 +845,10 @@ impl ConnectionTask {
     fn settle_keyed(&mut self, seq: u64, result: Result<Payload, RequestError>) {
         self.keyed.settle(seq);
         self.draining.remove(&seq);
-        if let Some(call) = self.keyed_calls.remove(&seq) {
-            if let Err(result) = call.reply.send(result) {
-                self.emit(ClientEvent::OrphanReply { seq, result });
-            }
+        if let Some(call) = self.keyed_calls.remove(&seq)
+            && let Err(result) = call.reply.send(result)
+        {
+            self.emit(ClientEvent::OrphanReply { seq, result });
         }
     }
 
@@ -1302,10 +1302,10 @@ impl ConnectionTask {
             queued.fail(RequestError::QueueFull { max });
             return;
         }
-        if let Queued::Request(outgoing) = &mut queued {
-            if outgoing.session.is_none() {
-                outgoing.session = self.session_key();
-            }
+        if let Queued::Request(outgoing) = &mut queued
+            && outgoing.session.is_none()
+        {
+            outgoing.session = self.session_key();
         }
         self.queued.push_back(queued);
     }

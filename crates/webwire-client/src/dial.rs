@@ -317,13 +317,13 @@ fn check(config: &Config, conf: &AcceptConf) -> Result<(), ConnectError> {
             minor: conf.minor,
         });
     }
-    if let Some(expected) = &config.options.sub_protocol {
-        if expected.as_bytes() != conf.sub_protocol.as_ref() {
-            return Err(ConnectError::SubProtocolMismatch {
-                expected: expected.clone(),
-                announced: String::from_utf8_lossy(&conf.sub_protocol).into_owned(),
-            });
-        }
+    if let Some(expected) = &config.options.sub_protocol
+        && expected.as_bytes() != conf.sub_protocol.as_ref()
+    {
+        return Err(ConnectError::SubProtocolMismatch {
+            expected: expected.clone(),
+            announced: String::from_utf8_lossy(&conf.sub_protocol).into_owned(),
+        });
     }
     Ok(())
 }

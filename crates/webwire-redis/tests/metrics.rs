@@ -71,10 +71,10 @@ async fn redis_calls_and_cluster_messages_show_in_the_metrics() {
     assert_eq!(a.signal_all("all", "everybody").unwrap(), 0);
     tokio::time::timeout(WAIT, async {
         loop {
-            if let Some(ClientEvent::Signal(signal)) = events.recv().await {
-                if signal.name().as_str() == "all" {
-                    return;
-                }
+            if let Some(ClientEvent::Signal(signal)) = events.recv().await
+                && signal.name().as_str() == "all"
+            {
+                return;
             }
         }
     })

@@ -317,10 +317,10 @@ impl MessageLimiter {
     pub(crate) fn allow(&mut self, session: impl FnOnce() -> Option<Arc<Session>>) -> bool {
         let admission = &*self.admission;
         let now = admission.clock.now();
-        if let Some(gcra) = &admission.messages_per_connection {
-            if gcra.check(&self.connection, now).is_err() {
-                return false;
-            }
+        if let Some(gcra) = &admission.messages_per_connection
+            && gcra.check(&self.connection, now).is_err()
+        {
+            return false;
         }
         if let (Some((gcra, _)), Some(session)) = (
             &admission.messages_per_session,

@@ -223,10 +223,10 @@ impl Config {
         if self.keyed_lease_renewal.is_zero() {
             return Err(invalid("keyed_lease_renewal", "must not be zero".into()));
         }
-        if let Some(path) = &self.path {
-            if !path.starts_with('/') {
-                return Err(invalid("path", format!("{path:?} does not start with '/'")));
-            }
+        if let Some(path) = &self.path
+            && !path.starts_with('/')
+        {
+            return Err(invalid("path", format!("{path:?} does not start with '/'")));
         }
         Ok(())
     }

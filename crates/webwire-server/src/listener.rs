@@ -203,10 +203,10 @@ where
             }
         }
     };
-    if let Err(err) = result {
-        if !is_disconnect(&err) {
-            tracing::debug!(remote = %addr, error = %err, "HTTP connection failed");
-        }
+    if let Err(err) = result
+        && !is_disconnect(&err)
+    {
+        tracing::debug!(remote = %addr, error = %err, "HTTP connection failed");
     }
 }
 

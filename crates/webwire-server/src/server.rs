@@ -468,10 +468,10 @@ impl Server {
         &self,
         key: &str,
     ) -> Result<usize, crate::cluster::ClusterError> {
-        if let Some(cluster) = &self.shared.cluster {
-            if let Some(count) = cluster.session_connections(key).await? {
-                return Ok(count);
-            }
+        if let Some(cluster) = &self.shared.cluster
+            && let Some(count) = cluster.session_connections(key).await?
+        {
+            return Ok(count);
         }
         Ok(self.session_connection_count(key))
     }

@@ -42,11 +42,11 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut request: Request<B>) -> Respon
     if len > max {
         return refuse(NotUpgrade::TooLarge { len, max });
     }
-    if let Some(path) = &shared.config().path {
-        if request.uri().path() != path {
-            tracing::debug!(path = %request.uri().path(), "upgrade refused: not the server's path");
-            return status(StatusCode::NOT_FOUND, "not found");
-        }
+    if let Some(path) = &shared.config().path
+        && request.uri().path() != path
+    {
+        tracing::debug!(path = %request.uri().path(), "upgrade refused: not the server's path");
+        return status(StatusCode::NOT_FOUND, "not found");
     }
     let key = match check_handshake(&request) {
         Ok(key) => key,

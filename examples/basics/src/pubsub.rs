@@ -361,13 +361,13 @@ impl Subscriber {
 /// Waits for the server's welcome signal; returns the connection number.
 async fn welcome(events: &mut Events) -> anyhow::Result<u64> {
     while let Some(event) = events.recv().await {
-        if let ClientEvent::Signal(signal) = event {
-            if signal.name() == WELCOME {
-                let number = signal.payload().to_text()?;
-                return number
-                    .parse()
-                    .with_context(|| format!("bad connection number {number:?}"));
-            }
+        if let ClientEvent::Signal(signal) = event
+            && signal.name() == WELCOME
+        {
+            let number = signal.payload().to_text()?;
+            return number
+                .parse()
+                .with_context(|| format!("bad connection number {number:?}"));
         }
     }
     bail!("the client closed before the welcome signal")

@@ -139,13 +139,13 @@ async fn signal<T: DeserializeOwned>(
 ) -> T {
     within(&format!("signal {name}"), async {
         while let Some(event) = events.recv().await {
-            if let ClientEvent::Signal(signal) = event {
-                if signal.name() == name {
-                    let value: T = serde_json::from_slice(signal.payload().as_bytes())
-                        .expect("the signal is JSON");
-                    if accept(&value) {
-                        return value;
-                    }
+            if let ClientEvent::Signal(signal) = event
+                && signal.name() == name
+            {
+                let value: T = serde_json::from_slice(signal.payload().as_bytes())
+                    .expect("the signal is JSON");
+                if accept(&value) {
+                    return value;
                 }
             }
         }
@@ -170,10 +170,10 @@ async fn event(events: &mut Events, what: &str, accept: impl Fn(&ClientEvent) ->
 async fn online_becomes(client: &Client, expected: &[&str]) {
     within(&format!("online {expected:?}"), async {
         loop {
-            if let Ok(presence) = request::<Presence>(client, "who", json!({})).await {
-                if presence.online == expected {
-                    return;
-                }
+            if let Ok(presence) = request::<Presence>(client, "who", json!({})).await
+                && presence.online == expected
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -181,7 +181,7 @@ async fn online_becomes(client: &Client, expected: &[&str]) {
     .await
 }
 
-fn online(names: &[&str]) -> impl Fn(&Presence) -> bool {
+fn online(names: &[&str]) -> impl Fn(&Presence) -> bool + use<> {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     move |presence| presence.online == names
 }

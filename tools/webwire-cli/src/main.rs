@@ -154,10 +154,10 @@ async fn connect(url: &str, args: &ConnectionArgs) -> Result<(Client, Events), F
 /// received so far.
 fn print_created_sessions(events: &mut Events, args: &ConnectionArgs) {
     while let Some(event) = events.try_recv() {
-        if let ClientEvent::SessionCreated(session) = event {
-            if args.print_session_key {
-                eprintln!("{}", session.key);
-            }
+        if let ClientEvent::SessionCreated(session) = event
+            && args.print_session_key
+        {
+            eprintln!("{}", session.key);
         }
     }
 }

@@ -270,28 +270,26 @@ impl Reader {
                     // bytes is non-empty and remaining > 0, so this is >= 1.
                     let take =
                         usize::try_from(*remaining).map_or(bytes.len(), |r| r.min(bytes.len()));
-                    if !*control {
-                        if let Some(message) = self.message.as_mut() {
-                            let mut i = 0;
-                            while i < take && message.offset < MESSAGE_PREFIX {
-                                let k = (*position + i as u64) % 4;
-                                let b = bytes[i] ^ mask.map_or(0, |m| m[k as usize]);
-                                if message.offset == 0 {
-                                    message.ty = Some(b);
-                                    on(Event::Started(b));
-                                } else {
-                                    message.id[(message.offset - 1) as usize] = b;
-                                    if message.offset == MESSAGE_PREFIX - 1 {
-                                        if let Some(ty) = message.ty {
-                                            on(Event::Id(ty, u64::from_le_bytes(message.id)));
-                                        }
-                                    }
+                    if !*control && let Some(message) = self.message.as_mut() {
+                        let mut i = 0;
+                        while i < take && message.offset < MESSAGE_PREFIX {
+                            let k = (*position + i as u64) % 4;
+                            let b = bytes[i] ^ mask.map_or(0, |m| m[k as usize]);
+                            if message.offset == 0 {
+                                message.ty = Some(b);
+                                on(Event::Started(b));
+                            } else {
+                                message.id[(message.offset - 1) as usize] = b;
+                                if message.offset == MESSAGE_PREFIX - 1
+                                    && let Some(ty) = message.ty
+                                {
+                                    on(Event::Id(ty, u64::from_le_bytes(message.id)));
                                 }
-                                message.offset += 1;
-                                i += 1;
                             }
-                            message.offset = message.offset.saturating_add((take - i) as u64);
+                            message.offset += 1;
+                            i += 1;
                         }
+                        message.offset = message.offset.saturating_add((take - i) as u64);
                     }
                     *remaining -= take as u64;
                     *position += take as u64;

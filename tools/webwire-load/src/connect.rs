@@ -64,12 +64,11 @@ pub async fn run_connect(config: &ConnectConfig) -> Result<ConnectReport, LoadEr
         tasks.spawn(async move {
             let permit = permits.acquire_owned().await;
             let mut opened = target.open(index, options).await;
-            if let (true, Ok((ws, conf))) = (v21, &mut opened) {
-                if let Err(e) =
+            if let (true, Ok((ws, conf))) = (v21, &mut opened)
+                && let Err(e) =
                     crate::v21::set_up_idle(ws, conf.as_ref(), index, options.accept_timeout).await
-                {
-                    opened = Err(e);
-                }
+            {
+                opened = Err(e);
             }
             drop(permit);
             match opened {

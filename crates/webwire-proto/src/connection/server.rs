@@ -641,10 +641,9 @@ impl ServerConnection {
         | ServerMessage::StreamLoss(_)
         | ServerMessage::ExtensionAccept(_)
         | ServerMessage::StreamSignal(_) = message
+            && !self.may_send_extension(message)
         {
-            if !self.may_send_extension(message) {
-                return false;
-            }
+            return false;
         }
         let reply = message.request_id().is_some();
         if reply {

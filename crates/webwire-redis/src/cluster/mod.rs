@@ -254,10 +254,10 @@ struct Pending {
 
 impl Pending {
     fn check(&mut self) {
-        if self.waiting.is_empty() {
-            if let Some(done) = self.done.take() {
-                let _ = done.send(());
-            }
+        if self.waiting.is_empty()
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
         }
     }
 }
@@ -483,11 +483,11 @@ impl Inner {
 
     /// Queues a message for publishing, without waiting.
     fn enqueue(&self, channel: String, message: Vec<u8>) {
-        if let Err(err) = self.out.try_send((channel, message)) {
-            if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                crate::metrics::cluster_messages("dropped", 1);
-                tracing::warn!("cluster: the publish queue is full; a message is dropped");
-            }
+        if let Err(err) = self.out.try_send((channel, message))
+            && matches!(err, mpsc::error::TrySendError::Full(_))
+        {
+            crate::metrics::cluster_messages("dropped", 1);
+            tracing::warn!("cluster: the publish queue is full; a message is dropped");
         }
     }
 
@@ -761,11 +761,11 @@ impl Inner {
                 });
             }
             Body::Reply { affected } => {
-                if let Some(pending) = lock(&self.pending).get_mut(&envelope.request) {
-                    if pending.waiting.remove(&from) {
-                        pending.affected += affected as usize;
-                        pending.check();
-                    }
+                if let Some(pending) = lock(&self.pending).get_mut(&envelope.request)
+                    && pending.waiting.remove(&from)
+                {
+                    pending.affected += affected as usize;
+                    pending.check();
                 }
             }
         }

@@ -304,10 +304,9 @@ fn server_pid(port: u16) -> Option<u32> {
         if let Some(line) = text
             .lines()
             .find_map(|line| line.strip_prefix("process_id:"))
+            && text.contains(&format!("process_id:{line}\r\n"))
         {
-            if text.contains(&format!("process_id:{line}\r\n")) {
-                return line.trim().parse().ok();
-            }
+            return line.trim().parse().ok();
         }
     }
     None

@@ -574,18 +574,18 @@ where
     fn on_message(&mut self, received: Received) -> Result<Then, ReadEnd> {
         Ok(match received {
             Received::Request(request) => {
-                if let Some(limiter) = &mut self.limiter {
-                    if !limiter.allow(|| self.conn.session_arc()) {
-                        return self.over_limit(Some(request.id()));
-                    }
+                if let Some(limiter) = &mut self.limiter
+                    && !limiter.allow(|| self.conn.session_arc())
+                {
+                    return self.over_limit(Some(request.id()));
                 }
                 self.dispatch_request(request)
             }
             Received::Signal(signal) => {
-                if let Some(limiter) = &mut self.limiter {
-                    if !limiter.allow(|| self.conn.session_arc()) {
-                        return self.over_limit(None);
-                    }
+                if let Some(limiter) = &mut self.limiter
+                    && !limiter.allow(|| self.conn.session_arc())
+                {
+                    return self.over_limit(None);
                 }
                 self.dispatch_signal(signal)
             }
@@ -597,10 +597,10 @@ where
             Received::ExtensionHello { hello, granted } => Then::Hello(Box::new(hello), granted),
             Received::KeyedRequest(request) => {
                 // Over the rate limit: answered before anything is recorded.
-                if let Some(limiter) = &mut self.limiter {
-                    if !limiter.allow(|| self.conn.session_arc()) {
-                        return self.over_limit(Some(request.id()));
-                    }
+                if let Some(limiter) = &mut self.limiter
+                    && !limiter.allow(|| self.conn.session_arc())
+                {
+                    return self.over_limit(Some(request.id()));
                 }
                 Then::Keyed(Box::new(request))
             }
@@ -637,10 +637,10 @@ where
             (None, None) => Ok(Then::Nothing),
             (Some(closing), reply) => {
                 tracing::debug!(connection = %self.conn.id(), "closing: the client kept exceeding its message rate limit");
-                if let Some(reply) = reply {
-                    if let Err(err) = self.wire.push_own(reply) {
-                        return Err(ReadEnd::Wire(err));
-                    }
+                if let Some(reply) = reply
+                    && let Err(err) = self.wire.push_own(reply)
+                {
+                    return Err(ReadEnd::Wire(err));
                 }
                 Err(ReadEnd::Closing(closing))
             }

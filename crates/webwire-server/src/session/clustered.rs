@@ -273,10 +273,8 @@ impl Counter {
             // dirty, only noted).
             if left && !self.dirty.is_empty() {
                 self.dirty.insert(key.to_owned());
-            } else if left {
-                if let Err(err) = self.cluster.leave_session(key).await {
-                    self.fail(key, &err);
-                }
+            } else if left && let Err(err) = self.cluster.leave_session(key).await {
+                self.fail(key, &err);
             }
             return Decision::HeldHere;
         }
@@ -288,15 +286,14 @@ impl Counter {
                 // refused were too early), and the places of restores
                 // still under way are counted again until they end.
                 self.local.destroyed(key);
-                if count > 0 {
-                    if let Err(err) = self
+                if count > 0
+                    && let Err(err) = self
                         .cluster
                         .set_session_counts(&[(key.to_owned(), count)])
                         .await
-                    {
-                        self.fail(key, &err);
-                        return Decision::HeldElsewhere(total);
-                    }
+                {
+                    self.fail(key, &err);
+                    return Decision::HeldElsewhere(total);
                 }
                 Decision::HeldElsewhere(total)
             }
@@ -457,14 +454,14 @@ struct Answered<'a> {
 
 impl Drop for Answered<'_> {
     fn drop(&mut self) {
-        if let Some(mut answered) = self.answered.take() {
-            if let Ok(Decision::Destroy) = answered.try_recv() {
-                delete_later(
-                    self.local.clone(),
-                    self.deleter.clone(),
-                    std::mem::take(&mut self.key),
-                );
-            }
+        if let Some(mut answered) = self.answered.take()
+            && let Ok(Decision::Destroy) = answered.try_recv()
+        {
+            delete_later(
+                self.local.clone(),
+                self.deleter.clone(),
+                std::mem::take(&mut self.key),
+            );
         }
     }
 }

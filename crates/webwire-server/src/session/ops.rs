@@ -260,14 +260,13 @@ impl Sessions {
                 "the session manager failed to store a new session; it stays active but cannot be restored",
             );
         }
-        if let Some(hooks) = &self.hooks {
-            if AssertUnwindSafe(hooks.created(conn, &session))
+        if let Some(hooks) = &self.hooks
+            && AssertUnwindSafe(hooks.created(conn, &session))
                 .catch_unwind()
                 .await
                 .is_err()
-            {
-                tracing::error!(connection = %conn.id(), "session hook panicked");
-            }
+        {
+            tracing::error!(connection = %conn.id(), "session hook panicked");
         }
         Ok(Session::clone(&session))
     }
@@ -551,12 +550,12 @@ impl Deleter {
         if let Err(err) = &result {
             tracing::error!(session = %redacted(key), error = %chain(err), "the session manager failed to delete a closed session");
         }
-        if let Some(ledger) = &self.ledger {
-            if let Err(err) = ledger.session_closed(key).await {
-                // Its scopes are then removed by the ledger's idle timeout
-                // instead of its age bound: later, never sooner.
-                tracing::warn!(session = %redacted(key), error = %chain(&err), "the request ledger was not told of a closed session");
-            }
+        if let Some(ledger) = &self.ledger
+            && let Err(err) = ledger.session_closed(key).await
+        {
+            // Its scopes are then removed by the ledger's idle timeout
+            // instead of its age bound: later, never sooner.
+            tracing::warn!(session = %redacted(key), error = %chain(&err), "the request ledger was not told of a closed session");
         }
         self.streams.session_destroyed(key).await;
         result

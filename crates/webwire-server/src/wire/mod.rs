@@ -312,10 +312,10 @@ where
             if let Poll::Ready(out) = future.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
-            if failed.is_none() {
-                if let Poll::Ready(Err(err)) = self.poll_pump(cx) {
-                    failed = Some(err);
-                }
+            if failed.is_none()
+                && let Poll::Ready(Err(err)) = self.poll_pump(cx)
+            {
+                failed = Some(err);
             }
             Poll::Pending
         })

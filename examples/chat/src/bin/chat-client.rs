@@ -53,10 +53,10 @@ impl Shown {
             return false;
         }
         self.order.push_back(id.to_owned());
-        if self.order.len() > Self::CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
+        if self.order.len() > Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
         }
         true
     }
@@ -95,19 +95,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.session_file.clone(),
     ));
 
-    if let Some(file) = &args.session_file {
-        if let Ok(key) = std::fs::read_to_string(file) {
-            match client.restore_session(key.trim()).await {
-                Ok(_) => {
-                    let name: Option<String> = client.session_info("name").unwrap_or(None);
-                    println!("* welcome back, {}", name.unwrap_or_default());
-                    sync(&client, &shown).await;
-                }
-                Err(RequestError::SessionNotFound) => {
-                    let _ = std::fs::remove_file(file);
-                }
-                Err(err) => println!("! cannot restore the session: {err}"),
+    if let Some(file) = &args.session_file
+        && let Ok(key) = std::fs::read_to_string(file)
+    {
+        match client.restore_session(key.trim()).await {
+            Ok(_) => {
+                let name: Option<String> = client.session_info("name").unwrap_or(None);
+                println!("* welcome back, {}", name.unwrap_or_default());
+                sync(&client, &shown).await;
             }
+            Err(RequestError::SessionNotFound) => {
+                let _ = std::fs::remove_file(file);
+            }
+            Err(err) => println!("! cannot restore the session: {err}"),
         }
     }
     if client.session().is_none() {
@@ -251,10 +251,10 @@ async fn print_events(client: Client, shown: View, session_file: Option<PathBuf>
             ClientEvent::SessionCreated(session) => {
                 let name: Option<String> = session.info_field("name").unwrap_or(None);
                 println!("* signed in as {}", name.unwrap_or_default());
-                if let Some(file) = &session_file {
-                    if let Err(err) = std::fs::write(file, &session.key) {
-                        println!("! cannot write {}: {err}", file.display());
-                    }
+                if let Some(file) = &session_file
+                    && let Err(err) = std::fs::write(file, &session.key)
+                {
+                    println!("! cannot write {}: {err}", file.display());
                 }
             }
             ClientEvent::SessionClosed => {

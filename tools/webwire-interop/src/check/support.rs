@@ -52,7 +52,7 @@ impl fmt::Display for Failure {
 
 /// Fails the check with a formatted reason unless the condition holds.
 macro_rules! ensure {
-    ($cond:expr, $($reason:tt)+) => {
+    ($cond:expr_2021, $($reason:tt)+) => {
         if !$cond {
             return Err($crate::check::support::Failure::new(format!($($reason)+)));
         }
@@ -258,15 +258,15 @@ pub(crate) fn same(what: &str, got: &Payload, expected: &Payload) -> Result<(), 
         describe(expected),
         describe(got)
     );
-    if got.len() == expected.len() && got.encoding() == expected.encoding() {
-        if let Some(at) = got
+    if got.len() == expected.len()
+        && got.encoding() == expected.encoding()
+        && let Some(at) = got
             .as_bytes()
             .iter()
             .zip(expected.as_bytes().iter())
             .position(|(a, b)| a != b)
-        {
-            reason.push_str(&format!(", first difference at byte {at}"));
-        }
+    {
+        reason.push_str(&format!(", first difference at byte {at}"));
     }
     Err(Failure::new(reason))
 }

@@ -119,10 +119,10 @@ async fn serve(tcp: tokio::net::TcpStream, behaviour: Behaviour) {
             // Heartbeats and anything else: no answer.
             _ => None,
         };
-        if let Some(answer) = answer {
-            if ws.send(Message::binary(answer.to_bytes())).await.is_err() {
-                return;
-            }
+        if let Some(answer) = answer
+            && ws.send(Message::binary(answer.to_bytes())).await.is_err()
+        {
+            return;
         }
     }
 }
