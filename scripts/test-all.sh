@@ -100,6 +100,10 @@ for spec in webwire-interop:tools/webwire-interop webwire-load:tools/webwire-loa
 done
 [ ${#bins[@]} -eq 0 ] || cargo build --locked -q "${bins[@]}"
 debug=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug
+# The binaries the Node tests take from the environment, where built (a
+# test without them builds them or skips, as it says).
+[ -x "$debug/webwire-faultproxy" ] && export WEBWIRE_FAULTPROXY_BIN=${WEBWIRE_FAULTPROXY_BIN:-$debug/webwire-faultproxy}
+[ -x "$debug/chat-server" ] && export CHAT_SERVER_BIN=${CHAT_SERVER_BIN:-$debug/chat-server}
 
 if [ -f tools/webwire-interop/Cargo.toml ]; then
     section "interop: the binary, alone and as two nodes sharing a Redis"
@@ -123,7 +127,7 @@ if [ -f tools/webwire-interop/Cargo.toml ]; then
         exit 1
     }
     # The full checker run is in `cargo test` (tools/webwire-interop/tests/
-    # checker.rs, in-process); here the release binary gets a few checks.
+    # checker.rs, in-process); here the binary gets a few checks.
     # This server also serves the load and TypeScript tests below.
     start_interop
     url=$started
@@ -195,8 +199,7 @@ if [ -f clients/typescript/package.json ]; then
     # The interop server started above serves the integration tests too;
     # the cut tests run the binaries built above.
     (cd clients/typescript && npm ci --no-audit --no-fund &&
-        WEBWIRE_URL=${WEBWIRE_URL:-${url:-}} \
-            WEBWIRE_FAULTPROXY_BIN=${WEBWIRE_FAULTPROXY_BIN:-$debug/webwire-faultproxy} npm test)
+        WEBWIRE_URL=${WEBWIRE_URL:-${url:-}} npm test)
     ran+=("typescript")
 else
     skipped+=("typescript (no clients/typescript/package.json)")
@@ -213,9 +216,7 @@ if [ -f examples/chat/e2e/package.json ]; then
     # The chat server, and the fault proxy that cuts the page's connection,
     # as built above. With CI=true a missing chromium fails the test;
     # otherwise it skips with the reason.
-    (cd examples/chat/e2e && npm ci --no-audit --no-fund &&
-        CHAT_SERVER_BIN=${CHAT_SERVER_BIN:-$debug/chat-server} \
-            WEBWIRE_FAULTPROXY_BIN=${WEBWIRE_FAULTPROXY_BIN:-$debug/webwire-faultproxy} npm test)
+    (cd examples/chat/e2e && npm ci --no-audit --no-fund && npm test)
     ran+=("browser")
 else
     skipped+=("browser (no examples/chat/e2e/package.json)")

@@ -139,21 +139,22 @@ impl Membership {
     }
 
     pub(crate) fn leave(&self, conn: &Connection, room: &str) -> bool {
-        let mut joined = self.joined();
-        let Some(set) = joined.as_mut() else {
-            return false;
-        };
-        if !set.remove(room) {
-            return false;
-        }
-        remove(&mut self.rooms.map(), room, conn.id());
-        drop(joined);
-        // A catch-up of the room's history (a resume, a repair) stops
-        // writing: nothing of the room is queued behind the leave.
+        // In one step with the connection's stream hold: a catch-up of the
+        // room's history (a resume, a repair) stops writing, so nothing of
+        // the room is queued behind the leave.
         conn.inner
             .stream_state()
-            .left_stream(&crate::stream::StreamKey::room(room));
-        true
+            .leave_stream(&crate::stream::StreamKey::room(room), || {
+                let mut joined = self.joined();
+                let Some(set) = joined.as_mut() else {
+                    return false;
+                };
+                if !set.remove(room) {
+                    return false;
+                }
+                remove(&mut self.rooms.map(), room, conn.id());
+                true
+            })
     }
 
     /// Whether the connection is in `room`.

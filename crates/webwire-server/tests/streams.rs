@@ -1465,6 +1465,12 @@ async fn a_resume_writes_nothing_more_of_a_room_the_session_leaves_meanwhile() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(server.leave_session_room(&key, "h-a"));
     let messages = read_all(&mut client).await;
+    assert!(
+        !messages
+            .iter()
+            .any(|message| matches!(message, ServerMessage::StreamLoss(_))),
+        "the resume was read while the session was in the room: {messages:?}"
+    );
     assert_eq!(
         stream_signals(&messages, &room("h-a")),
         0,
@@ -1659,6 +1665,8 @@ async fn joins_and_leaves_travel_between_nodes() {
     // This node's own join and leave are published.
     ok(&mut client, "join", "h-b").await;
     assert!(b.leave_session_room(&key, "h-b"));
+    // The leave is published after the room's joins under way.
+    tokio::time::sleep(Duration::from_millis(10)).await;
     let published: Vec<_> = cluster
         .1
         .lock()
@@ -1725,6 +1733,46 @@ async fn joins_and_leaves_travel_between_nodes() {
         };
         assert_eq!(node.deliver(&event), 0);
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Signals sent after another node's join can reach this node before the
+/// join does (they come on another channel): the connections that join
+/// get them from history at once, not only when a later signal shows the
+/// hole.
+#[tokio::test(start_paused = true)]
+async fn signals_that_came_before_another_nodes_join_are_queued_at_the_join() {
+    use webwire_server::cluster::ClusterEvent;
+    let store = Arc::new(MemoryStreamStore::new());
+    let a = builder().stream_store(store.clone()).build().unwrap();
+    let cluster = Arc::new(Node::default());
+    let b = builder()
+        .stream_store(store.clone())
+        .cluster(cluster.clone())
+        .build()
+        .unwrap();
+    let node = cluster.0.lock().unwrap().clone().unwrap();
+    let mut client = streams_client(&b).await;
+    let key = login(&mut client).await;
+    let limits = HistoryLimits::new(100, Duration::from_secs(3600));
+    let joined = store.end(&StreamKey::room("h-a"), &limits).await.unwrap();
+    // Sent on A after the join; B's connection is not in the room yet.
+    a.signal_room_stream("h-a", "r", "1").await.unwrap();
+    a.signal_room_stream("h-a", "r", "2").await.unwrap();
+    let event = ClusterEvent::SessionRoom {
+        key: key.clone(),
+        room: "h-a".into(),
+        joined: Some(joined),
+    };
+    assert_eq!(node.deliver(&event), 1);
+    let mut positions = webwire_proto::connection::client::StreamPositions::new();
+    let delivered = read_as_client(&mut client, &mut positions, &room("h-a")).await;
+    assert_eq!(
+        delivered,
+        ["1", "2"],
+        "queued at the join, with no later signal"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -172,8 +172,8 @@ impl Server {
     pub fn leave_session_room(&self, key: &str, room: &str) -> bool {
         let sessions = self.shared.sessions();
         let was = sessions.streams().record_leave(key, room);
-        sessions.streams().forget_membership(key, room);
-        sessions.streams().publish_membership(key, room, None);
+        // Told to the other nodes after the joins under way (in order).
+        sessions.streams().forget_membership(key, room, true);
         for conn in sessions.registry().connections(key) {
             conn.inner.membership().leave(&conn, room);
         }
@@ -314,19 +314,13 @@ impl Connection {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (room, conn) = (room.to_owned(), self.clone());
+        let room = room.to_owned();
         runtime.spawn(async move {
             let stream = StreamKey::room(room.clone());
             let _order = streams.lock(&stream).await;
             match streams.store().end(&stream, &limits).await {
                 Ok(end) => {
                     streams.set_join_position(&key, &room, end);
-                    // Under the stream's order: what this connection got
-                    // live so far is at or before `end`.
-                    if conn.inner.membership().contains(&room) {
-                        streams.expect_first(&conn, &stream, Some(end.epoch), end.offset + 1);
-                    }
-                    streams.publish_membership(&key, &room, Some(end));
                     if let Err(err) = streams.store().join_room(&key, &room, end).await {
                         tracing::warn!(%stream, error = %crate::session::ops::chain(&err), "a session's room membership could not be stored; only this node puts the session back into the room");
                     }
@@ -344,8 +338,7 @@ impl Connection {
         if let Some(key) = self.session_key() {
             let streams = self.inner.sessions().streams();
             streams.record_leave(&key, room);
-            streams.forget_membership(&key, room);
-            streams.publish_membership(&key, room, None);
+            streams.forget_membership(&key, room, false);
         }
     }
 }

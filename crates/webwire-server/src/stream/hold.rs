@@ -20,7 +20,7 @@
 //! A catch-up writes only while the connection may still see the stream:
 //! it starts only if the connection holds the session or is in the room
 //! ([`ConnStreams::begin_catch_up`]), and once the connection leaves the
-//! room or the session is closed on it ([`ConnStreams::left_stream`],
+//! room or the session is closed on it ([`ConnStreams::leave_stream`],
 //! [`ConnStreams::left_session`]) it writes nothing more. Both checks run
 //! under the hold's lock, as does every write of a catch-up
 //! ([`ConnStreams::send`]): a leave comes either before a write or after
@@ -92,6 +92,8 @@ struct CatchUpState {
     /// The connection left the stream: this catch-up writes nothing more,
     /// and holds nothing.
     left: bool,
+    /// It wrote something: the client holds a position of the stream.
+    wrote: bool,
 }
 
 impl Hold {
@@ -130,6 +132,25 @@ impl CatchUp {
 pub(crate) struct Left;
 
 impl ConnStreams {
+    /// Runs `leave` under the hold's lock (taken even when nothing is
+    /// held: a catch-up beginning meanwhile asks its `may_see` under it),
+    /// then, if it says the connection left, applies `left` to the hold
+    /// if there is one, keeping `holding` in step.
+    fn leaving(&self, leave: impl FnOnce() -> bool, left: impl FnOnce(&mut Hold)) -> bool {
+        let mut slot = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        if !leave() {
+            return false;
+        }
+        if let Some(hold) = slot.as_mut() {
+            left(hold);
+            if hold.is_empty() {
+                *slot = None;
+                self.holding.store(false, Ordering::Release);
+            }
+        }
+        true
+    }
+
     /// Changes the hold, keeping `holding` in step.
     fn with_hold<T>(&self, change: impl FnOnce(&mut Hold) -> T) -> T {
         // Every change is complete before the guard is dropped.
@@ -182,6 +203,7 @@ impl ConnStreams {
                 CatchUpState {
                     stream: stream.clone(),
                     left: false,
+                    wrote: false,
                 },
             );
             Ok(CatchUp {
@@ -199,14 +221,13 @@ impl ConnStreams {
         permit: mpsc::Permit<'_, Outbound>,
         message: Outbound,
     ) -> Result<(), Left> {
-        let slot = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = slot
-            .as_ref()
-            .and_then(|hold| hold.catch_ups.get(&catch_up.ticket))
-            .is_some_and(|state| !state.left);
-        if !current {
-            return Err(Left);
-        }
+        let mut slot = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = slot
+            .as_mut()
+            .and_then(|hold| hold.catch_ups.get_mut(&catch_up.ticket))
+            .filter(|state| !state.left)
+            .ok_or(Left)?;
+        state.wrote = true;
         permit.send(message);
         Ok(())
     }
@@ -216,13 +237,15 @@ impl ConnStreams {
     /// while the restore's hold lasts for the others.
     pub(crate) fn end_catch_up(&self, catch_up: CatchUp, caught_up: bool) {
         self.with_hold(|hold| {
-            let left = hold
+            let (left, wrote) = hold
                 .catch_ups
                 .remove(&catch_up.ticket)
-                .is_none_or(|state| state.left);
+                .map_or((true, false), |state| (state.left, state.wrote));
             if caught_up && !left {
-                // The client holds a position of the stream now.
-                hold.expected.remove(&catch_up.stream);
+                if wrote {
+                    // The client holds a position of the stream now.
+                    hold.expected.remove(&catch_up.stream);
+                }
                 if hold.all {
                     hold.resumed.insert(catch_up.stream);
                 }
@@ -230,14 +253,13 @@ impl ConnStreams {
         });
     }
 
-    /// The connection left `stream` (a room): its catch-ups write nothing
-    /// more.
-    pub(crate) fn left_stream(&self, stream: &StreamKey) {
-        if !self.holding.load(Ordering::Acquire) {
-            // Nothing held, so no catch-up either (one holds until it ends).
-            return;
-        }
-        self.with_hold(|hold| {
+    /// The connection leaves `stream` (a room) if `leave`, run under the
+    /// hold's lock, says it was in it: the stream's catch-ups under way
+    /// write nothing more. One step, so that a catch-up of the room joined
+    /// again right after is not stopped by this leave. Returns what
+    /// `leave` did.
+    pub(crate) fn leave_stream(&self, stream: &StreamKey, leave: impl FnOnce() -> bool) -> bool {
+        self.leaving(leave, |hold| {
             for state in hold.catch_ups.values_mut() {
                 if state.stream == *stream {
                     state.left = true;
@@ -245,27 +267,28 @@ impl ConnStreams {
             }
             hold.resumed.remove(stream);
             hold.expected.remove(stream);
-        });
+        })
     }
 
     /// The session was closed on the connection: the catch-ups of its
     /// session stream write nothing more, and the restore's hold ends (a
     /// session the connection takes next is not held). Its rooms are left
-    /// one by one ([`left_stream`](Self::left_stream)).
+    /// one by one ([`leave_stream`](Self::leave_stream)).
     pub(crate) fn left_session(&self, session_stream: &StreamKey) {
-        if !self.holding.load(Ordering::Acquire) {
-            return;
-        }
-        self.with_hold(|hold| {
-            for state in hold.catch_ups.values_mut() {
-                if state.stream == *session_stream {
-                    state.left = true;
+        // Under the lock even when nothing is held: see `leaving`.
+        self.leaving(
+            || true,
+            |hold| {
+                for state in hold.catch_ups.values_mut() {
+                    if state.stream == *session_stream {
+                        state.left = true;
+                    }
                 }
-            }
-            hold.expected.remove(session_stream);
-            hold.all = false;
-            hold.resumed.clear();
-        });
+                hold.expected.remove(session_stream);
+                hold.all = false;
+                hold.resumed.clear();
+            },
+        );
     }
 
     /// The connection gets `stream` live from now on, from the offset
@@ -390,7 +413,7 @@ mod tests {
         state
             .send(&of_a, tx.try_reserve().unwrap(), message())
             .unwrap();
-        state.left_stream(&a);
+        state.leave_stream(&a, || true);
         assert_eq!(
             state.send(&of_a, tx.try_reserve().unwrap(), message()),
             Err(Left)
@@ -443,17 +466,34 @@ mod tests {
         assert!(state.is_idle());
     }
 
-    #[test]
-    fn a_caught_up_or_left_stream_expects_nothing() {
+    #[tokio::test]
+    async fn a_caught_up_or_left_stream_expects_nothing() {
         let state = ConnStreams::default();
         let (a, b) = (StreamKey::room("a"), StreamKey::room("b"));
+        let (tx, _rx) = mpsc::channel(8);
         state.expect(&a, Some(1), 1);
         state.expect(&b, Some(1), 1);
+        // A catch-up that wrote nothing leaves the client without a
+        // position: the expectation stays.
+        let empty = begin(&state, &a);
+        state.end_catch_up(empty, true);
+        assert_eq!(
+            state.on_live(&a, StreamPosition::new(1, 3)),
+            Live::Missed(StreamPosition::new(1, 1))
+        );
+        state.expect(&a, Some(1), 1);
         let catch_up = begin(&state, &a);
         assert_eq!(state.on_live(&a, StreamPosition::new(1, 3)), Live::Held);
+        let frame = Outbound::Frame(bytes::Bytes::from_static(b"x"));
+        state
+            .send(&catch_up, tx.try_reserve().unwrap(), frame)
+            .unwrap();
         state.end_catch_up(catch_up, true);
         assert_eq!(state.on_live(&a, StreamPosition::new(1, 5)), Live::Deliver);
-        state.left_stream(&b);
+        // A leave that did not happen changes nothing; one that did clears.
+        assert!(!state.leave_stream(&b, || false));
+        assert!(!state.is_idle());
+        assert!(state.leave_stream(&b, || true));
         assert!(state.is_idle());
     }
 
@@ -475,7 +515,7 @@ mod tests {
         state
             .send(&of_room, tx.try_reserve().unwrap(), message())
             .unwrap();
-        state.left_stream(&room);
+        state.leave_stream(&room, || true);
         assert_eq!(
             state.send(&of_room, tx.try_reserve().unwrap(), message()),
             Err(Left)

@@ -282,7 +282,8 @@ impl Streams {
 
     /// Records that `conn` starts getting `stream` live from `next` (see
     /// [`ConnStreams::expect`](super::hold::ConnStreams::expect)); call it
-    /// under the stream's order. Only in a cluster: on one node, appends
+    /// before the connection can get a signal of the stream from `next`
+    /// on (under the stream's order, or before it joins). Only in a cluster: on one node, appends
     /// and their deliveries run under the stream's order, so a
     /// connection's first signal is never overtaken.
     pub(crate) fn expect_first(
@@ -317,7 +318,7 @@ impl Streams {
     /// so whatever reaches it is either before the join (not written) or
     /// checked against it. Returns how many connections joined or left.
     pub(crate) fn membership_from_cluster(
-        &self,
+        self: &Arc<Self>,
         connections: Vec<Connection>,
         key: &str,
         room: &str,
@@ -335,7 +336,9 @@ impl Streams {
             // Nothing to move (and nothing kept for sessions held on other
             // nodes only); a restore here reads the session's memberships
             // from the store.
-            self.record_leave(key, room);
+            if joined.is_none() {
+                self.record_leave(key, room);
+            }
             return 0;
         }
         let Some(at) = joined else {
@@ -356,9 +359,18 @@ impl Streams {
             if membership.contains(room) {
                 continue;
             }
-            self.expect_first(&conn, &stream, Some(at.epoch), at.offset + 1);
+            let first = StreamPosition::new(at.epoch, at.offset.saturating_add(1));
+            self.expect_first(&conn, &stream, Some(first.epoch), first.offset);
             match membership.join(&conn, room) {
-                Ok(_) => changed += 1,
+                Ok(_) => {
+                    changed += 1;
+                    // Signals after the join can have come before this
+                    // event (another channel): they are queued from
+                    // history now, not when a later one shows the hole.
+                    if conn.streams_granted() {
+                        self.repair_later(conn, &stream, first);
+                    }
+                }
                 Err(err) => {
                     tracing::debug!(connection = %conn.id(), room, error = %err, "a connection of the session did not join its room");
                 }
@@ -632,13 +644,21 @@ impl Streams {
     /// Ends the stored membership of the session `key` in `room`, in a
     /// task (logged if it fails), after the room's signals and joins under
     /// way.
-    pub(crate) fn forget_membership(self: &Arc<Self>, key: &str, room: &str) {
+    pub(crate) fn forget_membership(self: &Arc<Self>, key: &str, room: &str, publish: bool) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            if publish {
+                self.publish_membership(key, room, None);
+            }
             return;
         };
         let (streams, key, room) = (self.clone(), key.to_owned(), room.to_owned());
         runtime.spawn(async move {
             let _order = streams.lock(&StreamKey::room(room.clone())).await;
+            if publish {
+                // After any join of the room under way, which publishes
+                // under the same order: the other nodes see them in order.
+                streams.publish_membership(&key, &room, None);
+            }
             if let Err(err) = streams.store.leave_room(&key, &room).await {
                 tracing::warn!(session = %crate::session::redacted(&key), room, error = %crate::session::ops::chain(&err), "the end of a session's room membership could not be stored; another node may still put the session back into the room");
             }
@@ -723,8 +743,10 @@ impl Streams {
 
     /// Holds `stream` from `conn`, whose full queue missed its signal at
     /// `missed`, and queues the history from there in a task, under the
-    /// stream's order as a resume does. Call it under the stream's lock:
-    /// no later live signal reaches the connection before the repair.
+    /// stream's order as a resume does. Call it under the stream's lock,
+    /// so that no later live signal reaches the connection before the
+    /// repair, or where the connection expects `missed` first (a join from
+    /// the cluster), so that such a signal is repaired too.
     fn repair_later(
         self: &Arc<Self>,
         conn: Connection,
