@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nodes::{
     cluster_config, history, init_logs, next_stream_event, nothing_more, redis_cluster,
-    redis_sessions, redis_streams, router, serve, shut_down, within,
+    redis_sessions, redis_streams, router, serve, shut_down, until, within,
 };
 use tokio::task::JoinHandle;
 use webwire_client::{Client, ClientEvent, Events};
@@ -336,10 +336,8 @@ async fn a_join_or_leave_on_one_node_moves_the_sessions_connections_on_the_other
     // The tab on A joins; the tab on B is in the room too, without a
     // reconnect, from the join position on.
     on_a.request("join", "h-room").await.expect("join");
-    within("b's connection joins", async {
-        while b.server.room_count("h-room") == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until("b's connection joins", || {
+        b.server.room_count("h-room") != 0
     })
     .await;
     assert_eq!(b.server.session_rooms(&key), ["h-room"]);
@@ -362,10 +360,8 @@ async fn a_join_or_leave_on_one_node_moves_the_sessions_connections_on_the_other
 
     // B ends the membership: A's connection leaves the room too.
     assert!(b.server.leave_session_room(&key, "h-room"));
-    within("a's connection leaves", async {
-        while a.server.room_count("h-room") != 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until("a's connection leaves", || {
+        a.server.room_count("h-room") == 0
     })
     .await;
     assert!(a.server.session_rooms(&key).is_empty());

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nodes::{
     cluster_config, history, init_logs, next_stream_event, nothing_more, redis_cluster,
-    redis_sessions, redis_streams, serve, shut_down, wait_for, within, BoxError, OP,
+    redis_sessions, redis_streams, serve, shut_down, until, wait_for, within, BoxError, OP,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -214,15 +214,6 @@ async fn next_seen(events: &mut Events) -> Seen {
 
 fn said(n: u64) -> Seen {
     Seen::Signal(room(), n, format!("r{n}"))
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    within(what, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 /// A server restarted on Redis: the client, cut off while its keyed

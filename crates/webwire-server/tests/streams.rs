@@ -1583,6 +1583,20 @@ async fn a_room_joined_again_after_a_leave_is_repaired_again() {
     server.shutdown().await;
 }
 
+/// Two nodes sharing one stream store: `a`, alone, whose sends `b` gets
+/// only when the test delivers them, and `b` with a recording cluster.
+fn two_nodes_on_one_store() -> (Server, Server, Arc<MemoryStreamStore>, Arc<Node>) {
+    let store = Arc::new(MemoryStreamStore::new());
+    let a = builder().stream_store(store.clone()).build().unwrap();
+    let cluster = Arc::new(Node::default());
+    let b = builder()
+        .stream_store(store.clone())
+        .cluster(cluster.clone())
+        .build()
+        .unwrap();
+    (a, b, store, cluster)
+}
+
 /// The stored Signal of a stream entry, as another node publishes it.
 fn entry_frame(text: &str) -> Bytes {
     let signal =
@@ -1597,13 +1611,7 @@ fn entry_frame(text: &str) -> Bytes {
 /// room yet, still gets both, in order, once.
 #[tokio::test(start_paused = true)]
 async fn a_later_signal_first_from_this_node_does_not_lose_another_nodes_earlier_one() {
-    let store = Arc::new(MemoryStreamStore::new());
-    let a = builder().stream_store(store.clone()).build().unwrap();
-    let b = builder()
-        .stream_store(store)
-        .cluster(Arc::new(Node::default()))
-        .build()
-        .unwrap();
+    let (a, b, _, _) = two_nodes_on_one_store();
     let mut client = streams_client(&b).await;
     login(&mut client).await;
     ok(&mut client, "join", "h-a").await;
@@ -1622,13 +1630,7 @@ async fn a_later_signal_first_from_this_node_does_not_lose_another_nodes_earlier
 /// As above, on the session stream of a session just created on `b`.
 #[tokio::test(start_paused = true)]
 async fn a_later_session_stream_signal_first_does_not_lose_another_nodes_earlier_one() {
-    let store = Arc::new(MemoryStreamStore::new());
-    let a = builder().stream_store(store.clone()).build().unwrap();
-    let b = builder()
-        .stream_store(store)
-        .cluster(Arc::new(Node::default()))
-        .build()
-        .unwrap();
+    let (a, b, _, _) = two_nodes_on_one_store();
     let mut client = streams_client(&b).await;
     let key = login(&mut client).await;
     let first = a.signal_session_stream(&key, "s", "1").await.unwrap();
@@ -1650,14 +1652,7 @@ async fn a_later_session_stream_signal_first_does_not_lose_another_nodes_earlier
 #[tokio::test(start_paused = true)]
 async fn joins_and_leaves_travel_between_nodes() {
     use webwire_server::cluster::ClusterEvent;
-    let store = Arc::new(MemoryStreamStore::new());
-    let a = builder().stream_store(store.clone()).build().unwrap();
-    let cluster = Arc::new(Node::default());
-    let b = builder()
-        .stream_store(store.clone())
-        .cluster(cluster.clone())
-        .build()
-        .unwrap();
+    let (a, b, store, cluster) = two_nodes_on_one_store();
     let node = cluster.0.lock().unwrap().clone().unwrap();
     let mut client = streams_client(&b).await;
     let key = login(&mut client).await;
@@ -1744,14 +1739,7 @@ async fn joins_and_leaves_travel_between_nodes() {
 #[tokio::test(start_paused = true)]
 async fn signals_that_came_before_another_nodes_join_are_queued_at_the_join() {
     use webwire_server::cluster::ClusterEvent;
-    let store = Arc::new(MemoryStreamStore::new());
-    let a = builder().stream_store(store.clone()).build().unwrap();
-    let cluster = Arc::new(Node::default());
-    let b = builder()
-        .stream_store(store.clone())
-        .cluster(cluster.clone())
-        .build()
-        .unwrap();
+    let (a, b, store, cluster) = two_nodes_on_one_store();
     let node = cluster.0.lock().unwrap().clone().unwrap();
     let mut client = streams_client(&b).await;
     let key = login(&mut client).await;

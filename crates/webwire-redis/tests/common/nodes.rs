@@ -32,6 +32,16 @@ pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output 
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// Waits (bounded by [`within`]) until `check` holds, looking every 10 ms.
+pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    within(what, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 /// Logs to the test's output, filtered by `RUST_LOG`.
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()

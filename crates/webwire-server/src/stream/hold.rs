@@ -354,6 +354,10 @@ impl ConnStreams {
 mod tests {
     use super::*;
 
+    fn message() -> Outbound {
+        Outbound::Frame(bytes::Bytes::from_static(b"x"))
+    }
+
     fn begin(state: &ConnStreams, stream: &StreamKey) -> CatchUp {
         state.begin_catch_up(stream, || true).expect("may see it")
     }
@@ -409,7 +413,6 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         let of_a = begin(&state, &a);
         let of_b = begin(&state, &b);
-        let message = || Outbound::Frame(bytes::Bytes::from_static(b"x"));
         state
             .send(&of_a, tx.try_reserve().unwrap(), message())
             .unwrap();
@@ -484,9 +487,8 @@ mod tests {
         state.expect(&a, Some(1), 1);
         let catch_up = begin(&state, &a);
         assert_eq!(state.on_live(&a, StreamPosition::new(1, 3)), Live::Held);
-        let frame = Outbound::Frame(bytes::Bytes::from_static(b"x"));
         state
-            .send(&catch_up, tx.try_reserve().unwrap(), frame)
+            .send(&catch_up, tx.try_reserve().unwrap(), message())
             .unwrap();
         state.end_catch_up(catch_up, true);
         assert_eq!(state.on_live(&a, StreamPosition::new(1, 5)), Live::Deliver);
@@ -506,7 +508,6 @@ mod tests {
         let of_session = begin(&state, &session);
         let of_room = begin(&state, &room);
         state.left_session(&session);
-        let message = || Outbound::Frame(bytes::Bytes::from_static(b"x"));
         assert_eq!(
             state.send(&of_session, tx.try_reserve().unwrap(), message()),
             Err(Left)
